@@ -1,0 +1,3 @@
+from hfa.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The command-line layer: thin commands that parse, call the core, and hand results to Output."""

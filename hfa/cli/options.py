@@ -1,0 +1,180 @@
+"""Options shared by every command, and the decorator that mounts a command with them.
+
+Common options are accepted after the command name (``hfa pull REPO --cache-dir D``),
+as ``hf download`` does. A command function receives them already resolved as one
+:class:`Ctx` argument named ``ctx``; it never sees the raw flags.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+import traceback
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from hfa.config import Settings
+from hfa.errors import ExitCode, from_exception
+from hfa.output import Output
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+COMMON = "Common options"
+
+
+@dataclass
+class Ctx:
+    """What every command gets: resolved settings and the one output object."""
+
+    settings: Settings
+    out: Output
+
+
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint",
+        help="Hub endpoint URL. Default: $HF_ENDPOINT, else https://huggingface.co.",
+        rich_help_panel=COMMON,
+        show_default=False,
+    ),
+]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="huggingface_hub cache directory. Default: $HF_HUB_CACHE, else $HF_HOME/hub.",
+        rich_help_panel=COMMON,
+        show_default=False,
+        file_okay=False,
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="Access token for private and gated repos. Default: $HF_TOKEN, else the `hf auth login` store."
+        " Never printed.",
+        rich_help_panel=COMMON,
+        show_default=False,
+    ),
+]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="Use only the lock and the local cache; never touch the network. Also $HF_HUB_OFFLINE=1.",
+        rich_help_panel=COMMON,
+    ),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document on stdout and nothing else there.", rich_help_panel=COMMON),
+]
+QuietOpt = Annotated[
+    int,
+    typer.Option(
+        "-q",
+        "--quiet",
+        count=True,
+        help="Less output on stderr (repeat for errors only).",
+        rich_help_panel=COMMON,
+    ),
+]
+VerboseOpt = Annotated[
+    int,
+    typer.Option("-v", "--verbose", count=True, help="More output on stderr (debug logs).", rich_help_panel=COMMON),
+]
+
+_COMMON_PARAMS: list[tuple[str, Any, Any]] = [
+    ("endpoint", EndpointOpt, None),
+    ("cache_dir", CacheDirOpt, None),
+    ("token", TokenOpt, None),
+    ("offline", OfflineOpt, False),
+    ("json_output", JsonOpt, False),
+    ("quiet", QuietOpt, 0),
+    ("verbose", VerboseOpt, 0),
+]
+_COMMON_NAMES = [name for name, _, _ in _COMMON_PARAMS]
+
+
+def run_guarded(out: Output, body: Callable[[], Any]) -> Any:
+    """Run a command body; map every error to its message and exit code in one place."""
+    try:
+        return body()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as exc:
+        err = from_exception(exc)
+        debug = os.environ.get("HFA_DEBUG", "").strip() not in ("", "0")
+        if debug:
+            out.stderr.write(out.redact("".join(traceback.format_exception(exc))))
+        if err is None:
+            out.error(
+                f"internal error: {type(exc).__name__}: {exc} — this is a bug in hfa; rerun with HFA_DEBUG=1"
+                " and report the traceback"
+            )
+            raise typer.Exit(70) from None
+        out.error(str(err))
+        raise typer.Exit(int(err.exit_code)) from None
+
+
+def make_context(
+    *,
+    endpoint: str | None,
+    cache_dir: Path | None,
+    token: str | None,
+    offline: bool,
+    json_output: bool,
+    quiet: int,
+    verbose: int,
+) -> Ctx:
+    out = Output(json_mode=json_output, quiet=quiet, verbose=verbose, stdout=sys.stdout, stderr=sys.stderr)
+    out.add_secret(token)
+
+    def build() -> Ctx:
+        settings = Settings.resolve(cache_dir=cache_dir, endpoint=endpoint, token=token, offline=offline)
+        out.add_secret(settings.token)
+        return Ctx(settings=settings, out=out)
+
+    return run_guarded(out, build)  # type: ignore[no-any-return,unused-ignore]
+
+
+def command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[F], F]:
+    """Mount ``fn(ctx: Ctx, ...)`` on ``app`` as ``name``, adding the common options."""
+
+    def decorator(fn: F) -> F:
+        sig = inspect.signature(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()]
+        own = [p for p in own if p.name != "ctx"]
+        common = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
+            for n, ann, default in _COMMON_PARAMS
+        ]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+
+        @functools.wraps(fn)
+        def wrapper(**kw: Any) -> Any:
+            ctx = make_context(**{n: kw.pop(n) for n in _COMMON_NAMES})
+            return run_guarded(ctx.out, lambda: fn(ctx, **kw))
+
+        del wrapper.__wrapped__
+        wrapper.__signature__ = sig.replace(parameters=own + common)  # type: ignore[attr-defined]
+        annotations = {p.name: p.annotation for p in own}
+        annotations.update({n: ann for n, ann, _ in _COMMON_PARAMS})
+        wrapper.__annotations__ = annotations
+        app.command(name, **kwargs)(wrapper)
+        return fn
+
+    return decorator

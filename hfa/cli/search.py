@@ -1,0 +1,48 @@
+"""``hfa search``: find models on the endpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hfa.cli.options import Ctx, command
+
+
+def register(app: typer.Typer) -> None:
+    @command(app, "search")
+    def search(
+        ctx: Ctx,
+        query: Annotated[str | None, typer.Argument(help="Text to look for in model ids.", show_default=False)] = None,
+        author: Annotated[str | None, typer.Option(help="Only models of this user or organisation.")] = None,
+        task: Annotated[
+            str | None, typer.Option(help="Only models with this pipeline tag, e.g. text-classification.")
+        ] = None,
+        library: Annotated[str | None, typer.Option(help="Only models of this library, e.g. transformers.")] = None,
+        sort: Annotated[
+            str | None,
+            typer.Option(help="Sort by downloads, likes, last_modified, created_at or trending_score (descending)."),
+        ] = None,
+        limit: Annotated[int, typer.Option(help="At most this many results.", min=1)] = 20,
+    ) -> None:
+        """Find models by text, author, task and library."""
+        from hfa.hub import OnlineHub
+
+        models = OnlineHub(ctx.settings).search_models(
+            query, author=author, task=task, library=library, sort=sort, limit=limit
+        )
+
+        def human() -> None:
+            if not models:
+                ctx.out.info("No models matched.")
+                return
+            ctx.out.table(
+                ["id", "task", "library", "downloads", "likes", "last modified"],
+                [
+                    [m.id, m.pipeline_tag or "", m.library_name or "", m.downloads, m.likes, m.last_modified or ""]
+                    for m in models
+                ],
+                justify={"downloads": "right", "likes": "right"},
+            )
+
+        ctx.out.result({"models": [m.to_json() for m in models]}, human)

@@ -1,0 +1,112 @@
+"""``hfa serve``: serve a cache as a read-only Hub-compatible endpoint."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hfa.cli.options import Ctx, command
+from hfa.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    @command(app, "serve")
+    def serve(
+        ctx: Ctx,
+        host: Annotated[
+            str, typer.Option(help="Address to bind. Loopback unless you mean to serve a network.")
+        ] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)] = 8080,
+        auth: Annotated[
+            Path | None,
+            typer.Option(
+                help="TOML file naming private and gated repos and the tokens that may read them (docs/serve.md).",
+                dir_okay=False,
+                show_default=False,
+            ),
+        ] = None,
+        demo: Annotated[
+            bool,
+            typer.Option(
+                help="Build the demo repositories into a temporary cache (or an empty --cache-dir) and serve them."
+            ),
+        ] = False,
+    ) -> None:
+        """Serve a huggingface_hub cache as a read-only Hub endpoint (set HF_ENDPOINT to the printed URL).
+
+        The first line on stdout is the URL served; logs go to stderr. Stop with Ctrl-C or SIGTERM.
+        """
+        from hfa.server import HubServer, ServerConfig
+        from hfa.server.auth import AuthPolicy, load_policy
+
+        cache_dir = ctx.settings.cache_dir
+        tmp: tempfile.TemporaryDirectory[str] | None = None
+        if demo:
+            from hfa.demo import build_demo
+
+            if not cache_dir.exists() or not any(cache_dir.iterdir()):
+                target = cache_dir
+            else:
+                tmp = tempfile.TemporaryDirectory(prefix="hfa-demo-")
+                target = Path(tmp.name) / "hub"
+            world = build_demo(target)
+            cache_dir = world.cache_dir
+            auth = auth or world.auth_file
+            ctx.out.info(f"Demo hub built in {cache_dir} (demo token: see {world.auth_file})")
+        if not cache_dir.is_dir():
+            raise UsageError(
+                f"Cache directory {cache_dir} does not exist", "pass --cache-dir DIR of a huggingface_hub cache"
+            )
+        policy = load_policy(auth) if auth else AuthPolicy()
+        _configure_logging(ctx)
+        try:
+            server = HubServer(ServerConfig(cache_dir=cache_dir, host=host, port=port, auth=policy))
+        except OSError as exc:
+            raise UsageError(
+                f"Cannot listen on {host}:{port}: {exc.strerror}", "pick another --port, or 0 for any free one"
+            ) from None
+        sys.stdout.write(server.url + "\n")
+        sys.stdout.flush()
+        ctx.out.info(f"Serving {cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
+
+        def stop(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            ctx.out.info("Stopping.")
+        finally:
+            server._httpd.server_close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            if tmp is not None:
+                tmp.cleanup()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _configure_logging(ctx: Ctx) -> None:
+    logger = logging.getLogger("hfa.serve")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    if ctx.out.quiet > 0:
+        logger.setLevel(logging.ERROR)
+    elif ctx.out.verbose > 0:
+        logger.setLevel(logging.INFO)
+    else:
+        logger.setLevel(logging.WARNING)

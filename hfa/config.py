@@ -1,0 +1,92 @@
+"""Settings from options and the environment (the same variables huggingface_hub reads).
+
+Nothing here imports huggingface_hub: resolving settings must stay cheap so that
+``hfa --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hfa.errors import UsageError
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+
+
+def env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def hf_home() -> Path:
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(os.path.expandvars(os.path.expanduser(os.environ.get("HF_HOME", default))))
+
+
+def default_cache_dir() -> Path:
+    """The huggingface_hub cache: HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else HF_HOME/hub."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        value = os.environ.get(var)
+        if value:
+            return Path(os.path.expandvars(os.path.expanduser(value)))
+    return hf_home() / "hub"
+
+
+def normalize_endpoint(value: str) -> str:
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(
+            f"Invalid endpoint '{value}'",
+            "give a URL such as https://huggingface.co or http://127.0.0.1:8080",
+        )
+    if parts.query or parts.fragment:
+        raise UsageError(f"Invalid endpoint '{value}': no query or fragment allowed", "give the base URL only")
+    return value
+
+
+def default_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+
+
+def _token_from_store() -> str | None:
+    """HF_TOKEN, else the file huggingface_hub's `hf auth login` writes."""
+    env = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if env and env.strip():
+        return env.strip()
+    path = os.environ.get("HF_TOKEN_PATH") or str(hf_home() / "token")
+    try:
+        text = Path(os.path.expanduser(path)).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about where things are. Never printed whole."""
+
+    cache_dir: Path
+    endpoint: str
+    offline: bool
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        cache_dir: Path | None = None,
+        endpoint: str | None = None,
+        token: str | None = None,
+        offline: bool = False,
+    ) -> Settings:
+        token = token.strip() if token else None
+        return cls(
+            cache_dir=Path(os.path.expanduser(str(cache_dir))) if cache_dir else default_cache_dir(),
+            endpoint=normalize_endpoint(endpoint or default_endpoint()),
+            offline=offline or env_true("HF_HUB_OFFLINE") or env_true("TRANSFORMERS_OFFLINE"),
+            token=token or _token_from_store(),
+        )

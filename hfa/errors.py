@@ -1,0 +1,185 @@
+"""The one error tree of hfa and the one table that maps it to exit codes.
+
+Core modules raise subclasses of :class:`HfaError`; only the CLI layer turns them
+into ``Error: <what> — <how to fix>`` on stderr and an exit code. Exit codes are
+stable and documented in docs/cli.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    CHECK_FAILED = 1  # a check failed: hash mismatch, stale lock, unsafe file, missing files
+    USAGE = 2  # bad command line or bad input file
+    NOT_FOUND = 3  # repository, revision or file does not exist (or is private)
+    ACCESS_DENIED = 4  # gated repository, missing or refused token
+    NETWORK = 5  # the endpoint could not be reached or kept failing
+    LOCAL = 6  # the local cache or file system refused (permissions, disk, corrupt layout)
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class HfaError(Exception):
+    """Root of every error hfa raises on purpose.
+
+    ``message`` says what went wrong, ``hint`` how to fix it. ``exit_code`` comes
+    from the class and is what the CLI exits with.
+    """
+
+    exit_code: ExitCode = ExitCode.CHECK_FAILED
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class CheckFailed(HfaError):
+    exit_code = ExitCode.CHECK_FAILED
+
+
+class UsageError(HfaError):
+    exit_code = ExitCode.USAGE
+
+
+class NotFound(HfaError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class RepoNotFound(NotFound):
+    def __init__(self, repo_id: str, repo_type: str = "model") -> None:
+        super().__init__(
+            f"{repo_type.capitalize()} '{repo_id}' not found",
+            "check the spelling; if it is private, pass a token with --token or HF_TOKEN",
+        )
+        self.repo_id = repo_id
+        self.repo_type = repo_type
+
+
+class RevisionNotFound(NotFound):
+    def __init__(self, repo_id: str, revision: str) -> None:
+        super().__init__(
+            f"Revision '{revision}' not found in '{repo_id}'",
+            "use a branch, a tag or a full 40-character commit that exists (see `hfa info`)",
+        )
+        self.repo_id = repo_id
+        self.revision = revision
+
+
+class EntryNotFound(NotFound):
+    def __init__(self, repo_id: str, path: str, revision: str | None = None) -> None:
+        at = f" at '{revision}'" if revision else ""
+        super().__init__(f"File '{path}' not found in '{repo_id}'{at}", "check the path with `hfa info`")
+        self.repo_id = repo_id
+        self.path = path
+
+
+class AccessDenied(HfaError):
+    exit_code = ExitCode.ACCESS_DENIED
+
+
+class GatedRepo(AccessDenied):
+    def __init__(self, repo_id: str, url: str | None = None) -> None:
+        where = f" at {url}" if url else ""
+        super().__init__(
+            f"'{repo_id}' is gated and this token may not read it",
+            f"accept the terms{where} and pass a token with --token or HF_TOKEN",
+        )
+        self.repo_id = repo_id
+
+
+class NetworkError(HfaError):
+    exit_code = ExitCode.NETWORK
+
+
+class OfflineError(NetworkError):
+    """A network request was needed while offline mode is on."""
+
+
+class LocalError(HfaError):
+    exit_code = ExitCode.LOCAL
+
+
+@dataclass(frozen=True)
+class ExitCodeDoc:
+    code: ExitCode
+    meaning: str
+
+
+# The table docs/cli.md is generated from (tests check they agree).
+EXIT_CODES: tuple[ExitCodeDoc, ...] = (
+    ExitCodeDoc(ExitCode.OK, "success"),
+    ExitCodeDoc(ExitCode.CHECK_FAILED, "a check failed: hash mismatch, stale lock, unsafe or missing file"),
+    ExitCodeDoc(ExitCode.USAGE, "usage error: unknown option, bad argument, malformed input file"),
+    ExitCodeDoc(ExitCode.NOT_FOUND, "repository, revision or file not found (private repos look missing)"),
+    ExitCodeDoc(ExitCode.ACCESS_DENIED, "gated repository, or the token was refused"),
+    ExitCodeDoc(ExitCode.NETWORK, "the endpoint could not be reached, kept failing, or offline mode forbids it"),
+    ExitCodeDoc(ExitCode.LOCAL, "the local cache or file system refused (permissions, disk full, bad layout)"),
+    ExitCodeDoc(ExitCode.INTERRUPTED, "interrupted (Ctrl-C)"),
+)
+
+
+def from_exception(exc: BaseException) -> HfaError | None:
+    """Translate a huggingface_hub / httpx / OS exception into an HfaError, or None.
+
+    This is the one place where foreign exceptions are given a meaning.
+    """
+    if isinstance(exc, HfaError):
+        return exc
+    # Imported lazily: huggingface_hub is heavy and this runs only on failure.
+    try:
+        from huggingface_hub import errors as hf_errors
+    except ImportError:  # pragma: no cover
+        hf_errors = None  # type: ignore[assignment]
+    if hf_errors is not None:
+        repo_id = getattr(exc, "repo_id", None) or "?"
+        if isinstance(exc, hf_errors.GatedRepoError):
+            return GatedRepo(repo_id)
+        if isinstance(exc, hf_errors.RepositoryNotFoundError):
+            return RepoNotFound(repo_id, getattr(exc, "repo_type", None) or "model")
+        if isinstance(exc, hf_errors.RevisionNotFoundError):
+            return RevisionNotFound(repo_id, getattr(exc, "revision", None) or "?")
+        if isinstance(exc, hf_errors.RemoteEntryNotFoundError):
+            return EntryNotFound(repo_id, getattr(exc, "filename", None) or "?")
+        if isinstance(exc, hf_errors.OfflineModeIsEnabled):
+            return OfflineError("Offline mode is on and this needs the network", "drop --offline / HF_HUB_OFFLINE=1")
+        if isinstance(exc, hf_errors.BadRequestError):
+            return UsageError(f"The endpoint refused the request: {_first_line(exc)}", "check the arguments")
+        if isinstance(exc, hf_errors.HfHubHTTPError):
+            status = exc.response.status_code if exc.response is not None else "?"
+            if status in (401, 403):
+                return AccessDenied(f"The endpoint refused access (HTTP {status})", "check --token / HF_TOKEN")
+            return NetworkError(
+                f"The endpoint answered HTTP {status}: {_first_line(exc)}",
+                "retry later, or check --endpoint / HF_ENDPOINT",
+            )
+    name = type(exc).__name__
+    if isinstance(exc, (ConnectionError, TimeoutError)) or name in {
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "RemoteProtocolError",
+        "ReadError",
+        "NetworkError",
+        "TimeoutException",
+    }:
+        return NetworkError(
+            f"Could not reach the endpoint ({name}: {_first_line(exc)})",
+            "check --endpoint / HF_ENDPOINT and your network, or use --offline",
+        )
+    if isinstance(exc, PermissionError):
+        return LocalError(f"Permission denied: {exc.filename or exc}", "check the permissions of the cache dir")
+    if isinstance(exc, OSError) and exc.errno == 28:
+        return LocalError("No space left on device", "free some space or point --cache-dir elsewhere")
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

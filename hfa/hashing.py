@@ -1,0 +1,44 @@
+"""Content hashes as the Hub names them: git blob sha1 for regular files, sha256 for LFS files."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import BinaryIO
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+COMMIT_RE = SHA1_RE
+
+LFS_SPEC = "https://git-lfs.github.com/spec/v1"
+CHUNK = 1 << 20
+
+
+def git_sha1(data: bytes) -> str:
+    """The git blob id of ``data`` (sha1 over ``blob <len>\\0`` + data)."""
+    h = hashlib.sha1(b"blob %d\0" % len(data))
+    h.update(data)
+    return h.hexdigest()
+
+
+def git_sha1_file(fp: BinaryIO, size: int) -> str:
+    h = hashlib.sha1(b"blob %d\0" % size)
+    while chunk := fp.read(CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(fp: BinaryIO) -> str:
+    return hashlib.file_digest(fp, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else _sha256_loop(fp)
+
+
+def _sha256_loop(fp: BinaryIO) -> str:  # Python 3.10
+    h = hashlib.sha256()
+    while chunk := fp.read(CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The Git-LFS pointer file text that stands for a file in git."""
+    return f"version {LFS_SPEC}\noid sha256:{sha256}\nsize {size}\n".encode()

@@ -1,0 +1,646 @@
+"""The HTTP side of ``hfa serve``: routes, headers and errors as huggingface_hub 2.x expects them.
+
+Built on the standard library's threading HTTP server (HTTP/1.1, keep-alive); file
+bodies go out with ``socket.sendfile`` so the kernel copies them. Every route is
+read-only; every name that arrives in a URL is looked up in what the store lists,
+never joined onto a path, so nothing outside the cache can be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlencode
+
+from hfa import __version__
+from hfa.server.auth import AuthPolicy, TokenRule
+from hfa.server.store import CacheStore, FileEntry, Repo, Snapshot, tree_oid
+
+log = logging.getLogger("hfa.serve")
+
+ACTIONS = {"revision", "tree", "paths-info", "refs", "commits", "resolve", "treesize"}
+PLURALS = {"models": "model", "datasets": "dataset", "spaces": "space"}
+
+
+@dataclass
+class ServerConfig:
+    cache_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    auth: AuthPolicy = field(default_factory=AuthPolicy)
+    page_size: int = 100  # search results per page (Link-paged)
+    tree_page_size: int = 1000  # tree entries per page (Link-paged)
+
+
+class HttpError(Exception):
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def __init__(self, config: ServerConfig, store: CacheStore) -> None:
+        self.config = config
+        self.store = store
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        self.address_family = family
+        super().__init__((config.host, config.port), Handler)
+
+
+class HubServer:
+    """A running (or ready to run) server. Use as a context manager in tests."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store = CacheStore(config.cache_dir)
+        self._httpd = _Server(config, self.store)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        host = str(host)
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def start(self) -> HubServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="hfa-serve", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> HubServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _iso_now_or(value: str) -> str:
+    return value
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"hfa-serve/{__version__}"
+    server: _Server
+
+    # -- plumbing ----------------------------------------------------------------
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.info('%s "%s %s" %s %s', self.client_address[0], self.command, self.path.split("?")[0], code, size)
+
+    def do_GET(self) -> None:
+        self._dispatch(head=False)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(head=True)
+
+    def do_POST(self) -> None:
+        self._dispatch(head=False)
+
+    def _method_not_allowed(self) -> None:
+        self._send_error(HttpError(405, "This server is read-only"), head=False)
+
+    do_PUT = do_DELETE = do_PATCH = _method_not_allowed
+
+    def _dispatch(self, head: bool) -> None:
+        try:
+            self._route(head)
+        except HttpError as err:
+            self._send_error(err, head)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception:  # pragma: no cover - a bug; answer 500 rather than drop the socket
+            log.exception("internal error on %s", self.path.split("?")[0])
+            self._send_error(HttpError(500, "Internal server error"), head)
+
+    def _send_error(self, err: HttpError, head: bool) -> None:
+        body = json.dumps({"error": err.message}).encode()
+        self.send_response(err.status)
+        if err.code:
+            self.send_header("X-Error-Code", err.code)
+        self.send_header("X-Error-Message", err.message)
+        for k, v in err.headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", "0" if head else str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _send_json(self, doc: Any, headers: dict[str, str] | None = None, head: bool = False) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _token(self) -> str | None:
+        value = self.headers.get("Authorization", "")
+        if value.lower().startswith("bearer "):
+            return value[7:].strip() or None
+        return None
+
+    def _query(self) -> dict[str, list[str]]:
+        return parse_qs(self.path.partition("?")[2], keep_blank_values=True)
+
+    def _base_url(self) -> str:
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        return f"http://{host}"
+
+    # -- routing -----------------------------------------------------------------
+    def _route(self, head: bool) -> None:
+        raw_path = self.path.partition("?")[0]
+        if "\\" in unquote(raw_path) or "\0" in unquote(raw_path):
+            raise HttpError(400, "Invalid path")
+        segs = raw_path.strip("/").split("/") if raw_path.strip("/") else []
+        if not segs:
+            self._send_json({"hfa": __version__, "message": "hfa serve: a read-only Hub mirror"}, head=head)
+            return
+        if segs[0] == "api" and len(segs) >= 2 and segs[1] in PLURALS:
+            repo_type = PLURALS[segs[1]]
+            rest = segs[2:]
+            if not rest:
+                if self.command not in ("GET", "HEAD"):
+                    raise HttpError(405, "Method not allowed")
+                self._search(repo_type, head)
+                return
+            repo, action, args = self._split_repo(repo_type, rest)
+            self._api(repo_type, repo, action, args, head)
+            return
+        if segs[0] == "api" and len(segs) >= 2 and segs[1] == "whoami-v2":
+            self._whoami(head)
+            return
+        # File routes: /{repo}/resolve/..., /datasets/{repo}/resolve/..., /spaces/{repo}/resolve/...
+        repo_type = "model"
+        rest = segs
+        if segs[0] in ("datasets", "spaces"):
+            repo_type = PLURALS[segs[0]]
+            rest = segs[1:]
+        repo, action, args = self._split_repo(repo_type, rest)
+        if action == "resolve" and self.command in ("GET", "HEAD") and args:
+            self._resolve(repo_type, repo, args, head)
+            return
+        raise HttpError(404, "Not found")
+
+    def _split_repo(self, repo_type: str, rest: list[str]) -> tuple[str, str | None, list[str]]:
+        """Split ``org/name/action/...`` or ``name/action/...``: the store knows which repos exist."""
+        parts = [unquote(p) for p in rest[:2]]
+        if len(rest) >= 2 and self.server.store.exists(repo_type, f"{parts[0]}/{parts[1]}"):
+            n = 2
+        elif self.server.store.exists(repo_type, parts[0]):
+            n = 1
+        elif len(rest) >= 2 and rest[1] not in ACTIONS:
+            n = 2
+        else:
+            n = 1
+        repo_id = "/".join(parts[:n])
+        action = rest[n] if len(rest) > n else None
+        return repo_id, action, rest[n + 1 :]
+
+    def _repo_or_error(self, repo_type: str, repo_id: str, *, files: bool = False) -> tuple[Repo, TokenRule | None]:
+        store = self.server.store
+        policy = self.server.config.auth
+        token = self._token()
+        rule = policy.who(token)
+        repo = store.repo(repo_type, repo_id) if _valid_repo_id(repo_id) else None
+        label = {"model": "Repository", "dataset": "Dataset", "space": "Space"}[repo_type]
+        not_found = HttpError(
+            401 if token is None else 404,
+            f"{label} Not Found for url: {self._base_url()}{self.path.split('?')[0]}. Please make sure you"
+            " specified the correct `repo_id` and `repo_type`. If you are trying to access a private or gated"
+            " repo, make sure you are authenticated.",
+            "RepoNotFound",
+        )
+        if repo is None:
+            raise not_found
+        if policy.is_private(repo_type, repo_id) and not policy.may_read(rule, repo_type, repo_id):
+            raise not_found
+        if files and policy.gated(repo_type, repo_id) and not policy.may_read(rule, repo_type, repo_id):
+            raise HttpError(
+                401 if token is None else 403,
+                f"Access to model {repo_id} is restricted. You must have access to it and be authenticated"
+                " to access it. Please log in.",
+                "GatedRepo",
+            )
+        return repo, rule
+
+    def _commit_or_error(self, repo: Repo, revision: str | None) -> Snapshot:
+        store = self.server.store
+        commit = store.default_commit(repo) if revision is None else store.resolve(repo, revision)
+        snap = store.snapshot(repo, commit) if commit else None
+        if snap is None:
+            raise HttpError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        return snap
+
+    # -- /api/{type}s/{repo}/... -------------------------------------------------
+    def _api(self, repo_type: str, repo_id: str, action: str | None, args: list[str], head: bool) -> None:
+        method = self.command
+        if action is None and method in ("GET", "HEAD"):
+            repo, _ = self._repo_or_error(repo_type, repo_id)
+            snap = self._commit_or_error(repo, None)
+            self._send_json(self._info(repo, snap, detailed=True), head=head)
+        elif action == "revision" and args and method in ("GET", "HEAD"):
+            repo, _ = self._repo_or_error(repo_type, repo_id)
+            snap = self._commit_or_error(repo, unquote("/".join(args)))
+            self._send_json(self._info(repo, snap, detailed=True), head=head)
+        elif action == "tree" and args and method in ("GET", "HEAD"):
+            repo, _ = self._repo_or_error(repo_type, repo_id)
+            snap = self._commit_or_error(repo, unquote(args[0]))
+            self._tree(repo, snap, unquote("/".join(args[1:])).strip("/"), head)
+        elif action == "paths-info" and args and method == "POST":
+            repo, _ = self._repo_or_error(repo_type, repo_id)
+            snap = self._commit_or_error(repo, unquote(args[0]))
+            self._paths_info(repo, snap)
+        elif action == "refs" and not args and method in ("GET", "HEAD"):
+            repo, _ = self._repo_or_error(repo_type, repo_id)
+            self._refs(repo, head)
+        else:
+            raise HttpError(404, "Not found")
+
+    def _info(self, repo: Repo, snap: Snapshot, detailed: bool) -> dict[str, Any]:
+        store = self.server.store
+        policy = self.server.config.auth
+        card = store.card_data(snap)
+        query = self._query()
+        blobs = _truthy(query.get("blobs", ["false"])[-1])
+        doc: dict[str, Any] = {
+            "_id": tree_oid([repo.repo_type, repo.repo_id])[:24],
+            "id": repo.repo_id,
+            "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
+            "sha": snap.commit,
+            "lastModified": snap.date,
+            "createdAt": _created_at(repo, snap),
+            "private": policy.is_private(repo.repo_type, repo.repo_id),
+            "gated": policy.gated(repo.repo_type, repo.repo_id),
+            "disabled": False,
+            "downloads": store.download_count(repo),
+            "likes": int(repo.meta.get("likes", 0) or 0),
+            "tags": _tags(repo, card),
+        }
+        if repo.repo_type == "model":
+            doc["modelId"] = repo.repo_id
+            doc["pipeline_tag"] = card.get("pipeline_tag") if isinstance(card.get("pipeline_tag"), str) else None
+            doc["library_name"] = card.get("library_name") if isinstance(card.get("library_name"), str) else None
+        if detailed or _truthy(query.get("cardData", ["false"])[-1]) or _truthy(query.get("full", ["false"])[-1]):
+            doc["cardData"] = card
+        if detailed or _truthy(query.get("full", ["false"])[-1]):
+            doc["siblings"] = [self._sibling(e, blobs) for e in sorted(snap.files.values(), key=lambda e: e.path)]
+            if blobs:
+                doc["usedStorage"] = sum(e.size for e in snap.files.values())
+        expand = query.get("expand[]", []) + query.get("expand", [])
+        if expand:
+            keep = set(expand) | {"id", "_id"}
+            if "siblings" in keep:
+                doc["siblings"] = [self._sibling(e, blobs) for e in sorted(snap.files.values(), key=lambda e: e.path)]
+            if "cardData" in keep:
+                doc["cardData"] = card
+            doc = {k: v for k, v in doc.items() if k in keep or (k == "sha" and "sha" in keep)}
+        return doc
+
+    @staticmethod
+    def _sibling(entry: FileEntry, blobs: bool) -> dict[str, Any]:
+        doc: dict[str, Any] = {"rfilename": entry.path}
+        if blobs:
+            doc["size"] = entry.size
+            doc["blobId"] = entry.blob_id
+            if entry.lfs_sha256:
+                doc["lfs"] = {
+                    "sha256": entry.lfs_sha256,
+                    "size": entry.size,
+                    "pointerSize": entry.pointer_size,
+                }
+        return doc
+
+    def _tree_entries(self, snap: Snapshot, prefix: str, recursive: bool) -> list[dict[str, Any]]:
+        files = snap.files
+        base = prefix + "/" if prefix else ""
+        if prefix and prefix not in _dirs_of(files) and prefix not in files:
+            raise HttpError(404, f"Entry not found: {prefix}", "EntryNotFound", {"X-Repo-Commit": snap.commit})
+        if prefix in files:
+            return [_file_doc(files[prefix])]
+        entries: dict[str, dict[str, Any]] = {}
+        for path in sorted(files):
+            if not path.startswith(base):
+                continue
+            rel = path[len(base) :]
+            parts = rel.split("/")
+            # directories on the way
+            for depth in range(1, len(parts)):
+                if not recursive and depth > 1:
+                    break
+                d = base + "/".join(parts[:depth])
+                if d not in entries:
+                    inner = [p for p in files if p.startswith(d + "/")]
+                    entries[d] = {"type": "directory", "oid": tree_oid(inner), "size": 0, "path": d}
+            if recursive or len(parts) == 1:
+                entries[path] = _file_doc(files[path])
+        return [entries[k] for k in sorted(entries)]
+
+    def _tree(self, repo: Repo, snap: Snapshot, prefix: str, head: bool) -> None:
+        query = self._query()
+        recursive = _truthy(query.get("recursive", ["false"])[-1])
+        expand = _truthy(query.get("expand", ["false"])[-1])
+        entries = self._tree_entries(snap, prefix, recursive)
+        if expand:
+            last = {"id": snap.commit, "title": snap.title, "date": snap.date}
+            for e in entries:
+                e["lastCommit"] = last
+        size = self.server.config.tree_page_size
+        start = _cursor(query)
+        page = entries[start : start + size]
+        headers = {}
+        if start + size < len(entries):
+            params = {k: v[-1] for k, v in query.items() if k != "cursor"}
+            params["cursor"] = str(start + size)
+            headers["Link"] = f'<{self._base_url()}{self.path.partition("?")[0]}?{urlencode(params)}>; rel="next"'
+        self._send_json(page, headers, head)
+
+    def _paths_info(self, repo: Repo, snap: Snapshot) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > 16 * 1024 * 1024:
+            raise HttpError(413, "Request body too large")
+        raw = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        ctype = self.headers.get("Content-Type", "")
+        if "json" in ctype:
+            try:
+                body = json.loads(raw or "{}")
+            except ValueError:
+                raise HttpError(400, "Invalid JSON body") from None
+            paths = body.get("paths", [])
+            expand = bool(body.get("expand", False))
+            paths = [paths] if isinstance(paths, str) else list(paths)
+        else:
+            form = parse_qs(raw, keep_blank_values=True)
+            paths = form.get("paths", [])
+            expand = _truthy(form.get("expand", ["false"])[-1])
+        dirs = _dirs_of(snap.files)
+        out: list[dict[str, Any]] = []
+        for path in paths:
+            path = str(path).strip("/")
+            if path in snap.files:
+                out.append(_file_doc(snap.files[path]))
+            elif path in dirs:
+                inner = [p for p in snap.files if p.startswith(path + "/")]
+                out.append({"type": "directory", "oid": tree_oid(inner), "size": 0, "path": path})
+        if expand:
+            for e in out:
+                e["lastCommit"] = {"id": snap.commit, "title": snap.title, "date": snap.date}
+        self._send_json(out)
+
+    def _refs(self, repo: Repo, head: bool) -> None:
+        store = self.server.store
+        branches, tags, prs = [], [], []
+        commits = set(repo.repo_dir.list_commits())
+        for name, sha in sorted(store.refs(repo).items()):
+            if sha not in commits:
+                continue
+            if name.startswith("refs/pr/"):
+                prs.append({"name": name.removeprefix("refs/"), "ref": name, "targetCommit": sha})
+            elif name in repo.tags:
+                tags.append({"name": name, "ref": f"refs/tags/{name}", "targetCommit": sha})
+            else:
+                branches.append({"name": name, "ref": f"refs/heads/{name}", "targetCommit": sha})
+        doc: dict[str, Any] = {"branches": branches, "tags": tags, "converts": []}
+        if _truthy(self._query().get("include_prs", ["0"])[-1]):
+            doc["pullRequests"] = prs
+        self._send_json(doc, head=head)
+
+    def _whoami(self, head: bool) -> None:
+        rule = self.server.config.auth.who(self._token())
+        if rule is None:
+            raise HttpError(401, "Invalid credentials in Authorization header")
+        self._send_json({"type": "user", "name": rule.name, "auth": {"type": "access_token"}}, head=head)
+
+    # -- search --------------------------------------------------------------------
+    def _search(self, repo_type: str, head: bool) -> None:
+        store = self.server.store
+        policy = self.server.config.auth
+        rule = policy.who(self._token())
+        q = self._query()
+        search = (q.get("search", [""])[-1] or "").lower()
+        author = q.get("author", [""])[-1]
+        filters = [f for f in q.get("filter", []) if f]
+        pipeline = q.get("pipeline_tag", [""])[-1]
+        gated_q = q.get("gated", [""])[-1]
+        sort = q.get("sort", [""])[-1]
+        direction = q.get("direction", ["-1"])[-1]
+        try:
+            limit = int(q.get("limit", ["0"])[-1] or 0)
+        except ValueError:
+            raise HttpError(400, "limit must be an integer") from None
+        if sort and sort not in _SORT_KEYS:
+            raise HttpError(400, f"Invalid sort '{sort}': use one of {', '.join(sorted(_SORT_KEYS))}")
+        results: list[dict[str, Any]] = []
+        for repo in store.repos(repo_type):
+            if policy.is_private(repo.repo_type, repo.repo_id) and not policy.may_read(
+                rule, repo.repo_type, repo.repo_id
+            ):
+                continue
+            if search and search not in repo.repo_id.lower():
+                continue
+            if author and repo.repo_id.split("/")[0] != author:
+                continue
+            commit = store.default_commit(repo)
+            snap = store.snapshot(repo, commit) if commit else None
+            if snap is None:
+                continue
+            doc = self._info(repo, snap, detailed=False)
+            tags = set(doc.get("tags", []))
+            if pipeline and doc.get("pipeline_tag") != pipeline:
+                continue
+            if any(f not in tags for f in filters):
+                continue
+            if gated_q and _truthy(gated_q) != bool(doc.get("gated")):
+                continue
+            results.append(doc)
+        if sort:
+            key = _SORT_KEYS[sort]
+            results.sort(key=lambda d: (d.get(key) or 0, d["id"]), reverse=direction != "1")
+        if limit > 0:
+            results = results[:limit]
+        size = limit if limit > 0 else self.server.config.page_size
+        size = min(size, self.server.config.page_size)
+        start = _cursor(q)
+        page = results[start : start + size]
+        headers = {}
+        if start + size < len(results):
+            params = [(k, v) for k, vs in q.items() if k != "cursor" for v in vs]
+            params.append(("cursor", str(start + size)))
+            headers["Link"] = f'<{self._base_url()}{self.path.partition("?")[0]}?{urlencode(params)}>; rel="next"'
+        self._send_json(page, headers, head)
+
+    # -- files -----------------------------------------------------------------------
+    def _resolve(self, repo_type: str, repo_id: str, args: list[str], head: bool) -> None:
+        repo, _ = self._repo_or_error(repo_type, repo_id, files=True)
+        revision = unquote(args[0])
+        snap = self._commit_or_error(repo, revision)
+        path = unquote("/".join(args[1:]))
+        entry = snap.files.get(path)
+        if entry is None:
+            raise HttpError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": snap.commit})
+        size = entry.size
+        start, end = 0, size - 1
+        status = 200
+        rng = self.headers.get("Range")
+        if rng:
+            parsed = _parse_range(rng, size)
+            if parsed is None:
+                raise HttpError(416, "Range not satisfiable", headers={"Content-Range": f"bytes */{size}"})
+            if parsed != (0, size - 1) or rng.strip() != "bytes=0-":
+                start, end = parsed
+                status = 206
+        length = max(0, end - start + 1)
+        try:
+            fp = entry.blob_path.open("rb")
+        except OSError:
+            raise HttpError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": snap.commit}) from None
+        with fp:
+            self.send_response(status)
+            self.send_header("X-Repo-Commit", snap.commit)
+            self.send_header("ETag", f'"{entry.etag}"')
+            if entry.lfs_sha256:
+                self.send_header("X-Linked-Etag", f'"{entry.lfs_sha256}"')
+                self.send_header("X-Linked-Size", str(size))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(length))
+            self.send_header("Content-Disposition", f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}")
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.end_headers()
+            if head or length == 0:
+                return
+            if start == 0:
+                self.server.store.count_download(repo)
+            self.wfile.flush()
+            sent = self.connection.sendfile(fp, start, length)
+            if sent != length:
+                self.close_connection = True
+
+
+_SORT_KEYS = {
+    "downloads": "downloads",
+    "likes": "likes",
+    "lastModified": "lastModified",
+    "last_modified": "lastModified",
+    "createdAt": "createdAt",
+    "created_at": "createdAt",
+    "trendingScore": "likes",
+    "trending_score": "likes",
+}
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _cursor(query: dict[str, list[str]]) -> int:
+    try:
+        return max(0, int(query.get("cursor", ["0"])[-1]))
+    except ValueError:
+        raise HttpError(400, "Invalid cursor") from None
+
+
+def _valid_repo_id(repo_id: str) -> bool:
+    from hfa.cache import REPO_ID_RE
+
+    return bool(REPO_ID_RE.match(repo_id)) and ".." not in repo_id and "--" not in repo_id
+
+
+def _dirs_of(files: dict[str, FileEntry]) -> set[str]:
+    dirs: set[str] = set()
+    for path in files:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            dirs.add("/".join(parts[:i]))
+    return dirs
+
+
+def _file_doc(entry: FileEntry) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": "file", "oid": entry.blob_id, "size": entry.size, "path": entry.path}
+    if entry.lfs_sha256:
+        doc["lfs"] = {"oid": entry.lfs_sha256, "size": entry.size, "pointerSize": entry.pointer_size}
+    return doc
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range -> inclusive (start, end); None when unsatisfiable or malformed."""
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, sep, last = spec.strip().partition("-")
+    if not sep:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                return None
+            return max(0, size - n), size - 1
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start < 0 or (start >= size and size > 0) or end < start:
+        return None
+    if size == 0:
+        return None
+    return start, min(end, size - 1)
+
+
+def _tags(repo: Repo, card: dict[str, Any]) -> list[str]:
+    tags: list[str] = []
+
+    def add(value: Any, prefix: str = "") -> None:
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, (str, int, float)) and str(v):
+                t = f"{prefix}{v}"
+                if t not in tags:
+                    tags.append(t)
+
+    add(card.get("library_name"))
+    add(card.get("pipeline_tag"))
+    add(card.get("tags"))
+    add(card.get("language"))
+    add(card.get("datasets"), "dataset:")
+    add(card.get("base_model"), "base_model:")
+    add(card.get("license"), "license:")
+    return tags
+
+
+def _created_at(repo: Repo, snap: Snapshot) -> str:
+    commits = repo.meta.get("commits") or {}
+    dates = [str(c.get("date")) for c in commits.values() if isinstance(c, dict) and c.get("date")]
+    return min(dates) if dates else snap.date

@@ -1,0 +1,245 @@
+"""A read-only view of a huggingface_hub cache as the Hub would describe it.
+
+The store answers "which repos, which refs, which files at which commit, with which
+hashes" from the cache layout alone (blob names are the hashes) plus the optional
+``.hfa.json`` sidecar. It never follows a link out of the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hfa.cache import HFA_META, RepoDir, iter_repos, repo_folder_name
+from hfa.card import parse_card
+from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, lfs_pointer, sha256_file
+from hfa.testing import is_lfs_path
+
+log = logging.getLogger("hfa.serve")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+    blob_path: Path  # real path of the content, inside the cache
+    blob_id: str  # git sha1 of what git stores (the pointer text for LFS files)
+    lfs_sha256: str | None  # set for LFS files
+
+    @property
+    def etag(self) -> str:
+        """What huggingface_hub names the blob by."""
+        return self.lfs_sha256 or self.blob_id
+
+    @property
+    def pointer_size(self) -> int:
+        assert self.lfs_sha256 is not None
+        return len(lfs_pointer(self.lfs_sha256, self.size))
+
+
+@dataclass
+class Snapshot:
+    commit: str
+    files: dict[str, FileEntry]
+    date: str
+    title: str
+
+
+@dataclass
+class Repo:
+    repo_dir: RepoDir
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def repo_type(self) -> str:
+        return self.repo_dir.repo_type
+
+    @property
+    def repo_id(self) -> str:
+        return self.repo_dir.repo_id
+
+    @property
+    def tags(self) -> set[str]:
+        return set(self.meta.get("tags", []) or [])
+
+
+def _iso_mtime(path: Path) -> str:
+    try:
+        ts = path.stat().st_mtime
+    except OSError:
+        ts = 0
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+class CacheStore:
+    """Answers the Hub's questions from a cache directory. Thread-safe, read-only."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = Path(cache_dir)
+        self._real_root = os.path.realpath(self.cache_dir)
+        self._hash_memo: dict[tuple[str, int, int], tuple[str, str | None]] = {}
+        self._snap_memo: dict[tuple[str, str], tuple[float, Snapshot]] = {}
+        self._lock = threading.Lock()
+        self.downloads: dict[tuple[str, str], int] = {}
+
+    # -- repositories --------------------------------------------------------
+    def repos(self, repo_type: str | None = None) -> list[Repo]:
+        return [self._load(rd) for rd in iter_repos(self.cache_dir) if repo_type is None or rd.repo_type == repo_type]
+
+    def repo(self, repo_type: str, repo_id: str) -> Repo | None:
+        rd = RepoDir(self.cache_dir, repo_type, repo_id)
+        folder = self.cache_dir / repo_folder_name(repo_id, repo_type)
+        if not folder.is_dir() or folder.is_symlink() or not rd.snapshots.is_dir():
+            return None
+        return self._load(rd)
+
+    def exists(self, repo_type: str, repo_id: str) -> bool:
+        return (self.cache_dir / repo_folder_name(repo_id, repo_type) / "snapshots").is_dir()
+
+    def _load(self, rd: RepoDir) -> Repo:
+        try:
+            meta = json.loads((rd.path / HFA_META).read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                meta = {}
+        except (OSError, ValueError):
+            meta = {}
+        return Repo(rd, meta)
+
+    def count_download(self, repo: Repo) -> None:
+        key = (repo.repo_type, repo.repo_id)
+        with self._lock:
+            self.downloads[key] = self.downloads.get(key, 0) + 1
+
+    def download_count(self, repo: Repo) -> int:
+        base = repo.meta.get("downloads", 0)
+        return (base if isinstance(base, int) else 0) + self.downloads.get((repo.repo_type, repo.repo_id), 0)
+
+    # -- refs ------------------------------------------------------------------
+    def refs(self, repo: Repo) -> dict[str, str]:
+        return {name: sha for name, sha in repo.repo_dir.list_refs().items() if COMMIT_RE.match(sha)}
+
+    def resolve(self, repo: Repo, revision: str) -> str | None:
+        """Branch, tag, ``refs/heads/x``, ``refs/tags/x``, ``refs/pr/N`` or a commit -> commit."""
+        commits = repo.repo_dir.list_commits()
+        if COMMIT_RE.match(revision):
+            return revision if revision in commits else None
+        refs = self.refs(repo)
+        for name in (revision, revision.removeprefix("refs/heads/"), revision.removeprefix("refs/tags/")):
+            sha = refs.get(name)
+            if sha and sha in commits:
+                return sha
+        return None
+
+    def default_commit(self, repo: Repo) -> str | None:
+        sha = self.resolve(repo, "main")
+        if sha:
+            return sha
+        commits = repo.repo_dir.list_commits()
+        if not commits:
+            return None
+        # No main: the newest snapshot stands for the default branch.
+        return max(commits, key=lambda c: (repo.repo_dir.snapshot(c).stat().st_mtime, c))
+
+    # -- snapshots -------------------------------------------------------------
+    def snapshot(self, repo: Repo, commit: str) -> Snapshot | None:
+        snap_dir = repo.repo_dir.snapshot(commit)
+        if not COMMIT_RE.match(commit) or not snap_dir.is_dir():
+            return None
+        key = (str(repo.repo_dir.path), commit)
+        stamp = _tree_stamp(snap_dir)
+        with self._lock:
+            memo = self._snap_memo.get(key)
+        if memo and memo[0] == stamp:
+            return memo[1]
+        files = self._walk(repo, snap_dir)
+        info = (repo.meta.get("commits") or {}).get(commit) or {}
+        snap = Snapshot(
+            commit=commit,
+            files=files,
+            date=str(info.get("date") or _iso_mtime(snap_dir)),
+            title=str(info.get("title") or ""),
+        )
+        with self._lock:
+            self._snap_memo[key] = (stamp, snap)
+        return snap
+
+    def _inside_cache(self, real: str) -> bool:
+        return real.startswith(self._real_root + os.sep)
+
+    def _walk(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
+        files: dict[str, FileEntry] = {}
+        for dirpath, dirnames, filenames in os.walk(snap_dir, followlinks=False):
+            dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
+            for name in filenames:
+                full = Path(dirpath) / name
+                rel = full.relative_to(snap_dir).as_posix()
+                real = os.path.realpath(full)
+                if not self._inside_cache(real) or not os.path.isfile(real):
+                    log.warning("skipping %s/%s: it leads out of the cache or is broken", repo.repo_id, rel)
+                    continue
+                entry = self._entry(rel, Path(real), full.is_symlink())
+                if entry is not None:
+                    files[rel] = entry
+        return files
+
+    def _entry(self, rel: str, real: Path, linked: bool) -> FileEntry | None:
+        try:
+            st = real.stat()
+        except OSError:
+            return None
+        name = real.name
+        if linked and SHA256_RE.match(name):
+            return FileEntry(rel, st.st_size, real, git_sha1(lfs_pointer(name, st.st_size)), name)
+        if linked and SHA1_RE.match(name):
+            return FileEntry(rel, st.st_size, real, name, None)
+        # A copied (not linked) snapshot file, as on systems without symlinks: hash it once.
+        key = (str(real), st.st_size, st.st_mtime_ns)
+        with self._lock:
+            memo = self._hash_memo.get(key)
+        if memo is None:
+            with real.open("rb") as fp:
+                head = fp.read(8000)
+            if is_lfs_path(rel, st.st_size, head):
+                with real.open("rb") as fp:
+                    sha = sha256_file(fp)
+                memo = (git_sha1(lfs_pointer(sha, st.st_size)), sha)
+            else:
+                with real.open("rb") as fp:
+                    memo = (git_sha1_file(fp, st.st_size), None)
+            with self._lock:
+                self._hash_memo[key] = memo
+        return FileEntry(rel, st.st_size, real, memo[0], memo[1])
+
+    # -- cards -----------------------------------------------------------------
+    def card_data(self, snap: Snapshot | None) -> dict[str, Any]:
+        if snap is None or "README.md" not in snap.files:
+            return {}
+        entry = snap.files["README.md"]
+        if entry.size > 4 * 1024 * 1024:
+            return {}
+        try:
+            raw = entry.blob_path.read_bytes()
+        except OSError:
+            return {}
+        return parse_card(raw).data
+
+
+def _tree_stamp(snap_dir: Path) -> float:
+    """A cheap change marker: newest mtime among the snapshot's directories."""
+    newest = 0.0
+    for dirpath, _dirs, _files in os.walk(snap_dir, followlinks=False):
+        with contextlib.suppress(OSError):
+            newest = max(newest, os.stat(dirpath).st_mtime_ns)
+    return newest
+
+
+def tree_oid(paths: list[str]) -> str:
+    return hashlib.sha1("\n".join(sorted(paths)).encode()).hexdigest()
