@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     ACCESS_DENIED = 4  # gated repository, missing or refused token
     NETWORK = 5  # the endpoint could not be reached or kept failing
     LOCAL = 6  # the local cache or file system refused (permissions, disk, corrupt layout)
+    INTERNAL = 70  # a bug in hfa
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -121,6 +122,7 @@ EXIT_CODES: tuple[ExitCodeDoc, ...] = (
     ExitCodeDoc(ExitCode.ACCESS_DENIED, "gated repository, or the token was refused"),
     ExitCodeDoc(ExitCode.NETWORK, "the endpoint could not be reached, kept failing, or offline mode forbids it"),
     ExitCodeDoc(ExitCode.LOCAL, "the local cache or file system refused (permissions, disk full, bad layout)"),
+    ExitCodeDoc(ExitCode.INTERNAL, "internal error: a bug in hfa (rerun with HFA_DEBUG=1 and report the traceback)"),
     ExitCodeDoc(ExitCode.INTERRUPTED, "interrupted (Ctrl-C)"),
 )
 

@@ -1,26 +1,86 @@
 """The network behind one abstraction: what hfa may ask of a Hub endpoint.
 
-Everything that talks HTTP to a Hub goes through :class:`OnlineHub`, which wraps
-huggingface_hub's ``HfApi`` with the endpoint and token hfa resolved itself (never
-the ones huggingface_hub would read on its own). Foreign exceptions leave this
-module translated into :mod:`hfa.errors`.
+Every HTTP request hfa makes goes through :meth:`OnlineHub.request`, which
+
+* uses huggingface_hub's shared HTTP client and its error parser, so a server's
+  ``X-Error-Code`` becomes the same exception the official client raises;
+* applies hfa's retry policy (connection errors, 408, 429 with ``Retry-After``, 5xx;
+  exponential backoff with jitter, a bounded number of tries);
+* sends the token only to the endpoint's own origin, never to another host.
+
+Foreign exceptions leave this module translated into :mod:`hfa.errors`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
 
 from hfa.config import Settings
 from hfa.errors import HfaError, OfflineError, UsageError, from_exception
 
 if TYPE_CHECKING:
-    from huggingface_hub import HfApi
+    import httpx2
 
 SORT_CHOICES = ("downloads", "likes", "last_modified", "created_at", "trending_score")
+_SORT_PARAM = {
+    "last_modified": "lastModified",
+    "created_at": "createdAt",
+    "trending_score": "trendingScore",
+}
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hfa retries: ``retries`` more tries after the first, backoff doubling from ``base``."""
+
+    retries: int = 3
+    base: float = 0.5
+    max_wait: float = 8.0
+    max_retry_after: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        raw = os.environ.get("HFA_MAX_RETRIES", "").strip()
+        try:
+            retries = int(raw) if raw else cls.retries
+        except ValueError:
+            raise UsageError(f"HFA_MAX_RETRIES must be a number, not '{raw}'", "set it to 0 or more") from None
+        return cls(retries=max(0, retries))
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before try number ``attempt + 1`` (attempt counts from 0)."""
+        if retry_after is not None:
+            return min(max(0.0, retry_after), self.max_retry_after)
+        backoff = min(self.max_wait, self.base * (2**attempt))
+        return backoff * (0.5 + random.random() / 2)  # jitter: never two clients in lockstep
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 @dataclass(frozen=True)
@@ -60,25 +120,88 @@ def translated() -> Iterator[None]:
         raise err from exc
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
 class OnlineHub:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if settings.offline:
             raise OfflineError(
                 "This command needs the network but offline mode is on",
                 "drop --offline / unset HF_HUB_OFFLINE, or use a command that works from the cache",
             )
         self.settings = settings
-        self._api: HfApi | None = None
+        self.retry = retry or RetryPolicy.from_env()
+        _quiet_hf_logging()
+        self._sleep = sleep
+        self.requests_made = 0
 
-    @property
-    def api(self) -> HfApi:
-        if self._api is None:
-            from huggingface_hub import HfApi
+    # -- plumbing ----------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return self.settings.endpoint + path
 
-            # token=False stops huggingface_hub from reading a token of its own choosing.
-            self._api = HfApi(endpoint=self.settings.endpoint, token=self.settings.token or False)
-        return self._api
+    def headers_for(self, url: str) -> dict[str, str]:
+        from huggingface_hub.utils import build_hf_headers
 
+        same_origin = _origin(url) == _origin(self.settings.endpoint)
+        token: str | bool = self.settings.token if (same_origin and self.settings.token) else False
+        return build_hf_headers(token=token, library_name="hfa", library_version=_version())
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = 30.0,
+    ) -> httpx2.Response:
+        """One request with hfa's retry policy; raises huggingface_hub's exception classes."""
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        attempt = 0
+        while True:
+            all_headers = {**self.headers_for(url), **(headers or {})}
+            try:
+                self.requests_made += 1
+                response = get_session().request(
+                    method, url, params=params, data=data, headers=all_headers, timeout=timeout
+                )
+            except Exception as exc:
+                if not _is_transient(exc) or attempt >= self.retry.retries:
+                    raise
+                self._sleep(self.retry.delay(attempt))
+                attempt += 1
+                continue
+            if response.status_code in RETRY_STATUSES and attempt < self.retry.retries:
+                wait = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
+                response.close()
+                self._sleep(wait)
+                attempt += 1
+                continue
+            hf_raise_for_status(response)
+            return response
+
+    def paginate(self, path: str, params: Any) -> Iterator[Any]:
+        """Items of a Link-paged JSON list; the token never follows a link to another origin."""
+        url: str | None = self.url(path)
+        while url:
+            response = self.request("GET", url, params=params)
+            yield from response.json()
+            nxt = response.links.get("next", {}).get("url")
+            url = urljoin(url, nxt) if nxt else None
+            params = None
+
+    # -- queries -------------------------------------------------------------------
     def search_models(
         self,
         query: str | None = None,
@@ -93,25 +216,60 @@ class OnlineHub:
             raise UsageError(f"--limit must be at least 1, not {limit}", "pass --limit 20 or another positive number")
         if sort is not None and sort not in SORT_CHOICES:
             raise UsageError(f"Unknown sort '{sort}'", f"use one of: {', '.join(SORT_CHOICES)}")
+        params: list[tuple[str, Any]] = [("limit", limit)]
+        for key, value in (("search", query), ("author", author), ("pipeline_tag", task), ("filter", library)):
+            if value:
+                params.append((key, value))
+        if sort:
+            params += [("sort", _SORT_PARAM.get(sort, sort)), ("direction", -1)]
         with translated():
-            models = self.api.list_models(
-                search=query or None,
-                author=author or None,
-                pipeline_tag=task or None,
-                filter=library or None,
-                sort=sort,  # type: ignore[arg-type]
-                limit=limit,
-            )
-            return [
-                ModelSummary(
-                    id=m.id,
-                    pipeline_tag=m.pipeline_tag,
-                    library_name=m.library_name,
-                    downloads=m.downloads,
-                    likes=m.likes,
-                    last_modified=_iso(m.last_modified),
-                    private=bool(m.private),
-                    gated=m.gated if m.gated else False,
+            from huggingface_hub.hf_api import ModelInfo
+
+            out: list[ModelSummary] = []
+            for item in self.paginate("/api/models", params):
+                item.setdefault("siblings", None)
+                m = ModelInfo(**item)
+                out.append(
+                    ModelSummary(
+                        id=m.id,
+                        pipeline_tag=m.pipeline_tag,
+                        library_name=m.library_name,
+                        downloads=m.downloads,
+                        likes=m.likes,
+                        last_modified=_iso(m.last_modified),
+                        private=bool(m.private),
+                        gated=m.gated if m.gated else False,
+                    )
                 )
-                for m in models
-            ]
+                if len(out) >= limit:
+                    break
+            return out
+
+
+def _is_transient(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return isinstance(exc, (ConnectionError, TimeoutError)) or name in {
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "ReadError",
+        "WriteError",
+        "RemoteProtocolError",
+    }
+
+
+def _quiet_hf_logging() -> None:
+    """huggingface_hub logs retries and warnings itself; hfa reports through Output instead."""
+    import logging
+
+    import huggingface_hub.utils.logging  # noqa: F401  (configures its root logger on import)
+
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+
+
+def _version() -> str:
+    from hfa import __version__
+
+    return __version__

@@ -124,7 +124,7 @@ def run_guarded(out: Output, body: Callable[[], Any]) -> Any:
                 f"internal error: {type(exc).__name__}: {exc} — this is a bug in hfa; rerun with HFA_DEBUG=1"
                 " and report the traceback"
             )
-            raise typer.Exit(70) from None
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
         out.error(str(err))
         raise typer.Exit(int(err.exit_code)) from None
 

@@ -1,0 +1,250 @@
+"""Download throughput of ``hfa serve`` against ``python -m http.server``, and hf_hub_download from hfa serve.
+
+One LFS file (1 GiB; 64 MiB with --quick) is written straight into a huggingface_hub cache
+under /tmp; ``python -m http.server`` serves a hard link to the same blob, so both servers
+read the same inode from the same page cache. The same ``curl -o /dev/null`` fetches each
+(one warm-up, then interleaved timed runs); the ratio of median throughputs hfa/http.server
+is the result (goal >= 1.0). Then ``hf_hub_download`` fetches the file from hfa serve into a
+fresh cache (in a subprocess, timing only the call). Only 127.0.0.1 is contacted; servers
+and temp files are removed even when something fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from _common import bench_tmpdir, bin_path, clean_env, goal_met, median, read_line, row, stop_process
+
+GOAL = ">= 1.0"
+MIB = 1 << 20
+MB = 1_000_000
+REPO_ID = "bench/serve-big"
+FILENAME = "model.safetensors"
+START_TIMEOUT = 30  # seconds for a server to print its address
+FETCH_TIMEOUT = 180  # seconds for one curl fetch
+HF_TIMEOUT = 300  # seconds for one hf_hub_download subprocess
+
+HF_DOWNLOAD = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+from huggingface_hub import hf_hub_download
+t1 = time.perf_counter()
+path = hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3])
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "download_s": t2 - t1, "path": path, "size": os.path.getsize(path)}))
+"""
+
+
+def _write_blob(blobs: Path, size: int) -> Path:
+    """Write ``size`` bytes (a random 1 MiB block, repeated) as a blob named by its sha256."""
+    blobs.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(MIB)
+    h = hashlib.sha256()
+    tmp = blobs / ".tmp-bench"
+    with tmp.open("wb") as fp:
+        left = size
+        while left > 0:
+            chunk = block if left >= MIB else block[:left]
+            fp.write(chunk)
+            h.update(chunk)
+            left -= len(chunk)
+    target = blobs / h.hexdigest()
+    os.replace(tmp, target)
+    return target
+
+
+def _build_cache(cache: Path, size: int) -> Path:
+    from hfa.cache import RepoDir
+    from hfa.testing import write_repo
+
+    blob = _write_blob(RepoDir(cache, "model", REPO_ID).blobs, size)
+    # The blob is already where write_repo would put it: it hashes the Path, finds the blob, copies nothing.
+    write_repo(
+        cache,
+        REPO_ID,
+        {FILENAME: blob, "README.md": "---\nlicense: mit\n---\n# serve benchmark\n"},
+        lfs={FILENAME: True},
+    )
+    return blob
+
+
+def _start_hfa(cache: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    argv = [bin_path("hfa"), "serve", "--cache-dir", str(cache), "--host", "127.0.0.1", "--port", "0"]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=clean_env())
+    try:
+        url = read_line(proc, START_TIMEOUT)
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"hfa serve printed {url!r}, not a 127.0.0.1 URL; log: {_tail(log)}")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc, url.rstrip("/")
+
+
+def _start_http_server(directory: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    argv = [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(directory)]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=clean_env())
+    try:
+        line = read_line(proc, START_TIMEOUT)
+        match = re.search(r"port (\d+)", line)
+        if not match:
+            raise RuntimeError(f"http.server printed {line!r}; log: {_tail(log)}")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc, f"http://127.0.0.1:{match.group(1)}"
+
+
+def _tail(log: Path, n: int = 800) -> str:
+    try:
+        return log.read_text(encoding="utf-8", errors="replace")[-n:].strip() or "(empty)"
+    except OSError:
+        return "(none)"
+
+
+def _curl(url: str, expected: int) -> tuple[float, float]:
+    """Fetch ``url`` to /dev/null; return (seconds, bytes per second) as curl measured them."""
+    fmt = "%{http_code} %{size_download} %{time_total}"
+    argv = ["curl", "-sS", "--noproxy", "*", "--max-time", str(FETCH_TIMEOUT), "-o", "/dev/null", "-w", fmt, url]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=FETCH_TIMEOUT + 15, env=clean_env())
+    if proc.returncode != 0:
+        raise RuntimeError(f"curl {url} failed ({proc.returncode}): {proc.stderr.strip()}")
+    code, got, seconds = proc.stdout.split()
+    if code != "200" or int(float(got)) != expected:
+        raise RuntimeError(f"curl {url}: HTTP {code}, {got} bytes (expected 200, {expected} bytes)")
+    secs = float(seconds)
+    return secs, expected / secs
+
+
+def _hf_download(url: str, tmp: Path, expected: int) -> dict[str, Any]:
+    cache = tmp / "hf-download-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    env = clean_env(
+        HF_ENDPOINT=url,
+        HF_HOME=str(tmp / "hf-home"),
+        HF_HUB_CACHE=str(cache),
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HUB_DISABLE_IMPLICIT_TOKEN="1",
+    )
+    env.pop("HF_HUB_OFFLINE", None)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", HF_DOWNLOAD, REPO_ID, FILENAME, str(cache)],
+            capture_output=True,
+            text=True,
+            timeout=HF_TIMEOUT,
+            env=env,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"hf_hub_download failed ({proc.returncode}): {proc.stderr.strip()[-1500:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        if result["size"] != expected:
+            raise RuntimeError(f"hf_hub_download wrote {result['size']} bytes, expected {expected}")
+        return result
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    size = 64 * MIB if quick else 1024 * MIB
+    runs = 3 if quick else 5
+    hf_runs = 1 if quick else 2
+    if shutil.which("curl") is None:
+        raise FileNotFoundError("curl is needed on PATH")
+    tmp = bench_tmpdir("hfa-bench-serve-")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        free = shutil.disk_usage(tmp).free
+        if free < 2 * size + 512 * MIB:  # the blob, one hf_hub_download copy, and room to spare
+            raise RuntimeError(f"{tmp}: {free / MIB:.0f} MiB free, need {(2 * size + 512 * MIB) / MIB:.0f} MiB")
+        cache = tmp / "hub"
+        blob = _build_cache(cache, size)
+        www = tmp / "www"
+        www.mkdir()
+        try:
+            os.link(blob, www / FILENAME)  # same inode: both servers read the same cached pages
+        except OSError:
+            os.symlink(blob, www / FILENAME)
+
+        hfa_proc, hfa_url = _start_hfa(cache, tmp / "hfa-serve.log")
+        procs.append(hfa_proc)
+        hs_proc, hs_url = _start_http_server(www, tmp / "http-server.log")
+        procs.append(hs_proc)
+        urls = {
+            "hfa serve": f"{hfa_url}/{REPO_ID}/resolve/main/{FILENAME}",
+            "http.server": f"{hs_url}/{FILENAME}",
+        }
+        for url in urls.values():  # warm-up (and a check that both serve the whole file)
+            _curl(url, size)
+        rates: dict[str, list[float]] = {name: [] for name in urls}
+        for i in range(runs):
+            order = list(urls) if i % 2 == 0 else list(reversed(urls))  # alternate who goes first
+            for name in order:
+                rates[name].append(_curl(urls[name], size)[1])
+        med = {name: median(r) for name, r in rates.items()}
+        best = {name: max(r) for name, r in rates.items()}
+        ratio = med["hfa serve"] / med["http.server"]
+
+        # http.server is no longer needed; stop it so it does not compete for CPU.
+        stop_process(hs_proc)
+        downloads = [_hf_download(hfa_url, tmp, size) for _ in range(hf_runs)]
+        fastest = min(downloads, key=lambda d: d["download_s"])
+        hf_rate = size / fastest["download_s"]
+        all_secs = ", ".join(f"{d['download_s']:.2f}" for d in downloads)
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    mib = f"{size // MIB} MiB file"
+    return [
+        row(
+            "hfa serve GET (curl)",
+            med["hfa serve"] / MB,
+            "MB/s",
+            detail=f"median of {runs}, best {best['hfa serve'] / MB:,.0f} MB/s, {mib}",
+        ),
+        row(
+            "http.server GET (curl)",
+            med["http.server"] / MB,
+            "MB/s",
+            detail=f"median of {runs}, best {best['http.server'] / MB:,.0f} MB/s, {mib}",
+        ),
+        row(
+            "serve throughput hfa/http.server",
+            ratio,
+            "x",
+            GOAL,
+            goal_met(ratio, GOAL),
+            f"best-of ratio {best['hfa serve'] / best['http.server']:.2f}",
+        ),
+        row(
+            "hf_hub_download from hfa serve",
+            fastest["download_s"],
+            "s",
+            detail=f"best of {hf_runs} ({all_secs} s), {mib} into a fresh cache, "
+            f"excl. import ({fastest['import_s']:.2f} s)",
+        ),
+        row(
+            "hf_hub_download throughput",
+            hf_rate / MB,
+            "MB/s",
+            detail=f"{hf_rate / med['hfa serve']:.2f}x of curl from hfa serve",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    from _common import standalone
+
+    standalone(run, __doc__)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The README demo: a demo hub on 127.0.0.1, then search and a download with the official hf CLI.
+# Run it with `make demo` (which puts .venv/bin first on PATH).
+set -euo pipefail
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/hfa-demo.XXXXXX")
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "Building the demo hub (generated repos + the real all-MiniLM-L6-v2 snapshot)"
+python -m hfa.demo "$work/hub"
+
+step "hfa serve --cache-dir $work/hub --port 0"
+hfa serve --cache-dir "$work/hub" --port 0 --auth "$work/hub/.hfa-demo-auth.toml" >"$work/url" 2>"$work/serve.log" &
+server_pid=$!
+for _ in $(seq 1 100); do [ -s "$work/url" ] && break; sleep 0.1; done
+url=$(head -n 1 "$work/url")
+[ -n "$url" ] || { echo "hfa serve did not start:"; cat "$work/serve.log"; exit 1; }
+echo "serving at $url"
+export HF_ENDPOINT="$url" HF_HUB_DISABLE_TELEMETRY=1
+
+step "hfa search --sort downloads"
+hfa search --sort downloads --endpoint "$url"
+
+step "hfa search tiny --library transformers --json"
+hfa search tiny --library transformers --json --endpoint "$url"
+
+step "hf download sentence-transformers/all-MiniLM-L6-v2 (the official client, from hfa serve)"
+HF_HUB_CACHE="$work/client-cache" hf download sentence-transformers/all-MiniLM-L6-v2 --quiet
+find "$work/client-cache" -maxdepth 4 -path '*snapshots*' | head -n 20
+
+step "A gated repo: refused without a token, served with the demo token"
+if HF_HUB_CACHE="$work/client-cache" hf download hfa-demo/gated-model --quiet 2>/dev/null; then
+  echo "unexpected: gated repo served without a token"; exit 1
+else
+  echo "refused without a token (as the Hub does)"
+fi
+HF_HUB_CACHE="$work/client-cache" HF_TOKEN=hfa_demo_token_0123456789 hf download hfa-demo/gated-model --quiet
+
+step "Done: the server stops and the demo files are removed"

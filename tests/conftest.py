@@ -1,0 +1,141 @@
+"""Shared fixtures: every test gets its own HF_HOME and cache; servers run on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from hfa.server import HubServer, ServerConfig
+from hfa.server.auth import load_policy
+from hfa.testing import lfs_pointer_stub, make_safetensors, model_card, write_repo
+
+TOKEN = "hf_test_reader_token_abcdef"
+OTHER_TOKEN = "hf_test_other_token_zzz"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test touches the user's real cache, token or endpoint."""
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+    for var in (
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_TOKEN_PATH",
+        "HUGGINGFACE_HUB_CACHE",
+        "HFA_DEBUG",
+        "NO_COLOR",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HFA_MAX_RETRIES", "1")  # fail fast on dead endpoints; retry tests set their own
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    return home
+
+
+@dataclass
+class World:
+    """A generated hub: its cache dir, commits by name, and the auth file."""
+
+    cache_dir: Path
+    auth_file: Path
+    commits: dict[str, str] = field(default_factory=dict)
+    contents: dict[str, dict[str, bytes]] = field(default_factory=dict)
+
+
+def build_world(root: Path) -> World:
+    cache = root / "served"
+    world = World(cache_dir=cache, auth_file=root / "auth.toml")
+    config = json.dumps({"model_type": "bert", "hidden_size": 8}).encode()
+    weights = make_safetensors({"w": ("F32", [32, 32])}, seed=1)
+    big = bytes(range(256)) * 4096 * 3  # 3 MiB, LFS by extension
+    files_v1 = {
+        "README.md": model_card(
+            license="mit",
+            pipeline_tag="text-classification",
+            library_name="transformers",
+            tags=["test"],
+            base_model="org/base",
+        ).encode(),
+        "config.json": config,
+        "model.safetensors": weights,
+        "sub/dir/notes.txt": b"nested file\n",
+        "big.bin": big,
+    }
+    v1 = write_repo(cache, "org/model", files_v1, tags=["v1.0"], message="first", downloads=10, likes=2)
+    files_v2 = dict(files_v1)
+    files_v2["config.json"] = json.dumps({"model_type": "bert", "hidden_size": 16}).encode()
+    v2 = write_repo(cache, "org/model", files_v2, parent=v1, message="second")
+    write_repo(
+        cache, "org/model", {**files_v2, "extra.txt": b"pr\n"}, branch=None, refs=["refs/pr/1"], parent=v2, message="pr"
+    )
+    world.commits.update({"org/model@v1": v1, "org/model@v2": v2})
+    world.contents["org/model@v1"] = files_v1
+    world.contents["org/model@v2"] = files_v2
+    world.commits["other/thing"] = write_repo(
+        cache,
+        "other/thing",
+        {
+            "README.md": model_card(license="apache-2.0", pipeline_tag="text-generation", library_name="gguf").encode(),
+            "x.gguf": b"GGUF" + bytes(60),
+        },
+        downloads=500,
+        likes=1,
+    )
+    world.commits["noname"] = write_repo(cache, "gpt-tiny", {"config.json": b"{}"}, downloads=3, likes=50)
+    world.commits["org/private"] = write_repo(cache, "org/private", {"config.json": b'{"secret": true}'})
+    world.commits["org/gated"] = write_repo(
+        cache,
+        "org/gated",
+        {"README.md": model_card(license="other").encode(), "model.safetensors": make_safetensors({"g": ("F16", [4])})},
+    )
+    world.commits["org/stub"] = write_repo(
+        cache, "org/stub", {"model.safetensors": lfs_pointer_stub(weights)}, lfs={"model.safetensors": False}
+    )
+    world.commits["datasets/org/data"] = write_repo(
+        cache,
+        "org/data",
+        {"README.md": b"---\nlicense: cc-by-4.0\n---\n", "data/train.csv": b"a,b\n1,2\n"},
+        repo_type="dataset",
+    )
+    world.auth_file.write_text(
+        '[repos]\n"org/private" = "private"\n"org/gated" = "gated"\n\n'
+        f'[[tokens]]\nname = "reader"\ntoken = "{TOKEN}"\nread = ["org/*"]\n\n'
+        f'[[tokens]]\nname = "other"\ntoken = "{OTHER_TOKEN}"\nread = ["other/*"]\n',
+        encoding="utf-8",
+    )
+    return world
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="session")
+def server(world: World) -> Iterator[HubServer]:
+    """One read-only server for the whole session (tests must not change `world`)."""
+    config = ServerConfig(cache_dir=world.cache_dir, auth=load_policy(world.auth_file), page_size=2, tree_page_size=3)
+    with HubServer(config) as srv:
+        yield srv
+
+
+@pytest.fixture
+def fresh_world(tmp_path: Path) -> World:
+    """A world a test may change (move branches, delete repos)."""
+    return build_world(tmp_path / "fresh")
+
+
+@pytest.fixture
+def fresh_server(fresh_world: World) -> Iterator[HubServer]:
+    config = ServerConfig(cache_dir=fresh_world.cache_dir, auth=load_policy(fresh_world.auth_file))
+    with HubServer(config) as srv:
+        yield srv

@@ -1,0 +1,212 @@
+"""The CLI frame through typer's CliRunner: exit codes, stdout/stderr separation, --json, secrets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TOKEN, World
+from typer.testing import CliRunner
+
+from hfa import __version__
+from hfa.cli.app import app
+from hfa.errors import EXIT_CODES, ExitCode
+from hfa.server import HubServer
+
+runner = CliRunner()
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env=env)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"hfa {__version__}"
+
+
+def test_help_lists_every_command() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name in ("search", "serve"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("command", ["search", "serve"])
+def test_every_command_has_help_and_common_options(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    for option in ("--endpoint", "--cache-dir", "--token", "--offline", "--json", "--quiet", "--verbose"):
+        assert option in result.stdout, f"{command} lacks {option}"
+
+
+def test_unknown_option_is_usage_error() -> None:
+    result = invoke("search", "--no-such-option")
+    assert result.exit_code == 2
+
+
+def test_search_table_is_plain_when_piped(server: HubServer) -> None:
+    result = invoke("search", "--endpoint", server.url, "--sort", "downloads", "--limit", "3")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t") == ["id", "task", "library", "downloads", "likes", "last modified"]
+    ids = [line.split("\t")[0] for line in lines[1:]]
+    assert ids == ["other/thing", "org/model", "gpt-tiny"]
+    assert "╭" not in result.stdout and "\x1b[" not in result.stdout
+    assert result.stderr == ""
+
+
+def test_search_json_is_one_document_on_stdout(server: HubServer) -> None:
+    result = invoke("search", "model", "--endpoint", server.url, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [m["id"] for m in doc["models"]] == ["org/model"]
+    model = doc["models"][0]
+    assert model["pipeline_tag"] == "text-classification"
+    assert model["library_name"] == "transformers"
+    assert model["downloads"] == 10 and model["likes"] == 2
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--author", "other"], ["other/thing"]),
+        (["--task", "text-generation"], ["other/thing"]),
+        (["--library", "gguf"], ["other/thing"]),
+        (["--sort", "likes", "--limit", "1"], ["gpt-tiny"]),
+    ],
+)
+def test_search_filters(server: HubServer, args: list[str], expected: list[str]) -> None:
+    result = invoke("search", *args, "--endpoint", server.url, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [m["id"] for m in json.loads(result.stdout)["models"]] == expected
+
+
+def test_search_private_repo_needs_token(server: HubServer) -> None:
+    anonymous = json.loads(invoke("search", "private", "--endpoint", server.url, "--json").stdout)
+    assert anonymous["models"] == []
+    result = invoke("search", "private", "--endpoint", server.url, "--json", "--token", TOKEN)
+    assert [m["id"] for m in json.loads(result.stdout)["models"]] == ["org/private"]
+
+
+def test_search_endpoint_from_environment(server: HubServer) -> None:
+    result = invoke("search", "gpt", "--json", env={"HF_ENDPOINT": server.url})
+    assert result.exit_code == 0, result.stderr
+    assert [m["id"] for m in json.loads(result.stdout)["models"]] == ["gpt-tiny"]
+
+
+def test_no_match_says_so_on_stderr(server: HubServer) -> None:
+    result = invoke("search", "zzz-nothing", "--endpoint", server.url)
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "No models matched" in result.stderr
+
+
+def test_bad_endpoint_is_usage_error() -> None:
+    result = invoke("search", "--endpoint", "ftp://example")
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: Invalid endpoint")
+    assert "—" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_sort_is_usage_error(server: HubServer) -> None:
+    result = invoke("search", "--endpoint", server.url, "--sort", "size")
+    assert result.exit_code == ExitCode.USAGE
+    assert "Unknown sort 'size'" in result.stderr
+
+
+def test_unreachable_endpoint_is_network_error() -> None:
+    result = invoke("search", "--endpoint", f"http://127.0.0.1:{closed_port()}", "--json")
+    assert result.exit_code == ExitCode.NETWORK
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: Could not reach the endpoint")
+    assert "Traceback" not in result.stderr
+
+
+def test_offline_refuses_network_commands() -> None:
+    for env in ({"HF_HUB_OFFLINE": "1"}, None):
+        args = ["search", "--endpoint", "http://127.0.0.1:9"] + ([] if env else ["--offline"])
+        result = invoke(*args, env=env)
+        assert result.exit_code == ExitCode.NETWORK
+        assert "offline mode is on" in result.stderr
+
+
+def test_token_never_printed_even_with_debug() -> None:
+    secret = "hf_SuperSecretToken_0123456789"
+    url = f"http://127.0.0.1:{closed_port()}"
+    for env in (None, {"HFA_DEBUG": "1"}, {"HF_TOKEN": secret, "HFA_DEBUG": "1"}):
+        args = ["search", "--endpoint", url, "-v"] + ([] if env and "HF_TOKEN" in env else ["--token", secret])
+        result = invoke(*args, env=env)
+        assert result.exit_code == ExitCode.NETWORK
+        assert secret not in result.stdout and secret not in result.stderr
+    debug = invoke("search", "--endpoint", url, "--token", secret, env={"HFA_DEBUG": "1"})
+    assert "Traceback" in debug.stderr
+
+
+def test_serve_missing_cache_dir_is_usage_error(tmp_path: Path) -> None:
+    result = invoke("serve", "--cache-dir", str(tmp_path / "nope"), "--port", "0")
+    assert result.exit_code == ExitCode.USAGE
+    assert "does not exist" in result.stderr
+
+
+def test_serve_bad_auth_file_is_usage_error(tmp_path: Path, world: World) -> None:
+    bad = tmp_path / "auth.toml"
+    bad.write_text("[repos]\n'x' = 'secret-ish'\n")
+    result = invoke("serve", "--cache-dir", str(world.cache_dir), "--port", "0", "--auth", str(bad))
+    assert result.exit_code == ExitCode.USAGE
+    assert "unknown access" in result.stderr
+
+
+def test_serve_subprocess_prints_url_first_and_stops_on_sigterm(world: World) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hfa", "serve", "--cache-dir", str(world.cache_dir), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:")
+        result = invoke("search", "gpt", "--endpoint", url, "--json")
+        assert [m["id"] for m in json.loads(result.stdout)["models"]] == ["gpt-tiny"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from hfa.cli.app import app; "
+        "heavy = [m for m in ('huggingface_hub', 'httpx2', 'httpx', 'yaml', 'safetensors') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
+
+
+def test_exit_code_table_is_documented() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    for entry in EXIT_CODES:
+        assert f"| {entry.code.value} | {entry.meaning} |" in doc
+
+
+def test_cli_reference_is_current() -> None:
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "scripts" / "gen_cli_docs.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

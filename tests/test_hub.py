@@ -1,0 +1,128 @@
+"""hfa's network layer: retry policy, Retry-After, token confined to the endpoint's origin."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hfa.config import Settings
+from hfa.errors import NetworkError, OfflineError
+from hfa.hub import OnlineHub, RetryPolicy, parse_retry_after
+
+
+class Script:
+    """Answers requests from a list of (status, headers, body); records what came in."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
+        self.answers = answers
+        self.seen: list[tuple[str, dict[str, str]]] = []
+
+
+@contextmanager
+def scripted(script: Script) -> Iterator[str]:
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            script.seen.append((self.path, dict(self.headers)))
+            status, headers, body = script.answers.pop(0) if script.answers else (200, {}, b"[]")
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v.replace("{self}", f"http://127.0.0.1:{self.server.server_address[1]}"))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def hub(url: str, token: str | None = None, retries: int = 3) -> tuple[OnlineHub, list[float]]:
+    sleeps: list[float] = []
+    settings = Settings(cache_dir=__import__("pathlib").Path("/nonexistent"), endpoint=url, offline=False, token=token)
+    return OnlineHub(settings, retry=RetryPolicy(retries=retries), sleep=sleeps.append), sleeps
+
+
+def test_retries_5xx_then_succeeds() -> None:
+    script = Script([(503, {}, b"{}"), (500, {}, b"{}"), (200, {}, b'[{"id": "a/b"}]')])
+    with scripted(script) as url:
+        h, sleeps = hub(url)
+        assert [m.id for m in h.search_models()] == ["a/b"]
+    assert len(script.seen) == 3
+    assert len(sleeps) == 2 and 0.25 <= sleeps[0] <= 0.5 and 0.5 <= sleeps[1] <= 1.0
+
+
+def test_429_honours_retry_after() -> None:
+    script = Script([(429, {"Retry-After": "7"}, b"{}"), (200, {}, b"[]")])
+    with scripted(script) as url:
+        h, sleeps = hub(url)
+        assert h.search_models() == []
+    assert sleeps == [7.0]
+
+
+def test_gives_up_after_the_retry_budget() -> None:
+    script = Script([(502, {}, b'{"error": "bad gateway"}')] * 3)
+    with scripted(script) as url:
+        h, sleeps = hub(url, retries=2)
+        with pytest.raises(NetworkError, match="HTTP 502"):
+            h.search_models()
+    assert len(script.seen) == 3 and len(sleeps) == 2
+
+
+def test_token_goes_only_to_the_endpoint_origin() -> None:
+    other = Script([(200, {}, json.dumps([{"id": "x/2"}]).encode())])
+    with scripted(other) as other_url:
+        first = Script(
+            [(200, {"Link": f'<{other_url}/api/models?cursor=1>; rel="next"'}, json.dumps([{"id": "x/1"}]).encode())]
+        )
+        with scripted(first) as url:
+            h, _ = hub(url, token="hf_secret_value_123")
+            assert [m.id for m in h.search_models(limit=5)] == ["x/1", "x/2"]
+    assert first.seen[0][1].get("authorization") == "Bearer hf_secret_value_123"
+    assert "authorization" not in {k.lower() for k in other.seen[0][1]}
+
+
+def test_offline_refuses_to_build_a_hub() -> None:
+    settings = Settings(cache_dir=__import__("pathlib").Path("/x"), endpoint="http://127.0.0.1:1", offline=True)
+    with pytest.raises(OfflineError):
+        OnlineHub(settings)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("3", 3.0), ("0", 0.0), ("1.5", 1.5), ("", None), (None, None), ("soon", None), ("-4", 0.0)]
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date_in_the_past_is_zero() -> None:
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+@given(st.integers(min_value=0, max_value=40), st.one_of(st.none(), st.floats(min_value=0, max_value=1e6)))
+def test_retry_delay_is_bounded(attempt: int, retry_after: float | None) -> None:
+    policy = RetryPolicy()
+    delay = policy.delay(attempt, retry_after)
+    assert 0 <= delay <= max(policy.max_wait, policy.max_retry_after)
+
+
+@given(st.text(max_size=40))
+def test_parse_retry_after_never_crashes(value: str) -> None:
+    result = parse_retry_after(value)
+    assert result is None or result >= 0
