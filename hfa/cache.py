@@ -7,10 +7,13 @@ its root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from hfa.errors import UsageError
 
@@ -76,6 +79,17 @@ def safe_join(root: Path, relpath: str) -> Path:
     real_root = os.path.realpath(root)
     real = os.path.realpath(candidate)
     if real != real_root and not real.startswith(real_root + os.sep):
+        raise UsageError(f"Refusing path '{relpath}' that leaves {root}", "remove the link or the '..'")
+    return candidate
+
+
+def safe_entry(root: Path, relpath: str) -> Path:
+    """``root/relpath`` for an entry that may itself be a link (a snapshot file): its folder must stay in ``root``."""
+    rel = check_relpath(relpath)
+    candidate = root.joinpath(*rel.parts)
+    real_root = os.path.realpath(root)
+    real_parent = os.path.realpath(candidate.parent)
+    if real_parent != real_root and not real_parent.startswith(real_root + os.sep):
         raise UsageError(f"Refusing path '{relpath}' that leaves {root}", "remove the link or the '..'")
     return candidate
 
@@ -154,3 +168,138 @@ def iter_repos(cache_dir: Path) -> list[RepoDir]:
         repos.append(RepoDir(cache_dir, parsed[0], parsed[1]))
     repos.sort(key=lambda r: (r.repo_type, r.repo_id.lower()))
     return repos
+
+
+# -- writing -------------------------------------------------------------------------
+HFA_DIR = ".hfa"  # per-repo folder of hfa's own records (huggingface_hub ignores it)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fp:
+            fp.write(text)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_symlink(target: str, link: Path) -> None:
+    """Point ``link`` at ``target`` (relative), replacing what was there in one rename."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.parent / f".{link.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class CacheWriter:
+    """Publishes verified blobs, snapshot links and refs for one repository.
+
+    Blobs are named by hash and published by rename only after verification; links
+    are relative and replaced atomically; every path is checked to stay in the cache.
+    """
+
+    def __init__(self, cache_dir: Path, repo_type: str, repo_id: str) -> None:
+        self.repo = RepoDir(Path(cache_dir), repo_type, repo_id)
+        self.cache_dir = Path(cache_dir)
+
+    def blob_path(self, etag: str) -> Path:
+        from hfa.hashing import SHA1_RE, SHA256_RE
+
+        if not (SHA1_RE.match(etag) or SHA256_RE.match(etag)):
+            raise UsageError(f"Refusing blob name '{etag}'", "blob names are 40 or 64 lowercase hex digits")
+        return self.repo.blobs / etag
+
+    def partial_path(self, etag: str) -> Path:
+        return self.repo.blobs / f"{etag}.incomplete"
+
+    def lock_path(self, etag: str) -> Path:
+        """The lock huggingface_hub takes for the same blob, so hfa and hf never race on it."""
+        return self.cache_dir / ".locks" / repo_folder_name(self.repo.repo_id, self.repo.repo_type) / f"{etag}.lock"
+
+    def lock(self, etag: str, timeout: float = -1) -> Any:
+        from filelock import FileLock
+
+        path = self.lock_path(etag)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(path), timeout=timeout)
+
+    def has_blob(self, etag: str, size: int) -> bool:
+        try:
+            st = os.stat(self.blob_path(etag))
+        except OSError:
+            return False
+        return st.st_size == size
+
+    def link(self, commit: str, relpath: str, etag: str) -> Path:
+        """``snapshots/<commit>/<relpath>`` -> ``../../blobs/<etag>`` (relative)."""
+        snap = self.repo.snapshot(commit)
+        snap.mkdir(parents=True, exist_ok=True)
+        link = safe_entry(snap, relpath)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        safe_entry(snap, relpath)  # again, now that parents exist: no symlinked folder may lead out
+        target = os.path.relpath(self.blob_path(etag), link.parent)
+        if link.is_symlink() and os.readlink(link) == target:
+            return link
+        atomic_symlink(target, link)
+        return link
+
+    def linked_ok(self, commit: str, relpath: str, etag: str, size: int) -> bool:
+        """True when the snapshot entry exists, points at the right blob, and the blob has the size."""
+        try:
+            link = safe_entry(self.repo.snapshot(commit), relpath)
+        except UsageError:
+            return False
+        if not link.is_symlink():
+            return False
+        real = os.path.realpath(link)
+        return real == os.path.realpath(self.blob_path(etag)) and self.has_blob(etag, size)
+
+    def write_ref(self, name: str, commit: str) -> None:
+        if self.repo.read_ref(name) == commit:
+            return
+        path = safe_join(self.repo.refs, name) if self.repo.refs.exists() else None
+        if path is None:
+            self.repo.refs.mkdir(parents=True, exist_ok=True)
+            path = safe_join(self.repo.refs, name)
+        atomic_write_text(path, commit)
+
+    # hfa's record of a commit's full file list, so offline runs can name what is missing.
+    def tree_record_path(self, commit: str) -> Path:
+        return self.repo.path / HFA_DIR / "trees" / f"{commit}.json"
+
+    def write_tree_record(self, commit: str, files: list[dict[str, Any]]) -> None:
+        import json
+
+        path = self.tree_record_path(commit)
+        if path.exists():
+            return
+        doc = {"format": 1, "commit": commit, "files": sorted(files, key=lambda f: f["path"])}
+        atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+    def read_tree_record(self, commit: str) -> list[dict[str, Any]] | None:
+        import json
+
+        try:
+            doc = json.loads(self.tree_record_path(commit).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("format") != 1 or doc.get("commit") != commit:
+            return None
+        files = doc.get("files")
+        return files if isinstance(files, list) else None

@@ -56,6 +56,8 @@ def parse_card(raw: bytes | str | None) -> CardData:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" (line {line + 2})" if line is not None else ""
         return CardData(warning=f"README.md front matter is malformed YAML{where}")
+    except RecursionError:  # PyYAML's constructor recurses once per nesting level
+        return CardData(warning="README.md front matter is nested too deeply")
     if data is None:
         return CardData()
     if not isinstance(data, dict):

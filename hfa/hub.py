@@ -25,7 +25,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from hfa.config import Settings
-from hfa.errors import HfaError, OfflineError, UsageError, from_exception
+from hfa.errors import (
+    CheckFailed,
+    EntryNotFound,
+    GatedRepo,
+    HfaError,
+    OfflineError,
+    RepoNotFound,
+    RevisionNotFound,
+    UsageError,
+    from_exception,
+)
+from hfa.hashing import COMMIT_RE
+from hfa.refs import RemoteFile, RepoRef, Resolved
 
 if TYPE_CHECKING:
     import httpx2
@@ -106,15 +118,34 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
+def translate(
+    exc: BaseException, ref: RepoRef | None = None, path: str | None = None, endpoint: str | None = None
+) -> HfaError | None:
+    """A foreign exception as HfaError, naming ``ref`` and ``path`` where known; None if unknown."""
+    err = from_exception(exc)
+    if err is None or ref is None or isinstance(exc, HfaError):
+        return err
+    if isinstance(err, GatedRepo):
+        url = f"{endpoint}/{'' if ref.repo_type == 'model' else ref.repo_type + 's/'}{ref.repo_id}"
+        return GatedRepo(ref.repo_id, url if endpoint else None)
+    if isinstance(err, RepoNotFound):
+        return RepoNotFound(ref.repo_id, ref.repo_type)
+    if isinstance(err, RevisionNotFound):
+        return RevisionNotFound(ref.repo_id, ref.revision_or_default)
+    if isinstance(err, EntryNotFound) and path is not None:
+        return EntryNotFound(ref.repo_id, path, ref.revision)
+    return err
+
+
 @contextmanager
-def translated() -> Iterator[None]:
-    """Re-raise huggingface_hub / HTTP errors as HfaError."""
+def translated(ref: RepoRef | None = None, path: str | None = None, endpoint: str | None = None) -> Iterator[None]:
+    """Re-raise huggingface_hub / HTTP errors as HfaError, naming ``ref`` where known."""
     try:
         yield
     except HfaError:
         raise
     except Exception as exc:
-        err = from_exception(exc)
+        err = translate(exc, ref, path, endpoint)
         if err is None:
             raise
         raise err from exc
@@ -190,6 +221,107 @@ class OnlineHub:
                 continue
             hf_raise_for_status(response)
             return response
+
+    @contextmanager
+    def stream(
+        self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> Iterator[httpx2.Response]:
+        """GET ``url`` streaming the body; retries before the body starts; redirects followed by hand.
+
+        The token goes only to the endpoint's origin: a redirect to a CDN is followed without it.
+        """
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        attempt = 0
+        hops = 0
+        yielded = False
+        while True:
+            all_headers = {**self.headers_for(url), "Accept-Encoding": "identity", **(headers or {})}
+            self.requests_made += 1
+            try:
+                with get_session().stream(
+                    "GET", url, headers=all_headers, timeout=timeout, follow_redirects=False
+                ) as response:
+                    if response.is_redirect and hops < 10:
+                        location = response.headers.get("Location")
+                        if location:
+                            url = urljoin(url, location)
+                            hops += 1
+                            continue
+                    if response.status_code in RETRY_STATUSES and attempt < self.retry.retries:
+                        wait = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
+                        attempt += 1
+                        self._sleep(wait)
+                        continue
+                    if response.status_code >= 400:
+                        response.read()
+                        hf_raise_for_status(response)
+                    yielded = True
+                    yield response
+                    return
+            except Exception as exc:
+                if yielded or not _is_transient(exc) or attempt >= self.retry.retries:
+                    raise
+                attempt += 1
+                self._sleep(self.retry.delay(attempt - 1))
+
+    def file_url(self, ref: RepoRef, commit: str, path: str) -> str:
+        from urllib.parse import quote
+
+        prefix = "" if ref.repo_type == "model" else f"/{ref.repo_type}s"
+        return f"{self.settings.endpoint}{prefix}/{ref.repo_id}/resolve/{commit}/{quote(path)}"
+
+    def resolve(self, ref: RepoRef) -> Resolved:
+        """One API call: the commit a revision points to, and every file with size and hash."""
+        from urllib.parse import quote
+
+        path = f"/api/{ref.repo_type}s/{ref.repo_id}"
+        if ref.revision is not None:
+            path += f"/revision/{quote(ref.revision, safe='')}"
+        with translated(ref, endpoint=self.settings.endpoint):
+            doc = self.request("GET", self.url(path), params={"blobs": "true"}).json()
+        if not isinstance(doc, dict):
+            raise CheckFailed(f"The endpoint answered an invalid repo info for '{ref}'", "check --endpoint")
+        commit = doc.get("sha")
+        if not isinstance(commit, str) or not COMMIT_RE.match(commit):
+            raise CheckFailed(f"The endpoint gave no valid commit for '{ref}'", "check --endpoint")
+        if ref.pinned and commit != ref.revision:
+            raise CheckFailed(
+                f"The endpoint resolved commit {ref.revision} to {commit}", "check --endpoint: it is not honest"
+            )
+        files: dict[str, RemoteFile] = {}
+        for sib in doc.get("siblings") or []:
+            if not isinstance(sib, dict):
+                continue
+            lfs = sib.get("lfs") if isinstance(sib.get("lfs"), dict) else None
+            entry = RemoteFile.checked(
+                str(sib.get("rfilename")), sib.get("size"), sib.get("blobId"), lfs.get("sha256") if lfs else None
+            )
+            if lfs and lfs.get("size") not in (None, entry.size):
+                raise CheckFailed(f"The endpoint listed two sizes for '{entry.path}'", "check --endpoint")
+            if entry.path in files:
+                raise CheckFailed(f"The endpoint listed '{entry.path}' twice", "check --endpoint")
+            files[entry.path] = entry
+        gated = doc.get("gated")
+        return Resolved(
+            ref=ref,
+            commit=commit,
+            files=files,
+            card_data=doc.get("cardData") if isinstance(doc.get("cardData"), dict) else {},
+            gated=gated if isinstance(gated, str) else bool(gated),
+            private=bool(doc.get("private")),
+        )
+
+    def read_small(self, ref: RepoRef, commit: str, path: str, limit: int = 16 * 1024 * 1024) -> bytes:
+        """The bytes of a small file (an index, a README), at most ``limit``."""
+        url = self.file_url(ref, commit, path)
+        with translated(ref, path, self.settings.endpoint), self.stream(url) as response:
+            data = b""
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > limit:
+                    raise CheckFailed(f"'{path}' is larger than {limit} bytes", "it is not a small file")
+            return data
 
     def paginate(self, path: str, params: Any) -> Iterator[Any]:
         """Items of a Link-paged JSON list; the token never follows a link to another origin."""

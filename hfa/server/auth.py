@@ -97,7 +97,7 @@ def load_policy(path: Path) -> AuthPolicy:
             if name.startswith(prefix):
                 repo_type, repo_id = rtype, name[len(prefix) :]
         kinds = {"private": "private", "gated": "manual", "gated:manual": "manual", "gated:auto": "auto"}
-        if kind not in kinds:
+        if not isinstance(kind, str) or kind not in kinds:
             raise UsageError(
                 f"Auth file {path}: repo '{name}' has unknown access '{kind}'",
                 'use "private", "gated" or "gated:auto"',

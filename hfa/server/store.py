@@ -229,7 +229,25 @@ class CacheStore:
             raw = entry.blob_path.read_bytes()
         except OSError:
             return {}
-        return parse_card(raw).data
+        return _jsonable(parse_card(raw).data, ())
+
+
+def _jsonable(value: Any, path: tuple[int, ...]) -> Any:
+    """Card data as JSON can carry it: YAML also gives dates, bytes, odd keys and alias cycles."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if id(value) in path or len(path) > 64:  # an alias cycle, or absurd depth
+        return None
+    inner = (*path, id(value))
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): _jsonable(v, inner) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v, inner) for v in value]
+    if hasattr(value, "isoformat"):  # date, datetime
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 def _tree_stamp(snap_dir: Path) -> float:

@@ -1,0 +1,74 @@
+"""``hfa info``: what a repository holds, its card facts and risks, and what `hfa pull` would take."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hfa.cli.options import Ctx, command
+from hfa.cli.selection import (
+    AllOpt,
+    ConfigOnlyOpt,
+    ExcludeOpt,
+    FrameworkOpt,
+    IncludeOpt,
+    QuantOpt,
+    RepoTypeOpt,
+    SubfolderOpt,
+    TrustRemoteCodeOpt,
+    build_options,
+)
+
+
+def register(app: typer.Typer) -> None:
+    @command(app, "info")
+    def info(
+        ctx: Ctx,
+        repo: Annotated[str, typer.Argument(help="REPO[@REVISION]: org/name, org/name@v1.0, datasets/org/name.")],
+        repo_type: RepoTypeOpt = None,
+        framework: FrameworkOpt = None,
+        quant: QuantOpt = None,
+        include: IncludeOpt = None,
+        exclude: ExcludeOpt = None,
+        all_files: AllOpt = False,
+        config_only: ConfigOnlyOpt = False,
+        subfolder: SubfolderOpt = None,
+        trust_remote_code: TrustRemoteCodeOpt = False,
+    ) -> None:
+        """Show the commit a revision resolves to, the model card's facts, every file with size, kind and
+        risk flags (pickle, lfs, remote-code, gated), and which files `hfa pull` would select and why."""
+        from hfa.cli.pull import human_size
+        from hfa.info import info as do_info
+        from hfa.refs import RepoRef
+
+        ref = RepoRef.parse(repo, repo_type)
+        options = build_options(
+            framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code
+        )
+        result = do_info(ctx.settings, ref, options)
+        for warning in result.warnings:
+            ctx.out.warn(warning)
+
+        def human() -> None:
+            out = ctx.out
+            out.line(f"{ref.display}  commit {result.commit}")
+            facts = dict(result.card)
+            facts["gated"] = result.gated or "no"
+            if result.private:
+                facts["private"] = "yes"
+            if result.remote_code:
+                facts["remote code"] = "yes (needs --trust-remote-code)"
+            for key, value in facts.items():
+                shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+                out.line(f"  {key}: {shown}")
+            out.table(
+                ["file", "size", "kind", "flags", "pull", "why"],
+                [
+                    [f.path, human_size(f.size), f.kind, ",".join(f.flags), "yes" if f.selected else "no", f.reason]
+                    for f in result.files
+                ],
+                justify={"size": "right"},
+            )
+
+        ctx.out.result(result.to_json(), human)

@@ -1,0 +1,235 @@
+"""Parallel, resumable downloads into the cache, every byte verified while it streams.
+
+A file is fetched into ``blobs/<etag>.incomplete`` under the same per-blob file lock
+huggingface_hub takes, hashed as it arrives (sha256 for LFS files, git-sha1 otherwise),
+and renamed to ``blobs/<etag>`` only when the digest matches the listing. A partial file
+left by an interrupted run is re-hashed and continued with a ``Range`` request; a
+partial whose bytes turn out wrong is discarded. Nothing unverified is ever published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hfa.cache import CacheWriter
+from hfa.errors import CheckFailed, HfaError, NetworkError
+from hfa.hub import OnlineHub, _is_transient, translate
+from hfa.refs import RemoteFile, RepoRef
+
+CHUNK = 1 << 20
+DEFAULT_WORKERS = 8
+
+
+class HashMismatch(CheckFailed):
+    """The bytes received do not hash to what the listing says."""
+
+
+class _BodyEnded(Exception):
+    """The body stopped before the listed size: resume."""
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    path: str
+    etag: str
+    size: int
+    status: str  # "cached", "downloaded" or "resumed"
+    downloaded: int  # bytes that crossed the network for it
+
+
+def new_hasher(f: RemoteFile) -> Any:
+    return hashlib.sha256() if f.lfs_sha256 else hashlib.sha1(b"blob %d\0" % f.size)
+
+
+def expected_digest(f: RemoteFile) -> str:
+    return f.lfs_sha256 or f.blob_id
+
+
+def verify_bytes(f: RemoteFile, data: bytes) -> None:
+    h = new_hasher(f)
+    h.update(data)
+    if len(data) != f.size or h.hexdigest() != expected_digest(f):
+        raise HashMismatch(
+            f"'{f.path}' does not match its {f.hash_algo} {expected_digest(f)}",
+            "the endpoint served different bytes; nothing was written",
+        )
+
+
+class Fetcher:
+    def __init__(
+        self,
+        hub: OnlineHub,
+        writer: CacheWriter,
+        ref: RepoRef,
+        commit: str,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        on_bytes: Callable[[int], None] | None = None,
+        on_file: Callable[[FetchOutcome], None] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.writer = writer
+        self.ref = ref
+        self.commit = commit
+        self.workers = max(1, workers)
+        self.on_bytes = on_bytes or (lambda n: None)
+        self.on_file = on_file or (lambda o: None)
+        self._cancel = threading.Event()
+
+    # -- many files ----------------------------------------------------------------
+    def fetch_all(self, files: list[RemoteFile]) -> list[FetchOutcome]:
+        """Fetch every file (largest first) in parallel; raise the first failure after the others settle."""
+        order = sorted(files, key=lambda f: (-f.size, f.path))
+        results: dict[str, FetchOutcome] = {}
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hfa-fetch")
+        futures: dict[Future[FetchOutcome], RemoteFile] = {}
+        try:
+            futures = {pool.submit(self.fetch_one, f): f for f in order}
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [fut for fut in done if fut.exception() is not None]
+            if failed:
+                # Let running downloads stop at their next chunk; their partials stay for a resume.
+                self._cancel.set()
+                for fut in futures:
+                    fut.cancel()
+                wait(futures)
+                exc = failed[0].exception()
+                assert exc is not None
+                raise exc
+            for fut, f in futures.items():
+                results[f.path] = fut.result()
+        except BaseException:
+            self._cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return [results[f.path] for f in sorted(files, key=lambda f: f.path)]
+
+    # -- one file ------------------------------------------------------------------
+    def fetch_one(self, f: RemoteFile) -> FetchOutcome:
+        w = self.writer
+        if w.has_blob(f.etag, f.size):
+            w.link(self.commit, f.path, f.etag)
+            outcome = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
+        else:
+            with w.lock(f.etag):
+                if w.has_blob(f.etag, f.size):
+                    outcome = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
+                else:
+                    outcome = self._download(f)
+            w.link(self.commit, f.path, f.etag)
+        self.on_file(outcome)
+        return outcome
+
+    def _download(self, f: RemoteFile) -> FetchOutcome:
+        partial = self.writer.partial_path(f.etag)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        mismatches = 0
+        transient = 0
+        downloaded = 0
+        resumed = partial.exists()
+        retries = self.hub.retry.retries
+        while True:
+            if self._cancel.is_set():
+                raise NetworkError(f"Download of '{f.path}' cancelled", "rerun the command to resume")
+            try:
+                downloaded += self._attempt(f, partial)
+                return FetchOutcome(f.path, f.etag, f.size, "resumed" if resumed else "downloaded", downloaded)
+            except HashMismatch:
+                partial.unlink(missing_ok=True)
+                mismatches += 1
+                resumed = False
+                if mismatches > retries:
+                    raise HashMismatch(
+                        f"'{f.path}' does not match its {f.hash_algo} {expected_digest(f)}"
+                        f" ({mismatches} downloads tried)",
+                        "the endpoint serves corrupt bytes; nothing corrupt was written to the cache",
+                    ) from None
+            except _BodyEnded as exc:
+                downloaded += exc.args[0] if exc.args else 0
+                transient += 1
+                if transient > retries:
+                    raise NetworkError(
+                        f"Download of '{f.path}' kept breaking off ({transient} tries)",
+                        "rerun the command: it resumes where it stopped",
+                    ) from None
+                self.hub._sleep(self.hub.retry.delay(transient - 1))
+            except HfaError:
+                raise
+            except Exception as exc:
+                if not _is_transient(exc):
+                    err = translate(exc, self.ref, f.path, self.hub.settings.endpoint)
+                    if err is None:
+                        raise
+                    raise err from exc
+                transient += 1
+                if transient > retries:
+                    raise NetworkError(
+                        f"Download of '{f.path}' failed: {type(exc).__name__}",
+                        "rerun the command: it resumes where it stopped",
+                    ) from None
+                self.hub._sleep(self.hub.retry.delay(transient - 1))
+
+    def _attempt(self, f: RemoteFile, partial: Path) -> int:
+        """One request; returns the bytes received. Publishes the blob when the digest matches."""
+        hasher = new_hasher(f)
+        offset = 0
+        if partial.exists():
+            size = partial.stat().st_size
+            if size > f.size:
+                partial.unlink()
+            else:
+                with partial.open("rb") as fp:
+                    while chunk := fp.read(CHUNK):
+                        hasher.update(chunk)
+                offset = size
+        received = 0
+        if offset < f.size:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            url = self.hub.file_url(self.ref, self.commit, f.path)
+            with self.hub.stream(url, headers=headers) as response:
+                served_commit = response.headers.get("X-Repo-Commit")
+                if served_commit and served_commit != self.commit:
+                    raise CheckFailed(
+                        f"The endpoint served '{f.path}' from commit {served_commit}, not {self.commit}",
+                        "check --endpoint",
+                    )
+                if offset and response.status_code != 206:
+                    offset = 0
+                    hasher = new_hasher(f)
+                elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                    raise _BodyEnded(0)
+                mode = "r+b" if offset else "wb"
+                if not partial.exists():
+                    mode = "wb"
+                with partial.open(mode) as fp:
+                    fp.seek(offset)
+                    fp.truncate()
+                    try:
+                        for chunk in response.iter_bytes(CHUNK):
+                            if offset + len(chunk) > f.size:
+                                raise HashMismatch(f"'{f.path}' is longer than its listed size {f.size}")
+                            fp.write(chunk)
+                            hasher.update(chunk)
+                            offset += len(chunk)
+                            received += len(chunk)
+                            self.on_bytes(len(chunk))
+                            if self._cancel.is_set():
+                                break
+                    finally:
+                        fp.flush()
+                        os.fsync(fp.fileno())
+            if offset < f.size:
+                raise _BodyEnded(received)
+        if hasher.hexdigest() != expected_digest(f):
+            raise HashMismatch(f"'{f.path}' does not match its {f.hash_algo}")
+        os.chmod(partial, 0o644)
+        os.replace(partial, self.writer.blob_path(f.etag))
+        return received

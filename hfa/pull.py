@@ -1,0 +1,252 @@
+"""``hfa pull`` as a library call: resolve, select, fetch verified, publish, report.
+
+Online, one API call gives the commit and every file's size and hash; the selected files
+are fetched in parallel into the huggingface_hub cache. Offline (``settings.offline``),
+everything comes from the cache, and a missing file is an error naming it: a partial
+snapshot is never reported as success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hfa.cache import CacheWriter
+from hfa.config import Settings
+from hfa.errors import CheckFailed
+from hfa.fetch import DEFAULT_WORKERS, Fetcher, FetchOutcome, verify_bytes
+from hfa.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolver import read_cached, resolve_offline
+from hfa.select import Decision, Selection, SelectOptions, select
+
+
+class Progress(Protocol):
+    def start(self, total_bytes: int, total_files: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, outcome: FetchOutcome) -> None: ...
+
+
+@dataclass
+class FileReport:
+    path: str
+    size: int
+    hash_algo: str
+    hash: str
+    reason: str
+    status: str  # cached, downloaded, resumed, would-download, missing
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "hash": f"{self.hash_algo}:{self.hash}",
+            "reason": self.reason,
+            "status": self.status,
+        }
+
+
+@dataclass
+class PullResult:
+    ref: RepoRef
+    commit: str
+    snapshot: Path
+    files: list[FileReport]
+    skipped: list[Decision]
+    bytes_downloaded: int = 0
+    elapsed: float = 0.0
+    requests: int = 0
+    dry_run: bool = False
+    offline: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo": self.ref.repo_id,
+            "repo_type": self.ref.repo_type,
+            "revision": self.ref.revision_or_default,
+            "commit": self.commit,
+            "snapshot": str(self.snapshot),
+            "dry_run": self.dry_run,
+            "offline": self.offline,
+            "files": [f.to_json() for f in self.files],
+            "skipped": [{"path": d.path, "reason": d.reason} for d in self.skipped],
+            "bytes_total": self.total_bytes,
+            "bytes_downloaded": self.bytes_downloaded,
+            "requests": self.requests,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "warnings": self.warnings,
+        }
+
+
+def _report(f: RemoteFile, decision: Decision, status: str) -> FileReport:
+    return FileReport(f.path, f.size, f.hash_algo, f.lfs_sha256 or f.blob_id, decision.reason, status)
+
+
+def plan(
+    settings: Settings, ref: RepoRef, options: SelectOptions, *, read_index: Callable[[RemoteFile], bytes] | None = None
+) -> tuple[Resolved, Selection, list[str]]:
+    """Resolve and select without fetching (but index files may be read)."""
+    warnings: list[str] = []
+    if settings.offline:
+        resolved, complete = resolve_offline(settings.cache_dir, ref)
+        if not complete:
+            warnings.append(
+                f"no hfa record of the full file list of {resolved.commit[:12]}: "
+                "only the files already in the snapshot can be checked"
+            )
+
+        def offline_index(path: str) -> bytes:
+            f = resolved.files[path]
+            data = read_cached(settings.cache_dir, ref, f)
+            if data is None:
+                raise CheckFailed(
+                    f"'{path}' of '{ref.display}' is not in the cache", f"run `hfa pull {ref.display}` with network"
+                )
+            return data
+
+        return resolved, select(resolved.files, options, repo_type=ref.repo_type, read_index=offline_index), warnings
+
+    from hfa.hub import OnlineHub
+
+    hub = OnlineHub(settings)
+    resolved = hub.resolve(ref)
+
+    def online_index(path: str) -> bytes:
+        f = resolved.files[path]
+        if read_index is not None:
+            return read_index(f)
+        data = read_cached(settings.cache_dir, ref, f)
+        if data is None:
+            data = hub.read_small(ref, resolved.commit, path)
+        verify_bytes(f, data)
+        return data
+
+    return resolved, select(resolved.files, options, repo_type=ref.repo_type, read_index=online_index), warnings
+
+
+def pull(
+    settings: Settings,
+    ref: RepoRef,
+    options: SelectOptions,
+    *,
+    dry_run: bool = False,
+    workers: int = DEFAULT_WORKERS,
+    progress: Progress | None = None,
+) -> PullResult:
+    started = time.monotonic()
+    writer = CacheWriter(settings.cache_dir, ref.repo_type, ref.repo_id)
+    if settings.offline:
+        resolved, selection, warnings = plan(settings, ref, options)
+        return _offline_result(settings, ref, resolved, selection, warnings, writer, started)
+
+    from hfa.hub import OnlineHub
+
+    hub = OnlineHub(settings)
+    resolved = hub.resolve(ref)
+    fetcher = Fetcher(
+        hub,
+        writer,
+        ref,
+        resolved.commit,
+        workers=workers,
+        on_bytes=progress.advance if progress else None,
+        on_file=progress.file_done if progress else None,
+    )
+    early: dict[str, FetchOutcome] = {}
+
+    def read_index(path: str) -> bytes:
+        f = resolved.files[path]
+        if dry_run:
+            data = read_cached(settings.cache_dir, ref, f) or hub.read_small(ref, resolved.commit, path)
+            verify_bytes(f, data)
+            return data
+        early[path] = fetcher.fetch_one(f)
+        return writer.blob_path(f.etag).read_bytes()
+
+    selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=read_index)
+    chosen = [d for d in selection.decisions if d.selected]
+    snapshot = writer.repo.snapshot(resolved.commit)
+    result = PullResult(
+        ref=ref,
+        commit=resolved.commit,
+        snapshot=snapshot,
+        files=[],
+        skipped=list(selection.skipped),
+        dry_run=dry_run,
+    )
+    if dry_run:
+        for d in chosen:
+            f = resolved.files[d.path]
+            cached = writer.linked_ok(resolved.commit, f.path, f.etag, f.size) or writer.has_blob(f.etag, f.size)
+            result.files.append(_report(f, d, "cached" if cached else "would-download"))
+        result.requests = hub.requests_made
+        result.elapsed = time.monotonic() - started
+        return result
+
+    todo = [resolved.files[d.path] for d in chosen if d.path not in early]
+    if progress:
+        progress.start(sum(f.size for f in todo), len(todo))
+    outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
+    outcomes.update(early)
+    for d in chosen:
+        o = outcomes[d.path]
+        result.files.append(_report(resolved.files[d.path], d, o.status))
+        result.bytes_downloaded += o.downloaded
+    snapshot.mkdir(parents=True, exist_ok=True)
+    if not ref.pinned:
+        writer.write_ref(ref.revision_or_default, resolved.commit)
+    writer.write_tree_record(resolved.commit, [f.to_json() for f in resolved.files.values()])
+    result.requests = hub.requests_made
+    result.elapsed = time.monotonic() - started
+    return result
+
+
+def _offline_result(
+    settings: Settings,
+    ref: RepoRef,
+    resolved: Resolved,
+    selection: Selection,
+    warnings: list[str],
+    writer: CacheWriter,
+    started: float,
+) -> PullResult:
+    result = PullResult(
+        ref=ref,
+        commit=resolved.commit,
+        snapshot=writer.repo.snapshot(resolved.commit),
+        files=[],
+        skipped=list(selection.skipped),
+        offline=True,
+        warnings=warnings,
+    )
+    missing: list[str] = []
+    for d in selection.decisions:
+        if not d.selected:
+            continue
+        f = resolved.files[d.path]
+        if writer.linked_ok(resolved.commit, f.path, f.etag, f.size):
+            result.files.append(_report(f, d, "cached"))
+        else:
+            missing.append(f.path)
+            result.files.append(_report(f, d, "missing"))
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise MissingFiles(ref, resolved.commit, missing, shown)
+    result.elapsed = time.monotonic() - started
+    return result
+
+
+class MissingFiles(CheckFailed):
+    def __init__(self, ref: RepoRef, commit: str, missing: list[str], shown: str) -> None:
+        super().__init__(
+            f"{len(missing)} file(s) of '{ref.display}' ({commit[:12]}) are missing from the cache: {shown}",
+            f"run `hfa pull {ref.display}` with network (offline mode never returns a partial snapshot)",
+        )
+        self.missing = missing

@@ -1,0 +1,51 @@
+"""Test helpers: cache integrity checks and a CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from hfa.cli.app import app
+
+runner = CliRunner()
+
+
+def hfa(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def blob_digest(path: Path) -> str:
+    data = path.read_bytes()
+    if len(path.name) == 64:
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def corrupt_blobs(cache: Path) -> list[Path]:
+    """Every blob whose content does not hash to its name (there must never be one)."""
+    bad = []
+    for blob in cache.glob("*/blobs/*"):
+        if blob.name.endswith(".incomplete") or blob.name.startswith("."):
+            continue
+        if blob_digest(blob) != blob.name:
+            bad.append(blob)
+    return bad
+
+
+def snapshot_listing(cache: Path, folder: str, commit: str) -> dict[str, str]:
+    """path -> blob name for every link of a snapshot (links must be relative and stay in blobs/)."""
+    snap = cache / folder / "snapshots" / commit
+    out = {}
+    for dirpath, _dirs, files in os.walk(snap):
+        for name in files:
+            link = Path(dirpath, name)
+            assert link.is_symlink(), link
+            target = os.readlink(link)
+            assert not os.path.isabs(target), target
+            real = Path(os.path.realpath(link))
+            assert real.parent == (cache / folder / "blobs").resolve(), real
+            out[link.relative_to(snap).as_posix()] = real.name
+    return out

@@ -1,0 +1,280 @@
+"""Fault tests: what breaking networks and lying servers do to `hfa pull` — and never to the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import World, build_world
+from helpers import corrupt_blobs, hfa
+
+from hfa.errors import ExitCode
+from hfa.server import HubServer, ServerConfig
+from hfa.server.faults import Fault, FaultPlan
+from hfa.testing import write_repo
+
+FOLDER = "models--org--model"
+BIG = "model.safetensors"
+
+
+@pytest.fixture
+def faulty(tmp_path: Path) -> Iterator[tuple[HubServer, FaultPlan, World]]:
+    world = build_world(tmp_path / "faulty")
+    plan = FaultPlan()
+    with HubServer(ServerConfig(cache_dir=world.cache_dir, faults=plan)) as srv:
+        yield srv, plan, world
+
+
+def pull(srv: HubServer, cache: Path, *args: str, retries: str = "3"):
+    return hfa(
+        "pull",
+        "org/model",
+        *args,
+        "--endpoint",
+        srv.url,
+        "--cache-dir",
+        str(cache),
+        "--json",
+        env={"HFA_MAX_RETRIES": retries},
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("status", path=BIG, status=500, times=2),
+        Fault("status", path=BIG, status=503, times=1),
+        Fault("status", path=BIG, status=429, retry_after="1", times=1),
+        Fault("drop", path=BIG, after_bytes=1000, times=2),
+        Fault("truncate", path=BIG, after_bytes=2048, times=1),
+        Fault("long_length", path=BIG, times=1),
+        Fault("corrupt", path=BIG, times=1),
+        Fault("slow", path=BIG, delay=0.3, times=1),
+    ],
+    ids=lambda f: f.kind + (f"-{f.status}" if f.kind == "status" else ""),
+)
+def test_transient_faults_are_retried(faulty, tmp_path: Path, fault: Fault) -> None:
+    srv, plan, world = faulty
+    plan.faults.append(fault)
+    cache = tmp_path / "cache"
+    started = time.monotonic()
+    result = pull(srv, cache)
+    assert result.exit_code == 0, result.stderr
+    assert plan.hits, "the fault was never applied"
+    snap = cache / FOLDER / "snapshots" / world.commits["org/model@v2"]
+    assert (snap / BIG).read_bytes() == world.contents["org/model@v2"][BIG]
+    assert corrupt_blobs(cache) == []
+    assert not list(cache.glob("*/blobs/*.incomplete"))
+    if fault.retry_after:
+        assert time.monotonic() - started >= 1.0  # Retry-After honoured
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("corrupt", path=BIG, times=-1),
+        Fault("long_length", path=BIG, times=-1),
+    ],
+    ids=["corrupt-always", "wrong-length-always"],
+)
+def test_persistent_bad_bytes_fail_cleanly(faulty, tmp_path: Path, fault: Fault) -> None:
+    srv, plan, _world = faulty
+    plan.faults.append(fault)
+    cache = tmp_path / "cache"
+    result = pull(srv, cache, retries="2")
+    assert result.exit_code in (ExitCode.CHECK_FAILED, ExitCode.NETWORK), result.stderr
+    assert BIG in result.stderr
+    assert result.stdout == ""
+    assert corrupt_blobs(cache) == []
+    blobs = [p.name for p in (cache / FOLDER / "blobs").iterdir()] if (cache / FOLDER / "blobs").exists() else []
+    sha = hashlib.sha256(_world_bytes(srv)).hexdigest()
+    assert sha not in blobs, "a corrupt blob was published"
+
+
+def _world_bytes(srv: HubServer) -> bytes:
+    store = srv.store
+    repo = store.repo("model", "org/model")
+    assert repo is not None
+    commit = store.resolve(repo, "main")
+    snap = store.snapshot(repo, commit)  # type: ignore[arg-type]
+    return snap.files[BIG].blob_path.read_bytes()  # type: ignore[union-attr]
+
+
+def test_corrupt_mismatch_exits_1_naming_the_file(faulty, tmp_path: Path) -> None:
+    srv, plan, _ = faulty
+    plan.faults.append(Fault("corrupt", path=BIG, times=-1))
+    result = pull(srv, tmp_path / "cache", retries="1")
+    assert result.exit_code == ExitCode.CHECK_FAILED
+    assert f"'{BIG}' does not match its sha256" in result.stderr
+
+
+def test_persistent_500_is_network_error(faulty, tmp_path: Path) -> None:
+    srv, plan, _ = faulty
+    plan.faults.append(Fault("status", path=BIG, status=500, times=-1))
+    result = pull(srv, tmp_path / "cache", retries="1")
+    assert result.exit_code == ExitCode.NETWORK
+    assert "HTTP 500" in result.stderr
+
+
+def test_resume_from_partial_across_runs(faulty, tmp_path: Path) -> None:
+    srv, _plan, world = faulty
+    cache = tmp_path / "cache"
+    content = world.contents["org/model@v2"][BIG]
+    sha = hashlib.sha256(content).hexdigest()
+    blobs = cache / FOLDER / "blobs"
+    blobs.mkdir(parents=True)
+    half = len(content) // 2
+    (blobs / f"{sha}.incomplete").write_bytes(content[:half])
+    srv.reset_requests()
+    result = pull(srv, cache)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    entry = next(f for f in doc["files"] if f["path"] == BIG)
+    assert entry["status"] == "resumed"
+    assert (blobs / sha).read_bytes() == content
+    assert not (blobs / f"{sha}.incomplete").exists()
+    assert doc["bytes_downloaded"] < sum(f["size"] for f in doc["files"])
+
+
+def test_wrong_partial_is_discarded_and_restarted(faulty, tmp_path: Path) -> None:
+    srv, _plan, world = faulty
+    cache = tmp_path / "cache"
+    content = world.contents["org/model@v2"][BIG]
+    sha = hashlib.sha256(content).hexdigest()
+    blobs = cache / FOLDER / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / f"{sha}.incomplete").write_bytes(b"\xff" * (len(content) // 2))
+    result = pull(srv, cache)
+    assert result.exit_code == 0, result.stderr
+    assert (blobs / sha).read_bytes() == content
+    assert corrupt_blobs(cache) == []
+
+
+def test_unsafe_paths_from_server_are_refused(tmp_path: Path) -> None:
+    """A server listing '..' paths: nothing is written outside the cache."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    sha1 = "0" * 40
+    body = json.dumps(
+        {"id": "evil/repo", "sha": "a" * 40, "siblings": [{"rfilename": "../../escape.txt", "size": 3, "blobId": sha1}]}
+    ).encode()
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        cache = tmp_path / "deep" / "cache"
+        result = hfa(
+            "pull",
+            "evil/repo",
+            "--all",
+            "--endpoint",
+            f"http://127.0.0.1:{srv.server_address[1]}",
+            "--cache-dir",
+            str(cache),
+        )
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert result.exit_code == ExitCode.CHECK_FAILED
+    assert "unsafe path" in result.stderr
+    assert not list(tmp_path.rglob("escape.txt"))
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+def _big_world(root: Path, size: int) -> tuple[Path, bytes]:
+    rng = random.Random(7)
+    block = rng.randbytes(1 << 16)
+    content = (block * (size // len(block) + 1))[:size]
+    cache = root / "served"
+    write_repo(
+        cache,
+        "org/big",
+        {"config.json": b"{}", "weights.safetensors": content, "other.safetensors": content[: size // 3]},
+    )
+    return cache, content
+
+
+def _pull_cmd(url: str, cache: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "hfa",
+        "pull",
+        "org/big",
+        "--endpoint",
+        url,
+        "--cache-dir",
+        str(cache),
+        "--json",
+        "--workers",
+        "2",
+    ]
+
+
+def test_kill_at_random_points_then_resume(tmp_path: Path) -> None:
+    """SIGKILL a pull many times: never a corrupt blob; the rerun completes and reuses partial bytes."""
+    served, content = _big_world(tmp_path, 24 * 1024 * 1024)
+    plan = FaultPlan()
+    plan.faults.append(Fault("throttle", path="*", rate=8 * 1024 * 1024, times=-1))
+    cache = tmp_path / "cache"
+    env = {**os.environ, "HFA_MAX_RETRIES": "2"}
+    rng = random.Random(1)
+    saw_partial = False
+    with HubServer(ServerConfig(cache_dir=served, faults=plan)) as srv:
+        for _ in range(6):
+            proc = subprocess.Popen(
+                _pull_cmd(srv.url, cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            time.sleep(rng.uniform(0.8, 2.5))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            assert corrupt_blobs(cache) == []
+            saw_partial = saw_partial or bool(list(cache.glob("*/blobs/*.incomplete")))
+        plan.faults.clear()
+        done = subprocess.run(_pull_cmd(srv.url, cache), env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert corrupt_blobs(cache) == []
+    snap = Path(doc["snapshot"])
+    assert (snap / "weights.safetensors").read_bytes() == content
+    assert saw_partial, "no kill landed mid-download: the test did not test anything"
+    assert doc["bytes_downloaded"] < doc["bytes_total"], "the rerun did not reuse what earlier runs fetched"
+
+
+def test_concurrent_processes_pull_the_same_repo(tmp_path: Path) -> None:
+    served, content = _big_world(tmp_path, 8 * 1024 * 1024)
+    cache = tmp_path / "cache"
+    with HubServer(ServerConfig(cache_dir=served)) as srv:
+        procs = [
+            subprocess.Popen(_pull_cmd(srv.url, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        outs = [p.communicate(timeout=120) for p in procs]
+        gets = [path for method, path in srv.requests if method == "GET" and path.endswith("weights.safetensors")]
+    for proc, (out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err
+        assert Path(json.loads(out)["snapshot"], "weights.safetensors").read_bytes() == content
+    assert corrupt_blobs(cache) == []
+    assert len(gets) == 1, "the per-blob lock must stop a second download of the same blob"
