@@ -172,6 +172,7 @@ def pull(
 
     selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=read_index)
     chosen = [d for d in selection.decisions if d.selected]
+    missing_shards = list(getattr(selection, "missing", ()))
     snapshot = writer.repo.snapshot(resolved.commit)
     result = PullResult(
         ref=ref,
@@ -181,6 +182,11 @@ def pull(
         skipped=list(selection.skipped),
         dry_run=dry_run,
     )
+    if missing_shards:
+        result.warnings.append(
+            f"the weight index names {len(missing_shards)} shard(s) the repo does not hold: "
+            + ", ".join(missing_shards[:5])
+        )
     if dry_run:
         for d in chosen:
             f = resolved.files[d.path]

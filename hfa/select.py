@@ -345,7 +345,7 @@ class _ModelRules:
 
     # Which weights: self.chosen everywhere, except pickle-only folders when safetensors is the default.
     def _choose_frameworks(self, requested: tuple[str, ...], present: set[str]) -> None:
-        quant = self.options.quant
+        quant = self.quant = self.options.quant.strip() if self.options.quant is not None else None
         self.fallback_folders: frozenset[str] = frozenset()
         if requested:
             if not present.intersection(requested):
@@ -405,7 +405,7 @@ class _ModelRules:
         gguf = [p for p in scope if self.kinds[p] == "gguf"]
         models = [p for p in gguf if not _is_mmproj(p)]
         quants = gguf_quants(models)
-        quant = self.options.quant
+        quant = self.quant
         if quant is not None:
             matched = [p for p in models if _quant_matches(quant, p)]
             if not matched:

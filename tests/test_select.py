@@ -892,3 +892,7 @@ def test_select_properties(scenario: tuple[dict[str, RemoteFile], SelectOptions,
                 assert decision.path.startswith(options.subfolder + "/")
     assert select(files, options, repo_type=repo_type, read_index=read_index) == selection
     assert select(dict(reversed(list(files.items()))), options, repo_type=repo_type, read_index=read_index) == selection
+
+
+def test_quant_is_trimmed() -> None:
+    assert chosen(decide(repo(*GGUF), quant=" Q8_0 ")) == {"README.md", "model.Q8_0.gguf"}

@@ -187,7 +187,7 @@ def test_model_info_repo_without_namespace(server: HubServer, world: World) -> N
     assert info.author is None
     assert [s.rfilename for s in info.siblings or []] == ["config.json"]
     assert api(server).model_info("gpt-tiny", revision="main").sha == world.commits["noname"]
-    assert list(api(server).list_repo_tree("gpt-tiny"))[0].path == "config.json"
+    assert [e.path for e in api(server).list_repo_tree("gpt-tiny")] == ["config.json"]
 
 
 def test_repo_info_and_repo_exists(server: HubServer) -> None:
@@ -523,7 +523,7 @@ class CuttingProxy:
         self.requests: list[bytes] = []
         self.cuts = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self._stop = False
         threading.Thread(target=self._accept, daemon=True).start()
 
