@@ -35,6 +35,37 @@ step "hf download sentence-transformers/all-MiniLM-L6-v2 (the official client, f
 HF_HUB_CACHE="$work/client-cache" hf download sentence-transformers/all-MiniLM-L6-v2 --quiet
 find "$work/client-cache" -maxdepth 4 -path '*snapshots*' | head -n 20
 
+step "hfa info hfa-demo/tiny-sharded (card facts, files, what pull would take and why)"
+hfa info hfa-demo/tiny-sharded --endpoint "$url" --cache-dir "$work/hfa-cache"
+
+step "hfa pull sentence-transformers/all-MiniLM-L6-v2 (lazy, verified while streaming)"
+hfa pull sentence-transformers/all-MiniLM-L6-v2 --endpoint "$url" --cache-dir "$work/hfa-cache"
+
+step "hfa pull hfa-demo/tiny-sharded --dry-run (only the shards the index references)"
+hfa pull hfa-demo/tiny-sharded --dry-run --endpoint "$url" --cache-dir "$work/hfa-cache"
+
+step "hfa pull --offline: from the cache alone, after stopping the server"
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+hfa pull sentence-transformers/all-MiniLM-L6-v2 --offline --cache-dir "$work/hfa-cache"
+if hfa pull hfa-demo/tiny-sharded --offline --cache-dir "$work/hfa-cache" 2>"$work/err"; then
+  echo "unexpected: offline pull of an uncached repo succeeded"; exit 1
+else
+  echo "refused, as it must be: $(cat "$work/err")"
+fi
+python - "$work/hfa-cache" <<'PY'
+import sys
+from huggingface_hub import snapshot_download
+path = snapshot_download("sentence-transformers/all-MiniLM-L6-v2", cache_dir=sys.argv[1], local_files_only=True)
+print("huggingface_hub loads it with local_files_only=True:", path)
+PY
+
+step "Restarting the server for the gated-repo demo"
+: >"$work/url"
+hfa serve --cache-dir "$work/hub" --port 0 --auth "$work/hub/.hfa-demo-auth.toml" >"$work/url" 2>"$work/serve.log" &
+server_pid=$!
+for _ in $(seq 1 100); do [ -s "$work/url" ] && break; sleep 0.1; done
+url=$(head -n 1 "$work/url"); export HF_ENDPOINT="$url"
+
 step "A gated repo: refused without a token, served with the demo token"
 if HF_HUB_CACHE="$work/client-cache" hf download hfa-demo/gated-model --quiet 2>/dev/null; then
   echo "unexpected: gated repo served without a token"; exit 1
