@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hfa.testing import lfs_pointer_stub, make_safetensors, model_card, write_repo
+from hfa.testing import FileContent, lfs_pointer_stub, make_safetensors, model_card, write_repo
 
 DEMO_TOKEN = "hfa_demo_token_0123456789"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -72,7 +72,7 @@ def build_demo(cache_dir: Path, *, with_minilm: bool = True) -> DemoWorld:
         },
         indent=2,
     )
-    files = {
+    files: dict[str, FileContent] = {
         "README.md": card,
         "config.json": config,
         "tokenizer.json": json.dumps({"version": "1.0", "model": {"type": "WordPiece"}}),

@@ -172,8 +172,8 @@ class Fetcher:
                 transient += 1
                 if transient > retries:
                     raise NetworkError(
-                        f"Download of '{f.path}' failed: {type(exc).__name__}",
-                        "rerun the command: it resumes where it stopped",
+                        f"Download of '{f.path}' from {self.hub.settings.endpoint} failed: {type(exc).__name__}",
+                        "check --endpoint / HF_ENDPOINT and the network, then rerun: it resumes where it stopped",
                     ) from None
                 self.hub._sleep(self.hub.retry.delay(transient - 1))
 

@@ -307,7 +307,7 @@ class OnlineHub:
             ref=ref,
             commit=commit,
             files=files,
-            card_data=doc.get("cardData") if isinstance(doc.get("cardData"), dict) else {},
+            card_data=card if isinstance(card := doc.get("cardData"), dict) else {},
             gated=gated if isinstance(gated, str) else bool(gated),
             private=bool(doc.get("private")),
         )

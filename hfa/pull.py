@@ -18,6 +18,7 @@ from hfa.cache import CacheWriter
 from hfa.config import Settings
 from hfa.errors import CheckFailed
 from hfa.fetch import DEFAULT_WORKERS, Fetcher, FetchOutcome, verify_bytes
+from hfa.lockfile import LockedRepo
 from hfa.refs import RemoteFile, RepoRef, Resolved
 from hfa.resolver import read_cached, resolve_offline
 from hfa.select import Decision, Selection, SelectOptions, select
@@ -256,3 +257,105 @@ class MissingFiles(CheckFailed):
             f"run `hfa pull {ref.display}` with network (offline mode never returns a partial snapshot)",
         )
         self.missing = missing
+
+
+# -- from the lock ---------------------------------------------------------------------------
+
+
+@dataclass
+class LockedPullResult:
+    results: list[PullResult]
+    requests: int
+    elapsed: float
+
+    def to_json(self, lock_path: Path) -> dict[str, Any]:
+        return {
+            "lock": str(lock_path),
+            "repos": [r.to_json() for r in self.results],
+            "bytes_downloaded": sum(r.bytes_downloaded for r in self.results),
+            "requests": self.requests,
+            "elapsed_seconds": round(self.elapsed, 3),
+        }
+
+
+def pull_locked(
+    settings: Settings,
+    entries: list[LockedRepo],
+    *,
+    dry_run: bool = False,
+    workers: int = DEFAULT_WORKERS,
+    progress: Progress | None = None,
+) -> LockedPullResult:
+    """Make the cache hold exactly what the lock names, at the lock's commits, verified by the lock's hashes.
+
+    No request is made when every locked file is already in the cache; offline, a missing
+    file is an error naming it.
+    """
+    from hfa.hub import OnlineHub
+
+    started = time.monotonic()
+    hub: OnlineHub | None = None
+    results: list[PullResult] = []
+    plans: list[tuple[LockedRepo, CacheWriter, list[RemoteFile]]] = []
+    for entry in entries:
+        writer = CacheWriter(settings.cache_dir, entry.repo_type, entry.repo_id)
+        files = list(entry.remote_files().values())
+        todo = [f for f in files if not writer.linked_ok(entry.commit, f.path, f.etag, f.size)]
+        plans.append((entry, writer, todo))
+    missing_total = [(e, f) for e, w, todo in plans for f in todo if not w.has_blob(f.etag, f.size)]
+    if progress and not dry_run:
+        progress.start(sum(f.size for _, f in missing_total), len(missing_total))
+    for entry, writer, todo in plans:
+        ref = entry.pinned_ref
+        result = PullResult(
+            ref=entry.ref,
+            commit=entry.commit,
+            snapshot=writer.repo.snapshot(entry.commit),
+            files=[],
+            skipped=[],
+            dry_run=dry_run,
+            offline=settings.offline,
+        )
+        todo_paths = {f.path for f in todo}
+        need_network = [f for f in todo if not writer.has_blob(f.etag, f.size)]
+        if need_network and settings.offline:
+            names = [f.path for f in need_network]
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            raise MissingFiles(entry.ref, entry.commit, names, shown)
+        outcomes: dict[str, FetchOutcome] = {}
+        if dry_run:
+            for f in todo:
+                status = "would-download" if f in need_network else "cached"
+                outcomes[f.path] = FetchOutcome(f.path, f.etag, f.size, status, 0)
+        elif todo:
+            if need_network and hub is None:
+                hub = OnlineHub(settings)
+            fetcher = Fetcher(
+                hub or _NoHub(),  # type: ignore[arg-type]
+                writer,
+                ref,
+                entry.commit,
+                workers=workers,
+                on_bytes=progress.advance if progress else None,
+                on_file=progress.file_done if progress else None,
+            )
+            outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
+        for lf in entry.files:
+            o = outcomes.get(lf.path)
+            status = o.status if o else "cached"
+            result.files.append(FileReport(lf.path, lf.size, lf.algo, lf.digest, "locked", status))
+            result.bytes_downloaded += o.downloaded if o else 0
+        if not dry_run:
+            writer.repo.snapshot(entry.commit).mkdir(parents=True, exist_ok=True)
+            if entry.revision != entry.commit:
+                writer.write_ref(entry.revision, entry.commit)
+        del todo_paths
+        results.append(result)
+    return LockedPullResult(results, hub.requests_made if hub else 0, time.monotonic() - started)
+
+
+class _NoHub:
+    """Stands in for the network when every blob is already in the cache: any use is a bug."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"network used ({name}) although every blob is cached")

@@ -282,6 +282,18 @@ def test_list_models_search_author_filter_pipeline(server: HubServer) -> None:
     assert {m.id for m in a.list_models(gated=True)} == {"org/gated"}
 
 
+def test_list_models_card_data_full_and_expand(server: HubServer, world: World) -> None:
+    a = api(server)
+    (with_card,) = a.list_models(search="org/model", cardData=True)
+    assert with_card.card_data is not None and with_card.card_data.license == "mit"
+    (full,) = a.list_models(search="tiny", full=True)
+    assert [s.rfilename for s in full.siblings or []] == ["config.json"]
+    likes = {m.id: (m.likes, m.sha, m.downloads) for m in a.list_models(expand=["likes"])}
+    assert likes["gpt-tiny"] == (50, None, None)  # only what was asked for
+    info = a.model_info("org/model", expand=["likes", "sha"])
+    assert (info.likes, info.sha, info.siblings, info.card_data) == (2, v2(world), None, None)
+
+
 def test_list_models_sort_and_limit(server: HubServer) -> None:
     a = api(server)
     by_downloads = list(a.list_models(sort="downloads"))
@@ -361,6 +373,29 @@ def test_list_repo_tree_at_tag_and_folder_oids(server: HubServer, world: World) 
     assert old["config.json"].blob_id == git_sha1(world.contents["org/model@v1"]["config.json"])
     pr = {e.path for e in api(server).list_repo_tree("org/model", revision="refs/pr/1")}
     assert "extra.txt" in pr
+
+
+def test_folder_oids_follow_content(server: HubServer, fresh_server: HubServer, fresh_world: World) -> None:
+    """Like git tree ids: a folder's oid depends on what is under it, not on where it sits."""
+    a = api(server)
+    main = {e.path: e.tree_id for e in a.list_repo_tree("org/model", recursive=True) if isinstance(e, RepoFolder)}
+    assert main["sub"] != main["sub/dir"]
+    old = {
+        e.path: e.tree_id
+        for e in a.list_repo_tree("org/model", revision="v1.0", recursive=True)
+        if isinstance(e, RepoFolder)
+    }
+    assert old == main  # nothing under sub/ changed between v1.0 and main
+    (info,) = a.get_paths_info("org/model", ["sub"])
+    assert isinstance(info, RepoFolder) and info.tree_id == main["sub"]
+
+    c1 = write_repo(fresh_world.cache_dir, "org/folders", {"a/x.txt": b"1", "b/x.txt": b"1"})
+    write_repo(fresh_world.cache_dir, "org/folders", {"a/x.txt": b"1", "b/x.txt": b"2"}, parent=c1)
+    f = HfApi(endpoint=fresh_server.url, token=False)
+    before = {e.path: e.tree_id for e in f.list_repo_tree("org/folders", revision=c1)}
+    after = {e.path: e.tree_id for e in f.list_repo_tree("org/folders")}
+    assert before["a"] == before["b"] == after["a"]  # same content, same oid
+    assert after["b"] != before["b"]  # b/x.txt changed
 
 
 def test_list_repo_tree_pages_raw(server: HubServer, world: World) -> None:

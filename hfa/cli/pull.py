@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,11 +14,13 @@ from hfa.cli.selection import (
     ExcludeOpt,
     FrameworkOpt,
     IncludeOpt,
+    LockOpt,
     QuantOpt,
     RepoTypeOpt,
     SubfolderOpt,
     TrustRemoteCodeOpt,
     build_options,
+    options_given,
 )
 
 
@@ -53,13 +56,89 @@ class RichProgress:
             self.progress.update(self.task, description=f"files {self.files_done}/{self.files_total}")
 
 
+def _pull_from_lock(
+    ctx: Ctx,
+    repo: str | None,
+    repo_type: str | None,
+    sel: tuple[Any, ...],
+    lock_path: Path,
+    locked: bool,
+    frozen: bool,
+    workers: int,
+    dry_run: bool,
+) -> None:
+    from hfa import lockfile
+    from hfa.errors import CheckFailed, UsageError
+    from hfa.pull import pull_locked
+    from hfa.refs import RepoRef
+
+    if locked and frozen:
+        raise UsageError("--locked and --frozen contradict each other", "pass one of them")
+    lock = lockfile.read(lock_path)
+    if repo is None:
+        if options_given(*sel):
+            raise UsageError(
+                "selection options need a REPO argument", "the lock keeps each repo's selection; see `hfa pin`"
+            )
+        entries = list(lock.repos)
+        if not entries:
+            raise UsageError(f"{lock_path} names no repos", "add one with `hfa pin REPO[@REVISION]`")
+    else:
+        ref = RepoRef.parse(repo, repo_type)
+        entry = lock.get(ref.repo_id, ref.repo_type)
+        if entry is None:
+            raise CheckFailed(
+                f"'{ref.display}' is not in {lock_path}, but --{'locked' if locked else 'frozen'} was given",
+                f"add it with `hfa pin {ref.display}`",
+            )
+        if locked:
+            reasons = []
+            if ref.revision and ref.revision not in (entry.revision, entry.commit):
+                reasons.append(f"revision {ref.revision} (locked: {entry.revision})")
+            if options_given(*sel) and build_options(*sel) != entry.selection:
+                reasons.append("other selection options")
+            if reasons:
+                raise CheckFailed(
+                    f"The lock at {lock_path} needs to be updated for {ref.display} ({'; '.join(reasons)}),"
+                    " but --locked was given",
+                    f"to update the lock, run `hfa pin {ref.display}`",
+                )
+        entries = [entry]
+    with ctx.out.progress(transient=True) as bar:
+        sink = RichProgress(bar) if bar is not None else None
+        result = pull_locked(ctx.settings, entries, dry_run=dry_run, workers=workers, progress=sink)
+
+    def human() -> None:
+        out = ctx.out
+        for r in result.results:
+            fetched = sum(1 for f in r.files if f.status in ("downloaded", "resumed"))
+            if dry_run:
+                todo = [f for f in r.files if f.status == "would-download"]
+                out.line(f"{r.ref.display} at {r.commit[:12]}: would fetch {len(todo)} of {len(r.files)} file(s)")
+            else:
+                out.line(str(r.snapshot))
+                out.success(
+                    f"{r.ref.display} → {r.commit[:12]} (locked): {len(r.files)} file(s), {fetched} fetched"
+                    f" ({human_size(r.bytes_downloaded)})"
+                )
+        if not dry_run:
+            out.info(f"{len(result.results)} repo(s) from {lock_path}, {result.requests} request(s).")
+
+    ctx.out.result(result.to_json(lock_path), human)
+
+
 def register(app: typer.Typer) -> None:
     @command(app, "pull")
     def pull(
         ctx: Ctx,
         repo: Annotated[
-            str, typer.Argument(help="REPO[@REVISION]: org/name, org/name@v1.0, datasets/org/name@<commit>.")
-        ],
+            str | None,
+            typer.Argument(
+                help="REPO[@REVISION]: org/name, org/name@v1.0, datasets/org/name@<commit>. Omitted: everything"
+                " the lock names.",
+                show_default=False,
+            ),
+        ] = None,
         repo_type: RepoTypeOpt = None,
         framework: FrameworkOpt = None,
         quant: QuantOpt = None,
@@ -73,6 +152,12 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Show what would be fetched and why; fetch nothing.")
         ] = False,
+        lock: LockOpt = Path("hfa.lock"),
+        locked: Annotated[
+            bool,
+            typer.Option("--locked", help="Use the lock; fail (exit 1) if it would have to change for this command."),
+        ] = False,
+        frozen: Annotated[bool, typer.Option("--frozen", help="Use the lock as it is, without checking it.")] = False,
     ) -> None:
         """Fetch only the files a model needs, verifying every byte, into the huggingface_hub cache.
 
@@ -83,10 +168,12 @@ def register(app: typer.Typer) -> None:
         from hfa.pull import pull as do_pull
         from hfa.refs import RepoRef
 
+        sel = (framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code)
+        if repo is None or locked or frozen:
+            _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run)
+            return
         ref = RepoRef.parse(repo, repo_type)
-        options = build_options(
-            framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code
-        )
+        options = build_options(*sel)
         with ctx.out.progress(transient=True) as bar:
             sink = RichProgress(bar) if bar is not None else None
             result = do_pull(ctx.settings, ref, options, dry_run=dry_run, workers=workers, progress=sink)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -84,3 +85,22 @@ def build_options(
         subfolder=check_subfolder(subfolder),
         trust_remote_code=trust_remote_code,
     )
+
+
+LockOpt = Annotated[
+    Path,
+    typer.Option("--lock", help="The lock file.", dir_okay=False, rich_help_panel="Lock"),
+]
+
+
+def options_given(
+    framework: list[str] | None,
+    quant: str | None,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    all_files: bool,
+    config_only: bool,
+    subfolder: str | None,
+    trust_remote_code: bool,
+) -> bool:
+    return bool(framework or quant or include or exclude or all_files or config_only or subfolder or trust_remote_code)

@@ -212,7 +212,8 @@ class Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or ""
         if not _HOST_RE.fullmatch(host):  # absent, or not a plain host[:port] (it goes into headers)
             addr, port = self.server.server_address[:2]
-            host = f"[{addr}]:{port}" if ":" in str(addr) else f"{addr}:{port}"
+            addr = str(addr)
+            host = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
         return f"http://{host}"
 
     # -- routing -----------------------------------------------------------------
@@ -398,8 +399,7 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 d = base + "/".join(parts[:depth])
                 if d not in entries:
-                    inner = [p for p in files if p.startswith(d + "/")]
-                    entries[d] = {"type": "directory", "oid": tree_oid(inner), "size": 0, "path": d}
+                    entries[d] = {"type": "directory", "oid": _folder_oid(files, d), "size": 0, "path": d}
             if recursive or len(parts) == 1:
                 entries[path] = _file_doc(files[path])
         return [entries[k] for k in sorted(entries)]
@@ -452,8 +452,7 @@ class Handler(BaseHTTPRequestHandler):
             if path in snap.files:
                 out.append(_file_doc(snap.files[path]))
             elif path in dirs:
-                inner = [p for p in snap.files if p.startswith(path + "/")]
-                out.append({"type": "directory", "oid": tree_oid(inner), "size": 0, "path": path})
+                out.append({"type": "directory", "oid": _folder_oid(snap.files, path), "size": 0, "path": path})
         if expand:
             for e in out:
                 e["lastCommit"] = {"id": snap.commit, "title": snap.title, "date": snap.date}
@@ -712,6 +711,12 @@ def _dirs_of(files: dict[str, FileEntry]) -> set[str]:
         for i in range(1, len(parts)):
             dirs.add("/".join(parts[:i]))
     return dirs
+
+
+def _folder_oid(files: dict[str, FileEntry], folder: str) -> str:
+    """Stands for a git tree id: changes with the names and contents below ``folder``, not with its place."""
+    base = folder + "/"
+    return tree_oid([f"{p[len(base) :]} {e.blob_id}" for p, e in files.items() if p.startswith(base)])
 
 
 def _file_doc(entry: FileEntry) -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""``hfa pin``: record repos at exact commits, with every selected file's hash, in hfa.lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hfa.cli.options import Ctx, command
+from hfa.cli.selection import (
+    AllOpt,
+    ConfigOnlyOpt,
+    ExcludeOpt,
+    FrameworkOpt,
+    IncludeOpt,
+    LockOpt,
+    QuantOpt,
+    RepoTypeOpt,
+    SubfolderOpt,
+    TrustRemoteCodeOpt,
+    build_options,
+    options_given,
+)
+
+
+def register(app: typer.Typer) -> None:
+    @command(app, "pin")
+    def pin(
+        ctx: Ctx,
+        repos: Annotated[
+            list[str] | None,
+            typer.Argument(help="REPO[@REVISION] to add or update; with --upgrade/--check/--remove, repos to act on."),
+        ] = None,
+        repo_type: RepoTypeOpt = None,
+        framework: FrameworkOpt = None,
+        quant: QuantOpt = None,
+        include: IncludeOpt = None,
+        exclude: ExcludeOpt = None,
+        all_files: AllOpt = False,
+        config_only: ConfigOnlyOpt = False,
+        subfolder: SubfolderOpt = None,
+        trust_remote_code: TrustRemoteCodeOpt = False,
+        lock: LockOpt = Path("hfa.lock"),
+        upgrade: Annotated[
+            bool, typer.Option("--upgrade", help="Re-resolve the asked-for revisions (all, or the named repos).")
+        ] = False,
+        check: Annotated[
+            bool,
+            typer.Option("--check", help="Write nothing; exit 1 if upstream moved or disagrees with the lock (CI)."),
+        ] = False,
+        remove: Annotated[bool, typer.Option("--remove", help="Remove the named repos from the lock.")] = False,
+    ) -> None:
+        """Pin repos to exact commits in hfa.lock, with every selected file's size and hash.
+
+        `hfa pin REPO[@REV]` adds or updates an entry; `hfa pin` alone normalises the lock without
+        network; `--upgrade` moves pins and reports what moved; `--check` reports drift for CI.
+        """
+        from hfa import pin as core
+        from hfa.errors import CheckFailed, UsageError
+        from hfa.refs import RepoRef
+
+        modes = [m for m, on in (("--upgrade", upgrade), ("--check", check), ("--remove", remove)) if on]
+        if len(modes) > 1:
+            raise UsageError(f"{' and '.join(modes)} cannot be combined", "run them one at a time")
+        refs = [RepoRef.parse(r, repo_type) for r in repos or []]
+        sel_given = options_given(
+            framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code
+        )
+        if modes and sel_given:
+            raise UsageError(
+                f"selection options do not apply to {modes[0]}",
+                "the lock keeps each repo's selection; change it with `hfa pin REPO [options]`",
+            )
+        out = ctx.out
+
+        if check:
+            report = core.check(ctx.settings, lock, refs)
+
+            def human_check() -> None:
+                for d in report.drift:
+                    if d.moved:
+                        for line in d.lines():
+                            out.line(line)
+                if report.current:
+                    out.success(f"{lock} is current ({report.checked} repo(s) checked).")
+
+            out.result(report.to_json(), human_check)
+            if not report.current:
+                raise CheckFailed(
+                    f"{lock} has drifted from upstream", "review the diff, then move the pins with `hfa pin --upgrade`"
+                )
+            return
+
+        if remove:
+            if not refs:
+                raise UsageError("--remove needs the repos to remove", "e.g. hfa pin --remove org/model")
+            results = [core.remove(lock, ref) for ref in refs]
+            removed = [r for res in results for r in res.removed]
+            out.result(
+                {"lock": str(lock), "removed": removed, "written": any(r.written for r in results)},
+                lambda: out.success(f"Removed {', '.join(removed)} from {lock}."),
+            )
+            return
+
+        if upgrade:
+            result = core.upgrade(ctx.settings, lock, refs)
+        elif refs:
+            result = core.PinResult(lock)
+            for ref in refs:
+                options = build_options(
+                    framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code
+                )
+                one = core.pin(ctx.settings, lock, ref, options)
+                result.changes += one.changes
+                result.warnings += one.warnings
+                result.written = result.written or one.written
+        else:
+            result = core.normalise(lock)
+        for warning in result.warnings:
+            out.warn(warning)
+
+        def human() -> None:
+            for change in result.changes:
+                if change.old_commit is None:
+                    out.line(f"+ {change.repo}@{change.revision} → {change.new_commit} ({len(change.added)} file(s))")
+                elif change.moved:
+                    for line in change.lines():
+                        out.line(line)
+                else:
+                    out.line(f"= {change.repo}@{change.revision} {change.new_commit} (unchanged)")
+            out.success(f"{'Wrote' if result.written else 'Unchanged:'} {lock}")
+
+        out.result(result.to_json(), human)

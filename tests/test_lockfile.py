@@ -1,0 +1,200 @@
+"""hfa.lock: deterministic writing, strict reading, round-trips and a golden file."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hfa import lockfile
+from hfa.lockfile import Lock, LockedFile, LockedRepo, LockError
+from hfa.select import SelectOptions
+
+GOLDEN = Path(__file__).parent / "golden"
+
+hexchars = "0123456789abcdef"
+sha1 = st.text(hexchars, min_size=40, max_size=40)
+sha256 = st.text(hexchars, min_size=64, max_size=64)
+segment = st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_size=12).filter(
+    lambda s: s not in (".", "..")
+)
+paths = st.lists(segment, min_size=1, max_size=3).map("/".join)
+names = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=10)
+repo_ids = st.one_of(names, st.tuples(names, names).map("/".join))
+
+
+@st.composite
+def locked_files(draw: st.DrawFn) -> LockedFile:
+    if draw(st.booleans()):
+        return LockedFile(draw(paths), draw(st.integers(0, 2**40)), "sha256", draw(sha256))
+    return LockedFile(draw(paths), draw(st.integers(0, 2**40)), "git-sha1", draw(sha1))
+
+
+selections = st.builds(
+    SelectOptions,
+    frameworks=st.lists(st.sampled_from(["pt", "safetensors", "gguf"]), max_size=2, unique=True).map(tuple),
+    quant=st.one_of(st.none(), st.sampled_from(["Q4_K_M", "Q8_0"])),
+    include=st.lists(st.sampled_from(["*.json", "sub/*"]), max_size=2, unique=True).map(tuple),
+    exclude=st.lists(st.sampled_from(["*.md", "x/*"]), max_size=2, unique=True).map(tuple),
+    config_only=st.booleans(),
+    trust_remote_code=st.booleans(),
+)
+
+
+@st.composite
+def locks(draw: st.DrawFn) -> Lock:
+    repos = []
+    seen = set()
+    for _ in range(draw(st.integers(0, 4))):
+        repo_id = draw(repo_ids)
+        repo_type = draw(st.sampled_from(["model", "dataset"]))
+        if (repo_id, repo_type) in seen:
+            continue
+        seen.add((repo_id, repo_type))
+        files = {f.path: f for f in draw(st.lists(locked_files(), max_size=6))}
+        repos.append(
+            LockedRepo(
+                repo_id,
+                repo_type,
+                draw(st.sampled_from(["main", "v1.0", "refs/pr/1"])),
+                draw(sha1),
+                draw(selections),
+                tuple(files.values()),
+            )
+        )
+    return Lock(tuple(repos))
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(locks())
+def test_round_trip_is_lossless_and_byte_stable(lock: Lock) -> None:
+    text = lockfile.dumps(lock)
+    again = lockfile.loads(text)
+    assert again == lock.normalized()
+    assert lockfile.dumps(again) == text
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(locks(), st.data())
+def test_mutated_locks_never_crash(lock: Lock, data: st.DataObject) -> None:
+    text = lockfile.dumps(lock)
+    kind = data.draw(st.sampled_from(["truncate", "flip", "delete_line", "insert"]))
+    if kind == "truncate":
+        text = text[: data.draw(st.integers(0, len(text)))]
+    elif kind == "flip" and text:
+        i = data.draw(st.integers(0, len(text) - 1))
+        text = text[:i] + data.draw(st.characters()) + text[i + 1 :]
+    elif kind == "delete_line":
+        lines = text.splitlines(keepends=True)
+        del lines[data.draw(st.integers(0, len(lines) - 1))]
+        text = "".join(lines)
+    else:
+        i = data.draw(st.integers(0, len(text)))
+        text = text[:i] + data.draw(st.text(max_size=20)) + text[i:]
+    try:
+        result = lockfile.loads(text)
+    except LockError as exc:
+        assert str(exc).startswith(lockfile.DEFAULT_LOCK)
+    else:
+        assert isinstance(result, Lock)
+
+
+def _golden_lock() -> Lock:
+    return Lock(
+        (
+            LockedRepo(
+                "org/model",
+                "model",
+                "main",
+                "9" * 40,
+                SelectOptions(frameworks=("safetensors",)),
+                (
+                    LockedFile("model.safetensors", 1234, "sha256", "a" * 64),
+                    LockedFile("config.json", 42, "git-sha1", "b" * 40),
+                ),
+            ),
+            LockedRepo(
+                "org/data",
+                "dataset",
+                "v1.0",
+                "1" * 40,
+                SelectOptions(),
+                (LockedFile("data/train.csv", 7, "git-sha1", "c" * 40),),
+            ),
+        )
+    )
+
+
+def test_golden_lock_text() -> None:
+    assert lockfile.dumps(_golden_lock()) == (GOLDEN / "hfa.lock").read_text(encoding="utf-8")
+
+
+def test_write_is_atomic_and_skips_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "hfa.lock"
+    assert lockfile.write(path, _golden_lock()) is True
+    mtime = path.stat().st_mtime_ns
+    assert lockfile.write(path, _golden_lock()) is False
+    assert path.stat().st_mtime_ns == mtime
+    assert [p.name for p in tmp_path.iterdir()] == ["hfa.lock"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no `version` field"),
+        ("version = 2\n", "lock version 2"),
+        ('version = "1"\n', "`version` must be a number"),
+        ('version = 1\n[[repo]]\nid = "org/x"\ntype = "model"\n', "(line 3): repo 'org/x' lacks revision"),
+        ("version = 1\nrepo = [\n", "not valid TOML"),
+        ("version = 1\nextra = 3\n", "unknown top-level key"),
+    ],
+)
+def test_bad_locks_are_refused_with_the_line(text: str, message: str) -> None:
+    with pytest.raises(LockError) as info:
+        lockfile.loads(text, "hfa.lock")
+    assert message in str(info.value)
+
+
+def test_bad_hash_and_unsafe_path_name_the_line() -> None:
+    text = lockfile.dumps(_golden_lock())
+    bad = text.replace("sha256:" + "a" * 64, "sha256:xyz")
+    with pytest.raises(LockError, match=r"line \d+\).*model.safetensors' hash"):
+        lockfile.loads(bad)
+    unsafe = text.replace('"data/train.csv"', '"../../etc/passwd"')
+    with pytest.raises(LockError, match="unsafe path"):
+        lockfile.loads(unsafe)
+
+
+def test_missing_lock_file(tmp_path: Path) -> None:
+    with pytest.raises(LockError, match="hfa pin"):
+        lockfile.read(tmp_path / "hfa.lock")
+    assert lockfile.read(tmp_path / "hfa.lock", missing_ok=True) == Lock()
+
+
+def test_diff_reports_added_removed_changed() -> None:
+    old = _golden_lock().repos[0]
+    new = LockedRepo(
+        "org/model",
+        "model",
+        "main",
+        "8" * 40,
+        old.selection,
+        (
+            LockedFile("config.json", 43, "git-sha1", "d" * 40),
+            LockedFile("tokenizer.json", 5, "git-sha1", "e" * 40),
+        ),
+    )
+    d = lockfile.diff(old, new)
+    assert d.moved and d.added == ["tokenizer.json"] and d.removed == ["model.safetensors"]
+    assert [c[0] for c in d.changed] == ["config.json"]
+    assert d.lines()[0] == f"org/model@main: {'9' * 12} → {'8' * 12}"
+
+
+def test_locked_file_to_remote_rebuilds_blob_ids() -> None:
+    from hfa.hashing import git_sha1, lfs_pointer
+
+    f = LockedFile("w.safetensors", 10, "sha256", "a" * 64).to_remote()
+    assert f.etag == "a" * 64 and f.blob_id == git_sha1(lfs_pointer("a" * 64, 10))
