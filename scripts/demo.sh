@@ -41,6 +41,15 @@ hfa info hfa-demo/tiny-sharded --endpoint "$url" --cache-dir "$work/hfa-cache"
 step "hfa pull sentence-transformers/all-MiniLM-L6-v2 (lazy, verified while streaming)"
 hfa pull sentence-transformers/all-MiniLM-L6-v2 --endpoint "$url" --cache-dir "$work/hfa-cache"
 
+step "hfa pin: record exact commits and every file's hash in hfa.lock"
+(cd "$work" && hfa pin sentence-transformers/all-MiniLM-L6-v2 hfa-demo/tiny-sharded@v1.0 --endpoint "$url" && sed -n '1,20p' hfa.lock)
+
+step "hfa pull (from the lock; zero requests when everything is cached)"
+(cd "$work" && hfa pull --endpoint "$url" --cache-dir "$work/hfa-cache" && hfa pull --endpoint "$url" --cache-dir "$work/hfa-cache" --json | python -c "import json,sys; print('requests made on the second run:', json.load(sys.stdin)['requests'])")
+
+step "hfa pin --check (CI: has upstream moved?)"
+(cd "$work" && hfa pin --check --endpoint "$url")
+
 step "hfa pull hfa-demo/tiny-sharded --dry-run (only the shards the index references)"
 hfa pull hfa-demo/tiny-sharded --dry-run --endpoint "$url" --cache-dir "$work/hfa-cache"
 
