@@ -26,6 +26,7 @@ from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
+    HfHubHTTPError,
     RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
@@ -868,9 +869,9 @@ def test_error_bodies_and_headers_raw(server: HubServer) -> None:
 
 def test_whoami(server: HubServer) -> None:
     assert api(server, TOKEN).whoami()["name"] == "reader"
-    with pytest.raises(Exception) as info:
+    with pytest.raises(HfHubHTTPError) as info:
         api(server, "hf_wrong").whoami()
-    assert getattr(info.value, "response", None) is not None and info.value.response.status_code == 401  # type: ignore[attr-defined]
+    assert info.value.response.status_code == 401
 
 
 # =============================================================================================

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 from conftest import TOKEN, World, build_world
 from huggingface_hub import HfApi, hf_hub_download
-from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError, RepositoryNotFoundError
 
 from hfa.server import HubServer, ServerConfig
 from hfa.server.auth import load_policy
@@ -282,12 +282,16 @@ def test_client_upload_is_refused(scratch: tuple[World, HubServer]) -> None:
     world, server = scratch
     before = _cache_state(world.cache_dir)
     api = HfApi(endpoint=server.url, token=TOKEN)
-    with pytest.raises(Exception) as info:
-        api.upload_file(path_or_fileobj=b"data", path_in_repo="new.txt", repo_id="org/model")
-    response = getattr(info.value, "response", None)
-    assert response is None or response.status_code >= 400
-    with pytest.raises(Exception):  # noqa: B017 - any refusal will do, as long as nothing changes
-        api.delete_file("config.json", repo_id="org/model")
+    attempts = [
+        lambda: api.upload_file(path_or_fileobj=b"data", path_in_repo="new.txt", repo_id="org/model"),
+        lambda: api.delete_file("config.json", repo_id="org/model"),
+        lambda: api.create_repo("org/new-repo"),
+        lambda: api.create_branch("org/model", branch="evil"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(HfHubHTTPError) as info:
+            attempt()
+        assert info.value.response.status_code in (400, 401, 403, 404, 405)
     assert _cache_state(world.cache_dir) == before
 
 
