@@ -19,8 +19,10 @@ goes first; each result is the median of the per-pair ratios.
 2. cold pull of the big file, no latency: hf/hfa time, goal >= 1.0;
 3. warm pull of the repo from (1), each tool on its own cache: hfa/hf time, goal <= 0.5.
 
-Every row's detail names how many HTTP requests each tool made (counted by the server).
-Only 127.0.0.1 is contacted; the server and temp files are removed even on failure.
+Every row's detail names how many HTTP requests each tool made (counted by the server) and
+its CPU time (user + system). Byte-code caching is left on (PYTHONDONTWRITEBYTECODE is
+dropped) so the editable hfa checkout is not recompiled on every run while hf's
+site-packages are precompiled. Only 127.0.0.1 is contacted; the server and temp files are removed even on failure.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -168,14 +173,19 @@ class Runner:
         self.server = server
         self.env = env
 
-    def pull(self, tool: str, repo: str, cache: Path, expected: dict[str, int], timeout: float) -> tuple[float, Counter]:
-        """One pull into ``cache``; return (wall seconds, Counter of request methods); check the result."""
+    def pull(
+        self, tool: str, repo: str, cache: Path, expected: dict[str, int], timeout: float
+    ) -> tuple[float, float, Counter]:
+        """One pull into ``cache``; return (wall seconds, CPU seconds, Counter of request methods); check it."""
         argv = _argv(tool, repo, self.server.url, cache)
         env = {**self.env, "HF_HUB_CACHE": str(cache)}
         self.server.reset_requests()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(argv, env=env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the one child just reaped
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         requests = Counter(method for method, _ in self.server.requests)
         if proc.returncode != 0:
             err = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
@@ -188,7 +198,7 @@ class Runner:
                 f"{tool} left {len(got)} files of {repo}, expected {len(expected)} (missing {missing}, extra {extra},"
                 f" or sizes differ)"
             )
-        return elapsed, requests
+        return elapsed, cpu, requests
 
 
 def _check_selection(runner: Runner, tmp: Path, expected: dict[str, int]) -> None:
@@ -209,7 +219,22 @@ def _check_selection(runner: Runner, tmp: Path, expected: dict[str, int]) -> Non
 
 
 def _fmt_requests(c: Counter) -> str:
-    return f"{sum(c.values())} requests ({', '.join(f'{n} {m}' for m, n in sorted(c.items()))})"
+    n = sum(c.values())
+    return f"{n} request{'' if n == 1 else 's'} ({', '.join(f'{k} {m}' for m, k in sorted(c.items()))})"
+
+
+@dataclass
+class Series:
+    """Interleaved runs of both tools on one task."""
+
+    times: dict[str, list[float]] = field(default_factory=lambda: {"hfa": [], "hf": []})
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {"hfa": [], "hf": []})
+    reqs: dict[str, Counter] = field(default_factory=dict)  # of each tool's last run
+
+    def ratio(self, hfa_over_hf: bool) -> float:
+        """Median of the per-pair ratios: adjacent runs share the machine's slow drifts."""
+        pairs = zip(self.times["hfa"], self.times["hf"], strict=True)
+        return median([a / b if hfa_over_hf else b / a for a, b in pairs])
 
 
 def _pairs(
@@ -217,52 +242,45 @@ def _pairs(
     repo: str,
     expected: dict[str, int],
     runs: int,
-    fresh: Any,
+    fresh: Callable[[str, int], Path],
     timeout: float,
     sync: bool = False,
-) -> tuple[dict[str, list[float]], dict[str, Counter]]:
-    """``runs`` interleaved pulls per tool; ``fresh(tool, i)`` gives (and clears) the cache dir."""
-    times: dict[str, list[float]] = {"hfa": [], "hf": []}
-    reqs: dict[str, Counter] = {}
+) -> Series:
+    """``runs`` interleaved pulls per tool, alternating who goes first; ``fresh(tool, i)`` gives the cache."""
+    series = Series()
     for i in range(runs):
         for tool in ("hfa", "hf") if i % 2 == 0 else ("hf", "hfa"):
             cache = fresh(tool, i)
             if sync:
                 os.sync()  # do not let one run pay for the previous run's write-back
-            elapsed, reqs[tool] = runner.pull(tool, repo, cache, expected, timeout)
-            times[tool].append(elapsed)
-    return times, reqs
+            elapsed, cpu, series.reqs[tool] = runner.pull(tool, repo, cache, expected, timeout)
+            series.times[tool].append(elapsed)
+            series.cpu[tool].append(cpu)
+    return series
 
 
-def _rows(
-    label: str,
-    times: dict[str, list[float]],
-    reqs: dict[str, Counter],
-    goal: str,
-    hfa_over_hf: bool,
-    note: str,
-) -> list[dict[str, Any]]:
-    runs = len(times["hfa"])
-    pairs = list(zip(times["hfa"], times["hf"], strict=True))
-    ratio = median([a / b for a, b in pairs] if hfa_over_hf else [b / a for a, b in pairs])
+def _rows(label: str, s: Series, goal: str, hfa_over_hf: bool, note: Callable[[str], str]) -> list[dict[str, Any]]:
+    runs = len(s.times["hfa"])
     rows = [
         row(
             f"{label}: {tool}",
             median(ts),
             "s",
-            detail=f"median of {runs} (best {min(ts):.3f} s); {_fmt_requests(reqs[tool])}{note}",
+            detail=f"median of {runs} (best {min(ts):.3f} s), CPU {median(s.cpu[tool]):.2f} s;"
+            f" {_fmt_requests(s.reqs[tool])}{note(tool)}",
         )
-        for tool, ts in times.items()
+        for tool, ts in s.times.items()
     ]
-    name = f"{label}: {'hfa/hf' if hfa_over_hf else 'hf/hfa'} time"
+    ratio = s.ratio(hfa_over_hf)
     rows.append(
         row(
-            name,
+            f"{label}: {'hfa/hf' if hfa_over_hf else 'hf/hfa'} time",
             ratio,
             "x",
             goal,
             goal_met(ratio, goal),
-            f"median of {runs} paired runs; requests hfa {sum(reqs['hfa'].values())} vs hf {sum(reqs['hf'].values())}",
+            f"median of {runs} paired runs; requests hfa {sum(s.reqs['hfa'].values())}"
+            f" vs hf {sum(s.reqs['hf'].values())}",
         )
     )
     return rows
@@ -273,8 +291,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from hfa.server.http import HubServer, ServerConfig
 
     big_size = 64 * MIB if quick else 1024 * MIB
-    cold_runs, warm_runs, big_runs = (2, 3, 1) if quick else (7, 9, 3)
+    cold_runs, warm_runs, big_runs = (2, 3, 1) if quick else (7, 9, 5)
     tmp = bench_tmpdir("hfa-bench-pull-")
+    caches = tmp / "caches"
     server: HubServer | None = None
     try:
         free = shutil.disk_usage(tmp).free
@@ -289,61 +308,39 @@ def run(quick: bool) -> list[dict[str, Any]]:
         server = HubServer(ServerConfig(cache_dir=tmp / "served", faults=faults)).start()
         runner = Runner(server, _env(server.url, home))
 
-        def fresh(tool: str, i: int) -> Path:
-            cache = tmp / "caches" / f"{tool}-{i}"
-            shutil.rmtree(cache, ignore_errors=True)
-            return cache
-
-        def fresh_latest(tool: str, i: int) -> Path:
-            # One cache per tool, emptied before each run (the big file: keep at most one copy each).
-            cache = tmp / "caches" / f"{tool}-big"
-            shutil.rmtree(cache, ignore_errors=True)
-            return cache
+        def fresh(name: str) -> Path:
+            shutil.rmtree(caches / name, ignore_errors=True)
+            return caches / name
 
         _check_selection(runner, tmp, many)
         # Warm-up: byte-code caches, the page cache, the server's listings; not timed.
-        _pairs(runner, MANY, many, 1, lambda tool, i: fresh(tool, -1), TIMEOUT)
-
-        # 1. cold, many files, 20 ms per request
-        cold, cold_reqs = _pairs(runner, MANY, many, cold_runs, fresh, TIMEOUT)
-        # 3. warm: the same tool again on the cache its last cold run filled
-        last = cold_runs - 1
-        warm, warm_reqs = _pairs(runner, MANY, many, warm_runs, lambda tool, i: tmp / "caches" / f"{tool}-{last}", TIMEOUT)
-        for tool in ("hfa", "hf"):
-            for i in range(-1, cold_runs):
-                shutil.rmtree(tmp / "caches" / f"{tool}-{i}", ignore_errors=True)
-
-        # 2. cold, one big file, no latency
+        _pairs(runner, MANY, many, 1, lambda tool, i: fresh(f"{tool}-warmup"), TIMEOUT)
+        # 1. cold, many files, 20 ms per request: a fresh cache per run
+        cold = _pairs(runner, MANY, many, cold_runs, lambda tool, i: fresh(f"{tool}-{i}"), TIMEOUT)
+        # 3. warm: each tool again, on the cache its last cold run filled
+        warm = _pairs(runner, MANY, many, warm_runs, lambda tool, i: caches / f"{tool}-{cold_runs - 1}", TIMEOUT)
+        shutil.rmtree(caches, ignore_errors=True)
+        # 2. cold, one big file, no latency: one cache per tool, emptied before each run
         faults.latency = 0.0
-        big_times, big_reqs = _pairs(runner, BIG, big, big_runs, fresh_latest, BIG_TIMEOUT, sync=True)
+        bulk = _pairs(runner, BIG, big, big_runs, lambda tool, i: fresh(f"{tool}-big"), BIG_TIMEOUT, sync=True)
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    total = sum(many.values())
-    rate = {tool: big_size / median(ts) / MB for tool, ts in big_times.items()}
     lat = f"; {LATENCY * 1000:.0f} ms per request"
-    rows = _rows(
-        f"cold {N_FILES} files",
-        cold,
-        cold_reqs,
-        GOAL_COLD,
-        False,
-        f"; {total / MIB:.1f} MiB{lat}",
-    )
-    rows += _rows(
-        f"cold {big_size // MIB} MiB file",
-        big_times,
-        big_reqs,
-        GOAL_BIG,
-        False,
-        "; no latency",
-    )
-    for r, tool in zip(rows[-3:-1], ("hfa", "hf"), strict=True):
-        r["detail"] += f"; {rate[tool]:,.0f} MB/s"
-    rows += _rows(f"warm {N_FILES} files", warm, warm_reqs, GOAL_WARM, True, lat)
-    return rows
+    mib = sum(many.values()) / MIB
+    return [
+        *_rows(f"cold {N_FILES} files", cold, GOAL_COLD, False, lambda tool: f"; {mib:.1f} MiB{lat}"),
+        *_rows(
+            f"cold {big_size // MIB} MiB file",
+            bulk,
+            GOAL_BIG,
+            False,
+            lambda tool: f"; {big_size / median(bulk.times[tool]) / MB:,.0f} MB/s; no latency",
+        ),
+        *_rows(f"warm {N_FILES} files", warm, GOAL_WARM, True, lambda tool: lat),
+    ]
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ class PullResult:
     dry_run: bool = False
     offline: bool = False
     warnings: list[str] = field(default_factory=list)
+    findings: list[Any] = field(default_factory=list)  # scan findings on what was fetched
 
     @property
     def total_bytes(self) -> int:
@@ -83,7 +84,32 @@ class PullResult:
             "requests": self.requests,
             "elapsed_seconds": round(self.elapsed, 3),
             "warnings": self.warnings,
+            "findings": [f.to_json() for f in self.findings],
         }
+
+
+class UnsafeContent(CheckFailed):
+    """A fetched file holds known-dangerous content; it was not published."""
+
+
+def content_inspector(findings: list[Any], allow_unsafe: bool) -> Callable[[RemoteFile, Path], None]:
+    """Scan each verified file before it is published; refuse known-dangerous pickles unless allowed."""
+    from hfa.scan.model import ScanPolicy, Severity
+    from hfa.scan.scanner import scan_file
+
+    policy = ScanPolicy()
+
+    def inspect(f: RemoteFile, path: Path) -> None:
+        found = scan_file(path, f.path, policy)
+        findings.extend(found)
+        dangerous = [x for x in found if x.severity >= Severity.CRITICAL]
+        if dangerous and not allow_unsafe:
+            raise UnsafeContent(
+                f"'{f.path}' is unsafe: {dangerous[0].message}; it was not written to the cache",
+                "inspect it with `hfa scan`; --allow-unsafe publishes it anyway (never load it)",
+            )
+
+    return inspect
 
 
 def _report(f: RemoteFile, decision: Decision, status: str) -> FileReport:
@@ -140,6 +166,7 @@ def pull(
     dry_run: bool = False,
     workers: int = DEFAULT_WORKERS,
     progress: Progress | None = None,
+    allow_unsafe: bool = False,
 ) -> PullResult:
     started = time.monotonic()
     writer = CacheWriter(settings.cache_dir, ref.repo_type, ref.repo_id)
@@ -151,6 +178,7 @@ def pull(
 
     hub = OnlineHub(settings)
     resolved = hub.resolve(ref)
+    findings: list[Any] = []
     fetcher = Fetcher(
         hub,
         writer,
@@ -159,6 +187,7 @@ def pull(
         workers=workers,
         on_bytes=progress.advance if progress else None,
         on_file=progress.file_done if progress else None,
+        inspect=content_inspector(findings, allow_unsafe),
     )
     early: dict[str, FetchOutcome] = {}
 
@@ -210,6 +239,7 @@ def pull(
     if not ref.pinned:
         writer.write_ref(ref.revision_or_default, resolved.commit)
     writer.write_tree_record(resolved.commit, [f.to_json() for f in resolved.files.values()])
+    result.findings = sorted(findings, key=lambda x: (-x.severity, x.path))
     result.requests = hub.requests_made
     result.elapsed = time.monotonic() - started
     return result
@@ -285,6 +315,7 @@ def pull_locked(
     dry_run: bool = False,
     workers: int = DEFAULT_WORKERS,
     progress: Progress | None = None,
+    allow_unsafe: bool = False,
 ) -> LockedPullResult:
     """Make the cache hold exactly what the lock names, at the lock's commits, verified by the lock's hashes.
 
@@ -338,6 +369,7 @@ def pull_locked(
                 workers=workers,
                 on_bytes=progress.advance if progress else None,
                 on_file=progress.file_done if progress else None,
+                inspect=content_inspector(result.findings, allow_unsafe),
             )
             outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
         for lf in entry.files:

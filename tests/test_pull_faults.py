@@ -78,17 +78,22 @@ def test_transient_faults_are_retried(faulty, tmp_path: Path, fault: Fault) -> N
         assert time.monotonic() - started >= 1.0  # Retry-After honoured
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        Fault("corrupt", path=BIG, times=-1),
-        Fault("long_length", path=BIG, times=-1),
-    ],
-    ids=["corrupt-always", "wrong-length-always"],
-)
-def test_persistent_bad_bytes_fail_cleanly(faulty, tmp_path: Path, fault: Fault) -> None:
+def test_persistent_wrong_content_length_never_corrupts(faulty, tmp_path: Path) -> None:
+    """A server that always over-announces Content-Length: either the verified bytes land, or a clean failure."""
+    srv, plan, world = faulty
+    plan.faults.append(Fault("long_length", path=BIG, times=-1))
+    cache = tmp_path / "cache"
+    result = pull(srv, cache, retries="1")
+    assert result.exit_code in (0, ExitCode.NETWORK), result.stderr
+    assert corrupt_blobs(cache) == []
+    if result.exit_code == 0:
+        snap = cache / FOLDER / "snapshots" / world.commits["org/model@v2"]
+        assert (snap / BIG).read_bytes() == world.contents["org/model@v2"][BIG]
+
+
+def test_persistent_bad_bytes_fail_cleanly(faulty, tmp_path: Path) -> None:
     srv, plan, _world = faulty
-    plan.faults.append(fault)
+    plan.faults.append(Fault("corrupt", path=BIG, times=-1))
     cache = tmp_path / "cache"
     result = pull(srv, cache, retries="2")
     assert result.exit_code in (ExitCode.CHECK_FAILED, ExitCode.NETWORK), result.stderr

@@ -56,6 +56,14 @@ class RichProgress:
             self.progress.update(self.task, description=f"files {self.files_done}/{self.files_total}")
 
 
+def _warn_findings(ctx: Ctx, findings: list[Any]) -> None:
+    from hfa.scan.model import Severity
+
+    for f in findings:
+        if f.severity >= Severity.MEDIUM:
+            ctx.out.warn(f"{f.severity.label}: {f.path}: {f.message} [{f.code}]")
+
+
 def _pull_from_lock(
     ctx: Ctx,
     repo: str | None,
@@ -66,6 +74,7 @@ def _pull_from_lock(
     frozen: bool,
     workers: int,
     dry_run: bool,
+    allow_unsafe: bool = False,
 ) -> None:
     from hfa import lockfile
     from hfa.errors import CheckFailed, UsageError
@@ -106,7 +115,11 @@ def _pull_from_lock(
         entries = [entry]
     with ctx.out.progress(transient=True) as bar:
         sink = RichProgress(bar) if bar is not None else None
-        result = pull_locked(ctx.settings, entries, dry_run=dry_run, workers=workers, progress=sink)
+        result = pull_locked(
+            ctx.settings, entries, dry_run=dry_run, workers=workers, progress=sink, allow_unsafe=allow_unsafe
+        )
+    for r in result.results:
+        _warn_findings(ctx, r.findings)
 
     def human() -> None:
         out = ctx.out
@@ -148,7 +161,7 @@ def register(app: typer.Typer) -> None:
         config_only: ConfigOnlyOpt = False,
         subfolder: SubfolderOpt = None,
         trust_remote_code: TrustRemoteCodeOpt = False,
-        workers: Annotated[int, typer.Option(help="Parallel downloads.", min=1, max=64)] = 8,
+        workers: Annotated[int, typer.Option(help="Parallel downloads.", min=1, max=64)] = 16,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Show what would be fetched and why; fetch nothing.")
         ] = False,
@@ -158,6 +171,13 @@ def register(app: typer.Typer) -> None:
             typer.Option("--locked", help="Use the lock; fail (exit 1) if it would have to change for this command."),
         ] = False,
         frozen: Annotated[bool, typer.Option("--frozen", help="Use the lock as it is, without checking it.")] = False,
+        allow_unsafe: Annotated[
+            bool,
+            typer.Option(
+                "--allow-unsafe",
+                help="Publish files the scan finds known-dangerous (pickles that run code). Never load them.",
+            ),
+        ] = False,
     ) -> None:
         """Fetch only the files a model needs, verifying every byte, into the huggingface_hub cache.
 
@@ -170,15 +190,20 @@ def register(app: typer.Typer) -> None:
 
         sel = (framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code)
         if repo is None or locked or frozen:
-            _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run)
+            _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe)
             return
+        if allow_unsafe:
+            ctx.out.warn("--allow-unsafe: files that can run code when loaded will be published. Never load them.")
         ref = RepoRef.parse(repo, repo_type)
         options = build_options(*sel)
         with ctx.out.progress(transient=True) as bar:
             sink = RichProgress(bar) if bar is not None else None
-            result = do_pull(ctx.settings, ref, options, dry_run=dry_run, workers=workers, progress=sink)
+            result = do_pull(
+                ctx.settings, ref, options, dry_run=dry_run, workers=workers, progress=sink, allow_unsafe=allow_unsafe
+            )
         for warning in result.warnings:
             ctx.out.warn(warning)
+        _warn_findings(ctx, result.findings)
 
         def human() -> None:
             out = ctx.out

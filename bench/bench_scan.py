@@ -1,0 +1,143 @@
+"""Pickle scanning: hfa's static scanner against picklescan, on the same files in one run.
+
+Two files, written fresh each run: a raw pickle holding one big bytes object (BINBYTES8), and a
+torch.save-style zip (data.pkl plus stored tensors). Each scanner runs in its own subprocess of
+the same interpreter (hfa through ``scan_serialized``, picklescan through its CLI entry point,
+``picklescan --path FILE``), one warm-up each, then interleaved timed runs; the subprocess reports
+its own peak RSS. Goals: hfa at least 3x faster (ratio of median wall times) and under 50 MB peak.
+Full size: 200 MB files; ``--quick``: 20 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, clean_env, goal_met, median, row, temp_dir
+
+sys.path.insert(0, str(ROOT / "tests"))
+from scan_corpus import write_big_pickle, write_torch_zip
+
+SPEED_GOAL = ">= 3"
+MEMORY_GOAL = "< 50"
+TIMEOUT = 600
+
+# Each snippet scans argv[1] and prints one JSON line: scan seconds, peak RSS, and the verdict.
+HFA = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from hfa.scan.archive import scan_serialized
+from hfa.scan.model import ScanPolicy
+t1 = time.perf_counter()
+with open(sys.argv[1], "rb") as fp:
+    found = scan_serialized(fp, sys.argv[1], ScanPolicy())
+t2 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "scan": t2 - t1, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "verdict": None if found is None else len(found)}))
+"""
+PICKLESCAN = """
+import contextlib, io, json, resource, sys, time
+t0 = time.perf_counter()
+from picklescan.cli import main
+t1 = time.perf_counter()
+sys.argv = ["picklescan", "--path", sys.argv[1]]
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    rc = main()
+t2 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "scan": t2 - t1, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "verdict": rc, "log": out.getvalue()[-300:]}))
+"""
+
+
+def _env() -> dict[str, str]:
+    # Both scanners run from cached bytecode, as installed packages do (pip compiles picklescan's at
+    # install; hfa's is written by the warm-up run), even where PYTHONDONTWRITEBYTECODE is set.
+    env = clean_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _run(snippet: str, path: Path) -> tuple[float, dict[str, Any]]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet, str(path)], capture_output=True, timeout=TIMEOUT, env=_env(), text=True
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"scanner exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return wall, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _compare(label: str, path: Path, runs: int) -> list[dict[str, Any]]:
+    scanners = {"hfa": HFA, "picklescan": PICKLESCAN}
+    info = {name: _run(code, path)[1] for name, code in scanners.items()}  # warm-up, and the verdicts
+    if info["hfa"]["verdict"] != 0:
+        raise RuntimeError(f"hfa did not find {path.name} clean: {info['hfa']}")
+    if info["picklescan"]["verdict"] != 0 or "Scanned files: 1" not in info["picklescan"]["log"]:
+        raise RuntimeError(f"picklescan did not scan {path.name} cleanly: {info['picklescan']}")
+    walls: dict[str, list[float]] = {name: [] for name in scanners}
+    scans: dict[str, list[float]] = {name: [] for name in scanners}
+    imports: dict[str, list[float]] = {name: [] for name in scanners}
+    rss: dict[str, int] = dict.fromkeys(scanners, 0)
+    for _ in range(runs):
+        for name, code in scanners.items():
+            wall, report = _run(code, path)
+            walls[name].append(wall)
+            scans[name].append(report["scan"])
+            imports[name].append(report["imports"])
+            rss[name] = max(rss[name], report["rss_kb"])
+    med = {name: median(v) for name, v in walls.items()}
+    scan = {name: median(v) for name, v in scans.items()}
+    ratio = med["picklescan"] / med["hfa"]
+    hfa_mb = rss["hfa"] / 1024
+    size_mb = path.stat().st_size / 1e6
+    return [
+        *(
+            row(
+                f"{label}: {name}",
+                med[name] * 1000,
+                "ms",
+                detail=f"{size_mb:.0f} MB file, process wall time, median of {runs}: imports "
+                f"{median(imports[name]) * 1000:.0f} ms, scan {scan[name] * 1000:.1f} ms, peak RSS {rss[name] / 1024:.0f} MB",
+            )
+            for name in scanners
+        ),
+        row(
+            f"{label}: speedup picklescan/hfa",
+            ratio,
+            "x",
+            SPEED_GOAL,
+            goal_met(ratio, SPEED_GOAL),
+            f"whole process; scan alone {scan['picklescan'] / scan['hfa']:.0f}x",
+        ),
+        row(
+            f"{label}: hfa peak memory",
+            hfa_mb,
+            "MB",
+            MEMORY_GOAL,
+            goal_met(hfa_mb, MEMORY_GOAL),
+            "ru_maxrss of the scan",
+        ),
+    ]
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    size = (20 if quick else 200) * 1024 * 1024
+    runs = 3 if quick else 5
+    with temp_dir("hfa-bench-scan-") as tmp:
+        raw = tmp / "bytes.pkl"  # picklescan picks its scanner by extension; hfa ignores names
+        write_big_pickle(raw, size, sparse=False)
+        model = tmp / "pytorch_model.pt"
+        write_torch_zip(model, n_tensors=200, tensor_bytes=size // 200, sparse=False)  # a BERT-base-like count
+        return _compare("raw pickle", raw, runs) + _compare("torch zip", model, runs)
+
+
+if __name__ == "__main__":
+    from _common import standalone
+
+    standalone(run, __doc__)

@@ -1,0 +1,227 @@
+"""``hfa scan`` and ``hfa verify``: content safety and cache integrity, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hfa.cli.options import Ctx, command
+
+CHECKS = "Checks"
+
+FailOnOpt = Annotated[
+    str,
+    typer.Option(
+        "--fail-on",
+        help="Exit 1 when a finding is at or above this level: info, low, medium, high, critical.",
+        rich_help_panel=CHECKS,
+    ),
+]
+SarifOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sarif",
+        help="Also write the findings as SARIF 2.1.0 to this file.",
+        dir_okay=False,
+        rich_help_panel=CHECKS,
+        show_default=False,
+    ),
+]
+AllowlistOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--allowlist",
+        help='TOML file extending the pickle allowlist (allow = ["pkg.Class"]); reported.',
+        dir_okay=False,
+        rich_help_panel=CHECKS,
+        show_default=False,
+    ),
+]
+
+
+def _finish(
+    ctx: Ctx, findings: list[Any], fail_on: str, sarif: Path | None, document: dict[str, Any], summary: str
+) -> None:
+    from hfa import __version__
+    from hfa.errors import CheckFailed
+    from hfa.scan.model import Severity
+    from hfa.scan.report import human_lines, write_sarif
+
+    level = Severity.parse(fail_on)
+    if sarif is not None:
+        write_sarif(sarif, findings, __version__)
+    failing = [f for f in findings if f.severity >= level]
+    document["fail_on"] = level.label
+    document["failed"] = bool(failing)
+
+    def human() -> None:
+        for line in human_lines(findings):
+            ctx.out.line(line)
+        ctx.out.info(summary)
+
+    ctx.out.result(document, human)
+    if failing:
+        raise CheckFailed(
+            f"{len(failing)} finding(s) at or above '{level.label}'",
+            "review them; nothing was loaded or executed" + (f"; SARIF in {sarif}" if sarif else ""),
+        )
+
+
+def register(app: typer.Typer) -> None:
+    @command(app, "scan")
+    def scan(
+        ctx: Ctx,
+        targets: Annotated[
+            list[str] | None,
+            typer.Argument(
+                help="Files, folders, a huggingface_hub cache, or REPO[@REV] in the cache. Default: the cache.",
+                show_default=False,
+            ),
+        ] = None,
+        fail_on: FailOnOpt = "high",
+        sarif: SarifOpt = None,
+        allowlist: AllowlistOpt = None,
+    ) -> None:
+        """Scan content for pickle dangers, Git-LFS stubs, bad safetensors headers and remote code.
+
+        Content is recognised by its bytes, not its name. Nothing is ever unpickled or executed.
+        """
+        from hfa.scan.policy import load_policy
+        from hfa.scan.report import counts
+        from hfa.scan.scanner import scan_targets
+
+        policy, notes = load_policy(allowlist)
+        found = _targets(ctx, targets or [])
+        report = scan_targets(found, policy)
+        findings = notes + report.findings
+        doc = {"files_scanned": report.files, "counts": counts(findings), "findings": [f.to_json() for f in findings]}
+        _finish(ctx, findings, fail_on, sarif, doc, f"Scanned {report.files} file(s): {_count_text(findings)}.")
+
+    @command(app, "verify")
+    def verify(
+        ctx: Ctx,
+        target: Annotated[
+            str | None,
+            typer.Argument(
+                help="REPO[@REV] in the cache, or a folder/file on disk. Default: the whole cache.", show_default=False
+            ),
+        ] = None,
+        lock: Annotated[
+            Path | None,
+            typer.Option("--lock", help="Verify exactly what this lock names.", dir_okay=False, show_default=False),
+        ] = None,
+        fix: Annotated[
+            bool,
+            typer.Option("--fix", help="Re-fetch missing or corrupt files (online); replace LFS stubs in a folder."),
+        ] = False,
+        no_scan: Annotated[bool, typer.Option("--no-scan", help="Only integrity; skip the content scan.")] = False,
+        repo: Annotated[
+            str | None,
+            typer.Option(
+                "--repo",
+                help="For --fix on a folder: the repo it came from (default: from .git/config).",
+                show_default=False,
+            ),
+        ] = None,
+        fail_on: FailOnOpt = "high",
+        sarif: SarifOpt = None,
+        allowlist: AllowlistOpt = None,
+    ) -> None:
+        """Prove a cache, a repo, a lock's files or a folder sound, offline: hashes, links, stubs, and the scan.
+
+        Every blob's content must hash to its name; every snapshot link must resolve inside the cache;
+        every locked file must be present with the locked hash. `--fix` repairs what it can (online).
+        """
+        from hfa import verify as core
+        from hfa.errors import UsageError
+        from hfa.refs import RepoRef
+        from hfa.scan.policy import load_policy
+
+        policy, notes = load_policy(allowlist)
+        cache = ctx.settings.cache_dir
+        folder = Path(target) if target is not None and Path(target).exists() else None
+        if lock is not None and target is not None:
+            raise UsageError("give either a target or --lock", "e.g. hfa verify --lock hfa.lock")
+
+        def run() -> Any:
+            if lock is not None:
+                from hfa import lockfile
+
+                return core.verify_lock(cache, lockfile.read(lock), policy, scan=not no_scan)
+            if folder is not None:
+                return core.verify_folder(folder, policy)
+            refs = [RepoRef.parse(target)] if target else None
+            return core.verify_cache(cache, refs, policy, scan=not no_scan)
+
+        report = run()
+        if fix:
+            from hfa.repair import repair
+
+            fixed = repair(ctx.settings, report, lock=lock, folder=folder, repo=repo)
+            for line in fixed:
+                ctx.out.info(line)
+            if fixed:
+                report = run()
+        findings = notes + report.findings
+        doc = report.to_json()
+        doc["findings"] = [f.to_json() for f in findings]
+        summary = (
+            f"Verified {len(report.repos)} target(s), {report.blobs} blob(s), "
+            f"{report.bytes_hashed / 1e6:.1f} MB hashed, {report.files} file(s) scanned in "
+            f"{report.elapsed:.1f}s: {_count_text(findings)}."
+        )
+        _finish(ctx, findings, fail_on, sarif, doc, summary)
+
+
+def _count_text(findings: list[Any]) -> str:
+    from hfa.scan.report import counts
+
+    parts = [f"{n} {level}" for level, n in counts(findings).items() if n]
+    return ", ".join(parts) if parts else "no findings"
+
+
+def _targets(ctx: Ctx, names: list[str]) -> list[Any]:
+    from hfa.cache import RepoDir, parse_repo_folder
+    from hfa.errors import UsageError
+    from hfa.refs import RepoRef
+    from hfa.scan.scanner import Target, is_hf_cache, iter_cache, iter_folder, iter_repo
+
+    cache = ctx.settings.cache_dir
+    if not names:
+        if not cache.is_dir():
+            raise UsageError(f"No cache at {cache}", "pass files or folders to scan, or --cache-dir")
+        return list(iter_cache(cache))
+    out: list[Target] = []
+    for name in names:
+        path = Path(name)
+        if path.is_file():
+            out.append(Target(path, name))
+        elif path.is_dir():
+            parsed = parse_repo_folder(path.resolve().name)
+            if (path / "snapshots").is_dir() and parsed:
+                out += iter_repo(path.resolve().parent, parsed[0], parsed[1])
+            elif is_hf_cache(path):
+                out += iter_cache(path)
+            else:
+                out += iter_folder(path, name)
+        else:
+            try:
+                ref = RepoRef.parse(name)
+            except UsageError:
+                raise UsageError(
+                    f"'{name}' is neither a file nor a folder nor a repo id",
+                    "check the path, or give REPO[@REV] of a repo in the cache",
+                ) from None
+            repo = RepoDir(cache, ref.repo_type, ref.repo_id)
+            commit = None
+            if ref.revision:
+                commit = ref.revision if ref.pinned else repo.read_ref(ref.revision)
+            if not repo.snapshots.is_dir() or (ref.revision and not commit):
+                raise UsageError(
+                    f"'{name}' is not a path, and not in the cache {cache}",
+                    f"pull it first with `hfa pull {ref.display}`, or check the path",
+                )
+            out += iter_repo(cache, ref.repo_type, ref.repo_id, commit)
+    return out

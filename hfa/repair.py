@@ -1,0 +1,139 @@
+"""``hfa verify --fix``: fetch again what a verification found missing or corrupt, and replace
+Git-LFS pointer stubs in a plain folder by the content they stand for — always verified."""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+
+from hfa.cache import CacheWriter
+from hfa.config import Settings
+from hfa.errors import UsageError
+from hfa.fetch import Fetcher
+from hfa.hashing import git_sha1, lfs_pointer
+from hfa.refs import RemoteFile, RepoRef
+from hfa.verify import VerifyReport
+
+
+def repair(
+    settings: Settings, report: VerifyReport, *, lock: Path | None, folder: Path | None, repo: str | None
+) -> list[str]:
+    """Fix what ``report`` found; returns one line per action. Needs the network."""
+    from hfa.hub import OnlineHub
+
+    if folder is not None:
+        if not report.stubs:
+            return []
+        hub = OnlineHub(settings)
+        return _replace_stubs(hub, report, folder, repo)
+    if not report.to_refetch:
+        return []
+    hub = OnlineHub(settings)
+    locked: dict[tuple[str, str, str], dict[str, RemoteFile]] = {}
+    if lock is not None:
+        from hfa import lockfile
+
+        for entry in lockfile.read(lock).repos:
+            locked[(entry.repo_type, entry.repo_id, entry.commit)] = entry.remote_files()
+    lines: list[str] = []
+    groups: dict[tuple[str, str, str], set[str]] = {}
+    for repo_type, repo_id, commit, path in report.to_refetch:
+        groups.setdefault((repo_type, repo_id, commit), set()).add(path)
+    for (repo_type, repo_id, commit), paths in sorted(groups.items()):
+        ref = RepoRef(repo_id, repo_type, commit)
+        files = locked.get((repo_type, repo_id, commit))
+        if files is None:
+            files = hub.resolve(ref).files  # the lock's hashes win when there is a lock
+        writer = CacheWriter(settings.cache_dir, repo_type, repo_id)
+        fetcher = Fetcher(hub, writer, ref, commit)
+        for path in sorted(paths):
+            f = files.get(path)
+            if f is None:
+                lines.append(f"cannot fix {ref.display}/{path}: not in the repo's file list")
+                continue
+            with writer.lock(f.etag):
+                blob = writer.blob_path(f.etag)
+                if blob.exists() and not _blob_ok(blob):
+                    blob.unlink()  # corrupt: never served again
+            fetcher.fetch_one(f)
+            lines.append(f"fixed {ref.display}/{path}: fetched and verified ({f.hash_algo})")
+    return lines
+
+
+def _blob_ok(blob: Path) -> bool:
+    from hfa.verify import hash_blob
+
+    return hash_blob(blob)[0] == blob.name
+
+
+class _FolderWriter:
+    """Lets the Fetcher write one verified file into a plain folder instead of the cache."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+
+    def partial_path(self, etag: str) -> Path:
+        return self.dest.with_name(f".{self.dest.name}.hfa-partial")
+
+    def blob_path(self, etag: str) -> Path:
+        return self.dest
+
+    def lock(self, etag: str) -> Any:
+        return contextlib.nullcontext()
+
+
+def _replace_stubs(hub: Any, report: VerifyReport, folder: Path, repo: str | None) -> list[str]:
+    ref, commit = _origin(folder, repo)
+    if commit is None:
+        commit = hub.resolve(ref).commit
+    lines: list[str] = []
+    for file, rel, oid, size in report.stubs:
+        f = RemoteFile(rel, size, git_sha1(lfs_pointer(oid, size)), oid)
+        fetcher = Fetcher(hub, _FolderWriter(file), ref, commit)  # type: ignore[arg-type]
+        fetcher._download(f)  # verified against the pointer's oid before it replaces the stub
+        lines.append(f"replaced LFS stub {rel} with its {size}-byte content (sha256 {oid[:12]}… verified)")
+    return lines
+
+
+def _origin(folder: Path, repo: str | None) -> tuple[RepoRef, str | None]:
+    """The repo a folder was cloned from (--repo, else .git/config) and the commit it is at."""
+    root = folder if folder.is_dir() else folder.parent
+    git = root / ".git"
+    commit = _head_commit(git)
+    if repo:
+        return RepoRef.parse(repo), commit
+    config = configparser.ConfigParser()
+    try:
+        config.read_string((git / "config").read_text(encoding="utf-8"))
+        url = config.get('remote "origin"', "url")
+    except (OSError, configparser.Error):
+        raise UsageError(
+            f"Cannot tell which repo {folder} came from", "pass --repo org/name (and the folder at its commit)"
+        ) from None
+    match = re.search(r"(?:https?://[^/]+/|@[^:]+:)(datasets/|spaces/)?([\w.\-]+(?:/[\w.\-]+)??)(?:\.git)?/?$", url)
+    if not match:
+        raise UsageError(f"Cannot read a Hub repo id from the remote '{url}'", "pass --repo org/name")
+    prefix = match.group(1) or ""
+    return RepoRef.parse(prefix + match.group(2)), commit
+
+
+def _head_commit(git: Path) -> str | None:
+    try:
+        head = (git / "HEAD").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    if head.startswith("ref: "):
+        ref_path = git / head[5:]
+        try:
+            return ref_path.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            packed = git / "packed-refs"
+            with contextlib.suppress(OSError):
+                for line in packed.read_text(encoding="utf-8").splitlines():
+                    if line.endswith(" " + head[5:]):
+                        return line.split()[0]
+            return None
+    return head if re.fullmatch(r"[0-9a-f]{40}", head) else None

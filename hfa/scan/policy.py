@@ -1,0 +1,48 @@
+"""Loading a user's allowlist extension: explicit, validated, and always reported."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from hfa.errors import UsageError
+from hfa.scan.model import Finding, ScanPolicy, Severity
+
+_ENTRY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_*][\w*]*)+$")
+
+
+def load_policy(allowlist: Path | None) -> tuple[ScanPolicy, list[Finding]]:
+    """The default policy, extended by ``allowlist`` (TOML: ``allow = ["pkg.Class", "pkg.sub.*"]``).
+
+    Returns the policy and an INFO finding naming the extension, so it is never silent.
+    """
+    policy = ScanPolicy()
+    if allowlist is None:
+        return policy, []
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        doc = tomllib.loads(allowlist.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"Cannot read allowlist {allowlist}: {exc.strerror}", "check the --allowlist path") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"Allowlist {allowlist} is not valid TOML: {exc}", "see docs/security.md") from None
+    entries = doc.get("allow")
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise UsageError(f'Allowlist {allowlist} needs `allow = ["module.Name", …]`', "see docs/security.md")
+    for entry in entries:
+        if not _ENTRY_RE.match(entry) or entry.startswith("*"):
+            raise UsageError(f"Allowlist {allowlist}: invalid entry '{entry}'", "write module.Name or module.sub.*")
+    policy.extra = tuple(entries)
+    policy.extended_from.append(str(allowlist))
+    note = Finding(
+        Severity.INFO,
+        "policy.allowlist-extended",
+        f"pickle allowlist extended with {len(entries)} global(s): {', '.join(entries[:10])}",
+        str(allowlist),
+        {"allow": entries},
+    )
+    return policy, [note]

@@ -1,0 +1,408 @@
+"""``hfa verify``: prove a cache, a repo in it, a lock's files or a plain folder sound, offline.
+
+* every blob's content hashes to its name (sha256 or git-sha1), hashed on all cores, each
+  byte read once;
+* every snapshot entry is a link that resolves to a blob inside the cache;
+* every locked file is present with the locked hash; missing and extra files reported;
+* ``.incomplete`` leftovers, dangling refs and stale locks reported;
+* the content scan (pickle, archives, LFS stubs, safetensors, remote code) over the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hfa.cache import RepoDir, iter_repos
+from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE
+from hfa.lockfile import Lock
+from hfa.refs import RepoRef
+from hfa.scan.model import Finding, ScanPolicy, Severity
+from hfa.scan.scanner import Target, iter_folder, scan_targets
+
+CHUNK = 4 << 20
+STALE_LOCK_AGE = 3600.0
+
+
+@dataclass
+class VerifyReport:
+    findings: list[Finding] = field(default_factory=list)
+    blobs: int = 0
+    bytes_hashed: int = 0
+    files: int = 0
+    repos: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    # what --fix needs: (repo_type, repo_id, commit, path) of files to fetch again
+    to_refetch: list[tuple[str, str, str, str]] = field(default_factory=list)
+    stubs: list[tuple[Path, str, str, int]] = field(default_factory=list)  # (file, repo path, oid, size)
+
+    def to_json(self) -> dict[str, Any]:
+        from hfa.scan.report import counts
+
+        return {
+            "repos": self.repos,
+            "blobs_hashed": self.blobs,
+            "bytes_hashed": self.bytes_hashed,
+            "files_scanned": self.files,
+            "counts": counts(self.findings),
+            "findings": [f.to_json() for f in self.findings],
+            "elapsed_seconds": round(self.elapsed, 3),
+        }
+
+
+def hash_blob(path: Path) -> tuple[str, int]:
+    """The blob's hash in the algorithm its name says (64 hex: sha256, 40 hex: git-sha1), and its size."""
+    size = path.stat().st_size
+    h = hashlib.sha256() if len(path.name) == 64 else hashlib.sha1(b"blob %d\0" % size)
+    with path.open("rb", buffering=0) as fp:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while n := fp.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest(), size
+
+
+def _hash_all(blobs: list[Path], workers: int) -> dict[Path, tuple[str, int] | None]:
+    def one(p: Path) -> tuple[Path, tuple[str, int] | None]:
+        try:
+            return p, hash_blob(p)
+        except OSError:
+            return p, None
+
+    # hashlib releases the GIL on large updates: threads use every core. Largest first.
+    ordered = sorted(blobs, key=lambda p: -_size(p))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(pool.map(one, ordered))
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
+def _label(repo: RepoDir) -> str:
+    return repo.repo_id if repo.repo_type == "model" else f"{repo.repo_type}s/{repo.repo_id}"
+
+
+def verify_cache(
+    cache_dir: Path,
+    refs: list[RepoRef] | None,
+    policy: ScanPolicy,
+    *,
+    scan: bool = True,
+    workers: int | None = None,
+) -> VerifyReport:
+    started = time.monotonic()
+    workers = workers or max(1, os.cpu_count() or 1)
+    report = VerifyReport()
+    repos: list[tuple[RepoDir, RepoRef | None]] = []
+    if refs:
+        for ref in refs:
+            repo = RepoDir(cache_dir, ref.repo_type, ref.repo_id)
+            if not repo.snapshots.is_dir():
+                from hfa.errors import CheckFailed
+
+                raise CheckFailed(f"'{ref.display}' is not in the cache {cache_dir}", f"run `hfa pull {ref.display}`")
+            repos.append((repo, ref))
+    else:
+        repos = [(r, None) for r in iter_repos(cache_dir)]
+    targets: list[Target] = []
+    blobs: list[Path] = []
+    blob_owner: dict[Path, RepoDir] = {}
+    users: dict[str, list[tuple[RepoDir, str, str]]] = {}  # blob real path -> (repo, commit, path)
+    for repo, wanted in repos:
+        report.repos.append(_label(repo))
+        commits = repo.list_commits()
+        if wanted is not None and wanted.revision is not None:
+            commit = wanted.revision if wanted.pinned else repo.read_ref(wanted.revision)
+            commits = [commit] if commit and commit in commits else []
+            if not commits:
+                from hfa.errors import CheckFailed
+
+                raise CheckFailed(
+                    f"'{wanted.display}' is not in the cache {cache_dir}", f"run `hfa pull {wanted.display}`"
+                )
+        report.findings += _check_blobs_dir(repo, blobs, blob_owner)
+        report.findings += _check_refs(repo)
+        report.findings += _check_locks(cache_dir, repo)
+        for commit in commits:
+            report.findings += _check_snapshot(cache_dir, repo, commit, targets, users, report)
+    hashed = _hash_all(blobs, workers)
+    for blob, result in sorted(hashed.items()):
+        repo = blob_owner[blob]
+        if result is None:
+            report.findings.append(Finding(Severity.HIGH, "file.unreadable", "blob cannot be read", str(blob)))
+            continue
+        digest, size = result
+        report.blobs += 1
+        report.bytes_hashed += size
+        if digest != blob.name:
+            names = [f"{_label(r)}@{c[:12]}/{p}" for r, c, p in users.get(str(blob), [])]
+            report.findings.append(
+                Finding(
+                    Severity.CRITICAL,
+                    "hash.mismatch",
+                    f"content hashes to {digest[:12]}…, not to its name: corrupt or tampered"
+                    + (f" (used as {', '.join(names[:3])})" if names else ""),
+                    f"{_label(repo)}/blobs/{blob.name}",
+                    {"expected": blob.name, "actual": digest, "used_as": names},
+                )
+            )
+            for r, c, p in users.get(str(blob), []):
+                report.to_refetch.append((r.repo_type, r.repo_id, c, p))
+    if scan:
+        scanned = scan_targets(targets, policy, workers=workers)
+        report.files = scanned.files
+        report.findings += scanned.findings
+    report.findings.sort(key=lambda f: (-f.severity, f.path, f.code))
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def _check_blobs_dir(repo: RepoDir, blobs: list[Path], owner: dict[Path, RepoDir]) -> list[Finding]:
+    findings: list[Finding] = []
+    if not repo.blobs.is_dir():
+        return findings
+    for entry in sorted(repo.blobs.iterdir()):
+        name = entry.name
+        if name.endswith(".incomplete"):
+            findings.append(
+                Finding(
+                    Severity.LOW,
+                    "cache.incomplete",
+                    "partial download left behind (a pull resumes it)",
+                    f"{_label(repo)}/blobs/{name}",
+                    {"bytes": _size(entry)},
+                )
+            )
+        elif (SHA256_RE.match(name) or SHA1_RE.match(name)) and entry.is_file() and not entry.is_symlink():
+            blobs.append(entry)
+            owner[entry] = repo
+        elif SHA256_RE.match(name) and entry.is_symlink():
+            pass  # huggingface_hub's shared Xet store links blobs; the snapshot check covers them
+        else:
+            findings.append(
+                Finding(
+                    Severity.LOW, "cache.bad-blob-name", "unexpected file in blobs/", f"{_label(repo)}/blobs/{name}"
+                )
+            )
+    return findings
+
+
+def _check_refs(repo: RepoDir) -> list[Finding]:
+    commits = set(repo.list_commits())
+    findings = []
+    for name, value in sorted(repo.list_refs().items()):
+        if not COMMIT_RE.match(value) or value not in commits:
+            findings.append(
+                Finding(
+                    Severity.LOW,
+                    "cache.dangling-ref",
+                    f"ref '{name}' names {value[:40]!r}, which has no snapshot",
+                    f"{_label(repo)}/refs/{name}",
+                )
+            )
+    return findings
+
+
+def _check_locks(cache_dir: Path, repo: RepoDir) -> list[Finding]:
+    from filelock import FileLock, Timeout
+
+    from hfa.cache import repo_folder_name
+
+    folder = cache_dir / ".locks" / repo_folder_name(repo.repo_id, repo.repo_type)
+    findings: list[Finding] = []
+    if not folder.is_dir():
+        return findings
+    now = time.time()
+    for lock in sorted(folder.glob("*.lock")):
+        try:
+            age = now - lock.stat().st_mtime
+        except OSError:
+            continue
+        if age < STALE_LOCK_AGE:
+            continue
+        try:
+            with FileLock(str(lock), timeout=0):
+                pass
+        except Timeout:
+            continue  # held by a running process: not stale
+        findings.append(
+            Finding(
+                Severity.INFO,
+                "cache.stale-lock",
+                f"lock file unused for {age / 3600:.0f} h (safe to delete)",
+                f".locks/{folder.name}/{lock.name}",
+            )
+        )
+    return findings
+
+
+def _check_snapshot(
+    cache_dir: Path,
+    repo: RepoDir,
+    commit: str,
+    targets: list[Target],
+    users: dict[str, list[tuple[RepoDir, str, str]]],
+    report: VerifyReport,
+) -> list[Finding]:
+    findings: list[Finding] = []
+    cache_real = os.path.realpath(cache_dir)
+    snap = repo.snapshot(commit)
+    label = f"{_label(repo)}@{commit[:12]}"
+    for dirpath, dirnames, filenames in os.walk(snap):
+        for d in list(dirnames):
+            if Path(dirpath, d).is_symlink():
+                dirnames.remove(d)
+                real = os.path.realpath(Path(dirpath, d))
+                if not real.startswith(cache_real + os.sep):
+                    rel = Path(dirpath, d).relative_to(snap).as_posix()
+                    findings.append(
+                        Finding(
+                            Severity.CRITICAL,
+                            "cache.link-escapes",
+                            f"folder link leads out of the cache to {real}",
+                            f"{label}/{rel}",
+                        )
+                    )
+        for name in sorted(filenames):
+            full = Path(dirpath, name)
+            rel = full.relative_to(snap).as_posix()
+            display = f"{label}/{rel}"
+            real = os.path.realpath(full)
+            if not real.startswith(cache_real + os.sep):
+                findings.append(
+                    Finding(Severity.CRITICAL, "cache.link-escapes", f"link leads out of the cache to {real}", display)
+                )
+                continue
+            if not os.path.exists(real):
+                findings.append(
+                    Finding(
+                        Severity.HIGH,
+                        "cache.broken-link",
+                        "link to a blob that does not exist",
+                        display,
+                        {"target": os.readlink(full) if full.is_symlink() else None},
+                    )
+                )
+                report.to_refetch.append((repo.repo_type, repo.repo_id, commit, rel))
+                continue
+            users.setdefault(real, []).append((repo, commit, rel))
+            targets.append(Target(Path(real), display))
+    return findings
+
+
+def verify_lock(
+    cache_dir: Path, lock: Lock, policy: ScanPolicy, *, scan: bool = True, workers: int | None = None
+) -> VerifyReport:
+    """Every locked file present in its snapshot with the locked hash; extra snapshot files reported."""
+    started = time.monotonic()
+    workers = workers or max(1, os.cpu_count() or 1)
+    report = VerifyReport()
+    targets: list[Target] = []
+    to_hash: dict[Path, list[tuple[str, str, str, str, str]]] = {}
+    for entry in lock.repos:
+        repo = RepoDir(cache_dir, entry.repo_type, entry.repo_id)
+        label = f"{_label(repo)}@{entry.commit[:12]}"
+        report.repos.append(f"{_label(repo)}@{entry.revision}")
+        snap = repo.snapshot(entry.commit)
+        if not snap.is_dir():
+            report.findings.append(
+                Finding(Severity.HIGH, "lock.missing-repo", f"locked commit {entry.commit} is not in the cache", label)
+            )
+            report.to_refetch += [(entry.repo_type, entry.repo_id, entry.commit, f.path) for f in entry.files]
+            continue
+        locked = {f.path: f for f in entry.files}
+        for f in entry.files:
+            link = snap.joinpath(*f.path.split("/"))
+            real = Path(os.path.realpath(link))
+            if not link.exists() or not str(real).startswith(os.path.realpath(cache_dir) + os.sep):
+                report.findings.append(
+                    Finding(
+                        Severity.HIGH,
+                        "lock.missing-file",
+                        "locked file is missing from the cache",
+                        f"{label}/{f.path}",
+                        {"hash": f.hash},
+                    )
+                )
+                report.to_refetch.append((entry.repo_type, entry.repo_id, entry.commit, f.path))
+                continue
+            to_hash.setdefault(real, []).append((label, f.path, f.algo, f.digest, entry.repo_id))
+            targets.append(Target(real, f"{label}/{f.path}"))
+        from hfa.resolver import snapshot_files
+
+        present = snapshot_files(repo, entry.commit)
+        for extra in sorted(set(present) - set(locked)):
+            report.findings.append(
+                Finding(Severity.LOW, "lock.extra-file", "in the snapshot but not in the lock", f"{label}/{extra}")
+            )
+    hashed = _hash_all(list(to_hash), workers)
+    entries_by_key = {(e.repo_id, e.commit[:12]): e for e in lock.repos}
+    for real, result in hashed.items():
+        for label, path, algo, digest, repo_id in to_hash[real]:
+            if result is None:
+                report.findings.append(Finding(Severity.HIGH, "file.unreadable", "cannot be read", f"{label}/{path}"))
+                continue
+            report.blobs += 1
+            report.bytes_hashed += result[1]
+            actual = _content_hash(real, algo, result)
+            if actual != digest:
+                report.findings.append(
+                    Finding(
+                        Severity.CRITICAL,
+                        "hash.mismatch",
+                        f"content does not match the locked {algo} {digest[:12]}…",
+                        f"{label}/{path}",
+                        {"expected": digest, "actual": actual},
+                    )
+                )
+                owner = entries_by_key.get((repo_id, label.rsplit("@", 1)[1]))
+                if owner is not None:
+                    report.to_refetch.append((owner.repo_type, owner.repo_id, owner.commit, path))
+    if scan:
+        scanned = scan_targets(targets, policy, workers=workers)
+        report.files = scanned.files
+        report.findings += scanned.findings
+    report.findings.sort(key=lambda f: (-f.severity, f.path, f.code))
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def _content_hash(real: Path, algo: str, hashed: tuple[str, int]) -> str:
+    """The file's hash in ``algo``; reuses the blob hash when the blob's name says it is that algorithm."""
+    if (algo == "sha256" and len(real.name) == 64) or (algo == "git-sha1" and len(real.name) == 40):
+        return hashed[0]
+    size = hashed[1]
+    h = hashlib.sha256() if algo == "sha256" else hashlib.sha1(b"blob %d\0" % size)
+    with real.open("rb") as fp:
+        while chunk := fp.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_folder(root: Path, policy: ScanPolicy, *, workers: int | None = None) -> VerifyReport:
+    """A plain folder (a git clone, a local_dir download): the content scan, LFS stubs included."""
+    started = time.monotonic()
+    report = VerifyReport(repos=[str(root)])
+    if root.is_file():
+        targets: Iterable[Target] = [Target(root, str(root))]
+    else:
+        targets = list(iter_folder(root))
+    scanned = scan_targets(targets, policy, workers=workers)
+    report.files = scanned.files
+    report.findings = scanned.findings
+    for f in report.findings:
+        if f.code == "lfs.pointer-stub":
+            rel = f.path[len(str(root)) :].lstrip("/") if root.is_dir() else root.name
+            report.stubs.append((root / rel if root.is_dir() else root, rel, f.detail["oid"], f.detail["size"]))
+    report.elapsed = time.monotonic() - started
+    return report

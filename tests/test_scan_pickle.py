@@ -1,0 +1,406 @@
+"""scan_pickle: the generated corpus, stream edge cases, properties, memory, and never running anything.
+
+Every fixture is written opcode by opcode (tests/scan_corpus.py) or is ``pickle.dumps`` of harmless
+builtins; tests check verdicts only and never unpickle.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import io
+import pickle
+import pickletools
+import struct
+import sys
+import tracemalloc
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scan_corpus import Asm, Case, framed, pickle_cases, reduce_pickle, s, torch_data_pkl, write_big_pickle
+
+from hfa.scan.model import Finding, ScanPolicy, Severity
+from hfa.scan.pickle import classify_global, looks_like_pickle, probe_pickle, scan_pickle, scan_pickles
+
+POLICY = ScanPolicy()
+PICKLE_CASES = list(pickle_cases())
+
+
+def scan(data: bytes, policy: ScanPolicy = POLICY) -> list[Finding]:
+    return scan_pickle(io.BytesIO(data), "blob", policy)
+
+
+def verdict(findings: list[Finding]) -> str:
+    worst = max((f.severity for f in findings), default=None)
+    return "clean" if worst is None else worst.label
+
+
+def codes(findings: list[Finding]) -> set[str]:
+    return {f.code for f in findings}
+
+
+@pytest.mark.parametrize("case", PICKLE_CASES, ids=[c.name for c in PICKLE_CASES])
+def test_corpus_verdict(case: Case) -> None:
+    found = scan(case.data)
+    assert verdict(found) == case.expect, [(f.severity.label, f.code, f.message) for f in found]
+    assert set(case.codes) <= codes(found)
+
+
+def test_corpus_covers_every_protocol_and_class() -> None:
+    names = {c.name for c in PICKLE_CASES}
+    assert {f"os-system-p{p}" for p in range(6)} <= names
+    assert {f"benign-numpy-array-p{p}" for p in range(6)} <= names
+    assert sum(c.expect == "clean" for c in PICKLE_CASES) > 100
+
+
+# -- what a finding says ------------------------------------------------------------------------
+
+
+def test_dangerous_global_detail_names_module_name_and_offsets() -> None:
+    data = reduce_pickle("os", "system", proto=2)
+    [f] = scan(data)
+    assert f.code == "pickle.dangerous-global" and f.severity is Severity.CRITICAL
+    assert f.detail["module"] == "os" and f.detail["name"] == "system"
+    assert f.detail["opcode"] == "GLOBAL" and f.detail["offset"] == 2
+    assert data[f.detail["called_at"][0] : f.detail["called_at"][0] + 1] == b"R"
+    assert "calls it" in f.message and f.path == "blob"
+
+
+def test_one_finding_per_global_with_a_count() -> None:
+    one = Asm(2).op("GLOBAL", "os", "system").op("POP").bytes()[2:]
+    [f] = scan(b"\x80\x02" + one * 3 + b"N.")
+    assert f.detail["count"] == 3
+
+
+def test_unknown_global_is_high_not_critical() -> None:
+    [f] = scan(reduce_pickle("somepkg.evil", "Gadget", proto=4))
+    assert (f.severity, f.code) == (Severity.HIGH, "pickle.unknown-global")
+
+
+def test_malformed_names_offset_and_never_passes() -> None:
+    found = scan(b"\x80\x02]q\x00h\x07.")
+    [f] = found
+    assert f.code == "pickle.malformed" and f.severity is Severity.HIGH
+    assert f.detail["offset"] == 5 and "memo key 7" in f.message
+
+
+def test_clean_stream_returns_empty_list() -> None:
+    assert scan(torch_data_pkl(2)) == []
+    assert scan(pickle.dumps({"x": [1, 2.0, b"z"]}, protocol=5)) == []
+
+
+# -- the verdict on names ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "expected"),
+    [
+        ("collections", "OrderedDict", None),
+        ("__builtin__", "set", None),  # mapped to builtins.set by the protocol 0-2 compatibility table
+        ("copy_reg", "_reconstructor", None),
+        ("torch._utils", "_rebuild_tensor_v2", None),
+        ("__builtin__", "eval", Severity.CRITICAL),
+        ("commands", "getoutput", Severity.CRITICAL),  # → subprocess.getoutput
+        ("os.path", "join", Severity.CRITICAL),  # a submodule of a dangerous module
+        ("asyncio.unix_events", "_UnixSubprocessTransport", Severity.CRITICAL),
+        ("numpy.testing._private.utils", "runstring", Severity.CRITICAL),
+        ("collections", "OrderedDict.fromkeys", Severity.CRITICAL),  # dotted, even under an allowed class
+        ("numpy", "__builtins__", Severity.CRITICAL),
+        ("somepkg", "Thing", Severity.HIGH),
+        ("datetime", "datetime", Severity.HIGH),
+    ],
+)
+def test_classify_global(module: str, name: str, expected: Severity | None) -> None:
+    got = classify_global(module, name, POLICY)
+    assert (got[0] if got else None) == expected
+
+
+def test_policy_extensions_allow_exact_names_but_patterns_never_beat_the_denylist() -> None:
+    exact = ScanPolicy(extra=("somepkg.Thing", "torch.load"))
+    assert classify_global("somepkg", "Thing", exact) is None
+    assert classify_global("torch", "load", exact) is None  # the user asked for exactly this
+    pattern = ScanPolicy(extra=("torch.*", "somepkg.*"))
+    assert classify_global("somepkg", "Other", pattern) is None
+    got = classify_global("torch", "load", pattern)
+    assert got is not None and got[0] is Severity.CRITICAL
+    got = classify_global("torch", "__builtins__", exact)
+    assert got is not None and got[0] is Severity.CRITICAL
+
+
+# -- the stream ----------------------------------------------------------------------------------
+
+
+def test_scan_respects_start_and_end() -> None:
+    evil = reduce_pickle("os", "system")
+    benign = pickle.dumps([1, 2], protocol=2)
+    blob = b"JUNK" + benign + evil + b"MORE"
+    fp = io.BytesIO(blob)
+    assert scan_pickle(fp, "x", POLICY, start=4, end=4 + len(benign)) == []
+    found = scan_pickle(fp, "x", POLICY, start=4 + len(benign), end=4 + len(benign) + len(evil))
+    assert codes(found) == {"pickle.dangerous-global"}
+
+
+def test_stacked_pickles_are_all_scanned_and_reported_by_index() -> None:
+    data = pickle.dumps(1, protocol=2) + pickle.dumps("a", protocol=0) + reduce_pickle("os", "system", proto=4)
+    [f] = scan(data)
+    assert f.detail["pickle"] == 2
+
+
+def test_trailing_bytes_that_cannot_start_a_pickle() -> None:
+    found = scan(pickle.dumps({"a": 1}, protocol=4) + b"\x00" * 10)
+    assert [(f.code, f.severity) for f in found] == [("pickle.trailing-data", Severity.MEDIUM)]
+
+
+def test_empty_stream_is_malformed() -> None:
+    assert codes(scan(b"")) == {"pickle.malformed"}
+
+
+def test_frames_are_transparent() -> None:
+    body = Asm(None)
+    body.proto = 4
+    body.glob("os", "system").tuple(s("id")).op("REDUCE").op("STOP")
+    assert codes(scan(framed(4, body.bytes()))) == {"pickle.dangerous-global"}
+    assert codes(scan(framed(4, b"N."[:1]) + b".")) == set()
+    # A frame longer than the stream is a truncation.
+    assert codes(scan(b"\x80\x04\x95" + struct.pack("<Q", 100) + b"N.")) == {"pickle.malformed"}
+
+
+def test_long_strings_are_read_back_only_as_stack_global_operands() -> None:
+    pad = "x" * 5000  # longer than what the scanner keeps in memory
+    a = Asm(4).op("BINUNICODE", "os").op("BINUNICODE", "system" + pad).op("POP").op("BINUNICODE", "system")
+    found = scan(a.op("STACK_GLOBAL").stop())
+    assert codes(found) == {"pickle.dangerous-global"}
+    # A long operand is read back from the file to be judged.
+    long_name = "a" * 3000
+    found = scan(Asm(4).op("BINUNICODE", "somepkg").op("BINUNICODE", long_name).op("STACK_GLOBAL").stop())
+    assert [f.detail["name"] for f in found] == [long_name]
+
+
+def test_protocol_0_string_operands_are_decoded_like_an_unpickler() -> None:
+    a = Asm(0).op("STRING", "os").raw(b"S'sys\\x74em'\n").op("STACK_GLOBAL").op("STOP")
+    [f] = scan(a.bytes())
+    assert f.detail["name"] == "system"
+
+
+def test_extension_codes_resolve_through_copyreg() -> None:
+    import copyreg
+
+    registry: dict[int, tuple[str, str]] = copyreg._inverted_registry  # type: ignore[attr-defined]
+    code = 0x7FFFFF01
+    assert code not in registry
+    registry[code] = ("os", "system")  # registry data only; nothing is imported
+    try:
+        found = scan(Asm(2).op("EXT4", code).tuple(s("id")).op("REDUCE").stop())
+    finally:
+        del registry[code]
+    assert codes(found) == {"pickle.dangerous-global"}
+    assert codes(scan(Asm(2).op("EXT2", 4242).stop())) == {"pickle.unknown-extension"}
+
+
+def test_deep_stacks_are_folded_not_held() -> None:
+    n = 200_000
+    data = b"\x80\x02(" + b"K\x01" * n + b"t."
+    assert scan(data) == []
+    # Popping back down through the folded part loses track: used as an operand it fails closed.
+    data = b"\x80\x02X\x02\x00\x00\x00osX\x06\x00\x00\x00system" + b"N" * n + b"0" * n + b"\x93."
+    found = scan(data)
+    assert "pickle.malformed" in codes(found)
+
+
+def test_nested_marks_are_capped() -> None:
+    assert codes(scan(b"\x80\x02" + b"(" * 100_000 + b"N.")) == {"pickle.malformed"}
+
+
+def test_text_protocol_lines_are_bounded() -> None:
+    # A 3 MB GLOBAL module line: far beyond any module name.
+    data = b"c" + b"a" * (3 << 20) + b"\nb\n."
+    assert codes(scan(data)) == {"pickle.malformed"}
+
+
+# -- sniffing ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("proto", range(6))
+def test_looks_like_pickle_for_every_protocol(proto: int) -> None:
+    assert looks_like_pickle(pickle.dumps({"a": [1, 2]}, protocol=proto)[:64])
+    assert looks_like_pickle(reduce_pickle("os", "system", proto=proto)[:64])
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"Hello world, this is a README file.\n",
+        b'{"architectures": ["BertModel"]}',
+        b"# Title\n\nSome markdown.",
+        b"import torch\nclass Net: pass\n",
+        b"def forward(self, x):\n    return x\n",
+        b"\x00\x00\x80?\x00\x00\x00@",  # float32 tensor data
+        b'\x80\x02\x00\x00\x00\x00\x00\x00{"__metadata__":',  # a safetensors header length of 0x280
+        b"PK\x03\x04\x14\x00",
+        b"\x93NUMPY\x01\x00",
+        b"Version 1.0\nlicense: mit\n",
+    ],
+)
+def test_looks_like_pickle_rejects_other_content(head: bytes) -> None:
+    assert not looks_like_pickle(head)
+
+
+def test_probe_skips_a_lone_scalar_followed_by_data() -> None:
+    # Tensor data that happens to start like "BININT2 .. STOP" (seen in a real YOLOv5 checkpoint).
+    data = b"M\x10\x00." + bytes(range(256)) * 4
+    assert not probe_pickle(io.BytesIO(data), 0, len(data))
+    # ...but a scalar pickle that is the whole stream is a pickle.
+    assert probe_pickle(io.BytesIO(b"K\x05."), 0, 3)
+    # ...and a malicious pickle that breaks after importing still counts.
+    data = b"cos\nsystem\n\xff"
+    assert probe_pickle(io.BytesIO(data), 0, len(data))
+
+
+# -- memory and time ----------------------------------------------------------------------------
+
+
+def test_200mb_bytes_pickle_scans_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "big.pkl"
+    write_big_pickle(path, 200 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        with path.open("rb") as fp:
+            found = scan_pickle(fp, str(path), POLICY)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert found == []
+    assert peak < 2 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_payload_skipping_reads_almost_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "big.pkl"
+    write_big_pickle(path, 64 * 1024 * 1024)
+
+    class Counting(io.FileIO):
+        total = 0
+
+        def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+            data = super().read(n)
+            Counting.total += len(data)
+            return data
+
+    with Counting(path, "rb") as fp:
+        assert scan_pickle(fp, "x", POLICY) == []  # type: ignore[arg-type]
+    assert Counting.total < 256 * 1024
+
+
+def test_stream_mode_skips_by_reading(tmp_path: Path) -> None:
+    data = b"\x80\x04\x8e" + struct.pack("<Q", 1 << 20) + b"\x00" * (1 << 20) + reduce_pickle("os", "system", proto=4)
+    rep = scan_pickles(io.BytesIO(data), "x", POLICY, start=0, stream=True)
+    assert codes(rep.findings) == {"pickle.dangerous-global"}
+    short = scan_pickles(io.BytesIO(data[:1000]), "x", POLICY, start=0, stream=True)
+    assert codes(short.findings) == {"pickle.malformed"}
+
+
+# -- never executes anything ----------------------------------------------------------------------
+
+
+class _TripWire(importlib.abc.MetaPathFinder):
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        if fullname.startswith("hfa_tripwire"):
+            self.asked.append(fullname)
+        return None
+
+
+def test_scanning_never_imports_unpickles_or_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the scanner must never unpickle")
+
+    for name in ("load", "loads", "Unpickler", "_Unpickler", "_load", "_loads"):
+        if hasattr(pickle, name):
+            monkeypatch.setattr(pickle, name, boom)
+    wire = _TripWire()
+    sys.meta_path.insert(0, wire)
+    try:
+        for case in PICKLE_CASES[:80]:
+            scan(case.data)
+        found = scan(reduce_pickle("hfa_tripwire_module", "boom", proto=4))
+    finally:
+        sys.meta_path.remove(wire)
+    assert wire.asked == [] and "hfa_tripwire_module" not in sys.modules
+    assert codes(found) == {"pickle.unknown-global"}
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+_FAST = settings(
+    max_examples=150,
+    deadline=timedelta(seconds=2),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+_SEEDS = [c.data for c in PICKLE_CASES if len(c.data) < 4096]
+
+
+def _dis_agrees_or_is_stricter(data: bytes) -> None:
+    """A clean verdict must be a stream pickletools can disassemble (it is stricter in two ways)."""
+    fp = io.BytesIO(data)
+    while fp.tell() < len(data):
+        try:
+            pickletools.dis(fp, out=io.StringIO())
+        except ValueError as exc:
+            if "stack not empty after STOP" in str(exc) or "already defined" in str(exc):
+                return
+            raise AssertionError(f"clean verdict on a stream pickletools rejects: {exc}") from exc
+
+
+@_FAST
+@given(st.binary(max_size=512))
+def test_random_bytes_always_get_a_verdict(data: bytes) -> None:
+    found = scan(data)
+    assert isinstance(found, list)
+    if not found:
+        _dis_agrees_or_is_stricter(data)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(_SEEDS)))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "dup"]))
+        i = draw(st.integers(0, max(0, len(data) - 1)))
+        if op == "flip" and data:
+            data[i] = draw(st.integers(0, 255))
+        elif op == "insert":
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "delete" and data:
+            del data[i : i + draw(st.integers(1, 8))]
+        elif op == "truncate":
+            del data[i:]
+        elif op == "dup" and data:
+            data[i:i] = data[i : i + draw(st.integers(1, 16))]
+    return bytes(data)
+
+
+@_FAST
+@given(mutated())
+def test_mutated_pickles_always_get_a_verdict(data: bytes) -> None:
+    found = scan(data)
+    assert all(isinstance(f, Finding) for f in found)
+    if not found:
+        _dis_agrees_or_is_stricter(data)
+
+
+@_FAST
+@given(mutated())
+def test_mutations_never_hide_a_global_that_is_still_there(data: bytes) -> None:
+    """If pickletools still sees a dangerous GLOBAL opcode intact, the scanner reports it or fails closed."""
+    found = scan(data)
+    try:
+        ops = list(pickletools.genops(data))
+    except Exception:
+        return
+    if any(op.name in ("GLOBAL", "INST") and str(arg).startswith(("os ", "posix ")) for op, arg, _ in ops):
+        assert verdict(found) in ("critical", "high")
