@@ -189,3 +189,92 @@ def standalone(run: Callable[[bool], list[dict[str, Any]]], doc: str | None) -> 
     args = parser.parse_args()
     install_sigterm()
     print(format_table(run(args.quick), bench_key=None))
+
+
+# -- shared by the benchmarks that talk to a Hub server ---------------------------------------
+MIB = 1 << 20
+# huggingface_hub fetches this registry at most once a day and caches it in HF_HOME; hfa serve
+# does not serve it. Seeding it (empty, as an unreachable Hub would leave it) saves each hf run a
+# request, as for a user who ran hf in the last day.
+AGENT_REGISTRY = {"standardEnvVars": [], "harnesses": {}}
+
+
+def hub_env(url: str, home: Path) -> dict[str, str]:
+    """The environment for hfa and hf talking to ``url``: HF_HOME at ``home`` (seeded), no token,
+    no progress bars, telemetry or update checks, byte-code caching on."""
+    import json
+
+    home.mkdir(parents=True, exist_ok=True)
+    registry = home / ".agent_harnesses.json"
+    if not registry.exists():
+        registry.write_text(json.dumps(AGENT_REGISTRY), encoding="utf-8")
+    env = clean_env(
+        HF_ENDPOINT=url,
+        HF_HOME=str(home),
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_IMPLICIT_TOKEN="1",
+        HF_HUB_DISABLE_UPDATE_CHECK="1",
+    )
+    for key in ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HUB_ENABLE_HF_TRANSFER", "HF_TOKEN_PATH"):
+        env.pop(key, None)
+    # An installed tool has its byte-code cached; without this the editable hfa checkout would
+    # recompile every module on every run while site-packages (hf) is precompiled.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def write_blob(blobs: Path, size: int) -> Path:
+    """Write ``size`` bytes (one random 1 MiB block, repeated) as a blob named by its sha256."""
+    import hashlib
+
+    blobs.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(MIB)
+    h = hashlib.sha256()
+    tmp = blobs / ".tmp-bench"
+    with tmp.open("wb") as fp:
+        left = size
+        while left > 0:
+            chunk = block if left >= MIB else block[:left]
+            fp.write(chunk)
+            h.update(chunk)
+            left -= len(chunk)
+    target = blobs / h.hexdigest()
+    os.replace(tmp, target)
+    return target
+
+
+def snapshot_files(cache: Path, repo_id: str, commit: str | None = None) -> dict[str, int]:
+    """{path: size} of the files in a model repo's snapshot ``commit`` (all snapshots if None) in ``cache``."""
+    snaps = cache / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    out: dict[str, int] = {}
+    dirs = [snaps / commit] if commit else (list(snaps.iterdir()) if snaps.is_dir() else [])
+    for snap in dirs:
+        if not snap.is_dir():
+            continue
+        for path in snap.rglob("*"):
+            if path.is_file():
+                out[path.relative_to(snap).as_posix()] = path.stat().st_size
+    return out
+
+
+def log_tail(log: Path, n: int = 800) -> str:
+    try:
+        return log.read_text(encoding="utf-8", errors="replace")[-n:].strip() or "(empty)"
+    except OSError:
+        return "(none)"
+
+
+def start_hfa_serve(cache: Path, log: Path, timeout: float = 30) -> tuple[subprocess.Popen[bytes], str]:
+    """``hfa serve`` of ``cache`` on 127.0.0.1 (a free port), stderr to ``log``; return (process, URL)."""
+    argv = [bin_path("hfa"), "serve", "--cache-dir", str(cache), "--host", "127.0.0.1", "--port", "0"]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=clean_env())
+    try:
+        url = read_line(proc, timeout)
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"hfa serve printed {url!r}, not a 127.0.0.1 URL; log: {log_tail(log)}")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc, url.rstrip("/")

@@ -11,7 +11,8 @@ import pytest
 
 from hfa.server import HubServer, ServerConfig
 from hfa.server.auth import load_policy
-from hfa.testing import lfs_pointer_stub, make_safetensors, model_card, write_repo
+from hfa.testing import lfs_pointer_stub, make_safetensors, model_card
+from hfa.testing import write_repo as _write_repo
 
 TOKEN = "hf_test_reader_token_abcdef"
 OTHER_TOKEN = "hf_test_other_token_zzz"
@@ -52,6 +53,11 @@ class World:
 
 
 def build_world(root: Path) -> World:
+    """Deterministic: the same commits every time (fixed dates), so worlds can be compared."""
+    import functools
+    from datetime import datetime, timezone
+
+    write_repo = functools.partial(_write_repo, date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
     cache = root / "served"
     world = World(cache_dir=cache, auth_file=root / "auth.toml")
     config = json.dumps({"model_type": "bert", "hidden_size": 8}).encode()

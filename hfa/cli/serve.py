@@ -31,6 +31,15 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        lock: Annotated[
+            Path | None,
+            typer.Option(
+                "--lock",
+                help="Serve only the repos, commits and files this lock names (nothing else is visible).",
+                dir_okay=False,
+                show_default=False,
+            ),
+        ] = None,
         demo: Annotated[
             bool,
             typer.Option(
@@ -64,9 +73,14 @@ def register(app: typer.Typer) -> None:
                 f"Cache directory {cache_dir} does not exist", "pass --cache-dir DIR of a huggingface_hub cache"
             )
         policy = load_policy(auth) if auth else AuthPolicy()
+        the_lock = None
+        if lock is not None:
+            from hfa import lockfile
+
+            the_lock = lockfile.read(lock)
         _configure_logging(ctx)
         try:
-            server = HubServer(ServerConfig(cache_dir=cache_dir, host=host, port=port, auth=policy))
+            server = HubServer(ServerConfig(cache_dir=cache_dir, host=host, port=port, auth=policy, lock=the_lock))
         except OSError as exc:
             raise UsageError(
                 f"Cannot listen on {host}:{port}: {exc.strerror}", "pick another --port, or 0 for any free one"

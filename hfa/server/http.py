@@ -40,6 +40,7 @@ class ServerConfig:
     page_size: int = 100  # search results per page (Link-paged)
     tree_page_size: int = 1000  # tree entries per page (Link-paged)
     faults: FaultPlan | None = None  # test-only fault injection
+    lock: Any = None  # an hfa.lockfile.Lock: serve only what it names (`hfa serve --lock`)
 
 
 class HttpError(Exception):
@@ -73,7 +74,10 @@ class HubServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store = CacheStore(config.cache_dir)
+        from hfa.server.store import LockScope
+
+        scope = LockScope.from_lock(config.lock) if config.lock is not None else None
+        self.store = CacheStore(config.cache_dir, scope)
         self._httpd = _Server(config, self.store)
         self._thread: threading.Thread | None = None
 
@@ -464,7 +468,7 @@ class Handler(BaseHTTPRequestHandler):
     def _refs(self, repo: Repo, head: bool) -> None:
         store = self.server.store
         branches, tags, prs = [], [], []
-        commits = set(repo.repo_dir.list_commits())
+        commits = set(store.commits(repo))
         for name, sha in sorted(store.refs(repo).items()):
             if sha not in commits:
                 continue

@@ -79,11 +79,31 @@ def _iso_mtime(path: Path) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
+@dataclass(frozen=True)
+class LockScope:
+    """``hfa serve --lock``: only the repos, commits and files a lock names are visible."""
+
+    commits: dict[tuple[str, str], dict[str, frozenset[str]]]  # (type, id) -> commit -> paths
+    revisions: dict[tuple[str, str], dict[str, str]]  # (type, id) -> revision name -> commit
+
+    @classmethod
+    def from_lock(cls, lock: Any) -> LockScope:
+        commits: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
+        revisions: dict[tuple[str, str], dict[str, str]] = {}
+        for entry in lock.repos:
+            key = (entry.repo_type, entry.repo_id)
+            commits.setdefault(key, {})[entry.commit] = frozenset(f.path for f in entry.files)
+            if entry.revision != entry.commit:
+                revisions.setdefault(key, {})[entry.revision] = entry.commit
+        return cls(commits, revisions)
+
+
 class CacheStore:
     """Answers the Hub's questions from a cache directory. Thread-safe, read-only."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, scope: LockScope | None = None) -> None:
         self.cache_dir = Path(cache_dir)
+        self.scope = scope
         self._real_root = os.path.realpath(self.cache_dir)
         self._hash_memo: dict[tuple[str, int, int], tuple[str, str | None]] = {}
         self._snap_memo: dict[tuple[str, str], tuple[float, Snapshot]] = {}
@@ -92,9 +112,18 @@ class CacheStore:
 
     # -- repositories --------------------------------------------------------
     def repos(self, repo_type: str | None = None) -> list[Repo]:
-        return [self._load(rd) for rd in iter_repos(self.cache_dir) if repo_type is None or rd.repo_type == repo_type]
+        return [
+            self._load(rd)
+            for rd in iter_repos(self.cache_dir)
+            if (repo_type is None or rd.repo_type == repo_type) and self._in_scope(rd.repo_type, rd.repo_id)
+        ]
+
+    def _in_scope(self, repo_type: str, repo_id: str) -> bool:
+        return self.scope is None or (repo_type, repo_id) in self.scope.commits
 
     def repo(self, repo_type: str, repo_id: str) -> Repo | None:
+        if not self._in_scope(repo_type, repo_id):
+            return None
         rd = RepoDir(self.cache_dir, repo_type, repo_id)
         folder = self.cache_dir / repo_folder_name(repo_id, repo_type)
         if not folder.is_dir() or folder.is_symlink() or not rd.snapshots.is_dir():
@@ -102,6 +131,8 @@ class CacheStore:
         return self._load(rd)
 
     def exists(self, repo_type: str, repo_id: str) -> bool:
+        if not self._in_scope(repo_type, repo_id):
+            return False
         return (self.cache_dir / repo_folder_name(repo_id, repo_type) / "snapshots").is_dir()
 
     def _load(self, rd: RepoDir) -> Repo:
@@ -124,11 +155,20 @@ class CacheStore:
 
     # -- refs ------------------------------------------------------------------
     def refs(self, repo: Repo) -> dict[str, str]:
+        if self.scope is not None:  # the lock's revisions, at the lock's commits
+            return dict(self.scope.revisions.get((repo.repo_type, repo.repo_id), {}))
         return {name: sha for name, sha in repo.repo_dir.list_refs().items() if COMMIT_RE.match(sha)}
+
+    def commits(self, repo: Repo) -> list[str]:
+        present = repo.repo_dir.list_commits()
+        if self.scope is None:
+            return present
+        allowed = self.scope.commits.get((repo.repo_type, repo.repo_id), {})
+        return [c for c in present if c in allowed]
 
     def resolve(self, repo: Repo, revision: str) -> str | None:
         """Branch, tag, ``refs/heads/x``, ``refs/tags/x``, ``refs/pr/N`` or a commit -> commit."""
-        commits = repo.repo_dir.list_commits()
+        commits = self.commits(repo)
         if COMMIT_RE.match(revision):
             return revision if revision in commits else None
         refs = self.refs(repo)
@@ -142,7 +182,7 @@ class CacheStore:
         sha = self.resolve(repo, "main")
         if sha:
             return sha
-        commits = repo.repo_dir.list_commits()
+        commits = self.commits(repo)
         if not commits:
             return None
         # No main: the newest snapshot stands for the default branch.
@@ -151,7 +191,7 @@ class CacheStore:
     # -- snapshots -------------------------------------------------------------
     def snapshot(self, repo: Repo, commit: str) -> Snapshot | None:
         snap_dir = repo.repo_dir.snapshot(commit)
-        if not COMMIT_RE.match(commit) or not snap_dir.is_dir():
+        if not COMMIT_RE.match(commit) or not snap_dir.is_dir() or commit not in self.commits(repo):
             return None
         key = (str(repo.repo_dir.path), commit)
         stamp = _tree_stamp(snap_dir)
@@ -160,6 +200,9 @@ class CacheStore:
         if memo and memo[0] == stamp:
             return memo[1]
         files = self._walk(repo, snap_dir)
+        if self.scope is not None:
+            allowed = self.scope.commits[(repo.repo_type, repo.repo_id)][commit]
+            files = {p: e for p, e in files.items() if p in allowed}
         info = (repo.meta.get("commits") or {}).get(commit) or {}
         snap = Snapshot(
             commit=commit,
