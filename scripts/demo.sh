@@ -47,6 +47,13 @@ step "hfa pin: record exact commits and every file's hash in hfa.lock"
 step "hfa pull (from the lock; zero requests when everything is cached)"
 (cd "$work" && hfa pull --endpoint "$url" --cache-dir "$work/hfa-cache" && hfa pull --endpoint "$url" --cache-dir "$work/hfa-cache" --json | python -c "import json,sys; print('requests made on the second run:', json.load(sys.stdin)['requests'])")
 
+step "hfa verify --lock hfa.lock (offline: every hash, every link, the content scan)"
+(cd "$work" && hfa verify --lock hfa.lock --cache-dir "$work/hfa-cache")
+
+step "hfa pull hfa-demo/lfs-stub, then hfa scan: a Git-LFS pointer stub where weights should be"
+hfa pull hfa-demo/lfs-stub --endpoint "$url" --cache-dir "$work/hfa-cache" -q >/dev/null 2>&1 || true
+hfa scan hfa-demo/lfs-stub --cache-dir "$work/hfa-cache" || echo "(exit $?: the stub is a finding, as it must be)"
+
 step "hfa pin --check (CI: has upstream moved?)"
 (cd "$work" && hfa pin --check --endpoint "$url")
 
