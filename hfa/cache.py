@@ -139,6 +139,8 @@ class RepoDir:
             return out
         for dirpath, _dirs, files in os.walk(self.refs):
             for name in files:
+                if name.startswith("."):  # an atomic write's temporary file, not a ref
+                    continue
                 full = Path(dirpath) / name
                 rel = full.relative_to(self.refs).as_posix()
                 value = self.read_ref(rel)

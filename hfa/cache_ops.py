@@ -21,6 +21,7 @@ Safety, in one place:
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -175,7 +176,10 @@ def _scan_repo(root: Path, repo: RepoDir) -> RepoScan:
                     rs.warnings.append(f"blobs/{name} links out of the cache; its size is not counted")
     if _real_dir(repo.snapshots):
         for entry in sorted(os.scandir(repo.snapshots), key=lambda e: e.name):
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
             if stat.S_ISDIR(st.st_mode):
                 rs.snapshots[entry.name] = _scan_snapshot(str(root), Path(entry.path), st)
             elif stat.S_ISLNK(st.st_mode):
@@ -185,7 +189,10 @@ def _scan_repo(root: Path, repo: RepoDir) -> RepoScan:
 
 
 def _blob_file(root: str, path: Path) -> BlobFile | None:
-    st = os.lstat(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:  # gone while we looked (a pull publishing it)
+        return None
     if stat.S_ISREG(st.st_mode):
         return BlobFile(path.name, path, st.st_size, _inode(st), st.st_atime, st.st_mtime)
     if not stat.S_ISLNK(st.st_mode):
@@ -218,14 +225,18 @@ def _scan_snapshot(root: str, snap: Path, st: os.stat_result) -> SnapshotDir:
 
 
 def _snapshot_entry(root: str, snap: Path, path: Path) -> SnapshotEntry | None:
-    st = os.lstat(path)
+    try:
+        st = os.lstat(path)
+        target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+    except FileNotFoundError:  # gone while we looked (a pull replacing it)
+        return None
     rel = path.relative_to(snap).as_posix()
     if stat.S_ISREG(st.st_mode):
         return SnapshotEntry(rel, path, None, st.st_size, _inode(st), st.st_atime, st.st_mtime)
     if not stat.S_ISLNK(st.st_mode):
         return None
     # The blob a link names is its first hop (the blob may itself be a link, e.g. to a shared store).
-    named = os.path.normpath(os.path.join(path.parent, os.readlink(path)))
+    named = os.path.normpath(os.path.join(path.parent, target))
     folder = os.path.realpath(os.path.dirname(named))
     key = os.path.join(folder, os.path.basename(named)) if _is_blobs_folder(root, folder) else None
     escapes = not _inside(root, os.path.realpath(path))
@@ -241,7 +252,11 @@ def _linked_blobs(root: str, repo: RepoDir) -> dict[str, str]:
     for snap in repo.snapshots.iterdir():
         if not _real_dir(snap):
             continue
-        for entry in _scan_snapshot(root, snap, os.lstat(snap)).entries:
+        try:
+            entries = _scan_snapshot(root, snap, os.lstat(snap)).entries
+        except FileNotFoundError:
+            continue
+        for entry in entries:
             if entry.blob_key and os.path.dirname(entry.blob_key) == blobs:
                 out.setdefault(os.path.basename(entry.blob_key), f"{snap.name[:12]}/{entry.rel}")
     return out
@@ -262,7 +277,13 @@ class RevisionInfo:
         return not self.refs
 
     def to_json(self) -> dict[str, Any]:
-        return {"commit": self.commit, "refs": self.refs, "detached": self.detached, "files": self.files, "size": self.size}
+        return {
+            "commit": self.commit,
+            "refs": self.refs,
+            "detached": self.detached,
+            "files": self.files,
+            "size": self.size,
+        }
 
 
 @dataclass
@@ -401,7 +422,13 @@ class Removal:
         return self.path.name[: -len(INCOMPLETE)] if self.kind == "incomplete" else self.path.name
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": self.rel, "repo": _label(self.repo), "bytes": self.size, "reason": self.reason}
+        return {
+            "kind": self.kind,
+            "path": self.rel,
+            "repo": _label(self.repo),
+            "bytes": self.size,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -475,11 +502,7 @@ class _Decision:
     refs: dict[str, str] = field(default_factory=dict)  # ref name -> reason
     blobs: set[str] | None = field(default_factory=set)  # candidate blob names; None: every blob
     incomplete: bool = False
-    empty_folders: bool = False  # also folders that were empty already
-
-    @property
-    def touches_snapshots(self) -> bool:
-        return bool(self.whole or self.commits or self.entries or self.refs)
+    tidy: bool = False  # also folders that were empty already, and records of revisions already gone
 
 
 def plan_rm(cache_dir: Path, targets: list[str]) -> Plan:
@@ -509,7 +532,7 @@ def plan_prune(cache_dir: Path) -> Plan:
     decisions: dict[str, _Decision] = {}
     for rs in scan.repos:
         pinned = set(rs.refs.values())
-        d = _Decision(blobs=None, incomplete=True, empty_folders=True)
+        d = _Decision(blobs=None, incomplete=True, tidy=True)
         d.commits = {c: "detached revision (no ref points to it)" for c in rs.snapshots if c not in pinned}
         decisions[rs.repo.path.name] = d
     return _build(scan, "prune", decisions, check_busy=True)
@@ -525,7 +548,7 @@ def plan_gc(cache_dir: Path, keep: Iterable[Any]) -> Plan:
     scan = scan_cache(cache_dir)
     decisions: dict[str, _Decision] = {}
     for rs in scan.repos:
-        d = _Decision(blobs=None, incomplete=True, empty_folders=True)
+        d = _Decision(blobs=None, incomplete=True, tidy=True)
         commits = wanted.get((rs.repo.repo_type, rs.repo.repo_id))
         if commits is None:
             d.whole = "not in any kept lock"
@@ -534,7 +557,9 @@ def plan_gc(cache_dir: Path, keep: Iterable[Any]) -> Plan:
             d.refs = {n: "points at a revision that is not kept" for n, c in rs.refs.items() if c not in commits}
             for commit, snap in rs.snapshots.items():
                 if commit in commits:
-                    d.entries += [(e, "file not in any kept lock") for e in snap.entries if e.rel not in commits[commit]]
+                    d.entries += [
+                        (e, "file not in any kept lock") for e in snap.entries if e.rel not in commits[commit]
+                    ]
         decisions[rs.repo.path.name] = d
     return _build(scan, "gc", decisions, check_busy=True)
 
@@ -542,7 +567,9 @@ def plan_gc(cache_dir: Path, keep: Iterable[Any]) -> Plan:
 def _find_target(scan: CacheScan, text: str) -> tuple[RepoScan, str | None]:
     from hfa.refs import RepoRef
 
-    name, _, revision = text.strip().partition("@")
+    name, at, revision = text.strip().partition("@")
+    if at and not revision:
+        raise UsageError(f"Empty revision in '{text}'", "write REPO to remove a repo, REPO@REV for one revision")
     folder = parse_repo_folder(name) if "--" in name and "/" not in name else None
     if folder is not None:
         repo_type, repo_id = folder
@@ -559,8 +586,6 @@ def _find_target(scan: CacheScan, text: str) -> tuple[RepoScan, str | None]:
     rs = scan.find(repo_type, repo_id)
     if rs is None:
         raise NotFound(f"'{display}' is not in the cache {scan.root}", "see what is there with `hfa cache ls`")
-    if revision == "" and "@" in text:
-        raise UsageError(f"Empty revision in '{text}'", "write REPO to remove a repo, REPO@REV for one revision")
     return rs, revision or None
 
 
@@ -619,7 +644,10 @@ def _build(scan: CacheScan, action: str, decisions: dict[str, _Decision], *, che
             plan.skipped.append(Skipped(item, BUSY))
         for e, why in d.entries:
             plan.skipped.append(Skipped(Removal("link", e.path, _rel(root, e.path), rs.repo, why), BUSY))
-        decisions[name] = _Decision(blobs=d.blobs if not d.whole else None, incomplete=True)
+        for ref, why in sorted(d.refs.items()):
+            path = rs.repo.refs / ref
+            plan.skipped.append(Skipped(Removal("ref", path, _rel(root, path), rs.repo, why), BUSY))
+        decisions[name] = _Decision(blobs=None if d.whole else d.blobs, incomplete=d.incomplete)
     for name, d in decisions.items():  # a repo left with no revision goes whole
         rs = by_folder[name]
         if name not in busy and not d.whole and not set(rs.snapshots) - set(d.commits):
@@ -637,9 +665,9 @@ def _build(scan: CacheScan, action: str, decisions: dict[str, _Decision], *, che
     inodes: set[tuple[int, int]] = set()
     items: list[Removal] = []
     for rs in scan.repos:
-        d = decisions.get(rs.repo.path.name)
-        if d is not None:
-            items += _repo_removals(root, rs, d, linked, inodes, plan, name in busy)
+        wanted = decisions.get(rs.repo.path.name)
+        if wanted is not None:
+            items += _repo_removals(root, rs, wanted, linked, inodes, plan, rs.repo.path.name in busy)
     plan.removals = sorted(items, key=lambda r: _PHASE[r.kind])  # stable: folders stay deepest first
     return plan
 
@@ -657,12 +685,16 @@ def _repo_removals(
     plan: Plan,
     busy: bool,
 ) -> list[Removal]:
-    busy = _busy_name(plan, rs)
     out: list[Removal] = []
     gone: set[str] = set()
 
     def add(kind: str, path: Path, reason: str, size: int = 0, inode: tuple[int, int] | None = None) -> None:
         if str(path) in gone:
+            return
+        parent = os.path.dirname(path)
+        if not _inside(root, str(path)) or os.path.realpath(parent) != parent:
+            item = Removal(kind, path, _rel(root, path), rs.repo, reason)
+            plan.skipped.append(Skipped(item, "refused: a folder on the way is a link"))
             return
         if inode is not None:
             if inode in inodes:
@@ -682,7 +714,7 @@ def _repo_removals(
                 )
                 continue
             blob = rs.blobs.get(path.name) if kind == "blob" else None
-            size, inode = _size_of(path, blob)
+            size, inode = _size_of(path, blob) if kind in (*BLOB_KINDS, "file") else (0, None)
             add(kind, path, d.whole, size, inode)
         add("folder", rs.repo.path, d.whole)
         return out
@@ -699,6 +731,11 @@ def _repo_removals(
         record = rs.repo.path / HFA_DIR / "trees" / f"{commit}.json"
         if record.is_file() and not record.is_symlink():
             add("record", record, f"record of the removed revision {commit[:12]}")
+    trees = rs.repo.path / HFA_DIR / "trees"
+    if d.tidy and not busy and _real_dir(trees):
+        for record in sorted(trees.glob("*.json")):
+            if record.stem not in rs.snapshots and not record.is_symlink():
+                add("record", record, "record of a revision no longer in the cache")
     for e, why in d.entries:
         add("link" if e.inode is None else "file", e.path, why, e.size, e.inode)
     candidates = rs.blobs if d.blobs is None else {n: rs.blobs[n] for n in sorted(d.blobs) if n in rs.blobs}
@@ -711,13 +748,10 @@ def _repo_removals(
     if not busy:
         kept = {str(rs.repo.path), str(rs.repo.blobs), str(rs.repo.snapshots)}
         kept |= {str(s.path) for c, s in rs.snapshots.items() if c not in d.commits}
-        for folder in _emptied_folders(rs.repo.path, gone, kept, d.empty_folders):
+        doomed = tuple(str(s.path) for c, s in rs.snapshots.items() if c in d.commits)
+        for folder in _emptied_folders(rs.repo.path, gone, kept, d.tidy, doomed):
             add("folder", Path(folder), "empty folder")
     return out
-
-
-def _busy_name(plan: Plan, rs: RepoScan) -> bool:
-    return any(s.why == BUSY and s.item.repo == rs.repo for s in plan.skipped)
 
 
 def _size_of(path: Path, blob: BlobFile | None) -> tuple[int, tuple[int, int] | None]:
@@ -759,8 +793,12 @@ def _classify(parts: tuple[str, ...], is_link: bool) -> str:
     return "file"
 
 
-def _emptied_folders(top: Path, gone: set[str], kept: set[str], all_empty: bool) -> list[str]:
-    """Folders under ``top`` that are empty once ``gone`` is removed, deepest first."""
+def _emptied_folders(top: Path, gone: set[str], kept: set[str], all_empty: bool, doomed: tuple[str, ...]) -> list[str]:
+    """Folders under ``top`` that are empty once ``gone`` is removed, deepest first.
+
+    Only folders something was removed from, those inside a removed snapshot (``doomed``),
+    or with ``all_empty`` every empty one.
+    """
     empty: set[str] = set()
     touched: set[str] = set()
     out: list[str] = []
@@ -770,7 +808,8 @@ def _emptied_folders(top: Path, gone: set[str], kept: set[str], all_empty: bool)
             touched.add(dirpath)
         if dirpath in kept or not all(c in gone or c in empty for c in children):
             continue
-        if all_empty or dirpath in touched:
+        inside = any(dirpath == d or dirpath.startswith(d + os.sep) for d in doomed)
+        if all_empty or inside or dirpath in touched:
             empty.add(dirpath)
             out.append(dirpath)
     return out
@@ -836,7 +875,7 @@ def apply(plan: Plan) -> Result:
         except FileNotFoundError:
             result.skipped.append(Skipped(item, "already gone"))
         except OSError as exc:
-            if item.kind == "folder" and exc.errno in (39, 66):  # ENOTEMPTY (Linux, macOS)
+            if item.kind == "folder" and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 result.skipped.append(Skipped(item, "not empty (something in it was kept)"))
             else:
                 result.failed.append(Skipped(item, exc.strerror or str(exc)))

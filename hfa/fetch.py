@@ -117,15 +117,12 @@ class Fetcher:
     # -- one file ------------------------------------------------------------------
     def fetch_one(self, f: RemoteFile) -> FetchOutcome:
         w = self.writer
-        if w.has_blob(f.etag, f.size):
-            w.link(self.commit, f.path, f.etag)
-            outcome = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
-        else:
-            with w.lock(f.etag):
-                if w.has_blob(f.etag, f.size):
-                    outcome = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
-                else:
-                    outcome = self._download(f)
+        # Under the blob's lock, so `hfa cache prune/gc` cannot remove the blob between check and link.
+        with w.lock(f.etag):
+            if w.has_blob(f.etag, f.size):
+                outcome = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
+            else:
+                outcome = self._download(f)
             w.link(self.commit, f.path, f.etag)
         self.on_file(outcome)
         return outcome

@@ -55,6 +55,9 @@ def render() -> str:
     ]
     for name in commands:
         parts += ["", f"## hfa {name}", "", "```text", help_of([name]), "```"]
+        sub = click_app.commands[name]  # type: ignore[attr-defined]
+        for subname in sorted(getattr(sub, "commands", {}) or {}):
+            parts += ["", f"### hfa {name} {subname}", "", "```text", help_of([name, subname]), "```"]
     return "\n".join(parts) + "\n"
 
 

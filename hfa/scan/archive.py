@@ -37,14 +37,14 @@ from hfa.scan.pickle import (
     probe_pickle,
     scan_pickles,
 )
+from hfa.scan.streams import CHUNK, _Decoded, _Window, _zlib_maker
+from hfa.scan.zipread import _ZIP_END, _ZIP_LOCAL, _Bad, _central_directory, _Member
 
 MAX_DEPTH = 3  # archives inside archives
-MAX_ENTRIES = 1 << 20  # central-directory entries
 MAX_NPY_HEADER = 1 << 20
 BOMB_RATIO = 1100  # deflate cannot exceed ~1032:1; more output than this is a bomb
 BOMB_FLOOR = 64 << 20
 SPOOL_MEMORY = 16 << 20
-CHUNK = 1 << 16
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 # Element sizes of the storage classes a legacy torch file names in its persistent ids.
@@ -68,178 +68,7 @@ _STORAGE_ELEMENT_SIZE = {
     "QUInt2x4Storage": 1,
 }
 
-_ZIP_LOCAL = b"PK\x03\x04"
-_ZIP_CENTRAL = b"PK\x01\x02"
-_ZIP_END = b"PK\x05\x06"
-_ZIP64_END = b"PK\x06\x06"
-_ZIP64_LOCATOR = b"PK\x06\x07"
 _NPY_MAGIC = b"\x93NUMPY"
-
-
-class _Bad(Exception):
-    """The archive cannot be read as what it claims to be."""
-
-
-# --------------------------------------------------------------------------------------------
-# File-like views: a byte range of a file, and decompressing streams that never hold it all.
-
-
-class _Window(io.RawIOBase):
-    """[start, end) of ``fp`` as a file of its own (seekable, read-only)."""
-
-    def __init__(self, fp: BinaryIO, start: int, end: int) -> None:
-        super().__init__()
-        self._fp = fp
-        self._start = start
-        self._size = end - start
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def read(self, n: int | None = -1) -> bytes:
-        left = self._size - self._pos
-        if n is None or n < 0 or n > left:
-            n = max(left, 0)
-        if n == 0:
-            return b""
-        self._fp.seek(self._start + self._pos)
-        data = self._fp.read(n)
-        self._pos += len(data)
-        return data
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
-class _Decoded(io.RawIOBase):
-    """A decompressed stream with forward seeks (decode and discard) and backward seeks (restart).
-
-    ``make`` builds a fresh decoder (zlib, bz2 or lzma decompressor). With ``multi``, a stream
-    that ends is followed by the next one (concatenated gzip members, bz2 streams). Corrupt data
-    and output beyond ``limit`` end the stream early, as an EOF the scanner notices, and are kept
-    in ``error`` so the caller can say why.
-    """
-
-    def __init__(self, raw: BinaryIO, make: Callable[[], Any], limit: int, *, multi: bool = False) -> None:
-        super().__init__()
-        self._raw = raw
-        self._make = make
-        self._multi = multi
-        self.limit = limit
-        self.error: str | None = None
-        self._restart()
-
-    def _restart(self) -> None:
-        self._raw.seek(0)
-        self._dec = self._make()
-        self._input = b""
-        self._pos = 0
-        self._pending = b""
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def _produce(self, want: int) -> bytes:
-        """Some more decoded bytes (at most about ``want``); b'' at the end."""
-        while not self._done:
-            dec = self._dec
-            if dec.eof:
-                rest = dec.unused_data + self._input
-                if self._multi and (rest or self._peek_raw()):
-                    self._dec = self._make()
-                    self._input = rest
-                    continue
-                self._done = True
-                break
-            zlib_like = hasattr(dec, "unconsumed_tail")
-            if zlib_like:
-                data = dec.unconsumed_tail or self._input or self._raw.read(CHUNK)
-            else:
-                data = self._input or (self._raw.read(CHUNK) if dec.needs_input else b"")
-            self._input = b""
-            if not data and (zlib_like or dec.needs_input):
-                self._done = True  # the input ends before the compressed stream does
-                break
-            try:
-                out: bytes = dec.decompress(data, max(want, CHUNK))
-            except Exception as exc:  # zlib.error, OSError/EOFError (bz2), lzma.LZMAError: the stream ends here
-                self.error = f"corrupt compressed data ({exc})"
-                self._done = True
-                break
-            if out:
-                return out
-        return b""
-
-    def _peek_raw(self) -> bool:
-        data = self._raw.read(CHUNK)
-        self._input += data
-        return bool(data)
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            n = 1 << 62
-        n = min(n, max(0, self.limit - self._pos) + 1)
-        parts = []
-        got = 0
-        while got < n:
-            if not self._pending:
-                self._pending = self._produce(min(n - got, CHUNK))
-                if not self._pending:
-                    break
-            take = self._pending[: n - got]
-            self._pending = self._pending[len(take) :]
-            parts.append(take)
-            got += len(take)
-        data = b"".join(parts)
-        if self._pos + len(data) > self.limit:
-            data = data[: self.limit - self._pos]
-            self.error = self.error or f"decompresses to more than {self.limit} bytes (a compression bomb?)"
-            self._done = True
-            self._pending = b""
-        self._pos += len(data)
-        return data
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_CUR:
-            offset += self._pos
-        elif whence != io.SEEK_SET:
-            raise io.UnsupportedOperation("seek from the end of a compressed stream")
-        if offset < self._pos:
-            self._restart()
-        while self._pos < offset:
-            if not self.read(min(offset - self._pos, 1 << 20)):
-                break
-        return self._pos
-
-
-def _zlib_maker(wbits: int) -> Callable[[], Any]:
-    return lambda: zlib.decompressobj(wbits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -609,21 +438,6 @@ def _scan_npy(fp: BinaryIO, display: str, out: _Out, start: int, end: int | None
 # Zip archives, through the central directory
 
 
-def _find_end(fp: BinaryIO, start: int, end: int) -> tuple[int, tuple[int, ...]]:
-    """Offset and fields of the end-of-central-directory record."""
-    tail_start = max(start, end - (22 + 0xFFFF))
-    fp.seek(tail_start)
-    tail = fp.read(end - tail_start)
-    i = tail.rfind(_ZIP_END)
-    while i >= 0:
-        if i + 22 <= len(tail):
-            fields = struct.unpack("<4s4H2LH", tail[i : i + 22])
-            if i + 22 + fields[7] <= len(tail):
-                return tail_start + i, fields[1:]
-        i = tail.rfind(_ZIP_END, 0, i)
-    raise _Bad("no end-of-central-directory record")
-
-
 def _scan_zip(
     fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth: int, *, polyglot: bool = False
 ) -> bool:
@@ -661,106 +475,6 @@ def _scan_polyglot_zip(fp: BinaryIO, display: str, out: _Out, start: int, end: i
     fp.seek(max(start, end - (22 + 0xFFFF)))
     if _ZIP_END in fp.read():
         _scan_zip(fp, display + "!zip", out, start, end, depth + 1, polyglot=True)
-
-
-class _Member:
-    __slots__ = ("csize", "flags", "local_offset", "method", "name", "raw_name", "usize")
-
-    def __init__(
-        self, raw_name: bytes, name: str, flags: int, method: int, csize: int, usize: int, local_offset: int
-    ) -> None:
-        self.raw_name = raw_name
-        self.name = name
-        self.flags = flags
-        self.method = method
-        self.csize = csize
-        self.usize = usize
-        self.local_offset = local_offset
-
-
-def _central_directory(fp: BinaryIO, start: int, end: int, *, allow_prefix: bool) -> Any:
-    """Yield the members the central directory lists (validated as they are read)."""
-    eocd, (disk, cd_disk, _n_disk, n_total, cd_size, cd_offset, _comment) = _find_end(fp, start, end)
-    if disk != 0 or cd_disk != 0:
-        raise _Bad("a multi-disk zip")
-    cd_end = eocd
-    if eocd - 20 >= start:
-        fp.seek(eocd - 20)
-        locator = fp.read(20)
-        if locator[:4] == _ZIP64_LOCATOR:
-            rec_at = eocd - 20 - 56
-            if rec_at < start:
-                raise _Bad("a zip64 locator without its record")
-            fp.seek(rec_at)
-            rec = fp.read(56)
-            if rec[:4] != _ZIP64_END:
-                raise _Bad("a zip64 locator without its record")
-            n_total, cd_size, cd_offset = struct.unpack("<QQQ", rec[32:56])
-            cd_end = rec_at
-    if cd_end == eocd and 0xFFFFFFFF in (cd_size, cd_offset):
-        raise _Bad("zip64 sizes without a zip64 record")
-    if n_total > MAX_ENTRIES:
-        raise _Bad(f"{n_total} entries in the central directory")
-    cd_start = cd_end - cd_size
-    base = cd_start - cd_offset
-    if cd_start < start or base < start:
-        raise _Bad("the central directory lies outside the file")
-    if base != start and not allow_prefix:
-        raise _Bad("the central directory is not where the end record says")
-    return _iter_entries(fp, base, cd_start, cd_end, n_total)
-
-
-def _iter_entries(fp: BinaryIO, base: int, cd_start: int, cd_end: int, n_total: int) -> Any:
-    pos = cd_start
-    for _ in range(n_total):
-        if pos + 46 > cd_end:
-            raise _Bad("a truncated central directory")
-        fp.seek(pos)
-        fixed = fp.read(46)
-        if fixed[:4] != _ZIP_CENTRAL:
-            raise _Bad("a corrupt central directory entry")
-        (flags, method) = struct.unpack("<HH", fixed[8:12])
-        csize, usize = struct.unpack("<LL", fixed[20:28])
-        nlen, xlen, clen = struct.unpack("<HHH", fixed[28:34])
-        local = struct.unpack("<L", fixed[42:46])[0]
-        if pos + 46 + nlen + xlen + clen > cd_end:
-            raise _Bad("a truncated central directory")
-        raw_name = fp.read(nlen)
-        extra = fp.read(xlen)
-        usize, csize, local = _zip64_extra(extra, usize, csize, local)
-        name = raw_name.decode("utf-8", "replace") if flags & 0x800 else raw_name.decode("cp437")
-        yield _Member(raw_name, name, flags, method, csize, usize, base + local)
-        pos += 46 + nlen + xlen + clen
-    if pos != cd_end:
-        raise _Bad("the central directory holds more than its entry count says")
-
-
-def _zip64_extra(extra: bytes, usize: int, csize: int, local: int) -> tuple[int, int, int]:
-    i = 0
-    while i + 4 <= len(extra):
-        tag, ln = struct.unpack("<HH", extra[i : i + 4])
-        body = extra[i + 4 : i + 4 + ln]
-        if tag == 1:
-            j = 0
-            values = []
-            while j + 8 <= len(body):
-                values.append(struct.unpack("<Q", body[j : j + 8])[0])
-                j += 8
-            it = iter(values)
-            try:
-                if usize == 0xFFFFFFFF:
-                    usize = next(it)
-                if csize == 0xFFFFFFFF:
-                    csize = next(it)
-                if local == 0xFFFFFFFF:
-                    local = next(it)
-            except StopIteration:
-                raise _Bad("a truncated zip64 extra field") from None
-            return usize, csize, local
-        i += 4 + ln
-    if 0xFFFFFFFF in (usize, csize, local):
-        raise _Bad("zip64 sizes without a zip64 extra field")
-    return usize, csize, local
 
 
 def _scan_member(

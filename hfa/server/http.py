@@ -1,7 +1,7 @@
 """The HTTP side of ``hfa serve``: routes, headers and errors as huggingface_hub 2.x expects them.
 
 Built on the standard library's threading HTTP server (HTTP/1.1, keep-alive); file
-bodies go out with ``socket.sendfile`` so the kernel copies them. Every route is
+bodies go out through a reused 1 MiB buffer (faster than ``socket.sendfile`` on loopback, see bench/). Every route is
 read-only; every name that arrives in a URL is looked up in what the store lists,
 never joined onto a path, so nothing outside the cache can be reached.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -23,7 +22,25 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 from hfa import __version__
 from hfa.server.auth import AuthPolicy, TokenRule
 from hfa.server.faults import FaultPlan
-from hfa.server.store import CacheStore, FileEntry, Repo, Snapshot, tree_oid
+from hfa.server.search import search_page
+from hfa.server.store import CacheStore, Repo, Snapshot, tree_oid
+from hfa.server.wire import (
+    _HOST_RE,
+    HttpError,
+    _created_at,
+    _cursor,
+    _dirs_of,
+    _file_doc,
+    _folder_oid,
+    _has_body,
+    _header_safe,
+    _parse_range,
+    _sibling,
+    _tags,
+    _tree_entries,
+    _truthy,
+    _valid_repo_id,
+)
 
 log = logging.getLogger("hfa.serve")
 
@@ -41,17 +58,6 @@ class ServerConfig:
     tree_page_size: int = 1000  # tree entries per page (Link-paged)
     faults: FaultPlan | None = None  # test-only fault injection
     lock: Any = None  # an hfa.lockfile.Lock: serve only what it names (`hfa serve --lock`)
-
-
-class HttpError(Exception):
-    def __init__(
-        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.headers = headers or {}
 
 
 class _Server(ThreadingHTTPServer):
@@ -117,10 +123,6 @@ class HubServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _iso_now_or(value: str) -> str:
-    return value
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -360,62 +362,24 @@ class Handler(BaseHTTPRequestHandler):
         if detailed or _truthy(query.get("cardData", ["false"])[-1]) or _truthy(query.get("full", ["false"])[-1]):
             doc["cardData"] = card
         if detailed or _truthy(query.get("full", ["false"])[-1]):
-            doc["siblings"] = [self._sibling(e, blobs) for e in sorted(snap.files.values(), key=lambda e: e.path)]
+            doc["siblings"] = [_sibling(e, blobs) for e in sorted(snap.files.values(), key=lambda e: e.path)]
             if blobs:
                 doc["usedStorage"] = sum(e.size for e in snap.files.values())
         expand = query.get("expand[]", []) + query.get("expand", [])
         if expand:
             keep = set(expand) | {"id", "_id"}
             if "siblings" in keep:
-                doc["siblings"] = [self._sibling(e, blobs) for e in sorted(snap.files.values(), key=lambda e: e.path)]
+                doc["siblings"] = [_sibling(e, blobs) for e in sorted(snap.files.values(), key=lambda e: e.path)]
             if "cardData" in keep:
                 doc["cardData"] = card
             doc = {k: v for k, v in doc.items() if k in keep or (k == "sha" and "sha" in keep)}
         return doc
 
-    @staticmethod
-    def _sibling(entry: FileEntry, blobs: bool) -> dict[str, Any]:
-        doc: dict[str, Any] = {"rfilename": entry.path}
-        if blobs:
-            doc["size"] = entry.size
-            doc["blobId"] = entry.blob_id
-            if entry.lfs_sha256:
-                doc["lfs"] = {
-                    "sha256": entry.lfs_sha256,
-                    "size": entry.size,
-                    "pointerSize": entry.pointer_size,
-                }
-        return doc
-
-    def _tree_entries(self, snap: Snapshot, prefix: str, recursive: bool) -> list[dict[str, Any]]:
-        files = snap.files
-        base = prefix + "/" if prefix else ""
-        if prefix and prefix not in _dirs_of(files) and prefix not in files:
-            raise HttpError(404, f"Entry not found: {prefix}", "EntryNotFound", {"X-Repo-Commit": snap.commit})
-        if prefix in files:
-            return [_file_doc(files[prefix])]
-        entries: dict[str, dict[str, Any]] = {}
-        for path in sorted(files):
-            if not path.startswith(base):
-                continue
-            rel = path[len(base) :]
-            parts = rel.split("/")
-            # directories on the way
-            for depth in range(1, len(parts)):
-                if not recursive and depth > 1:
-                    break
-                d = base + "/".join(parts[:depth])
-                if d not in entries:
-                    entries[d] = {"type": "directory", "oid": _folder_oid(files, d), "size": 0, "path": d}
-            if recursive or len(parts) == 1:
-                entries[path] = _file_doc(files[path])
-        return [entries[k] for k in sorted(entries)]
-
     def _tree(self, repo: Repo, snap: Snapshot, prefix: str, head: bool) -> None:
         query = self._query()
         recursive = _truthy(query.get("recursive", ["false"])[-1])
         expand = _truthy(query.get("expand", ["false"])[-1])
-        entries = self._tree_entries(snap, prefix, recursive)
+        entries = _tree_entries(snap, prefix, recursive)
         if expand:
             last = {"id": snap.commit, "title": snap.title, "date": snap.date}
             for e in entries:
@@ -491,59 +455,22 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- search --------------------------------------------------------------------
     def _search(self, repo_type: str, head: bool) -> None:
-        store = self.server.store
         policy = self.server.config.auth
         rule = policy.who(self._token())
         q = self._query()
-        search = (q.get("search", [""])[-1] or "").lower()
-        author = q.get("author", [""])[-1]
-        filters = [f for f in q.get("filter", []) if f]
-        pipeline = q.get("pipeline_tag", [""])[-1]
-        gated_q = q.get("gated", [""])[-1]
-        sort = q.get("sort", [""])[-1]
-        direction = q.get("direction", ["-1"])[-1]
-        try:
-            limit = int(q.get("limit", ["0"])[-1] or 0)
-        except ValueError:
-            raise HttpError(400, "limit must be an integer") from None
-        if sort and sort not in _SORT_KEYS:
-            raise HttpError(400, f"Invalid sort '{sort}': use one of {', '.join(sorted(_SORT_KEYS))}")
-        results: list[dict[str, Any]] = []
-        for repo in store.repos(repo_type):
-            if policy.is_private(repo.repo_type, repo.repo_id) and not policy.may_read(
-                rule, repo.repo_type, repo.repo_id
-            ):
-                continue
-            if search and search not in repo.repo_id.lower():
-                continue
-            if author and repo.repo_id.split("/")[0] != author:
-                continue
-            commit = store.default_commit(repo)
-            snap = store.snapshot(repo, commit) if commit else None
-            if snap is None:
-                continue
-            doc = self._info(repo, snap, detailed=False)
-            tags = set(doc.get("tags", []))
-            if pipeline and doc.get("pipeline_tag") != pipeline:
-                continue
-            if any(f not in tags for f in filters):
-                continue
-            if gated_q and _truthy(gated_q) != bool(doc.get("gated")):
-                continue
-            results.append(doc)
-        if sort:
-            key = _SORT_KEYS[sort]
-            results.sort(key=lambda d: (d.get(key) or 0, d["id"]), reverse=direction != "1")
-        if limit > 0:
-            results = results[:limit]
-        size = limit if limit > 0 else self.server.config.page_size
-        size = min(size, self.server.config.page_size)
-        start = _cursor(q)
-        page = results[start : start + size]
+        page, next_cursor = search_page(
+            self.server.store,
+            policy,
+            rule,
+            repo_type,
+            q,
+            lambda repo, snap: self._info(repo, snap, detailed=False),
+            self.server.config.page_size,
+        )
         headers = {}
-        if start + size < len(results):
+        if next_cursor is not None:
             params = [(k, v) for k, vs in q.items() if k != "cursor" for v in vs]
-            params.append(("cursor", str(start + size)))
+            params.append(("cursor", str(next_cursor)))
             headers["Link"] = f'<{self._base_url()}{self.path.partition("?")[0]}?{urlencode(params)}>; rel="next"'
         self._send_json(page, headers, head)
 
@@ -665,121 +592,3 @@ def _buffer() -> bytearray:
     if buf is None:
         buf = _local.buf = bytearray(1 << 20)
     return buf
-
-
-_SORT_KEYS = {
-    "downloads": "downloads",
-    "likes": "likes",
-    "lastModified": "lastModified",
-    "last_modified": "lastModified",
-    "createdAt": "createdAt",
-    "created_at": "createdAt",
-    "trendingScore": "likes",
-    "trending_score": "likes",
-}
-
-
-_HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
-_UNSAFE_IN_HEADER = re.compile(r"[^\x20-\x7e]")
-
-
-def _header_safe(text: str) -> str:
-    """Printable ASCII only: no CR/LF header injection, nothing latin-1 cannot encode."""
-    return _UNSAFE_IN_HEADER.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-
-
-def _has_body(headers: Any) -> bool:
-    if headers is None:
-        return False
-    return bool(headers.get("Transfer-Encoding")) or (headers.get("Content-Length") or "0").strip() != "0"
-
-
-def _truthy(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _cursor(query: dict[str, list[str]]) -> int:
-    try:
-        return max(0, int(query.get("cursor", ["0"])[-1]))
-    except ValueError:
-        raise HttpError(400, "Invalid cursor") from None
-
-
-def _valid_repo_id(repo_id: str) -> bool:
-    from hfa.cache import REPO_ID_RE
-
-    return bool(REPO_ID_RE.match(repo_id)) and ".." not in repo_id and "--" not in repo_id
-
-
-def _dirs_of(files: dict[str, FileEntry]) -> set[str]:
-    dirs: set[str] = set()
-    for path in files:
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            dirs.add("/".join(parts[:i]))
-    return dirs
-
-
-def _folder_oid(files: dict[str, FileEntry], folder: str) -> str:
-    """Stands for a git tree id: changes with the names and contents below ``folder``, not with its place."""
-    base = folder + "/"
-    return tree_oid([f"{p[len(base) :]} {e.blob_id}" for p, e in files.items() if p.startswith(base)])
-
-
-def _file_doc(entry: FileEntry) -> dict[str, Any]:
-    doc: dict[str, Any] = {"type": "file", "oid": entry.blob_id, "size": entry.size, "path": entry.path}
-    if entry.lfs_sha256:
-        doc["lfs"] = {"oid": entry.lfs_sha256, "size": entry.size, "pointerSize": entry.pointer_size}
-    return doc
-
-
-_RANGE_RE = re.compile(r"[ \t]*bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.ASCII | re.IGNORECASE)
-
-
-def _range_number(digits: str) -> int:
-    digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) < 25 else 1 << 80  # past any file size, and past int()'s digit limit
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """One ``bytes=`` range -> inclusive (start, end); None when unsatisfiable or malformed."""
-    m = _RANGE_RE.fullmatch(header)
-    if m is None or size <= 0:
-        return None
-    first, last = m.groups()
-    if not first:
-        if not last or _range_number(last) == 0:
-            return None
-        return max(0, size - _range_number(last)), size - 1
-    start = _range_number(first)
-    end = _range_number(last) if last else size - 1
-    if start >= size or end < start:
-        return None
-    return start, min(end, size - 1)
-
-
-def _tags(repo: Repo, card: dict[str, Any]) -> list[str]:
-    tags: list[str] = []
-
-    def add(value: Any, prefix: str = "") -> None:
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if isinstance(v, (str, int, float)) and str(v):
-                t = f"{prefix}{v}"
-                if t not in tags:
-                    tags.append(t)
-
-    add(card.get("library_name"))
-    add(card.get("pipeline_tag"))
-    add(card.get("tags"))
-    add(card.get("language"))
-    add(card.get("datasets"), "dataset:")
-    add(card.get("base_model"), "base_model:")
-    add(card.get("license"), "license:")
-    return tags
-
-
-def _created_at(repo: Repo, snap: Snapshot) -> str:
-    commits = repo.meta.get("commits") or {}
-    dates = [str(c.get("date")) for c in commits.values() if isinstance(c, dict) and c.get("date")]
-    return min(dates) if dates else snap.date
