@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from hfa import __version__
-from hfa.cli import bundle, info, pin, pull, scan, search, serve
+from hfa.cli import bundle, cache, infer, info, pin, pull, scan, search, serve
 
 app = typer.Typer(
     name="hfa",
@@ -43,7 +43,7 @@ def root(
     """
 
 
-for module in (search, info, pin, pull, scan, bundle, serve):
+for module in (search, info, pin, pull, scan, bundle, serve, cache, infer):
     module.register(app)
 
 

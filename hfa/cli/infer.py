@@ -1,0 +1,436 @@
+"""``hfa infer``: run a model through the Inference API (or ``--local``), one request or a JSONL batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hfa.cli.options import Ctx, command
+
+PANEL_INPUT = "Input"
+PANEL_TASK = "Task options"
+PANEL_RUN = "Running"
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="REPO\\[@REV] to run, e.g. org/name@v1.0; the revision pins the result-cache key.",
+        show_default=False,
+    ),
+]
+InputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input",
+        "-i",
+        help="The input text (the question for question-answering; the image path for image-classification).",
+        rich_help_panel=PANEL_INPUT,
+        show_default=False,
+    ),
+]
+InputFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--input-file",
+        help="Read the input text from a file (an image file for image-classification).",
+        rich_help_panel=PANEL_INPUT,
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+JsonlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--jsonl",
+        help='Batch: one request per line ({"id": …, "inputs": …, "parameters": {…}}) from FILE, or - '
+        "for stdin; one result line per request on stdout, in input order.",
+        rich_help_panel=PANEL_INPUT,
+        show_default=False,
+        metavar="FILE|-",
+    ),
+]
+LabelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--labels",
+        help="zero-shot-classification: candidate labels, comma-separated.",
+        rich_help_panel=PANEL_TASK,
+        show_default=False,
+    ),
+]
+ContextOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        help="question-answering: the text to find the answer in.",
+        rich_help_panel=PANEL_TASK,
+        show_default=False,
+    ),
+]
+MaxNewTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-new-tokens",
+        help="text-generation, summarization, translation: at most this many tokens.",
+        rich_help_panel=PANEL_TASK,
+        show_default=False,
+    ),
+]
+SrcLangOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--src-lang",
+        help="translation: source language (with --tgt-lang).",
+        rich_help_panel=PANEL_TASK,
+        show_default=False,
+    ),
+]
+TgtLangOpt = Annotated[
+    str | None,
+    typer.Option("--tgt-lang", help="translation: target language.", rich_help_panel=PANEL_TASK, show_default=False),
+]
+ParametersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--parameters",
+        help="Any task parameters as a JSON object, e.g. '{\"top_k\": 3}'; the options above win over it.",
+        rich_help_panel=PANEL_TASK,
+        show_default=False,
+    ),
+]
+EndpointUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        help="Send requests here (another machine's `hfa serve --infer`, an Inference "
+        "Endpoint) instead of the hf-inference route of --endpoint.",
+        rich_help_panel=PANEL_RUN,
+        show_default=False,
+    ),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        help="Seconds one request may take, retries and waits for a loading model included.",
+        rich_help_panel=PANEL_RUN,
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option("--concurrency", help="Batch: requests in flight at once.", rich_help_panel=PANEL_RUN),
+]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option("--no-cache", help="Neither read nor write the result cache.", rich_help_panel=PANEL_RUN),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="text-to-image: the image file (a directory with --jsonl). Other tasks: write the result as JSON here.",
+        rich_help_panel=PANEL_RUN,
+        show_default=False,
+    ),
+]
+LocalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--local",
+        help="Run the model from the cache in-process (needs pip install 'hfa\\[infer]').",
+        rich_help_panel=PANEL_RUN,
+    ),
+]
+SelftestOpt = Annotated[
+    bool,
+    typer.Option(
+        "--selftest",
+        help="Run a built-in input and check the result's shape and type (exit 1 if wrong).",
+        rich_help_panel=PANEL_RUN,
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    @command(app, "infer")
+    def infer(
+        ctx: Ctx,
+        task: Annotated[
+            str,
+            typer.Argument(
+                help="text-generation, text-classification (sentiment-analysis), summarization, translation, "
+                "question-answering, zero-shot-classification, text-to-image, image-classification, "
+                "feature-extraction (embeddings).",
+                show_default=False,
+            ),
+        ],
+        model: ModelOpt = None,
+        input_text: InputOpt = None,
+        input_file: InputFileOpt = None,
+        jsonl: JsonlOpt = None,
+        labels: LabelsOpt = None,
+        context: ContextOpt = None,
+        max_new_tokens: MaxNewTokensOpt = None,
+        src_lang: SrcLangOpt = None,
+        tgt_lang: TgtLangOpt = None,
+        parameters: ParametersOpt = None,
+        endpoint_url: EndpointUrlOpt = None,
+        timeout: TimeoutOpt = 300.0,
+        concurrency: ConcurrencyOpt = 4,
+        no_cache: NoCacheOpt = False,
+        output: OutputOpt = None,
+        local: LocalOpt = False,
+        selftest: SelftestOpt = False,
+    ) -> None:
+        """Run a model on an input: one request, a JSONL batch (--jsonl), or a --selftest.
+
+        Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
+
+        A batch writes one line per request, in input order, and exits 1 if any line failed. See docs/infer.md.
+        """
+        from hfa.errors import UsageError
+        from hfa.infer.tasks import build_parameters, get_task
+
+        spec = get_task(task)
+        sources = [
+            name
+            for name, given in (
+                ("--input", input_text is not None),
+                ("--input-file", input_file),
+                ("--jsonl", jsonl),
+                ("--selftest", selftest),
+            )
+            if given
+        ]
+        if len(sources) != 1:
+            raise UsageError(
+                "Give exactly one of --input, --input-file, --jsonl or --selftest"
+                + (f" (got {', '.join(sources)})" if sources else ""),
+                f"e.g. hfa infer {spec.name} --model org/name --input 'some text'",
+            )
+        extra = _parse_parameters(parameters)
+        params = build_parameters(
+            spec,
+            labels=labels,
+            max_new_tokens=max_new_tokens,
+            src_lang=src_lang,
+            tgt_lang=tgt_lang,
+            context=context,
+            extra=extra,
+        )
+        session = _Session(ctx, spec, model, endpoint_url, local, timeout, no_cache or selftest, batch=bool(jsonl))
+        if selftest:
+            session.selftest(params)
+        elif jsonl:
+            session.batch(jsonl, params, context, concurrency, output)
+        else:
+            session.single(input_text, input_file, params, context, output)
+
+
+def _parse_parameters(text: str | None) -> dict[str, Any]:
+    from hfa.errors import UsageError
+
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--parameters is not JSON: {exc}", "write --parameters '{\"top_k\": 3}'") from None
+    if not isinstance(value, dict):
+        raise UsageError("--parameters must be a JSON object", "write --parameters '{\"top_k\": 3}'")
+    return value
+
+
+class _Session:
+    """What one `hfa infer` run needs: the task, the runner (cached), and how to report."""
+
+    def __init__(
+        self,
+        ctx: Ctx,
+        spec: Any,
+        model: str | None,
+        endpoint_url: str | None,
+        local: bool,
+        timeout: float,
+        no_cache: bool,
+        *,
+        batch: bool,
+    ) -> None:
+        from hfa.errors import UsageError
+        from hfa.infer.cache import CachedRunner, ResultCache
+        from hfa.infer.client import make_runner, resolve_commit
+        from hfa.refs import RepoRef
+
+        self.ctx = ctx
+        self.spec = spec
+        self.ref = RepoRef.parse(model) if model else None
+        if self.ref is not None and self.ref.repo_type != "model":
+            raise UsageError(f"'{model}' is a {self.ref.repo_type}; inference runs models", "pass --model org/name")
+        if timeout <= 0:
+            raise UsageError(f"--timeout must be positive, not {timeout:g}", "pass seconds, e.g. --timeout 300")
+        out = ctx.out
+        on_wait = out.debug if batch else out.info
+        self.runner = make_runner(
+            ctx.settings, self.ref, endpoint_url=endpoint_url, local=local, timeout=timeout, on_wait=on_wait
+        )
+        self.commit: str | None = None
+        if self.ref is not None:
+            self.commit, source = resolve_commit(ctx.settings, self.ref, ask_hub=not local)
+            out.debug(f"cache key uses {self.ref.repo_id} at {self.commit} ({source})")
+        label = self.ref.repo_id if self.ref else self.runner.route
+        self.model_label = self.ref.display if self.ref else self.runner.route
+        self.cached = CachedRunner(self.runner, None if no_cache else ResultCache(), model=label, commit=self.commit)
+
+    def _doc(self, result: Any, cached: bool) -> dict[str, Any]:
+        return {
+            "task": self.spec.name,
+            "model": self.model_label,
+            "commit": self.commit,
+            "route": self.runner.route,
+            "cached": cached,
+            "result": result,
+        }
+
+    # -- one request ------------------------------------------------------------------------------
+    def single(
+        self, text: str | None, file: Path | None, params: dict[str, Any], context: str | None, output: Path | None
+    ) -> None:
+        from hfa.errors import LocalError, UsageError
+        from hfa.infer.tasks import check_parameters, make_inputs, render
+
+        spec, out = self.spec, self.ctx.out
+        if spec.binary_output and output is None:
+            raise UsageError(
+                f"{spec.name} writes an image", f"pass --output FILE, e.g. hfa infer {spec.name} … -o out.png"
+            )
+        if file is not None and spec.input_kind != "image":
+            try:
+                raw: Any = file.read_text(encoding="utf-8").rstrip("\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise LocalError(f"Cannot read --input-file '{file}': {exc}", "pass a UTF-8 text file") from None
+        else:
+            raw = str(file) if file is not None else text
+        check_parameters(spec, params)
+        inputs = make_inputs(spec, raw, context=context)
+        result, cached = self.cached.run_with_info(spec.name, inputs, params)
+        if cached:
+            out.info("(answered from the inference cache; --no-cache to ask again)")
+        if spec.binary_output:
+            assert output is not None
+            _write_bytes(output, result)
+            from hfa.infer.tasks import image_type
+
+            shown = {"file": str(output), "bytes": len(result), "content_type": image_type(result)}
+            out.result(self._doc(shown, cached), lambda: out.line(f"wrote image to {output} ({len(result)} bytes)"))
+            return
+        if output is not None:
+            _write_bytes(output, (json.dumps(result, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+        def human() -> None:
+            for line in render(spec, result):
+                out.line(line)
+            if output is not None:
+                out.info(f"wrote result to {output}")
+
+        out.result(self._doc(result, cached), human)
+
+    # -- selftest ---------------------------------------------------------------------------------
+    def selftest(self, params: dict[str, Any]) -> None:
+        from hfa.infer.tasks import selftest
+
+        out = self.ctx.out
+        report = selftest(self.cached, self.spec, params)
+        doc = {**self._doc(None, False), **report.to_json()}
+        doc.pop("cached")
+        out.result(
+            doc, lambda: out.success(f"selftest passed: {self.spec.name} on {self.model_label}: {report.summary}")
+        )
+
+    # -- batch ------------------------------------------------------------------------------------
+    def batch(
+        self, source: str, params: dict[str, Any], context: str | None, concurrency: int, output: Path | None
+    ) -> None:
+        from hfa.errors import CheckFailed, LocalError, UsageError
+        from hfa.infer.batch import BatchRequest, parse_lines, run_batch
+
+        spec, out = self.spec, self.ctx.out
+        if concurrency < 1:
+            raise UsageError(f"--concurrency must be at least 1, not {concurrency}", "pass --concurrency 4")
+        if spec.binary_output:
+            if output is None:
+                raise UsageError(f"{spec.name} in a batch writes one image per line", "pass --output DIR")
+            output.mkdir(parents=True, exist_ok=True)
+        elif output is not None:
+            raise UsageError("--output with --jsonl is only for text-to-image", "redirect stdout to save the results")
+        total: int | None = None
+        if source == "-":
+            lines: Any = sys.stdin
+        else:
+            try:
+                text_lines = Path(source).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise LocalError(
+                    f"Cannot read --jsonl '{source}': {exc}", "pass a UTF-8 JSON-lines file or -"
+                ) from None
+            total = sum(1 for line in text_lines if line.strip())
+            lines = text_lines
+
+        def handle(request: BatchRequest) -> Any:
+            result = self.cached.run(spec.name, request.inputs, request.parameters)
+            if spec.binary_output:
+                assert output is not None
+                path = output / f"{_safe_name(request.id)}.png"
+                _write_bytes(path, result)
+                return {"file": str(path), "bytes": len(result)}
+            return result
+
+        done = failed = 0
+        with out.progress() as progress:
+            bar = progress.add_task(f"{spec.name}", total=total) if progress is not None else None
+
+            def on_done(ok: bool) -> None:
+                if progress is not None:
+                    progress.advance(bar)
+
+            for line in run_batch(
+                parse_lines(lines, spec, params, context=context), handle, concurrency=concurrency, on_done=on_done
+            ):
+                done += 1
+                failed += "error" in line
+                out.stdout.write(out.redact(json.dumps(line, ensure_ascii=False)) + "\n")
+                out.stdout.flush()
+        if failed:
+            raise CheckFailed(
+                f"{failed} of {done} request(s) failed", 'their lines carry "error"; the others are valid'
+            )
+        out.info(f"{done} request(s) done")
+
+
+def _safe_name(ident: Any) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(ident)).strip("._") or "result"
+    return name[:100]
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename: never half an output file."""
+    import tempfile
+
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
