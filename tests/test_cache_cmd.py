@@ -492,3 +492,19 @@ def test_subcommands_have_help_and_common_options(sub: str) -> None:
     assert result.exit_code == 0
     for option in ("--cache-dir", "--json", "--quiet", "--verbose") + (("--dry-run",) if sub != "ls" else ()):
         assert option in result.stdout, f"cache {sub} lacks {option}"
+
+
+def test_cache_sees_and_clears_inference_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "results"
+    monkeypatch.setenv("HFA_INFER_CACHE", str(root))
+    (root / "ab").mkdir(parents=True)
+    (root / "ab" / ("ab" + "0" * 62 + ".json")).write_text('{"result": [1, 2]}')
+    listed = hfa("cache", "ls", "--cache-dir", str(tmp_path / "hub"), "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout)["inference_results"]["entries"] == 1
+    dry = hfa("cache", "clear-results", "--dry-run", "--json")
+    assert json.loads(dry.stdout)["entries"] == 1 and (root / "ab").exists()
+    done = hfa("cache", "clear-results")
+    assert done.exit_code == 0 and "Removed 1 cached inference result" in done.stderr
+    again = hfa("cache", "ls", "--cache-dir", str(tmp_path / "hub"), "--json")
+    assert json.loads(again.stdout)["inference_results"]["entries"] == 0

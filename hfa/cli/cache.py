@@ -87,9 +87,12 @@ def ls(ctx: Ctx) -> None:
     """
     from hfa import cache_ops
     from hfa.cli.pull import human_size
+    from hfa.infer.cache import cache_stats
 
     listing = cache_ops.list_cache(ctx.settings.cache_dir)
+    results = cache_stats()
     doc = listing.to_json()
+    doc["inference_results"] = results.to_json()
     out = ctx.out
 
     def human() -> None:
@@ -121,11 +124,32 @@ def ls(ctx: Ctx) -> None:
             f"Total: {totals['repos']} repo(s), {totals['revisions']} revision(s), {totals['files']} file(s),"
             f" {human_size(totals['size'])} on disk in {listing.cache_dir}"
         )
+        if results.entries:
+            out.line(
+                f"Inference results (hfa infer): {results.entries} cached, {human_size(results.bytes)} in"
+                f" {results.root} (`hfa cache clear-results`)"
+            )
         for repo in listing.repos:
             for warning in repo.warnings:
                 out.warn(f"{repo.repo.path.name}: {warning}")
 
     out.result(doc, human)
+
+
+@command(cache_app, "clear-results")
+def clear_results(ctx: Ctx, dry_run: DryRunOpt = False) -> None:
+    """Remove the cached results of `hfa infer` ($HFA_INFER_CACHE, else $HF_HOME/hfa/infer-cache)."""
+    from hfa.cli.pull import human_size
+    from hfa.infer.cache import clear_cache
+
+    removed = clear_cache(dry_run=dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    ctx.out.result(
+        {**removed.to_json(), "dry_run": dry_run},
+        lambda: ctx.out.success(
+            f"{verb} {removed.entries} cached inference result(s), {human_size(removed.bytes)}, from {removed.root}"
+        ),
+    )
 
 
 @command(cache_app, "rm")
