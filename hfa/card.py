@@ -10,8 +10,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# Same pattern as huggingface_hub.repocard.REGEX_YAML_BLOCK (CRLF and CR accepted).
-REGEX_YAML_BLOCK = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
+# huggingface_hub.repocard's own pattern (CRLF and CR accepted), used when that module is
+# importable so hfa finds front matter exactly where the Hub's tooling does; a copy otherwise.
+_FALLBACK_YAML_BLOCK = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
+
+
+def _yaml_block() -> re.Pattern[str]:
+    try:
+        from huggingface_hub.repocard import REGEX_YAML_BLOCK
+    except ImportError:  # pragma: no cover
+        return _FALLBACK_YAML_BLOCK
+    return REGEX_YAML_BLOCK
 
 
 @dataclass
@@ -47,7 +56,7 @@ def parse_card(raw: bytes | str | None) -> CardData:
             return CardData(warning="README.md is not valid UTF-8")
     else:
         text = raw[1:] if raw.startswith("\ufeff") else raw
-    match = REGEX_YAML_BLOCK.search(text)
+    match = _yaml_block().search(text)
     if not match:
         return CardData(warning="README.md has no YAML front matter")
     try:

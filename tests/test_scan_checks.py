@@ -109,3 +109,13 @@ def test_remote_code_reported(tmp_path: Path) -> None:
     assert [f.code for f in found] == ["remote-code.auto-map"] and found[0].severity == Severity.MEDIUM
     cfg.write_text("{}")
     assert scan_file(cfg, "config.json", ScanPolicy()) == []
+
+
+def test_every_allowlisted_global_is_documented() -> None:
+    from hfa.scan.model import DEFAULT_ALLOWLIST
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text(encoding="utf-8")
+    for entry in DEFAULT_ALLOWLIST:
+        module, name = entry.rsplit(".", 1)
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{module}` |")), "")
+        assert f"`{name}`" in row, f"{entry} is allowlisted but not documented in docs/security.md"
