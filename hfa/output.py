@@ -158,12 +158,30 @@ class Output:
         self._log("Error: ", message, "bold red")
 
     def progress(self, *, transient: bool = True) -> AbstractContextManager[Any]:
-        """A rich Progress on stderr when it is a terminal and output is not JSON or quiet."""
+        """A rich Progress on stderr when it is a terminal and output is not JSON or quiet.
+
+        Columns: what (e.g. ``files 3/50``), a bar, bytes done of total, speed, time left.
+        """
         if self.json_mode or self.quiet > 0 or not self.stderr_is_terminal:
             return nullcontext(None)
-        from rich.progress import Progress
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
-        return Progress(console=self._console(err=True), transient=transient)
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self._console(err=True),
+            transient=transient,
+        )
 
 
 def _escape(text: str) -> str:
