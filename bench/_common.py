@@ -265,9 +265,14 @@ def log_tail(log: Path, n: int = 800) -> str:
         return "(none)"
 
 
-def start_hfa_serve(cache: Path, log: Path, timeout: float = 30) -> tuple[subprocess.Popen[bytes], str]:
-    """``hfa serve`` of ``cache`` on 127.0.0.1 (a free port), stderr to ``log``; return (process, URL)."""
-    argv = [bin_path("hfa"), "serve", "--cache-dir", str(cache), "--host", "127.0.0.1", "--port", "0"]
+def start_hfa_serve(
+    cache: Path, log: Path, timeout: float = 30, extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``hfa serve`` of ``cache`` on 127.0.0.1 (a free port), stderr to ``log``; return (process, URL).
+
+    ``extra`` are more ``hfa serve`` arguments (``--infer`` …).
+    """
+    argv = [bin_path("hfa"), "serve", "--cache-dir", str(cache), "--host", "127.0.0.1", "--port", "0", *extra]
     with log.open("wb") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=clean_env())
     try:

@@ -3,7 +3,10 @@
 Every HTTP request hfa makes goes through :meth:`OnlineHub.request`, which
 
 * uses huggingface_hub's shared HTTP client and its error parser, so a server's
-  ``X-Error-Code`` becomes the same exception the official client raises;
+  ``X-Error-Code`` becomes the same exception the official client raises; plain
+  ``http://`` URLs (a local mirror, ``hfa serve``) go through a client of the same
+  make that skips loading CA certificates (~30 ms), and anything it is redirected to
+  goes back through the shared, verifying one;
 * applies hfa's retry policy (connection errors, 408, 429 with ``Retry-After``, 5xx;
   exponential backoff with jitter, a bounded number of tries);
 * sends the token only to the endpoint's own origin, never to another host.
@@ -14,13 +17,12 @@ Foreign exceptions leave this module translated into :mod:`hfa.errors`.
 from __future__ import annotations
 
 import os
-import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
@@ -73,6 +75,8 @@ class RetryPolicy:
         """Seconds to wait before try number ``attempt + 1`` (attempt counts from 0)."""
         if retry_after is not None:
             return min(max(0.0, retry_after), self.max_retry_after)
+        import random
+
         backoff = min(self.max_wait, self.base * (2**attempt))
         return backoff * (0.5 + random.random() / 2)  # jitter: never two clients in lockstep
 
@@ -86,6 +90,8 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -156,6 +162,49 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
+_PLAIN_LOCK = threading.Lock()
+_PLAIN: httpx2.Client | None = None
+
+
+def _plain_http_client() -> httpx2.Client:
+    """The client for ``http://`` URLs: huggingface_hub's default client, less the CA certificates.
+
+    Same request hook (request id, offline guard), proxies from the environment and no
+    timeout of its own; but it never follows a redirect (the caller sends the request
+    through the verifying client instead), and its TLS context trusts no certificate at
+    all, so it could not speak TLS to anyone even if it were ever handed an https URL.
+    """
+    global _PLAIN
+    with _PLAIN_LOCK:
+        if _PLAIN is None:
+            import ssl
+
+            import httpx2
+            from huggingface_hub.utils._http import hf_request_event_hook
+
+            trusts_nothing = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies peers, has no CA to verify with
+            _PLAIN = httpx2.Client(
+                event_hooks={"request": [hf_request_event_hook]},
+                follow_redirects=False,
+                timeout=None,
+                verify=trusts_nothing,
+            )
+        return _PLAIN
+
+
+def _is_plain_http(url: str) -> bool:
+    return urlsplit(url).scheme.lower() == "http"
+
+
+def _client_for(url: str) -> httpx2.Client:
+    """The plain client for an ``http://`` URL, huggingface_hub's shared verifying client for any other."""
+    if _is_plain_http(url):
+        return _plain_http_client()
+    from huggingface_hub.utils import get_session
+
+    return get_session()
+
+
 class OnlineHub:
     def __init__(
         self,
@@ -196,7 +245,11 @@ class OnlineHub:
         headers: dict[str, str] | None = None,
         timeout: float | None = 30.0,
     ) -> httpx2.Response:
-        """One request with hfa's retry policy; raises huggingface_hub's exception classes."""
+        """One request with hfa's retry policy; raises huggingface_hub's exception classes.
+
+        Redirects are followed by huggingface_hub's shared client: a redirected plain-http
+        request is sent again through it.
+        """
         from huggingface_hub.utils import get_session, hf_raise_for_status
 
         attempt = 0
@@ -204,9 +257,15 @@ class OnlineHub:
             all_headers = {**self.headers_for(url), **(headers or {})}
             try:
                 self.requests_made += 1
-                response = get_session().request(
+                response = _client_for(url).request(
                     method, url, params=params, data=data, headers=all_headers, timeout=timeout
                 )
+                if response.is_redirect and _is_plain_http(url):
+                    response.close()  # let the verifying client follow it, whatever scheme it leads to
+                    self.requests_made += 1
+                    response = get_session().request(
+                        method, url, params=params, data=data, headers=all_headers, timeout=timeout
+                    )
             except Exception as exc:
                 if not _is_transient(exc) or attempt >= self.retry.retries:
                     raise
@@ -230,7 +289,7 @@ class OnlineHub:
 
         The token goes only to the endpoint's origin: a redirect to a CDN is followed without it.
         """
-        from huggingface_hub.utils import get_session, hf_raise_for_status
+        from huggingface_hub.utils import hf_raise_for_status
 
         attempt = 0
         hops = 0
@@ -239,7 +298,7 @@ class OnlineHub:
             all_headers = {**self.headers_for(url), "Accept-Encoding": "identity", **(headers or {})}
             self.requests_made += 1
             try:
-                with get_session().stream(
+                with _client_for(url).stream(
                     "GET", url, headers=all_headers, timeout=timeout, follow_redirects=False
                 ) as response:
                     if response.is_redirect and hops < 10:

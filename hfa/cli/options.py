@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import re
+import stat
 import sys
 import traceback
 import typing
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from hfa.config import Settings
 from hfa.errors import ExitCode, from_exception
@@ -174,7 +177,109 @@ def command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[F], F]:
         annotations = {p.name: p.annotation for p in own}
         annotations.update({n: ann for n, ann, _ in _COMMON_PARAMS})
         wrapper.__annotations__ = annotations
-        app.command(name, **kwargs)(wrapper)
+        app.command(name, cls=FastCommand, **kwargs)(wrapper)
         return fn
 
     return decorator
+
+
+# -- start-up: plain option values coerced without pydantic ------------------------------------------
+#
+# typer 0.29 coerces the value of every non-bool parameter of the invoked command, defaults
+# included, through a pydantic TypeAdapter it builds on first use. Importing pydantic and
+# building those adapters costs ~100 ms on every hfa run: more than a warm `hfa pull --lock`
+# needs for its own work. typer has no setting to skip them, so this is the one place hfa
+# reaches into typer's internals: FastCommand pre-fills each parameter's lazily built coercer
+# (typer.core._TyperParameter._runtime_param, used through get_runtime_param().coerce) with
+# _PlainCoercion. That returns what typer's adapter returns for the plain cases hfa's options
+# produce (str; int/float in bounds; an existing-or-not Path passing its checks; lists of
+# those) and hands every other value, and so every error message, to typer's own coercer,
+# built only then. tests/test_cli_fast.py compares the two on every parameter of every hfa
+# command and fails when typer changes what this relies on.
+
+_MISS: Any = object()
+_INT = re.compile(r"[0-9]{1,18}")
+_FLOAT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,15})?")
+
+
+def plain_value(annotation: Any, info: Any, value: Any) -> Any:
+    """``value`` coerced as typer's adapter would for ``annotation``; ``_MISS`` when not a plain case."""
+    if info.parser is not None:
+        return _MISS
+    if typing.get_origin(annotation) is list:
+        if not isinstance(value, (list, tuple)):
+            return _MISS
+        (item,) = typing.get_args(annotation)
+        out = [plain_value(item, info, v) for v in value]
+        return _MISS if any(v is _MISS for v in out) else out
+    if annotation is str:
+        return value if type(value) is str else _MISS
+    if annotation is int or annotation is float:
+        if type(value) is annotation:
+            number = value
+        elif type(value) is str and (_INT if annotation is int else _FLOAT).fullmatch(value):
+            number = annotation(value)
+        else:
+            return _MISS
+        if (info.min is not None and number < info.min) or (info.max is not None and number > info.max):
+            return _MISS  # typer's message, or its clamping
+        return number
+    if annotation is Path and info.path_type is None and not info.resolve_path and not info.allow_dash:
+        if isinstance(value, Path):
+            path = value
+        elif type(value) is str and value:
+            path = Path(value)
+        else:
+            return _MISS
+        try:
+            st = os.stat(path)
+        except OSError:
+            return _MISS if info.exists else path
+        if (not info.file_okay and stat.S_ISREG(st.st_mode)) or (not info.dir_okay and stat.S_ISDIR(st.st_mode)):
+            return _MISS
+        if (info.readable and not os.access(path, os.R_OK)) or (info.writable and not os.access(path, os.W_OK)):
+            return _MISS
+        return path
+    return _MISS
+
+
+class _PlainCoercion:
+    """Stands in for typer's RuntimeParam of one parameter; builds typer's own for anything not plain."""
+
+    def __init__(self) -> None:
+        self._typer: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value is None:
+            return () if (param.multiple or param.nargs == -1) else None
+        desc = param.type_descriptor
+        coerced = plain_value(desc.annotation, desc.parameter_info, value)
+        if coerced is not _MISS:
+            return coerced
+        if self._typer is None:
+            from typer._coercion import build_runtime_param
+
+            self._typer = build_runtime_param(desc)
+        return self._typer.coerce(value, param=param, ctx=ctx)
+
+
+def _plain_coercion(params: list[Any]) -> None:
+    for param in params:
+        if getattr(param, "_runtime_param", _MISS) is None and hasattr(param, "type_descriptor"):
+            param._runtime_param = _PlainCoercion()
+
+
+class FastCommand(TyperCommand):
+    """A typer command whose plain option values skip pydantic (see above)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _plain_coercion(self.get_params(ctx))
+        return super().parse_args(ctx, args)
+
+
+class FastGroup(TyperGroup):
+    """A typer group whose plain option values skip pydantic (see above)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _plain_coercion(self.get_params(ctx))
+        return super().parse_args(ctx, args)

@@ -14,6 +14,8 @@ import typer
 from hfa.cli.options import Ctx, command
 from hfa.errors import UsageError
 
+PANEL_INFER = "Inference (--infer)"
+
 
 def register(app: typer.Typer) -> None:
     @command(app, "serve")
@@ -46,8 +48,59 @@ def register(app: typer.Typer) -> None:
                 help="Build the demo repositories into a temporary cache (or an empty --cache-dir) and serve them."
             ),
         ] = False,
+        infer: Annotated[
+            bool,
+            typer.Option(
+                "--infer",
+                help="Also answer the Inference API (POST /models/{repo}) with the served models, run on CPU "
+                "in this process (needs pip install 'hfa\\[infer]'; docs/serve.md).",
+                rich_help_panel=PANEL_INFER,
+            ),
+        ] = False,
+        infer_models: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--infer-models",
+                help="Run only these models (repeat the option); default: every served model (--lock limits them).",
+                rich_help_panel=PANEL_INFER,
+                show_default=False,
+                metavar="REPO",
+            ),
+        ] = None,
+        infer_max_models: Annotated[
+            int,
+            typer.Option(
+                "--infer-max-models",
+                help="Keep at most this many models loaded; the least recently used is dropped.",
+                min=1,
+                rich_help_panel=PANEL_INFER,
+            ),
+        ] = 2,
+        allow_pickle: Annotated[
+            bool,
+            typer.Option(
+                "--allow-pickle",
+                help="Load pickle weights (.bin, .pt) when a model has no safetensors; pickles hfa's scanner "
+                "finds dangerous are still refused.",
+                rich_help_panel=PANEL_INFER,
+            ),
+        ] = False,
+        trust_remote_code: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--trust-remote-code",
+                help="Run this repo's own Python code (auto_map) when loading it (repeat per repo). Only for code "
+                "you have read.",
+                rich_help_panel=PANEL_INFER,
+                show_default=False,
+                metavar="REPO",
+            ),
+        ] = None,
     ) -> None:
         """Serve a huggingface_hub cache as a read-only Hub endpoint (set HF_ENDPOINT to the printed URL).
+
+        With --infer, also answer the Inference API for the served models, so `InferenceClient(base_url=URL)`
+        and `hfa infer --endpoint-url URL` run them here.
 
         The first line on stdout is the URL served; logs go to stderr. Stop with Ctrl-C or SIGTERM.
         """
@@ -78,9 +131,12 @@ def register(app: typer.Typer) -> None:
             from hfa import lockfile
 
             the_lock = lockfile.read(lock)
+        infer_config = _infer_config(infer, infer_models, infer_max_models, allow_pickle, trust_remote_code)
         _configure_logging(ctx)
         try:
-            server = HubServer(ServerConfig(cache_dir=cache_dir, host=host, port=port, auth=policy, lock=the_lock))
+            server = HubServer(
+                ServerConfig(cache_dir=cache_dir, host=host, port=port, auth=policy, lock=the_lock, infer=infer_config)
+            )
         except OSError as exc:
             raise UsageError(
                 f"Cannot listen on {host}:{port}: {exc.strerror}", "pick another --port, or 0 for any free one"
@@ -88,6 +144,16 @@ def register(app: typer.Typer) -> None:
         sys.stdout.write(server.url + "\n")
         sys.stdout.flush()
         ctx.out.info(f"Serving {cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
+        if infer_config is not None:
+            ctx.out.info(f"Inference API: {server.url}/models/{{repo}} (models load on first use)")
+            import importlib.util
+
+            missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+            if missing:
+                ctx.out.warn(
+                    f"--infer: {', '.join(missing)} not installed; inference requests will fail until you "
+                    "pip install 'hfa[infer]'"
+                )
 
         def stop(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
@@ -99,10 +165,54 @@ def register(app: typer.Typer) -> None:
             ctx.out.info("Stopping.")
         finally:
             server._httpd.server_close()
+            if server._httpd.infer is not None:
+                server._httpd.infer.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             if tmp is not None:
                 tmp.cleanup()
+
+
+def _infer_config(
+    infer: bool,
+    models: list[str] | None,
+    max_models: int,
+    allow_pickle: bool,
+    trust_remote_code: list[str] | None,
+) -> Any:
+    """The PoolConfig for --infer, or None; the inference flags without --infer are a usage error."""
+    if not infer:
+        given = [
+            flag
+            for flag, value in (
+                ("--infer-models", models),
+                ("--allow-pickle", allow_pickle),
+                ("--trust-remote-code", trust_remote_code),
+                ("--infer-max-models", max_models != 2),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply with --infer", "add --infer")
+        return None
+    from hfa.infer.pool import PoolConfig
+    from hfa.refs import RepoRef
+
+    def repo_ids(values: list[str] | None, flag: str) -> frozenset[str]:
+        out = set()
+        for value in values or []:
+            ref = RepoRef.parse(value)
+            if ref.repo_type != "model" or ref.revision is not None:
+                raise UsageError(f"{flag} takes model repo ids (org/name), not '{value}'", "drop the @revision")
+            out.add(ref.repo_id)
+        return frozenset(out)
+
+    return PoolConfig(
+        max_models=max_models,
+        allow_pickle=allow_pickle,
+        trust_remote_code=repo_ids(trust_remote_code, "--trust-remote-code"),
+        models=repo_ids(models, "--infer-models") if models else None,
+    )
 
 
 def _main_thread() -> bool:

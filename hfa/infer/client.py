@@ -159,6 +159,7 @@ def make_runner(
     local: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     on_wait: Callable[[str], None] | None = None,
+    local_options: dict[str, Any] | None = None,
 ) -> Runner:
     """The runner ``hfa infer`` uses: ``--local`` in-process, offline (cache only), or the Inference API."""
     if local:
@@ -166,7 +167,7 @@ def make_runner(
             raise UsageError("--local and --endpoint-url exclude each other", "drop one of them")
         if ref is None:
             raise UsageError("--local needs --model", "pass --model org/name[@rev]")
-        return load_local_runner(settings, ref)
+        return load_local_runner(settings, ref, **(local_options or {}))
     url, pipeline_routes = model_url(settings, ref, endpoint_url)
     if settings.offline:
         return OfflineRunner(url)
@@ -181,8 +182,11 @@ def make_runner(
     )
 
 
-def load_local_runner(settings: Settings, ref: RepoRef) -> Runner:
-    """``hfa.infer.local.make_runner(settings, ref)``, imported only now (it needs torch)."""
+def load_local_runner(settings: Settings, ref: RepoRef, **options: Any) -> Runner:
+    """``hfa.infer.local.make_runner(settings, ref, **options)``, imported only now (it needs torch).
+
+    ``options``: ``allow_pickle``, ``trust_remote_code``, ``lock`` (an hfa.lockfile.Lock).
+    """
     hint = "or drop --local to use an inference endpoint"
     try:
         module = importlib.import_module("hfa.infer.local")
@@ -191,7 +195,8 @@ def load_local_runner(settings: Settings, ref: RepoRef) -> Runner:
         raise UsageError(f"--local needs the optional extra{missing}: pip install 'hfa[infer]'", hint) from None
     except ImportError as exc:
         raise UsageError(f"--local needs the optional extra ({exc}): pip install 'hfa[infer]'", hint) from None
-    runner: Runner = module.make_runner(settings, ref)
+    # Only the options that were given: a minimal runner need not accept them all.
+    runner: Runner = module.make_runner(settings, ref, **{k: v for k, v in options.items() if v})
     return runner
 
 
@@ -339,6 +344,16 @@ class InferenceAPI:
         ):
             page = f"{self.hub_endpoint}/{self.model}" if self.hub_endpoint and self.model != url else None
             return GatedRepo(self.model, page)
+        if code in ("PickleRefused", "RemoteCodeRefused", "UnsafeContent"):
+            return CheckFailed(
+                f"{url} refused to run '{self.model}': {message}",
+                "the server's policy forbids it (hfa serve --infer --allow-pickle / --trust-remote-code REPO)",
+            )
+        if status == 501:
+            return UsageError(
+                f"{url} cannot run models: {message}",
+                "install the extra on the server (pip install 'hfa[infer]') and start it with --infer",
+            )
         if status in (401, 403):
             return AccessDenied(
                 f"{url} refused access (HTTP {status}): {message}",

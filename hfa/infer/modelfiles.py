@@ -17,6 +17,7 @@ Safety rules, applied before a model is loaded:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -112,10 +113,8 @@ class ModelFiles:
         total = 0
         for path, real in self.files.items():
             if path.endswith((SAFETENSORS_SUFFIX, *PICKLE_SUFFIXES)):
-                try:
+                with contextlib.suppress(OSError):
                     total += real.stat().st_size
-                except OSError:
-                    pass
         return total
 
     def pipeline_tag(self) -> str | None:
@@ -194,10 +193,10 @@ def remote_code_reasons(model: ModelFiles) -> list[str]:
     modules = model.files.get("modules.json")
     if modules is not None:
         try:
-            doc = json.loads(modules.read_bytes())
+            listed: Any = json.loads(modules.read_bytes())
         except (OSError, ValueError):
-            doc = []
-        for module in doc if isinstance(doc, list) else []:
+            listed = []
+        for module in listed if isinstance(listed, list) else []:
             kind = module.get("type") if isinstance(module, dict) else None
             if isinstance(kind, str) and not kind.startswith("sentence_transformers."):
                 reasons.append(f"custom module {kind} in modules.json")
@@ -274,7 +273,7 @@ class StagedModel:
 
 def estimated_load_seconds(model: ModelFiles, torch_loaded: bool) -> float:
     """A guess at how long loading takes here: importing torch, then reading the weights."""
-    return (0.0 if torch_loaded else 6.0) + 1.0 + model.weight_bytes() / 150e6
+    return (0.0 if torch_loaded else 6.0) + 0.5 + model.weight_bytes() / 400e6
 
 
 # -- results as InferenceClient parses them ---------------------------------------------------------

@@ -27,6 +27,7 @@ from hfa.server.store import CacheStore, Repo, Snapshot, tree_oid
 from hfa.server.wire import (
     _HOST_RE,
     HttpError,
+    _buffer,
     _created_at,
     _cursor,
     _dirs_of,
@@ -58,6 +59,7 @@ class ServerConfig:
     tree_page_size: int = 1000  # tree entries per page (Link-paged)
     faults: FaultPlan | None = None  # test-only fault injection
     lock: Any = None  # an hfa.lockfile.Lock: serve only what it names (`hfa serve --lock`)
+    infer: Any = None  # an hfa.infer.pool.PoolConfig: also answer the Inference API (`hfa serve --infer`)
 
 
 class _Server(ThreadingHTTPServer):
@@ -69,6 +71,7 @@ class _Server(ThreadingHTTPServer):
         self.config = config
         self.store = store
         self.request_log: list[tuple[str, str]] = []  # (method, path): tests count requests
+        self.infer: Any = None  # an InferenceService with --infer (hfa.server.infer_routes)
         self._log_lock = threading.Lock()
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         self.address_family = family
@@ -86,6 +89,10 @@ class HubServer:
         self.store = CacheStore(config.cache_dir, scope)
         self._httpd = _Server(config, self.store)
         self._thread: threading.Thread | None = None
+        if config.infer is not None:
+            from hfa.server.infer_routes import InferenceService
+
+            self._httpd.infer = InferenceService(config.infer, self.store)
 
     @property
     def requests(self) -> list[tuple[str, str]]:
@@ -115,6 +122,8 @@ class HubServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        if self._httpd.infer is not None:
+            self._httpd.infer.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -245,6 +254,11 @@ class Handler(BaseHTTPRequestHandler):
             repo, action, args = self._split_repo(repo_type, rest)
             self._api(repo_type, repo, action, args, head)
             return
+        if self.server.infer is not None and segs[0] in ("models", "hf-inference"):
+            from hfa.server.infer_routes import handle
+
+            if handle(self, segs, head):
+                return
         if segs[0] == "api" and len(segs) >= 2 and segs[1] == "whoami-v2":
             self._whoami(head)
             return
@@ -582,13 +596,3 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if fault.kind == "drop":
             self.connection.shutdown(socket.SHUT_RDWR)
-
-
-_local = threading.local()
-
-
-def _buffer() -> bytearray:
-    buf = getattr(_local, "buf", None)
-    if buf is None:
-        buf = _local.buf = bytearray(1 << 20)
-    return buf

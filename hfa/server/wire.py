@@ -6,6 +6,7 @@ small JSON documents (file entries, folder ids, tags) the Hub API returns.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from hfa.server.store import FileEntry, Repo, Snapshot, tree_oid
@@ -165,3 +166,14 @@ def _created_at(repo: Repo, snap: Snapshot) -> str:
     commits = repo.meta.get("commits") or {}
     dates = [str(c.get("date")) for c in commits.values() if isinstance(c, dict) and c.get("date")]
     return min(dates) if dates else snap.date
+
+
+_local = threading.local()
+
+
+def _buffer() -> bytearray:
+    """A 1 MiB send buffer, one per thread, reused across requests."""
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(1 << 20)
+    return buf

@@ -1,0 +1,137 @@
+"""`hfa pull` fetches what the selection takes whatever the weight index says while it reads the index,
+and skips what is already in the snapshot: the same files, statuses and cache either way."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import corrupt_blobs, hfa, snapshot_listing
+from hypothesis import given, settings
+from test_select import scenarios
+
+from hfa.errors import CheckFailed, UsageError
+from hfa.pull import independent_of_indexes
+from hfa.refs import RemoteFile
+from hfa.select import SelectOptions, select
+from hfa.server import HubServer, ServerConfig
+from hfa.server.faults import Fault, FaultPlan
+from hfa.testing import make_safetensors, write_repo
+
+REPO = "org/sharded"
+FOLDER = "models--org--sharded"
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenarios())
+def test_files_fetched_ahead_are_selected_whatever_the_index_says(
+    scenario: tuple[dict[str, RemoteFile], SelectOptions, str, Callable[[str], bytes] | None],
+) -> None:
+    files, options, repo_type, read_index = scenario
+    ahead = independent_of_indexes(files, options, repo_type)
+    try:
+        final = select(files, options, repo_type=repo_type, read_index=read_index)
+    except (UsageError, CheckFailed):
+        return  # pull abandons what it started and raises this
+    rough = select(files, options, repo_type=repo_type, read_index=None)
+    for f in ahead:
+        assert final.get(f.path) == rough.get(f.path)
+        assert final.get(f.path).selected  # type: ignore[union-attr]
+
+
+def _sharded(index: dict[str, Any] | bytes | None = None) -> dict[str, bytes | str]:
+    shards = {
+        f"model-0000{i}-of-00003.safetensors": make_safetensors({f"layer.{i}": ("F32", [8, 8])}, seed=i)
+        for i in (1, 2, 3)
+    }
+    weight_map = {"layer.1": "model-00001-of-00003.safetensors", "layer.2": "model-00002-of-00003.safetensors"}
+    doc = index if index is not None else {"metadata": {"total_size": 1}, "weight_map": weight_map}
+    return {
+        "config.json": json.dumps({"model_type": "bert"}),
+        "tokenizer.json": json.dumps({"version": "1.0"}),
+        "README.md": "# sharded\n",
+        "notes/extra.txt": "small file\n",
+        "model.safetensors.index.json": doc if isinstance(doc, bytes) else json.dumps(doc),
+        **shards,
+    }
+
+
+@pytest.fixture
+def sharded(tmp_path: Path) -> Iterator[tuple[HubServer, FaultPlan]]:
+    write_repo(tmp_path / "served", REPO, _sharded())
+    write_repo(tmp_path / "served", "org/bad-index", _sharded(b"{not json"))
+    plan = FaultPlan()
+    with HubServer(ServerConfig(cache_dir=tmp_path / "served", faults=plan)) as srv:
+        yield srv, plan
+
+
+def _pull(srv: HubServer, cache: Path, repo: str = REPO, *args: str) -> Any:
+    return hfa("pull", repo, "--endpoint", srv.url, "--cache-dir", cache, "--json", *args)
+
+
+def test_sharded_pull_fetches_the_referenced_shards_and_everything_else(
+    sharded: tuple[HubServer, FaultPlan], tmp_path: Path
+) -> None:
+    srv, _ = sharded
+    cache = tmp_path / "cache"
+    result = _pull(srv, cache)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    want = {
+        "README.md",
+        "config.json",
+        "model-00001-of-00003.safetensors",
+        "model-00002-of-00003.safetensors",
+        "model.safetensors.index.json",
+        "notes/extra.txt",
+        "tokenizer.json",
+    }
+    assert {f["path"]: f["status"] for f in doc["files"]} == dict.fromkeys(sorted(want), "downloaded")
+    assert [s["path"] for s in doc["skipped"]] == ["model-00003-of-00003.safetensors"]
+    assert doc["requests"] == 1 + len(want)
+    assert set(snapshot_listing(cache, FOLDER, doc["commit"])) == want
+    assert corrupt_blobs(cache) == []
+
+    again = json.loads(_pull(srv, cache).stdout)
+    assert {f["path"]: f["status"] for f in again["files"]} == dict.fromkeys(sorted(want), "cached")
+    assert again["requests"] == 1 and again["bytes_downloaded"] == 0
+
+
+def test_a_file_in_the_blobs_but_not_the_snapshot_is_linked(
+    sharded: tuple[HubServer, FaultPlan], tmp_path: Path
+) -> None:
+    srv, _ = sharded
+    cache = tmp_path / "cache"
+    commit = json.loads(_pull(srv, cache).stdout)["commit"]
+    snap = cache / FOLDER / "snapshots" / commit
+    (snap / "config.json").unlink()
+    (snap / "model.safetensors.index.json").unlink()
+    doc = json.loads(_pull(srv, cache).stdout)
+    assert {f["status"] for f in doc["files"]} == {"cached"} and doc["requests"] == 1
+    assert (snap / "config.json").is_symlink() and (snap / "model.safetensors.index.json").is_symlink()
+
+
+def test_a_bad_index_fails_the_pull_and_leaves_only_verified_files(
+    sharded: tuple[HubServer, FaultPlan], tmp_path: Path
+) -> None:
+    srv, _ = sharded
+    cache = tmp_path / "cache"
+    result = _pull(srv, cache, "org/bad-index")
+    assert result.exit_code == 1
+    assert "model.safetensors.index.json" in result.stderr
+    assert corrupt_blobs(cache) == []
+    assert not list(cache.glob("*/blobs/*.incomplete"))
+    assert not (cache / "models--org--bad-index" / "refs" / "main").exists()
+
+
+def test_a_failing_download_fetched_ahead_fails_the_pull(sharded: tuple[HubServer, FaultPlan], tmp_path: Path) -> None:
+    srv, plan = sharded
+    plan.faults.append(Fault("status", path="tokenizer.json", status=404, times=99))
+    cache = tmp_path / "cache"
+    result = _pull(srv, cache)
+    assert result.exit_code != 0
+    assert "tokenizer.json" in result.stderr
+    assert corrupt_blobs(cache) == []
