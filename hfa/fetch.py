@@ -23,7 +23,7 @@ from hfa.hub import OnlineHub, _is_transient, translate
 from hfa.refs import RemoteFile, RepoRef
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import Future
 
 CHUNK = 1 << 20
 DEFAULT_WORKERS = 16  # I/O-bound: many small files want many connections (bench/bench_pull.py)
@@ -86,50 +86,20 @@ class Fetcher:
         self.on_file = on_file or (lambda o: None)
         self.inspect = inspect  # called on verified bytes before they are published; may raise
         self._cancel = threading.Event()
-        self._pool: ThreadPoolExecutor | None = None
-        self._submitted: dict[str, tuple[Future[FetchOutcome], RemoteFile]] = {}
 
     # -- many files ----------------------------------------------------------------
-    def submit(self, files: list[RemoteFile]) -> None:
-        """Start fetching ``files`` (largest first) in the background; :meth:`fetch_all` collects them."""
-        if not files:
-            return
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor  # not imported when everything is cached
-
-            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hfa-fetch")
-        for f in sorted(files, key=lambda f: (-f.size, f.path)):
-            if f.path not in self._submitted:
-                self._submitted[f.path] = (self._pool.submit(self.fetch_one, f), f)
-
-    def wait_for(self, path: str) -> bool:
-        """Wait for a submitted file (raising what its fetch raised); False if ``path`` was not submitted."""
-        entry = self._submitted.get(path)
-        if entry is None:
-            return False
-        entry[0].result()
-        return True
-
-    def abandon(self) -> None:
-        """Drop what was submitted and not started; running downloads stop at their next chunk (partials stay)."""
-        if self._pool is not None:
-            self._cancel.set()
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
     def fetch_all(self, files: list[RemoteFile]) -> list[FetchOutcome]:
-        """Fetch every file (largest first) in parallel; raise the first failure after the others settle.
-
-        Returns the outcomes of ``files`` and of every file submitted before, sorted by path.
-        """
-        from concurrent.futures import FIRST_EXCEPTION, wait
-
-        self.submit(files)
-        pool = self._pool
-        if pool is None:
+        """Fetch every file (largest first) in parallel; raise the first failure after the others settle."""
+        if not files:
             return []
-        futures: dict[Future[FetchOutcome], RemoteFile] = dict(self._submitted.values())
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # not needed when all is cached
+
+        order = sorted(files, key=lambda f: (-f.size, f.path))
         results: dict[str, FetchOutcome] = {}
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hfa-fetch")
+        futures: dict[Future[FetchOutcome], RemoteFile] = {}
         try:
+            futures = {pool.submit(self.fetch_one, f): f for f in order}
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [fut for fut in done if fut.exception() is not None]
             if failed:
@@ -148,7 +118,7 @@ class Fetcher:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-        return [results[path] for path in sorted(results)]
+        return [results[f.path] for f in sorted(files, key=lambda f: f.path)]
 
     # -- one file ------------------------------------------------------------------
     def fetch_one(self, f: RemoteFile) -> FetchOutcome:

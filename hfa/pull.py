@@ -16,21 +16,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hfa.cache import CacheWriter
 from hfa.config import Settings
-from hfa.errors import CheckFailed, HfaError
+from hfa.errors import CheckFailed
 from hfa.fetch import DEFAULT_WORKERS, Fetcher, FetchOutcome, verify_bytes
 from hfa.refs import RemoteFile, RepoRef, Resolved
 from hfa.resolver import read_cached, resolve_offline
-from hfa.select import WEIGHT_KINDS, Decision, Selection, SelectOptions, index_kind, select
+from hfa.select import Decision, Selection, SelectOptions, select
 
 if TYPE_CHECKING:
     from hfa.lockfile import LockedRepo
 
 
 class Progress(Protocol):
-    def start(self, total_bytes: int, total_files: int) -> None:
-        """Announce work to come; called again when more is known (the totals add up)."""
-        ...
-
+    def start(self, total_bytes: int, total_files: int) -> None: ...
     def advance(self, nbytes: int) -> None: ...
     def file_done(self, outcome: FetchOutcome) -> None: ...
 
@@ -119,20 +116,6 @@ def content_inspector(findings: list[Any], allow_unsafe: bool) -> Callable[[Remo
     return inspect
 
 
-def independent_of_indexes(files: dict[str, RemoteFile], options: SelectOptions, repo_type: str) -> list[RemoteFile]:
-    """The files ``select`` takes whatever the weight indexes say: every selected file but weights.
-
-    Only weight decisions depend on an index's contents, so these (the indexes among them)
-    can be fetched while the indexes are read. None when the options are refused: the real
-    selection raises then, in its own order.
-    """
-    try:
-        rough = select(files, options, repo_type=repo_type, read_index=None)
-    except HfaError:
-        return []
-    return [files[d.path] for d in rough.decisions if d.selected and d.kind not in WEIGHT_KINDS]
-
-
 def _report(f: RemoteFile, decision: Decision, status: str) -> FileReport:
     return FileReport(f.path, f.size, f.hash_algo, f.lfs_sha256 or f.blob_id, decision.reason, status)
 
@@ -210,7 +193,8 @@ def pull(
         on_file=progress.file_done if progress else None,
         inspect=content_inspector(findings, allow_unsafe),
     )
-    # Files settled without the pool: already in the snapshot (nothing to do), or an index read here.
+    # Files settled without the pool: an index read here, or already in the snapshot (nothing to do: a warm
+    # pull takes no lock and starts no thread).
     early: dict[str, FetchOutcome] = {}
 
     def linked(f: RemoteFile) -> bool:
@@ -225,24 +209,11 @@ def pull(
             data = read_cached(settings.cache_dir, ref, f) or hub.read_small(ref, resolved.commit, path)
             verify_bytes(f, data)
             return data
-        if not fetcher.wait_for(path) and not linked(f):
+        if not linked(f):
             early[path] = fetcher.fetch_one(f)
         return writer.blob_path(f.etag).read_bytes()
 
-    ahead: list[RemoteFile] = []
-    if not dry_run:
-        # What is selected whatever the weight indexes say starts downloading now, the indexes
-        # first: select reads them (waiting for them) while the rest comes in.
-        ahead = [f for f in independent_of_indexes(resolved.files, options, ref.repo_type) if not linked(f)]
-        if progress and ahead:
-            progress.start(sum(f.size for f in ahead), len(ahead))
-        fetcher.submit([f for f in ahead if index_kind(f.path) is not None])
-        fetcher.submit(ahead)
-    try:
-        selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=read_index)
-    except BaseException:
-        fetcher.abandon()
-        raise
+    selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=read_index)
     chosen = [d for d in selection.decisions if d.selected]
     missing_shards = list(getattr(selection, "missing", ()))
     snapshot = writer.repo.snapshot(resolved.commit)
@@ -268,13 +239,8 @@ def pull(
         result.elapsed = time.monotonic() - started
         return result
 
-    started_early = {f.path for f in ahead}
-    todo = [
-        f
-        for f in (resolved.files[d.path] for d in chosen)
-        if f.path not in early and f.path not in started_early and not linked(f)
-    ]
-    if progress and (todo or not ahead):
+    todo = [f for f in (resolved.files[d.path] for d in chosen) if f.path not in early and not linked(f)]
+    if progress:
         progress.start(sum(f.size for f in todo), len(todo))
     outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
     outcomes.update(early)

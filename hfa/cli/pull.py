@@ -39,19 +39,12 @@ class RichProgress:
     def __init__(self, progress: Any) -> None:
         self.progress = progress
         self.task: Any = None
-        self.bytes_total = 0
         self.files_total = 0
         self.files_done = 0
 
     def start(self, total_bytes: int, total_files: int) -> None:
-        """More work announced (hfa pull announces what it fetches ahead, then the rest): totals add up."""
-        self.bytes_total += total_bytes
-        self.files_total += total_files
-        description = f"files {self.files_done}/{self.files_total}"
-        if self.task is None:
-            self.task = self.progress.add_task(description, total=self.bytes_total)
-        else:
-            self.progress.update(self.task, total=self.bytes_total, description=description)
+        self.files_total = total_files
+        self.task = self.progress.add_task(f"files 0/{total_files}", total=total_bytes)
 
     def advance(self, nbytes: int) -> None:
         if self.task is not None:
