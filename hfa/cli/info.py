@@ -36,8 +36,11 @@ def register(app: typer.Typer) -> None:
         subfolder: SubfolderOpt = None,
         trust_remote_code: TrustRemoteCodeOpt = False,
     ) -> None:
-        """Show the commit a revision resolves to, the model card's facts, every file with size, kind and
-        risk flags (pickle, lfs, remote-code, gated), and which files `hfa pull` would select and why."""
+        """Show what a repo holds: its commit, card facts, files with risk flags, and what pull would take.
+
+        The card's facts (license, task, library, base model, gated); every file with its size, kind
+        and flags (pickle, lfs, remote-code, gated); and which files `hfa pull` would select, and why.
+        """
         from hfa.cli.pull import human_size
         from hfa.info import info as do_info
         from hfa.refs import RepoRef
