@@ -90,6 +90,11 @@ def test_safetensors_beside_pickle_is_fine_and_the_pickle_is_never_staged(tmp_pa
         ({"config.json": json.dumps({"auto_map": {"AutoModel": "m.M"}}), "m.py": "x = 1"}, "auto_map in config.json"),
         ({"tokenizer_config.json": json.dumps({"auto_map": {"AutoTokenizer": ["t.T", None]}})}, "tokenizer_config"),
         ({"modules.json": json.dumps([{"type": "custom.Module", "path": ""}])}, "custom module custom.Module"),
+        ({"model_index.json": json.dumps({"_class_name": ["pipe", "MyPipeline"]})}, "custom pipeline"),
+        (
+            {"model_index.json": json.dumps({"_class_name": "P", "unet": ["my_unet", "U"]}), "unet/my_unet.py": ""},
+            "unet",
+        ),
     ],
 )
 def test_repository_code_is_refused_unless_trusted(tmp_path: Path, files: dict[str, str], reason: str) -> None:
@@ -271,8 +276,45 @@ def test_local_bad_inputs_are_usage_errors(tiny_runner) -> None:  # type: ignore
         tiny_runner("tiny/bert-sentiment").run("text-classification", "x", {"top_k": "many"})
     with pytest.raises(UsageError, match="cannot read the image"):
         tiny_runner("tiny/vit").run_wire("image-classification", b"not an image", {})
+
+
+def test_local_text_to_image(tiny_runner, tiny_cache, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("diffusers")
+    import io
+
+    from PIL import Image
+
+    params = {"num_inference_steps": 2, "guidance_scale": 5.0, "width": 32, "height": 64, "seed": 1}
+    png = tiny_runner("tiny/diffusion").run("text-to-image", "a red square", params)
+    assert isinstance(png, bytes) and png.startswith(b"\x89PNG\r\n\x1a\n")
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.size == (32, 64)
+    assert tiny_runner("tiny/diffusion").run("text-to-image", "a red square", params) == png
+    other = tiny_runner("tiny/diffusion").run("text-to-image", "a red square", {**params, "scheduler": "DDPMScheduler"})
+    assert other != png and other.startswith(b"\x89PNG")
+    with pytest.raises(UsageError, match="multiple of"):
+        tiny_runner("tiny/diffusion").run("text-to-image", "a red square", {"height": 31})
+
+    cache, _commits = tiny_cache
+    out = tmp_path / "out.png"
+    result = hfa(
+        "infer", "text-to-image", "--model", "tiny/diffusion", "--input", "a red square", "--local",
+        "--parameters", json.dumps(params), "--output", str(out), "--cache-dir", str(cache), "--no-cache",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert out.read_bytes() == png
+
+
+def test_text_to_image_without_diffusers_is_a_clear_error(tiny_cache, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from hfa.infer.local import make_runner
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a))
+    runner = make_runner(Settings.resolve(cache_dir=tiny_cache[0]), RepoRef.parse("tiny/diffusion"))
     with pytest.raises(UnsupportedTask, match="diffusers"):
-        tiny_runner("tiny/diffusion").run("text-to-image", "a red square", {})
+        runner.run("text-to-image", "a red square", {})
 
 
 def test_local_policy_pickle_and_remote_code(tiny_runner) -> None:  # type: ignore[no-untyped-def]
@@ -286,3 +328,22 @@ def test_local_policy_pickle_and_remote_code(tiny_runner) -> None:  # type: igno
     # Trusted, the repository's code really runs (here it raises, proving it was imported).
     with pytest.raises(Exception, match="repository code ran"):
         tiny_runner(REMOTE_CODE_REPO, trust_remote_code=True).run("text-classification", "hi", {})
+
+
+def test_text_to_image_pipelines_come_from_diffusers_only() -> None:
+    diffusers = pytest.importorskip("diffusers")
+    from hfa.infer.image_engine import _pipeline_class
+
+    sd = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}
+    assert _pipeline_class(diffusers, sd, "org/m", trusted=False) is diffusers.StableDiffusionPipeline
+    safety = {**sd, "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"]}
+    assert _pipeline_class(diffusers, safety, "org/m", trusted=False) is diffusers.StableDiffusionPipeline
+    foreign = {**sd, "vae": ["os", "system"]}
+    with pytest.raises(ModelRefused, match="vae from os") as err:
+        _pipeline_class(diffusers, foreign, "org/m", trusted=False)
+    assert err.value.code == "RemoteCodeRefused"
+    assert _pipeline_class(diffusers, foreign, "org/m", trusted=True) is diffusers.DiffusionPipeline
+    with pytest.raises(UnsupportedTask, match="NoSuchPipeline"):
+        _pipeline_class(diffusers, {"_class_name": "NoSuchPipeline"}, "org/m", trusted=False)
+    with pytest.raises(UnsupportedTask, match="os"):  # a name diffusers has, but not a pipeline
+        _pipeline_class(diffusers, {"_class_name": "os"}, "org/m", trusted=False)

@@ -345,11 +345,39 @@ def test_every_task_through_hfa_infer_selftest(tiny_server, task) -> None:  # ty
     assert doc["ok"] is True and doc["task"] == name
 
 
-def test_text_to_image_without_diffusers_is_a_clear_400(tiny_server) -> None:  # type: ignore[no-untyped-def]
-    r = httpx.post(f"{tiny_server.url}/models/tiny/diffusion", json={"inputs": "a red square"}, headers=WAIT)
-    assert r.status_code == 400 and "diffusers" in r.json()["error"]
-    result = hfa("infer", "text-to-image", "--model", "tiny/diffusion", "--endpoint-url", tiny_server.url, "--selftest")
-    assert result.exit_code == 2 and "diffusers" in result.stderr
+def test_text_to_image_through_the_official_client_and_hfa_infer(tiny_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("diffusers")
+    url = tiny_server.url
+    params = {"num_inference_steps": 2, "guidance_scale": 5.0, "width": 64, "height": 32, "seed": 7}
+    image = _client(url, "tiny/diffusion").text_to_image("a red square", **params)  # a PIL image
+    assert image.size == (64, 32) and image.mode == "RGB"
+    default = _client(url, "tiny/diffusion").text_to_image("a red square", num_inference_steps=2)
+    assert default.size == (32, 32)  # the tiny UNet's sample_size times the VAE's scale
+    raw = httpx.post(
+        f"{url}/models/tiny/diffusion", json={"inputs": "a red square", "parameters": params}, headers=WAIT
+    )
+    assert raw.status_code == 200 and raw.headers["content-type"] == "image/png"
+    assert raw.content.startswith(b"\x89PNG\r\n\x1a\n")
+    again = httpx.post(f"{url}/models/tiny/diffusion", json={"inputs": "a red square", "parameters": params})
+    assert again.content == raw.content  # the seed makes it reproducible
+    for bad, needle in (
+        ({"width": 33}, "multiple of"),
+        ({"steps": 2}, "does not take steps"),
+        ({"scheduler": "X"}, ""),
+    ):
+        r = httpx.post(f"{url}/models/tiny/diffusion", json={"inputs": "x", "parameters": bad})
+        assert r.status_code == 400 and needle in r.json()["error"]
+
+    out = tmp_path / "square.png"
+    result = hfa(
+        "infer", "text-to-image", "--model", "tiny/diffusion", "--endpoint-url", url, "--input", "a red square",
+        "--parameters", json.dumps(params), "--output", str(out), "--no-cache",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert out.read_bytes() == raw.content
+    result = hfa("infer", "text-to-image", "--model", "tiny/diffusion", "--endpoint-url", url, "--selftest", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True
 
 
 def test_policy_refusals_over_http(tiny_server, tiny_cache) -> None:  # type: ignore[no-untyped-def]

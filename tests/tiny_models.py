@@ -7,6 +7,7 @@ Everything is seeded, a few hundred KiB in all, and built in about a second.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -88,7 +89,7 @@ REPOS = {
     "tiny/vit": "image-classification",
 }
 PICKLE_REPO = "tiny/bert-pickle"
-DIFFUSION_REPO = "tiny/diffusion"  # a text-to-image repo (no weights: diffusers is not installed here)
+DIFFUSION_REPO = "tiny/diffusion"  # a tiny Stable Diffusion pipeline (a stub card without diffusers installed)
 REMOTE_CODE_REPO = "tiny/bert-remote-code"
 
 
@@ -216,6 +217,73 @@ def build_vit(folder: Path) -> None:
     _save(ViTForImageClassification(config), processor, folder)
 
 
+def build_diffusion(folder: Path) -> None:
+    """A tiny Stable Diffusion pipeline, as diffusers' own tests build it (get_dummy_components), 32x32 by default."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    chars = sorted(ByteLevel.alphabet())
+    pieces = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {p: i for i, p in enumerate(pieces)}
+    merges = [("r", "e</w>"), ("s", "q"), ("sq", "u"), ("squ", "a"), ("squa", "r"), ("squar", "e</w>")]
+    for left, right in merges:
+        vocab.setdefault(left + right, len(vocab))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+        )
+    )
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=2,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+
+
 def build_remote_code(folder: Path) -> None:
     build_sentiment(folder)
     config = json.loads((folder / "config.json").read_text())
@@ -253,14 +321,16 @@ def write_tiny_repos(cache: Path, scratch: Path) -> dict[str, str]:
         }
         files["README.md"] = model_card(license="mit", pipeline_tag=task, library_name="transformers", tags=["tiny"])
         commits[repo_id] = write_repo(cache, repo_id, files)
-    commits[DIFFUSION_REPO] = write_repo(
-        cache,
-        DIFFUSION_REPO,
-        {
-            "README.md": model_card(license="mit", pipeline_tag="text-to-image", library_name="diffusers"),
-            "model_index.json": json.dumps({"_class_name": "StableDiffusionPipeline"}),
-        },
-    )
+    diffusion: dict[str, bytes | str | Path] = {
+        "model_index.json": json.dumps({"_class_name": "StableDiffusionPipeline"})
+    }
+    if importlib.util.find_spec("diffusers") is not None:
+        torch.manual_seed(0)
+        folder = scratch / DIFFUSION_REPO.replace("/", "--")
+        build_diffusion(folder)
+        diffusion = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    diffusion["README.md"] = model_card(license="mit", pipeline_tag="text-to-image", library_name="diffusers")
+    commits[DIFFUSION_REPO] = write_repo(cache, DIFFUSION_REPO, diffusion)
     return commits
 
 

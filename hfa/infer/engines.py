@@ -1,6 +1,6 @@
 """In-process models on CPU, one per (model, task), answering in the Inference API's wire shapes.
 
-Needs the optional extra ``hfa[infer]`` (torch, transformers, sentence-transformers, pillow).
+Needs the optional extra ``hfa[infer]`` (torch, transformers, sentence-transformers, pillow, diffusers).
 transformers 5 dropped the summarization, translation and question-answering pipelines, so every
 task here is written against the ``AutoModelFor…`` classes directly: the same code on every
 transformers 5 release, and full control of the answer's shape.
@@ -16,7 +16,7 @@ question-answering         ``{answer, score, start, end}`` (a list of them when 
 text-generation            ``[{"generated_text": …}]``
 image-classification       ``[{label, score}, …]``
 feature-extraction         ``[float, …]`` for one string, ``[[float, …], …]`` for a list
-text-to-image              PNG bytes
+text-to-image              PNG bytes (diffusers, :mod:`hfa.infer.image_engine`)
 =========================  ===============================================================
 
 Every engine is safe to call from many threads: forward passes run one at a time per engine;
@@ -449,35 +449,10 @@ class ImageClassification(Engine):
         return _ranked(self.net.config.id2label, scores.tolist(), top_k)
 
 
-class TextToImage(Engine):
-    def load(self, loader: _Loader) -> None:
-        import importlib.util
+def _text_to_image(**kwargs: Any) -> Engine:
+    from hfa.infer.image_engine import TextToImage  # diffusers: its own module, imported when asked for
 
-        if importlib.util.find_spec("diffusers") is None:
-            raise UnsupportedTask(
-                "text-to-image needs the diffusers package, which is not installed", "pip install diffusers"
-            )
-        from diffusers import DiffusionPipeline
-
-        self.pipe = DiffusionPipeline.from_pretrained(
-            loader.path, local_files_only=True, use_safetensors=None if loader.allow_pickle else True
-        )
-
-    def _run(self, inputs: Any, params: dict[str, Any]) -> Any:
-        prompt = _texts(inputs, allow_list=False)[0][0]
-        kwargs: dict[str, Any] = {}
-        for name in ("num_inference_steps", "height", "width"):
-            if params.get(name) is not None:
-                kwargs[name] = _int(params, name, None, 1, 4096)
-        if params.get("guidance_scale") is not None:
-            kwargs["guidance_scale"] = _float(params, "guidance_scale", 0.0, 100.0)
-        if isinstance(params.get("negative_prompt"), str):
-            kwargs["negative_prompt"] = params["negative_prompt"]
-        _seeded(params)
-        image = self.pipe(prompt, **kwargs).images[0]
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        return buf.getvalue()
+    return TextToImage(**kwargs)
 
 
 def _max_length(tok: Any, net: Any, cap: int = 512) -> int:
@@ -499,7 +474,7 @@ ENGINES: dict[str, Callable[..., Engine]] = {
     "translation": Seq2Seq,
     "question-answering": QuestionAnswering,
     "image-classification": ImageClassification,
-    "text-to-image": TextToImage,
+    "text-to-image": _text_to_image,
 }
 
 

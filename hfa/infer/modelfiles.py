@@ -10,7 +10,8 @@ Safety rules, applied before a model is loaded:
   ``allow_pickle``: they are left out of the folder the model is loaded from, and a model whose
   weights exist only as pickles is refused. Even when allowed, a pickle that hfa's scanner finds
   dangerous is refused;
-* repository code (``auto_map`` in a config, custom sentence-transformers modules, ``*.py``) runs
+* repository code (``auto_map`` in a config, custom sentence-transformers modules, custom diffusers
+  pipelines or components in ``model_index.json``, ``*.py``) runs
   only when ``trust_remote_code`` is given for that repo; otherwise the model is refused and the
   ``.py`` files are left out of the load folder.
 """
@@ -190,6 +191,7 @@ def remote_code_reasons(model: ModelFiles) -> list[str]:
             doc = model.read_json(path) or {}
             if doc.get("auto_map"):
                 reasons.append(f"auto_map in {path}")
+    reasons += _pipeline_code_reasons(model)
     modules = model.files.get("modules.json")
     if modules is not None:
         try:
@@ -200,6 +202,25 @@ def remote_code_reasons(model: ModelFiles) -> list[str]:
             kind = module.get("type") if isinstance(module, dict) else None
             if isinstance(kind, str) and not kind.startswith("sentence_transformers."):
                 reasons.append(f"custom module {kind} in modules.json")
+    return reasons
+
+
+def _pipeline_code_reasons(model: ModelFiles) -> list[str]:
+    """A diffusers pipeline whose model_index.json names a custom pipeline or component from the repository."""
+    index = model.read_json("model_index.json")
+    if index is None:
+        return []
+    reasons = []
+    name = index.get("_class_name")
+    if isinstance(name, list) or (isinstance(name, str) and f"{name}.py" in model.files):
+        reasons.append(f"custom pipeline {name} in model_index.json")
+    if isinstance(index.get("custom_pipeline"), str):
+        reasons.append(f"custom pipeline {index['custom_pipeline']} in model_index.json")
+    for key, spec in sorted(index.items()):
+        if key.startswith("_") or not isinstance(spec, list) or not spec or not isinstance(spec[0], str):
+            continue
+        if f"{key}/{spec[0]}.py" in model.files or f"{spec[0]}.py" in model.files:
+            reasons.append(f"custom component {key} ({spec[0]}.py) in model_index.json")
     return reasons
 
 
