@@ -28,10 +28,12 @@ from urllib.parse import urljoin, urlsplit
 
 from hfa.config import Settings
 from hfa.errors import (
+    AccessDenied,
     CheckFailed,
     EntryNotFound,
     GatedRepo,
     HfaError,
+    NetworkError,
     OfflineError,
     RepoNotFound,
     RevisionNotFound,
@@ -205,6 +207,73 @@ def _client_for(url: str) -> httpx2.Client:
     return get_session()
 
 
+_LIGHT: Any = None
+
+
+def _light_opener() -> Any:
+    """A urllib opener that never follows redirects itself (get_json does, minding the token)."""
+    global _LIGHT
+    with _PLAIN_LOCK:
+        if _LIGHT is None:
+            import urllib.request
+
+            class NoRedirect(urllib.request.HTTPRedirectHandler):
+                def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                    return None  # surfaces as an HTTPError carrying the Location
+
+            _LIGHT = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=_tls_context()))
+        return _LIGHT
+
+
+def _tls_context() -> Any:
+    """Verified TLS with the CA bundle httpx uses (SSL_CERT_FILE / SSL_CERT_DIR, else certifi's)."""
+    import ssl
+
+    cafile = os.environ.get("SSL_CERT_FILE")
+    capath = os.environ.get("SSL_CERT_DIR")
+    if not cafile and not capath:
+        try:
+            import certifi
+
+            cafile = certifi.where()
+        except ImportError:  # pragma: no cover
+            cafile = None
+    return ssl.create_default_context(cafile=cafile, capath=capath)
+
+
+def _light_error(status: int, headers: Any, body: bytes, ref: RepoRef, endpoint: str) -> HfaError:
+    """The Hub's answer as hfa's error, as huggingface_hub's hf_raise_for_status would classify it."""
+    import json
+
+    code = headers.get("X-Error-Code") or ""
+    message = headers.get("X-Error-Message") or ""
+    try:
+        doc = json.loads(body)
+        if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+            message = message or doc["error"]
+    except ValueError:
+        pass
+    if code == "GatedRepo":
+        page = f"{endpoint}/{'' if ref.repo_type == 'model' else ref.repo_type + 's/'}{ref.repo_id}"
+        return GatedRepo(ref.repo_id, page)
+    if code == "RevisionNotFound":
+        return RevisionNotFound(ref.repo_id, ref.revision_or_default)
+    if code == "RepoNotFound" or (status == 401 and not code):
+        return RepoNotFound(ref.repo_id, ref.repo_type)
+    if code == "EntryNotFound":
+        return EntryNotFound(ref.repo_id, "?", ref.revision)
+    if status in (401, 403):
+        return AccessDenied(f"The endpoint refused access (HTTP {status}): {message}", "check --token / HF_TOKEN")
+    if status == 400:
+        return UsageError(f"The endpoint refused the request: {message or 'HTTP 400'}", "check the arguments")
+    if status == 404:
+        return RepoNotFound(ref.repo_id, ref.repo_type)
+    return NetworkError(
+        f"The endpoint answered HTTP {status}: {message or 'no message'}",
+        "retry later, or check --endpoint / HF_ENDPOINT",
+    )
+
+
 class OnlineHub:
     def __init__(
         self,
@@ -220,7 +289,6 @@ class OnlineHub:
             )
         self.settings = settings
         self.retry = retry or RetryPolicy.from_env()
-        _quiet_hf_logging()
         self._sleep = sleep
         self.requests_made = 0
 
@@ -252,6 +320,7 @@ class OnlineHub:
         """
         from huggingface_hub.utils import get_session, hf_raise_for_status
 
+        _quiet_hf_logging()
         attempt = 0
         while True:
             all_headers = {**self.headers_for(url), **(headers or {})}
@@ -290,6 +359,8 @@ class OnlineHub:
         The token goes only to the endpoint's origin: a redirect to a CDN is followed without it.
         """
         from huggingface_hub.utils import hf_raise_for_status
+
+        _quiet_hf_logging()
 
         attempt = 0
         hops = 0
@@ -337,8 +408,7 @@ class OnlineHub:
         path = f"/api/{ref.repo_type}s/{ref.repo_id}"
         if ref.revision is not None:
             path += f"/revision/{quote(ref.revision, safe='')}"
-        with translated(ref, endpoint=self.settings.endpoint):
-            doc = self.request("GET", self.url(path), params={"blobs": "true"}).json()
+        doc = self.get_json(self.url(path), {"blobs": "true"}, ref)
         if not isinstance(doc, dict):
             raise CheckFailed(f"The endpoint answered an invalid repo info for '{ref}'", "check --endpoint")
         commit = doc.get("sha")
@@ -370,6 +440,67 @@ class OnlineHub:
             gated=gated if isinstance(gated, str) else bool(gated),
             private=bool(doc.get("private")),
         )
+
+    # -- the light path --------------------------------------------------------------
+    def get_json(self, url: str, params: dict[str, str], ref: RepoRef) -> Any:
+        """GET a small JSON document with the standard library only.
+
+        ``hfa pull`` of a cached repo needs exactly this one call; importing huggingface_hub's
+        HTTP stack (httpx2, httpcore2, its header builder) would cost more than the request
+        (bench/bench_pull.py). Same rules as :meth:`request`: hfa's retry policy, the token
+        only for the endpoint's origin, redirects followed by hand (the token dropped on
+        another origin), TLS verified with the CA bundle httpx would use, proxies from the
+        environment, and the Hub's ``X-Error-Code`` mapped to hfa's errors.
+        """
+        import json
+        import urllib.error
+        import urllib.request
+        from urllib.parse import urlencode
+
+        target = f"{url}?{urlencode(params)}" if params else url
+        attempt = 0
+        hops = 0
+        while True:
+            request = urllib.request.Request(target, headers=self._light_headers(target))
+            self.requests_made += 1
+            try:
+                with _light_opener().open(request, timeout=30) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as err:
+                status = err.code
+                location = err.headers.get("Location") if 300 <= status < 400 else None
+                if location and hops < 10:
+                    target = urljoin(target, location)
+                    hops += 1
+                    continue
+                if status in RETRY_STATUSES and attempt < self.retry.retries:
+                    self._sleep(self.retry.delay(attempt, parse_retry_after(err.headers.get("Retry-After"))))
+                    attempt += 1
+                    continue
+                raise _light_error(status, err.headers, err.read(), ref, self.settings.endpoint) from None
+            except ValueError:
+                raise CheckFailed(f"The endpoint answered invalid JSON for '{ref}'", "check --endpoint") from None
+            except (OSError, urllib.error.URLError) as exc:
+                if attempt >= self.retry.retries:
+                    reason = getattr(exc, "reason", exc)
+                    raise NetworkError(
+                        f"Could not reach the endpoint ({type(exc).__name__}: {reason})",
+                        "check --endpoint / HF_ENDPOINT and your network, or use --offline",
+                    ) from None
+                self._sleep(self.retry.delay(attempt))
+                attempt += 1
+
+    def _light_headers(self, url: str) -> dict[str, str]:
+        import platform
+
+        headers = {
+            "User-Agent": f"hfa/{_version()}; python/{platform.python_version()}",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+        }
+        if self.settings.token and _origin(url) == _origin(self.settings.endpoint):
+            headers["Authorization"] = f"Bearer {self.settings.token}"
+        return headers
 
     def read_small(self, ref: RepoRef, commit: str, path: str, limit: int = 16 * 1024 * 1024) -> bytes:
         """The bytes of a small file (an index, a README), at most ``limit``."""

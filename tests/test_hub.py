@@ -13,8 +13,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hfa.config import Settings
-from hfa.errors import NetworkError, OfflineError
+from hfa.errors import (
+    AccessDenied,
+    CheckFailed,
+    GatedRepo,
+    NetworkError,
+    OfflineError,
+    RepoNotFound,
+    RevisionNotFound,
+    UsageError,
+)
 from hfa.hub import OnlineHub, RetryPolicy, parse_retry_after
+from hfa.refs import RepoRef
 
 
 class Script:
@@ -126,3 +136,84 @@ def test_retry_delay_is_bounded(attempt: int, retry_after: float | None) -> None
 def test_parse_retry_after_never_crashes(value: str) -> None:
     result = parse_retry_after(value)
     assert result is None or result >= 0
+
+
+# -- the light path: resolve() with the standard library only ---------------------------------------
+
+INFO = json.dumps(
+    {"id": "a/b", "sha": "c" * 40, "siblings": [{"rfilename": "config.json", "size": 2, "blobId": "d" * 40}]}
+).encode()
+
+
+def _ref() -> RepoRef:
+    return RepoRef.parse("a/b")
+
+
+def test_resolve_retries_then_reads_the_listing() -> None:
+    script = Script([(503, {"Retry-After": "2"}, b"{}"), (200, {}, INFO)])
+    with scripted(script) as url:
+        h, sleeps = hub(url, token="hf_light_token_1234")
+        resolved = h.resolve(_ref())
+    assert resolved.commit == "c" * 40 and list(resolved.files) == ["config.json"]
+    assert sleeps == [2.0] and h.requests_made == 2
+    assert script.seen[0][0].startswith("/api/models/a/b?blobs=true")
+    assert script.seen[1][1].get("Authorization") == "Bearer hf_light_token_1234"
+
+
+def test_resolve_redirect_to_another_origin_drops_the_token() -> None:
+    other = Script([(200, {}, INFO)])
+    with scripted(other) as other_url:
+        first = Script([(307, {"Location": f"{other_url}/api/models/a/b-renamed?blobs=true"}, b"")])
+        with scripted(first) as url:
+            h, _ = hub(url, token="hf_light_token_1234")
+            assert h.resolve(_ref()).commit == "c" * 40
+    assert first.seen[0][1].get("Authorization") == "Bearer hf_light_token_1234"
+    assert "authorization" not in {k.lower() for k in other.seen[0][1]}
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "error", "text"),
+    [
+        (404, {"X-Error-Code": "RepoNotFound"}, RepoNotFound, "'a/b' not found"),
+        (401, {}, RepoNotFound, "'a/b' not found"),
+        (404, {"X-Error-Code": "RevisionNotFound"}, RevisionNotFound, "Revision 'main' not found"),
+        (403, {"X-Error-Code": "GatedRepo"}, GatedRepo, "is gated"),
+        (403, {}, AccessDenied, "refused access"),
+        (400, {}, UsageError, "refused the request"),
+        (500, {}, NetworkError, "HTTP 500"),
+    ],
+)
+def test_resolve_maps_hub_errors(status: int, headers: dict[str, str], error: type, text: str) -> None:
+    with scripted(Script([(status, headers, b'{"error": "nope"}')] * 3)) as url:
+        h, _ = hub(url, retries=1)
+        with pytest.raises(error, match=text):
+            h.resolve(_ref())
+
+
+def test_resolve_rejects_invalid_json_and_dead_endpoints() -> None:
+    with scripted(Script([(200, {}, b"<html>")])) as url:
+        h, _ = hub(url)
+        with pytest.raises(CheckFailed, match="invalid JSON"):
+            h.resolve(_ref())
+    h, sleeps = hub("http://127.0.0.1:9", retries=2)
+    with pytest.raises(NetworkError, match="Could not reach"):
+        h.resolve(_ref())
+    assert len(sleeps) == 2
+
+
+def test_warm_pull_imports_no_http_stack(server, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    cache = tmp_path / "c"
+    args = ["pull", "org/model", "--endpoint", server.url, "--cache-dir", str(cache), "-q"]
+    code = (
+        "import sys; from hfa.cli.app import main; sys.argv = ['hfa', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(','.join(m for m in ('httpx2', 'httpcore2', 'huggingface_hub', 'yaml') if m in sys.modules))"
+    )
+    first = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr  # cold: downloads need the HTTP stack
+    warm = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.splitlines()[-1] == ""  # the last line lists heavy modules imported: none
