@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import bench_tmpdir, bin_path, clean_env, goal_met, median, row
+from _common import bench_tmpdir, bin_path, clean_env, goal_met, median, row, write_blob
 
 MIB = 1 << 20
 MB = 1_000_000
@@ -99,22 +99,7 @@ def _many_files() -> dict[str, bytes | str]:
     return files
 
 
-def _write_blob(blobs: Path, size: int) -> Path:
-    """Write ``size`` bytes (one random 1 MiB block, repeated) as a blob named by its sha256."""
-    blobs.mkdir(parents=True, exist_ok=True)
-    block = os.urandom(MIB)
-    h = hashlib.sha256()
-    tmp = blobs / ".tmp-bench"
-    with tmp.open("wb") as fp:
-        left = size
-        while left > 0:
-            chunk = block if left >= MIB else block[:left]
-            fp.write(chunk)
-            h.update(chunk)
-            left -= len(chunk)
-    target = blobs / h.hexdigest()
-    os.replace(tmp, target)
-    return target
+_write_blob = write_blob  # the shared helper in _common
 
 
 def _build(cache: Path, big_size: int) -> tuple[dict[str, int], dict[str, int]]:

@@ -12,7 +12,6 @@ timing only the call), beside curl writing the same file to disk as the baseline
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import bench_tmpdir, bin_path, clean_env, goal_met, median, read_line, row, stop_process
+from _common import bench_tmpdir, bin_path, clean_env, goal_met, median, read_line, row, stop_process, write_blob
 
 GOAL = ">= 1.0"
 MIB = 1 << 20
@@ -45,22 +44,7 @@ print(json.dumps({"import_s": t1 - t0, "download_s": t2 - t1, "path": path, "siz
 """
 
 
-def _write_blob(blobs: Path, size: int) -> Path:
-    """Write ``size`` bytes (a random 1 MiB block, repeated) as a blob named by its sha256."""
-    blobs.mkdir(parents=True, exist_ok=True)
-    block = os.urandom(MIB)
-    h = hashlib.sha256()
-    tmp = blobs / ".tmp-bench"
-    with tmp.open("wb") as fp:
-        left = size
-        while left > 0:
-            chunk = block if left >= MIB else block[:left]
-            fp.write(chunk)
-            h.update(chunk)
-            left -= len(chunk)
-    target = blobs / h.hexdigest()
-    os.replace(tmp, target)
-    return target
+_write_blob = write_blob  # the shared helper in _common
 
 
 def _build_cache(cache: Path, size: int) -> Path:
