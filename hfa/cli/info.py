@@ -8,33 +8,20 @@ import typer
 
 from hfa.cli.options import Ctx, command
 from hfa.cli.selection import (
-    AllOpt,
-    ConfigOnlyOpt,
-    ExcludeOpt,
-    FrameworkOpt,
-    IncludeOpt,
-    QuantOpt,
     RepoTypeOpt,
-    SubfolderOpt,
-    TrustRemoteCodeOpt,
-    build_options,
+    Selection,
+    with_selection,
 )
 
 
 def register(app: typer.Typer) -> None:
     @command(app, "info")
+    @with_selection
     def info(
         ctx: Ctx,
         repo: Annotated[str, typer.Argument(help="REPO[@REVISION]: org/name, org/name@v1.0, datasets/org/name.")],
         repo_type: RepoTypeOpt = None,
-        framework: FrameworkOpt = None,
-        quant: QuantOpt = None,
-        include: IncludeOpt = None,
-        exclude: ExcludeOpt = None,
-        all_files: AllOpt = False,
-        config_only: ConfigOnlyOpt = False,
-        subfolder: SubfolderOpt = None,
-        trust_remote_code: TrustRemoteCodeOpt = False,
+        sel: Selection = Selection(),
     ) -> None:
         """Show what a repo holds: its commit, card facts, files with risk flags, and what pull would take.
 
@@ -46,9 +33,7 @@ def register(app: typer.Typer) -> None:
         from hfa.refs import RepoRef
 
         ref = RepoRef.parse(repo, repo_type)
-        options = build_options(
-            framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code
-        )
+        options = sel.build()
         result = do_info(ctx.settings, ref, options)
         for warning in result.warnings:
             ctx.out.warn(warning)

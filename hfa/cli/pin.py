@@ -9,23 +9,16 @@ import typer
 
 from hfa.cli.options import Ctx, command
 from hfa.cli.selection import (
-    AllOpt,
-    ConfigOnlyOpt,
-    ExcludeOpt,
-    FrameworkOpt,
-    IncludeOpt,
     LockOpt,
-    QuantOpt,
     RepoTypeOpt,
-    SubfolderOpt,
-    TrustRemoteCodeOpt,
-    build_options,
-    options_given,
+    Selection,
+    with_selection,
 )
 
 
 def register(app: typer.Typer) -> None:
     @command(app, "pin")
+    @with_selection
     def pin(
         ctx: Ctx,
         repos: Annotated[
@@ -33,14 +26,7 @@ def register(app: typer.Typer) -> None:
             typer.Argument(help="REPO[@REVISION] to add or update; with --upgrade/--check/--remove, repos to act on."),
         ] = None,
         repo_type: RepoTypeOpt = None,
-        framework: FrameworkOpt = None,
-        quant: QuantOpt = None,
-        include: IncludeOpt = None,
-        exclude: ExcludeOpt = None,
-        all_files: AllOpt = False,
-        config_only: ConfigOnlyOpt = False,
-        subfolder: SubfolderOpt = None,
-        trust_remote_code: TrustRemoteCodeOpt = False,
+        sel: Selection = Selection(),
         lock: LockOpt = Path("hfa.lock"),
         upgrade: Annotated[
             bool, typer.Option("--upgrade", help="Re-resolve the asked-for revisions (all, or the named repos).")
@@ -64,9 +50,7 @@ def register(app: typer.Typer) -> None:
         if len(modes) > 1:
             raise UsageError(f"{' and '.join(modes)} cannot be combined", "run them one at a time")
         refs = [RepoRef.parse(r, repo_type) for r in repos or []]
-        sel_given = options_given(
-            framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code
-        )
+        sel_given = sel.given()
         if modes and sel_given:
             raise UsageError(
                 f"selection options do not apply to {modes[0]}",
@@ -108,9 +92,7 @@ def register(app: typer.Typer) -> None:
         elif refs:
             result = core.PinResult(lock)
             for ref in refs:
-                options = build_options(
-                    framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code
-                )
+                options = sel.build()
                 one = core.pin(ctx.settings, lock, ref, options)
                 result.changes += one.changes
                 result.warnings += one.warnings

@@ -9,18 +9,10 @@ import typer
 
 from hfa.cli.options import Ctx, command
 from hfa.cli.selection import (
-    AllOpt,
-    ConfigOnlyOpt,
-    ExcludeOpt,
-    FrameworkOpt,
-    IncludeOpt,
     LockOpt,
-    QuantOpt,
     RepoTypeOpt,
-    SubfolderOpt,
-    TrustRemoteCodeOpt,
-    build_options,
-    options_given,
+    Selection,
+    with_selection,
 )
 
 
@@ -70,7 +62,7 @@ def _pull_from_lock(
     ctx: Ctx,
     repo: str | None,
     repo_type: str | None,
-    sel: tuple[Any, ...],
+    sel: Selection,
     lock_path: Path,
     locked: bool,
     frozen: bool,
@@ -87,7 +79,7 @@ def _pull_from_lock(
         raise UsageError("--locked and --frozen contradict each other", "pass one of them")
     lock = lockfile.read(lock_path)
     if repo is None:
-        if options_given(*sel):
+        if sel.given():
             raise UsageError(
                 "selection options need a REPO argument", "the lock keeps each repo's selection; see `hfa pin`"
             )
@@ -106,7 +98,7 @@ def _pull_from_lock(
             reasons = []
             if ref.revision and ref.revision not in (entry.revision, entry.commit):
                 reasons.append(f"revision {ref.revision} (locked: {entry.revision})")
-            if options_given(*sel) and build_options(*sel) != entry.selection:
+            if sel.given() and sel.build() != entry.selection:
                 reasons.append("other selection options")
             if reasons:
                 raise CheckFailed(
@@ -144,6 +136,7 @@ def _pull_from_lock(
 
 def register(app: typer.Typer) -> None:
     @command(app, "pull")
+    @with_selection
     def pull(
         ctx: Ctx,
         repo: Annotated[
@@ -155,14 +148,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         repo_type: RepoTypeOpt = None,
-        framework: FrameworkOpt = None,
-        quant: QuantOpt = None,
-        include: IncludeOpt = None,
-        exclude: ExcludeOpt = None,
-        all_files: AllOpt = False,
-        config_only: ConfigOnlyOpt = False,
-        subfolder: SubfolderOpt = None,
-        trust_remote_code: TrustRemoteCodeOpt = False,
+        sel: Selection = Selection(),
         workers: Annotated[int, typer.Option(help="Parallel downloads.", min=1, max=64)] = 16,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Show what would be fetched and why; fetch nothing.")
@@ -190,14 +176,13 @@ def register(app: typer.Typer) -> None:
         from hfa.pull import pull as do_pull
         from hfa.refs import RepoRef
 
-        sel = (framework, quant, include, exclude, all_files, config_only, subfolder, trust_remote_code)
         if repo is None or locked or frozen:
             _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe)
             return
         if allow_unsafe:
             ctx.out.warn("--allow-unsafe: files that can run code when loaded will be published. Never load them.")
         ref = RepoRef.parse(repo, repo_type)
-        options = build_options(*sel)
+        options = sel.build()
         with ctx.out.progress(transient=True) as bar:
             sink = RichProgress(bar) if bar is not None else None
             result = do_pull(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 SEL = "Selection"
+F = TypeVar("F", bound=Callable[..., Any])
 
 RepoTypeOpt = Annotated[
     str | None,
@@ -55,52 +61,80 @@ TrustRemoteCodeOpt = Annotated[
 ]
 
 
-def build_options(
-    framework: list[str] | None,
-    quant: str | None,
-    include: list[str] | None,
-    exclude: list[str] | None,
-    all_files: bool,
-    config_only: bool,
-    subfolder: str | None,
-    trust_remote_code: bool,
-):  # -> SelectOptions (lazy import keeps --help fast)
-    from hfa.errors import UsageError
-    from hfa.resolver import check_subfolder
-    from hfa.select import FRAMEWORKS, SelectOptions
+@dataclass(frozen=True)
+class Selection:
+    """The selection options as given on the command line (before validation)."""
 
-    frameworks = tuple(framework or ())
-    for fw in frameworks:
-        if fw not in FRAMEWORKS:
-            raise UsageError(f"Unknown framework '{fw}'", f"use one of: {', '.join(FRAMEWORKS)}")
-    if all_files and config_only:
-        raise UsageError("--all and --config-only contradict each other", "pass one of them")
-    return SelectOptions(
-        frameworks=frameworks,
-        quant=quant,
-        include=tuple(include or ()),
-        exclude=tuple(exclude or ()),
-        all=all_files,
-        config_only=config_only,
-        subfolder=check_subfolder(subfolder),
-        trust_remote_code=trust_remote_code,
-    )
+    framework: list[str] | None = None
+    quant: str | None = None
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    all_files: bool = False
+    config_only: bool = False
+    subfolder: str | None = None
+    trust_remote_code: bool = False
+
+    def given(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+    def build(self):  # -> SelectOptions (lazy import keeps --help fast)
+        from hfa.errors import UsageError
+        from hfa.resolver import check_subfolder
+        from hfa.select import FRAMEWORKS, SelectOptions
+
+        frameworks = tuple(self.framework or ())
+        for fw in frameworks:
+            if fw not in FRAMEWORKS:
+                raise UsageError(f"Unknown framework '{fw}'", f"use one of: {', '.join(FRAMEWORKS)}")
+        if self.all_files and self.config_only:
+            raise UsageError("--all and --config-only contradict each other", "pass one of them")
+        return SelectOptions(
+            frameworks=frameworks,
+            quant=self.quant,
+            include=tuple(self.include or ()),
+            exclude=tuple(self.exclude or ()),
+            all=self.all_files,
+            config_only=self.config_only,
+            subfolder=check_subfolder(self.subfolder),
+            trust_remote_code=self.trust_remote_code,
+        )
+
+
+_SELECTION_PARAMS: list[tuple[str, Any, Any]] = [
+    ("framework", FrameworkOpt, None),
+    ("quant", QuantOpt, None),
+    ("include", IncludeOpt, None),
+    ("exclude", ExcludeOpt, None),
+    ("all_files", AllOpt, False),
+    ("config_only", ConfigOnlyOpt, False),
+    ("subfolder", SubfolderOpt, None),
+    ("trust_remote_code", TrustRemoteCodeOpt, False),
+]
+
+
+def with_selection(fn: F) -> F:
+    """Add the selection options to a command (apply under ``command``); it receives them as ``sel``."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values() if p.name != "sel"]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
+        for name, ann, default in _SELECTION_PARAMS
+    ]
+    names = [name for name, _, _ in _SELECTION_PARAMS]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        sel = Selection(**{n: kw.pop(n) for n in names})
+        return fn(*args, sel=sel, **kw)
+
+    del wrapper.__wrapped__
+    wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+    return wrapper  # type: ignore[return-value]
 
 
 LockOpt = Annotated[
     Path,
     typer.Option("--lock", help="The lock file.", dir_okay=False, rich_help_panel="Lock"),
 ]
-
-
-def options_given(
-    framework: list[str] | None,
-    quant: str | None,
-    include: list[str] | None,
-    exclude: list[str] | None,
-    all_files: bool,
-    config_only: bool,
-    subfolder: str | None,
-    trust_remote_code: bool,
-) -> bool:
-    return bool(framework or quant or include or exclude or all_files or config_only or subfolder or trust_remote_code)
