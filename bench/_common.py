@@ -224,8 +224,22 @@ def hub_env(url: str, home: Path) -> dict[str, str]:
     return env
 
 
-def write_blob(blobs: Path, size: int) -> Path:
-    """Write ``size`` bytes (one random 1 MiB block, repeated) as a blob named by its sha256."""
+def safetensors_head(size: int) -> bytes:
+    """The header of a valid safetensors file of exactly ``size`` bytes holding one U8 tensor."""
+    import json
+    import struct
+
+    n = size - 8
+    while True:
+        doc = json.dumps({"weight": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
+        doc += b" " * (-len(doc) % 8)
+        if 8 + len(doc) + n == size:
+            return struct.pack("<Q", len(doc)) + doc
+        n = size - 8 - len(doc)
+
+
+def write_blob(blobs: Path, size: int, head: bytes = b"") -> Path:
+    """Write ``size`` bytes (``head``, then one random 1 MiB block repeated) as a blob named by its sha256."""
     import hashlib
 
     blobs.mkdir(parents=True, exist_ok=True)
@@ -233,7 +247,9 @@ def write_blob(blobs: Path, size: int) -> Path:
     h = hashlib.sha256()
     tmp = blobs / ".tmp-bench"
     with tmp.open("wb") as fp:
-        left = size
+        fp.write(head)
+        h.update(head)
+        left = size - len(head)
         while left > 0:
             chunk = block if left >= MIB else block[:left]
             fp.write(chunk)

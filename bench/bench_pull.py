@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import bench_tmpdir, bin_path, clean_env, goal_met, median, row, write_blob
+from _common import bench_tmpdir, bin_path, clean_env, goal_met, median, row, safetensors_head, write_blob
 
 MIB = 1 << 20
 MB = 1_000_000
@@ -109,7 +109,7 @@ def _build(cache: Path, big_size: int) -> tuple[dict[str, int], dict[str, int]]:
 
     many = _many_files()
     write_repo(cache, MANY, many)
-    blob = _write_blob(RepoDir(cache, "model", BIG).blobs, big_size)
+    blob = _write_blob(RepoDir(cache, "model", BIG).blobs, big_size, safetensors_head(big_size))  # a valid file
     # The blob is already where write_repo would put it: it hashes the Path, finds the blob, copies nothing.
     write_repo(cache, BIG, {BIG_FILE: blob}, lfs={BIG_FILE: True})
     sizes = {p: len(c.encode() if isinstance(c, str) else c) for p, c in many.items()}

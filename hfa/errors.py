@@ -179,6 +179,11 @@ def from_exception(exc: BaseException) -> HfaError | None:
         return LocalError(f"Permission denied: {exc.filename or exc}", "check the permissions of the cache dir")
     if isinstance(exc, OSError) and exc.errno == 28:
         return LocalError("No space left on device", "free some space or point --cache-dir elsewhere")
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return LocalError(
+            f"{exc.strerror or type(exc).__name__}: {exc.filename}",
+            "check that path in the cache dir (--cache-dir / HF_HUB_CACHE): it is not what hfa expects",
+        )
     return None
 
 

@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfa.cache import CacheWriter
-from hfa.errors import CheckFailed, HfaError, NetworkError
-from hfa.hub import OnlineHub, _is_transient, translate
+from hfa.errors import CheckFailed, HfaError, NetworkError, from_exception
+from hfa.hub import OnlineHub, _is_transient
 from hfa.refs import RemoteFile, RepoRef
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
 CHUNK = 1 << 20
+_RESUME_STATUSES = frozenset({416})  # answered, not raised: fetch handles them
 DEFAULT_WORKERS = 16  # I/O-bound: many small files want many connections (bench/bench_pull.py)
 
 
@@ -170,7 +171,7 @@ class Fetcher:
                 raise
             except Exception as exc:
                 if not _is_transient(exc):
-                    err = translate(exc, self.ref, f.path, self.hub.settings.endpoint)
+                    err = from_exception(exc)
                     if err is None:
                         raise
                     raise err from exc
@@ -199,37 +200,28 @@ class Fetcher:
         if offset < f.size:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             url = self.hub.file_url(self.ref, self.commit, f.path)
-            with self.hub.stream(url, headers=headers) as response:
+            with self.hub.stream(url, headers=headers, ref=self.ref, path=f.path, allow=_RESUME_STATUSES) as response:
                 served_commit = response.headers.get("X-Repo-Commit")
                 if served_commit and served_commit != self.commit:
                     raise CheckFailed(
                         f"The endpoint served '{f.path}' from commit {served_commit}, not {self.commit}",
                         "check --endpoint",
                     )
+                if response.status_code == 416:  # the partial is no prefix of this file: start again
+                    raise HashMismatch(f"'{f.path}' cannot be resumed from byte {offset}")
                 if offset and response.status_code != 206:
                     offset = 0
                     hasher = new_hasher(f)
                 elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                     raise _BodyEnded(0)
-                mode = "r+b" if offset else "wb"
-                if not partial.exists():
-                    mode = "wb"
-                with partial.open(mode) as fp:
+                mode = "r+b" if offset and partial.exists() else "wb"
+                with partial.open(mode, buffering=0) as fp:
                     fp.seek(offset)
                     fp.truncate()
                     try:
-                        for chunk in response.iter_bytes():  # as the socket delivers: fastest (bench)
-                            if offset + len(chunk) > f.size:
-                                raise HashMismatch(f"'{f.path}' is longer than its listed size {f.size}")
-                            fp.write(chunk)
-                            hasher.update(chunk)
-                            offset += len(chunk)
-                            received += len(chunk)
-                            self.on_bytes(len(chunk))
-                            if self._cancel.is_set():
-                                break
+                        received = self._receive(f, response, fp, hasher, offset)
+                        offset += received
                     finally:
-                        fp.flush()
                         os.fsync(fp.fileno())
             if offset < f.size:
                 raise _BodyEnded(received)
@@ -243,4 +235,36 @@ class Fetcher:
                 raise
         os.chmod(partial, 0o644)
         os.replace(partial, self.writer.blob_path(f.etag))
+        return received
+
+    def _receive(self, f: RemoteFile, response: Any, fp: Any, hasher: Any, offset: int) -> int:
+        """Copy the body to ``fp`` and ``hasher`` through one reused buffer; return the bytes received.
+
+        The body is read straight into the buffer (no bytes object per chunk); writing and
+        hashing release the GIL, so the other workers' downloads go on meanwhile.
+        """
+        remaining = f.size - offset
+        buffer = bytearray(min(CHUNK, remaining) or 1)
+        view = memoryview(buffer)
+        received = 0
+        try:
+            while not self._cancel.is_set():
+                n = response.readinto(view)
+                if not n:
+                    break
+                if n > remaining - received:
+                    raise HashMismatch(f"'{f.path}' is longer than its listed size {f.size}")
+                chunk = view[:n]
+                done = 0
+                while done < n:  # a raw file may take less than asked
+                    done += fp.write(chunk[done:])
+                hasher.update(chunk)
+                received += n
+                self.on_bytes(n)
+                if received == remaining:
+                    if response.readinto(view[:1]):  # a body longer than listed: never published
+                        raise HashMismatch(f"'{f.path}' is longer than its listed size {f.size}")
+                    break
+        finally:
+            view.release()
         return received

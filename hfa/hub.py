@@ -1,23 +1,21 @@
 """The network behind one abstraction: what hfa may ask of a Hub endpoint.
 
-Every HTTP request hfa makes goes through :meth:`OnlineHub.request`, which
+Every HTTP request hfa makes (but the Inference API's, which huggingface_hub's
+``InferenceClient`` sends) goes through :class:`OnlineHub`, which
 
-* uses huggingface_hub's shared HTTP client and its error parser, so a server's
-  ``X-Error-Code`` becomes the same exception the official client raises; plain
-  ``http://`` URLs (a local mirror, ``hfa serve``) go through a client of the same
-  make that skips loading CA certificates (~30 ms), and anything it is redirected to
-  goes back through the shared, verifying one;
+* sends it through :mod:`hfa.transport` (the standard library's ``http.client``: keep-alive
+  per thread, TLS verified with the CA bundle httpx would use, proxies from the environment);
+* follows redirects by hand and sends the token only to the endpoint's own origin, never
+  to another host (a CDN, a paged link elsewhere);
 * applies hfa's retry policy (connection errors, 408, 429 with ``Retry-After``, 5xx;
   exponential backoff with jitter, a bounded number of tries);
-* sends the token only to the endpoint's own origin, never to another host.
-
-Foreign exceptions leave this module translated into :mod:`hfa.errors`.
+* reads the Hub's ``X-Error-Code`` as huggingface_hub's ``hf_raise_for_status`` does and
+  raises :mod:`hfa.errors`: nothing foreign leaves this module.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,13 +36,12 @@ from hfa.errors import (
     RepoNotFound,
     RevisionNotFound,
     UsageError,
-    from_exception,
 )
 from hfa.hashing import COMMIT_RE
 from hfa.refs import RemoteFile, RepoRef, Resolved
 
 if TYPE_CHECKING:
-    import httpx2
+    from hfa.transport import Response
 
 SORT_CHOICES = ("downloads", "likes", "last_modified", "created_at", "trending_score")
 _SORT_PARAM = {
@@ -126,122 +123,14 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
-def translate(
-    exc: BaseException, ref: RepoRef | None = None, path: str | None = None, endpoint: str | None = None
-) -> HfaError | None:
-    """A foreign exception as HfaError, naming ``ref`` and ``path`` where known; None if unknown."""
-    err = from_exception(exc)
-    if err is None or ref is None or isinstance(exc, HfaError):
-        return err
-    if isinstance(err, GatedRepo):
-        url = f"{endpoint}/{'' if ref.repo_type == 'model' else ref.repo_type + 's/'}{ref.repo_id}"
-        return GatedRepo(ref.repo_id, url if endpoint else None)
-    if isinstance(err, RepoNotFound):
-        return RepoNotFound(ref.repo_id, ref.repo_type)
-    if isinstance(err, RevisionNotFound):
-        return RevisionNotFound(ref.repo_id, ref.revision_or_default)
-    if isinstance(err, EntryNotFound) and path is not None:
-        return EntryNotFound(ref.repo_id, path, ref.revision)
-    return err
-
-
-@contextmanager
-def translated(ref: RepoRef | None = None, path: str | None = None, endpoint: str | None = None) -> Iterator[None]:
-    """Re-raise huggingface_hub / HTTP errors as HfaError, naming ``ref`` where known."""
-    try:
-        yield
-    except HfaError:
-        raise
-    except Exception as exc:
-        err = translate(exc, ref, path, endpoint)
-        if err is None:
-            raise
-        raise err from exc
-
-
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-_PLAIN_LOCK = threading.Lock()
-_PLAIN: httpx2.Client | None = None
-
-
-def _plain_http_client() -> httpx2.Client:
-    """The client for ``http://`` URLs: huggingface_hub's default client, less the CA certificates.
-
-    Same request hook (request id, offline guard), proxies from the environment and no
-    timeout of its own; but it never follows a redirect (the caller sends the request
-    through the verifying client instead), and its TLS context trusts no certificate at
-    all, so it could not speak TLS to anyone even if it were ever handed an https URL.
-    """
-    global _PLAIN
-    with _PLAIN_LOCK:
-        if _PLAIN is None:
-            import ssl
-
-            import httpx2
-            from huggingface_hub.utils._http import hf_request_event_hook
-
-            trusts_nothing = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies peers, has no CA to verify with
-            _PLAIN = httpx2.Client(
-                event_hooks={"request": [hf_request_event_hook]},
-                follow_redirects=False,
-                timeout=None,
-                verify=trusts_nothing,
-            )
-        return _PLAIN
-
-
-def _is_plain_http(url: str) -> bool:
-    return urlsplit(url).scheme.lower() == "http"
-
-
-def _client_for(url: str) -> httpx2.Client:
-    """The plain client for an ``http://`` URL, huggingface_hub's shared verifying client for any other."""
-    if _is_plain_http(url):
-        return _plain_http_client()
-    from huggingface_hub.utils import get_session
-
-    return get_session()
-
-
-_LIGHT: Any = None
-
-
-def _light_opener() -> Any:
-    """A urllib opener that never follows redirects itself (get_json does, minding the token)."""
-    global _LIGHT
-    with _PLAIN_LOCK:
-        if _LIGHT is None:
-            import urllib.request
-
-            class NoRedirect(urllib.request.HTTPRedirectHandler):
-                def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-                    return None  # surfaces as an HTTPError carrying the Location
-
-            _LIGHT = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=_tls_context()))
-        return _LIGHT
-
-
-def _tls_context() -> Any:
-    """Verified TLS with the CA bundle httpx uses (SSL_CERT_FILE / SSL_CERT_DIR, else certifi's)."""
-    import ssl
-
-    cafile = os.environ.get("SSL_CERT_FILE")
-    capath = os.environ.get("SSL_CERT_DIR")
-    if not cafile and not capath:
-        try:
-            import certifi
-
-            cafile = certifi.where()
-        except ImportError:  # pragma: no cover
-            cafile = None
-    return ssl.create_default_context(cafile=cafile, capath=capath)
-
-
-def _light_error(status: int, headers: Any, body: bytes, ref: RepoRef, endpoint: str) -> HfaError:
+def _light_error(
+    status: int, headers: Any, body: bytes, ref: RepoRef | None, endpoint: str, path: str | None = None
+) -> HfaError:
     """The Hub's answer as hfa's error, as huggingface_hub's hf_raise_for_status would classify it."""
     import json
 
@@ -253,21 +142,24 @@ def _light_error(status: int, headers: Any, body: bytes, ref: RepoRef, endpoint:
             message = message or doc["error"]
     except ValueError:
         pass
-    if code == "GatedRepo":
-        page = f"{endpoint}/{'' if ref.repo_type == 'model' else ref.repo_type + 's/'}{ref.repo_id}"
-        return GatedRepo(ref.repo_id, page)
-    if code == "RevisionNotFound":
-        return RevisionNotFound(ref.repo_id, ref.revision_or_default)
-    if code == "RepoNotFound" or (status == 401 and not code):
-        return RepoNotFound(ref.repo_id, ref.repo_type)
-    if code == "EntryNotFound":
-        return EntryNotFound(ref.repo_id, "?", ref.revision)
+    if ref is not None:
+        if code == "GatedRepo":
+            page = f"{endpoint}/{'' if ref.repo_type == 'model' else ref.repo_type + 's/'}{ref.repo_id}"
+            return GatedRepo(ref.repo_id, page)
+        if code == "RevisionNotFound":
+            return RevisionNotFound(ref.repo_id, ref.revision_or_default)
+        if code == "RepoNotFound" or (status == 401 and not code):
+            return RepoNotFound(ref.repo_id, ref.repo_type)
+        if code == "EntryNotFound":
+            return EntryNotFound(ref.repo_id, path or "?", ref.revision)
     if status in (401, 403):
         return AccessDenied(f"The endpoint refused access (HTTP {status}): {message}", "check --token / HF_TOKEN")
     if status == 400:
         return UsageError(f"The endpoint refused the request: {message or 'HTTP 400'}", "check the arguments")
-    if status == 404:
-        return RepoNotFound(ref.repo_id, ref.repo_type)
+    if status == 404 and ref is not None:
+        return (
+            RepoNotFound(ref.repo_id, ref.repo_type) if path is None else EntryNotFound(ref.repo_id, path, ref.revision)
+        )
     return NetworkError(
         f"The endpoint answered HTTP {status}: {message or 'no message'}",
         "retry later, or check --endpoint / HF_ENDPOINT",
@@ -296,104 +188,55 @@ class OnlineHub:
     def url(self, path: str) -> str:
         return self.settings.endpoint + path
 
-    def headers_for(self, url: str) -> dict[str, str]:
-        from huggingface_hub.utils import build_hf_headers
-
-        same_origin = _origin(url) == _origin(self.settings.endpoint)
-        token: str | bool = self.settings.token if (same_origin and self.settings.token) else False
-        return build_hf_headers(token=token, library_name="hfa", library_version=_version())
-
-    def request(
+    @contextmanager
+    def stream(
         self,
-        method: str,
         url: str,
         *,
-        params: Any = None,
-        data: Any = None,
         headers: dict[str, str] | None = None,
-        timeout: float | None = 30.0,
-    ) -> httpx2.Response:
-        """One request with hfa's retry policy; raises huggingface_hub's exception classes.
+        timeout: float = 60.0,
+        ref: RepoRef | None = None,
+        path: str | None = None,
+        allow: frozenset[int] = frozenset(),
+    ) -> Iterator[Response]:
+        """GET ``url``, body unread, through :mod:`hfa.transport`; retries before the body starts.
 
-        Redirects are followed by huggingface_hub's shared client: a redirected plain-http
-        request is sent again through it.
+        Redirects are followed by hand and the token goes only to the endpoint's origin: a
+        redirect to a CDN is followed without it. An error status becomes hfa's error (naming
+        ``ref`` and ``path`` when given), as huggingface_hub would classify it, unless it
+        is in ``allow``: those are handed back for the caller to deal with.
         """
-        from huggingface_hub.utils import get_session, hf_raise_for_status
+        from hfa import transport
 
-        _quiet_hf_logging()
         attempt = 0
+        hops = 0
         while True:
-            all_headers = {**self.headers_for(url), **(headers or {})}
+            all_headers = {**self._light_headers(url, accept="*/*"), **(headers or {})}
+            self.requests_made += 1
             try:
-                self.requests_made += 1
-                response = _client_for(url).request(
-                    method, url, params=params, data=data, headers=all_headers, timeout=timeout
-                )
-                if response.is_redirect and _is_plain_http(url):
-                    response.close()  # let the verifying client follow it, whatever scheme it leads to
-                    self.requests_made += 1
-                    response = get_session().request(
-                        method, url, params=params, data=data, headers=all_headers, timeout=timeout
-                    )
+                response = transport.open_url("GET", url, all_headers, timeout=timeout)
             except Exception as exc:
                 if not _is_transient(exc) or attempt >= self.retry.retries:
                     raise
                 self._sleep(self.retry.delay(attempt))
                 attempt += 1
                 continue
-            if response.status_code in RETRY_STATUSES and attempt < self.retry.retries:
-                wait = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
-                response.close()
-                self._sleep(wait)
-                attempt += 1
-                continue
-            hf_raise_for_status(response)
-            return response
-
-    @contextmanager
-    def stream(
-        self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 60.0
-    ) -> Iterator[httpx2.Response]:
-        """GET ``url`` streaming the body; retries before the body starts; redirects followed by hand.
-
-        The token goes only to the endpoint's origin: a redirect to a CDN is followed without it.
-        """
-        from huggingface_hub.utils import hf_raise_for_status
-
-        _quiet_hf_logging()
-
-        attempt = 0
-        hops = 0
-        yielded = False
-        while True:
-            all_headers = {**self.headers_for(url), "Accept-Encoding": "identity", **(headers or {})}
-            self.requests_made += 1
-            try:
-                with _client_for(url).stream(
-                    "GET", url, headers=all_headers, timeout=timeout, follow_redirects=False
-                ) as response:
-                    if response.is_redirect and hops < 10:
-                        location = response.headers.get("Location")
-                        if location:
-                            url = urljoin(url, location)
-                            hops += 1
-                            continue
-                    if response.status_code in RETRY_STATUSES and attempt < self.retry.retries:
-                        wait = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
-                        attempt += 1
-                        self._sleep(wait)
-                        continue
-                    if response.status_code >= 400:
-                        response.read()
-                        hf_raise_for_status(response)
-                    yielded = True
-                    yield response
-                    return
-            except Exception as exc:
-                if yielded or not _is_transient(exc) or attempt >= self.retry.retries:
-                    raise
-                attempt += 1
-                self._sleep(self.retry.delay(attempt - 1))
+            with response:
+                if response.is_redirect and hops < 10:
+                    url = urljoin(url, response.headers["Location"])
+                    hops += 1
+                    response.read(64 * 1024)  # a redirect's body is small; reading it keeps the connection
+                    continue
+                if response.status_code in RETRY_STATUSES and attempt < self.retry.retries:
+                    wait = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
+                    attempt += 1
+                    self._sleep(wait)
+                    continue
+                if response.status_code >= 400 and response.status_code not in allow:
+                    body = response.read(64 * 1024)
+                    raise _light_error(response.status_code, response.headers, body, ref, self.settings.endpoint, path)
+                yield response
+                return
 
     def file_url(self, ref: RepoRef, commit: str, path: str) -> str:
         from urllib.parse import quote
@@ -442,60 +285,59 @@ class OnlineHub:
         )
 
     # -- the light path --------------------------------------------------------------
-    def get_json(self, url: str, params: dict[str, str], ref: RepoRef) -> Any:
-        """GET a small JSON document with the standard library only.
+    def get_json(self, url: str, params: Any = None, ref: RepoRef | None = None) -> Any:
+        """GET a JSON document: hfa's retry policy, redirects by hand, the Hub's errors mapped."""
+        return self._get_json(url, params, ref)[0]
 
-        ``hfa pull`` of a cached repo needs exactly this one call; importing huggingface_hub's
-        HTTP stack (httpx2, httpcore2, its header builder) would cost more than the request
-        (bench/bench_pull.py). Same rules as :meth:`request`: hfa's retry policy, the token
-        only for the endpoint's origin, redirects followed by hand (the token dropped on
-        another origin), TLS verified with the CA bundle httpx would use, proxies from the
-        environment, and the Hub's ``X-Error-Code`` mapped to hfa's errors.
-        """
+    def _get_json(self, url: str, params: Any, ref: RepoRef | None) -> tuple[Any, Any]:
+        """The document and the final response's headers (``Link`` for paging)."""
+        import http.client
         import json
-        import urllib.error
-        import urllib.request
         from urllib.parse import urlencode
+
+        from hfa import transport
 
         target = f"{url}?{urlencode(params)}" if params else url
         attempt = 0
         hops = 0
         while True:
-            request = urllib.request.Request(target, headers=self._light_headers(target))
             self.requests_made += 1
             try:
-                with _light_opener().open(request, timeout=30) as response:
-                    return json.loads(response.read())
-            except urllib.error.HTTPError as err:
-                status = err.code
-                location = err.headers.get("Location") if 300 <= status < 400 else None
-                if location and hops < 10:
-                    target = urljoin(target, location)
-                    hops += 1
-                    continue
-                if status in RETRY_STATUSES and attempt < self.retry.retries:
-                    self._sleep(self.retry.delay(attempt, parse_retry_after(err.headers.get("Retry-After"))))
-                    attempt += 1
-                    continue
-                raise _light_error(status, err.headers, err.read(), ref, self.settings.endpoint) from None
+                with transport.open_url("GET", target, self._light_headers(target), timeout=30) as response:
+                    status = response.status_code
+                    if response.is_redirect and hops < 10:
+                        response.read(64 * 1024)
+                        target = urljoin(target, response.headers["Location"])
+                        hops += 1
+                        continue
+                    if status in RETRY_STATUSES and attempt < self.retry.retries:
+                        self._sleep(self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After"))))
+                        attempt += 1
+                        continue
+                    if status >= 300:
+                        body = response.read(64 * 1024)
+                        raise _light_error(status, response.headers, body, ref, self.settings.endpoint)
+                    return json.loads(response.read()), response.headers
             except ValueError:
-                raise CheckFailed(f"The endpoint answered invalid JSON for '{ref}'", "check --endpoint") from None
-            except (OSError, urllib.error.URLError) as exc:
-                if attempt >= self.retry.retries:
-                    reason = getattr(exc, "reason", exc)
+                what = f"'{ref}'" if ref is not None else urlsplit(target).path
+                raise CheckFailed(f"The endpoint answered invalid JSON for {what}", "check --endpoint") from None
+            except HfaError:
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                if not _is_transient(exc) or attempt >= self.retry.retries:
                     raise NetworkError(
-                        f"Could not reach the endpoint ({type(exc).__name__}: {reason})",
+                        f"Could not reach the endpoint ({type(exc).__name__}: {_reason(exc)})",
                         "check --endpoint / HF_ENDPOINT and your network, or use --offline",
                     ) from None
                 self._sleep(self.retry.delay(attempt))
                 attempt += 1
 
-    def _light_headers(self, url: str) -> dict[str, str]:
+    def _light_headers(self, url: str, accept: str = "application/json") -> dict[str, str]:
         import platform
 
         headers = {
             "User-Agent": f"hfa/{_version()}; python/{platform.python_version()}",
-            "Accept": "application/json",
+            "Accept": accept,
             "Accept-Encoding": "identity",
         }
         if self.settings.token and _origin(url) == _origin(self.settings.endpoint):
@@ -505,7 +347,7 @@ class OnlineHub:
     def read_small(self, ref: RepoRef, commit: str, path: str, limit: int = 16 * 1024 * 1024) -> bytes:
         """The bytes of a small file (an index, a README), at most ``limit``."""
         url = self.file_url(ref, commit, path)
-        with translated(ref, path, self.settings.endpoint), self.stream(url) as response:
+        with self.stream(url, ref=ref, path=path) as response:
             data = b""
             for chunk in response.iter_bytes():
                 data += chunk
@@ -517,9 +359,11 @@ class OnlineHub:
         """Items of a Link-paged JSON list; the token never follows a link to another origin."""
         url: str | None = self.url(path)
         while url:
-            response = self.request("GET", url, params=params)
-            yield from response.json()
-            nxt = response.links.get("next", {}).get("url")
+            doc, headers = self._get_json(url, params, None)
+            if not isinstance(doc, list):
+                raise CheckFailed(f"The endpoint answered no list for {path}", "check --endpoint")
+            yield from doc
+            nxt = next_link(headers.get("Link"))
             url = urljoin(url, nxt) if nxt else None
             params = None
 
@@ -544,33 +388,53 @@ class OnlineHub:
                 params.append((key, value))
         if sort:
             params += [("sort", _SORT_PARAM.get(sort, sort)), ("direction", -1)]
-        with translated():
-            from huggingface_hub.hf_api import ModelInfo
+        from huggingface_hub.hf_api import ModelInfo
 
-            out: list[ModelSummary] = []
-            for item in self.paginate("/api/models", params):
-                item.setdefault("siblings", None)
-                m = ModelInfo(**item)
-                out.append(
-                    ModelSummary(
-                        id=m.id,
-                        pipeline_tag=m.pipeline_tag,
-                        library_name=m.library_name,
-                        downloads=m.downloads,
-                        likes=m.likes,
-                        last_modified=_iso(m.last_modified),
-                        private=bool(m.private),
-                        gated=m.gated if m.gated else False,
-                    )
+        out: list[ModelSummary] = []
+        for item in self.paginate("/api/models", params):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise CheckFailed("The endpoint answered an invalid model list", "check --endpoint")
+            item.setdefault("siblings", None)
+            m = ModelInfo(**item)
+            out.append(
+                ModelSummary(
+                    id=m.id,
+                    pipeline_tag=m.pipeline_tag,
+                    library_name=m.library_name,
+                    downloads=m.downloads,
+                    likes=m.likes,
+                    last_modified=_iso(m.last_modified),
+                    private=bool(m.private),
+                    gated=m.gated if m.gated else False,
                 )
-                if len(out) >= limit:
-                    break
-            return out
+            )
+            if len(out) >= limit:
+                break
+        return out
+
+
+_NET_ERRNOS = frozenset({100, 101, 103, 104, 110, 111, 112, 113})  # ENETDOWN … EHOSTUNREACH (Linux)
 
 
 def _is_transient(exc: BaseException) -> bool:
+    """Worth another try: the connection failed, broke off or timed out.
+
+    Not a refused TLS certificate, not a malformed URL, and never a local file error (a full
+    disk is reported as such, not retried as a network fault).
+    """
+    import http.client
+    import socket
+
     name = type(exc).__name__
-    return isinstance(exc, (ConnectionError, TimeoutError)) or name in {
+    if name in {"SSLCertVerificationError", "CertificateError", "InvalidURL"}:
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, http.client.HTTPException, socket.gaierror)):
+        return True
+    if name in {"SSLError", "SSLEOFError", "SSLZeroReturnError"}:
+        return True
+    if isinstance(exc, OSError) and exc.errno in _NET_ERRNOS and not exc.filename:
+        return True
+    return name in {
         "ConnectError",
         "ConnectTimeout",
         "ReadTimeout",
@@ -582,13 +446,20 @@ def _is_transient(exc: BaseException) -> bool:
     }
 
 
-def _quiet_hf_logging() -> None:
-    """huggingface_hub logs retries and warnings itself; hfa reports through Output instead."""
-    import logging
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "reason", None) or exc).strip()
+    return text.splitlines()[0] if text else "no detail"
 
-    import huggingface_hub.utils.logging  # noqa: F401  (configures its root logger on import)
 
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+def next_link(value: str | None) -> str | None:
+    """The ``rel="next"`` target of an RFC 8288 ``Link`` header, or None."""
+    import re
+
+    for target, params in re.findall(r"<([^>]*)>([^<]*)", value or ""):
+        for rel in re.findall(r'rel\s*=\s*(?:"([^"]*)"|([^\s;,]+))', params):
+            if "next" in " ".join(rel).lower().split():
+                return str(target)
+    return None
 
 
 def _version() -> str:

@@ -41,7 +41,7 @@ def scripted(script: Script) -> Iterator[str]:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
-            script.seen.append((self.path, dict(self.headers)))
+            script.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             status, headers, body = script.answers.pop(0) if script.answers else (200, {}, b"[]")
             self.send_response(status)
             for k, v in headers.items():
@@ -157,7 +157,7 @@ def test_resolve_retries_then_reads_the_listing() -> None:
     assert resolved.commit == "c" * 40 and list(resolved.files) == ["config.json"]
     assert sleeps == [2.0] and h.requests_made == 2
     assert script.seen[0][0].startswith("/api/models/a/b?blobs=true")
-    assert script.seen[1][1].get("Authorization") == "Bearer hf_light_token_1234"
+    assert script.seen[1][1].get("authorization") == "Bearer hf_light_token_1234"
 
 
 def test_resolve_redirect_to_another_origin_drops_the_token() -> None:
@@ -167,7 +167,7 @@ def test_resolve_redirect_to_another_origin_drops_the_token() -> None:
         with scripted(first) as url:
             h, _ = hub(url, token="hf_light_token_1234")
             assert h.resolve(_ref()).commit == "c" * 40
-    assert first.seen[0][1].get("Authorization") == "Bearer hf_light_token_1234"
+    assert first.seen[0][1].get("authorization") == "Bearer hf_light_token_1234"
     assert "authorization" not in {k.lower() for k in other.seen[0][1]}
 
 
@@ -217,3 +217,68 @@ def test_warm_pull_imports_no_http_stack(server, tmp_path) -> None:
     warm = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
     assert warm.returncode == 0, warm.stderr
     assert warm.stdout.splitlines()[-1] == ""  # the last line lists heavy modules imported: none
+
+
+def test_no_request_builds_huggingface_hubs_http_client() -> None:
+    import huggingface_hub.utils
+    from huggingface_hub.utils import _http as hf_http
+
+    huggingface_hub.utils.close_session()
+    script = Script([(200, {}, b'[{"id": "a/b"}]')])
+    with scripted(script) as url:
+        h, _ = hub(url, token="hf_secret_token_123")
+        assert [m.id for m in h.search_models()] == ["a/b"]
+        with h.stream(url + "/x") as response:
+            assert response.read() == b"[]"
+    assert hf_http._GLOBAL_CLIENT is None
+    assert h.requests_made == 2
+    for _path, headers in script.seen:
+        assert headers["authorization"] == "Bearer hf_secret_token_123"
+        assert headers["user-agent"].startswith("hfa/")
+        assert len(headers["x-amzn-trace-id"]) == 36  # a request id, as huggingface_hub sends
+
+
+def test_streamed_redirect_hops_are_followed_by_hand() -> None:
+    other = Script([(200, {}, b"payload")])
+    with scripted(other) as other_url:
+        script = Script([(302, {"Location": "/b"}, b""), (302, {"Location": f"{other_url}/cdn"}, b"")])
+        with scripted(script) as url:
+            h, _ = hub(url, token="hf_secret_token_123")
+            with h.stream(url + "/a") as response:
+                assert response.read() == b"payload"
+    assert [p for p, _ in script.seen] == ["/a", "/b"]
+    assert all(headers["authorization"] == "Bearer hf_secret_token_123" for _, headers in script.seen)
+    assert [p for p, _ in other.seen] == ["/cdn"] and "authorization" not in other.seen[0][1]
+
+
+def test_search_rejects_a_list_that_is_no_model_list() -> None:
+    with scripted(Script([(200, {}, b'["not a model"]')])) as url:
+        h, _ = hub(url)
+        with pytest.raises(CheckFailed, match="invalid model list"):
+            h.search_models()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('<https://h/api/models?cursor=2>; rel="next"', "https://h/api/models?cursor=2"),
+        ('<https://h/p1>; rel="prev", <https://h/p3>; rel="next"', "https://h/p3"),
+        ('<https://h/p3>; rel="next last"', "https://h/p3"),
+        ("<https://h/p3>; rel=next", "https://h/p3"),
+        ('<https://h/p1>; rel="prev"', None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_next_link(value: str | None, expected: str | None) -> None:
+    from hfa.hub import next_link
+
+    assert next_link(value) == expected
+
+
+@given(st.text())
+def test_next_link_never_crashes(value: str) -> None:
+    from hfa.hub import next_link
+
+    result = next_link(value)
+    assert result is None or isinstance(result, str)

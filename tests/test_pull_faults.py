@@ -164,6 +164,34 @@ def test_wrong_partial_is_discarded_and_restarted(faulty, tmp_path: Path) -> Non
     assert corrupt_blobs(cache) == []
 
 
+def test_partial_the_server_cannot_resume_is_restarted(faulty, tmp_path: Path) -> None:
+    srv, plan, world = faulty
+    cache = tmp_path / "cache"
+    content = world.contents["org/model@v2"][BIG]
+    sha = hashlib.sha256(content).hexdigest()
+    blobs = cache / FOLDER / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / f"{sha}.incomplete").write_bytes(content[:100])
+    plan.faults.append(Fault("status", path=BIG, status=416, times=1))  # Range Not Satisfiable
+    result = pull(srv, cache)
+    assert result.exit_code == 0, result.stderr
+    assert plan.hits == [("status", BIG)]
+    assert (blobs / sha).read_bytes() == content
+    assert corrupt_blobs(cache) == []
+
+
+def test_local_file_errors_are_reported_as_local_not_retried(faulty, tmp_path: Path) -> None:
+    srv, _plan, _world = faulty
+    cache = tmp_path / "cache"
+    (cache / FOLDER).mkdir(parents=True)
+    (cache / FOLDER / "blobs").write_text("a file where the blobs folder belongs")
+    srv.reset_requests()
+    result = pull(srv, cache)
+    assert result.exit_code == ExitCode.LOCAL, result.stderr
+    assert "blobs" in result.stderr and "Traceback" not in result.stderr
+    assert not [p for m, p in srv.requests if "/resolve/" in p]  # nothing fetched to be thrown away
+
+
 def test_unsafe_paths_from_server_are_refused(tmp_path: Path) -> None:
     """A server listing '..' paths: nothing is written outside the cache."""
     import threading
