@@ -78,6 +78,47 @@ def test_transient_faults_are_retried(faulty, tmp_path: Path, fault: Fault) -> N
         assert time.monotonic() - started >= 1.0  # Retry-After honoured
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [None, Fault("corrupt", path=BIG, times=1), Fault("drop", path=BIG, after_bytes=3000, times=1)],
+    ids=["clean", "corrupt", "drop"],
+)
+def test_pipelined_hashing_verifies_every_byte(faulty, tmp_path: Path, monkeypatch, fault: Fault | None) -> None:
+    """Large bodies are hashed on a second thread: small chunks here, so many buffers circulate."""
+    import hfa.fetch
+
+    monkeypatch.setattr(hfa.fetch, "PIPELINE_MIN", 0)
+    monkeypatch.setattr(hfa.fetch, "CHUNK", 512)
+    srv, plan, world = faulty
+    if fault is not None:
+        plan.faults.append(fault)
+    cache = tmp_path / "cache"
+    result = pull(srv, cache)
+    assert result.exit_code == 0, result.stderr
+    content = world.contents["org/model@v2"][BIG]
+    assert len(content) > 4 * 512  # several chunks in flight
+    snap = cache / FOLDER / "snapshots" / world.commits["org/model@v2"]
+    assert (snap / BIG).read_bytes() == content
+    assert corrupt_blobs(cache) == []
+    if fault is not None:
+        assert plan.hits == [(fault.kind, BIG)]
+
+
+def test_pipelined_hashing_refuses_persistent_bad_bytes(faulty, tmp_path: Path, monkeypatch) -> None:
+    import hfa.fetch
+
+    monkeypatch.setattr(hfa.fetch, "PIPELINE_MIN", 0)
+    monkeypatch.setattr(hfa.fetch, "CHUNK", 512)
+    srv, plan, _ = faulty
+    plan.faults.append(Fault("corrupt", path=BIG, times=-1))
+    cache = tmp_path / "cache"
+    result = pull(srv, cache, retries="1")
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.stderr
+    assert BIG in result.stderr
+    assert corrupt_blobs(cache) == []
+    assert not list(cache.glob("*/blobs/*")) or all(".incomplete" not in p.name for p in cache.glob("*/blobs/*"))
+
+
 def test_persistent_wrong_content_length_never_corrupts(faulty, tmp_path: Path) -> None:
     """A server that always over-announces Content-Length: either the verified bytes land, or a clean failure."""
     srv, plan, world = faulty
@@ -311,3 +352,39 @@ def test_concurrent_processes_pull_the_same_repo(tmp_path: Path) -> None:
         assert Path(json.loads(out)["snapshot"], "weights.safetensors").read_bytes() == content
     assert corrupt_blobs(cache) == []
     assert len(gets) == 1, "the per-blob lock must stop a second download of the same blob"
+
+
+def test_write_behind_hands_every_written_range_to_the_disk_in_order(monkeypatch, tmp_path: Path) -> None:
+    import hfa.fetch
+
+    calls: list[tuple[int, int, int, int]] = []
+    monkeypatch.setattr(hfa.fetch, "_SFR", lambda fd, start, n, flags: calls.append((fd, start, n, flags)) or 0)
+    monkeypatch.setattr(hfa.fetch, "WRITE_BEHIND", 100)
+    behind = hfa.fetch._WriteBehind(7, 1000)  # resuming at byte 1000
+    for n in (60, 60, 30, 99, 1, 5):
+        behind.wrote(n)
+    assert calls == [
+        (7, 1000, 120, 2),
+        (7, 1120, 129, 2),
+    ]  # contiguous, from the resume offset; the tail waits for fsync
+
+
+def test_write_behind_is_a_no_op_without_sync_file_range(monkeypatch) -> None:
+    import hfa.fetch
+
+    monkeypatch.setattr(hfa.fetch, "_SFR", False)
+    behind = hfa.fetch._WriteBehind(7, 0)
+    behind.wrote(1 << 40)  # would call nothing, raise nothing
+    assert behind.call is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_sync_file_range_is_found_and_accepts_a_file(monkeypatch, tmp_path: Path) -> None:
+    import hfa.fetch
+
+    monkeypatch.setattr(hfa.fetch, "_SFR", None)
+    call = hfa.fetch._sync_file_range()
+    assert call is not None
+    with (tmp_path / "f").open("wb", buffering=0) as fp:
+        fp.write(b"x" * 8192)
+        assert call(fp.fileno(), 0, 8192, 2) == 0

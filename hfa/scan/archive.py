@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, cast
 
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickle import (
+    _VALID_OPCODES,
     KEEP_ITEMS_LARGE,
     PickleReport,
     _Global,
@@ -144,6 +145,8 @@ def _dispatch(
     head = fp.read(16 if end is None else max(0, min(16, end - start)))
     if not head:
         return False
+    if head[0] not in _VALID_OPCODES and _kind(head) is None:
+        return False  # no pickle starts with this byte, and no container: nothing here to read further
     if storage:
         if probe_pickle(fp, start, end, stream=stream):
             _scan_pickle_file(fp, display, out, start, end, stream, depth)
