@@ -303,3 +303,48 @@ def test_mutated_npy_joblib_legacy_files_always_get_a_verdict(data: bytes) -> No
        st.binary(max_size=600))  # fmt: skip
 def test_random_bytes_behind_any_magic_always_get_a_verdict(magic: bytes, rest: bytes) -> None:
     _verdict_or_none(magic + rest)
+
+
+# The standard-library modules a scan may import (beyond what the interpreter starts with): see the
+# docstring of hfa.scan.model. typing, dataclasses, re or pickletools cost more than a scan does.
+SCAN_IMPORTS_ALLOWED = {
+    "__future__",
+    "_collections",
+    "_compat_pickle",
+    "_functools",
+    "_operator",
+    "_struct",
+    "collections",
+    "copyreg",
+    "encodings.cp437",  # zip member names without the UTF-8 flag
+    "enum",
+    "functools",
+    "itertools",
+    "keyword",
+    "operator",
+    "reprlib",
+    "struct",
+    "types",
+    "zlib",
+}
+
+
+def test_a_scan_imports_only_the_small_stdlib_set(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    model = tmp_path / "model.pt"
+    write_torch_zip(model, n_tensors=3, tensor_bytes=64)
+    code = (
+        "import sys; before = set(sys.modules)\n"
+        "from hfa.scan.archive import scan_serialized\n"
+        "from hfa.scan.model import ScanPolicy\n"
+        "with open(sys.argv[1], 'rb') as fp: assert scan_serialized(fp, 'm', ScanPolicy()) == []\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = set(proc.stdout.split())
+    stdlib = {m for m in imported if m != "hfa" and not m.startswith("hfa.")}
+    assert stdlib <= SCAN_IMPORTS_ALLOWED, f"the scanner now imports {sorted(stdlib - SCAN_IMPORTS_ALLOWED)}"
+    assert "hfa.scan.archive" in imported  # the check looked at a real scan

@@ -404,3 +404,11 @@ def test_mutations_never_hide_a_global_that_is_still_there(data: bytes) -> None:
         return
     if any(op.name in ("GLOBAL", "INST") and str(arg).startswith(("os ", "posix ")) for op, arg, _ in ops):
         assert verdict(found) in ("critical", "high")
+
+
+def test_the_opcode_table_is_pickletools_own() -> None:
+    from hfa.scan._pickle_parts import _VALID_OPCODES, OPCODES
+
+    expected = tuple((op.code, op.name, op.arg.name if op.arg else None) for op in pickletools.opcodes)
+    assert expected == OPCODES  # a new protocol's opcodes must be added (with handlers) before it is trusted
+    assert {ord(op.code) for op in pickletools.opcodes} == _VALID_OPCODES

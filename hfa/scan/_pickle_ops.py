@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copyreg
 import io
-import pickletools
-from typing import Any
 
 from hfa.scan._pickle_parts import (
     _VALID_OPCODES,
@@ -19,6 +17,7 @@ from hfa.scan._pickle_parts import (
     MAX_MEMO,
     MAX_NESTING,
     MAX_PIDS,
+    OPCODES,
     RESULT,
     SHADOW_CONTEXT,
     SHADOW_WINDOW,
@@ -36,6 +35,10 @@ from hfa.scan._pickle_parts import (
 )
 from hfa.scan._pickle_vm import _Machine
 from hfa.scan.model import Severity
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
+if TYPE_CHECKING:
+    from typing import Any
 
 _SEV_HIGH = Severity.HIGH
 
@@ -534,7 +537,7 @@ class _Sim(_Machine):
 
 
 def _build_table() -> list[Any]:
-    """Opcode byte -> (argument reader, handler), from pickletools' table of opcodes and formats."""
+    """Opcode byte -> (argument reader, handler), from the table of opcodes and their argument formats."""
     readers = {
         "uint1": _Sim._a_uint1,
         "uint2": _Sim._a_uint2,
@@ -562,9 +565,9 @@ def _build_table() -> list[Any]:
         "unicodestring8": _Sim._a_unicode8,
     }
     table: list[Any] = [None] * 256
-    for op in pickletools.opcodes:
-        handler = getattr(_Sim, "_op_" + op.name)  # every opcode of this Python has a handler
-        table[ord(op.code)] = (readers[op.arg.name] if op.arg is not None else None, handler)
+    for code, name, arg in OPCODES:
+        handler = getattr(_Sim, "_op_" + name)  # every opcode has a handler
+        table[ord(code)] = (readers[arg] if arg is not None else None, handler)
     return table
 
 

@@ -5,14 +5,12 @@ go to. Nothing here unpickles, imports or runs anything.
 
 from __future__ import annotations
 
-import contextlib
-import pickletools
-import re
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
-
 from hfa.scan.denylist import classify_global
 from hfa.scan.model import Finding, ScanPolicy, Severity
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 # Limits. Values above them are skipped (payloads) or make the stream malformed (operands).
 MAX_OPERAND = 1 << 20  # a STACK_GLOBAL operand or GLOBAL line longer than this is malformed
@@ -45,7 +43,80 @@ _ARRAY_CLASSES: frozenset[tuple[str, str]] = frozenset({("numpy", "ndarray"), ("
 _DTYPE_CLASSES: frozenset[tuple[str, str]] = frozenset({("numpy", "dtype")})
 _RECONSTRUCTORS: frozenset[tuple[str, str]] = frozenset({("copyreg", "_reconstructor"), ("copy_reg", "_reconstructor")})
 
-_VALID_OPCODES: frozenset[int] = frozenset(ord(op.code) for op in pickletools.opcodes)
+# Every opcode of the pickle protocol (0-5): (code, name, argument format), as pickletools lists
+# them. Written out so that scanning never imports pickletools (and with it pickle and re);
+# tests/test_scan_pickle.py checks it against pickletools' own table.
+OPCODES: tuple[tuple[str, str, str | None], ...] = (
+    ("I", "INT", "decimalnl_short"),
+    ("J", "BININT", "int4"),
+    ("K", "BININT1", "uint1"),
+    ("M", "BININT2", "uint2"),
+    ("L", "LONG", "decimalnl_long"),
+    ("\x8a", "LONG1", "long1"),
+    ("\x8b", "LONG4", "long4"),
+    ("S", "STRING", "stringnl"),
+    ("T", "BINSTRING", "string4"),
+    ("U", "SHORT_BINSTRING", "string1"),
+    ("B", "BINBYTES", "bytes4"),
+    ("C", "SHORT_BINBYTES", "bytes1"),
+    ("\x8e", "BINBYTES8", "bytes8"),
+    ("\x96", "BYTEARRAY8", "bytearray8"),
+    ("\x97", "NEXT_BUFFER", None),
+    ("\x98", "READONLY_BUFFER", None),
+    ("N", "NONE", None),
+    ("\x88", "NEWTRUE", None),
+    ("\x89", "NEWFALSE", None),
+    ("V", "UNICODE", "unicodestringnl"),
+    ("\x8c", "SHORT_BINUNICODE", "unicodestring1"),
+    ("X", "BINUNICODE", "unicodestring4"),
+    ("\x8d", "BINUNICODE8", "unicodestring8"),
+    ("F", "FLOAT", "floatnl"),
+    ("G", "BINFLOAT", "float8"),
+    ("]", "EMPTY_LIST", None),
+    ("a", "APPEND", None),
+    ("e", "APPENDS", None),
+    ("l", "LIST", None),
+    (")", "EMPTY_TUPLE", None),
+    ("t", "TUPLE", None),
+    ("\x85", "TUPLE1", None),
+    ("\x86", "TUPLE2", None),
+    ("\x87", "TUPLE3", None),
+    ("}", "EMPTY_DICT", None),
+    ("d", "DICT", None),
+    ("s", "SETITEM", None),
+    ("u", "SETITEMS", None),
+    ("\x8f", "EMPTY_SET", None),
+    ("\x90", "ADDITEMS", None),
+    ("\x91", "FROZENSET", None),
+    ("0", "POP", None),
+    ("2", "DUP", None),
+    ("(", "MARK", None),
+    ("1", "POP_MARK", None),
+    ("g", "GET", "decimalnl_short"),
+    ("h", "BINGET", "uint1"),
+    ("j", "LONG_BINGET", "uint4"),
+    ("p", "PUT", "decimalnl_short"),
+    ("q", "BINPUT", "uint1"),
+    ("r", "LONG_BINPUT", "uint4"),
+    ("\x94", "MEMOIZE", None),
+    ("\x82", "EXT1", "uint1"),
+    ("\x83", "EXT2", "uint2"),
+    ("\x84", "EXT4", "int4"),
+    ("c", "GLOBAL", "stringnl_noescape_pair"),
+    ("\x93", "STACK_GLOBAL", None),
+    ("R", "REDUCE", None),
+    ("b", "BUILD", None),
+    ("i", "INST", "stringnl_noescape_pair"),
+    ("o", "OBJ", None),
+    ("\x81", "NEWOBJ", None),
+    ("\x92", "NEWOBJ_EX", None),
+    ("\x80", "PROTO", "uint1"),
+    (".", "STOP", None),
+    ("\x95", "FRAME", "uint8"),
+    ("P", "PERSID", "stringnl_noescape"),
+    ("Q", "BINPERSID", None),
+)
+_VALID_OPCODES: frozenset[int] = frozenset(ord(code) for code, _, _ in OPCODES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,8 +283,10 @@ class _Reader:
 
     def peek_bytes(self, n: int) -> bytes:
         """Up to n bytes from the current position, without consuming them."""
-        with contextlib.suppress(_Truncated):  # a short fill keeps what it got
+        try:  # noqa: SIM105 - contextlib is not imported by the scanner (see hfa.scan.model)
             self._fill(n)
+        except _Truncated:  # a short fill keeps what it got
+            pass
         return self.buf[self.pos : self.pos + n]
 
     def read(self, n: int) -> bytes:
@@ -288,19 +361,46 @@ class _Reader:
 # Findings collected for one stream (a file or an archive member).
 
 
-@dataclass
 class _GlobalHit:
-    module: str
-    name: str
-    severity: Severity
-    reason: str
-    resolved: str | None
-    opcode: str
-    offset: int
-    pickle: int
-    context: str
-    count: int = 1
-    called_at: list[int] = field(default_factory=list)
+    """One global a stream imports, with where and how often."""
+
+    __slots__ = (
+        "called_at",
+        "context",
+        "count",
+        "module",
+        "name",
+        "offset",
+        "opcode",
+        "pickle",
+        "reason",
+        "resolved",
+        "severity",
+    )
+
+    def __init__(
+        self,
+        module: str,
+        name: str,
+        severity: Severity,
+        reason: str,
+        resolved: str | None,
+        opcode: str,
+        offset: int,
+        pickle: int,
+        context: str,
+    ) -> None:
+        self.module = module
+        self.name = name
+        self.severity = severity
+        self.reason = reason
+        self.resolved = resolved
+        self.opcode = opcode
+        self.offset = offset
+        self.pickle = pickle
+        self.context = context
+        self.count = 1
+        self.called_at: list[int] = []
 
 
 class _Sink:
@@ -366,10 +466,10 @@ def _dtype_info(value: Any, depth: int = 0) -> tuple[int, bool] | None:
     args = value.args
     if not isinstance(args, tuple) or not args or not isinstance(args[0], str):
         return None
-    m = re.fullmatch(r"([biufcmMOSUV])(\d+)", args[0])
-    if m is None:
+    code = args[0]  # a kind letter and a size in bytes, e.g. "f8", "U12", "O8"
+    if len(code) < 2 or code[0] not in "biufcmMOSUV" or not (code[1:].isascii() and code[1:].isdigit()):
         return None
-    kind, n = m.group(1), int(m.group(2))
+    kind, n = code[0], int(code[1:])
     itemsize = n * 4 if kind == "U" else n
     hasobject = kind == "O"
     state = value.state

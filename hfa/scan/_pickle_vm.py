@@ -8,7 +8,6 @@ from __future__ import annotations
 import codecs
 import struct
 import sys
-from typing import Any
 
 from hfa.scan._pickle_parts import (
     _ARRAY_CLASSES,
@@ -38,6 +37,10 @@ from hfa.scan._pickle_parts import (
 )
 from hfa.scan.denylist import _importable
 from hfa.scan.model import Severity
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
+if TYPE_CHECKING:
+    from typing import Any
 
 _SEV_HIGH = Severity.HIGH
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable
-from typing import Any, BinaryIO, cast
 
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickle import (
@@ -40,6 +38,11 @@ from hfa.scan.pickle import (
 )
 from hfa.scan.streams import CHUNK, _Decoded, _Window, _zlib_maker
 from hfa.scan.zipread import _ZIP_END, _ZIP_LOCAL, _Bad, _central_directory, _Member
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, BinaryIO
 
 MAX_DEPTH = 3  # archives inside archives
 MAX_NPY_HEADER = 1 << 20
@@ -213,7 +216,7 @@ class _spooled:
             if left is not None:
                 left -= len(data)
         self.tmp.seek(0)
-        return cast(BinaryIO, self.tmp)
+        return _binary(self.tmp)
 
     def __exit__(self, *exc: object) -> None:
         if self.tmp is not None:
@@ -358,10 +361,10 @@ def _scan_compressed(fp: BinaryIO, display: str, out: _Out, start: int, end: int
         def maker() -> Any:
             return lzma.LZMADecompressor(format=fmt)
 
-    raw = cast(BinaryIO, _Window(fp, start + skip, end))
+    raw = _binary(_Window(fp, start + skip, end))
     limit = max(BOMB_FLOOR, BOMB_RATIO * (end - start))
     stream = _Decoded(raw, maker, limit, multi=multi)
-    src = cast(BinaryIO, stream)
+    src = _binary(stream)
     if not probe_pickle(src, 0, None, stream=True):
         return False
     _scan_pickle_file(src, display, out, 0, None, True, depth)
@@ -522,15 +525,15 @@ def _scan_member(
         if m.csize != m.usize:
             out.malformed("a stored member whose sizes disagree", path)
             return
-        view = cast(BinaryIO, _Window(fp, data_start, data_end))  # offsets in findings: from the member start
+        view = _binary(_Window(fp, data_start, data_end))  # offsets in findings: from the member start
         _dispatch(view, path, out, 0, m.csize, depth + 1, stream=False, storage=storage)
     elif m.method == 8:
-        raw = cast(BinaryIO, _Window(fp, data_start, data_end))
+        raw = _binary(_Window(fp, data_start, data_end))
         limit = min(m.usize, max(BOMB_FLOOR, BOMB_RATIO * max(m.csize, 1)))
         stream = _Decoded(raw, _zlib_maker(-15), limit)
         if m.usize > limit:
             out.add(Severity.HIGH, "archive.too-large", "cannot be proven safe: a member that inflates too far", path)
-        _dispatch(cast(BinaryIO, stream), path, out, 0, m.usize, depth + 1, stream=True, storage=storage)
+        _dispatch(_binary(stream), path, out, 0, m.usize, depth + 1, stream=True, storage=storage)
         if stream.error:
             out.malformed(f"deflate data: {stream.error}", path)
     else:
@@ -541,3 +544,8 @@ def _scan_member(
             path,
             method=m.method,
         )
+
+
+def _binary(obj: object) -> BinaryIO:
+    """``obj`` (a window on a file, a decoded stream) typed as the binary file it stands in for."""
+    return obj  # type: ignore[return-value]

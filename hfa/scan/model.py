@@ -1,11 +1,20 @@
-"""What every scanner returns: findings with a severity, and the policy they were judged by."""
+"""What every scanner returns: findings with a severity, and the policy they were judged by.
+
+The scanner's modules (this one, :mod:`hfa.scan.archive`, :mod:`hfa.scan.pickle` and the parts
+they use) import nothing but ``struct``, ``zlib``, ``io`` and ``enum`` from the standard library
+at run time: no ``typing``, ``dataclasses``, ``re`` or ``pickletools``, which together cost more
+than scanning a PyTorch checkpoint does (bench/bench_scan.py). A process that scans one file
+and exits, a loader hook, or a pre-commit check starts in a few milliseconds.
+tests/test_scan_archive.py holds the list and fails when an import joins it.
+"""
 
 from __future__ import annotations
 
-import fnmatch
-from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; mypy reads it the same way
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Severity(IntEnum):
@@ -29,7 +38,6 @@ class Severity(IntEnum):
             raise UsageError(f"Unknown severity '{text}'", "use one of: info, low, medium, high, critical") from None
 
 
-@dataclass(frozen=True)
 class Finding:
     """One problem found in one file.
 
@@ -38,11 +46,27 @@ class Finding:
     a member of an archive); ``detail`` carries facts such as the global's name.
     """
 
-    severity: Severity
-    code: str
-    message: str
-    path: str
-    detail: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("code", "detail", "message", "path", "severity")
+
+    def __init__(
+        self, severity: Severity, code: str, message: str, path: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        self.severity = severity
+        self.code = code
+        self.message = message
+        self.path = path
+        self.detail: dict[str, Any] = {} if detail is None else detail
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.severity, self.code, self.message, self.path, self.detail)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Finding) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # detail is a dict: findings are not hashable
+
+    def __repr__(self) -> str:
+        return "Finding(severity={!r}, code={!r}, message={!r}, path={!r}, detail={!r})".format(*self._fields())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,17 +165,41 @@ DEFAULT_ALLOWLIST: tuple[str, ...] = (
 )
 
 
-@dataclass
 class ScanPolicy:
     """How findings are judged: the allowlist (built-in plus user extensions, never silent)."""
 
-    allow: tuple[str, ...] = DEFAULT_ALLOWLIST
-    extended_from: list[str] = field(default_factory=list)  # files that added entries, reported
-    extra: tuple[str, ...] = ()  # the user's additions
+    __slots__ = ("allow", "extended_from", "extra")
+
+    def __init__(
+        self,
+        allow: tuple[str, ...] = DEFAULT_ALLOWLIST,
+        extended_from: list[str] | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.allow = allow
+        self.extended_from: list[str] = [] if extended_from is None else extended_from  # files that added entries
+        self.extra = extra  # the user's additions
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ScanPolicy) and (self.allow, self.extended_from, self.extra) == (
+            other.allow,
+            other.extended_from,
+            other.extra,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ScanPolicy(allow={self.allow!r}, extended_from={self.extended_from!r}, extra={self.extra!r})"
 
     def allows(self, module: str, name: str) -> bool:
         full = f"{module}.{name}"
         for pattern in (*self.allow, *self.extra):
-            if full == pattern or ("*" in pattern and fnmatch.fnmatchcase(full, pattern)):
+            if full == pattern:
                 return True
+            if "*" in pattern:
+                import fnmatch  # only for a user's wildcard entries
+
+                if fnmatch.fnmatchcase(full, pattern):
+                    return True
         return False

@@ -35,8 +35,6 @@ simulated unpickler is in ``_pickle_parts`` (limits, stack values, reader, findi
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
 
 from hfa.scan._pickle_ops import _Sim
 from hfa.scan._pickle_parts import (
@@ -56,22 +54,36 @@ from hfa.scan._pickle_parts import _List as _List
 from hfa.scan.denylist import classify_global as classify_global
 from hfa.scan.model import Finding, ScanPolicy, Severity
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
 _SEV_HIGH = Severity.HIGH
 
 # --------------------------------------------------------------------------------------------
 # Public API
 
 
-@dataclass
 class PickleReport:
     """What scanning a run of pickles found, for callers that need more than findings."""
 
-    findings: list[Finding]
-    end: int  # offset after the last byte consumed
-    pickles: int  # complete pickles seen
-    stop_values: list[Any] = field(default_factory=list)
-    storage_ids: list[Any] = field(default_factory=list)
-    complete: bool = True  # False when a malformed stream stopped the scan
+    __slots__ = ("complete", "end", "findings", "pickles", "stop_values", "storage_ids")
+
+    def __init__(
+        self,
+        findings: list[Finding],
+        end: int,
+        pickles: int,
+        stop_values: list[Any] | None = None,
+        storage_ids: list[Any] | None = None,
+        complete: bool = True,
+    ) -> None:
+        self.findings = findings
+        self.end = end  # offset after the last byte consumed
+        self.pickles = pickles  # complete pickles seen
+        self.stop_values: list[Any] = [] if stop_values is None else stop_values
+        self.storage_ids: list[Any] = [] if storage_ids is None else storage_ids
+        self.complete = complete  # False when a malformed stream stopped the scan
 
 
 def _file_end(fp: BinaryIO) -> int | None:

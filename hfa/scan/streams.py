@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Callable
-from typing import Any, BinaryIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, BinaryIO
 
 CHUNK = 1 << 16
 

@@ -6,7 +6,10 @@ every entry it lists, validated as it is read. Local headers and data are left t
 from __future__ import annotations
 
 import struct
-from typing import Any, BinaryIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 MAX_ENTRIES = 1 << 20  # central-directory entries
 
