@@ -128,7 +128,7 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-def _light_error(
+def _answer_error(
     status: int, headers: Any, body: bytes, ref: RepoRef | None, endpoint: str, path: str | None = None
 ) -> HfaError:
     """The Hub's answer as hfa's error, as huggingface_hub's hf_raise_for_status would classify it."""
@@ -211,7 +211,7 @@ class OnlineHub:
         attempt = 0
         hops = 0
         while True:
-            all_headers = {**self._light_headers(url, accept="*/*"), **(headers or {})}
+            all_headers = {**self._headers(url, accept="*/*"), **(headers or {})}
             self.requests_made += 1
             try:
                 response = transport.open_url("GET", url, all_headers, timeout=timeout)
@@ -234,7 +234,7 @@ class OnlineHub:
                     continue
                 if response.status_code >= 400 and response.status_code not in allow:
                     body = response.read(64 * 1024)
-                    raise _light_error(response.status_code, response.headers, body, ref, self.settings.endpoint, path)
+                    raise _answer_error(response.status_code, response.headers, body, ref, self.settings.endpoint, path)
                 yield response
                 return
 
@@ -303,7 +303,7 @@ class OnlineHub:
         while True:
             self.requests_made += 1
             try:
-                with transport.open_url("GET", target, self._light_headers(target), timeout=30) as response:
+                with transport.open_url("GET", target, self._headers(target), timeout=30) as response:
                     status = response.status_code
                     if response.is_redirect and hops < 10:
                         response.read(64 * 1024)
@@ -316,7 +316,7 @@ class OnlineHub:
                         continue
                     if status >= 300:
                         body = response.read(64 * 1024)
-                        raise _light_error(status, response.headers, body, ref, self.settings.endpoint)
+                        raise _answer_error(status, response.headers, body, ref, self.settings.endpoint)
                     return json.loads(response.read()), response.headers
             except ValueError:
                 what = f"'{ref}'" if ref is not None else urlsplit(target).path
@@ -332,7 +332,7 @@ class OnlineHub:
                 self._sleep(self.retry.delay(attempt))
                 attempt += 1
 
-    def _light_headers(self, url: str, accept: str = "application/json") -> dict[str, str]:
+    def _headers(self, url: str, accept: str = "application/json") -> dict[str, str]:
         import platform
 
         headers = {
