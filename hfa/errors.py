@@ -162,6 +162,16 @@ def from_exception(exc: BaseException) -> HfaError | None:
                 "retry later, or check --endpoint / HF_ENDPOINT",
             )
     name = type(exc).__name__
+    if name.startswith("SSL") or name == "CertificateError":
+        return NetworkError(
+            f"TLS with the endpoint failed ({name}: {_first_line(exc)})",
+            "check the endpoint's certificate; for a private CA set SSL_CERT_FILE or SSL_CERT_DIR",
+        )
+    if type(exc).__module__ == "http.client":
+        return NetworkError(
+            f"The endpoint's answer could not be read ({name}: {_first_line(exc)})",
+            "check --endpoint / HF_ENDPOINT, then retry",
+        )
     if isinstance(exc, (ConnectionError, TimeoutError)) or name in {
         "ConnectError",
         "ConnectTimeout",

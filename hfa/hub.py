@@ -36,6 +36,7 @@ from hfa.errors import (
     RepoNotFound,
     RevisionNotFound,
     UsageError,
+    from_exception,
 )
 from hfa.hashing import COMMIT_RE
 from hfa.refs import RemoteFile, RepoRef, Resolved
@@ -317,20 +318,29 @@ class OnlineHub:
                     if status >= 300:
                         body = response.read(64 * 1024)
                         raise _answer_error(status, response.headers, body, ref, self.settings.endpoint)
-                    return json.loads(response.read()), response.headers
-            except ValueError:
-                what = f"'{ref}'" if ref is not None else urlsplit(target).path
-                raise CheckFailed(f"The endpoint answered invalid JSON for {what}", "check --endpoint") from None
+                    body = response.read()
+                    headers = response.headers
             except HfaError:
                 raise
             except (OSError, http.client.HTTPException) as exc:
                 if not _is_transient(exc) or attempt >= self.retry.retries:
-                    raise NetworkError(
-                        f"Could not reach the endpoint ({type(exc).__name__}: {_reason(exc)})",
-                        "check --endpoint / HF_ENDPOINT and your network, or use --offline",
+                    known = from_exception(exc)
+                    raise (
+                        known
+                        if isinstance(known, NetworkError)
+                        else NetworkError(
+                            f"Could not reach the endpoint ({type(exc).__name__}: {_reason(exc)})",
+                            "check --endpoint / HF_ENDPOINT and your network, or use --offline",
+                        )
                     ) from None
                 self._sleep(self.retry.delay(attempt))
                 attempt += 1
+                continue
+            try:
+                return json.loads(body), headers
+            except ValueError:  # only here: an SSL certificate error is a ValueError too
+                what = f"'{ref}'" if ref is not None else urlsplit(target).path
+                raise CheckFailed(f"The endpoint answered invalid JSON for {what}", "check --endpoint") from None
 
     def _headers(self, url: str, accept: str = "application/json") -> dict[str, str]:
         import platform

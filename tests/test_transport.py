@@ -240,3 +240,103 @@ def test_stream_names_the_missing_file() -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# -- TLS -------------------------------------------------------------------------------------------
+@pytest.fixture
+def https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Recorder, Path]]:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    rec = Recorder()
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            rec.connections += 1
+
+        def do_GET(self) -> None:
+            rec.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+            body = b'{"sha": "x"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.socket = server_ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setattr(transport, "_TLS", None)  # built again from the environment below
+    try:
+        yield f"https://127.0.0.1:{srv.server_address[1]}", rec, ca_file
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        transport.close_idle()
+        transport._TLS = None
+
+
+def test_https_verifies_with_ssl_cert_file_and_keeps_the_connection(https, monkeypatch) -> None:
+    url, rec, ca_file = https
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    assert get(f"{url}/a") == b'{"sha": "x"}'
+    assert get(f"{url}/b") == b'{"sha": "x"}'
+    assert rec.connections == 1  # keep-alive over TLS too
+    assert transport._TLS is not None
+
+
+def test_https_with_an_untrusted_certificate_fails_at_once(https, monkeypatch, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    url, rec, _ = https
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    monkeypatch.setenv("SSL_CERT_FILE", str(other))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        transport.open_url("GET", f"{url}/a", {})
+    sleeps: list[float] = []
+    settings = Settings(cache_dir=Path("/nonexistent"), endpoint=url, offline=False, token="hf_secret_token_9")
+    hub = OnlineHub(settings, retry=RetryPolicy(retries=3), sleep=sleeps.append)
+    with pytest.raises(NetworkError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed") as err:
+        hub.get_json(f"{url}/api/models/a/b")
+    assert sleeps == []  # a refused certificate is not retried
+    assert "hf_secret_token_9" not in str(err.value)
+    assert rec.requests == []  # no request (and so no token) ever crossed an unverified connection
+
+
+def test_pull_from_an_endpoint_with_an_untrusted_certificate_exits_5(https, monkeypatch, tmp_path: Path) -> None:
+    import trustme
+    from helpers import hfa
+
+    url, _, _ = https
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    monkeypatch.setenv("SSL_CERT_FILE", str(other))
+    result = hfa("pull", "org/model", "--endpoint", url, "--cache-dir", str(tmp_path / "c"), "--token", "hf_tls_tok_1")
+    assert result.exit_code == 5, result.stderr
+    assert "TLS with the endpoint failed" in result.stderr and "SSL_CERT_FILE" in result.stderr
+    assert "Traceback" not in result.stderr and "hf_tls_tok_1" not in result.stderr + result.stdout
+
+
+def test_a_certificate_failure_mid_download_is_a_network_error() -> None:
+    import ssl
+
+    from hfa.errors import from_exception
+
+    err = from_exception(ssl.SSLCertVerificationError(1, "certificate verify failed: unable to get local issuer"))
+    assert isinstance(err, NetworkError) and "SSL_CERT_FILE" in (err.hint or "")
+    bad = from_exception(http.client.InvalidURL("nonnumeric port"))
+    assert isinstance(bad, NetworkError)
