@@ -16,7 +16,11 @@ The rules, in the order they apply:
    needs ``--quant``), ONNX, TensorFlow, Flax, OpenVINO — or exactly the ones named
    with ``--framework``. A folder with pickle weights but no safetensors copy keeps its
    pickle weights (diffusers-style repositories). Sharded weights are narrowed to the
-   shards their ``*.index.json`` references.
+   shards their ``*.index.json`` references. Of a file and its variants (diffusers' and
+   transformers' ``name.fp16.safetensors``, ``name.fp16-00001-of-00002.safetensors``,
+   ``name.safetensors.index.fp16.json``), the plain file is taken, or with ``--variant V``
+   the ``V`` copy where there is one (the plain file where there is not), as
+   ``from_pretrained(variant=...)`` loads them.
 4. ``--include GLOB`` adds files back; ``--exclude GLOB`` removes them and wins.
 """
 
@@ -116,7 +120,10 @@ _CONFIG_NAMES = frozenset(
     }
 )
 # model.safetensors.index.json, and diffusers' variant form x.safetensors.index.fp16.json.
-_INDEX_RE = re.compile(r"^(?P<base>.+)\.index(?:\.[a-z0-9_-]+)?\.json$")
+_INDEX_RE = re.compile(r"^(?P<base>.+)\.index(?:\.(?P<variant>[A-Za-z0-9_-]+))?\.json$")
+# A weight file's name without its extension: stem, then .variant, then -00001-of-00002 (either order).
+_SHARD_SUFFIX_RE = re.compile(r"-\d+-of-\d+$")
+_VARIANT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # model-00001-of-00003.safetensors, pytorch_model-00002-of-00002.bin, ...
 _SHARD_RE = re.compile(r"\d+-of-\d+")
 # Q4_K_M, Q8_0, IQ2_XS, Q4_0_4_4, TQ1_0, F16, BF16, F32, ...; the last one in a name wins.
@@ -141,6 +148,7 @@ class SelectOptions:
     config_only: bool = False  # --config-only
     subfolder: str | None = None  # --subfolder
     trust_remote_code: bool = False  # --trust-remote-code
+    variant: str | None = None  # --variant fp16
 
     def to_json(self) -> dict[str, Any]:
         """Only the fields that differ from the defaults, tuples as lists."""
@@ -282,6 +290,8 @@ def select(
             raise UsageError(f"Empty {flag} pattern", f"give a glob such as {flag} '*.json'")
     if options.quant is not None and not options.quant.strip():
         raise UsageError("Empty --quant", "give a quantization such as --quant Q4_K_M")
+    if options.variant is not None and not _VARIANT_RE.match(options.variant):
+        raise UsageError(f"Invalid --variant '{options.variant}'", "give a variant name such as --variant fp16")
     paths = sorted(files)
     prefix = _subfolder_prefix(options.subfolder)
     scope = [p for p in paths if p.startswith(prefix)]
@@ -340,6 +350,7 @@ class _ModelRules:
         self.where = f"in {prefix}" if prefix else "in this repository"
         present = {k for k in self.kinds.values() if k in WEIGHT_KINDS}
         self._choose_frameworks(requested, present)
+        self._choose_variants(scope)
         self._read_indexes(scope, read_index)
         self._choose_gguf(scope)
 
@@ -373,6 +384,53 @@ class _ModelRules:
     def chosen_in(self, folder: str) -> frozenset[str]:
         return frozenset({"pickle"}) if folder in self.fallback_folders else self.chosen
 
+    # Variants: of name.safetensors and name.fp16.safetensors, the plain one (or --variant's).
+    def _choose_variants(self, scope: list[str]) -> None:
+        self.variant_of: dict[str, tuple[tuple[str, str, str], str | None]] = {}  # path -> (group, variant)
+        groups: dict[tuple[str, str, str], set[str | None]] = {}
+        for path in scope:
+            kind = self.kinds[path]
+            if kind == "index":
+                kind = index_kind(path) or ""
+            if kind not in WEIGHT_KINDS or kind == "gguf":
+                continue
+            stem, variant = weight_variant(path)
+            group = (_folder(path), kind, stem)
+            self.variant_of[path] = (group, variant)
+            groups.setdefault(group, set()).add(variant)
+        wanted = self.options.variant
+        present = {v for variants in groups.values() for v in variants if v is not None}
+        if wanted is not None and wanted not in present:
+            hint = (
+                f"variants {self.where}: {', '.join(sorted(present))}"
+                if present
+                else f"there are no variants {self.where}"
+            )
+            raise UsageError(f"No weights have the variant '{wanted}'", hint + "; or drop --variant")
+        # group -> the variant taken (None: the plain file); groups without a plain file and
+        # without the wanted variant are left alone: every copy is taken, as before variants.
+        self.variant_choice: dict[tuple[str, str, str], str | None] = {}
+        for group, variants in groups.items():
+            if wanted is not None and wanted in variants:
+                self.variant_choice[group] = wanted
+            elif None in variants and len(variants) > 1:
+                self.variant_choice[group] = None
+
+    def _variant_skip(self, path: str) -> str | None:
+        """Why ``path`` is skipped as the wrong variant of its file, or None if it is not."""
+        entry = self.variant_of.get(path)
+        if entry is None or entry[0] not in self.variant_choice:
+            return None
+        group, variant = entry
+        choice = self.variant_choice[group]
+        if variant == choice:
+            return None
+        if choice is None:
+            return f"skipped: the {variant} variant (use --variant {variant})"
+        if variant is None:
+            return f"skipped: replaced by its {choice} variant (--variant {choice})"
+        return f"skipped: the {variant} variant, not --variant {choice}"
+
     # Sharded weights: the shards each chosen index references, and what to say about the rest.
     def _read_indexes(self, scope: list[str], read_index: ReadIndex | None) -> None:
         self.referenced: dict[str, tuple[str, str]] = {}  # shard path -> (index path, kind)
@@ -382,7 +440,7 @@ class _ModelRules:
         for path in scope:
             kind = index_kind(path) if self.kinds[path] == "index" else None
             folder = _folder(path)
-            if kind is None or kind not in self.chosen_in(folder):
+            if kind is None or kind not in self.chosen_in(folder) or self._variant_skip(path):
                 continue
             if read_index is None:
                 self.unread.setdefault((folder, kind), "index not read")
@@ -458,6 +516,8 @@ class _ModelRules:
             return False, self._not_chosen(kind, chosen)
         if kind == "gguf":
             return self.gguf[path]
+        if (why_not := self._variant_skip(path)) is not None:
+            return False, why_not
         index = self.indexed.get((folder, kind))
         if index is not None:
             if _SHARD_RE.search(_basename(path)):
@@ -492,6 +552,8 @@ class _ModelRules:
                 return True, "small file of unknown kind"
             return False, "skipped: large file of unknown kind (use --include)"
         if kind in self.chosen_in(_folder(path)):
+            if (why_not := self._variant_skip(path)) is not None:
+                return False, why_not
             return True, f"index of {kind} weights"
         return False, f"skipped: index of {kind} weights, which are not selected"
 
@@ -574,6 +636,24 @@ def _parse_index(path: str, data: bytes) -> list[str]:
             raise CheckFailed(f"'{path}' references the unsafe shard path '{shard}'", hint) from None
         shards.add(f"{folder}/{shard}" if folder else shard)
     return sorted(shards)
+
+
+def weight_variant(path: str) -> tuple[str, str | None]:
+    """(stem, variant) of a weight file or index: ``unet/x.fp16-00001-of-00002.safetensors`` →
+    ``("x", "fp16")``, ``model.safetensors.index.fp16.json`` → ``("model", "fp16")``,
+    ``model-00001-of-00002.safetensors`` → ``("model", None)``."""
+    name = _basename(path)
+    variant: str | None = None
+    m = _INDEX_RE.match(name)
+    if m is not None:
+        name, variant = m.group("base"), m.group("variant")
+    base = name.rpartition(".")[0] or name  # drop the extension
+    base = _SHARD_SUFFIX_RE.sub("", base)
+    stem, dot, rest = base.partition(".")
+    if dot:
+        rest = _SHARD_SUFFIX_RE.sub("", rest)
+        variant = variant or rest or None
+    return _SHARD_SUFFIX_RE.sub("", stem), variant
 
 
 def _quant_of(path: str) -> str | None:

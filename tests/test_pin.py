@@ -266,3 +266,48 @@ def test_ci_scenario_end_to_end(
     snap = snapshot_download("org/model", cache_dir=tmp_path / "ci-cache", local_files_only=True)
     assert Path(snap).name == world.commits["org/model@v2"]
     assert (ci / "hfa.lock").read_text() == committed  # CI never rewrites the lock
+
+
+def test_variant_is_pinned_and_pulled_from_the_lock(tmp_path: Path) -> None:
+    from hfa.server import ServerConfig
+    from hfa.testing import make_safetensors
+
+    served = tmp_path / "served"
+    full, half = make_safetensors({"w": ("F32", [8])}), make_safetensors({"w": ("F16", [8])})
+    write_repo(
+        served,
+        "org/pipe",
+        {
+            "model_index.json": b'{"_class_name": "X"}',
+            "unet/config.json": b"{}",
+            "unet/diffusion_pytorch_model.safetensors": full,
+            "unet/diffusion_pytorch_model.fp16.safetensors": half,
+            "vae/config.json": b"{}",
+            "vae/diffusion_pytorch_model.safetensors": full,
+        },
+        lfs={"unet/diffusion_pytorch_model.safetensors": True, "unet/diffusion_pytorch_model.fp16.safetensors": True},
+    )
+    lock, cache = tmp_path / "hfa.lock", tmp_path / "cache"
+    with HubServer(ServerConfig(cache_dir=served)) as srv:
+        dry = hfa("pull", "org/pipe", "--endpoint", srv.url, "--cache-dir", str(cache), "--dry-run", "--json")
+        assert dry.exit_code == 0, dry.stderr
+        skipped = {f["path"]: f["reason"] for f in json.loads(dry.stdout)["skipped"]}
+        assert (
+            skipped["unet/diffusion_pytorch_model.fp16.safetensors"] == "skipped: the fp16 variant (use --variant fp16)"
+        )
+        assert run(srv.url, "pin", "org/pipe", "--variant", "fp16", lock=lock).exit_code == 0
+        assert 'selection = {variant = "fp16"}' in lock.read_text()
+        entry = lockfile.read(lock).get("org/pipe")
+        assert entry is not None and entry.selection.variant == "fp16"
+        assert {f.path for f in entry.files if f.path.endswith(".safetensors")} == {
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "vae/diffusion_pytorch_model.safetensors",  # no fp16 copy: the plain file
+        }
+        pulled = run(srv.url, "pull", "--json", lock=lock, cache=cache)
+        assert pulled.exit_code == 0, pulled.stderr
+    snap = next((cache / "models--org--pipe" / "snapshots").iterdir())
+    assert (snap / "unet/diffusion_pytorch_model.fp16.safetensors").read_bytes() == half
+    assert not (snap / "unet/diffusion_pytorch_model.safetensors").exists()
+    bad = hfa("pull", "org/pipe", "--variant", "int8", "--endpoint", DEAD, "--offline", "--cache-dir", str(cache))
+    assert bad.exit_code == ExitCode.USAGE, bad.stderr
+    assert "variant 'int8'" in bad.stderr and "fp16" in bad.stderr  # offline too: the variants there

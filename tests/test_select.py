@@ -757,6 +757,132 @@ def test_output_is_deterministic_and_independent_of_input_order() -> None:
     assert [d.path for d in first.decisions] == sorted(MINILM)
 
 
+# --- variants ----------------------------------------------------------------------------
+
+VARIANTS_REPO = (
+    "model_index.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "unet/diffusion_pytorch_model.non_ema.safetensors",
+    "unet/diffusion_pytorch_model.bin",
+    "unet/diffusion_pytorch_model.fp16.bin",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",  # no fp16 copy: the plain file serves every variant
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors.index.json",
+    "text_encoder/model-00001-of-00002.safetensors",
+    "text_encoder/model-00002-of-00002.safetensors",
+    "text_encoder/model.safetensors.index.fp16.json",
+    "text_encoder/model.fp16-00001-of-00002.safetensors",
+    "text_encoder/model.fp16-00002-of-00002.safetensors",
+)
+VARIANT_INDEXES = {
+    "text_encoder/model.safetensors.index.json": [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ],
+    "text_encoder/model.safetensors.index.fp16.json": [
+        "model.fp16-00001-of-00002.safetensors",
+        "model.fp16-00002-of-00002.safetensors",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "stem", "variant"),
+    [
+        ("unet/diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model", "fp16"),
+        ("unet/diffusion_pytorch_model.safetensors", "diffusion_pytorch_model", None),
+        ("t/model.fp16-00001-of-00002.safetensors", "model", "fp16"),
+        ("diffusion_pytorch_model-00001-of-00002.fp16.safetensors", "diffusion_pytorch_model", "fp16"),
+        ("model-00001-of-00002.safetensors", "model", None),
+        ("model.safetensors.index.fp16.json", "model", "fp16"),
+        ("model.safetensors.index.json", "model", None),
+        ("pytorch_model.non_ema.bin", "pytorch_model", "non_ema"),
+    ],
+)
+def test_weight_variant_names(path: str, stem: str, variant: str | None) -> None:
+    from hfa.select import weight_variant
+
+    assert weight_variant(path) == (stem, variant)
+
+
+def test_plain_files_are_taken_and_variants_skipped_by_default() -> None:
+    reader = index_reader(VARIANT_INDEXES)
+    got = decide(repo(*VARIANTS_REPO), read_index=reader)
+    assert chosen(got) == {
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors.index.json",
+        "text_encoder/model-00001-of-00002.safetensors",
+        "text_encoder/model-00002-of-00002.safetensors",
+    }
+    assert (
+        got["unet/diffusion_pytorch_model.fp16.safetensors"].reason == "skipped: the fp16 variant (use --variant fp16)"
+    )
+    assert got["unet/diffusion_pytorch_model.non_ema.safetensors"].reason.endswith("(use --variant non_ema)")
+    assert (
+        got["text_encoder/model.safetensors.index.fp16.json"].reason == "skipped: the fp16 variant (use --variant fp16)"
+    )
+    assert got["text_encoder/model.fp16-00001-of-00002.safetensors"].reason.startswith("skipped: the fp16 variant")
+    assert "skipped: safetensors" in got["unet/diffusion_pytorch_model.fp16.bin"].reason  # framework rule first
+    assert reader.calls == ["text_encoder/model.safetensors.index.json"]  # the variant's index is not even read
+
+
+def test_variant_takes_its_copies_and_the_plain_file_where_there_is_none() -> None:
+    reader = index_reader(VARIANT_INDEXES)
+    got = decide(repo(*VARIANTS_REPO), read_index=reader, variant="fp16")
+    weights = {p for p in chosen(got) if "config" not in p and p != "model_index.json"}
+    assert weights == {
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors.index.fp16.json",
+        "text_encoder/model.fp16-00001-of-00002.safetensors",
+        "text_encoder/model.fp16-00002-of-00002.safetensors",
+    }
+    assert (
+        got["unet/diffusion_pytorch_model.safetensors"].reason
+        == "skipped: replaced by its fp16 variant (--variant fp16)"
+    )
+    assert (
+        got["unet/diffusion_pytorch_model.non_ema.safetensors"].reason
+        == "skipped: the non_ema variant, not --variant fp16"
+    )
+    assert got["text_encoder/model-00001-of-00002.safetensors"].reason.startswith("skipped: replaced by its fp16")
+    assert reader.calls == ["text_encoder/model.safetensors.index.fp16.json"]
+
+
+def test_variant_no_weight_has_is_refused_with_the_ones_there() -> None:
+    with pytest.raises(UsageError, match="variant 'bf16'") as err:
+        decide(repo(*VARIANTS_REPO), variant="bf16")
+    assert "fp16, non_ema" in (err.value.hint or "")
+    with pytest.raises(UsageError, match="variant 'fp16'") as err:
+        decide(repo(*MINILM), variant="fp16")
+    assert "no variants" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize("bad", ["", "fp16/../x", "a b", "."])
+def test_malformed_variant_is_a_usage_error(bad: str) -> None:
+    with pytest.raises(UsageError, match="--variant"):
+        decide(repo(*VARIANTS_REPO), variant=bad)
+
+
+def test_a_file_with_only_variants_keeps_them_all() -> None:
+    files = repo("config.json", "model.fp16.safetensors", "model.bf16.safetensors")
+    assert chosen(decide(files)) == set(files)  # no plain copy to prefer: nothing judged
+    assert chosen(decide(files, variant="bf16")) == {"config.json", "model.bf16.safetensors"}
+
+
+def test_include_brings_a_skipped_variant_back() -> None:
+    got = decide(repo(*VARIANTS_REPO), include=("*.non_ema.safetensors",))
+    assert got["unet/diffusion_pytorch_model.non_ema.safetensors"].selected
+
+
 # --- SelectOptions round-trip ----------------------------------------------------------
 
 
@@ -798,6 +924,7 @@ options_strategy = st.builds(
     all=st.booleans(),
     config_only=st.booleans(),
     subfolder=st.none() | _text,
+    variant=st.none() | _text,
     trust_remote_code=st.booleans(),
 )
 

@@ -53,6 +53,16 @@ SubfolderOpt = Annotated[
     str | None,
     typer.Option("--subfolder", help="Only files under this folder (diffusers components).", rich_help_panel=SEL),
 ]
+VariantOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--variant",
+        help="Weights variant to fetch instead of the plain files where one exists, e.g. fp16 (as from_pretrained's"
+        " variant=). Default: the plain files.",
+        rich_help_panel=SEL,
+        show_default=False,
+    ),
+]
 TrustRemoteCodeOpt = Annotated[
     bool,
     typer.Option(
@@ -73,6 +83,7 @@ class Selection:
     config_only: bool = False
     subfolder: str | None = None
     trust_remote_code: bool = False
+    variant: str | None = None
 
     def given(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self))
@@ -97,6 +108,7 @@ class Selection:
             config_only=self.config_only,
             subfolder=check_subfolder(self.subfolder),
             trust_remote_code=self.trust_remote_code,
+            variant=self.variant.strip() if self.variant is not None else None,
         )
 
 
@@ -109,6 +121,7 @@ _SELECTION_PARAMS: list[tuple[str, Any, Any]] = [
     ("config_only", ConfigOnlyOpt, False),
     ("subfolder", SubfolderOpt, None),
     ("trust_remote_code", TrustRemoteCodeOpt, False),
+    ("variant", VariantOpt, None),
 ]
 
 
