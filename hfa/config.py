@@ -65,6 +65,25 @@ def _token_from_store() -> str | None:
     return text or None
 
 
+DEFAULT_API_TIMEOUT = 30.0  # seconds: a listing, a search page (HF_HUB_ETAG_TIMEOUT overrides)
+DEFAULT_DOWNLOAD_TIMEOUT = 60.0  # seconds without a byte during a download (HF_HUB_DOWNLOAD_TIMEOUT)
+
+
+def env_seconds(name: str, default: float) -> float:
+    """Whole seconds above 0 from the environment, else ``default``; refuses anything else.
+
+    Whole numbers only: huggingface_hub reads the same variables with ``int()`` when it is imported.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise UsageError(
+            f"{name} must be a whole number of seconds above 0, not '{raw}'", f"set {name}=60, or unset it"
+        )
+    return float(int(raw))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know about where things are. Never printed whole."""
@@ -73,6 +92,8 @@ class Settings:
     endpoint: str
     offline: bool
     token: str | None = field(default=None, repr=False)
+    api_timeout: float = DEFAULT_API_TIMEOUT
+    download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
 
     @classmethod
     def resolve(
@@ -89,4 +110,7 @@ class Settings:
             endpoint=normalize_endpoint(endpoint or default_endpoint()),
             offline=offline or env_true("HF_HUB_OFFLINE") or env_true("TRANSFORMERS_OFFLINE"),
             token=token or _token_from_store(),
+            # huggingface_hub's names: its metadata requests (HEAD) and its downloads.
+            api_timeout=env_seconds("HF_HUB_ETAG_TIMEOUT", DEFAULT_API_TIMEOUT),
+            download_timeout=env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT),
         )

@@ -195,7 +195,7 @@ class OnlineHub:
         url: str,
         *,
         headers: dict[str, str] | None = None,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         ref: RepoRef | None = None,
         path: str | None = None,
         allow: frozenset[int] = frozenset(),
@@ -209,6 +209,7 @@ class OnlineHub:
         """
         from hfa import transport
 
+        timeout = timeout or self.settings.download_timeout
         attempt = 0
         hops = 0
         while True:
@@ -304,7 +305,7 @@ class OnlineHub:
         while True:
             self.requests_made += 1
             try:
-                with transport.open_url("GET", target, self._headers(target), timeout=30) as response:
+                with transport.open_url("GET", target, self._headers(target), timeout=self.settings.api_timeout) as response:
                     status = response.status_code
                     if response.is_redirect and hops < 10:
                         response.read(64 * 1024)

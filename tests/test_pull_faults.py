@@ -388,3 +388,25 @@ def test_sync_file_range_is_found_and_accepts_a_file(monkeypatch, tmp_path: Path
     with (tmp_path / "f").open("wb", buffering=0) as fp:
         fp.write(b"x" * 8192)
         assert call(fp.fileno(), 0, 8192, 2) == 0
+
+
+def test_hf_hub_download_timeout_bounds_a_silent_server(faulty, tmp_path: Path) -> None:
+    srv, plan, _ = faulty
+    plan.faults.append(Fault("slow", path=BIG, delay=4.0, times=-1))
+    result = hfa(
+        "pull", "org/model", "--endpoint", srv.url, "--cache-dir", str(tmp_path / "c"),
+        env={"HF_HUB_DOWNLOAD_TIMEOUT": "1", "HFA_MAX_RETRIES": "0"},
+    )  # fmt: skip
+    assert result.exit_code == ExitCode.NETWORK, result.stderr
+    assert BIG in result.stderr
+    assert corrupt_blobs(tmp_path / "c") == []
+
+
+@pytest.mark.parametrize("var", ["HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT"])
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "0.5", "inf", "nan"])
+def test_a_bad_timeout_variable_is_a_usage_error(tmp_path: Path, var: str, value: str) -> None:
+    result = hfa(
+        "pull", "org/model", "--endpoint", "http://127.0.0.1:9", "--cache-dir", str(tmp_path), env={var: value}
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert var in result.stderr and "seconds" in result.stderr
