@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import bench_tmpdir, bin_path, clean_env, goal_met, median, row, safetensors_head, write_blob
+from _common import bench_tmpdir, bin_path, goal_met, hub_env, median, row, safetensors_head, write_blob
 
 MIB = 1 << 20
 MB = 1_000_000
@@ -54,10 +54,6 @@ GOAL_BIG = ">= 1.0"  # hf time / hfa time
 GOAL_WARM = "<= 0.5"  # hfa time / hf time
 TIMEOUT = 120  # seconds for one small pull
 BIG_TIMEOUT = 600  # seconds for one pull of the big file
-# huggingface_hub fetches this registry at most once a day and caches it in HF_HOME; hfa serve
-# does not serve it. Seed the cache (empty, as an unreachable Hub would leave it) so neither tool
-# spends a request on it: that is what a user who ran hf in the last day sees.
-AGENT_REGISTRY = {"standardEnvVars": [], "harnesses": {}}
 
 
 # -- the repositories ------------------------------------------------------------------
@@ -117,23 +113,6 @@ def _build(cache: Path, big_size: int) -> tuple[dict[str, int], dict[str, int]]:
 
 
 # -- running the tools -----------------------------------------------------------------
-def _env(url: str, home: Path) -> dict[str, str]:
-    env = clean_env(
-        HF_ENDPOINT=url,
-        HF_HOME=str(home),
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_IMPLICIT_TOKEN="1",
-        HF_HUB_DISABLE_UPDATE_CHECK="1",
-    )
-    for key in ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_HUB_ENABLE_HF_TRANSFER", "HF_TOKEN_PATH"):
-        env.pop(key, None)
-    # An installed tool has its byte-code cached; without this the editable hfa checkout would
-    # recompile every module on every run while site-packages (hf) is precompiled.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def _argv(tool: str, repo: str, url: str, cache: Path) -> list[str]:
     if tool == "hfa":
         return [bin_path("hfa"), "pull", repo, "--endpoint", url, "--cache-dir", str(cache), "-q"]
@@ -287,11 +266,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
             raise RuntimeError(f"{tmp}: {free / MIB:.0f} MiB free, need {need / MIB:.0f} MiB")
         many, big = _build(tmp / "served", big_size)
         home = tmp / "hf-home"
-        home.mkdir()
-        (home / ".agent_harnesses.json").write_text(json.dumps(AGENT_REGISTRY), encoding="utf-8")
         faults = FaultPlan(latency=LATENCY)
         server = HubServer(ServerConfig(cache_dir=tmp / "served", faults=faults)).start()
-        runner = Runner(server, _env(server.url, home))
+        runner = Runner(server, hub_env(server.url, home))
 
         def fresh(name: str) -> Path:
             shutil.rmtree(caches / name, ignore_errors=True)
