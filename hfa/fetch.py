@@ -248,12 +248,9 @@ class Fetcher:
         """
         remaining = f.size - offset
         if remaining < PIPELINE_MIN:
-            buffer = bytearray(min(CHUNK, remaining) or 1)
-            return self._copy(f, response, fp, remaining, [buffer], lambda view: hasher.update(view))
-        behind = _WriteBehind(fp.fileno(), offset)
-        return _Pipelined(hasher).run(
-            lambda hand_off, buffers: self._copy(f, response, fp, remaining, buffers, hand_off, behind)
-        )
+            return self._copy(f, response, fp, remaining, _Inline(hasher, min(CHUNK, remaining) or 1))
+        with _Pipelined(hasher) as hashing:
+            return self._copy(f, response, fp, remaining, hashing, _WriteBehind(fp.fileno(), offset))
 
     def _copy(
         self,
@@ -261,27 +258,26 @@ class Fetcher:
         response: Any,
         fp: Any,
         remaining: int,
-        buffers: Any,
-        hand_off: Callable[[memoryview], None],
+        hashing: _Inline | _Pipelined,
         behind: _WriteBehind | None = None,
     ) -> int:
-        """Read the body into the next free buffer, write it, hand it on to be hashed; until its end."""
+        """Read the body into a free buffer, write it, hand it on to be hashed; until the body ends."""
         received = 0
         while not self._cancel.is_set():
-            buffer = _next(buffers)
+            buffer = hashing.take()
             view = memoryview(buffer)
             n = response.readinto(view)
             if not n:
-                _give_back(buffers, buffer)
+                hashing.give_back(buffer)
                 break
             if n > remaining - received:
-                _give_back(buffers, buffer)
+                hashing.give_back(buffer)
                 raise HashMismatch(f"'{f.path}' is longer than its listed size {f.size}")
             chunk = view[:n]
             done = 0
             while done < n:  # a raw file may take less than asked
                 done += fp.write(chunk[done:])
-            hand_off(chunk)
+            hashing.hand_off(buffer, n)
             if behind is not None:
                 behind.wrote(n)
             received += n
@@ -293,17 +289,21 @@ class Fetcher:
         return received
 
 
-def _next(buffers: Any) -> bytearray:
-    """The next buffer to fill: the only one of a list, or the next free one of a pipeline."""
-    if isinstance(buffers, list):
-        return buffers[0]
-    got: bytearray = buffers.get()
-    return got
+class _Inline:
+    """Hash on the receiving thread, through one reused buffer (small files)."""
 
+    def __init__(self, hasher: Any, size: int) -> None:
+        self.hasher = hasher
+        self.buffer = bytearray(size)
 
-def _give_back(buffers: Any, buffer: bytearray) -> None:
-    if not isinstance(buffers, list):
-        buffers.put(buffer)
+    def take(self) -> bytearray:
+        return self.buffer
+
+    def give_back(self, buffer: bytearray) -> None:
+        pass
+
+    def hand_off(self, buffer: bytearray, n: int) -> None:
+        self.hasher.update(memoryview(buffer)[:n])
 
 
 class _WriteBehind:
@@ -353,14 +353,16 @@ def _sync_file_range() -> Any:
 
 
 class _Pipelined:
-    """Hash chunks on a helper thread, in order, while the caller receives the next ones.
+    """Hash chunks on a helper thread, in order, while the receiving thread fills the next buffer.
 
     Three buffers circulate: one being filled, one being hashed, one spare. A buffer goes back
     to the free queue only once hashed, so no byte is ever overwritten before it is hashed.
+    Use it as a context manager: leaving it waits for the last chunk to be hashed.
     """
 
     def __init__(self, hasher: Any) -> None:
         import queue
+        import threading
 
         self.hasher = hasher
         self.free: Any = queue.SimpleQueue()
@@ -368,6 +370,17 @@ class _Pipelined:
         for _ in range(3):
             self.free.put(bytearray(CHUNK))
         self.error: BaseException | None = None
+        self.worker = threading.Thread(target=self._hash_loop, name="hfa-hash", daemon=True)
+
+    def take(self) -> bytearray:
+        buffer: bytearray = self.free.get()
+        return buffer
+
+    def give_back(self, buffer: bytearray) -> None:
+        self.free.put(buffer)
+
+    def hand_off(self, buffer: bytearray, n: int) -> None:
+        self.full.put((buffer, n))
 
     def _hash_loop(self) -> None:
         while True:
@@ -382,19 +395,12 @@ class _Pipelined:
                 self.error = exc
             self.free.put(buffer)
 
-    def run(self, copy: Callable[[Callable[[memoryview], None], Any], int]) -> int:
-        import threading
+    def __enter__(self) -> _Pipelined:
+        self.worker.start()
+        return self
 
-        worker = threading.Thread(target=self._hash_loop, name="hfa-hash", daemon=True)
-        worker.start()
-
-        def hand_off(chunk: memoryview) -> None:
-            self.full.put((chunk.obj, len(chunk)))
-
-        try:
-            return copy(hand_off, self.free)
-        finally:
-            self.full.put(None)
-            worker.join()
-            if self.error is not None:
-                raise self.error
+    def __exit__(self, *exc: object) -> None:
+        self.full.put(None)
+        self.worker.join()
+        if self.error is not None:
+            raise self.error
