@@ -234,7 +234,7 @@ class OnlineHub:
                     attempt += 1
                     self._sleep(wait)
                     continue
-                if response.status_code >= 400 and response.status_code not in allow:
+                if response.status_code >= 300 and response.status_code not in allow:  # also a 3xx left over
                     body = response.read(64 * 1024)
                     raise _answer_error(response.status_code, response.headers, body, ref, self.settings.endpoint, path)
                 yield response
@@ -305,7 +305,9 @@ class OnlineHub:
         while True:
             self.requests_made += 1
             try:
-                with transport.open_url("GET", target, self._headers(target), timeout=self.settings.api_timeout) as response:
+                with transport.open_url(
+                    "GET", target, self._headers(target), timeout=self.settings.api_timeout
+                ) as response:
                     status = response.status_code
                     if response.is_redirect and hops < 10:
                         response.read(64 * 1024)

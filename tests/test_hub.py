@@ -284,3 +284,13 @@ def test_next_link_never_crashes(value: str) -> None:
 
     result = next_link(value)
     assert result is None or isinstance(result, str)
+
+
+def test_a_redirect_loop_ends_in_a_network_error_not_in_a_body() -> None:
+    with scripted(Script([(302, {"Location": "/loop"}, b"")] * 30)) as url:
+        h, _ = hub(url)
+        with pytest.raises(NetworkError, match="HTTP 302"), h.stream(url + "/start"):
+            pass
+        assert h.requests_made == 11  # the first request and ten hops
+        with pytest.raises(NetworkError, match="HTTP 302"):
+            h.get_json(url + "/api/models/a/b")
