@@ -9,7 +9,6 @@ partial whose bytes turn out wrong is discarded. Nothing unverified is ever publ
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -50,6 +49,8 @@ class FetchOutcome:
 
 
 def new_hasher(f: RemoteFile) -> Any:
+    import hashlib  # only when something is hashed: a warm pull never loads OpenSSL
+
     return hashlib.sha256() if f.lfs_sha256 else hashlib.sha1(b"blob %d\0" % f.size)
 
 

@@ -1,8 +1,11 @@
-"""Content hashes as the Hub names them: git blob sha1 for regular files, sha256 for LFS files."""
+"""Content hashes as the Hub names them: git blob sha1 for regular files, sha256 for LFS files.
+
+hashlib is imported where a hash is computed: loading OpenSSL costs a few milliseconds that
+commands which never hash (a warm pull, a scan) do not pay.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import BinaryIO
 
@@ -16,12 +19,16 @@ CHUNK = 1 << 20
 
 def git_sha1(data: bytes) -> str:
     """The git blob id of ``data`` (sha1 over ``blob <len>\\0`` + data)."""
+    import hashlib
+
     h = hashlib.sha1(b"blob %d\0" % len(data))
     h.update(data)
     return h.hexdigest()
 
 
 def git_sha1_file(fp: BinaryIO, size: int) -> str:
+    import hashlib
+
     h = hashlib.sha1(b"blob %d\0" % size)
     while chunk := fp.read(CHUNK):
         h.update(chunk)
@@ -29,10 +36,14 @@ def git_sha1_file(fp: BinaryIO, size: int) -> str:
 
 
 def sha256_file(fp: BinaryIO) -> str:
+    import hashlib
+
     return hashlib.file_digest(fp, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else _sha256_loop(fp)
 
 
 def _sha256_loop(fp: BinaryIO) -> str:  # Python 3.10
+    import hashlib
+
     h = hashlib.sha256()
     while chunk := fp.read(CHUNK):
         h.update(chunk)

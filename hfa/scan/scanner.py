@@ -6,10 +6,8 @@ linked from several snapshots). Nothing scanned is ever imported, unpickled or e
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +74,8 @@ def scan_file(real: Path, display: str, policy: ScanPolicy) -> list[Finding]:
 
 
 def _auto_map(real: Path, display: str) -> list[Finding]:
+    import json
+
     try:
         doc = json.loads(real.read_bytes())
     except (OSError, ValueError):
@@ -110,9 +110,15 @@ def scan_targets(targets: Iterable[Target], policy: ScanPolicy, workers: int | N
             out += [Finding(f.severity, f.code, f.message, other + f.path[len(names[0]) :], f.detail) for f in found]
         return out
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for found in pool.map(one, sorted(by_real.items())):
-            report.findings += found
+    items = sorted(by_real.items())
+    if len(items) == 1:  # one file (`hfa scan model.pt`): no pool to start
+        report.findings += one(items[0])
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for found in pool.map(one, items):
+                report.findings += found
     report.findings.sort(key=lambda f: (-f.severity, f.path, f.code))
     return report
 
