@@ -153,30 +153,36 @@ def make_context(
     return run_guarded(out, build)  # type: ignore[no-any-return,unused-ignore]
 
 
+def rewrite_signature(
+    wrapper: Callable[..., Any], fn: Callable[..., Any], drop: str, extra: list[tuple[str, Any, Any]], *,
+    keyword_only: bool = False,
+) -> None:  # fmt: skip
+    """Show typer ``fn``'s parameters, less ``drop``, plus ``extra`` (name, annotation, default) keyword-only ones.
+
+    typer builds a command's options from the signature and annotations it sees on the
+    function it is given; ``wrapper`` takes the ``extra`` values and calls ``fn``.
+    """
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values() if p.name != drop]
+    if keyword_only:
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+    added = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, a, d in extra]
+    wrapper.__dict__.pop("__wrapped__", None)  # typer must see this signature, not fn's
+    wrapper.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
+
+
 def command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[F], F]:
     """Mount ``fn(ctx: Ctx, ...)`` on ``app`` as ``name``, adding the common options."""
 
     def decorator(fn: F) -> F:
-        sig = inspect.signature(fn)
-        hints = typing.get_type_hints(fn, include_extras=True)
-        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()]
-        own = [p for p in own if p.name != "ctx"]
-        common = [
-            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
-            for n, ann, default in _COMMON_PARAMS
-        ]
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
-
         @functools.wraps(fn)
         def wrapper(**kw: Any) -> Any:
             ctx = make_context(**{n: kw.pop(n) for n in _COMMON_NAMES})
             return run_guarded(ctx.out, lambda: fn(ctx, **kw))
 
-        del wrapper.__wrapped__
-        wrapper.__signature__ = sig.replace(parameters=own + common)  # type: ignore[attr-defined]
-        annotations = {p.name: p.annotation for p in own}
-        annotations.update({n: ann for n, ann, _ in _COMMON_PARAMS})
-        wrapper.__annotations__ = annotations
+        rewrite_signature(wrapper, fn, "ctx", _COMMON_PARAMS, keyword_only=True)
         app.command(name, cls=FastCommand, **kwargs)(wrapper)
         return fn
 

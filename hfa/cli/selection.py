@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import functools
-import inspect
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+
+from hfa.cli.options import rewrite_signature
 
 SEL = "Selection"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,13 +127,6 @@ _SELECTION_PARAMS: list[tuple[str, Any, Any]] = [
 
 def with_selection(fn: F) -> F:
     """Add the selection options to a command (apply under ``command``); it receives them as ``sel``."""
-    sig = inspect.signature(fn)
-    hints = typing.get_type_hints(fn, include_extras=True)
-    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values() if p.name != "sel"]
-    extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
-        for name, ann, default in _SELECTION_PARAMS
-    ]
     names = [name for name, _, _ in _SELECTION_PARAMS]
 
     @functools.wraps(fn)
@@ -141,9 +134,7 @@ def with_selection(fn: F) -> F:
         sel = Selection(**{n: kw.pop(n) for n in names})
         return fn(*args, sel=sel, **kw)
 
-    del wrapper.__wrapped__
-    wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+    rewrite_signature(wrapper, fn, "sel", _SELECTION_PARAMS)
     return wrapper  # type: ignore[return-value]
 
 
