@@ -447,3 +447,11 @@ def test_garbage_requests_get_answers_not_crashes(server: HubServer) -> None:
     # and the server is still fine
     status, _, _ = _raw(server, "GET", "/api/models/org/model")
     assert status == 200
+
+
+def test_absolute_form_request_targets_are_served_as_their_path(leaky: Leaky) -> None:
+    """What a forwarding proxy may send on (RFC 9112 3.2.2); traversal in that form is refused above."""
+    status, _, body = _raw(leaky, "GET", "http://any.host:1/org/model/resolve/main/config.json")
+    assert status == 200 and body == leaky.world.contents["org/model@v2"]["config.json"]
+    status, _, _ = _raw(leaky, "GET", "https://any.host/api/models/org/model")
+    assert status == 200

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -340,3 +342,48 @@ def test_a_certificate_failure_mid_download_is_a_network_error() -> None:
     assert isinstance(err, NetworkError) and "SSL_CERT_FILE" in (err.hint or "")
     bad = from_exception(http.client.InvalidURL("nonnumeric port"))
     assert isinstance(bad, NetworkError)
+
+
+def test_a_whole_pull_goes_through_an_http_proxy(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forwarding proxy (absolute-form requests) between hfa and `hfa serve`: every request crosses it."""
+    from helpers import corrupt_blobs, hfa
+
+    seen: list[str] = []
+
+    class Forward(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            target = http.client.HTTPConnection(self.headers["Host"], timeout=30)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-authorization", "host")}
+            parts = urlsplit(self.path)
+            target.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
+            answer = target.getresponse()
+            body = answer.read()
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            target.close()
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        cache = tmp_path / "cache"
+        result = hfa("pull", "org/model", "--endpoint", server.url, "--cache-dir", str(cache), "--json")
+        assert result.exit_code == 0, result.stderr
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    files = json.loads(result.stdout)["files"]
+    assert seen and all(path.startswith(server.url + "/") for path in seen)  # absolute form: a real proxy hop
+    assert sum("/resolve/" in path for path in seen) == len(files)  # every download crossed the proxy
+    assert corrupt_blobs(cache) == []

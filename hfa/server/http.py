@@ -177,6 +177,9 @@ class Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = _method_not_allowed
 
     def _dispatch(self, head: bool) -> None:
+        if self.path.startswith(("http://", "https://")):  # absolute-form: servers must accept it (RFC 9112 3.2.2)
+            rest = self.path.split("://", 1)[1]
+            self.path = "/" + rest.partition("/")[2] if "/" in rest else "/"
         with self.server._log_lock:
             self.server.request_log.append((self.command, self.path.partition("?")[0]))
         faults = self.server.config.faults
