@@ -555,6 +555,17 @@ def test_cache_key_follows_the_resolved_commit(fake: FakeInference) -> None:
     assert result.exit_code == 0 and len(fake.posts()) == 2
 
 
+def test_results_are_not_cached_when_the_commit_is_unknown(fake: FakeInference) -> None:
+    # u/… is unknown to the fake Hub, so "main" cannot be resolved: a branch name is no cache key
+    args = ("infer", "text-classification", "-m", "u/text-classification", "--endpoint", fake.url, "-i", "x", "-v")
+    first = hfa(*args)
+    assert first.exit_code == 0, first.stderr
+    assert "result cache off: the commit of u/text-classification is unknown" in first.stderr
+    assert hfa(*args).exit_code == 0
+    assert len(fake.posts()) == 2  # asked twice: nothing was cached under "main"
+    assert cache_stats().entries == 0
+
+
 def test_offline_answers_from_the_cache_only(fake: FakeInference) -> None:
     args = ("infer", "summarization", "-m", f"t/summarization@{COMMIT}", "--endpoint", fake.url)
     assert hfa(*args, "--input", "x").exit_code == 0

@@ -341,7 +341,12 @@ class _Session:
         self.commit: str | None = None
         if self.ref is not None:
             self.commit, source = resolve_commit(ctx.settings, self.ref, ask_hub=not local)
-            out.debug(f"cache key uses {self.ref.repo_id} at {self.commit} ({source})")
+            if source == "revision":
+                # A branch name is no key: when it moves, its old results would come back.
+                out.debug(f"result cache off: the commit of {self.ref.display} is unknown (pin one with @<commit>)")
+                no_cache = True
+            else:
+                out.debug(f"cache key uses {self.ref.repo_id} at {self.commit} ({source})")
         label = self.ref.repo_id if self.ref else self.runner.route
         self.model_label = self.ref.display if self.ref else self.runner.route
         self.cached = CachedRunner(self.runner, None if no_cache else ResultCache(), model=label, commit=self.commit)
