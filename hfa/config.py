@@ -84,6 +84,19 @@ def env_seconds(name: str, default: float) -> float:
     return float(int(raw))
 
 
+def check_token(token: str | None) -> None:
+    """Refuse a token no HTTP header can carry (a line break, a space, a control character), never echoing it.
+
+    Called where a token is about to be sent, so commands that need no network still run with
+    a broken token file around.
+    """
+    if token is not None and (not token.isascii() or not token.isprintable() or any(c.isspace() for c in token)):
+        raise UsageError(
+            "The token holds spaces, line breaks or other characters no token has",
+            "check --token, HF_TOKEN or the token file (`hf auth login` writes it)",
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know about where things are. Never printed whole."""
@@ -105,11 +118,12 @@ class Settings:
         offline: bool = False,
     ) -> Settings:
         token = token.strip() if token else None
+        token = token or _token_from_store()
         return cls(
             cache_dir=Path(os.path.expanduser(str(cache_dir))) if cache_dir else default_cache_dir(),
             endpoint=normalize_endpoint(endpoint or default_endpoint()),
             offline=offline or env_true("HF_HUB_OFFLINE") or env_true("TRANSFORMERS_OFFLINE"),
-            token=token or _token_from_store(),
+            token=token,
             # huggingface_hub's names: its metadata requests (HEAD) and its downloads.
             api_timeout=env_seconds("HF_HUB_ETAG_TIMEOUT", DEFAULT_API_TIMEOUT),
             download_timeout=env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT),

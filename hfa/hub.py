@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from hfa.config import Settings
+from hfa.config import Settings, check_token
 from hfa.errors import (
     AccessDenied,
     CheckFailed,
@@ -180,6 +180,7 @@ class OnlineHub:
                 "This command needs the network but offline mode is on",
                 "drop --offline / unset HF_HUB_OFFLINE, or use a command that works from the cache",
             )
+        check_token(settings.token)
         self.settings = settings
         self.retry = retry or RetryPolicy.from_env()
         self._sleep = sleep

@@ -157,6 +157,27 @@ def test_token_never_printed_even_with_debug() -> None:
     assert "Traceback" in debug.stderr
 
 
+@pytest.mark.parametrize("bad", ["hf_abc\nhf_def", "hf_abc def", "hf_abc\x07", "hf_\u00e9t\u00e9"])
+@pytest.mark.parametrize("where", ["option", "env", "file"])
+def test_a_token_no_header_can_carry_is_refused_without_echoing_it(tmp_path: Path, bad: str, where: str) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    token_file = tmp_path / "token"
+    token_file.write_text(bad + "\n", encoding="utf-8")
+    env = {"HF_TOKEN": bad} if where == "env" else {"HF_TOKEN_PATH": str(token_file)} if where == "file" else None
+    args = ["search", "--endpoint", url] + (["--token", bad] if where == "option" else [])
+    result = invoke(*args, env=env)
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert "token holds spaces, line breaks" in result.stderr
+    assert "hf_abc" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_broken_token_file_does_not_stop_commands_that_send_no_token(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("hf_abc\nhf_def\n", encoding="utf-8")
+    result = invoke("cache", "ls", "--cache-dir", str(tmp_path / "cache"), env={"HF_TOKEN_PATH": str(token_file)})
+    assert result.exit_code == 0, result.stderr
+
+
 def test_serve_missing_cache_dir_is_usage_error(tmp_path: Path) -> None:
     result = invoke("serve", "--cache-dir", str(tmp_path / "nope"), "--port", "0")
     assert result.exit_code == ExitCode.USAGE

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hfa.config import DEFAULT_ENDPOINT, Settings
+from hfa.config import DEFAULT_ENDPOINT, Settings, check_token
 from hfa.errors import (
     AccessDenied,
     CheckFailed,
@@ -111,6 +111,7 @@ def token_for(url: str, settings: Settings) -> str | None:
     """The token, if ``url`` may receive it: the Hub endpoint's own origin only (plus HF's own inference hosts)."""
     if not settings.token:
         return None
+    check_token(settings.token)
     if _origin(url) == _origin(settings.endpoint):
         return settings.token
     parts = urlsplit(url)
