@@ -117,11 +117,31 @@ class ModelSummary:
 
 
 def _iso(value: Any) -> str | None:
+    """A Hub timestamp (``2026-01-02T03:04:05.000Z``) as ``2026-01-02T03:04:05Z`` in UTC; other text as is."""
     if value is None:
         return None
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return str(value)
+    import re
+
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?", text)
+    if m is None:
+        return text
+    base, zone = m.group(1), m.group(2)
+    if zone in (None, "Z", "+00:00", "-00:00"):
+        return base + "Z"
+    from datetime import timezone
+
+    return datetime.fromisoformat(base + zone).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -402,24 +422,21 @@ class OnlineHub:
                 params.append((key, value))
         if sort:
             params += [("sort", _SORT_PARAM.get(sort, sort)), ("direction", -1)]
-        from huggingface_hub.hf_api import ModelInfo
-
         out: list[ModelSummary] = []
         for item in self.paginate("/api/models", params):
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                 raise CheckFailed("The endpoint answered an invalid model list", "check --endpoint")
-            item.setdefault("siblings", None)
-            m = ModelInfo(**item)
+            gated = item.get("gated")
             out.append(
                 ModelSummary(
-                    id=m.id,
-                    pipeline_tag=m.pipeline_tag,
-                    library_name=m.library_name,
-                    downloads=m.downloads,
-                    likes=m.likes,
-                    last_modified=_iso(m.last_modified),
-                    private=bool(m.private),
-                    gated=m.gated if m.gated else False,
+                    id=item["id"],
+                    pipeline_tag=_str_or_none(item.get("pipeline_tag")),
+                    library_name=_str_or_none(item.get("library_name")),
+                    downloads=_int_or_none(item.get("downloads")),
+                    likes=_int_or_none(item.get("likes")),
+                    last_modified=_iso(item.get("lastModified") or item.get("last_modified")),
+                    private=bool(item.get("private")),
+                    gated=gated if isinstance(gated, str) and gated else bool(gated),
                 )
             )
             if len(out) >= limit:

@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -294,3 +295,57 @@ def test_a_redirect_loop_ends_in_a_network_error_not_in_a_body() -> None:
         assert h.requests_made == 11  # the first request and ten hops
         with pytest.raises(NetworkError, match="HTTP 302"):
             h.get_json(url + "/api/models/a/b")
+
+
+@given(
+    st.datetimes(min_value=datetime(1971, 1, 2), max_value=datetime(2200, 1, 1)),
+    st.integers(min_value=-12 * 60, max_value=14 * 60),
+    st.sampled_from(["", ".0", ".123", ".123456"]),
+)
+def test_hub_timestamps_come_out_in_utc_seconds(when: datetime, offset_minutes: int, fraction: str) -> None:
+    from datetime import timedelta, timezone
+
+    from hfa.hub import _iso
+
+    zone = timezone(timedelta(minutes=offset_minutes))
+    local = when.replace(microsecond=0, tzinfo=zone)
+    text = local.strftime("%Y-%m-%dT%H:%M:%S") + fraction + (local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:])
+    assert _iso(text) == local.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert _iso(local.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z") == local.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_search_reads_odd_fields_as_unknown_not_as_a_crash() -> None:
+    item = {
+        "id": "a/b",
+        "downloads": "many",
+        "likes": True,
+        "pipeline_tag": 3,
+        "lastModified": "yesterday",
+        "gated": "auto",
+    }
+    with scripted(Script([(200, {}, json.dumps([item]).encode())])) as url:
+        h, _ = hub(url)
+        (m,) = h.search_models()
+    assert (m.downloads, m.likes, m.pipeline_tag, m.last_modified, m.gated) == (None, None, None, "yesterday", "auto")
+
+
+def test_search_summaries_agree_with_the_official_client(server) -> None:
+    from huggingface_hub import HfApi
+
+    h, _ = hub(server.url, token=None)
+    ours = {m.id: m for m in h.search_models(limit=1000)}
+    theirs = {m.id: m for m in HfApi(endpoint=server.url, token=False).list_models(limit=1000)}
+    assert ours.keys() == theirs.keys() and ours
+    for repo_id, m in theirs.items():
+        mine = ours[repo_id]
+        last = m.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ") if m.last_modified else None
+        expected = (m.pipeline_tag, m.library_name, m.downloads, m.likes, last, bool(m.private), m.gated or False)
+        assert (
+            mine.pipeline_tag,
+            mine.library_name,
+            mine.downloads,
+            mine.likes,
+            mine.last_modified,
+            mine.private,
+            mine.gated,
+        ) == expected
