@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -30,8 +31,9 @@ class Recorder:
 
 
 @contextmanager
-def origin(*, close_silently: bool = False, body: bytes = b"hello") -> Iterator[tuple[str, Recorder]]:
-    """An HTTP/1.1 server; with ``close_silently`` it drops each connection after answering, without saying so."""
+def origin(*, close_silently: bool = False, body: bytes = b"hello", tls: Any = None) -> Iterator[tuple[str, Recorder]]:
+    """An HTTP/1.1 server (HTTPS with the ``tls`` server context); with ``close_silently`` it drops
+    each connection after answering, without saying so."""
     rec = Recorder()
 
     class H(BaseHTTPRequestHandler):
@@ -62,9 +64,11 @@ def origin(*, close_silently: bool = False, body: bytes = b"hello") -> Iterator[
             pass
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    if tls is not None:
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", rec
+        yield f"{'https' if tls is not None else 'http'}://127.0.0.1:{srv.server_address[1]}", rec
     finally:
         srv.shutdown()
         srv.server_close()
@@ -256,35 +260,11 @@ def https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str
     ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    rec = Recorder()
-
-    class H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self) -> None:
-            super().setup()
-            rec.connections += 1
-
-        def do_GET(self) -> None:
-            rec.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-            body = b'{"sha": "x"}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    srv.socket = server_ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    monkeypatch.setattr(transport, "_TLS", None)  # built again from the environment below
+    monkeypatch.setattr(transport, "_TLS", None)  # built again from the environment the test sets
     try:
-        yield f"https://127.0.0.1:{srv.server_address[1]}", rec, ca_file
+        with origin(body=b'{"sha": "x"}', tls=server_ctx) as (url, rec):
+            yield url, rec, ca_file
     finally:
-        srv.shutdown()
-        srv.server_close()
         transport.close_idle()
         transport._TLS = None
 
