@@ -21,7 +21,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import bench_tmpdir, bin_path, clean_env, goal_met, median, read_line, row, stop_process, write_blob
+from _common import (
+    bench_tmpdir,
+    clean_env,
+    goal_met,
+    log_tail,
+    median,
+    read_line,
+    row,
+    start_hfa_serve,
+    stop_process,
+    write_blob,
+)
 
 GOAL = ">= 1.0"
 MIB = 1 << 20
@@ -62,20 +73,6 @@ def _build_cache(cache: Path, size: int) -> Path:
     return blob
 
 
-def _start_hfa(cache: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    argv = [bin_path("hfa"), "serve", "--cache-dir", str(cache), "--host", "127.0.0.1", "--port", "0"]
-    with log.open("wb") as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=clean_env())
-    try:
-        url = read_line(proc, START_TIMEOUT)
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"hfa serve printed {url!r}, not a 127.0.0.1 URL; log: {_tail(log)}")
-    except BaseException:
-        stop_process(proc)
-        raise
-    return proc, url.rstrip("/")
-
-
 def _start_http_server(directory: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     argv = [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(directory)]
     with log.open("wb") as err:
@@ -84,18 +81,11 @@ def _start_http_server(directory: Path, log: Path) -> tuple[subprocess.Popen[byt
         line = read_line(proc, START_TIMEOUT)
         match = re.search(r"port (\d+)", line)
         if not match:
-            raise RuntimeError(f"http.server printed {line!r}; log: {_tail(log)}")
+            raise RuntimeError(f"http.server printed {line!r}; log: {log_tail(log)}")
     except BaseException:
         stop_process(proc)
         raise
     return proc, f"http://127.0.0.1:{match.group(1)}"
-
-
-def _tail(log: Path, n: int = 800) -> str:
-    try:
-        return log.read_text(encoding="utf-8", errors="replace")[-n:].strip() or "(empty)"
-    except OSError:
-        return "(none)"
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -171,7 +161,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         except OSError:
             os.symlink(blob, www / FILENAME)
 
-        hfa_proc, hfa_url = _start_hfa(cache, tmp / "hfa-serve.log")
+        hfa_proc, hfa_url = start_hfa_serve(cache, tmp / "hfa-serve.log", START_TIMEOUT)
         procs.append(hfa_proc)
         hs_proc, hs_url = _start_http_server(www, tmp / "http-server.log")
         procs.append(hs_proc)
