@@ -80,8 +80,10 @@ def proxy_for(scheme: str, host: str) -> str | None:
 
 
 def _request_id() -> str:
+    """A random (version 4) UUID, as huggingface_hub's ``X-Amzn-Trace-Id``, without importing uuid."""
     raw = os.urandom(16).hex()
-    return f"{raw[:8]}-{raw[8:12]}-4{raw[13:16]}-{raw[16:20]}-{raw[20:]}"
+    variant = "89ab"[int(raw[16], 16) & 3]
+    return f"{raw[:8]}-{raw[8:12]}-4{raw[13:16]}-{variant}{raw[17:20]}-{raw[20:]}"
 
 
 class Response:
