@@ -260,6 +260,18 @@ def write_blob(blobs: Path, size: int, head: bytes = b"") -> Path:
     return target
 
 
+def write_big_repo(cache: Path, repo_id: str, filename: str, size: int, title: str) -> Path:
+    """A model repository in ``cache``: one LFS file of ``size`` random bytes and a README; return the blob."""
+    from hfa.cache import RepoDir
+    from hfa.testing import write_repo
+
+    blob = write_blob(RepoDir(cache, "model", repo_id).blobs, size)
+    # The blob is already where write_repo would put it: it hashes the Path, finds the blob, copies nothing.
+    readme = f"---\nlicense: mit\n---\n# {title}\n"
+    write_repo(cache, repo_id, {filename: blob, "README.md": readme}, lfs={filename: True})
+    return blob
+
+
 def snapshot_files(cache: Path, repo_id: str, commit: str | None = None) -> dict[str, int]:
     """{path: size} of the files in a model repo's snapshot ``commit`` (all snapshots if None) in ``cache``."""
     snaps = cache / ("models--" + repo_id.replace("/", "--")) / "snapshots"

@@ -41,7 +41,7 @@ from _common import (
     row,
     start_hfa_serve,
     stop_process,
-    write_blob,
+    write_big_repo,
 )
 
 GIB = 1 << 30
@@ -195,20 +195,6 @@ def _api_burst(base: str, path: str, total: int, threads: int) -> Burst:
     return Burst(errors, seconds, latencies)
 
 
-def _build_cache(cache: Path, size: int) -> None:
-    from hfa.cache import RepoDir
-    from hfa.testing import write_repo
-
-    blob = write_blob(RepoDir(cache, "model", REPO_ID).blobs, size)
-    # The blob is already where write_repo would put it: it hashes the Path, finds the blob, copies nothing.
-    write_repo(
-        cache,
-        REPO_ID,
-        {FILENAME: blob, "README.md": "---\nlicense: mit\n---\n# load benchmark\n"},
-        lfs={FILENAME: True},
-    )
-
-
 def _errors_text(results: list[Fetch]) -> str:
     bad = [f.error for f in results if not f.ok]
     if not bad:
@@ -230,7 +216,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         if free < size + 256 * MIB:
             raise RuntimeError(f"{tmp}: {free / MIB:.0f} MiB free, need {(size + 256 * MIB) / MIB:.0f} MiB")
         cache = tmp / "hub"
-        _build_cache(cache, size)
+        write_big_repo(cache, REPO_ID, FILENAME, size, "load benchmark")
         proc, base = start_hfa_serve(cache, log)
         url = f"{base}/{REPO_ID}/resolve/main/{FILENAME}"
 

@@ -31,7 +31,7 @@ from _common import (
     row,
     start_hfa_serve,
     stop_process,
-    write_blob,
+    write_big_repo,
 )
 
 GOAL = ">= 1.0"
@@ -53,24 +53,6 @@ path = hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3])
 t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "download_s": t2 - t1, "path": path, "size": os.path.getsize(path)}))
 """
-
-
-_write_blob = write_blob  # the shared helper in _common
-
-
-def _build_cache(cache: Path, size: int) -> Path:
-    from hfa.cache import RepoDir
-    from hfa.testing import write_repo
-
-    blob = _write_blob(RepoDir(cache, "model", REPO_ID).blobs, size)
-    # The blob is already where write_repo would put it: it hashes the Path, finds the blob, copies nothing.
-    write_repo(
-        cache,
-        REPO_ID,
-        {FILENAME: blob, "README.md": "---\nlicense: mit\n---\n# serve benchmark\n"},
-        lfs={FILENAME: True},
-    )
-    return blob
 
 
 def _start_http_server(directory: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -153,7 +135,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         if free < 2 * size + 512 * MIB:  # the blob, one hf_hub_download copy, and room to spare
             raise RuntimeError(f"{tmp}: {free / MIB:.0f} MiB free, need {(2 * size + 512 * MIB) / MIB:.0f} MiB")
         cache = tmp / "hub"
-        blob = _build_cache(cache, size)
+        blob = write_big_repo(cache, REPO_ID, FILENAME, size, "serve benchmark")
         www = tmp / "www"
         www.mkdir()
         try:

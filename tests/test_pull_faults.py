@@ -171,15 +171,20 @@ def test_persistent_500_is_network_error(faulty, tmp_path: Path) -> None:
     assert "HTTP 500" in result.stderr
 
 
+def _partial(cache: Path, content: bytes, data: bytes) -> tuple[Path, str]:
+    """A leftover ``blobs/<sha>.incomplete`` holding ``data`` for ``content``; return (blobs, sha)."""
+    sha = hashlib.sha256(content).hexdigest()
+    blobs = cache / FOLDER / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / f"{sha}.incomplete").write_bytes(data)
+    return blobs, sha
+
+
 def test_resume_from_partial_across_runs(faulty, tmp_path: Path) -> None:
     srv, _plan, world = faulty
     cache = tmp_path / "cache"
     content = world.contents["org/model@v2"][BIG]
-    sha = hashlib.sha256(content).hexdigest()
-    blobs = cache / FOLDER / "blobs"
-    blobs.mkdir(parents=True)
-    half = len(content) // 2
-    (blobs / f"{sha}.incomplete").write_bytes(content[:half])
+    blobs, sha = _partial(cache, content, content[: len(content) // 2])
     srv.reset_requests()
     result = pull(srv, cache)
     assert result.exit_code == 0, result.stderr
@@ -195,10 +200,7 @@ def test_wrong_partial_is_discarded_and_restarted(faulty, tmp_path: Path) -> Non
     srv, _plan, world = faulty
     cache = tmp_path / "cache"
     content = world.contents["org/model@v2"][BIG]
-    sha = hashlib.sha256(content).hexdigest()
-    blobs = cache / FOLDER / "blobs"
-    blobs.mkdir(parents=True)
-    (blobs / f"{sha}.incomplete").write_bytes(b"\xff" * (len(content) // 2))
+    blobs, sha = _partial(cache, content, b"\xff" * (len(content) // 2))
     result = pull(srv, cache)
     assert result.exit_code == 0, result.stderr
     assert (blobs / sha).read_bytes() == content
@@ -209,10 +211,7 @@ def test_partial_the_server_cannot_resume_is_restarted(faulty, tmp_path: Path) -
     srv, plan, world = faulty
     cache = tmp_path / "cache"
     content = world.contents["org/model@v2"][BIG]
-    sha = hashlib.sha256(content).hexdigest()
-    blobs = cache / FOLDER / "blobs"
-    blobs.mkdir(parents=True)
-    (blobs / f"{sha}.incomplete").write_bytes(content[:100])
+    blobs, sha = _partial(cache, content, content[:100])
     plan.faults.append(Fault("status", path=BIG, status=416, times=1))  # Range Not Satisfiable
     result = pull(srv, cache)
     assert result.exit_code == 0, result.stderr
