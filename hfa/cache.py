@@ -20,7 +20,7 @@ from hfa.errors import UsageError
 REPO_TYPES = ("model", "dataset", "space")
 _PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
 _SINGULAR = {v: k for k, v in _PLURAL.items()}
-REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.\-]{0,95}/)?[A-Za-z0-9][\w.\-]{0,95}$")
+REPO_ID_RE = re.compile(r"(?:[A-Za-z0-9][\w.\-]{0,95}/)?[A-Za-z0-9][\w.\-]{0,95}\Z", re.ASCII)
 HFA_META = ".hfa.json"  # optional per-repo sidecar (tags, counters); ignored by huggingface_hub
 
 
@@ -33,7 +33,7 @@ def singular(plural_name: str) -> str | None:
 
 
 def validate_repo_id(repo_id: str) -> str:
-    if not REPO_ID_RE.match(repo_id) or ".." in repo_id or "--" in repo_id:
+    if not REPO_ID_RE.fullmatch(repo_id) or ".." in repo_id or "--" in repo_id:
         raise UsageError(
             f"Invalid repository id '{repo_id}'",
             "use 'name' or 'org/name' with letters, digits, '-', '_' and '.'",
@@ -53,7 +53,7 @@ def parse_repo_folder(name: str) -> tuple[str, str] | None:
         return None
     repo_type = singular(parts[0])
     repo_id = "/".join(parts[1:])
-    if not REPO_ID_RE.match(repo_id):
+    if not REPO_ID_RE.fullmatch(repo_id):
         return None
     return repo_type, repo_id  # type: ignore[return-value]
 
@@ -180,17 +180,22 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
     import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # name the file asked for, never the hidden temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fp:
             fp.write(text)
             fp.flush()
             os.fsync(fp.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         raise
 
 
@@ -223,7 +228,7 @@ class CacheWriter:
     def blob_path(self, etag: str) -> Path:
         from hfa.hashing import SHA1_RE, SHA256_RE
 
-        if not (SHA1_RE.match(etag) or SHA256_RE.match(etag)):
+        if not (SHA1_RE.fullmatch(etag) or SHA256_RE.fullmatch(etag)):
             raise UsageError(f"Refusing blob name '{etag}'", "blob names are 40 or 64 lowercase hex digits")
         return self.repo.blobs / etag
 

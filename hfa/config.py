@@ -7,11 +7,12 @@ Nothing here imports huggingface_hub: resolving settings must stay cheap so that
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from hfa.errors import UsageError
+from hfa.errors import LocalError, UsageError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -48,6 +49,65 @@ def normalize_endpoint(value: str) -> str:
     return value
 
 
+def public_url(url: str) -> str:
+    """``url`` without its ``user:password@`` part: the only form of a URL hfa puts in a message."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.rpartition("@")[2] if "@" in url else url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+# Size limits for the files a user names (docs/cli.md, "Files hfa reads"): far above any real
+# one, far below what would exhaust memory.
+LOCK_FILE_LIMIT = 64 * 1024 * 1024
+CONFIG_FILE_LIMIT = 1024 * 1024
+TOKEN_FILE_LIMIT = 64 * 1024
+
+
+def read_small_file(path: Path, limit: int, what: str, option: str | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else is a clear error.
+
+    Refuses devices, FIFOs and folders (``/dev/zero`` would never end) without blocking on
+    them, and files over ``limit``. ``what`` names the file in the message ("lock file");
+    ``option`` is the flag that points at it. A missing file raises FileNotFoundError for the
+    caller to answer in its own words.
+    """
+    where = f" (check {option})" if option else ""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise UsageError(f"The {what} {path} is a folder, not a file", f"give the path of a file{where}") from None
+    except PermissionError:
+        raise LocalError(
+            f"Permission denied reading the {what} {path}", f"check that you may read {path}{where}"
+        ) from None
+    except OSError as exc:
+        raise LocalError(f"Cannot read the {what} {path}: {exc.strerror}", f"check the path{where}") from None
+    with os.fdopen(fd, "rb") as fp:
+        st = os.fstat(fp.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"The {what} {path} is a folder, not a file", f"give the path of a file{where}")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"The {what} {path} is not a regular file", f"give the path of a file{where}")
+        if st.st_size > limit:
+            raise UsageError(
+                f"The {what} {path} is larger than {limit // 1024} KiB ({st.st_size} bytes)",
+                f"a {what} is never this large: check the path{where}",
+            )
+        try:
+            data = fp.read(limit + 1)
+        except OSError as exc:
+            raise LocalError(f"Cannot read the {what} {path}: {exc.strerror}", f"check the path{where}") from None
+    if len(data) > limit:  # it grew while we read it
+        raise UsageError(f"The {what} {path} is larger than {limit // 1024} KiB", f"check the path{where}")
+    return data
+
+
 def default_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
 
@@ -59,9 +119,17 @@ def _token_from_store() -> str | None:
         return env.strip()
     path = os.environ.get("HF_TOKEN_PATH") or str(hf_home() / "token")
     try:
-        text = Path(os.path.expanduser(path)).read_text(encoding="utf-8").strip()
-    except OSError:
+        raw = read_small_file(Path(os.path.expanduser(path)), TOKEN_FILE_LIMIT, "token file", "HF_TOKEN_PATH")
+    except FileNotFoundError:
         return None
+    except LocalError:  # unreadable: as huggingface_hub does, go on without a token
+        return None
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError(
+            f"The token file {path} is not UTF-8 text", "log in again with `hf auth login`, or set HF_TOKEN"
+        ) from None
     return text or None
 
 

@@ -86,13 +86,39 @@ class AccessDenied(HfaError):
 
 
 class GatedRepo(AccessDenied):
-    def __init__(self, repo_id: str, url: str | None = None) -> None:
-        where = f" at {url}" if url else ""
-        super().__init__(
-            f"'{repo_id}' is gated and this token may not read it",
-            f"accept the terms{where} and pass a token with --token or HF_TOKEN",
-        )
+    """A gated repo: ``token_sent`` tells "no token" (None: unknown) from "this token was refused"."""
+
+    def __init__(self, repo_id: str, url: str | None = None, token_sent: bool | None = None) -> None:
+        from hfa.config import public_url
+
+        where = f" at {public_url(url)}" if url else ""
+        if token_sent is False:
+            message = f"'{repo_id}' is gated: reading it needs a token, and none was given"
+            hint = f"accept the terms{where}, then pass your token with --token or HF_TOKEN"
+        elif token_sent:
+            message = f"'{repo_id}' is gated and the token given was refused"
+            hint = f"check that --token / HF_TOKEN is the right token, and that its account accepted the terms{where}"
+        else:
+            message = f"'{repo_id}' is gated and this token may not read it"
+            hint = f"accept the terms{where} and pass a token with --token or HF_TOKEN"
+        super().__init__(message, hint)
         self.repo_id = repo_id
+        self.token_sent = token_sent
+
+
+class LockMismatch(CheckFailed):
+    """The server's hash of a locked file is not the lock's: the lock is wrong, or upstream rewrote history."""
+
+    def __init__(self, repo: str, path: str, locked: str, served: str) -> None:
+        super().__init__(
+            f"The lock and the server disagree about '{path}' of '{repo}': the lock says {locked},"
+            f" the server {served}; nothing was written",
+            "compare the lock with upstream: `hfa pin --check`",
+        )
+        self.repo = repo
+        self.path = path
+        self.locked = locked
+        self.served = served
 
 
 class NetworkError(HfaError):
@@ -186,7 +212,11 @@ def from_exception(exc: BaseException) -> HfaError | None:
             "check --endpoint / HF_ENDPOINT and your network, or use --offline",
         )
     if isinstance(exc, PermissionError):
-        return LocalError(f"Permission denied: {exc.filename or exc}", "check the permissions of the cache dir")
+        if exc.filename is None:
+            return LocalError(f"Permission denied: {exc}", "check the permissions of the cache dir (--cache-dir)")
+        return LocalError(
+            f"Permission denied: {exc.filename}", "check that you may read and write that path and its folder"
+        )
     if isinstance(exc, OSError) and exc.errno == 28:
         return LocalError("No space left on device", "free some space or point --cache-dir elsewhere")
     if isinstance(exc, OSError) and exc.filename is not None:

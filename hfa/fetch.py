@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfa.cache import CacheWriter
-from hfa.errors import CheckFailed, HfaError, NetworkError, from_exception
+from hfa.config import public_url
+from hfa.errors import CheckFailed, HfaError, LockMismatch, NetworkError, from_exception
 from hfa.hub import OnlineHub, _is_transient
 from hfa.refs import RemoteFile, RepoRef
 
@@ -34,6 +35,9 @@ DEFAULT_WORKERS = 16  # I/O-bound: many small files want many connections (bench
 class HashMismatch(CheckFailed):
     """The bytes received do not hash to what the listing says."""
 
+    actual: str | None = None  # the digest of what arrived, when the whole body did
+    vouched: bool = False  # the server's own hash header named the expected digest
+
 
 class _BodyEnded(Exception):
     """The body stopped before the listed size: resume."""
@@ -46,6 +50,14 @@ class FetchOutcome:
     size: int
     status: str  # "cached", "downloaded" or "resumed"
     downloaded: int  # bytes that crossed the network for it
+
+
+def _etag(value: str | None) -> str | None:
+    """A hash header's value without ``W/`` and quotes, if it is a hex digest (as huggingface_hub reads it)."""
+    if not value:
+        return None
+    value = value.strip().removeprefix("W/").strip('"').lower()
+    return value if len(value) in (40, 64) and all(c in "0123456789abcdef" for c in value) else None
 
 
 def new_hasher(f: RemoteFile) -> Any:
@@ -80,8 +92,12 @@ class Fetcher:
         on_bytes: Callable[[int], None] | None = None,
         on_file: Callable[[FetchOutcome], None] | None = None,
         inspect: Callable[[RemoteFile, Path], None] | None = None,
+        locked: bool = False,
     ) -> None:
         self.hub = hub
+        # The expected hashes come from a lock: a server that disagrees is reported at once
+        # (LockMismatch), not retried as corrupt bytes.
+        self.locked = locked
         self.writer = writer
         self.ref = ref
         self.commit = commit
@@ -151,8 +167,12 @@ class Fetcher:
             try:
                 downloaded += self._attempt(f, partial)
                 return FetchOutcome(f.path, f.etag, f.size, "resumed" if resumed else "downloaded", downloaded)
-            except HashMismatch:
+            except HashMismatch as exc:
                 partial.unlink(missing_ok=True)
+                if self.locked and exc.actual is not None and not exc.vouched:
+                    raise LockMismatch(
+                        self._repo_name, f.path, f"{f.hash_algo}:{expected_digest(f)}", f"{f.hash_algo}:{exc.actual}"
+                    ) from None
                 mismatches += 1
                 resumed = False
                 if mismatches > retries:
@@ -181,7 +201,7 @@ class Fetcher:
                 transient += 1
                 if transient > retries:
                     raise NetworkError(
-                        f"Download of '{f.path}' from {self.hub.settings.endpoint} failed: {type(exc).__name__}",
+                        f"Download of '{f.path}' from {public_url(self.hub.settings.endpoint)} failed: {type(exc).__name__}",
                         "check --endpoint / HF_ENDPOINT and the network, then rerun: it resumes where it stopped",
                     ) from None
                 self.hub._sleep(self.hub.retry.delay(transient - 1))
@@ -200,6 +220,8 @@ class Fetcher:
                         hasher.update(chunk)
                 offset = size
         received = 0
+        vouched = False
+        fresh = offset == 0  # every byte hashed comes from this request
         if offset < f.size:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             url = self.hub.file_url(self.ref, self.commit, f.path)
@@ -210,10 +232,12 @@ class Fetcher:
                         f"The endpoint served '{f.path}' from commit {served_commit}, not {self.commit}",
                         "check --endpoint",
                     )
+                vouched = self._check_lock(f, response.headers) if self.locked else False
                 if response.status_code == 416:  # the partial is no prefix of this file: start again
                     raise HashMismatch(f"'{f.path}' cannot be resumed from byte {offset}")
                 if offset and response.status_code != 206:
                     offset = 0
+                    fresh = True
                     hasher = new_hasher(f)
                 elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                     raise _BodyEnded(0)
@@ -229,7 +253,10 @@ class Fetcher:
             if offset < f.size:
                 raise _BodyEnded(received)
         if hasher.hexdigest() != expected_digest(f):
-            raise HashMismatch(f"'{f.path}' does not match its {f.hash_algo}")
+            mismatch = HashMismatch(f"'{f.path}' does not match its {f.hash_algo}")
+            mismatch.actual = hasher.hexdigest() if fresh else None
+            mismatch.vouched = vouched
+            raise mismatch
         if self.inspect is not None:
             try:
                 self.inspect(f, partial)
@@ -239,6 +266,27 @@ class Fetcher:
         os.chmod(partial, 0o644)
         os.replace(partial, self.writer.blob_path(f.etag))
         return received
+
+    @property
+    def _repo_name(self) -> str:
+        return RepoRef(self.ref.repo_id, self.ref.repo_type).display
+
+    def _check_lock(self, f: RemoteFile, headers: Any) -> bool:
+        """Before the body: the server's own hash of the file (X-Linked-Etag, else ETag) against the lock's.
+
+        Raises LockMismatch when they differ; True when the server vouches for the lock's hash.
+        """
+        linked = _etag(headers.get("X-Linked-Etag"))
+        if linked is not None:
+            served = f"sha256:{linked}"
+        elif (plain := _etag(headers.get("ETag"))) is not None and len(plain) == 40:
+            served = f"git-sha1:{plain}"
+        else:
+            return False
+        locked = f"{f.hash_algo}:{expected_digest(f)}"
+        if served != locked:
+            raise LockMismatch(self._repo_name, f.path, locked, served)
+        return True
 
     def _receive(self, f: RemoteFile, response: Any, fp: Any, hasher: Any, offset: int) -> int:
         """Copy the body to ``fp`` and ``hasher``; return the bytes received.

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import BinaryIO
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")  # \Z, not $: "$" lets a trailing newline pass
+SHA1_RE = re.compile(r"[0-9a-f]{40}\Z")
 COMMIT_RE = SHA1_RE
 
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"

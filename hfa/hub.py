@@ -150,7 +150,13 @@ def _origin(url: str) -> tuple[str, str]:
 
 
 def _answer_error(
-    status: int, headers: Any, body: bytes, ref: RepoRef | None, endpoint: str, path: str | None = None
+    status: int,
+    headers: Any,
+    body: bytes,
+    ref: RepoRef | None,
+    endpoint: str,
+    path: str | None = None,
+    token_sent: bool | None = None,
 ) -> HfaError:
     """The Hub's answer as hfa's error, as huggingface_hub's hf_raise_for_status would classify it."""
     import json
@@ -166,7 +172,7 @@ def _answer_error(
     if ref is not None:
         if code == "GatedRepo":
             page = f"{endpoint}/{'' if ref.repo_type == 'model' else ref.repo_type + 's/'}{ref.repo_id}"
-            return GatedRepo(ref.repo_id, page)
+            return GatedRepo(ref.repo_id, page, token_sent)
         if code == "RevisionNotFound":
             return RevisionNotFound(ref.repo_id, ref.revision_or_default)
         if code == "RepoNotFound" or (status == 401 and not code):
@@ -257,7 +263,15 @@ class OnlineHub:
                     continue
                 if response.status_code >= 300 and response.status_code not in allow:  # also a 3xx left over
                     body = response.read(64 * 1024)
-                    raise _answer_error(response.status_code, response.headers, body, ref, self.settings.endpoint, path)
+                    raise _answer_error(
+                        response.status_code,
+                        response.headers,
+                        body,
+                        ref,
+                        self.settings.endpoint,
+                        path,
+                        "Authorization" in all_headers,
+                    )
                 yield response
                 return
 
@@ -341,7 +355,8 @@ class OnlineHub:
                         continue
                     if status >= 300:
                         body = response.read(64 * 1024)
-                        raise _answer_error(status, response.headers, body, ref, self.settings.endpoint)
+                        sent = "Authorization" in self._headers(target)
+                        raise _answer_error(status, response.headers, body, ref, self.settings.endpoint, None, sent)
                     body = response.read()
                     headers = response.headers
             except HfaError:

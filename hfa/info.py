@@ -14,7 +14,7 @@ from hfa.fetch import verify_bytes
 from hfa.pull import plan
 from hfa.refs import RemoteFile, RepoRef, Resolved
 from hfa.resolver import read_cached
-from hfa.select import Selection, SelectOptions, classify
+from hfa.select import Selection, SelectOptions, classify, gguf_quants
 
 CARD_FIELDS = ("license", "pipeline_tag", "library_name", "base_model", "datasets", "language", "tags")
 
@@ -51,6 +51,7 @@ class InfoResult:
     files: list[FileInfo]
     warnings: list[str] = field(default_factory=list)
     remote_code: bool = False
+    quants: list[str] = field(default_factory=list)  # GGUF quantizations, fewest bits first
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class InfoResult:
             "remote_code": self.remote_code,
             "files": [f.to_json() for f in self.files],
             "selected": [f.path for f in self.files if f.selected],
+            "quants": self.quants,
             "warnings": self.warnings,
         }
 
@@ -92,7 +94,13 @@ def card_facts(card: CardData) -> dict[str, Any]:
 
 
 def info(settings: Settings, ref: RepoRef, options: SelectOptions) -> InfoResult:
-    resolved, selection, warnings = plan(settings, ref, options)
+    resolved, selection, warnings, _ = plan(settings, ref, options, need_quant=False)
+    quants = gguf_quants(resolved.files) if options.quant is None else []
+    if len(quants) > 1 and not any(p for p in selection.selected if classify(p) == "gguf"):
+        warnings.append(
+            f"GGUF files come in {len(quants)} quantizations: {', '.join(quants)};"
+            f" `hfa pull` needs one, e.g. `hfa pull {ref.display}:{'Q4_K_M' if 'Q4_K_M' in quants else quants[0]}`"
+        )
     readme = resolved.files.get("README.md")
     card = parse_card(_read(settings, resolved, readme) if readme else None)
     if card.warning and card.warning.startswith("no model card") and resolved.card_data:
@@ -119,6 +127,7 @@ def info(settings: Settings, ref: RepoRef, options: SelectOptions) -> InfoResult
         files=files,
         warnings=warnings,
         remote_code=auto_map or any(f.kind == "code" for f in files),
+        quants=gguf_quants(resolved.files),
     )
 
 

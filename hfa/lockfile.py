@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hfa.cache import atomic_write_text, check_relpath, validate_repo_id
-from hfa.errors import HfaError, UsageError
+from hfa.errors import HfaError, LocalError, UsageError
 from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_pointer
 from hfa.refs import RemoteFile, RepoRef
 from hfa.select import SelectOptions
@@ -155,35 +155,59 @@ def dumps(lock: Lock) -> str:
 
 def write(path: Path, lock: Lock) -> bool:
     """Write ``lock`` atomically; skip when the file already holds these bytes. True if written."""
+    from hfa.config import LOCK_FILE_LIMIT, read_small_file
+
     text = dumps(lock)
     try:
-        if path.read_text(encoding="utf-8") == text:
+        if read_small_file(path, LOCK_FILE_LIMIT, "lock file", "--lock") == text.encode("utf-8"):
             return False
-    except (OSError, UnicodeDecodeError):
+    except FileNotFoundError:
         pass
-    atomic_write_text(path, text)
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise LocalError(
+            f"Cannot write the lock file {path}: {exc.strerror or type(exc).__name__}",
+            f"check that you may write to {path.parent} (or pass --lock PATH)",
+        ) from None
     return True
 
 
 # -- reading ---------------------------------------------------------------------------------
 
+_BROKEN_HINT = "restore it from version control, or delete it and pin again with `hfa pin REPO[@REVISION]`"
+
 
 def read(path: Path, *, missing_ok: bool = False) -> Lock:
+    from hfa.config import LOCK_FILE_LIMIT, read_small_file
+
     try:
-        raw = path.read_bytes()
+        raw = read_small_file(path, LOCK_FILE_LIMIT, "lock file", "--lock")
     except FileNotFoundError:
         if missing_ok:
             return Lock()
         raise LockError(
             f"No lock file at {path}", "create one with `hfa pin REPO[@REVISION]`, or pass --lock PATH"
         ) from None
-    except OSError as exc:
-        raise LockError(f"Cannot read {path}: {exc.strerror}", "check the --lock path") from None
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LockError(f"{path} is not UTF-8 text", "regenerate it with `hfa pin`") from None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise LockError(f"{path} (line {line}) is not UTF-8 text", _BROKEN_HINT) from None
     return loads(text, str(path))
+
+
+_TOML_POSITION = re.compile(r" \((?:at line (\d+), column \d+|at end of document)\)\Z")
+
+
+def _toml_problem(exc: Exception, text: str) -> tuple[str, int]:
+    """tomllib's message without its position, and the line it names ("end of document": the last line)."""
+    message = str(exc)
+    match = _TOML_POSITION.search(message)
+    last = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    if match is None:
+        return message, max(1, getattr(exc, "lineno", None) or last)
+    return message[: match.start()], int(match.group(1)) if match.group(1) else max(1, last)
 
 
 def loads(text: str, name: str = DEFAULT_LOCK) -> Lock:
@@ -197,17 +221,17 @@ def loads(text: str, name: str = DEFAULT_LOCK) -> Lock:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise LockError(
-            f"{name} is not valid TOML ({exc})", "restore it from version control or rerun `hfa pin`"
-        ) from None
+        problem, line = _toml_problem(exc, text)
+        truncated = " (truncated?)" if "end of document" in str(exc) else ""
+        raise LockError(f"{name} (line {line}) is not valid TOML: {problem}{truncated}", _BROKEN_HINT) from None
     except (RecursionError, ValueError) as exc:
-        raise LockError(f"{name} cannot be parsed ({exc})", "restore it from version control") from None
+        raise LockError(f"{name} cannot be parsed ({exc})", _BROKEN_HINT) from None
     try:
         return _from_doc(doc, text, name)
     except LockError:
         raise
     except HfaError as exc:
-        raise LockError(f"{name}: {exc.message}", "restore it from version control or rerun `hfa pin`") from None
+        raise LockError(f"{name}: {exc.message}", _BROKEN_HINT) from None
 
 
 def _line_of(text: str, needle: str) -> int | None:
@@ -215,28 +239,40 @@ def _line_of(text: str, needle: str) -> int | None:
     return None if idx < 0 else text.count("\n", 0, idx) + 1
 
 
+def _nth_line(text: str, needle: str, n: int) -> int | None:
+    """The line of the ``n``-th (from 0) line that starts with ``needle``."""
+    count = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip().startswith(needle):
+            if count == n:
+                return number
+            count += 1
+    return None
+
+
 class _Ctx:
     def __init__(self, text: str, name: str) -> None:
         self.text = text
         self.name = name
 
-    def fail(self, what: str, near: str | None = None) -> LockError:
-        line = _line_of(self.text, near) if near else None
+    def fail(self, what: str, near: str | int | None = None) -> LockError:
+        """A LockError naming the line of ``near`` (a line number, or text to find in the file)."""
+        line = near if isinstance(near, int) else _line_of(self.text, near) if near else None
         where = f" (line {line})" if line else ""
-        return LockError(f"{self.name}{where}: {what}", "restore it from version control or rerun `hfa pin`")
+        return LockError(f"{self.name}{where}: {what}", _BROKEN_HINT)
 
 
 def _from_doc(doc: dict[str, Any], text: str, name: str) -> Lock:
     ctx = _Ctx(text, name)
     version = doc.get("version")
     if version is None:
-        raise ctx.fail("no `version` field; this is not an hfa lock, or it is truncated")
+        raise ctx.fail("no `version` field; this is not an hfa lock, or it is truncated", 1)
     if not isinstance(version, int) or isinstance(version, bool):
         raise ctx.fail(f"`version` must be a number, not {version!r}", "version")
     if version != LOCK_VERSION:
         raise LockError(
             f"{name} has lock version {version}; this hfa reads version {LOCK_VERSION}",
-            "upgrade hfa" if version > LOCK_VERSION else "regenerate it with `hfa pin`",
+            "upgrade hfa" if version > LOCK_VERSION else "delete it and pin again with `hfa pin REPO[@REVISION]`",
         )
     unknown = set(doc) - {"version", "repo"}
     if unknown:
@@ -256,11 +292,14 @@ def _from_doc(doc: dict[str, Any], text: str, name: str) -> Lock:
 
 
 def _repo(ctx: _Ctx, i: int, raw: Any) -> LockedRepo:
+    header = _nth_line(ctx.text, "[[repo]]", i)
     if not isinstance(raw, dict):
-        raise ctx.fail(f"repo #{i + 1} is not a table")
+        raise ctx.fail(f"repo #{i + 1} is not a table", header)
     repo_id = raw.get("id")
-    near = f'id = "{repo_id}"' if isinstance(repo_id, str) else "[[repo]]"
-    label = f"repo '{repo_id}'" if isinstance(repo_id, str) else f"repo #{i + 1}"
+    near: str | int | None = f'id = "{repo_id}"' if isinstance(repo_id, str) else header
+    if isinstance(near, str) and _line_of(ctx.text, near) is None:  # written with escapes: its [[repo]] line
+        near = header
+    label = f"repo '{repo_id}'" if isinstance(repo_id, str) and repo_id.isprintable() else f"repo #{i + 1}"
     missing = [k for k in _REPO_KEYS if k not in raw]
     if missing:
         raise ctx.fail(f"{label} lacks {', '.join(missing)} (truncated?)", near)
@@ -269,14 +308,17 @@ def _repo(ctx: _Ctx, i: int, raw: Any) -> LockedRepo:
         raise ctx.fail(f"{label} has unknown key(s): {', '.join(sorted(unknown))}", near)
     if not isinstance(repo_id, str):
         raise ctx.fail(f"{label}: `id` must be a string", near)
-    validate_repo_id(repo_id)
+    try:
+        validate_repo_id(repo_id)
+    except UsageError as exc:
+        raise ctx.fail(f"{label}: {exc.message}", near) from None
     repo_type = raw["type"]
     if repo_type not in ("model", "dataset", "space"):
         raise ctx.fail(f"{label}: unknown type {repo_type!r} (model, dataset or space)", near)
     revision, commit = raw["revision"], raw["commit"]
     if not isinstance(revision, str) or not revision or ".." in revision.split("/") or revision.startswith("/"):
         raise ctx.fail(f"{label}: invalid revision {revision!r}", near)
-    if not isinstance(commit, str) or not COMMIT_RE.match(commit):
+    if not isinstance(commit, str) or not COMMIT_RE.fullmatch(commit):
         raise ctx.fail(f"{label}: `commit` must be 40 lowercase hex digits, not {commit!r}", near)
     selection = raw["selection"]
     if not isinstance(selection, dict):
@@ -299,10 +341,10 @@ def _repo(ctx: _Ctx, i: int, raw: Any) -> LockedRepo:
     return LockedRepo(repo_id, repo_type, revision, commit, options, tuple(files))
 
 
-_HASH_RE = re.compile(r"^(sha256|git-sha1):([0-9a-f]+)$")
+_HASH_RE = re.compile(r"(sha256|git-sha1):([0-9a-f]+)")
 
 
-def _file(ctx: _Ctx, label: str, j: int, raw: Any, near: str) -> LockedFile:
+def _file(ctx: _Ctx, label: str, j: int, raw: Any, near: str | int | None) -> LockedFile:
     if not isinstance(raw, dict):
         raise ctx.fail(f"{label}: file #{j + 1} is not a table", near)
     path = raw.get("path")
@@ -318,11 +360,11 @@ def _file(ctx: _Ctx, label: str, j: int, raw: Any, near: str) -> LockedFile:
     size = raw["size"]
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ctx.fail(f"{label}: '{path}' has an invalid size {size!r}", fnear)
-    match = _HASH_RE.match(raw["hash"]) if isinstance(raw["hash"], str) else None
+    match = _HASH_RE.fullmatch(raw["hash"]) if isinstance(raw["hash"], str) else None
     if not match:
         raise ctx.fail(f"{label}: '{path}' hash must be sha256:<64 hex> or git-sha1:<40 hex>", fnear)
     algo, digest = match.group(1), match.group(2)
-    if not (SHA256_RE if algo == "sha256" else SHA1_RE).match(digest):
+    if not (SHA256_RE if algo == "sha256" else SHA1_RE).fullmatch(digest):
         raise ctx.fail(f"{label}: '{path}' has a malformed {algo} digest", fnear)
     return LockedFile(path, size, algo, digest)
 

@@ -15,9 +15,14 @@ from hfa.refs import RepoRef
 from hfa.select import SelectOptions
 
 
-def resolve_entry(settings: Settings, ref: RepoRef, options: SelectOptions) -> tuple[LockedRepo, list[str]]:
-    """Resolve ``ref`` and apply ``options``: the lock entry it would get."""
-    resolved, selection, warnings = plan(settings, ref, options)
+def resolve_entry(
+    settings: Settings, ref: RepoRef, options: SelectOptions, *, fit_options: bool = False
+) -> tuple[LockedRepo, list[str]]:
+    """Resolve ``ref`` and apply ``options``: the lock entry it would get.
+
+    ``fit_options``: ``--quant`` applies only if the repo has GGUF files (given once for many repos).
+    """
+    resolved, selection, warnings, options = plan(settings, ref, options, fit_options=fit_options)
     files = tuple(sorted(LockedFile.from_remote(resolved.files[p]) for p in selection.selected))
     entry = LockedRepo(
         repo_id=ref.repo_id,
@@ -48,16 +53,51 @@ class PinResult:
         }
 
 
+@dataclass(frozen=True)
+class PinRequest:
+    """One repo to pin and its selection; ``fit`` applies ``--quant`` only where the repo has GGUF files."""
+
+    ref: RepoRef
+    options: SelectOptions
+    fit: bool = False
+
+
 def pin(settings: Settings, lock_path: Path, ref: RepoRef, options: SelectOptions) -> PinResult:
+    return pin_many(settings, lock_path, [PinRequest(ref, options)])
+
+
+def pin_many(settings: Settings, lock_path: Path, requests: list[PinRequest]) -> PinResult:
+    """Resolve every request, then write the lock once: all or nothing.
+
+    A repo that fails raises its error, naming the repo, and the lock is left as it was.
+    """
     lock = lockfile.read(lock_path, missing_ok=True)
-    entry, warnings = resolve_entry(settings, ref, options)
-    change = lockfile.diff(lock.get(ref.repo_id, ref.repo_type), entry)
-    written = lockfile.write(lock_path, lock.upsert(entry))
-    return PinResult(lock_path, [change], written=written, warnings=warnings)
+    result = PinResult(lock_path)
+    for request in requests:
+        try:
+            entry, warnings = resolve_entry(settings, request.ref, request.options, fit_options=request.fit)
+        except HfaError as exc:
+            raise _naming(exc, request.ref, lock_path if len(requests) > 1 else None) from None
+        result.warnings += warnings
+        result.changes.append(lockfile.diff(lock.get(request.ref.repo_id, request.ref.repo_type), entry))
+        lock = lock.upsert(entry)
+    result.written = lockfile.write(lock_path, lock)
+    return result
+
+
+def _naming(exc: HfaError, ref: RepoRef, unchanged: Path | None) -> HfaError:
+    """``exc`` with the repo it is about in its message (and, for several repos, that the lock was kept)."""
+    if ref.repo_id not in exc.message:
+        exc.message = f"{ref.display}: {exc.message}"
+    if unchanged is not None:
+        exc.message += f" ({unchanged} left unchanged)"
+    exc.args = (exc.message,)
+    return exc
 
 
 def normalise(lock_path: Path) -> PinResult:
-    lock = lockfile.read(lock_path, missing_ok=True)
+    """Rewrite an existing lock in its normal form, without network."""
+    lock = lockfile.read(lock_path)
     return PinResult(lock_path, written=lockfile.write(lock_path, lock))
 
 
@@ -86,7 +126,10 @@ def upgrade(settings: Settings, lock_path: Path, refs: list[RepoRef]) -> PinResu
     lock = lockfile.read(lock_path)
     result = PinResult(lock_path)
     for entry in _select_entries(lock, lock_path, refs):
-        fresh, warnings = resolve_entry(settings, entry.ref, entry.selection)
+        try:
+            fresh, warnings = resolve_entry(settings, entry.ref, entry.selection)
+        except HfaError as exc:
+            raise _naming(exc, entry.ref, lock_path) from None
         result.warnings += warnings
         result.changes.append(lockfile.diff(entry, fresh))
         lock = lock.upsert(fresh)

@@ -12,17 +12,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from hfa.cache import CacheWriter
 from hfa.config import Settings
-from hfa.errors import CheckFailed
+from hfa.errors import CheckFailed, HfaError, RepoNotFound
 from hfa.fetch import DEFAULT_WORKERS, Fetcher, FetchOutcome, verify_bytes
 from hfa.refs import RemoteFile, RepoRef, Resolved
 from hfa.resolver import read_cached, resolve_offline
 from hfa.select import Decision, Selection, SelectOptions, select
 
 if TYPE_CHECKING:
+    from hfa.hub import OnlineHub
     from hfa.lockfile import LockedRepo
 
 
@@ -120,10 +121,56 @@ def _report(f: RemoteFile, decision: Decision, status: str) -> FileReport:
     return FileReport(f.path, f.size, f.hash_algo, f.lfs_sha256 or f.blob_id, decision.reason, status)
 
 
+def command_text(*words: str) -> str:
+    """A command line to paste: each word quoted for a POSIX shell where it needs it."""
+    import shlex
+
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def pull_command(ref: RepoRef, options: SelectOptions) -> str:
+    """The `hfa pull` that fetches ``ref`` with the same selection (for hints)."""
+    return command_text("hfa", "pull", ref.display, *options.to_args())
+
+
+class Plan(NamedTuple):
+    resolved: Resolved
+    selection: Selection
+    warnings: list[str]
+    options: SelectOptions  # as they applied to this repo (see SelectOptions.for_repo)
+
+
+def resolve_online(hub: OnlineHub, ref: RepoRef) -> Resolved:
+    """``hub.resolve(ref)``; a model that is not found gets a hint when a dataset or space of that name exists."""
+    try:
+        return hub.resolve(ref)
+    except RepoNotFound as exc:
+        if ref.repo_type == "model":
+            for other in ("dataset", "space"):
+                alt = RepoRef(ref.repo_id, other, ref.revision)
+                try:
+                    hub.get_json(hub.url(f"/api/{other}s/{ref.repo_id}"), None, alt)
+                except HfaError:
+                    continue
+                exc.hint = f"there is a {other} of that name: use {alt.display}"
+                break
+        raise
+
+
 def plan(
-    settings: Settings, ref: RepoRef, options: SelectOptions, *, read_index: Callable[[RemoteFile], bytes] | None = None
-) -> tuple[Resolved, Selection, list[str]]:
-    """Resolve and select without fetching (but index files may be read)."""
+    settings: Settings,
+    ref: RepoRef,
+    options: SelectOptions,
+    *,
+    read_index: Callable[[RemoteFile], bytes] | None = None,
+    need_quant: bool = True,
+    fit_options: bool = False,
+) -> Plan:
+    """Resolve and select without fetching (but index files may be read).
+
+    ``need_quant=False`` (``hfa info``) leaves GGUF files out instead of asking for ``--quant``;
+    ``fit_options`` applies ``--quant`` only if the repo has GGUF files (a multi-repo pin).
+    """
     warnings: list[str] = []
     if settings.offline:
         resolved, complete = resolve_offline(settings.cache_dir, ref)
@@ -132,22 +179,30 @@ def plan(
                 f"no hfa record of the full file list of {resolved.commit[:12]}: "
                 "only the files already in the snapshot can be checked"
             )
+        if fit_options:
+            options = options.for_repo(resolved.files)
 
         def offline_index(path: str) -> bytes:
             f = resolved.files[path]
             data = read_cached(settings.cache_dir, ref, f)
             if data is None:
                 raise CheckFailed(
-                    f"'{path}' of '{ref.display}' is not in the cache", f"run `hfa pull {ref.display}` with network"
+                    f"'{path}' of '{ref.display}' is not in the cache",
+                    f"run `{pull_command(ref, options)}` with network",
                 )
             return data
 
-        return resolved, select(resolved.files, options, repo_type=ref.repo_type, read_index=offline_index), warnings
+        selection = select(
+            resolved.files, options, repo_type=ref.repo_type, read_index=offline_index, need_quant=need_quant
+        )
+        return Plan(resolved, selection, warnings, options)
 
     from hfa.hub import OnlineHub
 
     hub = OnlineHub(settings)
-    resolved = hub.resolve(ref)
+    resolved = resolve_online(hub, ref)
+    if fit_options:
+        options = options.for_repo(resolved.files)
 
     def online_index(path: str) -> bytes:
         f = resolved.files[path]
@@ -159,7 +214,8 @@ def plan(
         verify_bytes(f, data)
         return data
 
-    return resolved, select(resolved.files, options, repo_type=ref.repo_type, read_index=online_index), warnings
+    selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=online_index, need_quant=need_quant)
+    return Plan(resolved, selection, warnings, options)
 
 
 def pull(
@@ -175,13 +231,13 @@ def pull(
     started = time.monotonic()
     writer = CacheWriter(settings.cache_dir, ref.repo_type, ref.repo_id)
     if settings.offline:
-        resolved, selection, warnings = plan(settings, ref, options)
-        return _offline_result(settings, ref, resolved, selection, warnings, writer, started)
+        resolved, selection, warnings, _ = plan(settings, ref, options)
+        return _offline_result(settings, ref, resolved, selection, warnings, writer, started, options)
 
     from hfa.hub import OnlineHub
 
     hub = OnlineHub(settings)
-    resolved = hub.resolve(ref)
+    resolved = resolve_online(hub, ref)
     findings: list[Any] = []
     fetcher = Fetcher(
         hub,
@@ -266,6 +322,7 @@ def _offline_result(
     warnings: list[str],
     writer: CacheWriter,
     started: float,
+    options: SelectOptions,
 ) -> PullResult:
     result = PullResult(
         ref=ref,
@@ -288,16 +345,16 @@ def _offline_result(
             result.files.append(_report(f, d, "missing"))
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise MissingFiles(ref, resolved.commit, missing, shown)
+        raise MissingFiles(ref, resolved.commit, missing, shown, pull_command(ref, options))
     result.elapsed = time.monotonic() - started
     return result
 
 
 class MissingFiles(CheckFailed):
-    def __init__(self, ref: RepoRef, commit: str, missing: list[str], shown: str) -> None:
+    def __init__(self, ref: RepoRef, commit: str, missing: list[str], shown: str, retry: str) -> None:
         super().__init__(
             f"{len(missing)} file(s) of '{ref.display}' ({commit[:12]}) are missing from the cache: {shown}",
-            f"run `hfa pull {ref.display}` with network (offline mode never returns a partial snapshot)",
+            f"run `{retry}` with network (offline mode never returns a partial snapshot)",
         )
         self.missing = missing
 
@@ -329,6 +386,7 @@ def pull_locked(
     workers: int = DEFAULT_WORKERS,
     progress: Progress | None = None,
     allow_unsafe: bool = False,
+    retry_command: str = "hfa pull",
 ) -> LockedPullResult:
     """Make the cache hold exactly what the lock names, at the lock's commits, verified by the lock's hashes.
 
@@ -365,7 +423,7 @@ def pull_locked(
         if need_network and settings.offline:
             names = [f.path for f in need_network]
             shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-            raise MissingFiles(entry.ref, entry.commit, names, shown)
+            raise MissingFiles(entry.ref, entry.commit, names, shown, retry_command)
         outcomes: dict[str, FetchOutcome] = {}
         if dry_run:
             for f in todo:
@@ -383,6 +441,7 @@ def pull_locked(
                 on_bytes=progress.advance if progress else None,
                 on_file=progress.file_done if progress else None,
                 inspect=content_inspector(result.findings, allow_unsafe),
+                locked=True,
             )
             outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
         for lf in entry.files:

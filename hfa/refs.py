@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ class RepoRef:
         raw = text.strip()
         if not raw:
             raise UsageError("Empty repository name", "give a repo id such as org/name or org/name@main")
+        if "://" in raw:
+            raise _url_given(raw)
         name, at, revision = raw.partition("@")
         detected = "model"
         for prefix, rtype in _TYPE_PREFIXES.items():
@@ -40,13 +43,27 @@ class RepoRef:
             raise UsageError(f"Invalid revision '{revision}'", "use a branch, a tag or a 40-character commit")
         return cls(validate_repo_id(name), repo_type or detected, revision or None)
 
+    @classmethod
+    def parse_spec(cls, text: str, repo_type: str | None = None) -> tuple[RepoRef, str | None]:
+        """``REPO[@REV][:QUANT]`` (``org/x-GGUF:Q4_K_M``, as llama.cpp's ``-hf``): the ref and the quant, if any."""
+        raw = text.strip()
+        quant = None
+        if ":" in raw and "://" not in raw:
+            raw, _, quant = raw.rpartition(":")
+            if not _QUANT_RE.fullmatch(quant):
+                raise UsageError(
+                    f"Invalid quantisation '{quant}' in '{text.strip()}'",
+                    "write REPO:QUANT, e.g. org/model-GGUF:Q4_K_M",
+                )
+        return cls.parse(raw, repo_type), quant
+
     @property
     def revision_or_default(self) -> str:
         return self.revision or "main"
 
     @property
     def pinned(self) -> bool:
-        return self.revision is not None and bool(COMMIT_RE.match(self.revision))
+        return self.revision is not None and bool(COMMIT_RE.fullmatch(self.revision))
 
     @property
     def folder(self) -> str:
@@ -59,6 +76,38 @@ class RepoRef:
 
     def __str__(self) -> str:
         return self.display
+
+
+_QUANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", re.ASCII)
+
+
+def _url_given(raw: str) -> UsageError:
+    """A URL pasted where a repo id belongs: the repo id to use instead."""
+    from urllib.parse import unquote, urlsplit
+
+    from hfa.config import DEFAULT_ENDPOINT, public_url
+
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        return UsageError("A URL is not a repository id", "use org/name (add @REVISION for a branch, tag or commit)")
+    segments = [unquote(s) for s in parts.path.split("/") if s]
+    prefix = ""
+    if segments and segments[0] in ("models", "datasets", "spaces"):
+        prefix = "" if segments[0] == "models" else segments[0] + "/"
+        segments = segments[1:]
+    repo = "/".join(segments[:2])
+    rest = segments[2:]
+    if len(rest) >= 2 and rest[0] in ("tree", "blob", "resolve", "commit") and rest[1] != "main":
+        repo += f"@{rest[1]}"
+    shown = public_url(raw)
+    if not repo:
+        return UsageError(f"'{shown}' is a URL, not a repository id", "use org/name")
+    host = urlsplit(public_url(raw))._replace(path="", query="", fragment="").geturl()
+    hint = f"use {prefix}{repo}"
+    if host.rstrip("/") not in (DEFAULT_ENDPOINT, "https://hf.co", "https://www.huggingface.co"):
+        hint += f", with --endpoint {host} if that is not already your endpoint"
+    return UsageError(f"'{shown}' is a URL, not a repository id", hint)
 
 
 @dataclass(frozen=True)
@@ -104,9 +153,9 @@ class RemoteFile:
             ) from None
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise CheckFailed(f"The server listed '{path}' with an invalid size {size!r}", "check --endpoint")
-        if not isinstance(blob_id, str) or not SHA1_RE.match(blob_id):
+        if not isinstance(blob_id, str) or not SHA1_RE.fullmatch(blob_id):
             raise CheckFailed(f"The server listed '{path}' with an invalid blob id {blob_id!r}", "check --endpoint")
-        if lfs_sha256 is not None and (not isinstance(lfs_sha256, str) or not SHA256_RE.match(lfs_sha256)):
+        if lfs_sha256 is not None and (not isinstance(lfs_sha256, str) or not SHA256_RE.fullmatch(lfs_sha256)):
             raise CheckFailed(f"The server listed '{path}' with an invalid sha256 {lfs_sha256!r}", "check --endpoint")
         return cls(path, size, blob_id, lfs_sha256)
 

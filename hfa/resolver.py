@@ -29,7 +29,7 @@ def resolve_offline(cache_dir: Path, ref: RepoRef) -> tuple[Resolved, bool]:
         commit: str | None = ref.revision
     else:
         commit = repo.read_ref(ref.revision_or_default)
-    if not commit or not COMMIT_RE.match(commit) or not repo.snapshot(commit).is_dir():
+    if not commit or not COMMIT_RE.fullmatch(commit) or not repo.snapshot(commit).is_dir():
         raise CheckFailed(
             f"Revision '{ref.revision_or_default}' of '{ref.repo_id}' is not in the cache {cache_dir}",
             f"run `hfa pull {ref.display}` with network first",
@@ -66,9 +66,9 @@ def snapshot_files(repo: RepoDir, commit: str) -> dict[str, RemoteFile]:
                 continue
             etag = os.path.basename(real)
             size = os.path.getsize(real)
-            if SHA256_RE.match(etag):
+            if SHA256_RE.fullmatch(etag):
                 files[rel] = RemoteFile(rel, size, git_sha1(lfs_pointer(etag, size)), etag)
-            elif SHA1_RE.match(etag):
+            elif SHA1_RE.fullmatch(etag):
                 files[rel] = RemoteFile(rel, size, etag)
     return files
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -120,10 +120,10 @@ _CONFIG_NAMES = frozenset(
     }
 )
 # model.safetensors.index.json, and diffusers' variant form x.safetensors.index.fp16.json.
-_INDEX_RE = re.compile(r"^(?P<base>.+)\.index(?:\.(?P<variant>[A-Za-z0-9_-]+))?\.json$")
+_INDEX_RE = re.compile(r"(?P<base>.+)\.index(?:\.(?P<variant>[A-Za-z0-9_-]+))?\.json\Z")
 # A weight file's name without its extension: stem, then .variant, then -00001-of-00002 (either order).
 _SHARD_SUFFIX_RE = re.compile(r"-\d+-of-\d+$")
-_VARIANT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_VARIANT_RE = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
 # model-00001-of-00003.safetensors, pytorch_model-00002-of-00002.bin, ...
 _SHARD_RE = re.compile(r"\d+-of-\d+")
 # Q4_K_M, Q8_0, IQ2_XS, Q4_0_4_4, TQ1_0, F16, BF16, F32, ...; the last one in a name wins.
@@ -159,10 +159,39 @@ class SelectOptions:
                 doc[f.name] = list(value) if isinstance(value, tuple) else value
         return doc
 
+    def to_args(self) -> list[str]:
+        """The command-line options that give these options (for hints that must work when pasted)."""
+        args: list[str] = []
+        for fw in self.frameworks:
+            args += ["--framework", fw]
+        if self.quant is not None:
+            args += ["--quant", self.quant]
+        for glob in self.include:
+            args += ["--include", glob]
+        for glob in self.exclude:
+            args += ["--exclude", glob]
+        flags = (
+            ("--all", self.all),
+            ("--config-only", self.config_only),
+            ("--trust-remote-code", self.trust_remote_code),
+        )
+        args += [flag for flag, on in flags if on]
+        if self.subfolder is not None:
+            args += ["--subfolder", self.subfolder]
+        if self.variant is not None:
+            args += ["--variant", self.variant]
+        return args
+
+    def for_repo(self, paths: Iterable[str]) -> SelectOptions:
+        """These options as they apply to a repo holding ``paths``: ``--quant`` only where there are GGUF files."""
+        if self.quant is not None and not any(classify(p) == "gguf" for p in paths):
+            return replace(self, quant=None)
+        return self
+
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> SelectOptions:
         """The inverse of :meth:`to_json`; refuses unknown keys and wrong types (a bad lock file)."""
-        hint = "fix the selection in the lock file, or re-create it with `hfa lock`"
+        hint = "fix the selection in the lock file, or pin the repo again with `hfa pin REPO [options]`"
         if not isinstance(doc, Mapping):
             raise UsageError(f"Selection options must be a table, not {type(doc).__name__}", hint)
         known = {f.name: f.default for f in fields(cls)}
@@ -274,13 +303,15 @@ def select(
     *,
     repo_type: str = "model",
     read_index: ReadIndex | None = None,
+    need_quant: bool = True,
 ) -> Selection:
     """Decide, for every file of one commit, whether ``hfa pull`` fetches it and why.
 
     ``read_index(path)`` returns the bytes of a sharded-weight index; without it every
     shard is kept. Raises :class:`UsageError` for options that cannot be honoured (an
     unknown framework, GGUF files without ``--quant``, an empty ``--subfolder``) and
-    :class:`CheckFailed` for a malformed index.
+    :class:`CheckFailed` for a malformed index. With ``need_quant=False`` (``hfa info``), GGUF
+    files in several quantizations and no ``--quant`` are all left out instead of an error.
     """
     requested = _requested_kinds(options.frameworks)
     if repo_type not in REPO_TYPES:
@@ -290,7 +321,7 @@ def select(
             raise UsageError(f"Empty {flag} pattern", f"give a glob such as {flag} '*.json'")
     if options.quant is not None and not options.quant.strip():
         raise UsageError("Empty --quant", "give a quantization such as --quant Q4_K_M")
-    if options.variant is not None and not _VARIANT_RE.match(options.variant):
+    if options.variant is not None and not _VARIANT_RE.fullmatch(options.variant):
         raise UsageError(f"Invalid --variant '{options.variant}'", "give a variant name such as --variant fp16")
     paths = sorted(files)
     prefix = _subfolder_prefix(options.subfolder)
@@ -309,7 +340,7 @@ def select(
     elif options.config_only:
         rules = {p: _config_only_rule(classify(p), options) for p in scope}
     else:
-        model = _ModelRules(files, scope, options, requested, prefix, read_index)
+        model = _ModelRules(files, scope, options, requested, prefix, read_index, need_quant)
         rules = {p: model.decide(p) for p in scope}
         missing = model.missing
 
@@ -342,7 +373,9 @@ class _ModelRules:
         requested: tuple[str, ...],
         prefix: str,
         read_index: ReadIndex | None,
+        need_quant: bool = True,
     ) -> None:
+        self.need_quant = need_quant
         self.files = files
         self.options = options
         self.prefix = prefix
@@ -481,7 +514,8 @@ class _ModelRules:
                 self.gguf[p] = (True, "gguf weights (no quantization in the file names)")
             return
         wanted = [p for p in gguf if _first_match(self.options.exclude, p, self.prefix) is None]
-        if wanted and not any(_first_match(self.options.include, p, self.prefix) is not None for p in wanted):
+        chosen_by_include = any(_first_match(self.options.include, p, self.prefix) is not None for p in wanted)
+        if wanted and not chosen_by_include and self.need_quant:
             suggestion = "Q4_K_M" if "Q4_K_M" in quants else quants[0]
             raise UsageError(
                 f"GGUF files come in {len(quants)} quantization{'s' if len(quants) > 1 else ''} here: "

@@ -183,10 +183,10 @@ def _check_blobs_dir(repo: RepoDir, blobs: list[Path], owner: dict[Path, RepoDir
                     {"bytes": _size(entry)},
                 )
             )
-        elif (SHA256_RE.match(name) or SHA1_RE.match(name)) and entry.is_file() and not entry.is_symlink():
+        elif (SHA256_RE.fullmatch(name) or SHA1_RE.fullmatch(name)) and entry.is_file() and not entry.is_symlink():
             blobs.append(entry)
             owner[entry] = repo
-        elif SHA256_RE.match(name) and entry.is_symlink():
+        elif SHA256_RE.fullmatch(name) and entry.is_symlink():
             pass  # huggingface_hub's shared Xet store links blobs; the snapshot check covers them
         else:
             findings.append(
@@ -201,7 +201,7 @@ def _check_refs(repo: RepoDir) -> list[Finding]:
     commits = set(repo.list_commits())
     findings = []
     for name, value in sorted(repo.list_refs().items()):
-        if not COMMIT_RE.match(value) or value not in commits:
+        if not COMMIT_RE.fullmatch(value) or value not in commits:
             findings.append(
                 Finding(
                     Severity.LOW,

@@ -10,6 +10,7 @@ from hfa.cli.options import Ctx, command
 from hfa.cli.selection import (
     RepoTypeOpt,
     Selection,
+    repo_and_options,
     with_selection,
 )
 
@@ -19,7 +20,9 @@ def register(app: typer.Typer) -> None:
     @with_selection
     def info(
         ctx: Ctx,
-        repo: Annotated[str, typer.Argument(help="REPO[@REVISION]: org/name, org/name@v1.0, datasets/org/name.")],
+        repo: Annotated[
+            str, typer.Argument(help="REPO[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name.")
+        ],
         repo_type: RepoTypeOpt = None,
         sel: Selection = Selection(),
     ) -> None:
@@ -30,10 +33,8 @@ def register(app: typer.Typer) -> None:
         """
         from hfa.cli.pull import human_size
         from hfa.info import info as do_info
-        from hfa.refs import RepoRef
 
-        ref = RepoRef.parse(repo, repo_type)
-        options = sel.build()
+        ref, options = repo_and_options(repo, repo_type, sel)
         result = do_info(ctx.settings, ref, options)
         for warning in result.warnings:
             ctx.out.warn(warning)
@@ -47,6 +48,8 @@ def register(app: typer.Typer) -> None:
                 facts["private"] = "yes"
             if result.remote_code:
                 facts["remote code"] = "yes (needs --trust-remote-code)"
+            if result.quants:
+                facts["quantisations"] = result.quants
             for key, value in facts.items():
                 shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
                 out.line(f"  {key}: {shown}")

@@ -23,7 +23,11 @@ def register(app: typer.Typer) -> None:
         ctx: Ctx,
         repos: Annotated[
             list[str] | None,
-            typer.Argument(help="REPO[@REVISION] to add or update; with --upgrade/--check/--remove, repos to act on."),
+            typer.Argument(
+                help="REPO[@REVISION][:QUANT] to add or update (QUANT: this repo's GGUF quantisation); with"
+                " --upgrade/--check/--remove, repos to act on.",
+                show_default=False,
+            ),
         ] = None,
         repo_type: RepoTypeOpt = None,
         sel: Selection = Selection(),
@@ -41,6 +45,9 @@ def register(app: typer.Typer) -> None:
 
         `hfa pin REPO[@REV]` adds or updates an entry; `hfa pin` alone normalises the lock without
         network; `--upgrade` moves pins and reports what moved; `--check` reports drift for CI.
+        Several repos are pinned all or nothing. Selection options apply to every repo named, except
+        `--quant`, which applies only to repos with GGUF files; `REPO:QUANT` picks one repo's quantisation
+        (`hfa pin org/x-GGUF:Q4_K_M org/y`).
         """
         from hfa import pin as core
         from hfa.errors import CheckFailed, UsageError
@@ -49,8 +56,9 @@ def register(app: typer.Typer) -> None:
         modes = [m for m, on in (("--upgrade", upgrade), ("--check", check), ("--remove", remove)) if on]
         if len(modes) > 1:
             raise UsageError(f"{' and '.join(modes)} cannot be combined", "run them one at a time")
-        refs = [RepoRef.parse(r, repo_type) for r in repos or []]
-        sel_given = sel.given()
+        specs = [RepoRef.parse_spec(r, repo_type) for r in repos or []]
+        refs = [ref for ref, _ in specs]
+        sel_given = sel.given() or any(quant is not None for _, quant in specs)
         if modes and sel_given:
             raise UsageError(
                 f"selection options do not apply to {modes[0]}",
@@ -90,13 +98,20 @@ def register(app: typer.Typer) -> None:
         if upgrade:
             result = core.upgrade(ctx.settings, lock, refs)
         elif refs:
-            result = core.PinResult(lock)
-            for ref in refs:
-                options = sel.build()
-                one = core.pin(ctx.settings, lock, ref, options)
-                result.changes += one.changes
-                result.warnings += one.warnings
-                result.written = result.written or one.written
+            from dataclasses import replace
+
+            options = sel.build()
+            requests = []
+            for ref, quant in specs:
+                if quant is not None and options.quant is not None and quant.upper() != options.quant.upper():
+                    raise UsageError(
+                        f"{ref.display}:{quant} and --quant {options.quant} disagree", "give the quantisation once"
+                    )
+                if quant is not None:
+                    requests.append(core.PinRequest(ref, replace(options, quant=quant)))
+                else:
+                    requests.append(core.PinRequest(ref, options, fit=len(specs) > 1))
+            result = core.pin_many(ctx.settings, lock, requests)
         else:
             result = core.normalise(lock)
         for warning in result.warnings:

@@ -12,6 +12,7 @@ from hfa.cli.selection import (
     LockOpt,
     RepoTypeOpt,
     Selection,
+    repo_and_options,
     with_selection,
 )
 
@@ -71,12 +72,13 @@ def _pull_from_lock(
     allow_unsafe: bool = False,
 ) -> None:
     from hfa import lockfile
-    from hfa.errors import CheckFailed, UsageError
-    from hfa.pull import pull_locked
-    from hfa.refs import RepoRef
+    from hfa.errors import CheckFailed, LockMismatch, UsageError
+    from hfa.pull import command_text, pull_locked
 
     if locked and frozen:
         raise UsageError("--locked and --frozen contradict each other", "pass one of them")
+    lock_args = [] if lock_path == Path("hfa.lock") else ["--lock", str(lock_path)]
+    mode_args = ["--locked"] if locked else ["--frozen"] if frozen else []
     lock = lockfile.read(lock_path)
     if repo is None:
         if sel.given():
@@ -87,31 +89,46 @@ def _pull_from_lock(
         if not entries:
             raise UsageError(f"{lock_path} names no repos", "add one with `hfa pin REPO[@REVISION]`")
     else:
-        ref = RepoRef.parse(repo, repo_type)
+        ref, options = repo_and_options(repo, repo_type, sel)
+        given = sel.given() or options.quant is not None
         entry = lock.get(ref.repo_id, ref.repo_type)
         if entry is None:
+            pin = command_text("hfa", "pin", ref.display, *options.to_args(), *lock_args)
             raise CheckFailed(
                 f"'{ref.display}' is not in {lock_path}, but --{'locked' if locked else 'frozen'} was given",
-                f"add it with `hfa pin {ref.display}`",
+                f"add it with `{pin}`",
             )
         if locked:
             reasons = []
             if ref.revision and ref.revision not in (entry.revision, entry.commit):
                 reasons.append(f"revision {ref.revision} (locked: {entry.revision})")
-            if sel.given() and sel.build() != entry.selection:
+            if given and options != entry.selection:
                 reasons.append("other selection options")
             if reasons:
+                wanted = options if given else entry.selection
+                pin = command_text("hfa", "pin", ref.display, *wanted.to_args(), *lock_args)
                 raise CheckFailed(
                     f"The lock at {lock_path} needs to be updated for {ref.display} ({'; '.join(reasons)}),"
                     " but --locked was given",
-                    f"to update the lock, run `hfa pin {ref.display}`",
+                    f"to update the lock, run `{pin}`",
                 )
         entries = [entry]
+    retry = command_text("hfa", "pull", *([entries[0].ref.display] if repo else []), *mode_args, *lock_args)
     with ctx.out.progress(transient=True) as bar:
         sink = RichProgress(bar) if bar is not None else None
-        result = pull_locked(
-            ctx.settings, entries, dry_run=dry_run, workers=workers, progress=sink, allow_unsafe=allow_unsafe
-        )
+        try:
+            result = pull_locked(
+                ctx.settings,
+                entries,
+                dry_run=dry_run,
+                workers=workers,
+                progress=sink,
+                allow_unsafe=allow_unsafe,
+                retry_command=retry,
+            )
+        except LockMismatch as exc:
+            exc.hint = f"compare the lock with upstream: `{command_text('hfa', 'pin', '--check', *lock_args)}`"
+            raise
     for r in result.results:
         _warn_findings(ctx, r.findings)
 
@@ -142,8 +159,8 @@ def register(app: typer.Typer) -> None:
         repo: Annotated[
             str | None,
             typer.Argument(
-                help="REPO[@REVISION]: org/name, org/name@v1.0, datasets/org/name@<commit>. Omitted: everything"
-                " the lock names.",
+                help="REPO[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name@<commit>,"
+                " org/name-GGUF:Q4_K_M. Omitted: everything the lock names.",
                 show_default=False,
             ),
         ] = None,
@@ -174,15 +191,13 @@ def register(app: typer.Typer) -> None:
         everything comes from the cache and a missing file is an error (exit 1) naming it.
         """
         from hfa.pull import pull as do_pull
-        from hfa.refs import RepoRef
 
         if repo is None or locked or frozen:
             _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe)
             return
         if allow_unsafe:
             ctx.out.warn("--allow-unsafe: files that can run code when loaded will be published. Never load them.")
-        ref = RepoRef.parse(repo, repo_type)
-        options = sel.build()
+        ref, options = repo_and_options(repo, repo_type, sel)
         with ctx.out.progress(transient=True) as bar:
             sink = RichProgress(bar) if bar is not None else None
             result = do_pull(

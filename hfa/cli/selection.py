@@ -138,6 +138,24 @@ def with_selection(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def repo_and_options(repo: str, repo_type: str | None, sel: Selection) -> tuple[Any, Any]:  # (RepoRef, SelectOptions)
+    """``REPO[@REV][:QUANT]`` and the selection options, the quant merged in."""
+    from dataclasses import replace
+
+    from hfa.errors import UsageError
+    from hfa.refs import RepoRef
+
+    ref, quant = RepoRef.parse_spec(repo, repo_type)
+    options = sel.build()
+    if quant is not None:
+        if options.quant is not None and options.quant.upper() != quant.upper():
+            raise UsageError(
+                f"{ref.display}:{quant} and --quant {options.quant} disagree", "give the quantisation once"
+            )
+        options = replace(options, quant=quant)
+    return ref, options
+
+
 LockOpt = Annotated[
     Path,
     typer.Option("--lock", help="The lock file.", dir_okay=False, rich_help_panel="Lock"),

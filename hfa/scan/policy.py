@@ -9,7 +9,7 @@ from pathlib import Path
 from hfa.errors import UsageError
 from hfa.scan.model import Finding, ScanPolicy, Severity
 
-_ENTRY_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_*][\w*]*)+$")
+_ENTRY_RE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_*][\w*]*)+\Z")
 
 
 def load_policy(allowlist: Path | None) -> tuple[ScanPolicy, list[Finding]]:
@@ -34,7 +34,7 @@ def load_policy(allowlist: Path | None) -> tuple[ScanPolicy, list[Finding]]:
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise UsageError(f'Allowlist {allowlist} needs `allow = ["module.Name", …]`', "see docs/security.md")
     for entry in entries:
-        if not _ENTRY_RE.match(entry) or entry.startswith("*"):
+        if not _ENTRY_RE.fullmatch(entry) or entry.startswith("*"):
             raise UsageError(f"Allowlist {allowlist}: invalid entry '{entry}'", "write module.Name or module.sub.*")
     policy.extra = tuple(entries)
     policy.extended_from.append(str(allowlist))
