@@ -173,7 +173,12 @@ def plan(
     """
     warnings: list[str] = []
     if settings.offline:
-        resolved, complete = resolve_offline(settings.cache_dir, ref)
+        try:
+            resolved, complete = resolve_offline(settings.cache_dir, ref)
+        except CheckFailed as exc:  # its hint, with the selection this pull asked for
+            if exc.hint:
+                exc.hint = exc.hint.replace(f"`hfa pull {ref.display}`", f"`{pull_command(ref, options)}`")
+            raise
         if not complete:
             warnings.append(
                 f"no hfa record of the full file list of {resolved.commit[:12]}: "

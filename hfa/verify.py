@@ -92,6 +92,19 @@ def _label(repo: RepoDir) -> str:
     return repo.repo_id if repo.repo_type == "model" else f"{repo.repo_type}s/{repo.repo_id}"
 
 
+def looks_like_path(text: str) -> bool:
+    """A verify target meant as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``), not a repo id."""
+    if text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
+        return True
+    from hfa.errors import UsageError
+
+    try:
+        RepoRef.parse(text)
+    except UsageError:
+        return True
+    return False
+
+
 def verify_cache(
     cache_dir: Path,
     refs: list[RepoRef] | None,
@@ -101,6 +114,10 @@ def verify_cache(
     workers: int | None = None,
 ) -> VerifyReport:
     started = time.monotonic()
+    if not cache_dir.is_dir():
+        from hfa.errors import UsageError
+
+        raise UsageError(f"No cache at {cache_dir}: the folder does not exist", "check --cache-dir / HF_HUB_CACHE")
     workers = workers or max(1, os.cpu_count() or 1)
     report = VerifyReport()
     repos: list[tuple[RepoDir, RepoRef | None]] = []

@@ -144,6 +144,13 @@ def register(app: typer.Typer) -> None:
         folder = Path(target) if target is not None and Path(target).exists() else None
         if lock is not None and target is not None:
             raise UsageError("give either a target or --lock", "e.g. hfa verify --lock hfa.lock")
+        if target is not None and folder is None and core.looks_like_path(target):
+            raise UsageError(f"No such file or folder: {target}", "check the path, or give REPO[@REV] of a cached repo")
+        if folder is None and not cache.is_dir():
+            raise UsageError(
+                f"No cache at {cache}: the folder does not exist",
+                "check --cache-dir / HF_HUB_CACHE, or pull something first with `hfa pull REPO`",
+            )
 
         def run() -> Any:
             if lock is not None:

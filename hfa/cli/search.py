@@ -26,11 +26,17 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(help="At most this many results.", min=1)] = 20,
     ) -> None:
         """Find models by text, author, task and library."""
+        from hfa.errors import NetworkError, OfflineError
         from hfa.hub import OnlineHub
 
-        models = OnlineHub(ctx.settings).search_models(
-            query, author=author, task=task, library=library, sort=sort, limit=limit
-        )
+        try:
+            models = OnlineHub(ctx.settings).search_models(
+                query, author=author, task=task, library=library, sort=sort, limit=limit
+            )
+        except NetworkError as exc:
+            if not isinstance(exc, OfflineError):  # search has no offline form: never suggest --offline
+                exc.hint = "check --endpoint / HF_ENDPOINT and your network, then retry"
+            raise
 
         def human() -> None:
             if not models:

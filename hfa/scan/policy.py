@@ -24,8 +24,10 @@ def load_policy(allowlist: Path | None) -> tuple[ScanPolicy, list[Finding]]:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
+    from hfa.config import CONFIG_FILE_LIMIT, read_small_file
+
     try:
-        doc = tomllib.loads(allowlist.read_text(encoding="utf-8"))
+        doc = tomllib.loads(read_small_file(allowlist, CONFIG_FILE_LIMIT, "allowlist", "--allowlist").decode("utf-8"))
     except OSError as exc:
         raise UsageError(f"Cannot read allowlist {allowlist}: {exc.strerror}", "check the --allowlist path") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -79,8 +79,10 @@ class AuthPolicy:
 
 
 def load_policy(path: Path) -> AuthPolicy:
+    from hfa.config import CONFIG_FILE_LIMIT, read_small_file
+
     try:
-        raw = path.read_bytes()
+        raw = read_small_file(path, CONFIG_FILE_LIMIT, "auth file", "--auth")
     except OSError as exc:
         raise UsageError(f"Cannot read auth file {path}: {exc.strerror}", "check the --auth path") from None
     try:
