@@ -60,7 +60,16 @@ def public_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-# Size limits for the files a user names (docs/cli.md, "Files hfa reads"): far above any real
+def url_credentials(url: str) -> str | None:
+    """The ``user:password@`` part of ``url``, or None: what output must never show (see Output.add_secret)."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return None
+    return netloc.rpartition("@")[0] + "@" if "@" in netloc else None
+
+
+# Size limits for the files a user names (docs/security.md, "Threats"): far above any real
 # one, far below what would exhaust memory.
 LOCK_FILE_LIMIT = 64 * 1024 * 1024
 CONFIG_FILE_LIMIT = 1024 * 1024

@@ -100,7 +100,7 @@ def test_pull_and_info_take_repo_colon_quant(hub: HubServer, tmp_path: Path) -> 
     cache = tmp_path / "cache"
     result = run(hub.url, "pull", "acme/llm-GGUF:Q8_0", "--json", cache=cache)
     assert result.exit_code == 0, result.stderr
-    assert "llm.Q8_0.gguf" in result.stdout and "llm.Q4_K_M.gguf\", \"size" not in result.stdout
+    assert "llm.Q8_0.gguf" in result.stdout and 'llm.Q4_K_M.gguf", "size' not in result.stdout
     clash = run(hub.url, "pull", "acme/llm-GGUF:Q8_0", "--quant", "Q4_K_M", cache=cache)
     assert clash.exit_code == ExitCode.USAGE and "disagree" in clash.stderr
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from hfa.config import Settings
+from hfa.config import Settings, url_credentials
 from hfa.errors import ExitCode, from_exception
 from hfa.output import Output
 
@@ -148,6 +148,8 @@ def make_context(
     def build() -> Ctx:
         settings = Settings.resolve(cache_dir=cache_dir, endpoint=endpoint, token=token, offline=offline)
         out.add_secret(settings.token)
+        # Messages print endpoints through public_url; should one slip through, its password still does not.
+        out.add_secret(url_credentials(settings.endpoint))
         return Ctx(settings=settings, out=out)
 
     return run_guarded(out, build)  # type: ignore[no-any-return,unused-ignore]
