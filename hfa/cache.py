@@ -203,14 +203,19 @@ def atomic_symlink(target: str, link: Path) -> None:
     """Point ``link`` at ``target`` (relative), replacing what was there in one rename."""
     link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.parent / f".{link.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+    except OSError as exc:  # name the link asked for, never the hidden temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(link)) from None
     try:
         os.replace(tmp, link)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, str(link)) from None
         raise
 
 

@@ -362,3 +362,21 @@ def test_token_file_that_is_a_device_is_refused(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("HF_TOKEN_PATH", "/dev/zero")
     result = hfa("pull", "acme/x", "--endpoint", DEAD, "--cache-dir", str(tmp_path))
     assert result.exit_code == ExitCode.USAGE and "token file /dev/zero is not a regular file" in result.stderr
+
+
+def test_cache_write_failures_name_the_real_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hfa.cache import atomic_symlink, atomic_write_text
+
+    def refuse(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    for write, target in (
+        (lambda p: atomic_write_text(p, "x"), "refs/main"),
+        (lambda p: atomic_symlink("b", p), "s/f"),
+    ):
+        path = tmp_path / target
+        with pytest.raises(PermissionError) as caught:
+            write(path)
+        assert caught.value.filename == str(path)
+        assert [p.name for p in path.parent.iterdir()] == []  # no temporary file left behind
