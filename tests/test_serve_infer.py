@@ -571,6 +571,14 @@ def test_the_documented_client_forms_work_and_post_root_is_never_a_200(fake_serv
         assert vector.tolist() == [0.5, 0.25]
 
 
+def test_serve_help_advertises_the_forms_that_work() -> None:
+    result = hfa("serve", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert 'InferenceClient(model=f"{URL}/models/{repo}")' in text
+    assert "`base_url=URL` alone works only when one model is served" in text
+
+
 def test_post_root_without_infer_is_a_404(server) -> None:  # type: ignore[no-untyped-def]
     r = httpx.post(server.url + "/", json={"inputs": "x"})
     assert r.status_code == 404 and "--infer" in r.headers["X-Error-Message"]

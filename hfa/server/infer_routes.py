@@ -99,7 +99,7 @@ def handle_root(handler: Any) -> None:
         raise HttpError(
             404,
             "POST / names no model, and this server runs more than one: post to /models/{repo}, e.g. "
-            f'InferenceClient(model="{base}/models/ORG/NAME") or hfa infer TASK --endpoint-url {base}',
+            f'InferenceClient(model="{base}/models/ORG/NAME") or hfa infer TASK --model ORG/NAME --endpoint-url {base}',
         )
     _answer(handler, service, only, "POST", None, [], False)
 
