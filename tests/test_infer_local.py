@@ -102,7 +102,14 @@ def test_repository_code_is_refused_unless_trusted(tmp_path: Path, files: dict[s
     with pytest.raises(ModelRefused) as err:
         check_policy(model, allow_pickle=False, trust_remote_code=False)
     assert err.value.code == "RemoteCodeRefused" and reason in err.value.message
-    assert "--trust-remote-code org/m" in str(err.value)
+    # The hint is in the syntax of the command that refused: hfa infer's flag takes no repo, hfa serve's does.
+    assert (
+        err.value.hint
+        == "if you have read and trust that code: add --trust-remote-code to this `hfa infer --local` command"
+    )
+    with pytest.raises(ModelRefused) as err:
+        check_policy(model, allow_pickle=False, trust_remote_code=False, for_server=True)
+    assert "hfa serve with --infer --trust-remote-code org/m" in str(err.value)
     check_policy(model, allow_pickle=False, trust_remote_code=True)
 
 
@@ -325,9 +332,28 @@ def test_local_policy_pickle_and_remote_code(tiny_runner) -> None:  # type: igno
     _labels(tiny_runner(PICKLE_REPO, allow_pickle=True).run("text-classification", "hi", {}), {"POSITIVE", "NEGATIVE"})
     with pytest.raises(ModelRefused, match="runs code from its repository"):
         tiny_runner(REMOTE_CODE_REPO).run("text-classification", "hi", {})
-    # Trusted, the repository's code really runs (here it raises, proving it was imported).
-    with pytest.raises(Exception, match="repository code ran"):
+    # Trusted, the repository's code really runs (here it raises, proving it was imported), and the
+    # error says it came from the repository's code.
+    with pytest.raises(
+        CheckFailed, match=r"repository code of .* \(modeling_evil.py\): RuntimeError: repository code ran"
+    ):
         tiny_runner(REMOTE_CODE_REPO, trust_remote_code=True).run("text-classification", "hi", {})
+
+
+def test_hfa_infer_local_reports_repository_code_errors_and_the_right_flag(tiny_cache) -> None:  # type: ignore[no-untyped-def]
+    from tiny_models import REMOTE_CODE_REPO
+
+    base = ["infer", "text-classification", "--model", REMOTE_CODE_REPO, "--local", "-i", "x"]
+    base += ["--cache-dir", str(tiny_cache[0]), "--no-cache"]
+    refused = hfa(*base)
+    assert refused.exit_code == 1, refused.stderr
+    assert "add --trust-remote-code to this `hfa infer --local` command" in refused.stderr
+    assert f"--trust-remote-code {REMOTE_CODE_REPO}" not in refused.stderr  # that is hfa serve's syntax
+    trusted = hfa(*base, "--trust-remote-code")
+    assert trusted.exit_code == 1, trusted.stderr  # not 70, "a bug in hfa"
+    assert "repository code of tiny/bert-remote-code@" in trusted.stderr
+    assert "modeling_evil.py): RuntimeError: repository code ran" in trusted.stderr
+    assert "bug in hfa" not in trusted.stderr and "not in hfa" in trusted.stderr
 
 
 def test_text_to_image_pipelines_come_from_diffusers_only() -> None:

@@ -212,15 +212,18 @@ def test_loading_answers_503_with_estimated_time_and_hfa_client_waits(tmp_path: 
     from hfa.infer.client import InferenceAPI
 
     _fake_world(tmp_path / "served")
-    config = PoolConfig(loader=FakeLoader(), load_delay=1.2)
+    config = PoolConfig(loader=FakeLoader(), load_delay=1.5, hold=0.3)
     with HubServer(ServerConfig(cache_dir=tmp_path / "served", infer=config)) as srv:
-        r = httpx.post(f"{srv.url}/models/org/cls", json={"inputs": "x"})
-        assert r.status_code == 503
+        started = time.monotonic()
+        r = httpx.post(f"{srv.url}/models/org/cls", json={"inputs": "x"}, headers={"X-Wait-For-Model": "false"})
+        assert r.status_code == 503 and time.monotonic() - started < 0.3  # asked not to wait: at once
         body = r.json()
         assert body["error"] == "Model org/cls is currently loading" and body["estimated_time"] >= 1.0
-        # The official client does not wait: it raises, and the body tells how long to wait.
+        # The official client does not wait itself: the server holds it up to its bound, then answers 503.
+        started = time.monotonic()
         with pytest.raises(HfHubHTTPError) as err:
             _client(srv.url, "org/cls", wait=False).text_classification("x")
+        assert time.monotonic() - started >= 0.25
         assert err.value.response.status_code == 503 and "estimated_time" in err.value.response.json()
         # hfa's client waits about estimated_time, then gets the answer (another model, loading afresh).
         waits: list[str] = []
@@ -233,6 +236,16 @@ def test_loading_answers_503_with_estimated_time_and_hfa_client_waits(tmp_path: 
         posts = [p for m, p in srv.requests if m == "POST"]
         assert len(posts) >= 2 and set(posts) == {"/models/org/emb/pipeline/feature-extraction"}
         assert srv._httpd.infer.pool.loads == 2
+
+
+def test_the_official_client_gets_its_first_answer_while_the_model_loads(tmp_path: Path) -> None:
+    _fake_world(tmp_path / "served")
+    config = PoolConfig(loader=FakeLoader(), load_delay=0.8)  # the default hold (60 s) covers the load
+    with HubServer(ServerConfig(cache_dir=tmp_path / "served", infer=config)) as srv:
+        started = time.monotonic()
+        labels = _client(srv.url, "org/cls", wait=False).text_classification("x")
+        assert labels[0].label == "POSITIVE" and time.monotonic() - started >= 0.7
+        assert srv.requests == [("POST", "/models/org/cls")]  # one request: held, not 503 then retried
 
 
 def test_infer_models_and_lock_restrict_what_runs(tmp_path: Path) -> None:
@@ -391,6 +404,7 @@ def test_policy_refusals_over_http(tiny_server, tiny_cache) -> None:  # type: ig
     # --trust-remote-code names this repo on tiny_server: its code runs (and raises, proving it).
     r = httpx.post(f"{tiny_server.url}/models/{REMOTE_CODE_REPO}", json={"inputs": "x"}, headers=WAIT)
     assert r.status_code == 500 and "repository code ran" in r.json()["error"]
+    assert "The repository code of tiny/bert-remote-code@" in r.json()["error"]
     cache, _commits = tiny_cache
     with HubServer(ServerConfig(cache_dir=cache, infer=PoolConfig(allow_pickle=True))) as srv:
         r = httpx.post(f"{srv.url}/models/{REMOTE_CODE_REPO}", json={"inputs": "x"}, headers=WAIT)
@@ -438,6 +452,8 @@ def test_minilm_embeddings_are_equal_every_way(minilm_cache) -> None:  # type: i
         local.close()
     with HubServer(ServerConfig(cache_dir=cache, infer=PoolConfig())) as srv:
         official = _client(srv.url, MINILM_ID).feature_extraction(SENTENCES).tolist()
+        # sentence-similarity, the card's own task, through the official client, at the same URL
+        similarity = _client(srv.url, MINILM_ID).sentence_similarity(SENTENCES[0], SENTENCES[1:])
         one = _client(srv.url, MINILM_ID).feature_extraction(SENTENCES[0]).tolist()
         result = hfa("infer", "embeddings", "--model", MINILM_ID, "--input", SENTENCES[0],
                      "--endpoint-url", srv.url, "--json", "--no-cache")  # fmt: skip
@@ -453,6 +469,8 @@ def test_minilm_embeddings_are_equal_every_way(minilm_cache) -> None:  # type: i
         return sum(x * y for x, y in zip(a, b, strict=True))  # normalised by the model's Normalize module
 
     assert cos(official[0], official[1]) > 0.5 > cos(official[0], official[2]) + 0.3
+    for got, pair in zip(similarity, (official[1], official[2]), strict=True):
+        assert abs(got - cos(official[0], pair)) < 1e-5
 
 
 @pytest.mark.slow
@@ -485,6 +503,16 @@ def test_a_server_without_the_extra_answers_501(tmp_path: Path, monkeypatch: pyt
         assert r.status_code == 501 and "pip install 'hfa[infer]'" in r.json()["error"]
 
 
+def test_without_the_extra_the_first_request_is_501_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # find_spec reports it missing, and importing it fails
+    _fake_world(tmp_path / "served")
+    with HubServer(ServerConfig(cache_dir=tmp_path / "served", infer=PoolConfig(hold=0.0))) as srv:
+        r = httpx.post(f"{srv.url}/models/org/cls", json={"inputs": "x"})
+        assert r.status_code == 501, r.text  # not 503 "loading" first
+        assert "missing torch" in r.json()["error"] and "pip install 'hfa[infer]'" in r.json()["error"]
+        assert srv._httpd.infer.pool.loads == 0
+
+
 def test_pool_waiters_get_the_load_error_and_the_next_request_loads_afresh(tmp_path: Path) -> None:
     from hfa.infer.modelfiles import ModelFiles
     from hfa.infer.pool import Loading, ModelPool
@@ -515,3 +543,124 @@ def test_pool_waiters_get_the_load_error_and_the_next_request_loads_afresh(tmp_p
     assert pool.loads == 2 and pool.status(model, "text-classification")["state"] == "ready"
     pool.close()
     assert loader.engines[0].closed
+
+
+# -- the forms of InferenceClient that reach this server ---------------------------------------------
+def test_the_documented_client_forms_work_and_post_root_is_never_a_200(fake_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from huggingface_hub import InferenceClient
+    from huggingface_hub.errors import HfHubHTTPError
+
+    srv, _loader = fake_server
+    for client in (
+        InferenceClient(model=f"{srv.url}/models/org/cls", headers=WAIT),
+        InferenceClient(base_url=f"{srv.url}/models/org/cls", headers=WAIT),  # base_url is model's alias
+        InferenceClient(model=f"{srv.url}/hf-inference/models/org/cls", headers=WAIT),
+    ):
+        assert client.text_classification("x")[0].label == "POSITIVE"
+    # base_url=URL alone posts to "/": this server runs several models, so it cannot tell which.
+    with pytest.raises(HfHubHTTPError) as err:
+        InferenceClient(base_url=srv.url, headers=WAIT).text_classification("x")
+    assert err.value.response.status_code == 404
+    assert f'InferenceClient(model="{srv.url}/models/ORG/NAME")' in err.value.response.json()["error"]
+    assert httpx.get(srv.url).status_code == 200  # the banner, for GET only
+    # A server that runs one model answers it at "/", so base_url=URL works there.
+    _fake_world(tmp_path / "one")
+    config = PoolConfig(loader=FakeLoader(), models=frozenset({"org/emb"}))
+    with HubServer(ServerConfig(cache_dir=tmp_path / "one", infer=config)) as one:
+        vector = InferenceClient(base_url=one.url, headers=WAIT).feature_extraction("x")
+        assert vector.tolist() == [0.5, 0.25]
+
+
+def test_serve_help_advertises_the_forms_that_work() -> None:
+    result = hfa("serve", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert 'InferenceClient(model=f"{URL}/models/{repo}")' in text
+    assert "`base_url=URL` alone works only when one model is served" in text
+
+
+def test_post_root_without_infer_is_a_404(server) -> None:  # type: ignore[no-untyped-def]
+    r = httpx.post(server.url + "/", json={"inputs": "x"})
+    assert r.status_code == 404 and "--infer" in r.headers["X-Error-Message"]
+    assert httpx.get(server.url + "/").status_code == 200
+
+
+# -- Hub routes beside inference: list_repo_commits, unknown routes ----------------------------------
+def test_list_repo_commits_answers_from_the_cache(server, world) -> None:  # type: ignore[no-untyped-def]
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    api = HfApi(endpoint=server.url, token=False)
+    (head,) = api.list_repo_commits("org/model")
+    assert head.commit_id == world.commits["org/model@v2"] and head.title == "second"
+    assert head.created_at.year == 2026 and head.authors == [] and head.message == ""
+    (tagged,) = api.list_repo_commits("org/model", revision="v1.0", formatted=True)
+    assert tagged.commit_id == world.commits["org/model@v1"] and tagged.formatted_title == "first"
+    with pytest.raises(RevisionNotFoundError):
+        api.list_repo_commits("org/model", revision="nope")
+    with pytest.raises(RepositoryNotFoundError):
+        api.list_repo_commits("org/private")  # private: looks missing without a token
+    r = httpx.get(f"{server.url}/api/models/org/model/no-such-action/main")
+    assert r.status_code == 404 and "no-such-action" in r.headers["X-Error-Message"]
+
+
+# -- several models loading at once (transformers' from_pretrained is not thread-safe) ---------------
+def test_cold_loading_several_models_at_once_then_each_answers(tiny_cache) -> None:  # type: ignore[no-untyped-def]
+    cache, _commits = tiny_cache
+    asks = {
+        "tiny/t5-summarize": {
+            "inputs": "the movie was very good",
+            "parameters": {"generate_parameters": {"max_new_tokens": 3}},
+        },
+        "tiny/t5-translate": {"inputs": "hello how are you"},
+        "tiny/bert-sentiment": {"inputs": "good"},
+        "tiny/gpt2": {"inputs": "hi", "parameters": {"max_new_tokens": 2}},
+        "tiny/bert-qa": {"inputs": {"question": "what", "context": "hfa manages hub assets"}},
+    }
+    with HubServer(ServerConfig(cache_dir=cache, infer=PoolConfig(max_models=8))) as srv:
+        answers: dict[str, Any] = {}
+
+        def ask(repo: str) -> None:
+            answers[repo] = httpx.post(f"{srv.url}/models/{repo}", json=asks[repo], headers=WAIT, timeout=120)
+
+        threads = [threading.Thread(target=ask, args=(repo,)) for repo in asks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=150)
+        assert {repo: r.status_code for repo, r in answers.items()} == dict.fromkeys(asks, 200), {
+            repo: r.text[:200] for repo, r in answers.items()
+        }
+        for repo, body in asks.items():  # and they keep answering
+            assert httpx.post(f"{srv.url}/models/{repo}", json=body, timeout=60).status_code == 200
+        assert srv._httpd.infer.pool.loads == len(asks)
+
+
+def test_a_model_left_with_meta_tensors_is_a_failed_load(tiny_cache, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from hfa.infer import engines
+    from hfa.infer.modelfiles import ModelFailed, from_cache
+    from hfa.refs import RepoRef
+
+    real_load = engines.TextClassification.load
+
+    def half_load(self, loader):  # type: ignore[no-untyped-def]
+        real_load(self, loader)
+        self.net.classifier.weight = torch.nn.Parameter(torch.empty(2, 16, device="meta"))  # as a racing load leaves it
+
+    monkeypatch.setattr(engines.TextClassification, "load", half_load)
+    model = from_cache(tiny_cache[0], RepoRef.parse("tiny/bert-sentiment"))
+    with pytest.raises(ModelFailed, match=r"1 tensor\(s\) without data \(net.classifier.weight\)"):
+        engines.load_engine(model, "text-classification")
+
+
+# -- sentence-similarity (MiniLM's own card task) ----------------------------------------------------
+def test_sentence_similarity_through_the_official_client(tiny_server) -> None:  # type: ignore[no-untyped-def]
+    client = _client(tiny_server.url, "tiny/bert-embed")
+    scores = client.sentence_similarity("hello world", ["hello world", "the stock market fell"])
+    assert len(scores) == 2 and abs(scores[0] - 1.0) < 1e-5 and -1.0 <= scores[1] < scores[0]
+    a, b = client.feature_extraction(["hello world", "the stock market fell"], normalize=True).tolist()
+    assert abs(scores[1] - sum(x * y for x, y in zip(a, b, strict=True))) < 1e-5
+    r = httpx.post(f"{tiny_server.url}/models/tiny/bert-embed", json={"inputs": {"source_sentence": "x"}})
+    assert r.status_code == 400 and "source_sentence" in r.json()["error"]

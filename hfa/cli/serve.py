@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--infer",
                 help="Also answer the Inference API (POST /models/{repo}) with the served models, run on CPU "
-                "in this process (needs pip install 'hfa\\[infer]'; docs/serve.md).",
+                "in this process, loaded on first use (needs pip install 'hfa\\[infer]'; docs/serve.md).",
                 rich_help_panel=PANEL_INFER,
             ),
         ] = False,
@@ -99,8 +99,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve a huggingface_hub cache as a read-only Hub endpoint (set HF_ENDPOINT to the printed URL).
 
-        With --infer, also answer the Inference API for the served models, so `InferenceClient(base_url=URL)`
-        and `hfa infer --endpoint-url URL` run them here.
+        With --infer, also answer the Inference API for the served models, so `InferenceClient(model=f"{URL}/models/{repo}")` and `hfa infer TASK --model REPO --endpoint-url URL` run them here (`base_url=URL` alone works only when one model is served; docs/serve.md).
 
         The first line on stdout is the URL served; logs go to stderr. Stop with Ctrl-C or SIGTERM.
         """

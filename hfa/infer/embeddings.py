@@ -1,5 +1,9 @@
 """Embeddings (feature-extraction), with concurrent requests merged into shared forward passes.
 
+The same engine answers sentence-similarity: inputs ``{"source_sentence": …, "sentences": […]}``
+get the cosine similarity of the source to each sentence (what ``InferenceClient.sentence_similarity``
+sends and parses), computed from normalised embeddings of the same forward pass.
+
 A sentence-transformers repository (``modules.json``) runs through sentence-transformers, so its
 pooling and normalisation modules apply exactly as in ``SentenceTransformer.encode``; any other
 encoder runs through transformers' ``AutoModel`` with mean pooling over the attention mask.
@@ -68,6 +72,8 @@ class FeatureExtraction(Engine):
             self.prompts = {}
 
     def run(self, inputs: Any, parameters: dict[str, Any]) -> Any:
+        if isinstance(inputs, dict):
+            return self._similarity(inputs, parameters)
         texts, single = _texts(inputs)
         item = _Pending(texts, self._key(parameters))
         with self._qlock:
@@ -85,6 +91,16 @@ class FeatureExtraction(Engine):
             raise item.error
         assert item.result is not None
         return item.result[0] if single else item.result
+
+    def _similarity(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> list[float]:
+        """sentence-similarity: the cosine similarity of ``source_sentence`` to each of ``sentences``."""
+        source, others = inputs.get("source_sentence"), inputs.get("sentences")
+        if not isinstance(source, str) or not isinstance(others, list) or not others:
+            raise BadInput(
+                'sentence-similarity inputs must be {"source_sentence": "…", "sentences": ["…", …]}', "fix the inputs"
+            )
+        vectors = self.run([source, *others], {**parameters, "normalize": True})
+        return [float(sum(a * b for a, b in zip(vectors[0], v, strict=True))) for v in vectors[1:]]
 
     def _pass(self, key: tuple[Any, ...]) -> None:
         """One forward pass for the queued requests with parameters ``key`` (called with the run lock held)."""

@@ -22,6 +22,12 @@ text-to-image              PNG bytes (diffusers, :mod:`hfa.infer.image_engine`)
 Every engine is safe to call from many threads: forward passes run one at a time per engine;
 feature-extraction requests that arrive meanwhile are merged into the next forward pass
 (:mod:`hfa.infer.embeddings`).
+
+Loading is not: transformers' ``from_pretrained`` patches torch process-wide while it builds a
+model (the default device becomes ``meta``, init functions are swapped out), so two loads in
+parallel threads can leave one model with weights that were never loaded (seen as T5 answering
+"Tensor.item() cannot be called on meta tensors" forever). :func:`load_engine` therefore loads one
+model at a time per process, and refuses a model that still holds meta tensors once loaded.
 """
 
 from __future__ import annotations
@@ -34,8 +40,11 @@ from typing import Any
 
 import torch
 
-from hfa.errors import UsageError
-from hfa.infer.modelfiles import ModelFiles, StagedModel, UnsupportedTask, check_policy
+from hfa.errors import HfaError, UsageError
+from hfa.infer.modelfiles import ModelFailed, ModelFiles, StagedModel, UnsupportedTask, check_policy, explain_failure
+
+# One model loads at a time in this process: from_pretrained is not thread-safe (see the module doc).
+_LOADING = threading.Lock()
 
 TGI_ONLY = (
     "adapter_id",
@@ -138,13 +147,16 @@ class Engine:
 class _Loader:
     """from_pretrained with hfa's safety settings, from the staged folder only (never the network)."""
 
-    def __init__(self, staged: StagedModel, allow_pickle: bool, trust_remote_code: bool) -> None:
+    def __init__(
+        self, staged: StagedModel, allow_pickle: bool, trust_remote_code: bool, for_server: bool = False
+    ) -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # load reports and progress bars are not for hfa's users
         hf_logging.disable_progress_bar()
         self.path = str(staged.path)
         self.allow_pickle = allow_pickle
+        self.for_server = for_server  # hints name hfa serve's options
         self.common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
         self.weights: dict[str, Any] = {**self.common, "dtype": torch.float32}
         self.weights["use_safetensors"] = None if allow_pickle else True
@@ -478,9 +490,19 @@ ENGINES: dict[str, Callable[..., Engine]] = {
 }
 
 
-def load_engine(model: ModelFiles, task: str, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Engine:
-    """Check the policy, stage the allowed files, load ``model`` for ``task``. Raises ModelRefused, UnsupportedTask."""
-    check_policy(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+def load_engine(
+    model: ModelFiles,
+    task: str,
+    *,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    for_server: bool = False,
+) -> Engine:
+    """Check the policy, stage the allowed files, load ``model`` for ``task`` (one load at a time per process).
+
+    Raises ModelRefused, UnsupportedTask, or ModelFailed for anything the load itself raised.
+    """
+    check_policy(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, for_server=for_server)
     if task == "feature-extraction":
         from hfa.infer.embeddings import FeatureExtraction
 
@@ -489,11 +511,37 @@ def load_engine(model: ModelFiles, task: str, *, allow_pickle: bool = False, tru
         factory = ENGINES.get(task)
     if factory is None:
         raise UnsupportedTask(f"hfa cannot run {task}", f"it runs: {', '.join(sorted(ENGINES))}")
-    staged = StagedModel(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-    try:
-        engine = factory(task=task, model=model, staged=staged)
-        engine.load(_Loader(staged, allow_pickle, trust_remote_code))
-    except BaseException:
-        staged.close()
-        raise
+    with _LOADING:
+        staged = StagedModel(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        try:
+            engine = factory(task=task, model=model, staged=staged)
+            engine.load(_Loader(staged, allow_pickle, trust_remote_code, for_server))
+            unloaded = _meta_tensors(engine)
+            if unloaded:
+                raise ModelFailed(
+                    f"Loading {model.label} for {task} left {len(unloaded)} tensor(s) without data"
+                    f" ({', '.join(unloaded[:3])})",
+                    "ask again: the next request loads it afresh",
+                )
+        except BaseException as exc:
+            staged.close()
+            if isinstance(exc, Exception) and not isinstance(exc, HfaError):
+                raise explain_failure(exc, model, task, "loading", staged.path) from exc
+            raise
     return engine
+
+
+def _meta_tensors(engine: Engine) -> list[str]:
+    """Names of the parameters and buffers of ``engine``'s torch modules that hold no data (device ``meta``)."""
+    modules: list[tuple[str, Any]] = []
+    for name, value in vars(engine).items():
+        if isinstance(value, torch.nn.Module):
+            modules.append((name, value))
+        components = getattr(value, "components", None)  # a diffusers pipeline
+        if isinstance(components, dict):
+            modules += [(f"{name}.{k}", v) for k, v in components.items() if isinstance(v, torch.nn.Module)]
+    out = []
+    for prefix, module in modules:
+        tensors = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+        out += [f"{prefix}.{n}" for n, t in tensors if t.is_meta]
+    return out

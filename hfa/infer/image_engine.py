@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from hfa.infer.engines import BadInput, Engine, _float, _int, _Loader, _texts
-from hfa.infer.modelfiles import ModelRefused, UnsupportedTask
+from hfa.infer.modelfiles import ModelRefused, UnsupportedTask, trust_hint
 
 PARAMETERS = ("negative_prompt", "height", "width", "num_inference_steps", "guidance_scale", "scheduler", "seed")
 SAFE_LIBRARIES = ("diffusers", "transformers")
@@ -45,7 +45,7 @@ class TextToImage(Engine):
                 f"'{self.model.repo_id}' is not a diffusers pipeline (no model_index.json)",
                 "text-to-image runs diffusers pipelines",
             )
-        cls = _pipeline_class(diffusers, index, self.model.repo_id, trusted)
+        cls = _pipeline_class(diffusers, index, self.model.repo_id, trusted, for_server=loader.for_server)
         kwargs: dict[str, Any] = {
             "local_files_only": True,
             "use_safetensors": None if loader.allow_pickle else True,
@@ -108,7 +108,9 @@ class TextToImage(Engine):
         return compatible[name].from_config(self.scheduler.config)
 
 
-def _pipeline_class(diffusers: Any, index: dict[str, Any], repo_id: str, trusted: bool) -> Any:
+def _pipeline_class(
+    diffusers: Any, index: dict[str, Any], repo_id: str, trusted: bool, *, for_server: bool = False
+) -> Any:
     """The diffusers pipeline class to load with; refuses code from elsewhere unless ``trusted``."""
     name = index.get("_class_name")
     foreign = sorted(
@@ -129,7 +131,7 @@ def _pipeline_class(diffusers: Any, index: dict[str, Any], repo_id: str, trusted
         raise ModelRefused(
             f"'{repo_id}' loads components from outside diffusers and transformers ({'; '.join(foreign[:3])});"
             " it is not loaded",
-            f"if you have read and trust that code: --trust-remote-code {repo_id}",
+            trust_hint(repo_id, for_server=for_server),
             "RemoteCodeRefused",
         )
     if not is_pipeline:

@@ -20,8 +20,8 @@ import torch  # noqa: F401  - fail here, at import, when the extra is missing
 import transformers  # noqa: F401
 
 from hfa.config import Settings
-from hfa.errors import LocalError, UsageError
-from hfa.infer.engines import Engine, load_engine
+from hfa.errors import HfaError, LocalError, UsageError
+from hfa.infer.engines import Engine, explain_failure, load_engine
 from hfa.infer.modelfiles import ModelFiles, client_view, from_cache, normalize_task
 from hfa.refs import RepoRef
 
@@ -49,7 +49,14 @@ class LocalRunner:
 
     def run_wire(self, task: str, inputs: Any, parameters: dict[str, Any]) -> Any:
         """One request, answered in the Inference API's wire shape (what ``hfa serve --infer`` sends)."""
-        return self.engine(normalize_task(task)).run(inputs, parameters)
+        name = normalize_task(task)
+        engine = self.engine(name)
+        try:
+            return engine.run(inputs, parameters)
+        except HfaError:
+            raise
+        except Exception as exc:  # the model's libraries or its repository's code: not a bug in hfa
+            raise explain_failure(exc, self.model, name, "running", engine.staged.path) from exc
 
     def run(self, task: str, inputs: Any, parameters: dict[str, Any]) -> Any:
         """One request as ``hfa infer`` makes it (image inputs are file paths); the result as InferenceClient parses it."""

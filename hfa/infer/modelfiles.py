@@ -73,6 +73,17 @@ class UnsupportedTask(UsageError):
     """The task is unknown, or this model cannot run it."""
 
 
+class ModelFailed(CheckFailed):
+    """Loading or running a model raised (its files, its libraries, or its repository's own code)."""
+
+
+def trust_hint(repo_id: str, *, for_server: bool) -> str:
+    """How to let ``repo_id``'s own code run, in the syntax of the command that refused it."""
+    if for_server:
+        return f"if you have read and trust that code: start hfa serve with --infer --trust-remote-code {repo_id}"
+    return "if you have read and trust that code: add --trust-remote-code to this `hfa infer --local` command"
+
+
 def normalize_task(name: str) -> str:
     key = name.strip().lower()
     key = TASK_ALIASES.get(key, key)
@@ -237,13 +248,16 @@ def pickle_only_weights(model: ModelFiles) -> list[str]:
     return out
 
 
-def check_policy(model: ModelFiles, *, allow_pickle: bool, trust_remote_code: bool) -> None:
-    """Refuse (ModelRefused) what may not run; cheap, reads only small JSON files and pickle opcodes."""
+def check_policy(model: ModelFiles, *, allow_pickle: bool, trust_remote_code: bool, for_server: bool = False) -> None:
+    """Refuse (ModelRefused) what may not run; cheap, reads only small JSON files and pickle opcodes.
+
+    ``for_server``: the hints name ``hfa serve``'s options rather than ``hfa infer --local``'s.
+    """
     reasons = remote_code_reasons(model)
     if reasons and not trust_remote_code:
         raise ModelRefused(
             f"'{model.repo_id}' runs code from its repository ({'; '.join(reasons[:3])}); it is not loaded",
-            f"if you have read and trust that code: --trust-remote-code {model.repo_id}",
+            trust_hint(model.repo_id, for_server=for_server),
             "RemoteCodeRefused",
         )
     pickles = pickle_only_weights(model)
@@ -266,6 +280,36 @@ def check_policy(model: ModelFiles, *, allow_pickle: bool, trust_remote_code: bo
                     f"inspect it with `hfa scan {model.repo_id}`",
                     "UnsafeContent",
                 )
+
+
+def explain_failure(exc: Exception, model: ModelFiles, task: str, phase: str, staged: Any = None) -> ModelFailed:
+    """An exception from loading or running a model, as an error that says whose code raised it."""
+    what = f"{type(exc).__name__}: {exc}"[:1000]
+    code = _repository_frame(exc, staged)
+    if code is not None:
+        return ModelFailed(
+            f"The repository code of {model.label} raised while {phase} it for {task} ({code}): {what}",
+            "the error is in the model repository's own code, not in hfa: check that repository",
+        )
+    return ModelFailed(
+        f"{phase.capitalize()} {model.label} for {task} failed: {what}",
+        "check the model's files (hfa verify) and that it suits this task",
+    )
+
+
+def _repository_frame(exc: BaseException, staged: Any) -> str | None:
+    """The file name of the innermost traceback frame that is a repository's code (trust_remote_code), if any."""
+    roots = [f"{os.sep}transformers_modules{os.sep}", f"{os.sep}diffusers_modules{os.sep}"]
+    if staged is not None:
+        roots.append(str(staged) + os.sep)
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if any(root in filename for root in roots):
+            found = os.path.basename(filename)
+        tb = tb.tb_next
+    return found
 
 
 class StagedModel:

@@ -1,17 +1,21 @@
 """The models ``hfa serve --infer`` keeps in memory: loaded lazily, in the background, at most N at once.
 
-The first request for a (model, commit, task) starts loading it in a background thread and is
-answered :class:`Loading` (the server's 503 with ``estimated_time``, as the Hub does); requests
-that come while it loads get the same, with the time left; once it is loaded, requests run on it.
-A failed load is reported to the next request, which clears it, so the one after that tries again.
-Beyond ``max_models`` loaded models, the least recently used one is dropped.
+The first request for a (model, commit, task) starts loading it in a background thread; it and
+the requests that come while it loads are held until it is loaded, up to a bound (``hold``, or
+``max_wait`` when they ask to wait), and then answered :class:`Loading` (the server's 503 with
+``estimated_time``, as the Hub does). Models load one at a time per process (transformers' loading
+is not thread-safe, see :mod:`hfa.infer.engines`), so a model queued behind others says so in its
+estimate. A failed load is reported to the requests waiting for it and cleared, so the next
+request tries again. Beyond ``max_models`` loaded models, the least recently used one is dropped.
 
 Importing this module does not import torch: :mod:`hfa.infer.engines` is imported in the loading
-thread, so a server without the optional extra starts, and reports the missing extra per request.
+thread, so a server without the optional extra starts, and answers each inference request 501
+at once.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import threading
@@ -39,6 +43,7 @@ class PoolConfig:
     models: frozenset[str] | None = None  # --infer-models: only these may run (None: every served model)
     load_delay: float = 0.0  # test-only: seconds added to every load, so "loading" can be observed
     max_wait: float = 300.0  # the longest an X-Wait-For-Model request is held while its model loads
+    hold: float = 60.0  # the longest any other request is held while its model loads, then 503
     loader: Loader | None = field(default=None, repr=False)  # test-only: replaces engines.load_engine
 
 
@@ -71,16 +76,30 @@ class InferenceUnavailable(HfaError):
     """This server cannot run models at all: the optional extra is not installed (HTTP 501)."""
 
 
+def missing_extra() -> str | None:
+    """The first package of the ``infer`` extra that is not installed (checked without importing it), or None."""
+    for name in ("torch", "transformers"):
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):
+            return name
+    return None
+
+
+def _unavailable(missing: str) -> InferenceUnavailable:
+    return InferenceUnavailable(
+        f"This server cannot run models: the optional extra is not installed (missing {missing})",
+        "install it where hfa serve runs: pip install 'hfa[infer]'",
+    )
+
+
 def _default_loader(model: ModelFiles, task: str, *, allow_pickle: bool, trust_remote_code: bool) -> Any:
     try:
         from hfa.infer.engines import load_engine
     except ImportError as exc:
-        missing = getattr(exc, "name", None) or str(exc)
-        raise InferenceUnavailable(
-            f"This server cannot run models: the optional extra is not installed (missing {missing})",
-            "install it where hfa serve runs: pip install 'hfa[infer]'",
-        ) from None
-    return load_engine(model, task, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        raise _unavailable(getattr(exc, "name", None) or str(exc)) from None
+    return load_engine(model, task, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, for_server=True)
 
 
 class ModelPool:
@@ -106,6 +125,7 @@ class ModelPool:
             model,
             allow_pickle=self.config.allow_pickle,
             trust_remote_code=model.repo_id in self.config.trust_remote_code,
+            for_server=True,
         )
 
     def engine(self, model: ModelFiles, task: str, *, wait: float = 0.0) -> Any:
@@ -118,6 +138,8 @@ class ModelPool:
                     slot = self._slots.get(key)
                     if slot is None:
                         self.check(model)
+                        if self.config.loader is None and (missing := missing_extra()) is not None:
+                            raise _unavailable(missing)  # at once, not 503 "loading" first
                         slot = self._start(key, model, task)
                 if slot.state == "ready":
                     if self._slots.get(key) is slot:
@@ -137,8 +159,11 @@ class ModelPool:
     def _start(self, key: tuple[str, str, str], model: ModelFiles, task: str) -> _Slot:
         # A loader given in the config (tests) is not assumed to import torch.
         torch_ready = "torch" in sys.modules or self.config.loader is not None
-        estimate = self.config.load_delay + estimated_load_seconds(model, torch_ready)
-        slot = _Slot(model, task, self._clock(), estimate)
+        now = self._clock()
+        # Loads run one at a time: a model queued behind others waits for them first.
+        ahead = sum(s.remaining(now) for s in self._slots.values() if s.state == "loading")
+        estimate = ahead + self.config.load_delay + estimated_load_seconds(model, torch_ready)
+        slot = _Slot(model, task, now, estimate)
         self._slots[key] = slot
         self.loads += 1
         log.warning("loading %s for %s (about %.0f s)", model.label, task, estimate)

@@ -244,7 +244,14 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(400, "Invalid path")
         segs = raw_path.strip("/").split("/") if raw_path.strip("/") else []
         if not segs:
-            self._send_json({"hfa": __version__, "message": "hfa serve: a read-only Hub mirror"}, head=head)
+            if self.command in ("GET", "HEAD"):
+                self._send_json({"hfa": __version__, "message": "hfa serve: a read-only Hub mirror"}, head=head)
+            elif self.server.infer is not None:
+                from hfa.server.infer_routes import handle_root
+
+                handle_root(self)  # InferenceClient(base_url=URL) posts here
+            else:
+                raise HttpError(404, f"Not found: {self.command} / (inference needs hfa serve --infer)")
             return
         if segs[0] == "api" and len(segs) >= 2 and segs[1] in PLURALS:
             repo_type = PLURALS[segs[1]]
@@ -349,8 +356,21 @@ class Handler(BaseHTTPRequestHandler):
         elif action == "refs" and not args and method in ("GET", "HEAD"):
             repo, _ = self._repo_or_error(repo_type, repo_id)
             self._refs(repo, head)
+        elif action == "commits" and args and method in ("GET", "HEAD"):
+            repo, _ = self._repo_or_error(repo_type, repo_id)
+            snap = self._commit_or_error(repo, unquote("/".join(args)))  # the cache knows one commit, not history
+            doc: dict[str, Any] = {
+                "id": snap.commit,
+                "authors": [],
+                "date": snap.date,
+                "title": snap.title,
+                "message": "",
+            }
+            if "formatted" in self._query().get("expand[]", []):
+                doc["formatted"] = {"title": snap.title, "message": ""}
+            self._send_json([doc], head=head)
         else:
-            raise HttpError(404, "Not found")
+            raise HttpError(404, f"Not found: {method} {self.path.partition('?')[0]}")
 
     def _info(self, repo: Repo, snap: Snapshot, detailed: bool) -> dict[str, Any]:
         store = self.server.store

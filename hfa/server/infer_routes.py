@@ -5,16 +5,24 @@ Routes (each also under ``/hf-inference``, the prefix the Hub's router uses):
 * ``POST /models/{repo}``                 run the model's task (its card's ``pipeline_tag``);
 * ``POST /models/{repo}/pipeline/{task}`` run ``task`` (what InferenceClient uses for embeddings);
 * ``GET  /models/{repo}/info``            the model, its commit, task and load state;
-* ``GET  /models/{repo}/health``          200 when it can answer, 503 while it loads.
+* ``GET  /models/{repo}/health``          200 when it can answer, 503 while it loads;
+* ``POST /``                              the one model this server runs, when it runs exactly one
+  (``InferenceClient(base_url=URL)`` posts here); otherwise 404 naming the URL to use.
+
+``InferenceClient(model=f"{URL}/models/{repo}")`` (or ``base_url=`` the same URL) posts every task
+to ``POST /models/{repo}``: an embeddings model answers ``feature_extraction`` (text inputs) and
+``sentence_similarity`` (``{"source_sentence": …, "sentences": […]}``) there alike.
 
 Bodies are what huggingface_hub's ``InferenceClient`` sends: JSON ``{"inputs": …, "parameters": {…}}``
 (feature-extraction's parameters at the top level), or the raw image bytes for image tasks.
 Answers are the Hub's: JSON in each task's shape (see :mod:`hfa.infer.engines`), PNG bytes for
 text-to-image, and errors as ``{"error": …}`` — 400 a bad request or a task the model cannot run,
 403 a model the server's policy refuses (pickle weights, repository code), 404 a model it does
-not serve, 503 ``{"error": "Model … is currently loading", "estimated_time": S}``, 500 a failure
-while loading or running, 501 a server without the optional extra ``hfa[infer]``. ``X-Wait-For-Model: true`` (or ``"options": {"wait_for_model": true}``) holds the
-request until the model is loaded instead.
+not serve, 500 a failure while loading or running, 501 (at once) a server without the optional
+extra ``hfa[infer]``. A request for a model that is not loaded yet is held until it is (at most
+``PoolConfig.hold`` seconds; with ``X-Wait-For-Model: true`` or ``"options": {"wait_for_model":
+true}``, ``max_wait``), then answered 503 ``{"error": "Model … is currently loading",
+"estimated_time": S}``; ``X-Wait-For-Model: false`` asks for that 503 at once.
 
 The repository is looked up in the store (and so through ``--lock`` and ``--auth``) at its
 default revision; only the files the store lists are ever given to the loader.
@@ -31,7 +39,7 @@ from urllib.parse import unquote
 
 from hfa import __version__
 from hfa.errors import HfaError, NotFound, UsageError
-from hfa.infer.modelfiles import ModelFiles, ModelRefused, UnsupportedTask, normalize_task
+from hfa.infer.modelfiles import ModelFiles, ModelRefused, UnsupportedTask, explain_failure, normalize_task
 from hfa.infer.pool import InferenceUnavailable, Loading, ModelPool, PoolConfig
 from hfa.server.wire import HttpError, _truthy
 
@@ -53,6 +61,13 @@ class InferenceService:
         self.store = store
         self.pool = ModelPool(config)
 
+    def only_model(self) -> str | None:
+        """The repo id of the one model this server runs (``--infer-models`` names one, or it serves one), else None."""
+        if self.config.models is not None:
+            return next(iter(self.config.models)) if len(self.config.models) == 1 else None
+        models = self.store.repos("model")
+        return models[0].repo_id if len(models) == 1 else None
+
     def close(self) -> None:
         self.pool.close()
 
@@ -71,6 +86,27 @@ def handle(handler: Any, segs: list[str], head: bool) -> bool:
         task = None
     else:
         return False
+    _answer(handler, service, repo_id, method, task, tail, head)
+    return True
+
+
+def handle_root(handler: Any) -> None:
+    """``POST /``: what ``InferenceClient(base_url=URL)`` sends; answered when the server runs exactly one model."""
+    service: InferenceService = handler.server.infer
+    only = service.only_model()
+    if only is None:
+        base = handler._base_url()
+        raise HttpError(
+            404,
+            "POST / names no model, and this server runs more than one: post to /models/{repo}, e.g. "
+            f'InferenceClient(model="{base}/models/ORG/NAME") or hfa infer TASK --model ORG/NAME --endpoint-url {base}',
+        )
+    _answer(handler, service, only, "POST", None, [], False)
+
+
+def _answer(
+    handler: Any, service: InferenceService, repo_id: str, method: str, task: str | None, tail: list[str], head: bool
+) -> None:
     try:
         body = _read_body(handler) if method == "POST" else b""
         model = _model(handler, service, repo_id)
@@ -95,7 +131,6 @@ def handle(handler: Any, segs: list[str], head: bool) -> bool:
     except Exception as exc:
         log.exception("inference on %s failed", repo_id)
         _send(handler, 500, {"error": f"{type(exc).__name__}: {exc}"[:1000]}, head=head)
-    return True
 
 
 def _split(store: CacheStore, parts: list[str]) -> tuple[str, list[str]]:
@@ -149,12 +184,21 @@ def _task(model: ModelFiles, asked: str | None) -> str:
 
 def _post(handler: Any, service: InferenceService, model: ModelFiles, asked: str | None, body: bytes) -> None:
     task = _task(model, asked)
-    inputs, parameters, wait = _request(handler, task, body)
+    inputs, parameters, wait_asked = _request(handler, task, body)
     service.pool.check(model)
-    if _truthy(handler.headers.get("X-Wait-For-Model", "")):
-        wait = True
-    engine = service.pool.engine(model, task, wait=service.config.max_wait if wait else 0.0)
-    result = engine.run(inputs, parameters)
+    header = (handler.headers.get("X-Wait-For-Model") or "").strip()
+    if header:
+        wait_asked = _truthy(header)
+    wait = service.config.max_wait if wait_asked else 0.0 if wait_asked is False else service.config.hold
+    engine = service.pool.engine(model, task, wait=wait)
+    try:
+        result = engine.run(inputs, parameters)
+    except HfaError:
+        raise
+    except Exception as exc:  # the model's libraries or its repository's code
+        log.exception("running %s for %s failed", model.label, task)
+        staged = getattr(getattr(engine, "staged", None), "path", None)
+        raise explain_failure(exc, model, task, "running", staged) from exc
     if isinstance(result, bytes):
         _send_bytes(handler, result, "image/png")
     else:
@@ -175,8 +219,8 @@ def _read_body(handler: Any) -> bytes:
     return body
 
 
-def _request(handler: Any, task: str, body: bytes) -> tuple[Any, dict[str, Any], bool]:
-    """(inputs, parameters, wait_for_model) from the body, as InferenceClient sends it."""
+def _request(handler: Any, task: str, body: bytes) -> tuple[Any, dict[str, Any], bool | None]:
+    """(inputs, parameters, wait_for_model if the body says) from the body, as InferenceClient sends it."""
     ctype = (handler.headers.get("Content-Type") or "").lower()
     is_json = "json" in ctype or (task not in IMAGE_TASKS and body.lstrip()[:1] in (b"{", b'"', b"["))
     if not is_json:
@@ -203,7 +247,8 @@ def _request(handler: Any, task: str, body: bytes) -> tuple[Any, dict[str, Any],
     inputs = doc["inputs"]
     if task in IMAGE_TASKS:
         inputs = _image(inputs)
-    return inputs, parameters, bool(options.get("wait_for_model"))
+    wait = options.get("wait_for_model")
+    return inputs, parameters, wait if isinstance(wait, bool) else None
 
 
 def _image(value: Any) -> bytes:
