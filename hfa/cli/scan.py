@@ -42,7 +42,14 @@ AllowlistOpt = Annotated[
 
 
 def _finish(
-    ctx: Ctx, findings: list[Any], fail_on: str, sarif: Path | None, document: dict[str, Any], summary: str
+    ctx: Ctx,
+    findings: list[Any],
+    fail_on: str,
+    sarif: Path | None,
+    document: dict[str, Any],
+    summary: str,
+    locate: Any,
+    category: str,
 ) -> None:
     from hfa import __version__
     from hfa.errors import CheckFailed
@@ -51,7 +58,7 @@ def _finish(
 
     level = Severity.parse(fail_on)
     if sarif is not None:
-        write_sarif(sarif, findings, __version__)
+        write_sarif(sarif, findings, __version__, locate, category=category)
     failing = [f for f in findings if f.severity >= level]
     document["fail_on"] = level.label
     document["failed"] = bool(failing)
@@ -89,15 +96,16 @@ def register(app: typer.Typer) -> None:
         Content is recognised by its bytes, not its name. Nothing is ever unpickled or executed.
         """
         from hfa.scan.policy import load_policy
-        from hfa.scan.report import counts
+        from hfa.scan.report import Locator, counts
         from hfa.scan.scanner import scan_targets
 
         policy, notes = load_policy(allowlist)
-        found = _targets(ctx, targets or [])
+        found, in_cache = _targets(ctx, targets or [])
         report = scan_targets(found, policy)
         findings = notes + report.findings
         doc = {"files_scanned": report.files, "counts": counts(findings), "findings": [f.to_json() for f in findings]}
-        _finish(ctx, findings, fail_on, sarif, doc, f"Scanned {report.files} file(s): {_count_text(findings)}.")
+        summary = f"Scanned {report.files} file(s): {_count_text(findings)}."
+        _finish(ctx, findings, fail_on, sarif, doc, summary, Locator(logical=in_cache.__contains__), "hfa-scan")
 
     @command(app, "verify")
     def verify(
@@ -138,18 +146,27 @@ def register(app: typer.Typer) -> None:
         from hfa.errors import UsageError
         from hfa.refs import RepoRef
         from hfa.scan.policy import load_policy
+        from hfa.scan.report import Locator
 
         policy, notes = load_policy(allowlist)
         cache = ctx.settings.cache_dir
         folder = Path(target) if target is not None and Path(target).exists() else None
         if lock is not None and target is not None:
             raise UsageError("give either a target or --lock", "e.g. hfa verify --lock hfa.lock")
+        # SARIF: a folder's files are on disk; a cache's are cache entries; a lock's point at its lines.
+        on_disk = {n.path for n in notes}
+        locate = Locator() if folder is not None else Locator(logical=lambda p: p not in on_disk, cache_dir=cache)
+        locked = None
+        if lock is not None:
+            from hfa import lockfile
+
+            locked = lockfile.read(lock)
+            entries = [(e.repo_type, e.repo_id, e.commit) for e in locked.repos]
+            locate = locate.with_lock(lock, lock.read_text(encoding="utf-8"), entries)
 
         def run() -> Any:
-            if lock is not None:
-                from hfa import lockfile
-
-                return core.verify_lock(cache, lockfile.read(lock), policy, scan=not no_scan)
+            if locked is not None:
+                return core.verify_lock(cache, locked, policy, scan=not no_scan)
             if folder is not None:
                 return core.verify_folder(folder, policy)
             refs = [RepoRef.parse(target)] if target else None
@@ -172,7 +189,7 @@ def register(app: typer.Typer) -> None:
             f"{report.bytes_hashed / 1e6:.1f} MB hashed, {report.files} file(s) scanned in "
             f"{report.elapsed:.1f}s: {_count_text(findings)}."
         )
-        _finish(ctx, findings, fail_on, sarif, doc, summary)
+        _finish(ctx, findings, fail_on, sarif, doc, summary, locate, "hfa-verify")
 
 
 def _count_text(findings: list[Any]) -> str:
@@ -182,7 +199,8 @@ def _count_text(findings: list[Any]) -> str:
     return ", ".join(parts) if parts else "no findings"
 
 
-def _targets(ctx: Ctx, names: list[str]) -> list[Any]:
+def _targets(ctx: Ctx, names: list[str]) -> tuple[list[Any], set[str]]:
+    """What to scan, and the names of those that are cache entries (not files on disk)."""
     from hfa.cache import RepoDir, parse_repo_folder
     from hfa.errors import UsageError
     from hfa.refs import RepoRef
@@ -192,8 +210,10 @@ def _targets(ctx: Ctx, names: list[str]) -> list[Any]:
     if not names:
         if not cache.is_dir():
             raise UsageError(f"No cache at {cache}", "pass files or folders to scan, or --cache-dir")
-        return list(iter_cache(cache))
+        found = list(iter_cache(cache))
+        return found, {t.display for t in found}
     out: list[Target] = []
+    in_cache: set[str] = set()
     for name in names:
         path = Path(name)
         if path.is_file():
@@ -201,9 +221,13 @@ def _targets(ctx: Ctx, names: list[str]) -> list[Any]:
         elif path.is_dir():
             parsed = parse_repo_folder(path.resolve().name)
             if (path / "snapshots").is_dir() and parsed:
-                out += iter_repo(path.resolve().parent, parsed[0], parsed[1])
+                entries = list(iter_repo(path.resolve().parent, parsed[0], parsed[1]))
+                in_cache.update(t.display for t in entries)
+                out += entries
             elif is_hf_cache(path):
-                out += iter_cache(path)
+                entries = list(iter_cache(path))
+                in_cache.update(t.display for t in entries)
+                out += entries
             else:
                 out += iter_folder(path, name)
         else:
@@ -223,5 +247,7 @@ def _targets(ctx: Ctx, names: list[str]) -> list[Any]:
                     f"'{name}' is not a path, and not in the cache {cache}",
                     f"pull it first with `hfa pull {ref.display}`, or check the path",
                 )
-            out += iter_repo(cache, ref.repo_type, ref.repo_id, commit)
-    return out
+            entries = list(iter_repo(cache, ref.repo_type, ref.repo_id, commit))
+            in_cache.update(t.display for t in entries)
+            out += entries
+    return out, in_cache
