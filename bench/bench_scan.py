@@ -1,16 +1,17 @@
-"""Pickle scanning: hfa's static scanner against picklescan, on the same files in one run.
+"""Pickle scanning: hfa against picklescan, on the same files in one run, measured two ways.
 
 Two files, written fresh each run: a raw pickle holding one big bytes object (BINBYTES8), and a
-torch.save-style zip (data.pkl plus stored tensors). Each scanner runs in its own subprocess of
-the same interpreter (hfa through ``scan_serialized``, picklescan through its CLI entry point,
-``picklescan --path FILE``), one warm-up each, then interleaved timed runs; the subprocess reports
-its own peak RSS. Goals: hfa at least 3x faster (ratio of median wall times) and under 50 MB peak.
-Full size: 200 MB files; ``--quick``: 20 MB.
+torch.save-style zip (data.pkl plus stored tensors). Full size: 200 MB files; ``--quick``: 20 MB.
 
-The goal row compares the scanners as a program embedding them (a loader hook, a CI script)
-runs them: interpreter start-up, the scanner's imports, one scan. A context row (no goal) times
-each tool's own command line, ``hfa scan FILE`` against ``picklescan --path FILE``: there hfa also
-loads its CLI framework (typer, ~30 ms here), which the scan itself does not need.
+1. **Command against command** (what a user, a CI step or a pre-commit hook runs):
+   ``hfa scan FILE -q`` against ``picklescan --path FILE``, each the installed console script,
+   interleaved, one warm-up round. Goal: hfa at least as fast (ratio of median wall times >= 1).
+   The whole process counts: interpreter start-up, each tool's imports, parsing, one scan.
+2. **The library embedded in a process** (a loader hook, a script): each scanner in its own
+   subprocess of the same interpreter, hfa through ``scan_serialized``, picklescan through its
+   CLI entry point called as a function; the subprocess reports its own peak RSS. Goals: hfa at
+   least 3x faster and under 50 MB peak. No CLI framework on either side here, so this ratio is
+   higher than the commands' (start-up is most of a command's time on a checkpoint).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from _common import ROOT, bin_path, clean_env, goal_met, median, row, temp_dir
 sys.path.insert(0, str(ROOT / "tests"))
 from scan_corpus import write_big_pickle, write_torch_zip
 
-SPEED_GOAL = ">= 3"
+SPEED_GOAL = ">= 3"  # the library embedded in a process
+COMMAND_GOAL = ">= 1"  # hfa scan FILE against picklescan --path FILE
 MEMORY_GOAL = "< 50"
 TIMEOUT = 600
 
@@ -119,7 +121,7 @@ def _compare(label: str, path: Path, runs: int) -> list[dict[str, Any]]:
     return [
         *(
             row(
-                f"{label}: {name}",
+                f"{label}, library in a process: {name}",
                 med[name] * 1000,
                 "ms",
                 detail=f"{size_mb:.0f} MB file, process wall time, median of {runs}: imports "
@@ -128,15 +130,16 @@ def _compare(label: str, path: Path, runs: int) -> list[dict[str, Any]]:
             for name in scanners
         ),
         row(
-            f"{label}: speedup picklescan/hfa",
+            f"{label}, library in a process: speedup picklescan/hfa",
             ratio,
             "x",
             SPEED_GOAL,
             goal_met(ratio, SPEED_GOAL),
-            f"whole process, the scanners called as libraries; scan alone {scan['picklescan'] / scan['hfa']:.1f}x",
+            f"whole process, the scanners called as libraries (no CLI); scan alone"
+            f" {scan['picklescan'] / scan['hfa']:.1f}x",
         ),
         row(
-            f"{label}: hfa peak memory",
+            f"{label}, library in a process: hfa peak memory",
             hfa_mb,
             "MB",
             MEMORY_GOAL,
@@ -146,10 +149,19 @@ def _compare(label: str, path: Path, runs: int) -> list[dict[str, Any]]:
     ]
 
 
-def _cli(label: str, path: Path, runs: int) -> dict[str, Any]:
-    """Context, no goal: each tool's own command line (``hfa scan FILE`` loads typer first)."""
+def _hfa_command() -> str:
+    """The installed ``hfa`` console script; refuses a stale one (installed before hfa.cli.entry)."""
+    script = bin_path("hfa")
+    with open(script, encoding="utf-8", errors="replace") as fp:
+        if "hfa.cli.entry" not in fp.read(2000):
+            raise RuntimeError(f"{script} predates hfa.cli.entry: reinstall hfa (pip install -e .)")
+    return script
+
+
+def _commands(label: str, path: Path, runs: int) -> list[dict[str, Any]]:
+    """Each tool's own command line, as a user runs it: ``hfa scan FILE`` and ``picklescan --path FILE``."""
     argvs = {
-        "hfa": [bin_path("hfa"), "scan", str(path), "-q"],
+        "hfa": [_hfa_command(), "scan", str(path), "-q"],
         "picklescan": [bin_path("picklescan"), "--path", str(path)],
     }
     walls: dict[str, list[float]] = {name: [] for name in argvs}
@@ -162,13 +174,29 @@ def _cli(label: str, path: Path, runs: int) -> dict[str, Any]:
             if i:  # the first round warms up
                 walls[name].append(time.perf_counter() - start)
     med = {name: median(v) for name, v in walls.items()}
-    return row(
-        f"{label}: command lines picklescan/hfa",
-        med["picklescan"] / med["hfa"],
-        "x",
-        detail=f"hfa scan {med['hfa'] * 1000:.0f} ms, picklescan --path {med['picklescan'] * 1000:.0f} ms (median of"
-        f" {runs}); most of hfa's is its CLI framework's start-up",
-    )
+    ratio = med["picklescan"] / med["hfa"]
+    size_mb = path.stat().st_size / 1e6
+    commands = {"hfa": f"hfa scan {path.name}", "picklescan": f"picklescan --path {path.name}"}
+    return [
+        *(
+            row(
+                f"{label}, command: {commands[name]}",
+                med[name] * 1000,
+                "ms",
+                detail=f"{size_mb:.0f} MB file, process wall time, median of {runs}",
+            )
+            for name in argvs
+        ),
+        row(
+            f"{label}, command: speedup picklescan/hfa",
+            ratio,
+            "x",
+            COMMAND_GOAL,
+            goal_met(ratio, COMMAND_GOAL),
+            f"hfa scan {med['hfa'] * 1000:.0f} ms vs picklescan --path {med['picklescan'] * 1000:.0f} ms,"
+            " each tool's console script, start-up included",
+        ),
+    ]
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -180,10 +208,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
         model = tmp / "pytorch_model.pt"
         write_torch_zip(model, n_tensors=200, tensor_bytes=size // 200, sparse=False)  # a BERT-base-like count
         return [
-            *_compare("raw pickle", raw, runs),
-            _cli("raw pickle", raw, runs),
+            *_commands("torch zip", model, runs),
+            *_commands("raw pickle", raw, runs),
             *_compare("torch zip", model, runs),
-            _cli("torch zip", model, runs),
+            *_compare("raw pickle", raw, runs),
         ]
 
 

@@ -1,3 +1,3 @@
-from hfa.cli.app import main
+from hfa.cli.entry import main
 
 main()

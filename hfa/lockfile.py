@@ -234,6 +234,52 @@ def loads(text: str, name: str = DEFAULT_LOCK) -> Lock:
         raise LockError(f"{name}: {exc.message}", _BROKEN_HINT) from None
 
 
+def line_numbers(text: str) -> dict[tuple[str, str, str], int]:
+    """Where a lock's entries are, 1-based: ``(type, id, "")`` -> the line of the repo's ``id = …``,
+    ``(type, id, path)`` -> the line of that file's ``{ path = … }`` (reports point there: SARIF).
+
+    A plain scan of the text as :func:`dumps` writes it (one key, one file per line); lines it
+    cannot read are skipped, so a hand-edited lock just gives fewer lines.
+    """
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    def value(line: str) -> Any:
+        try:
+            return tomllib.loads("v = " + line.split("=", 1)[1].strip().rstrip(","))["v"]
+        except (tomllib.TOMLDecodeError, IndexError, ValueError, RecursionError):
+            return None
+
+    out: dict[tuple[str, str, str], int] = {}
+    blocks: list[tuple[dict[str, Any], list[tuple[str, int]]]] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line == "[[repo]]":
+            blocks.append(({"type": "model"}, []))
+        elif not blocks or not line:
+            continue
+        elif line.startswith("{") and "path" in line:
+            item = value("=" + line)
+            if isinstance(item, dict) and isinstance(item.get("path"), str):
+                blocks[-1][1].append((item["path"], number))
+        elif line.split("=", 1)[0].strip() in ("id", "type"):
+            key, got = line.split("=", 1)[0].strip(), value(line)
+            if isinstance(got, str):
+                blocks[-1][0][key] = got
+                if key == "id":
+                    blocks[-1][0]["line"] = number
+    for repo, files in blocks:
+        if "id" in repo:
+            out.setdefault((repo["type"], repo["id"], ""), repo["line"])
+            for path, number in files:
+                out.setdefault((repo["type"], repo["id"], path), number)
+    return out
+
+
 def _line_of(text: str, needle: str) -> int | None:
     idx = text.find(needle)
     return None if idx < 0 else text.count("\n", 0, idx) + 1

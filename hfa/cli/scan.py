@@ -41,34 +41,6 @@ AllowlistOpt = Annotated[
 ]
 
 
-def _finish(
-    ctx: Ctx, findings: list[Any], fail_on: str, sarif: Path | None, document: dict[str, Any], summary: str
-) -> None:
-    from hfa import __version__
-    from hfa.errors import CheckFailed
-    from hfa.scan.model import Severity
-    from hfa.scan.report import human_lines, write_sarif
-
-    level = Severity.parse(fail_on)
-    if sarif is not None:
-        write_sarif(sarif, findings, __version__)
-    failing = [f for f in findings if f.severity >= level]
-    document["fail_on"] = level.label
-    document["failed"] = bool(failing)
-
-    def human() -> None:
-        for line in human_lines(findings):
-            ctx.out.line(line)
-        ctx.out.info(summary)
-
-    ctx.out.result(document, human)
-    if failing:
-        raise CheckFailed(
-            f"{len(failing)} finding(s) at or above '{level.label}'",
-            "review them; nothing was loaded or executed" + (f"; SARIF in {sarif}" if sarif else ""),
-        )
-
-
 def register(app: typer.Typer) -> None:
     @command(app, "scan")
     def scan(
@@ -88,16 +60,10 @@ def register(app: typer.Typer) -> None:
 
         Content is recognised by its bytes, not its name. Nothing is ever unpickled or executed.
         """
-        from hfa.scan.policy import load_policy
-        from hfa.scan.report import counts
-        from hfa.scan.scanner import scan_targets
+        from hfa.cli import scanning
 
-        policy, notes = load_policy(allowlist)
-        found = _targets(ctx, targets or [])
-        report = scan_targets(found, policy)
-        findings = notes + report.findings
-        doc = {"files_scanned": report.files, "counts": counts(findings), "findings": [f.to_json() for f in findings]}
-        _finish(ctx, findings, fail_on, sarif, doc, f"Scanned {report.files} file(s): {_count_text(findings)}.")
+        scanned = scanning.scan(ctx.settings.cache_dir, targets or [], allowlist)
+        scanning.finish_scan(ctx.out, scanned, fail_on, sarif)
 
     @command(app, "verify")
     def verify(
@@ -135,9 +101,11 @@ def register(app: typer.Typer) -> None:
         every locked file must be present with the locked hash. `--fix` repairs what it can (online).
         """
         from hfa import verify as core
+        from hfa.cli.scanning import count_text, finish
         from hfa.errors import UsageError
         from hfa.refs import RepoRef
         from hfa.scan.policy import load_policy
+        from hfa.scan.report import Locator
 
         policy, notes = load_policy(allowlist)
         cache = ctx.settings.cache_dir
@@ -151,12 +119,20 @@ def register(app: typer.Typer) -> None:
                 f"No cache at {cache}: the folder does not exist",
                 "check --cache-dir / HF_HUB_CACHE, or pull something first with `hfa pull REPO`",
             )
+        # SARIF: a folder's files are on disk; a cache's are cache entries; a lock's point at its lines.
+        on_disk = {n.path for n in notes}
+        locate = Locator() if folder is not None else Locator(logical=lambda p: p not in on_disk, cache_dir=cache)
+        locked = None
+        if lock is not None:
+            from hfa import lockfile
+
+            locked = lockfile.read(lock)
+            entries = [(e.repo_type, e.repo_id, e.commit) for e in locked.repos]
+            locate = locate.with_lock(lock, lock.read_text(encoding="utf-8"), entries)
 
         def run() -> Any:
-            if lock is not None:
-                from hfa import lockfile
-
-                return core.verify_lock(cache, lockfile.read(lock), policy, scan=not no_scan)
+            if locked is not None:
+                return core.verify_lock(cache, locked, policy, scan=not no_scan)
             if folder is not None:
                 return core.verify_folder(folder, policy)
             refs = [RepoRef.parse(target)] if target else None
@@ -177,58 +153,6 @@ def register(app: typer.Typer) -> None:
         summary = (
             f"Verified {len(report.repos)} target(s), {report.blobs} blob(s), "
             f"{report.bytes_hashed / 1e6:.1f} MB hashed, {report.files} file(s) scanned in "
-            f"{report.elapsed:.1f}s: {_count_text(findings)}."
+            f"{report.elapsed:.1f}s: {count_text(findings)}."
         )
-        _finish(ctx, findings, fail_on, sarif, doc, summary)
-
-
-def _count_text(findings: list[Any]) -> str:
-    from hfa.scan.report import counts
-
-    parts = [f"{n} {level}" for level, n in counts(findings).items() if n]
-    return ", ".join(parts) if parts else "no findings"
-
-
-def _targets(ctx: Ctx, names: list[str]) -> list[Any]:
-    from hfa.cache import RepoDir, parse_repo_folder
-    from hfa.errors import UsageError
-    from hfa.refs import RepoRef
-    from hfa.scan.scanner import Target, is_hf_cache, iter_cache, iter_folder, iter_repo
-
-    cache = ctx.settings.cache_dir
-    if not names:
-        if not cache.is_dir():
-            raise UsageError(f"No cache at {cache}", "pass files or folders to scan, or --cache-dir")
-        return list(iter_cache(cache))
-    out: list[Target] = []
-    for name in names:
-        path = Path(name)
-        if path.is_file():
-            out.append(Target(path, name))
-        elif path.is_dir():
-            parsed = parse_repo_folder(path.resolve().name)
-            if (path / "snapshots").is_dir() and parsed:
-                out += iter_repo(path.resolve().parent, parsed[0], parsed[1])
-            elif is_hf_cache(path):
-                out += iter_cache(path)
-            else:
-                out += iter_folder(path, name)
-        else:
-            try:
-                ref = RepoRef.parse(name)
-            except UsageError:
-                raise UsageError(
-                    f"'{name}' is neither a file nor a folder nor a repo id",
-                    "check the path, or give REPO[@REV] of a repo in the cache",
-                ) from None
-            repo = RepoDir(cache, ref.repo_type, ref.repo_id)
-            commit = None
-            if ref.revision:
-                commit = ref.revision if ref.pinned else repo.read_ref(ref.revision)
-            if not repo.snapshots.is_dir() or (ref.revision and not commit):
-                raise UsageError(
-                    f"'{name}' is not a path, and not in the cache {cache}",
-                    f"pull it first with `hfa pull {ref.display}`, or check the path",
-                )
-            out += iter_repo(cache, ref.repo_type, ref.repo_id, commit)
-    return out
+        finish(ctx.out, findings, fail_on, sarif, doc, summary, locate, "hfa-verify")

@@ -1,11 +1,23 @@
-"""Reports of findings: grouped human text, JSON, and SARIF 2.1.0 for code-scanning dashboards."""
+"""Reports of findings: grouped human text, JSON, and SARIF 2.1.0 for code-scanning dashboards.
+
+SARIF is written the way GitHub code scanning rates it: every ``artifactLocation.uri`` is
+relative to a ``uriBaseId`` and never absolute; every result has ``region.startLine`` and
+``partialFingerprints``; every rule has ``help``, ``properties.tags`` with ``security`` and a
+``security-severity`` (so alerts show as Critical / High / Medium / Low). Where a finding
+points is decided by a :class:`Locator`: a file on disk relative to the git checkout
+(``%SRCROOT%``), a file of the Hugging Face cache by its logical name (``REPO@COMMIT/PATH``
+under ``HF_CACHE``, never the cache path), and a lock verification at the lock file's line
+of the entry.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hfa.scan.model import Finding, Severity
 
@@ -72,50 +84,223 @@ def human_lines(findings: Sequence[Finding]) -> list[str]:
     return lines
 
 
-def sarif(findings: Sequence[Finding], version: str, base: Path | None = None) -> dict[str, Any]:
-    used = sorted({f.code for f in findings})
-    rules = [
-        {
-            "id": code,
-            "name": code.replace(".", "-"),
-            "shortDescription": {"text": RULES.get(code, code)},
-        }
-        for code in used
-    ]
+# security-severity as GitHub reads it: >= 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium, 0.1-3.9 low.
+# INFO findings (a stale lock file, an allowlist extension) carry none: they show as notes.
+_SECURITY_SEVERITY = {
+    Severity.CRITICAL: "9.5",
+    Severity.HIGH: "8.0",
+    Severity.MEDIUM: "5.5",
+    Severity.LOW: "2.0",
+}
+_HELP = {
+    "pickle": "Do not load this file: unpickling it can run code. Prefer a safetensors copy of the weights;"
+    " if you trust a global it imports, name it in an allowlist file (hfa scan --allowlist FILE).",
+    "archive": "The archive cannot be proven safe: do not load it; get a safetensors copy or the file again"
+    " from a source you trust.",
+    "lfs": "The file is a Git-LFS pointer, not its content: run `git lfs pull`, or `hfa verify FOLDER --fix`.",
+    "safetensors": "The file is damaged: fetch it again with `hfa verify --fix`.",
+    "remote-code": "Loading this model runs the repository's code (trust_remote_code): review that code and"
+    " pin the reviewed commit in hfa.lock.",
+    "policy": "Review the allowlist file: the scan trusts every global it names.",
+}
+_HELP_INTEGRITY = "Repair the cache with `hfa verify --fix` (re-fetches missing or corrupt files), or pull again."
+
+SRCROOT = "%SRCROOT%"  # the git checkout (GitHub code scanning's, and CodeQL's, name for it)
+HF_CACHE = "HF_CACHE"  # the Hugging Face cache: logical names REPO@COMMIT/PATH, not paths on disk
+FS_ROOT = "FS_ROOT"  # a file outside the checkout, by its path from the file system's root
+_BASES = {
+    HF_CACHE: {"description": {"text": "The Hugging Face cache: REPO@COMMIT/PATH, or a repo folder's entry"}},
+    FS_ROOT: {"uri": "file:///", "description": {"text": "A file outside the checkout"}},
+}
+
+
+class Location(NamedTuple):
+    """Where a SARIF result points: ``uri`` relative to ``base`` (a uriBaseId), and a 1-based line."""
+
+    uri: str
+    base: str = SRCROOT
+    line: int = 1
+
+
+def checkout_root(start: Path | None = None) -> Path:
+    """The git checkout holding ``start`` (default: the working directory), else ``start`` itself."""
+    here = Path(os.path.abspath(start if start is not None else Path.cwd()))
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
+    return here
+
+
+class Locator:
+    """Decides the :class:`Location` of each finding (see the module's docstring).
+
+    ``logical(path)`` says which finding paths name cache entries rather than files on disk
+    (absolute ones under ``cache_dir`` are made relative to it); :meth:`with_lock` points the
+    entries of a lock at the lock file's lines.
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        logical: Callable[[str], bool] = lambda path: False,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.root = checkout_root() if root is None else Path(os.path.abspath(root))
+        self.logical = logical
+        self.cache_dir = cache_dir
+        self._lock: Location | None = None
+        self._lock_entries: dict[str, tuple[str, str]] = {}
+        self._lock_lines: dict[tuple[str, str, str], int] = {}
+
+    def with_lock(self, path: Path, text: str, entries: Sequence[tuple[str, str, str]]) -> Locator:
+        """Point findings on the lock's entries (``(repo_type, repo_id, commit)``) at ``path``'s lines."""
+        from hfa.lockfile import line_numbers
+
+        self._lock = self.on_disk(str(path))
+        self._lock_lines = line_numbers(text)
+        for repo_type, repo_id, commit in entries:
+            label = repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
+            self._lock_entries[f"{label}@{commit[:12]}"] = (repo_type, repo_id)
+        return self
+
+    def __call__(self, finding: Finding) -> Location:
+        name = finding.path.split("!", 1)[0]
+        if self._lock is not None and "@" in name:
+            label, _, path = _split_label(name)
+            entry = self._lock_entries.get(label)
+            if entry is not None:
+                line = self._lock_lines.get((*entry, path)) or self._lock_lines.get((*entry, ""), 1)
+                return self._lock._replace(line=line)
+        if self.logical(name):
+            if self.cache_dir is not None and os.path.isabs(name):
+                rel = _relative(name, self.cache_dir)
+                if rel is not None:
+                    return Location(rel, HF_CACHE)
+            if not os.path.isabs(name):
+                return Location(_clean(name), HF_CACHE)
+        return self.on_disk(name)
+
+    def on_disk(self, name: str) -> Location:
+        """A file on disk: relative to the checkout when inside it, else from the file system's root."""
+        real_root = Path(os.path.realpath(self.root))
+        for path, root in ((os.path.abspath(name), self.root), (os.path.realpath(name), real_root)):
+            rel = _relative(path, root)
+            if rel is not None:
+                return Location(rel)
+        return Location(Path(os.path.abspath(name)).as_posix().lstrip("/"), FS_ROOT)
+
+
+def _split_label(name: str) -> tuple[str, str, str]:
+    """``org/model@0123456789ab/dir/file`` -> (``org/model@0123456789ab``, ``/``, ``dir/file``)."""
+    before, _, after = name.partition("@")
+    commit, slash, rest = after.partition("/")
+    return f"{before}@{commit}", slash, rest
+
+
+def _relative(path: str, root: Path) -> str | None:
+    try:
+        rel = Path(path).relative_to(root)
+    except ValueError:
+        return None
+    return rel.as_posix() if rel.parts else None
+
+
+def _clean(name: str) -> str:
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
+
+
+def _uri(path: str) -> str:
+    from urllib.parse import quote
+
+    # A relative reference: reserved characters escaped, and so is ':' (it would read as a scheme).
+    return quote(path, safe="/@!$&'()*+,;=-._~")
+
+
+def _fingerprint(f: Finding) -> str:
+    key = json.dumps([f.code, f.path, f.detail], sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _rule(code: str, worst: Severity) -> dict[str, Any]:
+    family = code.split(".", 1)[0]
+    text = RULES.get(code, code)
+    properties: dict[str, Any] = {"tags": ["security", family]}
+    if worst in _SECURITY_SEVERITY:
+        properties["security-severity"] = _SECURITY_SEVERITY[worst]
+    return {
+        "id": code,
+        "name": code.replace(".", "-"),
+        "shortDescription": {"text": text},
+        "fullDescription": {"text": text},
+        "help": {"text": _HELP.get(family, _HELP_INTEGRITY)},
+        "defaultConfiguration": {"level": _SARIF_LEVEL[worst]},
+        "properties": properties,
+    }
+
+
+def sarif(
+    findings: Sequence[Finding],
+    version: str,
+    locate: Callable[[Finding], Location] | None = None,
+    *,
+    category: str = "hfa",
+) -> dict[str, Any]:
+    """A SARIF 2.1.0 log of ``findings``; ``locate`` says where each points (default: files on disk)."""
+    locate = locate or Locator()
+    worst: dict[str, Severity] = {}
+    for f in findings:
+        worst[f.code] = max(worst.get(f.code, f.severity), f.severity)
+    used = sorted(worst)
     index = {code: i for i, code in enumerate(used)}
     results = []
+    bases: set[str] = set()
     for f in findings:
-        uri = f.path.split("!", 1)[0]
+        where = locate(f)
+        bases.add(where.base)
         results.append(
             {
                 "ruleId": f.code,
                 "ruleIndex": index[f.code],
                 "level": _SARIF_LEVEL[f.severity],
                 "message": {"text": f"{f.message} ({f.path})"},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": _uri(where.uri), "uriBaseId": where.base},
+                            "region": {"startLine": max(1, where.line)},
+                        }
+                    }
+                ],
+                "partialFingerprints": {"hfaFinding/v1": _fingerprint(f)},
                 "properties": {"severity": f.severity.label, **({"detail": f.detail} if f.detail else {})},
             }
         )
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "hfa",
-                        "version": version,
-                        "rules": rules,
-                    }
-                },
-                "results": results,
-                **({"originalUriBaseIds": {"SRCROOT": {"uri": base.as_uri() + "/"}}} if base else {}),
+    run: dict[str, Any] = {
+        "tool": {
+            "driver": {
+                "name": "hfa",
+                "version": version,
+                "rules": [_rule(code, worst[code]) for code in used],
             }
-        ],
+        },
+        "automationDetails": {"id": f"{category}/"},
+        "results": results,
     }
+    described = {base: _BASES[base] for base in sorted(bases) if base in _BASES}
+    if described:
+        run["originalUriBaseIds"] = described
+    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
 
 
-def write_sarif(path: Path, findings: Sequence[Finding], version: str) -> None:
+def write_sarif(
+    path: Path,
+    findings: Sequence[Finding],
+    version: str,
+    locate: Callable[[Finding], Location] | None = None,
+    *,
+    category: str = "hfa",
+) -> None:
     from hfa.cache import atomic_write_text
 
-    atomic_write_text(path, json.dumps(sarif(findings, version), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(sarif(findings, version, locate, category=category), indent=2) + "\n")

@@ -1,0 +1,198 @@
+"""The body of ``hfa scan`` (and the report of ``hfa verify``), free of the CLI framework.
+
+``hfa scan PATH...`` is often run once per file (a loader hook, a pre-commit check), where
+start-up is most of its time; the CLI framework (typer) costs ~30 ms of it. :func:`scan_plain`
+therefore runs a clean scan of existing files and folders with plain options (``-q``, ``-v``,
+``--json``, ``--fail-on``, ``--sarif``, ``--allowlist``) without importing typer, through the
+same functions as the typer command below, and writes the same output. Anything else (other
+options, ``--help``, a repo id, an error, a finding at or above ``--fail-on``) returns None
+before writing anything, and the full CLI runs the command: one place reports errors.
+tests/test_cli_scan_plain.py runs both paths on the same arguments and compares them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hfa.output import Output
+
+
+@dataclass
+class Scanned:
+    findings: list[Any]
+    files: int
+    in_cache: set[str] = field(default_factory=set)  # names of cache entries (not files on disk)
+
+
+def scan(cache_dir: Path, names: list[str], allowlist: Path | None) -> Scanned:
+    """Scan ``names`` (files, folders, a cache, REPO[@REV] in ``cache_dir``; none: the cache)."""
+    from hfa.scan.policy import load_policy
+    from hfa.scan.scanner import scan_targets
+
+    policy, notes = load_policy(allowlist)
+    found, in_cache = targets(cache_dir, names)
+    report = scan_targets(found, policy)
+    return Scanned(notes + report.findings, report.files, in_cache)
+
+
+def finish_scan(out: Output, scanned: Scanned, fail_on: str, sarif: Path | None) -> None:
+    from hfa.scan.report import Locator, counts
+
+    findings = scanned.findings
+    doc = {"files_scanned": scanned.files, "counts": counts(findings), "findings": [f.to_json() for f in findings]}
+    summary = f"Scanned {scanned.files} file(s): {count_text(findings)}."
+    finish(out, findings, fail_on, sarif, doc, summary, Locator(logical=scanned.in_cache.__contains__), "hfa-scan")
+
+
+_FLAGS = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose", "--json": "json"}
+_VALUES = ("--fail-on", "--sarif", "--allowlist")
+
+
+def scan_plain(argv: list[str]) -> int | None:
+    """Run ``hfa scan ARGV`` without typer when it is plain and clean (see above); None: it is not."""
+    opts: dict[str, Any] = {"quiet": 0, "verbose": 0, "json": 0}
+    values: dict[str, str] = {}
+    names: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if arg in _FLAGS:
+            opts[_FLAGS[arg]] += 1
+        elif name in _VALUES and name not in values:
+            value = value if eq else next(args, "")
+            if not value or value.startswith("-"):
+                return None
+            values[name] = value
+        elif arg.startswith("-") or not os.path.exists(arg):
+            return None  # another option, --help, `--`, a repo id, a missing path: the full CLI
+        else:
+            names.append(arg)
+    files = [values.get(o) for o in ("--sarif", "--allowlist")]
+    if not names or opts["json"] > 1 or any(f is not None and os.path.isdir(f) for f in files):
+        return None
+    out = Output(
+        json_mode=bool(opts["json"]), quiet=opts["quiet"], verbose=opts["verbose"], stdout=sys.stdout, stderr=sys.stderr
+    )
+    try:
+        from hfa.config import Settings
+        from hfa.scan.model import Severity
+
+        settings = Settings.resolve()
+        out.add_secret(settings.token)
+        fail_on = values.get("--fail-on", "high")
+        level = Severity.parse(fail_on)
+        scanned = scan(settings.cache_dir, names, Path(files[1]) if files[1] else None)
+        if any(f.severity >= level for f in scanned.findings):
+            return None
+        finish_scan(out, scanned, fail_on, Path(files[0]) if files[0] else None)
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        from hfa.errors import ExitCode
+
+        return int(ExitCode.INTERRUPTED)
+    except Exception:
+        return None
+    return 0
+
+
+def finish(
+    out: Output,
+    findings: list[Any],
+    fail_on: str,
+    sarif: Path | None,
+    document: dict[str, Any],
+    summary: str,
+    locate: Any,
+    category: str,
+) -> None:
+    from hfa import __version__
+    from hfa.errors import CheckFailed
+    from hfa.scan.model import Severity
+    from hfa.scan.report import human_lines, write_sarif
+
+    level = Severity.parse(fail_on)
+    if sarif is not None:
+        write_sarif(sarif, findings, __version__, locate, category=category)
+    failing = [f for f in findings if f.severity >= level]
+    document["fail_on"] = level.label
+    document["failed"] = bool(failing)
+
+    def human() -> None:
+        for line in human_lines(findings):
+            out.line(line)
+        out.info(summary)
+
+    out.result(document, human)
+    if failing:
+        raise CheckFailed(
+            f"{len(failing)} finding(s) at or above '{level.label}'",
+            "review them; nothing was loaded or executed" + (f"; SARIF in {sarif}" if sarif else ""),
+        )
+
+
+def count_text(findings: list[Any]) -> str:
+    from hfa.scan.report import counts
+
+    parts = [f"{n} {level}" for level, n in counts(findings).items() if n]
+    return ", ".join(parts) if parts else "no findings"
+
+
+def targets(cache_dir: Path, names: list[str]) -> tuple[list[Any], set[str]]:
+    """What to scan, and the names of those that are cache entries (not files on disk)."""
+    from hfa.errors import UsageError
+    from hfa.scan.scanner import Target, is_hf_cache, iter_cache, iter_folder, iter_repo
+
+    cache = cache_dir
+    if not names:
+        if not cache.is_dir():
+            raise UsageError(f"No cache at {cache}", "pass files or folders to scan, or --cache-dir")
+        found = list(iter_cache(cache))
+        return found, {t.display for t in found}
+    out: list[Target] = []
+    in_cache: set[str] = set()
+    for name in names:
+        path = Path(name)
+        if path.is_file():
+            out.append(Target(path, name))
+        elif path.is_dir():
+            from hfa.cache import parse_repo_folder
+
+            parsed = parse_repo_folder(path.resolve().name)
+            if (path / "snapshots").is_dir() and parsed:
+                entries = list(iter_repo(path.resolve().parent, parsed[0], parsed[1]))
+                in_cache.update(t.display for t in entries)
+                out += entries
+            elif is_hf_cache(path):
+                entries = list(iter_cache(path))
+                in_cache.update(t.display for t in entries)
+                out += entries
+            else:
+                out += iter_folder(path, name)
+        else:
+            from hfa.cache import RepoDir
+            from hfa.refs import RepoRef
+
+            try:
+                ref = RepoRef.parse(name)
+            except UsageError:
+                raise UsageError(
+                    f"'{name}' is neither a file nor a folder nor a repo id",
+                    "check the path, or give REPO[@REV] of a repo in the cache",
+                ) from None
+            repo = RepoDir(cache, ref.repo_type, ref.repo_id)
+            commit = None
+            if ref.revision:
+                commit = ref.revision if ref.pinned else repo.read_ref(ref.revision)
+            if not repo.snapshots.is_dir() or (ref.revision and not commit):
+                raise UsageError(
+                    f"'{name}' is not a path, and not in the cache {cache}",
+                    f"pull it first with `hfa pull {ref.display}`, or check the path",
+                )
+            entries = list(iter_repo(cache, ref.repo_type, ref.repo_id, commit))
+            in_cache.update(t.display for t in entries)
+            out += entries
+    return out, in_cache

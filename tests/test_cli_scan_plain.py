@@ -1,0 +1,109 @@
+"""`hfa scan` with plain arguments runs without typer (hfa.cli.scanning.scan_plain) and writes
+exactly what the full CLI writes; everything else falls through to the full CLI."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hfa.testing import lfs_pointer_stub
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RUN = """
+import sys
+from {module} import main
+sys.argv = ["hfa", *{argv!r}]
+try:
+    main()
+    rc = 0
+except SystemExit as exc:
+    rc = exc.code or 0
+sys.stdout.flush()
+sys.stderr.write("\\n@@ %s %s\\n" % (rc, "typer" in sys.modules))
+"""
+
+
+def _run(module: str, argv: list[str], cwd: Path) -> tuple[int, str, str, bool]:
+    """``hfa argv`` through ``module``'s main in a fresh interpreter: exit code, stdout, stderr, typer loaded."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN.format(module=module, argv=argv)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+    )
+    stderr, _, marker = proc.stderr.rstrip("\n").rpartition("\n@@ ")
+    rc, typer_loaded = marker.split()
+    return int(rc), proc.stdout, stderr, typer_loaded == "True"
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / ".git").mkdir()
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "model.bin").write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=4))
+    (clean / "config.json").write_text("{}")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "modeling.py").write_text("x = 1\n")  # medium
+    (tmp_path / "stub.safetensors").write_bytes(lfs_pointer_stub(b"abc"))  # high
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(_Evil(), protocol=2))  # critical
+    (tmp_path / "allow.toml").write_text('allow = ["mypkg.Safe"]\n')
+    return tmp_path
+
+
+PLAIN = [
+    ["clean/model.bin"],
+    ["clean", "--json"],
+    ["clean", "-q"],
+    ["code", "clean", "-v"],
+    ["code", "--json", "--sarif", "out.sarif"],
+    ["stub.safetensors", "--fail-on", "critical", "--sarif=out.sarif"],
+    ["clean", "--allowlist", "allow.toml", "-q", "-q"],
+]
+FULL = [
+    ["evil.pkl"],  # a finding at or above --fail-on: the full CLI reports it
+    ["code", "--fail-on=medium", "--json"],
+    ["missing.bin"],
+    ["clean", "--fail-on", "severe"],
+    ["clean", "--sarif", "clean"],  # a folder as --sarif
+    ["clean", "--help"],
+    ["clean", "--cache-dir", "elsewhere"],
+    ["-qq", "clean"],
+    [],
+]
+
+
+@pytest.mark.parametrize("argv", PLAIN + FULL, ids=lambda argv: " ".join(argv) or "no-args")
+def test_plain_path_writes_what_the_full_cli_writes(files: Path, argv: list[str]) -> None:
+    sarif = files / "out.sarif"
+    fast = _run("hfa.cli.entry", ["scan", *argv], files)
+    fast_sarif = sarif.read_bytes() if sarif.exists() else None
+    sarif.unlink(missing_ok=True)
+    full = _run("hfa.cli.app", ["scan", *argv], files)
+    full_sarif = sarif.read_bytes() if sarif.exists() else None
+    assert fast[:3] == full[:3]
+    assert fast_sarif == full_sarif
+    assert full[3] is True
+    assert fast[3] is (argv not in PLAIN), "typer was loaded" if fast[3] else "the plain path ran"
+
+
+def test_console_script_takes_the_plain_path() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["hfa"] == "hfa.cli.entry:main"
+    assert (ROOT / "hfa" / "__main__.py").read_text().startswith("from hfa.cli.entry import main")
