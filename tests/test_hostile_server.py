@@ -448,3 +448,18 @@ def test_a_server_that_says_nothing_at_all_ends_at_the_api_deadline(tmp_path: Pa
     assert result.exit_code == ExitCode.NETWORK, result.stderr
     assert "did not arrive within 1 s" in result.stderr
     assert took < 4
+
+
+def test_a_shard_index_nested_deep_is_a_clear_error(tmp_path: Path) -> None:
+    """A repository's own JSON is parsed with the same bound: a deep index is "not valid JSON", not exit 70."""
+    index = b'{"weight_map": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    blob = hashlib.sha1(b"blob %d\0" % len(index) + index).hexdigest()
+    sib = [
+        {"rfilename": "model.safetensors.index.json", "size": len(index), "blobId": blob},
+        {"rfilename": "model-00001-of-00001.safetensors", "size": len(DATA), "blobId": BLOB},
+    ]
+    routes = {INFO: answer(200, info_doc(siblings=sib)), "/org/model/resolve/": file_route(index)}
+    with hostile(routes) as (url, _):
+        result, _ = run("pull", url, tmp_path)
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.stderr
+    assert "'model.safetensors.index.json' is not valid JSON (JSON nested 50001 levels deep" in result.stderr
