@@ -153,7 +153,7 @@ class _Guard:
 
     def timed_out(self) -> str:
         """What a read that timed out ran into."""
-        if self.until is not None and time.monotonic() >= self.until - 0.01:
+        if self.bounds.timeout is None or (self.until is not None and time.monotonic() >= self.until - 0.01):
             return self.why
         return f"no byte within {self.bounds.timeout:g} s"
 
