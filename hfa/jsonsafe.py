@@ -64,8 +64,11 @@ def depth(data: bytes) -> int:
     return max(0, max(accumulate(array("b", reduced.translate(_SIGNS)))))
 
 
-def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH) -> Any:
-    """``json.loads`` for untrusted text: refuses nesting deeper than ``max_depth`` (:class:`JsonTooDeep`)."""
+def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH, **kwargs: Any) -> Any:
+    """``json.loads`` for untrusted text: refuses nesting deeper than ``max_depth`` (:class:`JsonTooDeep`).
+
+    Other keyword arguments (``object_pairs_hook``, ...) go to ``json.loads``.
+    """
     if isinstance(data, str):
         raw = data.encode("utf-8", "surrogatepass")
     else:
@@ -77,6 +80,6 @@ def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH) -> Any:
     if raw.count(b"[") + raw.count(b"{") > max_depth and (found := depth(raw)) > max_depth:
         raise JsonTooDeep(found, max_depth)
     try:
-        return json.loads(data)
+        return json.loads(data, **kwargs)
     except RecursionError:  # pragma: no cover - the depth bound keeps the parser far from the stack's end
         raise JsonTooDeep(max_depth + 1, max_depth) from None
