@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hfa import __version__, lockfile
+from hfa import __version__, jsonsafe, lockfile
 from hfa.cache import CacheWriter, RepoDir, atomic_write_text
 from hfa.errors import CheckFailed, UsageError
 from hfa.hashing import SHA1_RE, SHA256_RE
@@ -238,7 +238,7 @@ def _read_manifest(tar: tarfile.TarFile) -> tuple[Lock, dict[str, BlobEntry]]:
     fp = tar.extractfile(first)
     assert fp is not None
     try:
-        doc = json.loads(fp.read().decode("utf-8"))
+        doc = jsonsafe.loads(fp.read().decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise BundleRefused("the manifest is not valid JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

@@ -144,6 +144,9 @@ def _token_from_store() -> str | None:
 
 DEFAULT_API_TIMEOUT = 30.0  # seconds: a listing, a search page (HF_HUB_ETAG_TIMEOUT overrides)
 DEFAULT_DOWNLOAD_TIMEOUT = 60.0  # seconds without a byte during a download (HF_HUB_DOWNLOAD_TIMEOUT)
+DEFAULT_API_DEADLINE = 60.0  # seconds a listing or search answer may take in all (HFA_API_DEADLINE)
+DEFAULT_MIN_SPEED = 1024  # bytes/s a download must keep up ... (HFA_MIN_SPEED; 0: no such rule)
+DEFAULT_MIN_SPEED_TIME = 30.0  # ... over every this many seconds (HFA_MIN_SPEED_TIME)
 
 
 def env_seconds(name: str, default: float) -> float:
@@ -159,6 +162,18 @@ def env_seconds(name: str, default: float) -> float:
             f"{name} must be a whole number of seconds above 0, not '{raw}'", f"set {name}=60, or unset it"
         )
     return float(int(raw))
+
+
+def env_count(name: str, default: int) -> int:
+    """A whole number of 0 or more from the environment, else ``default``; refuses anything else."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise UsageError(
+            f"{name} must be a whole number of 0 or more, not '{raw}'", f"set {name}={default}, or unset it"
+        )
+    return int(raw)
 
 
 def check_token(token: str | None) -> None:
@@ -184,6 +199,9 @@ class Settings:
     token: str | None = field(default=None, repr=False)
     api_timeout: float = DEFAULT_API_TIMEOUT
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
+    api_deadline: float = DEFAULT_API_DEADLINE
+    min_speed: int = DEFAULT_MIN_SPEED
+    min_speed_time: float = DEFAULT_MIN_SPEED_TIME
 
     @classmethod
     def resolve(
@@ -204,4 +222,8 @@ class Settings:
             # huggingface_hub's names: its metadata requests (HEAD) and its downloads.
             api_timeout=env_seconds("HF_HUB_ETAG_TIMEOUT", DEFAULT_API_TIMEOUT),
             download_timeout=env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT),
+            # hfa's own bounds on a whole answer (docs/pull.md, docs/security.md "Limits")
+            api_deadline=env_seconds("HFA_API_DEADLINE", DEFAULT_API_DEADLINE),
+            min_speed=env_count("HFA_MIN_SPEED", DEFAULT_MIN_SPEED),
+            min_speed_time=env_seconds("HFA_MIN_SPEED_TIME", DEFAULT_MIN_SPEED_TIME),
         )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hfa.cache import CacheWriter
 from hfa.config import public_url
 from hfa.errors import CheckFailed, HfaError, LockMismatch, NetworkError, from_exception
-from hfa.hub import OnlineHub, _is_transient
+from hfa.hub import OnlineHub, _is_transient, error_reason
 from hfa.refs import RemoteFile, RepoRef
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class HashMismatch(CheckFailed):
 
 
 class _BodyEnded(Exception):
-    """The body stopped before the listed size: resume."""
+    """The body stopped before the listed size, or announced another: resume. Args: (bytes received, why)."""
 
 
 @dataclass(frozen=True)
@@ -185,8 +185,9 @@ class Fetcher:
                 downloaded += exc.args[0] if exc.args else 0
                 transient += 1
                 if transient > retries:
+                    why = f": {exc.args[1]}" if len(exc.args) > 1 else ""
                     raise NetworkError(
-                        f"Download of '{f.path}' kept breaking off ({transient} tries)",
+                        f"Download of '{f.path}' kept breaking off ({transient} tries){why}",
                         "rerun the command: it resumes where it stopped",
                     ) from None
                 self.hub._sleep(self.hub.retry.delay(transient - 1))
@@ -201,7 +202,8 @@ class Fetcher:
                 transient += 1
                 if transient > retries:
                     raise NetworkError(
-                        f"Download of '{f.path}' from {public_url(self.hub.settings.endpoint)} failed: {type(exc).__name__}",
+                        f"Download of '{f.path}' from {public_url(self.hub.settings.endpoint)} failed"
+                        f" ({type(exc).__name__}: {error_reason(exc)})",
                         "check --endpoint / HF_ENDPOINT and the network, then rerun: it resumes where it stopped",
                     ) from None
                 self.hub._sleep(self.hub.retry.delay(transient - 1))
@@ -240,7 +242,12 @@ class Fetcher:
                     fresh = True
                     hasher = new_hasher(f)
                 elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
-                    raise _BodyEnded(0)
+                    raise _BodyEnded(0, f"the server answered no range from byte {offset}")
+                if response.length is not None and response.length != f.size - offset:
+                    # known before a byte is read: never wait for bytes that are not coming
+                    raise _BodyEnded(
+                        0, f"the server announced {response.length} bytes, the listing says {f.size - offset}"
+                    )
                 mode = "r+b" if offset and partial.exists() else "wb"
                 with partial.open(mode, buffering=0) as fp:
                     fp.seek(offset)
@@ -251,7 +258,7 @@ class Fetcher:
                     finally:
                         os.fsync(fp.fileno())
             if offset < f.size:
-                raise _BodyEnded(received)
+                raise _BodyEnded(received, f"the body ended at byte {offset} of {f.size}")
         if hasher.hexdigest() != expected_digest(f):
             mismatch = HashMismatch(f"'{f.path}' does not match its {f.hash_algo}")
             mismatch.actual = hasher.hexdigest() if fresh else None

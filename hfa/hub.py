@@ -10,7 +10,12 @@ Every HTTP request hfa makes (but the Inference API's, which huggingface_hub's
 * applies hfa's retry policy (connection errors, 408, 429 with ``Retry-After``, 5xx;
   exponential backoff with jitter, a bounded number of tries);
 * reads the Hub's ``X-Error-Code`` as huggingface_hub's ``hf_raise_for_status`` does and
-  raises :mod:`hfa.errors`: nothing foreign leaves this module.
+  raises :mod:`hfa.errors`: nothing foreign leaves this module;
+* bounds what a server can make it do (docs/security.md, "Limits"): a JSON answer is at
+  most ``MAX_API_BODY`` bytes, nested at most :data:`hfa.jsonsafe.MAX_DEPTH` deep, and
+  arrives within ``HFA_API_DEADLINE`` seconds in all (retries included, waits between them
+  not); a download keeps up ``HFA_MIN_SPEED`` bytes/s; a malformed URL in a ``Location`` or
+  ``Link`` is a network error; answers of the wrong shape are refused, naming what is wrong.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -51,6 +56,10 @@ _SORT_PARAM = {
     "trending_score": "trendingScore",
 }
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_API_BODY = 64 * 1024 * 1024  # one JSON answer: a listing of ~300,000 files with hashes fits
+MAX_SMALL_BODY = 64 * 1024  # a redirect's or an error's body
+MAX_HOPS = 10  # redirects followed for one request
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # what a URL may hold as is (requests' requote_uri keeps the same)
 
 
 @dataclass(frozen=True)
@@ -159,12 +168,12 @@ def _answer_error(
     token_sent: bool | None = None,
 ) -> HfaError:
     """The Hub's answer as hfa's error, as huggingface_hub's hf_raise_for_status would classify it."""
-    import json
+    from hfa import jsonsafe
 
     code = headers.get("X-Error-Code") or ""
     message = headers.get("X-Error-Message") or ""
     try:
-        doc = json.loads(body)
+        doc = jsonsafe.loads(body)
         if isinstance(doc, dict) and isinstance(doc.get("error"), str):
             message = message or doc["error"]
     except ValueError:
@@ -191,6 +200,75 @@ def _answer_error(
         f"The endpoint answered HTTP {status}: {message or 'no message'}",
         "retry later, or check --endpoint / HF_ENDPOINT",
     )
+
+
+def follow(base: str, location: str, what: str = "a redirect") -> str:
+    """The absolute URL a ``Location`` or ``Link`` names, relative to ``base``; NetworkError if malformed.
+
+    As requests does: bytes the server sent as UTF-8 (read as latin-1 by ``http.client``) are
+    taken as UTF-8, and spaces or other characters no URL holds are percent-encoded.
+    """
+    from urllib.parse import quote
+
+    from hfa.transport import redact
+
+    text = location.strip()
+    with suppress(UnicodeEncodeError, UnicodeDecodeError):
+        text = text.encode("latin-1").decode("utf-8")
+    try:
+        url = urljoin(base, quote(text, safe=_URL_SAFE))
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # "Invalid IPv6 URL", a port out of range or not a number
+        ok = False
+    if not ok:
+        raise NetworkError(
+            f"The endpoint sent a malformed URL in {what}: '{redact(location)}'",
+            "check --endpoint / HF_ENDPOINT: the server (or a proxy before it) is broken",
+        )
+    return url
+
+
+# The fields of a repo info hfa reads, with the types it accepts (None: the field may be absent or null).
+_INFO_FIELDS: dict[str, tuple[type, ...]] = {"cardData": (dict,), "gated": (bool, str), "private": (bool,)}
+_SIBLING_FIELDS: dict[str, tuple[type, ...]] = {"lfs": (dict,)}
+
+
+def _check_shape(doc: dict[str, Any], ref: RepoRef) -> None:
+    """Refuse a repo info whose fields hfa reads have the wrong type, naming the field."""
+
+    def wrong(field: str, expected: str) -> CheckFailed:
+        return CheckFailed(
+            f"The endpoint answered a repo info for '{ref}' whose '{field}' is not {expected}",
+            "check --endpoint / HF_ENDPOINT: it does not speak the Hub's API",
+        )
+
+    siblings = doc.get("siblings")
+    if not isinstance(siblings, list):
+        raise wrong("siblings", "a list of files")
+    for name, types in _INFO_FIELDS.items():
+        if doc.get(name) is not None and not isinstance(doc[name], types):
+            raise wrong(name, " or ".join(t.__name__ for t in types))
+    for i, sib in enumerate(siblings):
+        if not isinstance(sib, dict):
+            raise wrong(f"siblings[{i}]", "an object")
+        if not isinstance(sib.get("rfilename"), str):
+            raise wrong(f"siblings[{i}].rfilename", "a string")
+        for name, types in _SIBLING_FIELDS.items():
+            if sib.get(name) is not None and not isinstance(sib[name], types):
+                raise wrong(f"siblings[{i}].{name}", " or ".join(t.__name__ for t in types))
+
+
+def path_conflict(paths: Any) -> tuple[str, str] | None:
+    """Two paths of a listing that cannot both exist (``x.json`` and ``x.json/y.json``), or None."""
+    known = set(paths)
+    for path in sorted(known):
+        folder = path
+        while "/" in folder:
+            folder = folder.rsplit("/", 1)[0]
+            if folder in known:
+                return folder, path
+    return None
 
 
 class OnlineHub:
@@ -236,14 +314,17 @@ class OnlineHub:
         """
         from hfa import transport
 
-        timeout = timeout or self.settings.download_timeout
+        settings = self.settings
+        bounds = transport.Bounds(
+            timeout or settings.download_timeout, min_speed=settings.min_speed, speed_time=settings.min_speed_time
+        )
         attempt = 0
         hops = 0
         while True:
             all_headers = {**self._headers(url, accept="*/*"), **(headers or {})}
             self.requests_made += 1
             try:
-                response = transport.open_url("GET", url, all_headers, timeout=timeout)
+                response = transport.open_url("GET", url, all_headers, bounds=bounds)
             except Exception as exc:
                 if not _is_transient(exc) or attempt >= self.retry.retries:
                     raise
@@ -251,10 +332,10 @@ class OnlineHub:
                 attempt += 1
                 continue
             with response:
-                if response.is_redirect and hops < 10:
-                    url = urljoin(url, response.headers["Location"])
+                if response.is_redirect and hops < MAX_HOPS:
+                    response.read(MAX_SMALL_BODY)  # a redirect's body is small; reading it keeps the connection
+                    url = follow(url, response.headers["Location"])
                     hops += 1
-                    response.read(64 * 1024)  # a redirect's body is small; reading it keeps the connection
                     continue
                 if response.status_code in RETRY_STATUSES and attempt < self.retry.retries:
                     wait = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
@@ -262,13 +343,13 @@ class OnlineHub:
                     self._sleep(wait)
                     continue
                 if response.status_code >= 300 and response.status_code not in allow:  # also a 3xx left over
-                    body = response.read(64 * 1024)
+                    body = response.read(MAX_SMALL_BODY)
                     raise _answer_error(
                         response.status_code,
                         response.headers,
                         body,
                         ref,
-                        self.settings.endpoint,
+                        settings.endpoint,
                         path,
                         "Authorization" in all_headers,
                     )
@@ -298,25 +379,29 @@ class OnlineHub:
             raise CheckFailed(
                 f"The endpoint resolved commit {ref.revision} to {commit}", "check --endpoint: it is not honest"
             )
+        _check_shape(doc, ref)
         files: dict[str, RemoteFile] = {}
-        for sib in doc.get("siblings") or []:
-            if not isinstance(sib, dict):
-                continue
-            lfs = sib.get("lfs") if isinstance(sib.get("lfs"), dict) else None
-            entry = RemoteFile.checked(
-                str(sib.get("rfilename")), sib.get("size"), sib.get("blobId"), lfs.get("sha256") if lfs else None
-            )
+        for sib in doc["siblings"]:
+            lfs = sib.get("lfs")
+            sha256 = lfs.get("sha256") if lfs else None
+            entry = RemoteFile.checked(sib["rfilename"], sib.get("size"), sib.get("blobId"), sha256)
             if lfs and lfs.get("size") not in (None, entry.size):
                 raise CheckFailed(f"The endpoint listed two sizes for '{entry.path}'", "check --endpoint")
             if entry.path in files:
                 raise CheckFailed(f"The endpoint listed '{entry.path}' twice", "check --endpoint")
             files[entry.path] = entry
+        if conflict := path_conflict(files):
+            raise CheckFailed(
+                f"The endpoint listed both '{conflict[0]}' and '{conflict[1]}' for '{ref}':"
+                f" '{conflict[0]}' cannot be a file and a folder",
+                "check --endpoint: no commit holds both",
+            )
         gated = doc.get("gated")
         return Resolved(
             ref=ref,
             commit=commit,
             files=files,
-            card_data=card if isinstance(card := doc.get("cardData"), dict) else {},
+            card_data=doc.get("cardData") or {},
             gated=gated if isinstance(gated, str) else bool(gated),
             private=bool(doc.get("private")),
         )
@@ -327,59 +412,78 @@ class OnlineHub:
         return self._get_json(url, params, ref)[0]
 
     def _get_json(self, url: str, params: Any, ref: RepoRef | None) -> tuple[Any, Any]:
-        """The document and the final response's headers (``Link`` for paging)."""
+        """The document and the final response's headers (``Link`` for paging).
+
+        Bounded: the answer must arrive within ``settings.api_deadline`` seconds in all (the
+        waits between retries are not counted), be at most ``MAX_API_BODY`` bytes and nest at
+        most ``jsonsafe.MAX_DEPTH`` deep.
+        """
         import http.client
-        import json
         from urllib.parse import urlencode
 
-        from hfa import transport
+        from hfa import jsonsafe, transport
 
         target = f"{url}?{urlencode(params)}" if params else url
+        what = f"'{ref}'" if ref is not None else urlsplit(target).path
+        settings = self.settings
+        deadline = time.monotonic() + settings.api_deadline
         attempt = 0
         hops = 0
         while True:
             self.requests_made += 1
+            bounds = transport.Bounds(settings.api_timeout, deadline)
             try:
-                with transport.open_url(
-                    "GET", target, self._headers(target), timeout=self.settings.api_timeout
-                ) as response:
+                with transport.open_url("GET", target, self._headers(target), bounds=bounds) as response:
                     status = response.status_code
-                    if response.is_redirect and hops < 10:
-                        response.read(64 * 1024)
-                        target = urljoin(target, response.headers["Location"])
+                    if response.is_redirect and hops < MAX_HOPS:
+                        response.read(MAX_SMALL_BODY)
+                        target = follow(target, response.headers["Location"])
                         hops += 1
                         continue
                     if status in RETRY_STATUSES and attempt < self.retry.retries:
-                        self._sleep(self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After"))))
+                        deadline += self._wait(attempt, response.headers.get("Retry-After"))
                         attempt += 1
                         continue
                     if status >= 300:
-                        body = response.read(64 * 1024)
+                        body = response.read(MAX_SMALL_BODY)
                         sent = "Authorization" in self._headers(target)
-                        raise _answer_error(status, response.headers, body, ref, self.settings.endpoint, None, sent)
-                    body = response.read()
+                        raise _answer_error(status, response.headers, body, ref, settings.endpoint, None, sent)
+                    body = _read_capped(response, what)
                     headers = response.headers
             except HfaError:
                 raise
             except (OSError, http.client.HTTPException) as exc:
+                if time.monotonic() >= deadline - 0.05:
+                    raise NetworkError(
+                        f"The endpoint's answer for {what} did not arrive within {settings.api_deadline:g} s"
+                        f" ({error_reason(exc)})",
+                        "retry later, or allow more time with HFA_API_DEADLINE=<seconds>",
+                    ) from None
                 if not _is_transient(exc) or attempt >= self.retry.retries:
                     known = from_exception(exc)
                     raise (
                         known
                         if isinstance(known, NetworkError)
                         else NetworkError(
-                            f"Could not reach the endpoint ({type(exc).__name__}: {_reason(exc)})",
+                            f"Could not reach the endpoint ({type(exc).__name__}: {error_reason(exc)})",
                             "check --endpoint / HF_ENDPOINT and your network, or use --offline",
                         )
                     ) from None
-                self._sleep(self.retry.delay(attempt))
+                deadline += self._wait(attempt)
                 attempt += 1
                 continue
             try:
-                return json.loads(body), headers
+                return jsonsafe.loads(body), headers
+            except jsonsafe.JsonTooDeep as exc:
+                raise CheckFailed(f"The endpoint answered {exc} for {what}", "check --endpoint") from None
             except ValueError:  # only here: an SSL certificate error is a ValueError too
-                what = f"'{ref}'" if ref is not None else urlsplit(target).path
                 raise CheckFailed(f"The endpoint answered invalid JSON for {what}", "check --endpoint") from None
+
+    def _wait(self, attempt: int, retry_after: str | None = None) -> float:
+        """Sleep before try ``attempt + 1``; return the seconds slept (they do not count against a deadline)."""
+        wait = self.retry.delay(attempt, parse_retry_after(retry_after))
+        self._sleep(wait)
+        return wait
 
     def _headers(self, url: str, accept: str = "application/json") -> dict[str, str]:
         import platform
@@ -411,9 +515,11 @@ class OnlineHub:
             doc, headers = self._get_json(url, params, None)
             if not isinstance(doc, list):
                 raise CheckFailed(f"The endpoint answered no list for {path}", "check --endpoint")
+            if not doc:  # an empty page ends the listing: endless empty pages never loop forever
+                return
             yield from doc
             nxt = next_link(headers.get("Link"))
-            url = urljoin(url, nxt) if nxt else None
+            url = follow(url, nxt, "a next-page link") if nxt else None
             params = None
 
     # -- queries -------------------------------------------------------------------
@@ -459,6 +565,25 @@ class OnlineHub:
         return out
 
 
+def _read_capped(response: Response, what: str) -> bytes:
+    """A JSON answer's body, at most ``MAX_API_BODY`` bytes; one that broke off is ``IncompleteRead``."""
+    import http.client
+
+    announced = response.length
+    too_big = NetworkError(
+        f"The endpoint's answer for {what} is larger than {MAX_API_BODY // (1024 * 1024)} MiB, more than hfa reads",
+        "check --endpoint / HF_ENDPOINT: no Hub answer is that large",
+    )
+    if announced is not None and announced > MAX_API_BODY:
+        raise too_big
+    body = response.read(MAX_API_BODY)
+    if len(body) > MAX_API_BODY:
+        raise too_big
+    if response.length:  # the server closed before the announced length: detected at once, retried
+        raise http.client.IncompleteRead(body, response.length)
+    return body
+
+
 _NET_ERRNOS = frozenset({100, 101, 103, 104, 110, 111, 112, 113})  # ENETDOWN … EHOSTUNREACH (Linux)
 
 
@@ -492,7 +617,7 @@ def _is_transient(exc: BaseException) -> bool:
     }
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     text = str(getattr(exc, "reason", None) or exc).strip()
     return text.splitlines()[0] if text else "no detail"
 

@@ -3,10 +3,10 @@ and what ``hfa pull`` would select, each with its reason."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from hfa import jsonsafe
 from hfa.card import CardData, parse_card
 from hfa.config import Settings
 from hfa.errors import HfaError
@@ -112,7 +112,7 @@ def info(settings: Settings, ref: RepoRef, options: SelectOptions) -> InfoResult
     if config is not None and config.size < 4 * 1024 * 1024:
         raw = _read(settings, resolved, config)
         try:
-            doc = json.loads(raw) if raw else {}
+            doc = jsonsafe.loads(raw) if raw else {}
         except ValueError:
             doc = {}
             warnings.append("config.json is not valid JSON")

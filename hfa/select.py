@@ -33,6 +33,7 @@ from dataclasses import dataclass, fields, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
+from hfa import jsonsafe
 from hfa.cache import check_relpath
 from hfa.errors import CheckFailed, UsageError
 from hfa.refs import RemoteFile
@@ -653,7 +654,7 @@ def _parse_index(path: str, data: bytes) -> list[str]:
     """The repository paths of the shards a ``*.index.json`` references, sorted."""
     hint = "the repository is broken: report it upstream, or --exclude the index to keep every shard"
     try:
-        doc = json.loads(data)
+        doc = jsonsafe.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckFailed(f"'{path}' is not valid JSON ({exc})", hint) from None
     weight_map = doc.get("weight_map") if isinstance(doc, dict) else None

@@ -16,19 +16,30 @@ builder) costs ~50 ms of imports and ~1 ms of CPU per request before the first b
 * a request id (``X-Amzn-Trace-Id``) on every request, as huggingface_hub sends;
 * bodies read into the caller's buffer (:meth:`Response.readinto`): no copy per chunk.
 
+Every wait is bounded here, at the one place bytes arrive (each ``recv`` of a response,
+headers and body alike, see :class:`Bounds`): ``timeout`` for any one read, the whole answer
+by ``deadline`` when one is given (hfa's API requests), the headers within ``timeout`` of
+the request, and a body that keeps going but slower than ``min_speed`` bytes/s over
+``speed_time`` seconds (a server dripping a byte now and then) is cut off. Each ends in a
+``TimeoutError`` that says which bound it hit.
+
 Redirects are never followed here, and no header is added that the caller did not give
 (but the request id): the caller decides what a redirect may carry, so a token never
 reaches another origin by accident. Retries are the caller's too (hfa's retry policy).
-Every failure is an ``OSError`` or an ``http.client.HTTPException``.
+Every failure is an ``OSError`` or an ``http.client.HTTPException`` (a malformed URL is
+``http.client.InvalidURL``).
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -86,6 +97,118 @@ def _request_id() -> str:
     return f"{raw[:8]}-{raw[8:12]}-4{raw[13:16]}-{variant}{raw[17:20]}-{raw[20:]}"
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """How long one request may take: what :func:`open_url` enforces on every read.
+
+    ``timeout``: seconds any one read (and the connect) may wait, and the headers may take
+    in all; ``deadline``: a ``time.monotonic()`` instant by which the whole answer, body
+    included, must have arrived (None: no overall bound); ``min_speed``: bytes/s the body
+    must keep up over every ``speed_time`` seconds (0: no such rule).
+    """
+
+    timeout: float | None = 30.0
+    deadline: float | None = None
+    min_speed: int = 0
+    speed_time: float = 30.0
+
+
+class _Guard:
+    """Enforces :class:`Bounds` on one response, called around each ``recv``."""
+
+    __slots__ = ("body", "bounds", "sock", "until", "why", "window_bytes", "window_start")
+
+    def __init__(self, bounds: Bounds, sock: Any) -> None:
+        self.bounds = bounds
+        self.sock = sock
+        now = time.monotonic()
+        self.until: float | None = None
+        self.why = ""
+        if bounds.timeout is not None:
+            self.until, self.why = now + bounds.timeout, f"no complete headers within {bounds.timeout:g} s"
+        if bounds.deadline is not None and (self.until is None or bounds.deadline < self.until):
+            self.until, self.why = bounds.deadline, "no complete answer before the deadline"
+        self.body = False
+        self.window_start = now
+        self.window_bytes = 0
+
+    def start_body(self) -> None:
+        """The headers are in: from now on the deadline (if any) and the speed rule hold."""
+        self.body = True
+        self.until = self.bounds.deadline
+        self.why = "no complete answer before the deadline"
+        self.window_start = time.monotonic()
+        self.window_bytes = 0
+        if self.until is None and self.sock is not None:
+            self.sock.settimeout(self.bounds.timeout)
+
+    def before(self) -> None:
+        if self.until is None:
+            return
+        left = self.until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(self.why)
+        timeout = self.bounds.timeout
+        self.sock.settimeout(left if timeout is None else min(timeout, left))
+
+    def timed_out(self) -> str:
+        """What a read that timed out ran into."""
+        if self.bounds.timeout is None or (self.until is not None and time.monotonic() >= self.until - 0.01):
+            return self.why
+        return f"no byte within {self.bounds.timeout:g} s"
+
+    def after(self, n: int) -> None:
+        if not self.body or not self.bounds.min_speed:
+            return
+        self.window_bytes += n
+        now = time.monotonic()
+        elapsed = now - self.window_start
+        if elapsed >= self.bounds.speed_time:
+            if self.window_bytes < self.bounds.min_speed * elapsed:
+                raise TimeoutError(
+                    f"the body came slower than {self.bounds.min_speed} bytes/s"
+                    f" ({self.window_bytes} bytes in {elapsed:.0f} s)"
+                )
+            self.window_start, self.window_bytes = now, 0
+
+
+class _GuardedReader(io.RawIOBase):
+    """The socket's reader with the guard's checks around every read."""
+
+    def __init__(self, raw: Any, guard: _Guard) -> None:
+        self._raw = raw
+        self._guard = guard
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._guard.before()
+        try:
+            n = self._raw.readinto(buffer)
+        except TimeoutError:
+            raise TimeoutError(self._guard.timed_out()) from None
+        if n:
+            self._guard.after(n)
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _GuardedResponse(http.client.HTTPResponse):
+    """``http.client``'s response reading through :class:`_GuardedReader`."""
+
+    def __init__(self, sock: Any, *args: Any, guard: _Guard, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        guard.sock = sock
+        raw = self.fp.detach()  # the socket's own reader, unread: wrapped, never closed twice
+        self.fp = io.BufferedReader(_GuardedReader(raw, guard))
+        self.guard = guard
+
+
 class Response:
     """One response: status, headers, and a body read once, in order. Close it (or use ``with``)."""
 
@@ -96,6 +219,12 @@ class Response:
         self._key = key
         self.status_code = raw.status
         self.headers = raw.headers  # case-insensitive .get()
+
+    @property
+    def length(self) -> int | None:
+        """Body bytes still to come by ``Content-Length``; None when the length is not announced."""
+        length: int | None = self._raw.length
+        return length
 
     @property
     def is_redirect(self) -> bool:
@@ -186,14 +315,40 @@ def _connect(scheme: str, host: str, port: int, proxy: str | None, timeout: floa
     return http.client.HTTPConnection(p_host, p_port, timeout=timeout)
 
 
-def open_url(method: str, url: str, headers: dict[str, str], *, timeout: float | None = 30.0) -> Response:
-    """Send one request (no body) and return the response, its body unread. Never follows a redirect."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise http.client.InvalidURL(f"not an http(s) URL: {url!r}")
-    host = parts.hostname
-    port = parts.port or (443 if scheme == "https" else 80)
+def _parse(url: str) -> tuple[Any, str, str, int]:
+    """(parts, scheme, host, port) of an http(s) URL; a malformed one is ``InvalidURL``."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        host = parts.hostname
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError as exc:  # "Invalid IPv6 URL", a port out of range or not a number
+        raise http.client.InvalidURL(f"{exc}: {redact(url)!r}") from None
+    if scheme not in ("http", "https") or not host:
+        raise http.client.InvalidURL(f"not an http(s) URL: {redact(url)!r}")
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise http.client.InvalidURL(f"a URL with spaces, control or non-ASCII characters: {redact(url)!r}")
+    return parts, scheme, host, port
+
+
+def redact(url: str, limit: int = 200) -> str:
+    """``url`` fit for a message: no ``user:password@``, at most ``limit`` characters."""
+    head, sep, rest = url.partition("://")
+    if sep:
+        netloc, slash, tail = rest.partition("/")
+        url = head + sep + netloc.rpartition("@")[2] + slash + tail
+    return url if len(url) <= limit else url[: limit - 1] + "…"
+
+
+def open_url(
+    method: str, url: str, headers: dict[str, str], *, timeout: float | None = 30.0, bounds: Bounds | None = None
+) -> Response:
+    """Send one request (no body) and return the response, its body unread. Never follows a redirect.
+
+    ``bounds`` (else ``Bounds(timeout)``) limits every wait of this request and its response.
+    """
+    bounds = bounds or Bounds(timeout)
+    parts, scheme, host, port = _parse(url)
     proxy = proxy_for(scheme, host)
     key = (scheme, host, port, proxy)
     target = parts.path or "/"
@@ -207,18 +362,25 @@ def open_url(method: str, url: str, headers: dict[str, str], *, timeout: float |
     conn = _POOL.take(key)
     reused = conn is not None
     while True:
+        guard = _Guard(bounds, None)
+        timeout = bounds.timeout
+        if guard.until is not None:  # connect and send within what is left, too
+            left = max(0.001, guard.until - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
         if conn is None:
             conn = _connect(scheme, host, port, proxy, timeout)
         else:
             conn.timeout = timeout
             if conn.sock is not None:
                 conn.sock.settimeout(timeout)
+        conn.response_class = _response_class(guard)
         try:
             conn.putrequest(method, target, skip_accept_encoding=True)
             for name, value in sent.items():
                 conn.putheader(name, value)
             conn.endheaders()
             raw = conn.getresponse()
+            guard.start_body()
         except _STALE:
             conn.close()
             if not reused:
@@ -229,6 +391,13 @@ def open_url(method: str, url: str, headers: dict[str, str], *, timeout: float |
             conn.close()
             raise
         return Response(raw, conn, _POOL, key)
+
+
+def _response_class(guard: _Guard) -> Any:
+    def make(sock: Any, *args: Any, **kwargs: Any) -> _GuardedResponse:
+        return _GuardedResponse(sock, *args, guard=guard, **kwargs)
+
+    return make
 
 
 def close_idle() -> None:
