@@ -16,10 +16,12 @@ no-op.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tarfile
 import time
 from collections.abc import Callable
@@ -29,8 +31,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from hfa import __version__, jsonsafe, lockfile
-from hfa.cache import CacheWriter, RepoDir, atomic_write_text
-from hfa.errors import CheckFailed, UsageError
+from hfa.cache import CacheWriter, RepoDir, atomic_write_text, check_relpath
+from hfa.errors import CheckFailed, LocalError, UsageError
 from hfa.hashing import SHA1_RE, SHA256_RE
 from hfa.lockfile import Lock, LockedFile, LockedRepo
 
@@ -213,7 +215,8 @@ def export(cache_dir: Path, lock: Lock, out: Path, *, on_bytes: Callable[[int], 
 class ImportResult:
     repos: list[str]
     imported: int = 0  # blobs written
-    present: int = 0  # blobs already in the cache
+    present: int = 0  # blobs already in the cache, hash-checked
+    repaired: int = 0  # of the blobs written, those that replaced a corrupt cached copy
     bytes_imported: int = 0
     links: int = 0
     elapsed: float = 0.0
@@ -223,6 +226,7 @@ class ImportResult:
             "repos": self.repos,
             "blobs_imported": self.imported,
             "blobs_present": self.present,
+            "blobs_repaired": self.repaired,
             "bytes_imported": self.bytes_imported,
             "links_created": self.links,
             "elapsed_seconds": round(self.elapsed, 3),
@@ -267,8 +271,28 @@ def _read_manifest(tar: tarfile.TarFile) -> tuple[Lock, dict[str, BlobEntry]]:
     return lock, listed
 
 
-def _staging(cache_dir: Path) -> Path:
-    return cache_dir / ".hfa-import"
+STAGING = ".hfa-import"
+FREE_MARGIN = 64 * 1024 * 1024  # left free on the cache's file system after an import
+
+
+def _remove_staging(staging: Path) -> None:
+    """Remove what a killed import left; a planted link or file is unlinked, never followed."""
+    try:
+        st = os.lstat(staging)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(staging)  # does not follow links inside, and refuses a link swapped in
+    else:
+        os.unlink(staging)
+
+
+def _fresh_staging(cache_dir: Path) -> Path:
+    """A new, empty, private staging folder inside the cache (created here, so never a link)."""
+    staging = cache_dir / STAGING
+    _remove_staging(staging)
+    os.mkdir(staging, 0o700)
+    return staging
 
 
 def import_bundle(cache_dir: Path, path: Path, *, on_bytes: Callable[[int], None] | None = None) -> ImportResult:
@@ -280,63 +304,195 @@ def import_bundle(cache_dir: Path, path: Path, *, on_bytes: Callable[[int], None
     cache_dir.mkdir(parents=True, exist_ok=True)
     # One import at a time per cache; whatever a killed import left in staging is wiped first.
     with FileLock(str(cache_dir / ".hfa-import.lock")):
-        shutil.rmtree(_staging(cache_dir), ignore_errors=True)
         try:
             return _import(cache_dir, path, started, on_bytes)
         finally:
-            shutil.rmtree(_staging(cache_dir), ignore_errors=True)
+            with contextlib.suppress(OSError):
+                _remove_staging(cache_dir / STAGING)
+
+
+@dataclass
+class _Staged:
+    path: Path
+    writers: list[CacheWriter]  # the repos whose copy is missing or corrupt
+    repaired: bool  # a corrupt copy of the same size was in the cache
 
 
 def _import(cache_dir: Path, path: Path, started: float, on_bytes: Callable[[int], None] | None) -> ImportResult:
-    staging = _staging(cache_dir)
-    staged: dict[str, Path] = {}
+    staged: dict[str, _Staged] = {}
     try:
         # A stream: members in order, no seeking, no listing up front.
         with tarfile.open(path, "r|") as tar:
             lock, listed = _read_manifest(tar)
+            check_layout(cache_dir, lock)  # the whole manifest, before anything is written
             owners = _owners(cache_dir, lock)
+            _check_space(cache_dir, path, listed, owners)
+            staging = _fresh_staging(cache_dir)
+            intact = _IntactBlobs()
             seen: set[str] = set()
             while (member := tar.next()) is not None:
-                name = member.name
-                if not name.startswith(PREFIX + "blobs/") or name.count("/") != 2:
-                    raise BundleRefused(f"unexpected member {name!r}")
-                blob_name = name.rsplit("/", 1)[1]
-                blob = listed.get(blob_name)
-                if blob is None:
-                    raise BundleRefused(f"member {name!r} is not in the manifest")
-                if not member.isreg():
-                    raise BundleRefused(f"member {name!r} is not a regular file (link or device)")
-                if blob_name in seen:
-                    raise BundleRefused(f"member {name!r} appears twice")
-                seen.add(blob_name)
-                if member.size != blob.size:
-                    raise BundleRefused(f"member {name!r} has {member.size} bytes; the manifest says {blob.size}")
-                if all(w.has_blob(blob.name, blob.size) for w in owners[blob.name]):
-                    continue  # already in every repo that uses it: a no-op
-                fp = tar.extractfile(member)
-                assert fp is not None
-                staging.mkdir(parents=True, exist_ok=True)
-                target = staging / blob.name
-                h = _hasher(blob)
-                with target.open("wb") as out:
-                    while chunk := fp.read(CHUNK):
-                        h.update(chunk)
-                        out.write(chunk)
-                        if on_bytes:
-                            on_bytes(len(chunk))
-                    out.flush()
-                    os.fsync(out.fileno())
-                if h.hexdigest() != blob.name:
-                    raise BundleRefused(f"member {name!r} does not match its {blob.algo}")
-                staged[blob.name] = target
+                blob = _check_member(member, listed, seen)
+                writers = [w for w in owners[blob.name] if not intact(w, blob)]
+                if not writers:
+                    continue  # already in every repo that uses it, verified: a no-op
+                repaired = any(w.has_blob(blob.name, blob.size) for w in writers)
+                staged[blob.name] = _Staged(_stage(tar, member, blob, staging, on_bytes), writers, repaired)
             missing = sorted(set(listed) - seen)
             if missing:
                 raise BundleRefused(f"{len(missing)} blob(s) listed in the manifest are missing (truncated?)")
-        result = _publish(cache_dir, lock, staged, owners)
+        result = _publish(cache_dir, lock, staged)
     except (tarfile.TarError, EOFError) as exc:
         raise BundleRefused(f"the tar is damaged or truncated ({exc})") from None
     result.elapsed = time.monotonic() - started
     return result
+
+
+def _is_sparse(member: tarfile.TarInfo) -> bool:
+    return (
+        member.issparse()
+        or member.type == tarfile.GNUTYPE_SPARSE
+        or any(k.startswith("GNU.sparse.") for k in member.pax_headers)
+    )
+
+
+def _check_member(member: tarfile.TarInfo, listed: dict[str, BlobEntry], seen: set[str]) -> BlobEntry:
+    """The manifest entry a member carries, or a refusal; nothing about it has been written yet."""
+    name = member.name
+    if not name.startswith(PREFIX + "blobs/") or name.count("/") != 2:
+        raise BundleRefused(f"unexpected member {name!r}")
+    blob_name = name.rsplit("/", 1)[1]
+    blob = listed.get(blob_name)
+    if blob is None:
+        raise BundleRefused(f"member {name!r} is not in the manifest")
+    if _is_sparse(member):  # its holes would be written out as zeros: a few KB can declare terabytes
+        raise BundleRefused(f"member {name!r} is a sparse file; bundles carry blobs whole")
+    if not member.isreg():
+        raise BundleRefused(f"member {name!r} is not a regular file (link or device)")
+    if blob_name in seen:
+        raise BundleRefused(f"member {name!r} appears twice")
+    seen.add(blob_name)
+    if member.size != blob.size:
+        raise BundleRefused(f"member {name!r} has {member.size} bytes; the manifest says {blob.size}")
+    return blob
+
+
+def _stage(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    blob: BlobEntry,
+    staging: Path,
+    on_bytes: Callable[[int], None] | None,
+) -> Path:
+    """Copy one member into staging (a new file, never through a link), hashing it; refuse a mismatch."""
+    fp = tar.extractfile(member)
+    assert fp is not None
+    target = staging / blob.name
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    h = _hasher(blob)
+    written = 0
+    with os.fdopen(fd, "wb") as out:
+        while written < blob.size and (chunk := fp.read(min(CHUNK, blob.size - written))):
+            h.update(chunk)
+            out.write(chunk)
+            written += len(chunk)
+            if on_bytes:
+                on_bytes(len(chunk))
+        out.flush()
+        os.fsync(out.fileno())
+    if written != blob.size or h.hexdigest() != blob.name:
+        raise BundleRefused(f"member {member.name!r} does not match its {blob.algo}")
+    return target
+
+
+class _IntactBlobs:
+    """Whether a repo's cached copy of a blob has the right size and hash (each file hashed once)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[int, int], bool] = {}
+
+    def __call__(self, writer: CacheWriter, blob: BlobEntry) -> bool:
+        try:
+            fd = os.open(writer.blob_path(blob.name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return False
+        with os.fdopen(fd, "rb") as fp:
+            st = os.fstat(fp.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size != blob.size:
+                return False
+            key = (st.st_dev, st.st_ino)
+            if key not in self._memo:
+                h = _hasher(blob)
+                while chunk := fp.read(CHUNK):
+                    h.update(chunk)
+                self._memo[key] = h.hexdigest() == blob.name
+            return self._memo[key]
+
+
+def _check_space(
+    cache_dir: Path, path: Path, listed: dict[str, BlobEntry], owners: dict[str, list[CacheWriter]]
+) -> None:
+    """Refuse a manifest that declares more than the tar can hold, and an import the disk cannot take."""
+    declared = sum(b.size for b in listed.values())
+    if declared > path.stat().st_size:  # sparse members are refused, so every byte is in the tar
+        raise BundleRefused(f"the manifest declares {declared} bytes of blobs but the bundle has {path.stat().st_size}")
+    needed = sum(b.size for b in listed.values() if not all(w.has_blob(b.name, b.size) for w in owners[b.name]))
+    free = shutil.disk_usage(cache_dir).free
+    if needed + FREE_MARGIN > free:
+        raise LocalError(
+            f"Not enough free space in {cache_dir}: the import writes {needed} bytes, {free} are free",
+            "free some space or import into another --cache-dir",
+        )
+
+
+def check_layout(cache_dir: Path, lock: Lock) -> None:
+    """Everything publishing will create must be creatable: refuse contradictions up front.
+
+    The lock must not name a path both as a file and as a folder, nor a revision that is not a
+    plain ref name; the cache must not hold, where a link, folder or ref goes, something that
+    cannot be replaced (a folder where a link goes, a file where a folder goes, a linked folder).
+    """
+    for entry in lock.repos:
+        try:
+            check_relpath(entry.revision)
+        except UsageError:
+            raise BundleRefused(f"{entry.display}: revision {entry.revision!r} is not a valid ref name") from None
+        paths = {f.path for f in entry.files}
+        for p in sorted(paths):
+            parent = p.rpartition("/")[0]
+            while parent:
+                if parent in paths:
+                    raise BundleRefused(f"{entry.display}: '{parent}' is both a file and a folder ('{p}')")
+                parent = parent.rpartition("/")[0]
+        repo = RepoDir(cache_dir, entry.repo_type, entry.repo_id)
+        for folder in (repo.path, repo.blobs, repo.snapshots, repo.refs, repo.snapshot(entry.commit)):
+            _must_be_folder(folder, entry.display)
+        for p in paths:
+            _check_slot(repo.snapshot(entry.commit), p, entry.display)
+        if entry.revision != entry.commit:
+            _check_slot(repo.refs, entry.revision, entry.display)
+
+
+def _must_be_folder(path: Path, display: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise LocalError(f"{display}: {path} is a link or a file, not a folder", "move it away, then import again")
+
+
+def _check_slot(root: Path, relpath: str, display: str) -> None:
+    """Every folder on the way to ``root/relpath`` is a real folder (or absent); the entry is not a folder."""
+    parts = relpath.split("/")
+    for i in range(1, len(parts)):
+        _must_be_folder(root.joinpath(*parts[:i]), display)
+    leaf = root.joinpath(*parts)
+    try:
+        st = os.lstat(leaf)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise LocalError(f"{display}: {leaf} is a folder where a file goes", "move it away, then import again")
 
 
 def _owners(cache_dir: Path, lock: Lock) -> dict[str, list[CacheWriter]]:
@@ -350,22 +506,17 @@ def _owners(cache_dir: Path, lock: Lock) -> dict[str, list[CacheWriter]]:
     return owners
 
 
-def _publish(
-    cache_dir: Path, lock: Lock, staged: dict[str, Path], owners: dict[str, list[CacheWriter]]
-) -> ImportResult:
+def _publish(cache_dir: Path, lock: Lock, staged: dict[str, _Staged]) -> ImportResult:
     """Every blob is verified by now: rename (or link) them into place, then snapshots, then refs."""
     result = ImportResult(repos=[RepoDir(cache_dir, r.repo_type, r.repo_id).path.name for r in lock.repos])
-    for name, src in sorted(staged.items()):
+    for name, item in sorted(staged.items()):
+        src = item.path
         size = src.stat().st_size
         placed = False
-        for writer in owners[name]:
-            if writer.has_blob(name, size):
-                continue
+        for writer in item.writers:  # each lacked the blob or held a corrupt copy: replace it
             dest = writer.blob_path(name)
             dest.parent.mkdir(parents=True, exist_ok=True)
             with writer.lock(name):
-                if writer.has_blob(name, size):
-                    continue
                 tmp = dest.with_name(f".{name}.import")
                 if not placed:
                     os.replace(src, tmp)
@@ -379,6 +530,7 @@ def _publish(
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, dest)
         result.imported += 1
+        result.repaired += item.repaired
         result.bytes_imported += size
     result.present = len({f.digest for r in lock.repos for f in r.files}) - result.imported
     for entry in lock.repos:

@@ -261,3 +261,222 @@ def test_serve_only_what_the_lock_names(world: World, server: HubServer, tmp_pat
         refs = api.list_repo_refs("org/model")
         assert [(b.name, b.target_commit) for b in refs.branches] == [("main", world.commits["org/model@v2"])]
         assert refs.tags == []
+
+
+# -- hand-crafted bundles (issue 12: import) --------------------------------------------------------
+
+COMMIT = "c0" * 20
+
+
+def _lock_text(files: dict[str, bytes], revision: str = "main", repo_id: str = "evil/model") -> str:
+    from hfa.lockfile import Lock, LockedFile, LockedRepo
+    from hfa.select import SelectOptions
+
+    entries = tuple(sorted(LockedFile(p, len(d), "sha256", hashlib.sha256(d).hexdigest()) for p, d in files.items()))
+    return lockfile.dumps(Lock((LockedRepo(repo_id, "model", revision, COMMIT, SelectOptions(), entries),)))
+
+
+def _manifest(lock_text: str, sizes: dict[str, int]) -> bytes:
+    blobs = [{"name": n, "algo": "sha256", "size": s} for n, s in sorted(sizes.items())]
+    doc = {"format": "hfa-bundle", "version": 1, "hfa_version": "0", "created": "", "lock": lock_text, "blobs": blobs}
+    return json.dumps(doc).encode()
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+
+
+def _regular(name: str, data: bytes) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    return info.tobuf(tarfile.PAX_FORMAT) + _pad(data)
+
+
+def _gnu_sparse(name: str, tail: bytes, real_size: int) -> bytes:
+    """A GNU sparse member ('S'): ``tail`` stored at the end of a ``real_size``-byte file of holes.
+
+    tarfile reads these but cannot write them, so the header is patched by hand: the sparse map
+    (offset 386: one offset/length pair), the real size (offset 483), then the checksum again.
+    """
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.type = len(tail), 0o644, tarfile.GNUTYPE_SPARSE
+    header = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    assert len(header) == tarfile.BLOCKSIZE
+    header[386:398] = tarfile.itn(real_size - len(tail), 12, tarfile.GNU_FORMAT)
+    header[398:410] = tarfile.itn(len(tail), 12, tarfile.GNU_FORMAT)
+    header[483:495] = tarfile.itn(real_size, 12, tarfile.GNU_FORMAT)
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + _pad(tail)
+
+
+def _tar(path: Path, *members: bytes) -> Path:
+    path.write_bytes(b"".join(members) + b"\0" * (2 * tarfile.BLOCKSIZE))
+    return path
+
+
+def _crafted(path: Path, files: dict[str, bytes], revision: str = "main") -> Path:
+    blobs = {hashlib.sha256(d).hexdigest(): d for d in files.values()}
+    manifest = _manifest(_lock_text(files, revision), {n: len(d) for n, d in blobs.items()})
+    return _tar(
+        path,
+        _regular("hfa-bundle/manifest.json", manifest),
+        *(_regular(f"hfa-bundle/blobs/{n}", d) for n, d in blobs.items()),
+    )
+
+
+def _published(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.glob("*/*/**/*") if p.is_file() or p.is_symlink()) if cache.exists() else []
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_sparse_member_is_refused_before_anything_is_written(tmp_path: Path, padded: bool) -> None:
+    """A 26 KB bundle whose GNU-sparse member declares a huge file: refused, not a byte of zeros written.
+
+    Unpadded, the manifest's total alone gives it away; padded (a sparse file on disk as large as
+    the total, zeros after the tar's end) the member itself is refused as sparse.
+    """
+    from hfa import bundle
+
+    real_size = 32 * 1024 * 1024  # the red-team case declared 2 GiB; the bomb works the same at any size
+    digest = hashlib.sha256(bytes(real_size)).hexdigest()
+    from hfa.lockfile import Lock, LockedFile, LockedRepo
+    from hfa.select import SelectOptions
+
+    entry = LockedRepo(
+        "evil/model", "model", "main", COMMIT, SelectOptions(), (LockedFile("w.bin", real_size, "sha256", digest),)
+    )
+    lock_text = lockfile.dumps(Lock((entry,)))
+    evil = _tar(
+        tmp_path / "sparse.tar",
+        _regular("hfa-bundle/manifest.json", _manifest(lock_text, {digest: real_size})),
+        _gnu_sparse(f"hfa-bundle/blobs/{digest}", bytes(512), real_size),
+    )
+    assert evil.stat().st_size < 30_000
+    if padded:
+        with evil.open("r+b") as fp:
+            fp.truncate(real_size + 1024 * 1024)
+    with tarfile.open(evil) as tar:  # the crafted header is what GNU tar writes: tarfile sees a sparse file
+        member = tar.getmembers()[1]
+        assert member.issparse() and member.size == real_size
+    written: list[int] = []
+    cache = tmp_path / "target"
+    with pytest.raises(bundle.BundleRefused, match="is a sparse file" if padded else "declares 33554432 bytes"):
+        bundle.import_bundle(cache, evil, on_bytes=written.append)
+    assert sum(written) == 0
+    assert _published(cache) == [] and not (cache / ".hfa-import").exists()
+
+
+def test_manifest_declaring_more_than_the_tar_holds_is_refused(tmp_path: Path) -> None:
+    """Every blob's bytes must be in the tar (sparse members are refused): 1 TiB in 2 KB is a lie."""
+    from hfa import bundle
+
+    digest = "ab" * 32
+    lock_text = _lock_text({"w.bin": b"x"}).replace("size = 1", f"size = {1 << 40}")
+    lock_text = lock_text.replace(hashlib.sha256(b"x").hexdigest(), digest)
+    evil = _tar(tmp_path / "big.tar", _regular("hfa-bundle/manifest.json", _manifest(lock_text, {digest: 1 << 40})))
+    with pytest.raises(bundle.BundleRefused, match="declares 1099511627776 bytes"):
+        bundle.import_bundle(tmp_path / "target", evil)
+    assert _published(tmp_path / "target") == []
+
+
+def test_import_checks_free_space_first(
+    exported: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    from types import SimpleNamespace
+
+    bundle_path, _, _ = exported
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=1 << 30, used=1 << 30, free=4096))
+    cache = tmp_path / "target"
+    result = hfa("import", str(bundle_path), "--cache-dir", str(cache))
+    assert result.exit_code == ExitCode.LOCAL, result.stderr
+    assert "Not enough free space" in result.stderr and "--cache-dir" in result.stderr
+    assert _published(cache) == []
+
+
+def _fifteen(extra: dict[str, bytes]) -> dict[str, bytes]:
+    return {**{f"w{i:02d}.bin": b"blob %d\n" % i for i in range(13)}, **extra}
+
+
+@pytest.mark.parametrize(
+    ("kind", "files", "revision", "says"),
+    [
+        (
+            "file-and-folder",
+            _fifteen({"config.json": b"{}", "config.json/inner": b"x"}),
+            "main",
+            "both a file and a folder",
+        ),
+        ("deep-file-and-folder", _fifteen({"a/b": b"1", "a/b/c/d": b"2"}), "main", "both a file and a folder"),
+        ("revision-slash", _fifteen({"config.json": b"{}", "x.txt": b"x"}), "main/", "not a valid ref name"),
+        ("revision-dot", _fifteen({"config.json": b"{}", "x.txt": b"x"}), "v1/./x", "not a valid ref name"),
+    ],
+)
+def test_self_contradicting_lock_publishes_nothing(
+    tmp_path: Path, kind: str, files: dict[str, bytes], revision: str, says: str
+) -> None:
+    """The whole manifest is validated before the first blob is published (docs/air-gapped.md)."""
+    evil = _crafted(tmp_path / f"{kind}.tar", files, revision)
+    cache = tmp_path / "target"
+    result = hfa("import", str(evil), "--cache-dir", str(cache))
+    assert result.exit_code == ExitCode.CHECK_FAILED, (kind, result.exit_code, result.stderr)
+    assert result.stderr.startswith("Error: Bundle refused:") and says in result.stderr, result.stderr
+    assert _published(cache) == [], kind
+
+
+def test_cache_state_that_blocks_publishing_is_found_first(tmp_path: Path) -> None:
+    """A folder in the cache where a snapshot link goes: a clear local error, nothing published."""
+    bundle_path = _crafted(tmp_path / "ok.tar", _fifteen({"config.json": b"{}"}))
+    cache = tmp_path / "target"
+    (cache / "models--evil--model" / "snapshots" / COMMIT / "config.json").mkdir(parents=True)
+    result = hfa("import", str(bundle_path), "--cache-dir", str(cache))
+    assert result.exit_code == ExitCode.LOCAL, result.stderr
+    assert "is a folder where a file goes" in result.stderr
+    assert not list(cache.glob("*/blobs/*")) and not (cache / "models--evil--model" / "refs").exists()
+
+
+def test_import_replaces_a_corrupt_cached_copy(exported: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    bundle_path, lock, _ = exported
+    cache = tmp_path / "target"
+    assert hfa("import", str(bundle_path), "--cache-dir", str(cache)).exit_code == 0
+    victim = sorted(cache.glob("*/blobs/*"), key=lambda p: p.stat().st_size)[-1]
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # same size, different bytes
+    victim.write_bytes(bytes(raw))
+    assert corrupt_blobs(cache) == [victim]
+    result = hfa("import", str(bundle_path), "--cache-dir", str(cache), "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["blobs_imported"] == 1 and doc["blobs_repaired"] == 1 and doc["blobs_present"] == 5
+    assert corrupt_blobs(cache) == []
+    assert hfa("verify", "--lock", str(lock), "--cache-dir", str(cache)).exit_code == 0
+    human = hfa("import", str(bundle_path), "--cache-dir", str(cache))
+    assert "0 blob(s)" in human.stderr + human.stdout and "replaced" not in human.stderr + human.stdout
+
+
+@pytest.mark.parametrize("planted", ["dir-link", "file-link", "file"])
+def test_planted_staging_is_never_followed(exported: tuple[Path, Path, Path], tmp_path: Path, planted: str) -> None:
+    from hfa import bundle
+
+    bundle_path, _, _ = exported
+    cache = tmp_path / "target"
+    cache.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    staging = cache / ".hfa-import"
+    if planted == "dir-link":
+        os.symlink(outside, staging)
+    elif planted == "file-link":
+        os.symlink(victim, staging)
+    else:
+        staging.write_text("junk")
+    seen_outside: list[list[str]] = []
+    result = bundle.import_bundle(cache, bundle_path, on_bytes=lambda n: seen_outside.append(os.listdir(outside)))
+    assert result.imported == 6
+    assert all(entries == [] for entries in seen_outside) and seen_outside
+    assert os.listdir(outside) == [] and victim.read_text() == "keep me"
+    assert not staging.exists() and not staging.is_symlink()
+    assert corrupt_blobs(cache) == []

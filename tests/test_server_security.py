@@ -6,6 +6,7 @@ as written (no client-side normalisation of "..", "%2e%2e", "%2F" or backslashes
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import secrets
@@ -455,3 +456,227 @@ def test_absolute_form_request_targets_are_served_as_their_path(leaky: Leaky) ->
     assert status == 200 and body == leaky.world.contents["org/model@v2"]["config.json"]
     status, _, _ = _raw(leaky, "GET", "https://any.host/api/models/org/model")
     assert status == 200
+
+
+# -- issue 12: bounded connections (hfa.server.conns) ------------------------------------------------
+
+
+def _stall(host: str, port: int, n: int) -> list[socket.socket]:
+    """``n`` clients that connect and send half a request head, then nothing."""
+    out = []
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=10)
+        s.sendall(b"GET /org/model/resolve/main/config.json HTTP/1.1\r\nHost: x\r\n")
+        out.append(s)
+    return out
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_stalled_clients_are_closed_and_do_not_lock_others_out(world: World, tmp_path: Path) -> None:
+    """100 stalled clients against a 50-connection cap: a real download completes; the stalled are closed."""
+    config = ServerConfig(cache_dir=world.cache_dir, timeout=2.0, max_connections=50)
+    with HubServer(config) as srv:
+        host, port = _addr(srv)
+        stalled = _stall(host, port, 100)
+        try:
+            start = time.monotonic()
+            path = hf_hub_download("org/model", "config.json", endpoint=srv.url, cache_dir=tmp_path / "c", token=False)
+            assert Path(path).read_bytes() == world.contents["org/model@v2"]["config.json"]
+            assert time.monotonic() - start < 5
+            assert srv.connections <= 50
+            deadline = time.monotonic() + 6
+            for s in stalled:  # each is closed by the server within its 2 s head timeout (plus slack)
+                assert _closed_by_server(s, max(0.1, deadline - time.monotonic())), "a stalled client stayed open"
+        finally:
+            for s in stalled:
+                s.close()
+        deadline = time.monotonic() + 5
+        while srv.connections and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.connections == 0
+
+
+def test_a_trickled_head_is_cut_at_the_deadline(world: World) -> None:
+    """One byte every 0.2 s never completes a head: the deadline covers the whole head, not each read."""
+    with HubServer(ServerConfig(cache_dir=world.cache_dir, timeout=1.0)) as srv:
+        host, port = _addr(srv)
+        with socket.create_connection((host, port), timeout=5) as s:
+            start = time.monotonic()
+            closed = False
+            try:
+                for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+                    s.sendall(bytes([byte]))
+                    time.sleep(0.2)
+                    if time.monotonic() - start > 4:
+                        break
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            assert closed or _closed_by_server(s, 0.5)
+            assert time.monotonic() - start < 3.5
+
+
+def test_idle_keep_alive_connections_are_closed(world: World) -> None:
+    with HubServer(ServerConfig(cache_dir=world.cache_dir, timeout=1.0)) as srv:
+        host, port = _addr(srv)
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn.request("GET", "/api/models/org/model")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Connection") != "close"
+        resp.read()
+        start = time.monotonic()
+        assert conn.sock is not None and _closed_by_server(conn.sock, 4)
+        assert 0.5 < time.monotonic() - start < 3
+        conn.close()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_busy_slots_answer_503(tmp_path: Path) -> None:
+    """Every slot busy with a stalled download: a newcomer gets a quick 503, and the slot frees after the timeout."""
+    from hfa.testing import write_repo
+
+    cache = tmp_path / "cache"
+    write_repo(cache, "org/big", {"big.bin": os.urandom(32 * 1024 * 1024)})
+    with HubServer(ServerConfig(cache_dir=cache, timeout=1.0, max_connections=1)) as srv:
+        host, port = _addr(srv)
+        reader = socket.socket()
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.connect((host, port))
+        try:
+            reader.sendall(b"GET /org/big/resolve/main/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            reader.recv(1024)  # the response has started; now never read again
+            time.sleep(0.3)
+            status, headers, _ = _raw(srv, "GET", "/api/models/org/big")
+            assert status == 503 and ("Retry-After", "1") in headers
+            deadline = time.monotonic() + 5
+            while srv.connections and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert srv.connections == 0, "the stalled download still holds its slot"
+            status, _, _ = _raw(srv, "GET", "/api/models/org/big")
+            assert status == 200
+        finally:
+            reader.close()
+
+
+def test_under_a_small_fd_limit_300_idle_clients_do_not_lock_others_out(world: World, tmp_path: Path) -> None:
+    """The red-team case: `hfa serve` with 256 file descriptors, 300 idle connections, a client still served."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    argv = [sys.executable, "-m", "hfa", "serve", "--cache-dir", str(world.cache_dir), "--port", "0", "-q"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=limit)
+    stalled: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().decode().strip()
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        for _ in range(300):
+            with contextlib.suppress(OSError):  # an evicted one may be reset under us; that is the point
+                stalled += _stall(host, int(port), 1)
+        start = time.monotonic()
+        path = hf_hub_download("org/model", "config.json", endpoint=url, cache_dir=tmp_path / "c", token=False)
+        assert Path(path).read_bytes() == world.contents["org/model@v2"]["config.json"]
+        assert time.monotonic() - start < 10
+        assert proc.poll() is None
+    finally:
+        for s in stalled:
+            s.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# -- issue 12: a repo serves only its own blobs ------------------------------------------------------
+
+
+def test_a_public_repo_link_to_a_private_blob_is_not_served(
+    fresh_world: World, fresh_server: HubServer, tmp_path: Path
+) -> None:
+    cache = fresh_world.cache_dir
+    private_blob = next((cache / "models--org--private" / "blobs").iterdir())
+    snap = cache / REPO_DIR / "snapshots" / fresh_world.commits["org/model@v2"]
+    os.symlink(os.path.relpath(private_blob, snap), snap / "stolen.json")
+    secret = private_blob.read_bytes()
+    # the private repo itself answers 401 without a token
+    status, _, _ = _raw(fresh_server, "GET", "/org/private/resolve/main/config.json")
+    assert status == 401
+    with pytest.raises(RemoteEntryNotFoundError):
+        hf_hub_download("org/model", "stolen.json", endpoint=fresh_server.url, cache_dir=tmp_path / "c", token=False)
+    status, _, body = _raw(fresh_server, "GET", "/org/model/resolve/main/stolen.json")
+    assert status == 404 and secret not in body
+    api = HfApi(endpoint=fresh_server.url, token=False)
+    assert "stolen.json" not in {s.rfilename for s in api.model_info("org/model").siblings or []}
+    # a linked blobs folder cannot widen what the repo owns either
+    other = cache / "models--other--thing"
+    blobs = other / "blobs"
+    os.rename(blobs, other / "real-blobs")
+    os.symlink(cache / "models--org--private" / "blobs", blobs)
+    for f in (other / "snapshots").rglob("*"):
+        if f.is_symlink():
+            f.unlink()
+            os.symlink(os.path.relpath(blobs / private_blob.name, f.parent), f)
+    status, _, body = _raw(fresh_server, "GET", "/other/thing/resolve/main/x.gguf")
+    assert status == 404 and secret not in body
+
+
+@pytest.mark.parametrize("kind", ["link-outside", "link-to-other-repo", "fifo"])
+def test_repo_metadata_is_read_only_from_its_own_regular_file(
+    fresh_world: World, fresh_server: HubServer, tmp_path: Path, kind: str
+) -> None:
+    cache = fresh_world.cache_dir
+    meta = cache / REPO_DIR / ".hfa.json"
+    meta.unlink(missing_ok=True)
+    planted = tmp_path / "planted.json"
+    planted.write_text(json_doc := '{"likes": 4242, "tags": ["PLANTED-MARKER"]}')
+    if kind == "link-outside":
+        os.symlink(planted, meta)
+    elif kind == "link-to-other-repo":
+        (cache / "models--other--thing" / ".hfa.json").write_text(json_doc)
+        os.symlink(cache / "models--other--thing" / ".hfa.json", meta)
+    else:
+        os.mkfifo(meta)
+    start = time.monotonic()
+    info = HfApi(endpoint=fresh_server.url, token=False).model_info("org/model")
+    assert time.monotonic() - start < 5  # a FIFO must not hang the request
+    assert info.likes != 4242 and "PLANTED-MARKER" not in (info.tags or [])
+
+
+def test_snapshot_file_in_repo_rule(tmp_path: Path) -> None:
+    from hfa.server.store import snapshot_file_in_repo
+
+    root = tmp_path / "cache"
+    repo = root / "models--a--b"
+    (repo / "blobs").mkdir(parents=True)
+    snap = repo / "snapshots" / ("1" * 40)
+    (snap / "sub").mkdir(parents=True)
+    (repo / "blobs" / ("a" * 64)).write_bytes(b"x")
+    (root / "models--c--d" / "blobs").mkdir(parents=True)
+    (root / "models--c--d" / "blobs" / ("b" * 64)).write_bytes(b"y")
+    (tmp_path / "outside").write_bytes(b"z")
+    os.symlink("../../../blobs/" + "a" * 64, snap / "sub" / "ok.bin")
+    os.symlink("../../../models--c--d/blobs/" + "b" * 64, snap / "other-repo.bin")
+    os.symlink(tmp_path / "outside", snap / "outside.bin")
+    os.symlink("../../blobs", snap / "blobs-dir")
+    (snap / "copied.txt").write_bytes(b"copy")
+    real = os.path.realpath(root)
+    assert snapshot_file_in_repo(real, "models--a--b", "1" * 40, "sub/ok.bin") == os.path.join(
+        real, "models--a--b", "blobs", "a" * 64
+    )
+    assert snapshot_file_in_repo(real, "models--a--b", "1" * 40, "copied.txt") == str(snap / "copied.txt").replace(
+        str(root), real
+    )
+    for rel in ("other-repo.bin", "outside.bin", "blobs-dir", "missing.bin", "sub"):
+        assert snapshot_file_in_repo(real, "models--a--b", "1" * 40, rel) is None, rel

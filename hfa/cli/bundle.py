@@ -83,8 +83,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Import a bundle into the cache, with no network: every blob verified before it is published.
 
-        Snapshots and refs are rebuilt; importing twice is a no-op; a bundle that is not sound is
-        refused and nothing is published.
+        Snapshots and refs are rebuilt; blobs already cached are hash-checked (a corrupt copy is
+        replaced); importing twice is a no-op; a bundle that is not sound is refused and nothing is
+        published.
         """
         from hfa import bundle
         from hfa.cli.pull import human_size
@@ -106,5 +107,6 @@ def register(app: typer.Typer) -> None:
                 f"Imported {len(result.repos)} repo(s) into {ctx.settings.cache_dir}: {result.imported} blob(s)"
                 f" ({human_size(result.bytes_imported)}) written, {result.present} already present,"
                 f" {result.links} link(s) made"
+                + (f"; {result.repaired} corrupt cached blob(s) replaced" if result.repaired else "")
             ),
         )

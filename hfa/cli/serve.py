@@ -42,6 +42,24 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        timeout: Annotated[
+            float,
+            typer.Option(
+                "--timeout",
+                help="Seconds a client may take to send a request's headers (idle time included), or stall a "
+                "read or write, before its connection is closed.",
+                min=0.1,
+            ),
+        ] = 20.0,
+        max_connections: Annotated[
+            int,
+            typer.Option(
+                "--max-connections",
+                help="Serve at most this many connections at once (fewer if the open-file limit requires; "
+                "docs/serve.md).",
+                min=1,
+            ),
+        ] = 256,
         demo: Annotated[
             bool,
             typer.Option(
@@ -134,7 +152,16 @@ def register(app: typer.Typer) -> None:
         _configure_logging(ctx)
         try:
             server = HubServer(
-                ServerConfig(cache_dir=cache_dir, host=host, port=port, auth=policy, lock=the_lock, infer=infer_config)
+                ServerConfig(
+                    cache_dir=cache_dir,
+                    host=host,
+                    port=port,
+                    auth=policy,
+                    lock=the_lock,
+                    infer=infer_config,
+                    timeout=timeout,
+                    max_connections=max_connections,
+                )
             )
         except OSError as exc:
             raise UsageError(

@@ -8,8 +8,11 @@ retry, resume, or fail cleanly. Not reachable from the command line.
 from __future__ import annotations
 
 import fnmatch
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 KINDS = ("status", "drop", "truncate", "corrupt", "long_length", "slow", "throttle")
 
@@ -46,3 +49,32 @@ class FaultPlan:
                     self.hits.append((fault.kind, path))
                     return fault
         return None
+
+
+def send_throttled(sock: socket.socket, fp: BinaryIO, start: int, length: int, rate: int) -> None:
+    """Send ``length`` bytes from ``start`` at about ``rate`` bytes per second."""
+    fp.seek(start)
+    step = max(1, rate // 20)
+    left = length
+    while left > 0:
+        data = fp.read(min(step, left))
+        if not data:
+            break
+        sock.sendall(data)
+        left -= len(data)
+        time.sleep(len(data) / max(1, rate))
+
+
+def send_faulty(sock: socket.socket, fault: Fault, fp: BinaryIO, start: int, length: int) -> None:
+    """Send a body the way a broken network or server would; the caller then closes the connection."""
+    from hfa.server.conns import send_all
+
+    fp.seek(start)
+    data = fp.read(length)
+    if fault.kind in ("drop", "truncate"):
+        data = data[: min(fault.after_bytes, max(0, length - 1))]
+    elif fault.kind == "corrupt" and data:
+        data = bytes([data[0] ^ 0xFF]) + data[1:]
+    send_all(sock, memoryview(data))
+    if fault.kind == "drop":
+        sock.shutdown(socket.SHUT_RDWR)

@@ -3,13 +3,16 @@
 Built on the standard library's threading HTTP server (HTTP/1.1, keep-alive); file
 bodies go out through a reused 1 MiB buffer (faster than ``socket.sendfile`` on loopback, see bench/). Every route is
 read-only; every name that arrives in a URL is looked up in what the store lists,
-never joined onto a path, so nothing outside the cache can be reached.
+never joined onto a path, so nothing outside the cache can be reached. Connections are
+bounded in time and number (hfa.server.conns).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -21,7 +24,16 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from hfa import __version__
 from hfa.server.auth import AuthPolicy, TokenRule
-from hfa.server.faults import FaultPlan
+from hfa.server.conns import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_TIMEOUT,
+    ConnectionLimiter,
+    DeadlineReader,
+    fd_bound_connections,
+    refuse,
+    send_all,
+)
+from hfa.server.faults import FaultPlan, send_faulty, send_throttled
 from hfa.server.search import search_page
 from hfa.server.store import CacheStore, Repo, Snapshot, tree_oid
 from hfa.server.wire import (
@@ -60,6 +72,8 @@ class ServerConfig:
     faults: FaultPlan | None = None  # test-only fault injection
     lock: Any = None  # an hfa.lockfile.Lock: serve only what it names (`hfa serve --lock`)
     infer: Any = None  # an hfa.infer.pool.PoolConfig: also answer the Inference API (`hfa serve --infer`)
+    timeout: float = DEFAULT_TIMEOUT  # seconds for a request head (idle included), and per stalled read/write
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # served at once (lowered to fit the fd limit)
 
 
 class _Server(ThreadingHTTPServer):
@@ -73,9 +87,31 @@ class _Server(ThreadingHTTPServer):
         self.request_log: list[tuple[str, str]] = []  # (method, path): tests count requests
         self.infer: Any = None  # an InferenceService with --infer (hfa.server.infer_routes)
         self._log_lock = threading.Lock()
+        cap = fd_bound_connections(config.max_connections)
+        if cap < config.max_connections:
+            log.warning("serving at most %d connections at once (the open-file limit allows no more)", cap)
+        self.limiter = ConnectionLimiter(cap)
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         self.address_family = family
         super().__init__((config.host, config.port), Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # At the cap: the longest-waiting connection makes room, or (all busy) a quick 503, no thread.
+        if not self.limiter.admit(request):
+            log.warning("refused a connection from %s: %d connections busy", client_address[0], self.limiter.active)
+            refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.limiter.release(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.limiter.release(request)
 
 
 class HubServer:
@@ -103,6 +139,11 @@ class HubServer:
     def reset_requests(self) -> None:
         with self._httpd._log_lock:
             self._httpd.request_log.clear()
+
+    @property
+    def connections(self) -> int:
+        """Connections being served right now."""
+        return self._httpd.limiter.active
 
     @property
     def url(self) -> str:
@@ -151,9 +192,24 @@ class Handler(BaseHTTPRequestHandler):
         path = getattr(self, "path", "")  # unset when the request line itself was malformed
         log.info('%s "%s %s" %s %s', self.client_address[0], self.command, path.split("?")[0], code, size)
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the plain socket file: reads go through a deadline instead
+        self._reader = DeadlineReader(self.connection, self.server.config.timeout)  # sets the socket's timeout
+        self.rfile = io.BufferedReader(self._reader, 64 * 1024)
+
+    def handle_one_request(self) -> None:
+        # The whole request head must arrive within `timeout` of when we start waiting for it.
+        self._reader.deadline = time.monotonic() + self._reader.timeout
+        self.server.limiter.waiting(self.connection, True)
+        super().handle_one_request()
+
     def parse_request(self) -> bool:
         self._body_read = False
-        return super().parse_request()
+        ok = super().parse_request()  # reads the headers
+        self._reader.deadline = None
+        self.server.limiter.waiting(self.connection, False)
+        return ok
 
     def end_headers(self) -> None:
         # A request body left unread would be parsed as the next request on this connection
@@ -189,7 +245,7 @@ class Handler(BaseHTTPRequestHandler):
             self._route(head)
         except HttpError as err:
             self._send_error(err, head)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the client stalled or left
             self.close_connection = True
         except Exception:  # pragma: no cover - a bug; answer 500 rather than drop the socket
             log.exception("internal error on %s", self.path.split("?")[0])
@@ -438,7 +494,11 @@ class Handler(BaseHTTPRequestHandler):
         length = int(declared)
         if length > 16 * 1024 * 1024:
             raise HttpError(413, "Request body too large")
-        raw = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        self._reader.deadline = time.monotonic() + self._reader.timeout * (1 + length // (1 << 20))
+        try:
+            raw = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        finally:
+            self._reader.deadline = None
         self._body_read = not self.headers.get("Transfer-Encoding")
         ctype = self.headers.get("Content-Type", "")
         if "json" in ctype:
@@ -543,8 +603,8 @@ class Handler(BaseHTTPRequestHandler):
                 start, end = parsed
                 status = 206
         length = max(0, end - start + 1)
-        try:
-            fp = entry.blob_path.open("rb")
+        try:  # a regular file the store vetted; a link swapped in since is not followed
+            fp = os.fdopen(os.open(entry.blob_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
         except OSError:
             raise HttpError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": snap.commit}) from None
         with fp:
@@ -568,10 +628,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.store.count_download(repo)
             self.wfile.flush()
             if fault is not None and fault.kind in ("drop", "truncate", "corrupt", "long_length"):
-                self._send_faulty(fault, fp, start, length)
+                send_faulty(self.connection, fault, fp, start, length)
+                self.close_connection = True
                 return
             if fault is not None and fault.kind == "throttle":
-                self._send_throttled(fp, start, length, fault.rate)
+                send_throttled(self.connection, fp, start, length, fault.rate)
                 return
             if self._send_body(fp, start, length) != length:
                 self.close_connection = True
@@ -590,32 +651,6 @@ class Handler(BaseHTTPRequestHandler):
             n = fp.readinto(view[: min(len(buf), length - sent)])
             if not n:
                 break
-            self.connection.sendall(view[:n])
+            send_all(self.connection, view[:n])  # each send may stall at most `timeout`
             sent += n
         return sent
-
-    def _send_throttled(self, fp: Any, start: int, length: int, rate: int) -> None:
-        fp.seek(start)
-        step = max(1, rate // 20)
-        left = length
-        while left > 0:
-            data = fp.read(min(step, left))
-            if not data:
-                break
-            self.connection.sendall(data)
-            left -= len(data)
-            time.sleep(len(data) / max(1, rate))
-
-    def _send_faulty(self, fault: Any, fp: Any, start: int, length: int) -> None:
-        """Send a body the way a broken network or server would, then close the connection."""
-        fp.seek(start)
-        data = fp.read(length)
-        if fault.kind in ("drop", "truncate"):
-            data = data[: min(fault.after_bytes, max(0, length - 1))]
-        elif fault.kind == "corrupt" and data:
-            data = bytes([data[0] ^ 0xFF]) + data[1:]
-        self.wfile.write(data)
-        self.wfile.flush()
-        self.close_connection = True
-        if fault.kind == "drop":
-            self.connection.shutdown(socket.SHUT_RDWR)

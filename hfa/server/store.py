@@ -2,7 +2,9 @@
 
 The store answers "which repos, which refs, which files at which commit, with which
 hashes" from the cache layout alone (blob names are the hashes) plus the optional
-``.hfa.json`` sidecar. It never follows a link out of the cache.
+``.hfa.json`` sidecar. A snapshot file is served only if it resolves to a blob of the repo
+being served (``snapshot_file_in_repo``); metadata is read only from regular files inside
+the repo's folder. It never follows a link out of the repo.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +27,44 @@ from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, 
 from hfa.testing import is_lfs_path
 
 log = logging.getLogger("hfa.serve")
+
+MAX_META = 1024 * 1024  # bytes of .hfa.json read
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # no link, and a FIFO never blocks
+
+
+def snapshot_file_in_repo(real_cache: str, repo_folder: str, commit: str, relpath: str) -> str | None:
+    """The real path of snapshot entry ``relpath`` if it belongs to this repo; None otherwise.
+
+    The containment rule for serving: the entry ``<cache>/<repo_folder>/snapshots/<commit>/<relpath>``
+    must resolve to a regular file directly inside ``<cache>/<repo_folder>/blobs/`` (the repo's own
+    blobs: not another repo's, not outside the cache), or be a regular file with no link anywhere
+    on its way (a copy, as on systems without symlinks). ``real_cache`` is the cache root with its
+    own links resolved; the repo's folders are derived from it by name, never resolved, so a linked
+    ``blobs`` or ``snapshots`` folder cannot widen what counts as inside.
+    """
+    repo_root = os.path.join(real_cache, repo_folder)
+    entry = os.path.join(repo_root, "snapshots", commit, *relpath.split("/"))
+    real = os.path.realpath(entry)
+    if os.path.dirname(real) != os.path.join(repo_root, "blobs") and real != entry:
+        return None
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    return real if stat.S_ISREG(st.st_mode) else None
+
+
+def read_regular_file(path: Path, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of ``path`` if it is a regular file (not a link, FIFO or device)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fp:
+        st = os.fstat(fp.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        return fp.read(limit)
 
 
 @dataclass(frozen=True)
@@ -136,13 +177,12 @@ class CacheStore:
         return (self.cache_dir / repo_folder_name(repo_id, repo_type) / "snapshots").is_dir()
 
     def _load(self, rd: RepoDir) -> Repo:
+        raw = read_regular_file(rd.path / HFA_META, MAX_META)  # the repo folder itself is never a link
         try:
-            meta = json.loads((rd.path / HFA_META).read_text(encoding="utf-8"))
-            if not isinstance(meta, dict):
-                meta = {}
-        except (OSError, ValueError):
+            meta = json.loads(raw.decode("utf-8")) if raw else {}
+        except (UnicodeDecodeError, ValueError, RecursionError):
             meta = {}
-        return Repo(rd, meta)
+        return Repo(rd, meta if isinstance(meta, dict) else {})
 
     def count_download(self, repo: Repo) -> None:
         key = (repo.repo_type, repo.repo_id)
@@ -214,9 +254,6 @@ class CacheStore:
             self._snap_memo[key] = (stamp, snap)
         return snap
 
-    def _inside_cache(self, real: str) -> bool:
-        return real.startswith(self._real_root + os.sep)
-
     def _walk(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
         files: dict[str, FileEntry] = {}
         for dirpath, dirnames, filenames in os.walk(snap_dir, followlinks=False):
@@ -224,9 +261,9 @@ class CacheStore:
             for name in filenames:
                 full = Path(dirpath) / name
                 rel = full.relative_to(snap_dir).as_posix()
-                real = os.path.realpath(full)
-                if not self._inside_cache(real) or not os.path.isfile(real):
-                    log.warning("skipping %s/%s: it leads out of the cache or is broken", repo.repo_id, rel)
+                real = snapshot_file_in_repo(self._real_root, repo.repo_dir.path.name, snap_dir.name, rel)
+                if real is None:
+                    log.warning("skipping %s/%s: it leads out of the repo's blobs or is broken", repo.repo_id, rel)
                     continue
                 entry = self._entry(rel, Path(real), full.is_symlink())
                 if entry is not None:
@@ -266,11 +303,8 @@ class CacheStore:
         if snap is None or "README.md" not in snap.files:
             return {}
         entry = snap.files["README.md"]
-        if entry.size > 4 * 1024 * 1024:
-            return {}
-        try:
-            raw = entry.blob_path.read_bytes()
-        except OSError:
+        raw = read_regular_file(entry.blob_path, 4 * 1024 * 1024)
+        if raw is None:
             return {}
         return _jsonable(parse_card(raw).data, ())
 
