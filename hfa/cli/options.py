@@ -162,9 +162,11 @@ def rewrite_signature(
     typer builds a command's options from the signature and annotations it sees on the
     function it is given; ``wrapper`` takes the ``extra`` values and calls ``fn``.
     """
-    sig = inspect.signature(fn)
-    hints = typing.get_type_hints(fn, include_extras=True)
-    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values() if p.name != drop]
+    # eval_str resolves the string annotations `from __future__ import annotations` leaves, as
+    # written: typing.get_type_hints on Python 3.10 wraps a None-defaulted Annotated[...] in
+    # Optional[...], which hides its typer.Argument and turns the argument into an option.
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != drop]
     if keyword_only:
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
     added = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, a, d in extra]
