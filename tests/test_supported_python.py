@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def lowest() -> str:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     match = re.search(r'^requires-python = ">=(\d+\.\d+)"', text, re.M)
-    assert match, "pyproject.toml must say requires-python = \">=3.X\""
+    assert match, 'pyproject.toml must say requires-python = ">=3.X"'
     return match.group(1)
 
 
@@ -46,7 +46,7 @@ def test_lowest_python_is_found_or_missing_loudly(tmp_path: Path) -> None:
     assert f"no Python {lowest()} found" in missing.stderr and "pyenv install" in missing.stderr
     # A pyenv shim on PATH that refuses to run is passed over; pyenv's newest patch release wins.
     version = lowest()
-    fake = f'#!/bin/sh\necho {version}\n'
+    fake = f"#!/bin/sh\necho {version}\n"
     bindir = tmp_path / "bin"
     bindir.mkdir()
     shim = bindir / f"python{version}"
