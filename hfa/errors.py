@@ -1,14 +1,17 @@
 """The one error tree of hfa and the one table that maps it to exit codes.
 
 Core modules raise subclasses of :class:`HfaError`; only the CLI layer turns them
-into ``Error: <what> — <how to fix>`` on stderr and an exit code. Exit codes are
-stable and documented in docs/cli.md.
+into ``Error: <what> — <how to fix>`` on stderr (and, with ``--json``, the document of
+:func:`error_document` on stdout) and an exit code. Exit codes are stable and documented
+in docs/cli.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -21,24 +24,31 @@ class ExitCode(IntEnum):
     LOCAL = 6  # the local cache or file system refused (permissions, disk, corrupt layout)
     INTERNAL = 70  # a bug in hfa
     INTERRUPTED = 130  # Ctrl-C
+    STDOUT_CLOSED = 141  # stdout was closed early (`| head`): stop quietly, as coreutils do (128 + SIGPIPE)
 
 
 class HfaError(Exception):
     """Root of every error hfa raises on purpose.
 
     ``message`` says what went wrong, ``hint`` how to fix it. ``exit_code`` comes
-    from the class and is what the CLI exits with.
+    from the class and is what the CLI exits with. ``details`` is what a program may
+    want besides the message (JSON-ready values, e.g. the list of missing files); it goes
+    into the ``--json`` error document.
     """
 
     exit_code: ExitCode = ExitCode.CHECK_FAILED
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details: dict[str, Any] = dict(details or {})
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
+
+    def to_json(self) -> dict[str, Any]:
+        return error_document(self.exit_code, self.message, self.hint, self.details)
 
 
 class CheckFailed(HfaError):
@@ -58,6 +68,7 @@ class RepoNotFound(NotFound):
         super().__init__(
             f"{repo_type.capitalize()} '{repo_id}' not found",
             "check the spelling; if it is private, pass a token with --token or HF_TOKEN",
+            details={"repo_id": repo_id, "repo_type": repo_type},
         )
         self.repo_id = repo_id
         self.repo_type = repo_type
@@ -68,6 +79,7 @@ class RevisionNotFound(NotFound):
         super().__init__(
             f"Revision '{revision}' not found in '{repo_id}'",
             "use a branch, a tag or a full 40-character commit that exists (see `hfa info`)",
+            details={"repo_id": repo_id, "revision": revision},
         )
         self.repo_id = repo_id
         self.revision = revision
@@ -76,7 +88,11 @@ class RevisionNotFound(NotFound):
 class EntryNotFound(NotFound):
     def __init__(self, repo_id: str, path: str, revision: str | None = None) -> None:
         at = f" at '{revision}'" if revision else ""
-        super().__init__(f"File '{path}' not found in '{repo_id}'{at}", "check the path with `hfa info`")
+        super().__init__(
+            f"File '{path}' not found in '{repo_id}'{at}",
+            "check the path with `hfa info`",
+            details={"repo_id": repo_id, "path": path, "revision": revision},
+        )
         self.repo_id = repo_id
         self.path = path
 
@@ -101,7 +117,7 @@ class GatedRepo(AccessDenied):
         else:
             message = f"'{repo_id}' is gated and this token may not read it"
             hint = f"accept the terms{where} and pass a token with --token or HF_TOKEN"
-        super().__init__(message, hint)
+        super().__init__(message, hint, details={"repo_id": repo_id})
         self.repo_id = repo_id
         self.token_sent = token_sent
 
@@ -150,7 +166,29 @@ EXIT_CODES: tuple[ExitCodeDoc, ...] = (
     ExitCodeDoc(ExitCode.LOCAL, "the local cache or file system refused (permissions, disk full, bad layout)"),
     ExitCodeDoc(ExitCode.INTERNAL, "internal error: a bug in hfa (rerun with HFA_DEBUG=1 and report the traceback)"),
     ExitCodeDoc(ExitCode.INTERRUPTED, "interrupted (Ctrl-C)"),
+    ExitCodeDoc(
+        ExitCode.STDOUT_CLOSED,
+        "stdout was closed before hfa was done (e.g. by `head`): hfa stops quietly, as coreutils do",
+    ),
 )
+
+
+def error_document(
+    code: ExitCode, message: str, hint: str | None = None, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What ``--json`` prints on stdout for a failure: ``{"error": {code, exit_code, message, hint, details}}``.
+
+    ``code`` is the exit code's name in lower case (``not_found``), stable like the number.
+    """
+    return {
+        "error": {
+            "code": code.name.lower(),
+            "exit_code": int(code),
+            "message": message,
+            "hint": hint,
+            "details": dict(details or {}),
+        }
+    }
 
 
 def from_exception(exc: BaseException) -> HfaError | None:

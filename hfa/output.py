@@ -2,7 +2,8 @@
 
 Data goes to stdout, logs and progress to stderr, so ``hfa … --json | jq`` always
 works. Every string written passes through :meth:`Output.redact`, so a token
-handed to hfa never reaches any output.
+handed to hfa never reaches any output. A stdout closed by its reader (``hfa … | head``)
+raises :class:`OutputClosed`, which the CLI ends quietly on.
 """
 
 from __future__ import annotations
@@ -10,9 +11,54 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import IO, Any
+
+
+class OutputClosed(Exception):
+    """stdout was closed by its reader: nobody reads what is left, so the command stops quietly."""
+
+
+def stream_closed(stream: Any) -> bool:
+    """True when ``stream`` is a pipe or socket whose reading end is gone (poll reports an error on it)."""
+    import select
+
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not hasattr(select, "poll"):  # pragma: no cover - Windows
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # errors and hang-ups are always reported
+    try:
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except OSError:  # pragma: no cover
+        return False
+
+
+def silence(stream: Any) -> None:
+    """Point ``stream``'s file descriptor at /dev/null, so the interpreter's last flush finds a reader."""
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(devnull)
+
+
+@contextmanager
+def _to_stdout() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError as exc:
+        raise OutputClosed() from exc
 
 
 class Output:
@@ -85,8 +131,14 @@ class Output:
         if self._json_written:
             raise RuntimeError("a command may write only one JSON document")
         self._json_written = True
-        self.stdout.write(self.redact(json.dumps(document, indent=2, sort_keys=False, default=str)) + "\n")
-        self.stdout.flush()
+        with _to_stdout():
+            self.stdout.write(self.redact(json.dumps(document, indent=2, sort_keys=False, default=str)) + "\n")
+            self.stdout.flush()
+
+    @property
+    def json_written(self) -> bool:
+        """Whether this command's JSON document is out (a failure after it adds no second one)."""
+        return self._json_written
 
     def result(self, document: Any, human: Callable[[], None]) -> None:
         """Emit a command's result: ``document`` as JSON with --json, else call ``human``."""
@@ -99,8 +151,9 @@ class Output:
         """A line of human output on stdout (dropped under --json)."""
         if self.json_mode:
             return
-        self.stdout.write(self.redact(text) + "\n")
-        self.stdout.flush()
+        with _to_stdout():
+            self.stdout.write(self.redact(text) + "\n")
+            self.stdout.flush()
 
     def table(
         self,
@@ -115,10 +168,11 @@ class Output:
             return
         rows = [["" if cell is None else self.redact(str(cell)) for cell in row] for row in rows]
         if not self.stdout_is_terminal:
-            self.stdout.write("\t".join(columns) + "\n")
-            for row in rows:
-                self.stdout.write("\t".join(row) + "\n")
-            self.stdout.flush()
+            with _to_stdout():
+                self.stdout.write("\t".join(columns) + "\n")
+                for row in rows:
+                    self.stdout.write("\t".join(row) + "\n")
+                self.stdout.flush()
             return
         from rich.table import Table
 
@@ -127,7 +181,8 @@ class Output:
             table.add_column(name, justify=(justify or {}).get(name, "left"), overflow="fold")  # type: ignore[arg-type]
         for row in rows:
             table.add_row(*row)
-        self._console(err=False).print(table)
+        with _to_stdout():
+            self._console(err=False).print(table)
 
     # -- stderr: logs --------------------------------------------------------
     def _log(self, prefix: str, message: str, style: str | None = None) -> None:

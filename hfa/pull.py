@@ -360,6 +360,7 @@ class MissingFiles(CheckFailed):
         super().__init__(
             f"{len(missing)} file(s) of '{ref.display}' ({commit[:12]}) are missing from the cache: {shown}",
             f"run `{retry}` with network (offline mode never returns a partial snapshot)",
+            details={"repo": ref.display, "commit": commit, "missing": list(missing)},
         )
         self.missing = missing
 

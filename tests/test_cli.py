@@ -132,7 +132,7 @@ def test_bad_sort_is_usage_error(server: HubServer) -> None:
 def test_unreachable_endpoint_is_network_error() -> None:
     result = invoke("search", "--endpoint", f"http://127.0.0.1:{closed_port()}", "--json")
     assert result.exit_code == ExitCode.NETWORK
-    assert result.stdout == ""
+    assert json.loads(result.stdout)["error"]["code"] == "network"  # --json: the error document
     assert result.stderr.startswith("Error: Could not reach the endpoint")
     assert "Traceback" not in result.stderr
 
@@ -223,7 +223,7 @@ def test_help_does_not_import_heavy_modules() -> None:
 def test_exit_code_table_is_documented() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
     for entry in EXIT_CODES:
-        assert f"| {entry.code.value} | {entry.meaning} |" in doc
+        assert f"| {entry.code.value} | `{entry.code.name.lower()}` | {entry.meaning} |" in doc
 
 
 def test_cli_reference_is_current() -> None:

@@ -196,7 +196,10 @@ def test_offline_names_exactly_what_is_missing(server: HubServer, world: World, 
     pull_json(server, cache, "org/model", "--config-only")
     result = hfa("pull", "org/model", "--offline", "--cache-dir", str(cache), "--json")
     assert result.exit_code == ExitCode.CHECK_FAILED
-    assert result.stdout == ""
+    assert sorted(json.loads(result.stdout)["error"]["details"]["missing"]) == [
+        "model.safetensors",
+        "sub/dir/notes.txt",
+    ]
     assert "2 file(s) of 'org/model'" in result.stderr
     assert "model.safetensors" in result.stderr and "sub/dir/notes.txt" in result.stderr
     # A file deleted from under the snapshot is missing too.

@@ -139,7 +139,7 @@ def test_persistent_bad_bytes_fail_cleanly(faulty, tmp_path: Path) -> None:
     result = pull(srv, cache, retries="2")
     assert result.exit_code in (ExitCode.CHECK_FAILED, ExitCode.NETWORK), result.stderr
     assert BIG in result.stderr
-    assert result.stdout == ""
+    assert json.loads(result.stdout)["error"]["exit_code"] == result.exit_code  # --json: the error document
     assert corrupt_blobs(cache) == []
     blobs = [p.name for p in (cache / FOLDER / "blobs").iterdir()] if (cache / FOLDER / "blobs").exists() else []
     sha = hashlib.sha256(_world_bytes(srv)).hexdigest()

@@ -54,7 +54,7 @@ def _version(value: bool) -> None:
 
 def root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print hfa's version and exit.")
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print hfa's version and exit.")
     ] = False,
 ) -> None:
     """Manage Hugging Face Hub assets like packages: find, pin, pull exactly what is needed, verify, work offline.
@@ -96,7 +96,7 @@ def main() -> None:
     module = COMMANDS.get(args[0]) if args else None
     if module:
         build((module,))()
-    elif args == ["--version"]:
+    elif args in (["--version"], ["-V"]):
         build(())()
     else:
         build()()

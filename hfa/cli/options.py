@@ -11,21 +11,23 @@ import functools
 import inspect
 import os
 import re
+import shlex
 import stat
 import sys
 import traceback
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer._click.exceptions import ClickException, NoSuchOption, UsageError
 from typer.core import TyperCommand, TyperGroup
 
 from hfa.config import Settings, url_credentials
-from hfa.errors import ExitCode, from_exception
-from hfa.output import Output
+from hfa.errors import ExitCode, error_document, from_exception
+from hfa.output import Output, OutputClosed, silence, stream_closed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,13 +89,21 @@ QuietOpt = Annotated[
         "-q",
         "--quiet",
         count=True,
-        help="Less output on stderr (repeat for errors only).",
+        help="Less output on stderr; repeatable: -qq for errors only.",
         rich_help_panel=COMMON,
+        show_default=False,
     ),
 ]
 VerboseOpt = Annotated[
     int,
-    typer.Option("-v", "--verbose", count=True, help="More output on stderr (debug logs).", rich_help_panel=COMMON),
+    typer.Option(
+        "-v",
+        "--verbose",
+        count=True,
+        help="More output on stderr (debug logs); repeatable.",
+        rich_help_panel=COMMON,
+        show_default=False,
+    ),
 ]
 
 _COMMON_PARAMS: list[tuple[str, Any, Any]] = [
@@ -106,30 +116,66 @@ _COMMON_PARAMS: list[tuple[str, Any, Any]] = [
     ("verbose", VerboseOpt, 0),
 ]
 _COMMON_NAMES = [name for name, _, _ in _COMMON_PARAMS]
+# Their spellings on the command line (tests/test_cli_contract.py checks them against the options).
+COMMON_VALUE_OPTIONS = ("--endpoint", "--cache-dir", "--token")
+COMMON_FLAGS = ("--offline", "--json", "-q", "--quiet", "-v", "--verbose")
 
 
 def run_guarded(out: Output, body: Callable[[], Any]) -> Any:
-    """Run a command body; map every error to its message and exit code in one place."""
+    """Run a command body; map every error to its message and exit code in one place.
+
+    stderr gets ``Error: <what> — <how to fix>``; with ``--json``, stdout gets the error
+    document too, unless the command's own document is already out (a check that failed
+    says so in it). A stdout closed by its reader ends the command quietly (exit 141).
+    """
     try:
         return body()
     except typer.Exit:
         raise
+    except OutputClosed:
+        stop_quietly(out)
     except KeyboardInterrupt:
-        out.error("interrupted")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        fail(out, ExitCode.INTERRUPTED, "interrupted")
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and stream_closed(out.stdout):
+            stop_quietly(out)  # a write to stdout that did not go through Output
         err = from_exception(exc)
         debug = os.environ.get("HFA_DEBUG", "").strip() not in ("", "0")
         if debug:
             out.stderr.write(out.redact("".join(traceback.format_exception(exc))))
         if err is None:
-            out.error(
-                f"internal error: {type(exc).__name__}: {exc} — this is a bug in hfa; rerun with HFA_DEBUG=1"
-                " and report the traceback"
+            fail(
+                out,
+                ExitCode.INTERNAL,
+                f"internal error: {type(exc).__name__}: {exc}",
+                "this is a bug in hfa; rerun with HFA_DEBUG=1 and report the traceback",
             )
-            raise typer.Exit(int(ExitCode.INTERNAL)) from None
-        out.error(str(err))
-        raise typer.Exit(int(err.exit_code)) from None
+        fail(out, err.exit_code, err.message, err.hint, err.details, text=str(err))
+
+
+def fail(
+    out: Output,
+    code: ExitCode,
+    message: str,
+    hint: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    *,
+    text: str | None = None,
+) -> NoReturn:
+    """Report a failure (stderr; the JSON error document with --json) and exit with ``code``."""
+    if out.json_mode and not out.json_written:
+        try:
+            out.emit_json(error_document(code, message, hint, details))
+        except OutputClosed:
+            stop_quietly(out)
+    out.error(text if text is not None else (f"{message} — {hint}" if hint else message))
+    raise typer.Exit(int(code)) from None
+
+
+def stop_quietly(out: Output | None = None) -> NoReturn:
+    """stdout was closed by its reader (``| head``): no message, exit 141 as coreutils' SIGPIPE death."""
+    silence(out.stdout if out is not None else sys.stdout)
+    raise typer.Exit(int(ExitCode.STDOUT_CLOSED)) from None
 
 
 def make_context(
@@ -164,9 +210,11 @@ def rewrite_signature(
     typer builds a command's options from the signature and annotations it sees on the
     function it is given; ``wrapper`` takes the ``extra`` values and calls ``fn``.
     """
-    sig = inspect.signature(fn)
-    hints = typing.get_type_hints(fn, include_extras=True)
-    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values() if p.name != drop]
+    # eval_str resolves the string annotations `from __future__ import annotations` leaves, as
+    # written: typing.get_type_hints on Python 3.10 wraps a None-defaulted Annotated[...] in
+    # Optional[...], which hides its typer.Argument and turns the argument into an option.
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != drop]
     if keyword_only:
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
     added = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, a, d in extra]
@@ -277,17 +325,153 @@ def _plain_coercion(params: list[Any]) -> None:
             param._runtime_param = _PlainCoercion()
 
 
+# -- parsing: help that reads like a CLI's, usage errors that honour --json ---------------------------
+#
+# typer labels every parameter with its type (`--dry-run <bool>`, `-v <int>`) and writes
+# arguments as `{repo}`. hfa's commands show flags bare and arguments in capitals (REPO,
+# [REPOS]...). A usage error click raises while parsing (unknown option, bad value, no such
+# command) prints, besides typer's message on stderr, the --json error document on stdout
+# when --json is on the command line; a common option put before the command name gets a hint.
+
+
+def _show_plainly(params: list[Any]) -> list[Any]:
+    for param in params:
+        if param.param_type_name == "option" and (param.is_flag or param.count) and param.metavar is None:
+            param.metavar = ""  # no `<bool>` / `<int>`: a flag, repeatable where its help says so
+        elif param.param_type_name == "argument" and param.metavar is None:
+            param.metavar = (param.name or "arg").upper() + ("..." if param.nargs != 1 else "")
+    return params
+
+
+def _usage_pieces(cmd: Any, ctx: Any) -> list[str]:
+    pieces = [cmd.options_metavar] if cmd.options_metavar else []
+    for param in cmd.get_params(ctx):
+        if param.param_type_name == "argument":
+            many = param.nargs != 1
+            name = param.metavar.removesuffix("...") if many else param.metavar
+            pieces.append((name if param.required else f"[{name}]") + ("..." if many else ""))
+        else:
+            pieces.extend(param.get_usage_pieces(ctx))
+    return pieces
+
+
+def _json_seen(args: list[str]) -> bool:
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def _token_values(args: list[str]) -> list[str]:
+    values = []
+    for i, arg in enumerate(args):
+        if arg == "--token" and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith("--token="):
+            values.append(arg.partition("=")[2])
+    return values
+
+
+def _options_after_command(args: list[str]) -> str:
+    """``args`` (root options first) rewritten with the common options after the command; tokens masked."""
+    lead: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        name, eq, _ = args[i].partition("=")
+        if name == "--token":
+            lead += ["--token=***"] if eq else ["--token", "***"]
+            i += 1 if eq else 2
+        elif name in COMMON_VALUE_OPTIONS and not eq:
+            lead += args[i : i + 2]
+            i += 2
+        else:
+            lead.append(args[i])
+            i += 1
+    rest = args[i:] or ["COMMAND"]
+    cut = rest.index("--") if "--" in rest else len(rest)
+    words = ["hfa", *rest[:cut], *lead, *rest[cut:]]
+    return " ".join(w if w in ("***", "--token=***") else shlex.quote(w) for w in words)
+
+
+def _report_usage_error(exc: ClickException, ctx: Any, args: list[str], *, root: bool = False) -> ClickException:
+    """The error typer will print; with --json on the command line, the error document is out first."""
+    if getattr(exc, "hfa_reported", False):
+        return exc
+    message, hint = exc.format_message(), None
+    if root and isinstance(exc, NoSuchOption) and exc.option_name in (*COMMON_VALUE_OPTIONS, *COMMON_FLAGS):
+        message = f"No such option: {exc.option_name}"  # not click's "Possible options: --version"
+        hint = f"options go after the command name: `{_options_after_command(args)}`"
+        exc = UsageError(f"{message} — {hint}", ctx=exc.ctx)
+    elif isinstance(exc, UsageError):
+        path = ctx.command_path if ctx is not None and ctx.command_path else "hfa"
+        hint = f"see `{path} --help`"
+    out = Output(json_mode=True, stdout=sys.stdout, stderr=sys.stderr)
+    for secret in (*_token_values(args), os.environ.get("HF_TOKEN")):
+        out.add_secret(secret)
+    if out.redact(exc.format_message()) != exc.format_message():
+        exc = UsageError(out.redact(exc.format_message()), ctx=getattr(exc, "ctx", None))
+    message, hint = out.redact(message), hint and out.redact(hint)
+    exc.hfa_reported = True  # type: ignore[attr-defined]
+    if _json_seen(args):
+        try:
+            code = ExitCode(exc.exit_code)
+        except ValueError:
+            code = ExitCode.USAGE
+        try:
+            out.emit_json(error_document(code, message, hint))
+        except OutputClosed:
+            stop_quietly(out)
+    return exc
+
+
+def _parse(cmd: Any, parse: Callable[[Any, list[str]], list[str]], ctx: Any, args: list[str], root: bool) -> list[str]:
+    _plain_coercion(cmd.get_params(ctx))
+    given = list(args)  # click's parser consumes the list it is given
+    try:
+        return parse(ctx, args)
+    except ClickException as exc:
+        raise _report_usage_error(exc, ctx, given, root=root) from None
+    except BrokenPipeError:
+        if stream_closed(sys.stdout):  # --help or --version into a closed pipe
+            stop_quietly()
+        raise
+    except SystemExit as exc:
+        # rich, which prints --help, meets a closed stdout by pointing it at /dev/null and exiting 1
+        if exc.code == 1 and isinstance(exc.__context__, BrokenPipeError):
+            stop_quietly()
+        raise
+
+
 class FastCommand(TyperCommand):
-    """A typer command whose plain option values skip pydantic (see above)."""
+    """A typer command whose plain option values skip pydantic, with hfa's help and usage errors (see above)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        _plain_coercion(self.get_params(ctx))
-        return super().parse_args(ctx, args)
+        return _parse(self, super().parse_args, ctx, args, root=False)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _show_plainly(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return _usage_pieces(self, ctx)
 
 
 class FastGroup(TyperGroup):
-    """A typer group whose plain option values skip pydantic (see above)."""
+    """A typer group whose plain option values skip pydantic, with hfa's help and usage errors (see above)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        _plain_coercion(self.get_params(ctx))
-        return super().parse_args(ctx, args)
+        return _parse(self, super().parse_args, ctx, args, root=ctx.parent is None)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _show_plainly(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [*_usage_pieces(self, ctx), self.subcommand_metavar]
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        given = list(args)
+        try:
+            return super().resolve_command(ctx, args)
+        except ClickException as exc:  # no such command
+            raise _report_usage_error(exc, ctx, given) from None
