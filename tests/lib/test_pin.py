@@ -166,7 +166,9 @@ def test_check_reports_a_vanished_repo_as_drift_with_an_error(
 ) -> None:
     import shutil
 
-    pin_many(fresh, lock_path, [PinRequest(MODEL, SelectOptions()), PinRequest(RepoRef("other/thing"), SelectOptions())])
+    pin_many(
+        fresh, lock_path, [PinRequest(MODEL, SelectOptions()), PinRequest(RepoRef("other/thing"), SelectOptions())]
+    )
     shutil.rmtree(fresh_world.cache_dir / "models--other--thing")
     result = check(fresh, lock_path, [])
     assert not result.current and result.checked == 2

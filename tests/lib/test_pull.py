@@ -38,7 +38,11 @@ def test_pull_fetches_the_default_selection_verified(online: Settings, world: Wo
     assert result.commit == v2 and not result.dry_run and not result.offline
     assert {f.path for f in result.files} == DEFAULT_FILES
     assert {f.status for f in result.files} == {"downloaded"}
-    assert result.bytes_downloaded == result.total_bytes == sum(len(world.contents["org/model@v2"][p]) for p in DEFAULT_FILES)
+    assert (
+        result.bytes_downloaded
+        == result.total_bytes
+        == sum(len(world.contents["org/model@v2"][p]) for p in DEFAULT_FILES)
+    )
     assert {d.path: "safetensors" in d.reason for d in result.skipped} == {"big.bin": True}
     assert result.snapshot == repo_dir(online.cache_dir).snapshot(v2)
     for path in DEFAULT_FILES:
