@@ -41,3 +41,11 @@ def pulled(online: Settings) -> Path:
     """The cache with org/model (main, default selection) pulled into it."""
     pull(online, MODEL, SelectOptions())
     return online.cache_dir
+
+
+@pytest.fixture
+def built(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A cache made with write_repo (no server): see builders.Built."""
+    from .builders import build_cache
+
+    return build_cache(tmp_path / "built")
