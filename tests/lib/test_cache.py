@@ -253,6 +253,18 @@ def test_a_blob_whose_lock_is_held_is_kept_and_reported(lay: Layout) -> None:
     assert result.to_json()["bytes_in_use"] == len(V1["config.json"])
 
 
+def test_a_blob_linked_after_planning_is_kept(lay: Layout) -> None:
+    only_v1 = lay.blob(V1, "config.json")
+    plan = plan_rm(lay.cache, ["org/model@v1"])
+    assert only_v1 in [r.path for r in plan.removals]
+    # A pull links the blob into another snapshot between planning and applying.
+    (lay.repo.snapshot(lay.v2) / "old-config.json").symlink_to("../../blobs/" + only_v1.name)
+    result = apply(plan)
+    assert [s.item.path for s in result.skipped] == [only_v1]
+    assert result.skipped[0].why.startswith("in use: now linked from")
+    assert (lay.repo.snapshot(lay.v2) / "old-config.json").read_bytes() == V1["config.json"]
+
+
 def test_links_out_of_the_cache_are_removed_never_followed(lay: Layout, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -72,7 +72,7 @@ def test_a_ref_that_is_not_a_commit_is_refused(built: Built) -> None:
 
 def test_snapshot_files_ignores_links_out_of_blobs_and_plain_files(built: Built, tmp_path: Path) -> None:
     snap = built.model_snapshot
-    outside = tmp_path / "outside.txt"
+    outside = tmp_path / ("a" * 40)  # named like a blob, but outside blobs/
     outside.write_text("secret")
     os.symlink(outside, snap / "leak.txt")
     (snap / "plain.txt").write_text("not a link")
