@@ -44,7 +44,7 @@ def pulled(online: Settings) -> Path:
 
 
 @pytest.fixture
-def built(tmp_path: Path):  # type: ignore[no-untyped-def]
+def built(tmp_path: Path):
     """A cache made with write_repo (no server): see builders.Built."""
     from .builders import build_cache
 

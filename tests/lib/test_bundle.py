@@ -41,7 +41,7 @@ def cache_files(cache: Path) -> list[str]:
     return sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file() or p.is_symlink())
 
 
-def rewrite(src: Path, dest: Path, change) -> None:  # type: ignore[no-untyped-def]
+def rewrite(src: Path, dest: Path, change) -> None:
     """Copy a tar, passing each (TarInfo, bytes) through ``change``; None drops the member."""
     with tarfile.open(src) as tin, tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tout:
         for member in tin.getmembers():
@@ -148,7 +148,7 @@ def test_import_after_a_deleted_link_restores_only_that_link(built: Built, bundl
 def test_a_tampered_blob_is_refused_and_nothing_is_published(built: Built, bundle: Path, tmp_path: Path) -> None:
     target = built.blob("config.json").name
 
-    def flip(member: tarfile.TarInfo, data: bytes):  # type: ignore[no-untyped-def]
+    def flip(member: tarfile.TarInfo, data: bytes):
         if member.name.endswith(target):
             data = bytes([data[0] ^ 1]) + data[1:]
         return member, data

@@ -141,7 +141,7 @@ def test_dead_endpoint_is_a_network_error(cache: Path) -> None:
 
 def _evil_pickle() -> bytes:
     class Evil:
-        def __reduce__(self):  # type: ignore[no-untyped-def]
+        def __reduce__(self):
             return (os.system, ("true",))
 
     return pickle.dumps(Evil(), protocol=2)  # never loaded: only scanned
@@ -173,7 +173,7 @@ class Recorder:
     def advance(self, nbytes: int) -> None:
         self.bytes += nbytes
 
-    def file_done(self, outcome) -> None:  # type: ignore[no-untyped-def]
+    def file_done(self, outcome) -> None:
         self.done.append(outcome.path)
 
 

@@ -22,7 +22,7 @@ from .builders import DATA_FILES, MODEL_FILES, Built
 POLICY = ScanPolicy()
 
 
-def codes(report) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+def codes(report) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for f in report.findings:
         out.setdefault(f.code, []).append(f.path)
@@ -113,7 +113,7 @@ def test_a_missing_cache_dir_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_the_content_scan_runs_over_snapshot_files(tmp_path: Path) -> None:
     class Evil:
-        def __reduce__(self):  # type: ignore[no-untyped-def]
+        def __reduce__(self):
             return (os.system, ("true",))
 
     cache = tmp_path / "cache"
