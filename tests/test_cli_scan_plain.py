@@ -73,10 +73,11 @@ PLAIN = [
     ["code", "--json", "--sarif", "out.sarif"],
     ["stub.safetensors", "--fail-on", "critical", "--sarif=out.sarif"],
     ["clean", "--allowlist", "allow.toml", "-q", "-q"],
+    ["evil.pkl"],  # a finding at or above --fail-on: reported and exit 1, scanned once
+    ["code", "--fail-on=medium", "--json"],
+    ["evil.pkl", "--sarif", "out.sarif", "-v"],
 ]
 FULL = [
-    ["evil.pkl"],  # a finding at or above --fail-on: the full CLI reports it
-    ["code", "--fail-on=medium", "--json"],
     ["missing.bin"],
     ["clean", "--fail-on", "severe"],
     ["clean", "--sarif", "clean"],  # a folder as --sarif

@@ -5,8 +5,9 @@ start-up is most of its time; the CLI framework (typer) costs ~30 ms of it. :fun
 therefore runs a clean scan of existing files and folders with plain options (``-q``, ``-v``,
 ``--json``, ``--fail-on``, ``--sarif``, ``--allowlist``) without importing typer, through the
 same functions as the typer command below, and writes the same output. Anything else (other
-options, ``--help``, a repo id, an error, a finding at or above ``--fail-on``) returns None
-before writing anything, and the full CLI runs the command: one place reports errors.
+options, ``--help``, a repo id, an error) returns None before writing anything, and the full
+CLI runs the command: one place reports errors. Findings at or above ``--fail-on`` are not an
+error of the command: the report is written and the check's exit code (1) returned here.
 tests/test_cli_scan_plain.py runs both paths on the same arguments and compares them.
 """
 
@@ -79,16 +80,21 @@ def scan_plain(argv: list[str]) -> int | None:
     )
     try:
         from hfa.config import Settings
+        from hfa.errors import CheckFailed
         from hfa.scan.model import Severity
 
         settings = Settings.resolve()
         out.add_secret(settings.token)
         fail_on = values.get("--fail-on", "high")
-        level = Severity.parse(fail_on)
+        Severity.parse(fail_on)  # a bad level raises: the full CLI reports it
         scanned = scan(settings.cache_dir, names, Path(files[1]) if files[1] else None)
-        if any(f.severity >= level for f in scanned.findings):
-            return None
         finish_scan(out, scanned, fail_on, Path(files[0]) if files[0] else None)
+    except CheckFailed as failed:
+        # Findings at or above --fail-on: the report is out; end as the full CLI's run_guarded does
+        # (the command's own document stands for the --json error document). Scanning twice cost a
+        # second pass over exactly the files that matter most.
+        out.error(str(failed))
+        return int(failed.exit_code)
     except KeyboardInterrupt:
         out.error("interrupted")
         from hfa.errors import ExitCode
