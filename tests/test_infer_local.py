@@ -358,18 +358,18 @@ def test_hfa_infer_local_reports_repository_code_errors_and_the_right_flag(tiny_
 
 def test_text_to_image_pipelines_come_from_diffusers_only() -> None:
     diffusers = pytest.importorskip("diffusers")
-    from hfa.infer.image_engine import _pipeline_class
+    from hfa.infer.engines.image import pipeline_class
 
     sd = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}
-    assert _pipeline_class(diffusers, sd, "org/m", trusted=False) is diffusers.StableDiffusionPipeline
+    assert pipeline_class(diffusers, sd, "org/m", trusted=False) is diffusers.StableDiffusionPipeline
     safety = {**sd, "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"]}
-    assert _pipeline_class(diffusers, safety, "org/m", trusted=False) is diffusers.StableDiffusionPipeline
+    assert pipeline_class(diffusers, safety, "org/m", trusted=False) is diffusers.StableDiffusionPipeline
     foreign = {**sd, "vae": ["os", "system"]}
     with pytest.raises(ModelRefused, match="vae from os") as err:
-        _pipeline_class(diffusers, foreign, "org/m", trusted=False)
+        pipeline_class(diffusers, foreign, "org/m", trusted=False)
     assert err.value.code == "RemoteCodeRefused"
-    assert _pipeline_class(diffusers, foreign, "org/m", trusted=True) is diffusers.DiffusionPipeline
+    assert pipeline_class(diffusers, foreign, "org/m", trusted=True) is diffusers.DiffusionPipeline
     with pytest.raises(UnsupportedTask, match="NoSuchPipeline"):
-        _pipeline_class(diffusers, {"_class_name": "NoSuchPipeline"}, "org/m", trusted=False)
+        pipeline_class(diffusers, {"_class_name": "NoSuchPipeline"}, "org/m", trusted=False)
     with pytest.raises(UnsupportedTask, match="os"):  # a name diffusers has, but not a pipeline
-        _pipeline_class(diffusers, {"_class_name": "os"}, "org/m", trusted=False)
+        pipeline_class(diffusers, {"_class_name": "os"}, "org/m", trusted=False)

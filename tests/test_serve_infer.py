@@ -203,6 +203,9 @@ def test_least_recently_used_models_are_unloaded(fake_server) -> None:  # type: 
                           content=b"img" if repo == "org/img" else None, headers=WAIT).status_code == 200  # fmt: skip
     assert sorted(k[0] for k in pool.loaded()) == ["org/cls", "org/img"]
     emb = next(e for e in loader.engines if e.model.repo_id == "org/emb")
+    deadline = time.monotonic() + 10  # the loading thread closes what it evicted after the answer went out
+    while not emb.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert emb.closed
 
 

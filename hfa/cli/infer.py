@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hfa.cli.options import Ctx, command
+
+if TYPE_CHECKING:
+    from hfa.infer.session import Session
 
 PANEL_INPUT = "Input"
 PANEL_TASK = "Task options"
@@ -227,6 +227,7 @@ def register(app: typer.Typer) -> None:
         A batch writes one line per request, in input order, and exits 1 if any line failed. See docs/infer.md.
         """
         from hfa.errors import UsageError
+        from hfa.infer.session import Session
         from hfa.infer.tasks import build_parameters, get_task
 
         spec = get_task(task)
@@ -266,23 +267,26 @@ def register(app: typer.Typer) -> None:
             from hfa import lockfile
 
             local_options["lock"] = lockfile.read(lock)
-        session = _Session(
-            ctx,
+        out = ctx.out
+        session = Session(
+            ctx.settings,
             spec,
             model,
-            endpoint_url,
-            local,
-            timeout,
-            no_cache or selftest,
-            batch=bool(jsonl),
+            endpoint_url=endpoint_url,
+            local=local,
+            timeout=timeout,
+            use_cache=not (no_cache or selftest),
+            on_wait=out.debug if jsonl else out.info,
             local_options=local_options,
         )
+        if session.cache_note:
+            out.debug(session.cache_note)
         if selftest:
-            session.selftest(params)
+            _selftest(ctx, session, params)
         elif jsonl:
-            session.batch(jsonl, params, context, concurrency, output)
+            _batch(ctx, session, jsonl, params, context, concurrency, output)
         else:
-            session.single(input_text, input_file, params, context, output)
+            _single(ctx, session, input_text, input_file, params, context, output)
 
 
 def _parse_parameters(text: str | None) -> dict[str, Any]:
@@ -299,199 +303,70 @@ def _parse_parameters(text: str | None) -> dict[str, Any]:
     return value
 
 
-class _Session:
-    """What one `hfa infer` run needs: the task, the runner (cached), and how to report."""
+def _single(
+    ctx: Ctx,
+    session: Session,
+    text: str | None,
+    file: Path | None,
+    params: dict[str, Any],
+    context: str | None,
+    output: Path | None,
+) -> None:
+    from hfa.infer.tasks import render
 
-    def __init__(
-        self,
-        ctx: Ctx,
-        spec: Any,
-        model: str | None,
-        endpoint_url: str | None,
-        local: bool,
-        timeout: float,
-        no_cache: bool,
-        *,
-        batch: bool,
-        local_options: dict[str, Any] | None = None,
-    ) -> None:
-        from hfa.errors import UsageError
-        from hfa.infer.cache import CachedRunner, ResultCache
-        from hfa.infer.client import make_runner, resolve_commit
-        from hfa.refs import RepoRef
+    out, spec = ctx.out, session.spec
+    result, cached = session.answer(text, file, params, context, output)
+    if cached:
+        out.info("(answered from the inference cache; --no-cache to ask again)")
+    shown = session.save(result, output)
+    if shown is not None:  # an image: its file, not its bytes
+        out.result(session.describe(shown, cached), lambda: out.line(f"wrote image to {output} ({len(result)} bytes)"))
+        return
 
-        self.ctx = ctx
-        self.spec = spec
-        self.ref = RepoRef.parse(model) if model else None
-        if self.ref is not None and self.ref.repo_type != "model":
-            raise UsageError(f"'{model}' is a {self.ref.repo_type}; inference runs models", "pass --model org/name")
-        if timeout <= 0:
-            raise UsageError(f"--timeout must be positive, not {timeout:g}", "pass seconds, e.g. --timeout 300")
-        out = ctx.out
-        on_wait = out.debug if batch else out.info
-        self.runner = make_runner(
-            ctx.settings,
-            self.ref,
-            endpoint_url=endpoint_url,
-            local=local,
-            timeout=timeout,
-            on_wait=on_wait,
-            local_options=local_options,
-        )
-        self.commit: str | None = None
-        if self.ref is not None:
-            self.commit, source = resolve_commit(ctx.settings, self.ref, ask_hub=not local)
-            if source == "revision":
-                # A branch name is no key: when it moves, its old results would come back.
-                out.debug(f"result cache off: the commit of {self.ref.display} is unknown (pin one with @<commit>)")
-                no_cache = True
-            else:
-                out.debug(f"cache key uses {self.ref.repo_id} at {self.commit} ({source})")
-        label = self.ref.repo_id if self.ref else self.runner.route
-        self.model_label = self.ref.display if self.ref else self.runner.route
-        self.cached = CachedRunner(self.runner, None if no_cache else ResultCache(), model=label, commit=self.commit)
-
-    def _doc(self, result: Any, cached: bool) -> dict[str, Any]:
-        return {
-            "task": self.spec.name,
-            "model": self.model_label,
-            "commit": self.commit,
-            "route": self.runner.route,
-            "cached": cached,
-            "result": result,
-        }
-
-    # -- one request ------------------------------------------------------------------------------
-    def single(
-        self, text: str | None, file: Path | None, params: dict[str, Any], context: str | None, output: Path | None
-    ) -> None:
-        from hfa.errors import LocalError, UsageError
-        from hfa.infer.tasks import check_parameters, make_inputs, render
-
-        spec, out = self.spec, self.ctx.out
-        if spec.binary_output and output is None:
-            raise UsageError(
-                f"{spec.name} writes an image", f"pass --output FILE, e.g. hfa infer {spec.name} … -o out.png"
-            )
-        if file is not None and spec.input_kind != "image":
-            try:
-                raw: Any = file.read_text(encoding="utf-8").rstrip("\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise LocalError(f"Cannot read --input-file '{file}': {exc}", "pass a UTF-8 text file") from None
-        else:
-            raw = str(file) if file is not None else text
-        check_parameters(spec, params)
-        inputs = make_inputs(spec, raw, context=context)
-        result, cached = self.cached.run_with_info(spec.name, inputs, params)
-        if cached:
-            out.info("(answered from the inference cache; --no-cache to ask again)")
-        if spec.binary_output:
-            assert output is not None
-            _write_bytes(output, result)
-            from hfa.infer.tasks import image_type
-
-            shown = {"file": str(output), "bytes": len(result), "content_type": image_type(result)}
-            out.result(self._doc(shown, cached), lambda: out.line(f"wrote image to {output} ({len(result)} bytes)"))
-            return
+    def human() -> None:
+        for line in render(spec, result):
+            out.line(line)
         if output is not None:
-            _write_bytes(output, (json.dumps(result, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+            out.info(f"wrote result to {output}")
 
-        def human() -> None:
-            for line in render(spec, result):
-                out.line(line)
-            if output is not None:
-                out.info(f"wrote result to {output}")
-
-        out.result(self._doc(result, cached), human)
-
-    # -- selftest ---------------------------------------------------------------------------------
-    def selftest(self, params: dict[str, Any]) -> None:
-        from hfa.infer.tasks import selftest
-
-        out = self.ctx.out
-        report = selftest(self.cached, self.spec, params)
-        doc = {**self._doc(None, False), **report.to_json()}
-        doc.pop("cached")
-        out.result(
-            doc, lambda: out.success(f"selftest passed: {self.spec.name} on {self.model_label}: {report.summary}")
-        )
-
-    # -- batch ------------------------------------------------------------------------------------
-    def batch(
-        self, source: str, params: dict[str, Any], context: str | None, concurrency: int, output: Path | None
-    ) -> None:
-        from hfa.errors import CheckFailed, LocalError, UsageError
-        from hfa.infer.batch import BatchRequest, parse_lines, run_batch
-
-        spec, out = self.spec, self.ctx.out
-        if concurrency < 1:
-            raise UsageError(f"--concurrency must be at least 1, not {concurrency}", "pass --concurrency 4")
-        if spec.binary_output:
-            if output is None:
-                raise UsageError(f"{spec.name} in a batch writes one image per line", "pass --output DIR")
-            output.mkdir(parents=True, exist_ok=True)
-        elif output is not None:
-            raise UsageError("--output with --jsonl is only for text-to-image", "redirect stdout to save the results")
-        total: int | None = None
-        if source == "-":
-            lines: Any = sys.stdin
-        else:
-            try:
-                text_lines = Path(source).read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise LocalError(
-                    f"Cannot read --jsonl '{source}': {exc}", "pass a UTF-8 JSON-lines file or -"
-                ) from None
-            total = sum(1 for line in text_lines if line.strip())
-            lines = text_lines
-
-        def handle(request: BatchRequest) -> Any:
-            result = self.cached.run(spec.name, request.inputs, request.parameters)
-            if spec.binary_output:
-                assert output is not None
-                path = output / f"{_safe_name(request.id)}.png"
-                _write_bytes(path, result)
-                return {"file": str(path), "bytes": len(result)}
-            return result
-
-        done = failed = 0
-        with out.progress() as progress:
-            bar = progress.add_task(f"{spec.name}", total=total) if progress is not None else None
-
-            def on_done(ok: bool) -> None:
-                if progress is not None:
-                    progress.advance(bar)
-
-            for line in run_batch(
-                parse_lines(lines, spec, params, context=context), handle, concurrency=concurrency, on_done=on_done
-            ):
-                done += 1
-                failed += "error" in line
-                out.stdout.write(out.redact(json.dumps(line, ensure_ascii=False)) + "\n")
-                out.stdout.flush()
-        if failed:
-            raise CheckFailed(
-                f"{failed} of {done} request(s) failed", 'their lines carry "error"; the others are valid'
-            )
-        out.info(f"{done} request(s) done")
+    out.result(session.describe(result, cached), human)
 
 
-def _safe_name(ident: Any) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(ident)).strip("._") or "result"
-    return name[:100]
+def _selftest(ctx: Ctx, session: Session, params: dict[str, Any]) -> None:
+    out = ctx.out
+    report = session.selftest(params)
+    doc = {**session.describe(None, False), **report.to_json()}
+    doc.pop("cached")
+    summary = f"selftest passed: {session.spec.name} on {session.model_label}: {report.summary}"
+    out.result(doc, lambda: out.success(summary))
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename: never half an output file."""
-    import tempfile
+def _batch(
+    ctx: Ctx,
+    session: Session,
+    source: str,
+    params: dict[str, Any],
+    context: str | None,
+    concurrency: int,
+    output: Path | None,
+) -> None:
+    from hfa.errors import CheckFailed
 
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out = ctx.out
+    lines, total = session.open_batch(source, concurrency, output)
+    done = failed = 0
+    with out.progress() as progress:
+        bar = progress.add_task(f"{session.spec.name}", total=total) if progress is not None else None
+
+        def on_done(ok: bool) -> None:
+            if progress is not None:
+                progress.advance(bar)
+
+        for line in session.run_batch(lines, params, context, concurrency, output, on_done):
+            done += 1
+            failed += "error" in line
+            out.stdout.write(out.redact(json.dumps(line, ensure_ascii=False)) + "\n")
+            out.stdout.flush()
+    if failed:
+        raise CheckFailed(f"{failed} of {done} request(s) failed", 'their lines carry "error"; the others are valid')
+    out.info(f"{done} request(s) done")

@@ -6,9 +6,18 @@
   ``InferenceClient`` plus retries, a deadline and hfa's errors);
 * :mod:`hfa.infer.cache`  the content-addressed result cache (``cache_stats``, ``clear_cache``);
 * :mod:`hfa.infer.batch`  JSON-lines batches, in order, with concurrency;
-* ``hfa.infer.local``     (optional extra ``hfa[infer]``) an in-process runner for ``--local``.
+* :mod:`hfa.infer.session` :class:`Session`, one ``hfa infer`` run: the runner behind the result
+  cache, the cache-key policy, one request, a selftest or a batch, and atomic output files;
+* :mod:`hfa.infer.modelfiles` a model's files, its policy checks and staging (no torch);
+* :mod:`hfa.infer.pool`   the model pool ``hfa serve --infer`` loads engines into (no torch until a load);
 
-Importing this package stays cheap: huggingface_hub is imported only when a request is made.
+and, needing the optional extra ``hfa[infer]`` (torch), imported only when a model runs in-process:
+
+* ``hfa.infer.engines``   the engines (text, embeddings, image), :data:`ENGINES` and ``load_engine``;
+* ``hfa.infer.local``     an in-process runner for ``--local``.
+
+Importing this package stays cheap: no torch or transformers, and huggingface_hub is imported only
+when a request is made.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 from hfa.infer.batch import BatchRequest, parse_lines, run_batch
 from hfa.infer.cache import CachedRunner, ResultCache, cache_stats, clear_cache, default_cache_root
 from hfa.infer.client import Clock, InferenceAPI, make_runner, model_url, resolve_commit, token_for
+from hfa.infer.session import Session
 from hfa.infer.tasks import Runner, Task, build_parameters, get_task, make_inputs, selftest
 
 __all__ = [
@@ -25,6 +35,7 @@ __all__ = [
     "InferenceAPI",
     "ResultCache",
     "Runner",
+    "Session",
     "Task",
     "build_parameters",
     "cache_stats",

@@ -21,8 +21,8 @@ import transformers  # noqa: F401
 
 from hfa.config import Settings
 from hfa.errors import HfaError, LocalError, UsageError
-from hfa.infer.engines import Engine, explain_failure, load_engine
-from hfa.infer.modelfiles import ModelFiles, client_view, from_cache, normalize_task
+from hfa.infer.engines import Engine, load_engine
+from hfa.infer.modelfiles import ModelFiles, client_view, explain_failure, from_cache, normalize_task
 from hfa.refs import RepoRef
 
 

@@ -293,6 +293,23 @@ class Handler(BaseHTTPRequestHandler):
             host = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
         return f"http://{host}"
 
+    # -- the interface hfa.server.infer_routes uses --------------------------------
+    def base_url(self) -> str:
+        """``http://host:port`` as the client addressed this server."""
+        return self._base_url()
+
+    def repo_or_error(self, repo_type: str, repo_id: str, *, files: bool = False) -> tuple[Repo, TokenRule | None]:
+        """The repo, if this request may see it (``files``: and read its files); HttpError as the Hub answers."""
+        return self._repo_or_error(repo_type, repo_id, files=files)
+
+    def commit_or_error(self, repo: Repo, revision: str | None) -> Snapshot:
+        """The snapshot of ``revision`` (None: the default branch); HttpError 404 RevisionNotFound."""
+        return self._commit_or_error(repo, revision)
+
+    def mark_body_read(self) -> None:
+        """The request body has been read: the connection may be kept alive."""
+        self._body_read = True
+
     # -- routing -----------------------------------------------------------------
     def _route(self, head: bool) -> None:
         raw_path = self.path.partition("?")[0]

@@ -34,23 +34,49 @@ import base64
 import binascii
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 from hfa import __version__
 from hfa.errors import HfaError, NotFound, UsageError
 from hfa.infer.modelfiles import ModelFiles, ModelRefused, UnsupportedTask, explain_failure, normalize_task
 from hfa.infer.pool import InferenceUnavailable, Loading, ModelPool, PoolConfig
-from hfa.server.wire import HttpError, _truthy
+from hfa.server.wire import HttpError, truthy
 
 if TYPE_CHECKING:
-    from hfa.server.store import CacheStore
+    from hfa.server.auth import TokenRule
+    from hfa.server.store import CacheStore, Repo, Snapshot
 
 log = logging.getLogger("hfa.serve")
 
 MAX_BODY = 64 * 1024 * 1024
 TAILS = ("pipeline", "info", "health")
 IMAGE_TASKS = ("image-classification",)
+
+
+class InferHandler(Protocol):
+    """What these routes use of the HTTP handler (:class:`hfa.server.http.Handler`): the request,
+    the ways to answer it, and the handler's own repo lookup, so that ``--auth`` applies alike."""
+
+    command: str
+    headers: Any
+    rfile: Any
+    wfile: Any
+    server: Any  # .infer is the InferenceService
+
+    def send_response(self, code: int, message: str | None = None) -> None: ...
+
+    def send_header(self, keyword: str, value: str) -> None: ...
+
+    def end_headers(self) -> None: ...
+
+    def base_url(self) -> str: ...
+
+    def repo_or_error(self, repo_type: str, repo_id: str, *, files: bool = False) -> tuple[Repo, TokenRule | None]: ...
+
+    def commit_or_error(self, repo: Repo, revision: str | None) -> Snapshot: ...
+
+    def mark_body_read(self) -> None: ...
 
 
 class InferenceService:
@@ -72,7 +98,7 @@ class InferenceService:
         self.pool.close()
 
 
-def handle(handler: Any, segs: list[str], head: bool) -> bool:
+def handle(handler: InferHandler, segs: list[str], head: bool) -> bool:
     """Answer an inference route and return True; False when ``segs`` is not one (the Hub routes try it)."""
     service: InferenceService = handler.server.infer
     rest = segs[1:] if segs[0] == "hf-inference" else segs
@@ -90,12 +116,12 @@ def handle(handler: Any, segs: list[str], head: bool) -> bool:
     return True
 
 
-def handle_root(handler: Any) -> None:
+def handle_root(handler: InferHandler) -> None:
     """``POST /``: what ``InferenceClient(base_url=URL)`` sends; answered when the server runs exactly one model."""
     service: InferenceService = handler.server.infer
     only = service.only_model()
     if only is None:
-        base = handler._base_url()
+        base = handler.base_url()
         raise HttpError(
             404,
             "POST / names no model, and this server runs more than one: post to /models/{repo}, e.g. "
@@ -105,7 +131,13 @@ def handle_root(handler: Any) -> None:
 
 
 def _answer(
-    handler: Any, service: InferenceService, repo_id: str, method: str, task: str | None, tail: list[str], head: bool
+    handler: InferHandler,
+    service: InferenceService,
+    repo_id: str,
+    method: str,
+    task: str | None,
+    tail: list[str],
+    head: bool,
 ) -> None:
     try:
         body = _read_body(handler) if method == "POST" else b""
@@ -144,9 +176,9 @@ def _split(store: CacheStore, parts: list[str]) -> tuple[str, list[str]]:
     return "/".join(parts[:n]), parts[n:]
 
 
-def _model(handler: Any, service: InferenceService, repo_id: str) -> ModelFiles:
+def _model(handler: InferHandler, service: InferenceService, repo_id: str) -> ModelFiles:
     try:
-        repo, _rule = handler._repo_or_error("model", repo_id, files=True)  # --auth applies as for its files
+        repo, _rule = handler.repo_or_error("model", repo_id, files=True)  # --auth applies as for its files
     except HttpError as err:
         if err.code != "RepoNotFound":
             raise  # gated: 401/403 as for its files
@@ -159,7 +191,7 @@ def _model(handler: Any, service: InferenceService, repo_id: str) -> ModelFiles:
             f"Model {repo_id} is not served for inference here",
             "the server runs only the models named by --infer-models",
         )
-    snap = handler._commit_or_error(repo, None)
+    snap = handler.commit_or_error(repo, None)
     files = {path: entry.blob_path for path, entry in snap.files.items()}
     return ModelFiles(repo_id, snap.commit, files, service.store.card_data(snap))
 
@@ -182,13 +214,13 @@ def _task(model: ModelFiles, asked: str | None) -> str:
     return task
 
 
-def _post(handler: Any, service: InferenceService, model: ModelFiles, asked: str | None, body: bytes) -> None:
+def _post(handler: InferHandler, service: InferenceService, model: ModelFiles, asked: str | None, body: bytes) -> None:
     task = _task(model, asked)
     inputs, parameters, wait_asked = _request(handler, task, body)
     service.pool.check(model)
     header = (handler.headers.get("X-Wait-For-Model") or "").strip()
     if header:
-        wait_asked = _truthy(header)
+        wait_asked = truthy(header)
     wait = service.config.max_wait if wait_asked else 0.0 if wait_asked is False else service.config.hold
     engine = service.pool.engine(model, task, wait=wait)
     try:
@@ -205,7 +237,7 @@ def _post(handler: Any, service: InferenceService, model: ModelFiles, asked: str
         _send(handler, 200, result, extra={"X-Model-Commit": model.commit})
 
 
-def _read_body(handler: Any) -> bytes:
+def _read_body(handler: InferHandler) -> bytes:
     if handler.headers.get("Transfer-Encoding"):
         raise HttpError(411, "Send the body with a Content-Length")
     declared = (handler.headers.get("Content-Length") or "0").strip()
@@ -215,11 +247,11 @@ def _read_body(handler: Any) -> bytes:
     if length > MAX_BODY:
         raise HttpError(413, f"Request body too large (at most {MAX_BODY // (1 << 20)} MiB)")
     body: bytes = handler.rfile.read(length) if length else b""
-    handler._body_read = True
+    handler.mark_body_read()
     return body
 
 
-def _request(handler: Any, task: str, body: bytes) -> tuple[Any, dict[str, Any], bool | None]:
+def _request(handler: InferHandler, task: str, body: bytes) -> tuple[Any, dict[str, Any], bool | None]:
     """(inputs, parameters, wait_for_model if the body says) from the body, as InferenceClient sends it."""
     ctype = (handler.headers.get("Content-Type") or "").lower()
     is_json = "json" in ctype or (task not in IMAGE_TASKS and body.lstrip()[:1] in (b"{", b'"', b"["))
@@ -264,7 +296,7 @@ def _image(value: Any) -> bytes:
         raise UsageError('"inputs" is not valid base64', "send the image base64-encoded") from None
 
 
-def _status(handler: Any, service: InferenceService, model: ModelFiles, what: str, head: bool) -> None:
+def _status(handler: InferHandler, service: InferenceService, model: ModelFiles, what: str, head: bool) -> None:
     try:
         task: str | None = model.default_task()
     except UnsupportedTask:
@@ -292,7 +324,7 @@ def _status(handler: Any, service: InferenceService, model: ModelFiles, what: st
 
 
 def _send(
-    handler: Any,
+    handler: InferHandler,
     status: int,
     doc: Any,
     *,
@@ -313,7 +345,7 @@ def _send(
         handler.wfile.write(body)
 
 
-def _send_bytes(handler: Any, data: bytes, content_type: str) -> None:
+def _send_bytes(handler: InferHandler, data: bytes, content_type: str) -> None:
     handler.send_response(200)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(data)))

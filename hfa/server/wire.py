@@ -38,8 +38,12 @@ def _has_body(headers: Any) -> bool:
     return bool(headers.get("Transfer-Encoding")) or (headers.get("Content-Length") or "0").strip() != "0"
 
 
-def _truthy(value: str) -> bool:
+def truthy(value: str) -> bool:
+    """A flag in a query or a header: 1, true, yes or on (any case)."""
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+_truthy = truthy  # the name http.py and search.py still use
 
 
 def _cursor(query: dict[str, list[str]]) -> int:

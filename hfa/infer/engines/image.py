@@ -1,9 +1,11 @@
-"""text-to-image with diffusers: a pipeline loaded from the staged snapshot, on CPU, answering PNG bytes.
+"""The image tasks: image-classification (transformers) and text-to-image (diffusers).
 
+text-to-image: a diffusers pipeline loaded from the staged snapshot, on CPU, answering PNG bytes.
 The pipeline class is the one ``model_index.json`` names, taken from diffusers itself; every
 component must come from diffusers or transformers. A custom pipeline or component (code from
 the repository, or a library diffusers would import by name) loads only when ``trust_remote_code``
 names the repo. Weights load as safetensors only unless ``allow_pickle``, from local files only.
+diffusers is imported when a text-to-image model loads, never before.
 
 Parameters are the ones ``InferenceClient.text_to_image`` sends: ``negative_prompt``, ``height``,
 ``width``, ``num_inference_steps``, ``guidance_scale``, ``scheduler`` (a class name from the
@@ -18,17 +20,50 @@ from typing import Any
 
 import torch
 
-from hfa.infer.engines import BadInput, Engine, _float, _int, _Loader, _texts
+from hfa.infer.engines.base import (
+    BadInput,
+    Engine,
+    Loader,
+    float_param,
+    input_texts,
+    int_param,
+    label_scores,
+    ranked_labels,
+)
 from hfa.infer.modelfiles import ModelRefused, UnsupportedTask, trust_hint
 
 PARAMETERS = ("negative_prompt", "height", "width", "num_inference_steps", "guidance_scale", "scheduler", "seed")
 SAFE_LIBRARIES = ("diffusers", "transformers")
 
 
+class ImageClassification(Engine):
+    def load(self, loader: Loader) -> None:
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        self.processor = AutoImageProcessor.from_pretrained(loader.path, **loader.common)
+        self.net = loader.model(AutoModelForImageClassification, self.task)
+
+    def _run(self, inputs: Any, params: dict[str, Any]) -> Any:
+        from PIL import Image, UnidentifiedImageError
+
+        if not isinstance(inputs, (bytes, bytearray)) or not inputs:
+            raise BadInput("image-classification inputs must be an image (raw bytes, or base64 in JSON)", "send one")
+        try:
+            with Image.open(io.BytesIO(inputs)) as img:
+                image = img.convert("RGB")
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise BadInput(f"cannot read the image: {exc}", "send a PNG, JPEG, GIF or WebP image") from None
+        top_k = int_param(params, "top_k", 5)
+        logits = self.net(**self.processor(images=image, return_tensors="pt")).logits
+        multi = getattr(self.net.config, "problem_type", None) == "multi_label_classification"
+        scores = label_scores(logits, params.get("function_to_apply"), multi)[0]
+        return ranked_labels(self.net.config.id2label, scores.tolist(), top_k)
+
+
 class TextToImage(Engine):
     kind: str = "diffusers"
 
-    def load(self, loader: _Loader) -> None:
+    def load(self, loader: Loader) -> None:
         if importlib.util.find_spec("diffusers") is None:
             raise UnsupportedTask(
                 "text-to-image needs the diffusers package, which is not installed", "pip install 'hfa[infer]'"
@@ -45,7 +80,7 @@ class TextToImage(Engine):
                 f"'{self.model.repo_id}' is not a diffusers pipeline (no model_index.json)",
                 "text-to-image runs diffusers pipelines",
             )
-        cls = _pipeline_class(diffusers, index, self.model.repo_id, trusted, for_server=loader.for_server)
+        cls = pipeline_class(diffusers, index, self.model.repo_id, trusted, for_server=loader.for_server)
         kwargs: dict[str, Any] = {
             "local_files_only": True,
             "use_safetensors": None if loader.allow_pickle else True,
@@ -62,21 +97,21 @@ class TextToImage(Engine):
         self.scale = int(getattr(self.pipe, "vae_scale_factor", 8) or 8)
 
     def _run(self, inputs: Any, params: dict[str, Any]) -> Any:
-        prompt = _texts(inputs, allow_list=False)[0][0]
+        prompt = input_texts(inputs, allow_list=False)[0][0]
         unknown = sorted(name for name, value in params.items() if value is not None and name not in PARAMETERS)
         if unknown:
             raise BadInput(f"text-to-image does not take {', '.join(unknown)}", f"it takes: {', '.join(PARAMETERS)}")
         kwargs: dict[str, Any] = {}
-        steps = _int(params, "num_inference_steps", None, 1, 500)
+        steps = int_param(params, "num_inference_steps", None, 1, 500)
         if steps is not None:
             kwargs["num_inference_steps"] = steps
         for name in ("height", "width"):
-            size = _int(params, name, None, self.scale, 4096)
+            size = int_param(params, name, None, self.scale, 4096)
             if size is not None:
                 if size % self.scale:
                     raise BadInput(f"{name} must be a multiple of {self.scale}, not {size}", "round it")
                 kwargs[name] = size
-        guidance = _float(params, "guidance_scale", 0.0, 100.0)
+        guidance = float_param(params, "guidance_scale", 0.0, 100.0)
         if guidance is not None:
             kwargs["guidance_scale"] = guidance
         negative = params.get("negative_prompt")
@@ -84,7 +119,7 @@ class TextToImage(Engine):
             if not isinstance(negative, str):
                 raise BadInput("negative_prompt must be a string", "fix the parameters")
             kwargs["negative_prompt"] = negative
-        seed = _int(params, "seed", None, 0, 2**63 - 1)
+        seed = int_param(params, "seed", None, 0, 2**63 - 1)
         if seed is not None:
             kwargs["generator"] = torch.Generator("cpu").manual_seed(seed)
         self.pipe.scheduler = self._scheduler(params.get("scheduler"))
@@ -108,7 +143,7 @@ class TextToImage(Engine):
         return compatible[name].from_config(self.scheduler.config)
 
 
-def _pipeline_class(
+def pipeline_class(
     diffusers: Any, index: dict[str, Any], repo_id: str, trusted: bool, *, for_server: bool = False
 ) -> Any:
     """The diffusers pipeline class to load with; refuses code from elsewhere unless ``trusted``."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from hfa.infer.engines import BadInput, Engine, _bool, _int, _Loader, _max_length, _texts
+from hfa.infer.engines.base import BadInput, Engine, Loader, bool_param, input_texts, int_param, max_length
 
 MAX_BATCH = 64  # texts merged into one forward pass
 MAX_WAIT = 0.010  # seconds a pass may wait for more requests (only under concurrent load)
@@ -43,7 +43,7 @@ class _Pending:
 class FeatureExtraction(Engine):
     """Embeddings: sentence-transformers when the repo is one (modules.json), else mean pooling."""
 
-    def load(self, loader: _Loader) -> None:
+    def load(self, loader: Loader) -> None:
         self._queue: list[_Pending] = []
         self._qlock = threading.Lock()
         self._in_flight = 0  # requests inside run()
@@ -68,13 +68,13 @@ class FeatureExtraction(Engine):
 
             self.tok = loader.tokenizer()
             self.net = loader.model(AutoModel, self.task)
-            self.max_len = _max_length(self.tok, self.net)
+            self.max_len = max_length(self.tok, self.net)
             self.prompts = {}
 
     def run(self, inputs: Any, parameters: dict[str, Any]) -> Any:
         if isinstance(inputs, dict):
             return self._similarity(inputs, parameters)
-        texts, single = _texts(inputs)
+        texts, single = input_texts(inputs)
         item = _Pending(texts, self._key(parameters))
         with self._qlock:
             self._queue.append(item)
@@ -146,8 +146,8 @@ class FeatureExtraction(Engine):
         direction = params.get("truncation_direction") or "right"
         if direction not in ("left", "right", "Left", "Right"):
             raise BadInput("truncation_direction must be left or right", "fix the parameters")
-        dimensions = _int(params, "dimensions", None, 1, 1 << 16)
-        truncate = _bool(params, "truncate", True)
+        dimensions = int_param(params, "dimensions", None, 1, 1 << 16)
+        truncate = bool_param(params, "truncate", True)
         return (normalize, prompt_name, direction.lower(), dimensions, truncate)
 
     def _embed(self, texts: list[str], key: tuple[Any, ...]) -> list[list[float]]:
