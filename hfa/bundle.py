@@ -376,7 +376,6 @@ def _publish(
                         os.link(src, tmp)
                     except OSError:
                         shutil.copyfile(src, tmp)
-                os.chmod(tmp, 0o644)
                 os.replace(tmp, dest)
         result.imported += 1
         result.bytes_imported += size

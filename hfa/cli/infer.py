@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -482,16 +481,7 @@ def _safe_name(ident: Any) -> str:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename: never half an output file."""
-    import tempfile
+    """Write through a temporary file and a rename: never half an output file (mode as open() gives)."""
+    from hfa.cache import atomic_write_bytes
 
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path.expanduser(), data)

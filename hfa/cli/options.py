@@ -38,6 +38,7 @@ class Ctx:
 
     settings: Settings
     out: Output
+    cache_dir_given: bool = False  # --cache-dir was on the command line (not a default or a variable)
 
 
 EndpointOpt = Annotated[
@@ -148,7 +149,7 @@ def make_context(
     def build() -> Ctx:
         settings = Settings.resolve(cache_dir=cache_dir, endpoint=endpoint, token=token, offline=offline)
         out.add_secret(settings.token)
-        return Ctx(settings=settings, out=out)
+        return Ctx(settings=settings, out=out, cache_dir_given=cache_dir is not None)
 
     return run_guarded(out, build)  # type: ignore[no-any-return,unused-ignore]
 

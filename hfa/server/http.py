@@ -525,7 +525,8 @@ class Handler(BaseHTTPRequestHandler):
         length = max(0, end - start + 1)
         try:
             fp = entry.blob_path.open("rb")
-        except OSError:
+        except OSError as exc:
+            self.server.store.unreadable(entry.blob_path, exc)
             raise HttpError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": snap.commit}) from None
         with fp:
             self.send_response(status)

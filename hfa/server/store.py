@@ -24,6 +24,32 @@ from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, 
 from hfa.testing import is_lfs_path
 
 log = logging.getLogger("hfa.serve")
+_MAX_WARNED = 10_000  # paths remembered so each unreadable file is logged once
+
+
+class Unreadable:
+    """Logs, once per path, a file or folder the server should serve but cannot read."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path, exc: OSError) -> None:
+        if isinstance(exc, FileNotFoundError):
+            return
+        with self._lock:
+            if str(path) in self._seen:
+                return
+            if len(self._seen) < _MAX_WARNED:
+                self._seen.add(str(path))
+        fix = (
+            f"make the cache readable by the user hfa serve runs as (uid {os.getuid()}), "
+            f"e.g. chmod -R a+rX {self.cache_dir}"
+            if isinstance(exc, PermissionError)
+            else "check the disk and the cache"
+        )
+        log.warning("cannot read %s (%s): it is not served; %s", path, exc.strerror or exc, fix)
 
 
 @dataclass(frozen=True)
@@ -109,6 +135,7 @@ class CacheStore:
         self._snap_memo: dict[tuple[str, str], tuple[float, Snapshot]] = {}
         self._lock = threading.Lock()
         self.downloads: dict[tuple[str, str], int] = {}
+        self.unreadable = Unreadable(self.cache_dir)
 
     # -- repositories --------------------------------------------------------
     def repos(self, repo_type: str | None = None) -> list[Repo]:
@@ -140,7 +167,10 @@ class CacheStore:
             meta = json.loads((rd.path / HFA_META).read_text(encoding="utf-8"))
             if not isinstance(meta, dict):
                 meta = {}
-        except (OSError, ValueError):
+        except OSError as exc:
+            self.unreadable(rd.path / HFA_META, exc)
+            meta = {}
+        except ValueError:
             meta = {}
         return Repo(rd, meta)
 
@@ -157,10 +187,15 @@ class CacheStore:
     def refs(self, repo: Repo) -> dict[str, str]:
         if self.scope is not None:  # the lock's revisions, at the lock's commits
             return dict(self.scope.revisions.get((repo.repo_type, repo.repo_id), {}))
-        return {name: sha for name, sha in repo.repo_dir.list_refs().items() if COMMIT_RE.match(sha)}
+        refs = repo.repo_dir.list_refs(on_error=self.unreadable)
+        return {name: sha for name, sha in refs.items() if COMMIT_RE.match(sha)}
 
     def commits(self, repo: Repo) -> list[str]:
-        present = repo.repo_dir.list_commits()
+        try:
+            present = repo.repo_dir.list_commits()
+        except OSError as exc:
+            self.unreadable(repo.repo_dir.snapshots, exc)
+            present = []
         if self.scope is None:
             return present
         allowed = self.scope.commits.get((repo.repo_type, repo.repo_id), {})
@@ -219,7 +254,11 @@ class CacheStore:
 
     def _walk(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
         files: dict[str, FileEntry] = {}
-        for dirpath, dirnames, filenames in os.walk(snap_dir, followlinks=False):
+
+        def walk_error(exc: OSError) -> None:
+            self.unreadable(Path(exc.filename or snap_dir), exc)
+
+        for dirpath, dirnames, filenames in os.walk(snap_dir, onerror=walk_error, followlinks=False):
             dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
             for name in filenames:
                 full = Path(dirpath) / name
@@ -236,7 +275,8 @@ class CacheStore:
     def _entry(self, rel: str, real: Path, linked: bool) -> FileEntry | None:
         try:
             st = real.stat()
-        except OSError:
+        except OSError as exc:
+            self.unreadable(real, exc)
             return None
         name = real.name
         if linked and SHA256_RE.match(name):
@@ -270,7 +310,8 @@ class CacheStore:
             return {}
         try:
             raw = entry.blob_path.read_bytes()
-        except OSError:
+        except OSError as exc:
+            self.unreadable(entry.blob_path, exc)
             return {}
         return _jsonable(parse_card(raw).data, ())
 
