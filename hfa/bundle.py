@@ -527,7 +527,6 @@ def _publish(cache_dir: Path, lock: Lock, staged: dict[str, _Staged]) -> ImportR
                         os.link(src, tmp)
                     except OSError:
                         shutil.copyfile(src, tmp)
-                os.chmod(tmp, 0o644)
                 os.replace(tmp, dest)
         result.imported += 1
         result.repaired += item.repaired

@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,6 +23,8 @@ _PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
 _SINGULAR = {v: k for k, v in _PLURAL.items()}
 REPO_ID_RE = re.compile(r"(?:[A-Za-z0-9][\w.\-]{0,95}/)?[A-Za-z0-9][\w.\-]{0,95}\Z", re.ASCII)
 HFA_META = ".hfa.json"  # optional per-repo sidecar (tags, counters); ignored by huggingface_hub
+
+OnError = Callable[[Path, OSError], None]  # told of a file that exists but cannot be read
 
 
 def plural(repo_type: str) -> str:
@@ -121,29 +124,44 @@ class RepoDir:
     def snapshot(self, commit: str) -> Path:
         return self.snapshots / commit
 
-    def read_ref(self, name: str) -> str | None:
+    def read_ref(self, name: str, on_error: OnError | None = None) -> str | None:
+        """The commit a ref names, or None. ``on_error`` hears of a ref that exists but cannot be read."""
         try:
             ref_path = safe_join(self.refs, name)
         except UsageError:
             return None
         try:
             value = ref_path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if on_error is not None:
+                on_error(ref_path, exc)
+            return None
+        except UnicodeDecodeError:
             return None
         return value or None
 
-    def list_refs(self) -> dict[str, str]:
-        """Every ref name (``main``, ``v1.0``, ``refs/pr/1``) -> commit."""
+    def list_refs(self, on_error: OnError | None = None) -> dict[str, str]:
+        """Every ref name (``main``, ``v1.0``, ``refs/pr/1``) -> commit.
+
+        ``on_error(path, exc)`` hears of every ref or folder that exists but cannot be read.
+        """
         out: dict[str, str] = {}
         if not self.refs.is_dir():
             return out
-        for dirpath, _dirs, files in os.walk(self.refs):
+
+        def walk_error(exc: OSError) -> None:
+            if on_error is not None and not isinstance(exc, FileNotFoundError):
+                on_error(Path(exc.filename or self.refs), exc)
+
+        for dirpath, _dirs, files in os.walk(self.refs, onerror=walk_error):
             for name in files:
                 if name.startswith("."):  # an atomic write's temporary file, not a ref
                     continue
                 full = Path(dirpath) / name
                 rel = full.relative_to(self.refs).as_posix()
-                value = self.read_ref(rel)
+                value = self.read_ref(rel, on_error)
                 if value:
                     out[rel] = value
         return out
@@ -176,18 +194,38 @@ def iter_repos(cache_dir: Path) -> list[RepoDir]:
 HFA_DIR = ".hfa"  # per-repo folder of hfa's own records (huggingface_hub ignores it)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
-    import tempfile
+def new_file(folder: Path, prefix: str, suffix: str = "") -> tuple[int, Path]:
+    """Create a new, empty file with a unique name in ``folder``; return (descriptor, path).
 
+    Like :func:`tempfile.mkstemp` (exclusive create, no symlink followed), except for the
+    mode: ``0o666`` less the umask, as ``open()`` gives and huggingface_hub's cache has, not
+    mkstemp's ``0o600`` (which hides refs, locks and outputs from every other user).
+    """
+    import secrets
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")  # pragma: no cover
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never half-written.
+
+    The file gets the mode ``open()`` would give a new file (``0o666`` less the umask).
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = new_file(path.parent, f".{path.name}.", ".tmp")
     except OSError as exc:  # name the file asked for, never the hidden temporary one
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fp:
-            fp.write(text)
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
             fp.flush()
             os.fsync(fp.fileno())
         os.replace(tmp, path)
@@ -197,6 +235,11 @@ def atomic_write_text(path: Path, text: str) -> None:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` as :func:`atomic_write_bytes` does."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_symlink(target: str, link: Path) -> None:

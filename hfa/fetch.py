@@ -270,7 +270,6 @@ class Fetcher:
             except BaseException:
                 partial.unlink(missing_ok=True)  # refused content never stays, not even as a partial
                 raise
-        os.chmod(partial, 0o644)
         os.replace(partial, self.writer.blob_path(f.etag))
         return received
 

@@ -14,12 +14,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hfa.cache import HFA_META, RepoDir, check_relpath, validate_repo_id
+from hfa.cache import HFA_META, RepoDir, check_relpath, new_file, validate_repo_id
 from hfa.hashing import git_sha1, lfs_pointer
 
 # The patterns of the Hub's default .gitattributes, and its 10 MB rule.
@@ -61,7 +60,7 @@ def _store_blob(repo: RepoDir, content: FileContent, lfs: bool | None, path: str
         name = h.hexdigest()
         target = repo.blobs / name
         if not target.exists():
-            fd, tmp = tempfile.mkstemp(dir=repo.blobs, prefix=".tmp-")
+            fd, tmp = new_file(repo.blobs, ".tmp-")
             os.close(fd)
             shutil.copyfile(content, tmp)
             os.replace(tmp, target)
@@ -71,7 +70,7 @@ def _store_blob(repo: RepoDir, content: FileContent, lfs: bool | None, path: str
     name = hashlib.sha256(data).hexdigest() if is_lfs else git_sha1(data)
     target = repo.blobs / name
     if not target.exists():
-        fd, tmp = tempfile.mkstemp(dir=repo.blobs, prefix=".tmp-")
+        fd, tmp = new_file(repo.blobs, ".tmp-")
         with os.fdopen(fd, "wb") as fp:
             fp.write(data)
         os.replace(tmp, target)

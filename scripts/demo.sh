@@ -10,6 +10,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
+# Nothing the demo runs (hf download, hfa pin) may write into the real home or cache.
+export HOME="$work/home" XDG_CACHE_HOME="$work/home/.cache" HF_HOME="$work/hf-home"
+unset HF_HUB_CACHE HUGGINGFACE_HUB_CACHE HF_TOKEN
+mkdir -p "$HOME"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 

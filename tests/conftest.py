@@ -1,18 +1,71 @@
-"""Shared fixtures: every test gets its own HF_HOME and cache; servers run on loopback."""
+"""Shared fixtures: every test gets its own HOME, HF_HOME and cache; servers run on loopback."""
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from hfa.server import HubServer, ServerConfig
-from hfa.server.auth import load_policy
-from hfa.testing import lfs_pointer_stub, make_safetensors, model_card
-from hfa.testing import write_repo as _write_repo
+# -- the whole session runs in a sandbox home ------------------------------------------------------
+# Set before hfa, huggingface_hub or transformers is imported: they read HF_HOME once, at import
+# (huggingface_hub.constants, transformers' HF_MODULES_CACHE where remote code is copied), so a
+# per-test variable alone comes too late for anything imported at collection.
+REAL_HOME = Path(pwd.getpwuid(os.getuid()).pw_dir)
+REAL_HF_HOME = Path(os.environ.get("HF_HOME") or REAL_HOME / ".cache" / "huggingface")
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="hfa-tests-home-"))
+SANDBOX_ENV = {
+    "HOME": str(SESSION_HOME),
+    "XDG_CACHE_HOME": str(SESSION_HOME / ".cache"),
+    "HF_HOME": str(SESSION_HOME / ".cache" / "huggingface"),
+}
+os.environ.update(SANDBOX_ENV)
+for _var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_MODULES_CACHE", "TRANSFORMERS_CACHE", "TORCH_HOME"):
+    os.environ.pop(_var, None)
+_MAX_LISTED = 200_000
+_REAL_HOME_KEY = pytest.StashKey[set[str]]()
+
+
+def real_hf_home_listing() -> set[str]:
+    """Every path under the real ~/.cache/huggingface (bounded): what the suite must not add to."""
+    found: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(REAL_HF_HOME):
+        for name in dirnames + filenames:
+            found.add(os.path.relpath(os.path.join(dirpath, name), REAL_HF_HOME))
+        if len(found) > _MAX_LISTED:
+            break
+    return found
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_REAL_HOME_KEY] = real_hf_home_listing()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails if it left anything in the real ~/.cache/huggingface (or $HF_HOME)."""
+    before = session.config.stash.get(_REAL_HOME_KEY, None)
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
+    if before is None:
+        return
+    added = sorted(real_hf_home_listing() - before)
+    if added:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"the tests wrote into the real {REAL_HF_HOME}: " + ", ".join(added[:10])
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+from hfa.server import HubServer, ServerConfig  # noqa: E402 (after the sandbox above)
+from hfa.server.auth import load_policy  # noqa: E402
+from hfa.testing import lfs_pointer_stub, make_safetensors, model_card  # noqa: E402
+from hfa.testing import write_repo as _write_repo  # noqa: E402
 
 TOKEN = "hf_test_reader_token_abcdef"
 OTHER_TOKEN = "hf_test_other_token_zzz"
@@ -20,8 +73,10 @@ OTHER_TOKEN = "hf_test_other_token_zzz"
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test touches the user's real cache, token or endpoint."""
+    """No test touches the user's real home, cache, token or endpoint."""
     home = tmp_path / "hf-home"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home" / ".cache"))
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
     for var in (

@@ -40,6 +40,7 @@ class Ctx:
 
     settings: Settings
     out: Output
+    cache_dir_given: bool = False  # --cache-dir was on the command line (not a default or a variable)
 
 
 EndpointOpt = Annotated[
@@ -196,7 +197,7 @@ def make_context(
         out.add_secret(settings.token)
         # Messages print endpoints through public_url; should one slip through, its password still does not.
         out.add_secret(url_credentials(settings.endpoint))
-        return Ctx(settings=settings, out=out)
+        return Ctx(settings=settings, out=out, cache_dir_given=cache_dir is not None)
 
     return run_guarded(out, build)  # type: ignore[no-any-return,unused-ignore]
 

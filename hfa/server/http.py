@@ -622,7 +622,8 @@ class Handler(BaseHTTPRequestHandler):
         length = max(0, end - start + 1)
         try:  # a regular file the store vetted; a link swapped in since is not followed
             fp = os.fdopen(os.open(entry.blob_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
-        except OSError:
+        except OSError as exc:
+            self.server.store.unreadable(entry.blob_path, exc)
             raise HttpError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": snap.commit}) from None
         with fp:
             self.send_response(status)

@@ -10,12 +10,14 @@ the repo's folder. It never follows a link out of the repo.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +29,32 @@ from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, 
 from hfa.testing import is_lfs_path
 
 log = logging.getLogger("hfa.serve")
+_MAX_WARNED = 10_000  # paths remembered so each unreadable file is logged once
+
+
+class Unreadable:
+    """Logs, once per path, a file or folder the server should serve but cannot read."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path, exc: OSError) -> None:
+        if isinstance(exc, FileNotFoundError):
+            return
+        with self._lock:
+            if str(path) in self._seen:
+                return
+            if len(self._seen) < _MAX_WARNED:
+                self._seen.add(str(path))
+        fix = (
+            f"make the cache readable by the user hfa serve runs as (uid {os.getuid()}), "
+            f"e.g. chmod -R a+rX {self.cache_dir}"
+            if isinstance(exc, PermissionError)
+            else "check the disk and the cache"
+        )
+        log.warning("cannot read %s (%s): it is not served; %s", path, exc.strerror or exc, fix)
 
 MAX_META = 1024 * 1024  # bytes of .hfa.json read
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # no link, and a FIFO never blocks
@@ -54,11 +82,20 @@ def snapshot_file_in_repo(real_cache: str, repo_folder: str, commit: str, relpat
     return real if stat.S_ISREG(st.st_mode) else None
 
 
-def read_regular_file(path: Path, limit: int) -> bytes | None:
-    """At most ``limit`` bytes of ``path`` if it is a regular file (not a link, FIFO or device)."""
+def read_regular_file(
+    path: Path, limit: int, on_error: Callable[[Path, OSError], None] | None = None
+) -> bytes | None:
+    """At most ``limit`` bytes of ``path`` if it is a regular file (not a link, FIFO or device).
+
+    ``on_error`` hears why an existing file could not be opened (a permission, say).
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if on_error is not None and exc.errno != errno.ELOOP:
+            on_error(path, exc)
         return None
     with os.fdopen(fd, "rb") as fp:
         st = os.fstat(fp.fileno())
@@ -150,6 +187,7 @@ class CacheStore:
         self._snap_memo: dict[tuple[str, str], tuple[float, Snapshot]] = {}
         self._lock = threading.Lock()
         self.downloads: dict[tuple[str, str], int] = {}
+        self.unreadable = Unreadable(self.cache_dir)
 
     # -- repositories --------------------------------------------------------
     def repos(self, repo_type: str | None = None) -> list[Repo]:
@@ -177,7 +215,7 @@ class CacheStore:
         return (self.cache_dir / repo_folder_name(repo_id, repo_type) / "snapshots").is_dir()
 
     def _load(self, rd: RepoDir) -> Repo:
-        raw = read_regular_file(rd.path / HFA_META, MAX_META)  # the repo folder itself is never a link
+        raw = read_regular_file(rd.path / HFA_META, MAX_META, self.unreadable)  # the repo folder itself is never a link
         try:
             meta = json.loads(raw.decode("utf-8")) if raw else {}
         except (UnicodeDecodeError, ValueError, RecursionError):
@@ -197,10 +235,15 @@ class CacheStore:
     def refs(self, repo: Repo) -> dict[str, str]:
         if self.scope is not None:  # the lock's revisions, at the lock's commits
             return dict(self.scope.revisions.get((repo.repo_type, repo.repo_id), {}))
-        return {name: sha for name, sha in repo.repo_dir.list_refs().items() if COMMIT_RE.match(sha)}
+        refs = repo.repo_dir.list_refs(on_error=self.unreadable)
+        return {name: sha for name, sha in refs.items() if COMMIT_RE.match(sha)}
 
     def commits(self, repo: Repo) -> list[str]:
-        present = repo.repo_dir.list_commits()
+        try:
+            present = repo.repo_dir.list_commits()
+        except OSError as exc:
+            self.unreadable(repo.repo_dir.snapshots, exc)
+            present = []
         if self.scope is None:
             return present
         allowed = self.scope.commits.get((repo.repo_type, repo.repo_id), {})
@@ -256,7 +299,11 @@ class CacheStore:
 
     def _walk(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
         files: dict[str, FileEntry] = {}
-        for dirpath, dirnames, filenames in os.walk(snap_dir, followlinks=False):
+
+        def walk_error(exc: OSError) -> None:
+            self.unreadable(Path(exc.filename or snap_dir), exc)
+
+        for dirpath, dirnames, filenames in os.walk(snap_dir, onerror=walk_error, followlinks=False):
             dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
             for name in filenames:
                 full = Path(dirpath) / name
@@ -273,7 +320,8 @@ class CacheStore:
     def _entry(self, rel: str, real: Path, linked: bool) -> FileEntry | None:
         try:
             st = real.stat()
-        except OSError:
+        except OSError as exc:
+            self.unreadable(real, exc)
             return None
         name = real.name
         if linked and SHA256_RE.match(name):
@@ -303,7 +351,7 @@ class CacheStore:
         if snap is None or "README.md" not in snap.files:
             return {}
         entry = snap.files["README.md"]
-        raw = read_regular_file(entry.blob_path, 4 * 1024 * 1024)
+        raw = read_regular_file(entry.blob_path, 4 * 1024 * 1024, self.unreadable)
         if raw is None:
             return {}
         return _jsonable(parse_card(raw).data, ())
