@@ -387,7 +387,8 @@ def _stage(
     fp = tar.extractfile(member)
     assert fp is not None
     target = staging / blob.name
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    # 0o666: the umask applies, as open() gives (the staging folder itself is 0700)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     h = _hasher(blob)
     written = 0
     with os.fdopen(fd, "wb") as out:

@@ -119,20 +119,21 @@ def test_a_file_served_but_unreadable_is_logged(tmp_path: Path, world: World, mo
     handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("hfa.serve")
     logger.addHandler(handler)
-    real_read_text, real_open = Path.read_text, Path.open
+    real_read_text, real_os_open = Path.read_text, os.open
+    served_blobs = str(world.cache_dir / "models--gpt-tiny" / "blobs") + os.sep
 
     def read_text(self: Path, *args: object, **kwargs: object) -> str:
         if self.parts[-2:] == ("refs", "main") and "models--org--model" in self.parts:
             raise PermissionError(13, "Permission denied", str(self))
         return real_read_text(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    def path_open(self: Path, *args: object, **kwargs: object) -> object:
-        if self.parent.name == "blobs" and "models--gpt-tiny" in self.parts:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+    def os_open(path: object, *args: object, **kwargs: object) -> int:
+        if str(path).startswith(served_blobs):  # the server's blobs only, not the client's
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_os_open(path, *args, **kwargs)  # type: ignore[arg-type,call-overload]
 
     monkeypatch.setattr(Path, "read_text", read_text)
-    monkeypatch.setattr(Path, "open", path_open)
+    monkeypatch.setattr(os, "open", os_open)
     try:
         with HubServer(ServerConfig(cache_dir=world.cache_dir)) as srv:
             kw = {"endpoint": srv.url, "cache_dir": tmp_path / "client"}

@@ -148,14 +148,14 @@ def test_search_is_not_told_to_go_offline() -> None:
 def test_lock_write_failure_names_the_lock_not_a_temp_file(
     hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tempfile
+    import hfa.cache
 
     lock = tmp_path / "ro" / "hfa.lock"
 
-    def refuse(*args: object, dir: str = "", **kwargs: object) -> tuple[int, str]:
-        raise PermissionError(13, "Permission denied", os.path.join(dir, ".hfa.lock.abc123.tmp"))
+    def refuse(folder: Path, prefix: str, suffix: str = "") -> tuple[int, Path]:
+        raise PermissionError(13, "Permission denied", str(folder / f"{prefix}abc123{suffix}"))
 
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(hfa.cache, "new_file", refuse)
     result = run(hub.url, "pin", "acme/plain", lock=lock)
     assert result.exit_code == ExitCode.LOCAL
     assert f"Cannot write the lock file {lock}" in result.stderr and ".tmp" not in result.stderr

@@ -9,8 +9,7 @@ from conftest import World
 
 from hfa import lockfile
 from hfa.config import Settings
-from hfa.errors import UsageError
-from hfa.fetch import HashMismatch
+from hfa.errors import NetworkError, UsageError
 from hfa.pin import pin
 from hfa.pull import pull, pull_locked
 from hfa.refs import RepoRef
@@ -141,8 +140,10 @@ def test_a_stub_for_content_the_server_does_not_have_is_left_alone(
     (folder / "model.safetensors").write_bytes(stub)
     report = verify_folder(folder, POLICY)
     settings = Settings.resolve(cache_dir=tmp_path / "c", endpoint=server.url)
-    with pytest.raises(HashMismatch) as exc:  # the server's bytes do not match the pointer's oid
+    # The server's file is not the pointer's: its Content-Length already disagrees with the
+    # pointer's size, so it is refused before a byte is read.
+    with pytest.raises(NetworkError) as exc:
         repair(settings, report, lock=None, folder=folder, repo=None)
-    assert "'model.safetensors' does not match its sha256" in exc.value.message
+    assert "'model.safetensors'" in exc.value.message and "the listing says 18" in exc.value.message
     assert (folder / "model.safetensors").read_bytes() == stub
     assert sorted(p.name for p in folder.iterdir()) == [".git", "config.json", "model.safetensors"]
