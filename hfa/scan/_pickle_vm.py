@@ -36,6 +36,7 @@ from hfa.scan._pickle_parts import (
     _Sink,
 )
 from hfa.scan.denylist import _importable
+from hfa.scan.limits import Work
 from hfa.scan.model import Severity
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
@@ -58,8 +59,10 @@ class _Machine:
         depth: int = 0,
         collect: bool = False,
         keep_items: int = KEEP_ITEMS,
+        work: Work | None = None,
     ) -> None:
         self.r = reader
+        self.work = work if work is not None else Work(None if reader.end is None else reader.end - reader.base)
         self.sink = sink
         self.mode = mode
         self.joblib = mode in ("scan",)  # joblib arrays are read inline only by joblib's own unpickler
