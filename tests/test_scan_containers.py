@@ -184,6 +184,19 @@ def test_tar_duplicates_links_and_compression() -> None:
     assert codes(scan(build_tar([("frame", b"# text\n")]), "x.pkl.tar")) == {"pickle.unparseable"}
 
 
+def test_a_tar_whose_first_name_is_a_pickle_is_scanned_both_ways() -> None:
+    import tarfile
+
+    buf = io.BytesIO()  # pickle.load reads the first header's name as a clean pickle; torch.load reads the tar
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        for name, data in (("\x80\x02N.", b""), *legacy_tar_parts(storages_head=EVIL).items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    found = scan(buf.getvalue(), "model.pt")
+    assert {"archive.polyglot", "pickle.dangerous-global"} <= codes(found)
+
+
 # -- issue 12.5/12.6: lz4 and zstd, with and without their modules ----------------------------------
 
 

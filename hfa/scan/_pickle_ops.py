@@ -34,7 +34,7 @@ from hfa.scan._pickle_parts import (
     _TooCostly,
     _Truncated,
 )
-from hfa.scan._pickle_vm import _Machine
+from hfa.scan._pickle_vm import NOOP_PAIRS, _Machine
 from hfa.scan.model import Severity
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
@@ -127,13 +127,13 @@ class _Sim(_Machine):
             self._pop(at)
         else:
             self._pop_mark(at)
-        if self.r.buf[self.r.pos : self.r.pos + 2] in _NOOP_PAIRS:
-            _skip_noops(self)
+        if self.r.buf[self.r.pos : self.r.pos + 2] in NOOP_PAIRS:
+            self._skip_noops()
 
     def _op_POP_MARK(self, _: None, at: int) -> None:
         self._pop_mark(at)
-        if self.r.buf[self.r.pos : self.r.pos + 2] in _NOOP_PAIRS:
-            _skip_noops(self)
+        if self.r.buf[self.r.pos : self.r.pos + 2] in NOOP_PAIRS:
+            self._skip_noops()
 
     def _op_DUP(self, _: None, at: int) -> None:
         self._push(self._top(at))
@@ -553,46 +553,6 @@ class _Sim(_Machine):
             arg_reader, handler = entry
             if handler(self, arg_reader(self) if arg_reader is not None else None, at):
                 return
-
-
-# A value pushed and popped at once does nothing: runs of such pairs (an opcode bomb's padding)
-# are skipped at the speed of a byte comparison instead of two handler calls per pair. They are
-# still charged to the file's budget, 1 opcode per 16 bytes: no real pickle holds such runs.
-_NOOP_PAIRS = frozenset({b"N0", b"\x880", b"\x890", b")0", b"]0", b"}0", b"\x8f0", b"(1"})
-_noop_run: Any = None
-
-
-def _skip_noops(m: _Machine) -> None:
-    """Move the reader past the run of no-op pairs at its position (within its buffer)."""
-    global _noop_run
-    r = m.r
-    buf, pos = r.buf, r.pos
-    pair = buf[pos : pos + 2]
-    lo = 1  # the run holds at least lo copies of pair and fewer than hi
-    while buf.startswith(pair * (lo * 2), pos):
-        lo *= 2
-    hi = lo * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if buf.startswith(pair * mid, pos):
-            lo = mid
-        else:
-            hi = mid
-    end = pos + 2 * lo
-    if buf[end : end + 2] in _NOOP_PAIRS:  # pairs of several kinds: one regular-expression match
-        if _noop_run is None:
-            import re  # only for files that hold mixed runs: never a real pickle
-
-            _noop_run = re.compile(rb"(?:[N\x88\x89)\]}\x8f]0|\(1)+")
-        match = _noop_run.match(buf, end)
-        if match is not None:
-            end = match.end()
-    r.pos = end
-    work = m.work
-    work.ops_left -= (end - pos) >> 4
-    if work.ops_left < 0 and not m.budget:
-        work.exhausted = True
-        raise _TooCostly("more opcodes than the scan's budget (an opcode bomb?)", r.base + end)
 
 
 def _build_table() -> list[Any]:

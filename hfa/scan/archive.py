@@ -168,16 +168,23 @@ def _dispatch(
         return False
     if found == "safetensors":
         return False  # a little-endian header length, then JSON (checked by hfa.scan.safetensors)
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 9:  # 6-9: a future protocol, fails closed
+    proto = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 9  # 6-9: a future protocol, fails closed
+    if proto and found != "tar":
         _scan_pickle_file(fp, display, out, start, end, stream, depth)
         return True
     handler = HANDLERS.get(found) if found is not None else None
     if handler is not None:
         if stream:
             with _spooled(fp, start, end) as copy:
-                return handler(copy, display, out, 0, _size_of(copy), depth, expect, found)
-        assert end is not None
-        return handler(fp, display, out, start, end, depth, expect, found)
+                handled = handler(copy, display, out, 0, _size_of(copy), depth, expect, found)
+        else:
+            assert end is not None
+            handled = handler(fp, display, out, start, end, depth, expect, found)
+        if found == "tar" and head[0] in _VALID_OPCODES and (proto or probe_pickle(fp, start, end, stream=stream)):
+            # A tar header whose first name is a pickle: torch.load reads the tar, pickle.load the pickle.
+            out.add(Severity.MEDIUM, "archive.polyglot", "a tar archive that is also a pickle (both scanned)", display)
+            _scan_pickle_file(fp, display, out, start, end, stream, depth)
+        return handled
     expect = expect and found not in KNOWN_DATA  # GGUF under a .bin name: scanned only if it probes as a pickle
     if found == "npy":
         _scan_npy(fp, display, out, start, end, stream)
