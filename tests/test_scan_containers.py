@@ -77,13 +77,18 @@ def test_the_same_content_under_another_name_stays_clean(tmp_path: Path) -> None
         assert scan_file(path, name, POLICY) == []
 
 
-def test_cli_scan_fails_on_an_unparseable_pickle(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [(b"\x00" * 64, "pickle.unparseable"), (legacy_tar(storages=EVIL), "pickle.dangerous-global")],
+    ids=["unparseable", "legacy-tar"],
+)
+def test_cli_scan_fails_on_what_passed_before(tmp_path: Path, content: bytes, code: str) -> None:
     from helpers import hfa
 
-    (tmp_path / "model.pt").write_bytes(b"\x00" * 64)
+    (tmp_path / "model.pt").write_bytes(content)
     result = hfa("scan", str(tmp_path / "model.pt"), "--json")
     assert result.exit_code == 1, result.stderr
-    assert '"pickle.unparseable"' in result.stdout
+    assert f'"{code}"' in result.stdout
 
 
 def test_known_data_formats_under_pickle_names_are_not_findings() -> None:
@@ -284,10 +289,34 @@ def test_decompression_bombs_are_bounded() -> None:
     assert found & {"scan.too-costly", "archive.too-large"} and took < BOUND, (took, found)
 
 
-def test_many_members_are_bounded() -> None:
-    members = [Member(f"m{i}", b"x") for i in range(6000)]
-    took, found = _timed(build_zip(members), "a.zip")
+def _overlapping_zip(member: Member, copies: int) -> bytes:
+    """A zip whose central directory lists one member ``copies`` times, every entry on the same data."""
+    import struct
+
+    one = build_zip([member])
+    cd = one.rfind(b"PK\x01\x02")
+    eocd = one.rfind(b"PK\x05\x06")
+    entry = one[cd:eocd]
+    central = b"".join(
+        entry[:46] + f"{i:08d}".encode()[: len(member.name)] + entry[46 + len(member.name) :] for i in range(copies)
+    )
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, copies, copies, len(central), cd, 0)
+    return one[:cd] + central + end
+
+
+def test_overlapping_members_are_bounded() -> None:
+    data = deflate_repeat(b"N0" * (_MB // 2), 8, head=b"\x80\x02", tail=b"N.")  # 8 MiB each time it is read
+    member = Member("data.pkl", b"", method=8, payload=data, usize=8 * _MB + 4)
+    bomb = _overlapping_zip(member, 4000)  # ~250 KB: 32 GiB to inflate, 4000 pickles to walk
+    took, found = _timed(bomb, "model.bin")
     assert "scan.too-costly" in found and took < BOUND, (took, found)
+
+
+def test_real_compressed_pickles_with_many_opcodes_stay_within_the_bounds() -> None:
+    import pickle
+
+    frame = pickle.dumps({f"k{i}": [i, float(i), None, (i,)] for i in range(60_000)}, protocol=4)  # 0.8 Mi ops
+    assert scan(lzma.compress(frame), "frame.joblib") == []  # ~15:1, the densest of joblib's codecs
 
 
 def test_real_noops_below_the_bound_are_still_followed_to_the_payload() -> None:
@@ -335,3 +364,16 @@ def test_compressed_random_content_always_gets_a_verdict(how: str, body: bytes) 
     data = gzip.compress(build_tar([("x", body)])) if how == "tar.gz" else pack[how](body)
     found = scan(data, "x.pkl.gz")
     assert found is not None  # named as a pickle: judged, never passed over
+
+
+@_FUZZ
+@given(st.sampled_from(["lz4", "zstd"]), st.binary(max_size=300), st.integers(0, 400), st.integers(0, 255))
+def test_mutated_lz4_and_zstd_frames_always_get_a_verdict(how: str, body: bytes, at: int, byte: int) -> None:
+    if how == "lz4":
+        data = bytearray(pytest.importorskip("lz4.frame").compress(EVIL + body))
+    else:
+        data = bytearray(pytest.importorskip("zstandard").ZstdCompressor().compress(EVIL + body))
+    if at < len(data):
+        data[at] = byte
+    found = scan(bytes(data), "x.joblib")
+    assert found is not None and all(isinstance(f, Finding) for f in found)

@@ -159,13 +159,14 @@ def _dispatch(
     if out.work.exhausted:
         return True  # the file is already a finding; nothing more is read
     fp.seek(start)
-    head = fp.read(HEAD if end is None else max(0, min(HEAD, end - start)))
-    found = kind(head) if head else None
-    if storage:
+    if storage:  # a tensor storage: raw bytes to torch, a finding only if it really is a pickle
+        head = fp.read(1)
         if head and head[0] in _VALID_OPCODES and probe_pickle(fp, start, end, stream=stream):
             _scan_pickle_file(fp, display, out, start, end, stream, depth)
             return True
         return False
+    head = fp.read(HEAD if end is None else max(0, min(HEAD, end - start)))
+    found = kind(head) if head else None
     if found == "safetensors":
         return False  # a little-endian header length, then JSON (checked by hfa.scan.safetensors)
     proto = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 9  # 6-9: a future protocol, fails closed

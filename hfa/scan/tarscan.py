@@ -34,13 +34,23 @@ if TYPE_CHECKING:
 
 LEGACY_MEMBERS = ("storages", "tensors", "pickle")
 MAX_NDIM = 64
+MAX_HEADER_READ = 16 << 20  # tarfile reads long names and PAX headers whole: no more than this at once
+
+
+class _Headers(_Window):
+    """The archive as tarfile sees it: any one read larger than MAX_HEADER_READ is refused."""
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0 or n > MAX_HEADER_READ:
+            raise OSError(f"a tar header larger than {MAX_HEADER_READ} bytes")
+        return super().read(n)
 
 
 def scan_tar(fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth: int, expect: bool) -> bool:
     if depth > MAX_DEPTH:
         out.add(Severity.HIGH, "archive.too-deep", f"containers nested more than {MAX_DEPTH} deep", display)
         return True
-    view: Any = _Window(fp, start, end)
+    view: Any = _Headers(fp, start, end)
     members: list[tarfile.TarInfo] = []
     try:
         with tarfile.open(fileobj=view, mode="r:") as tar:
@@ -52,7 +62,7 @@ def scan_tar(fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth:
     except (tarfile.TarError, EOFError, OSError, ValueError, UnicodeError, OverflowError) as exc:
         out.malformed(f"a tar archive that cannot be read ({exc})", display)  # still scan the members read
     names = [m.name for m in members]
-    legacy = "pickle" in names and ("storages" in names or "tensors" in names)
+    legacy = "storages" in names or "tensors" in names  # torch unpickles storages before it looks for pickle
     files = [m for m in members if m.isfile()]
     sole = expect and len(files) == 1
     for m in members:
