@@ -100,7 +100,8 @@ def test_names_that_say_pickle() -> None:
     from hfa.scan.sniff import says_pickle
 
     yes = ["a.pkl", "A.PT", "x.pkl.gz", "x.pickle.bz2", "x.joblib.z", "x.pkl.zip", "x.pkl.tar.gz", "x.npy", "d/x.bin"]
-    no = ["a.txt", "a.gz", "a.safetensors", "pkl", ".gz", "model.gguf", "x.bin.json"]
+    no = ["a.txt", "a.gz", "a.safetensors", "pkl", ".gz", "model.gguf", "x.bin.json", "openvino_model.bin"]
+    no += ["r@abc/openvino/model.bin", "m.mlpackage/Data/com.apple.CoreML/weights/weight.bin"]
     assert all(says_pickle(n) for n in yes)
     assert not any(says_pickle(n) for n in no)
 

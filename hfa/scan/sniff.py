@@ -24,8 +24,17 @@ KNOWN_DATA = ("gguf", "ggml", "safetensors")
 
 
 def says_pickle(name: str) -> bool:
-    """Whether ``name`` (a file or member name) is one a loader unpickles."""
-    low = name.rsplit("/", 1)[-1].lower()
+    """Whether ``name`` (a file or member path) is one a loader unpickles.
+
+    ``.bin`` is also OpenVINO's and Core ML's raw-weights suffix: those (named as hfa.select
+    classifies them: under ``openvino/`` or named ``openvino*``, inside a ``.mlpackage``) are not.
+    """
+    parts = name.lower().split("/")
+    low = parts[-1]
+    if low.endswith(".bin") and (
+        low.startswith("openvino") or "openvino" in parts[:-1] or any(p.endswith(".mlpackage") for p in parts[:-1])
+    ):
+        return False
     stripped = True
     while stripped:
         stripped = False
