@@ -96,7 +96,8 @@ class UnsafeContent(CheckFailed):
 
 
 def content_inspector(findings: list[Any], allow_unsafe: bool) -> Callable[[RemoteFile, Path], None]:
-    """Scan each verified file before it is published; refuse known-dangerous pickles unless allowed.
+    """Scan each verified file before it is published; refuse known-dangerous pickles and Git-LFS
+    pointer stubs unless allowed.
 
     The scanner is imported on the first file it sees: a pull that downloads nothing never loads it.
     """
@@ -108,6 +109,13 @@ def content_inspector(findings: list[Any], allow_unsafe: bool) -> Callable[[Remo
         found = scan_file(path, f.path, ScanPolicy())
         findings.extend(found)
         dangerous = [x for x in found if x.severity >= Severity.CRITICAL]
+        stub = [x for x in found if x.code == "lfs.pointer-stub"]
+        if stub and not allow_unsafe:  # the repo holds pointer text where content should be: never a model
+            raise UnsafeContent(
+                f"'{f.path}' is a Git-LFS pointer stub, not its content (pushed without git-lfs upstream);"
+                " it was not written to the cache",
+                "ask the repo owner to push it with git-lfs; --allow-unsafe publishes the stub anyway",
+            )
         if dangerous and not allow_unsafe:
             raise UnsafeContent(
                 f"'{f.path}' is unsafe: {dangerous[0].message}; it was not written to the cache",

@@ -117,7 +117,9 @@ def build_world(root: Path) -> World:
     world = World(cache_dir=cache, auth_file=root / "auth.toml")
     config = json.dumps({"model_type": "bert", "hidden_size": 8}).encode()
     weights = make_safetensors({"w": ("F32", [32, 32])}, seed=1)
-    big = bytes(range(256)) * 4096 * 3  # 3 MiB, LFS by extension
+    raw = bytes(range(256)) * 4096 * 3
+    # 3 MiB, LFS by extension: one bytes object pickled (BINBYTES8), as a .bin must be a pickle to scan clean
+    big = b"\x80\x04\x8e" + (len(raw) - 12).to_bytes(8, "little") + raw[: len(raw) - 12] + b"."
     files_v1 = {
         "README.md": model_card(
             license="mit",

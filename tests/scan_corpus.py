@@ -257,6 +257,74 @@ def legacy_model(evil: bool = False) -> bytes:
     return a.stop()
 
 
+def build_tar(members: list[tuple[str, bytes]], *, links: dict[str, str] | None = None) -> bytes:
+    """A tar (PAX, as torch wrote them) of these members in order (duplicates kept), plus symlinks."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def legacy_tar_parts(
+    *, storages_head: bytes | None = None, tensors_head: bytes | None = None, model: bytes | None = None
+) -> dict[str, bytes]:
+    """The members of a legacy tar checkpoint (torch.save(_use_new_zipfile_serialization=False), torch < 0.4):
+    one float storage of 4 elements, one tensor on it. ``*_head`` replace the count pickles."""
+    storage_args = Asm(2).str("0").str("cpu").op("GLOBAL", "torch", "FloatStorage").op("TUPLE3").stop()
+    storages = (storages_head or Asm(2).int(1).stop()) + storage_args + struct.pack("<q", 4) + b"\x01" * 16
+    storages += Asm(2).op("EMPTY_LIST").stop()  # storage views
+    tensor_args = Asm(2).str("t0").str("0").op("GLOBAL", "torch", "FloatTensor").op("TUPLE3").stop()
+    tensors = (tensors_head or Asm(2).int(1).stop()) + tensor_args
+    tensors += struct.pack("<i", 1) + b"\x00" * 4 + struct.pack("<qqq", 4, 1, 0)
+    sys_info = Asm(2).op("EMPTY_DICT").str("little_endian").op("NEWTRUE").op("SETITEM").stop()
+    pickled = (
+        model if model is not None else Asm(2).op("EMPTY_DICT").str("w").str("t0").op("BINPERSID").op("SETITEM").stop()
+    )
+    return {"sys_info": sys_info, "pickle": pickled, "tensors": tensors, "storages": storages}
+
+
+def legacy_tar(**parts: bytes) -> bytes:
+    members = legacy_tar_parts()
+    members.update(parts)
+    return build_tar(list(members.items()))
+
+
+def deflate_repeat(unit: bytes, times: int, *, head: bytes = b"", tail: bytes = b"", wbits: int = -15) -> bytes:
+    """head + unit * times + tail deflated, compressing ``unit`` once: after a full flush the
+    compressor forgets its history, so each copy deflates to the same bytes (a bomb in a blink).
+    With a gzip ``wbits`` the trailer's CRC is wrong; a scanner must stop long before it."""
+    c = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    parts = [c.compress(head) + c.flush(zlib.Z_FULL_FLUSH)]
+    seg = c.compress(unit) + c.flush(zlib.Z_FULL_FLUSH)
+    again = c.compress(unit) + c.flush(zlib.Z_FULL_FLUSH)
+    assert seg == again and times >= 2
+    parts += [seg, again, seg * (times - 2), c.compress(tail) + c.flush()]
+    return b"".join(parts)
+
+
+def noop_bomb(size: int, pattern: bytes = b"N0") -> bytes:
+    """A protocol 2 pickle of ``size`` bytes that does nothing for almost all of them, then os.system."""
+    body = pattern * (size // len(pattern))
+    return b"\x80\x02" + body + reduce_pickle("os", "system", proto=2)[2:]
+
+
+def varied_noop_bomb(size: int) -> bytes:
+    """Like noop_bomb, but its no-ops differ (MARK..POP_MARK nests, BINPUT/BINGET pairs): no fast path."""
+    unit = b"(N(N11" + b"Nq\x000h\x000" + b"]q\x010" + b"K\x01K\x02\x860"
+    return b"\x80\x04N\x94" + unit * (size // len(unit)) + reduce_pickle("os", "system", proto=2)[2:]
+
+
 # --------------------------------------------------------------------------------------------
 # joblib files
 
@@ -305,13 +373,17 @@ class Member:
     local_name: str | None = None  # write a different name in the local header
     crc: int | None = None  # write a wrong CRC
     local_extra: bytes = b""  # extra field in the local header only (torch pads data to 64 bytes so)
+    payload: bytes | None = None  # already compressed data (then ``usize`` is its inflated size)
+    usize: int | None = None
 
 
 def build_zip(members: list[Member], *, zip64: bool = False, prefix: bytes = b"") -> bytes:
     out = bytearray(prefix)
     central = bytearray()
     for m in members:
-        if m.method == 8:
+        if m.payload is not None:
+            payload = m.payload
+        elif m.method == 8:
             c = zlib.compressobj(6, zlib.DEFLATED, -15)
             payload = c.compress(m.data) + c.flush()
         elif m.method == 12:
@@ -319,11 +391,12 @@ def build_zip(members: list[Member], *, zip64: bool = False, prefix: bytes = b""
         else:
             payload = m.data
         crc = m.crc if m.crc is not None else zlib.crc32(m.data)
+        usize = m.usize if m.usize is not None else len(m.data)
         offset = len(out) - len(prefix)
         lname = (m.local_name if m.local_name is not None else m.name).encode()
         name = m.name.encode()
         out += struct.pack(
-            "<4s5H3L2H", b"PK\x03\x04", 20, m.flags, m.method, 0, 0x21, crc, len(payload), len(m.data), len(lname),
+            "<4s5H3L2H", b"PK\x03\x04", 20, m.flags, m.method, 0, 0x21, crc, len(payload), usize, len(lname),
             len(m.local_extra),
         )  # fmt: skip
         out += lname + m.local_extra + payload
@@ -332,7 +405,7 @@ def build_zip(members: list[Member], *, zip64: bool = False, prefix: bytes = b""
             sizes = (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
         else:
             extra = b""
-            sizes = (len(payload), len(m.data), offset)
+            sizes = (len(payload), usize, offset)
         central += struct.pack(
             "<4s6H3L5H2L", b"PK\x01\x02", 45 if zip64 else 20, 45 if zip64 else 20, m.flags, m.method, 0, 0x21, crc,
             sizes[0], sizes[1], len(name), len(extra), 0, 0, 0, 0, sizes[2],
@@ -682,11 +755,17 @@ __all__ = [
     "Case",
     "Member",
     "archive_cases",
+    "build_tar",
     "build_zip",
     "cases",
+    "deflate_repeat",
     "framed",
+    "legacy_tar",
+    "legacy_tar_parts",
+    "noop_bomb",
     "pickle_cases",
     "torch_zip",
+    "varied_noop_bomb",
     "write_big_pickle",
     "write_torch_zip",
 ]

@@ -41,8 +41,9 @@ PICKLE_CASES = list(pickle_cases())
 EVIL = reduce_pickle("os", "system", proto=2)
 
 
-def scan(data: bytes, display: str = "outer.bin") -> list[Finding] | None:
-    return scan_serialized(io.BytesIO(data), display, POLICY)
+def scan(data: bytes, display: str = "outer.bin", expect: bool | None = False) -> list[Finding] | None:
+    """Scan by content alone (``expect=None``: also by the name in ``display``)."""
+    return scan_serialized(io.BytesIO(data), display, POLICY, expect=expect)
 
 
 def verdict(findings: list[Finding]) -> str:

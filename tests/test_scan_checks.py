@@ -119,3 +119,24 @@ def test_every_allowlisted_global_is_documented() -> None:
         module, name = entry.rsplit(".", 1)
         row = next((line for line in doc.splitlines() if line.startswith(f"| `{module}` |")), "")
         assert f"`{name}`" in row, f"{entry} is allowlisted but not documented in docs/security.md"
+
+
+# -- issue 11.2: hfa pull of weights that are a Git-LFS pointer stub ------------------------------------
+
+
+def test_pull_refuses_to_publish_a_git_lfs_stub(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from helpers import hfa
+
+    from hfa.errors import ExitCode
+
+    cache = tmp_path / "cache"
+    result = hfa("pull", "org/stub", "--endpoint", server.url, "--cache-dir", str(cache))
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.stderr
+    assert "model.safetensors" in result.stderr and "Git-LFS pointer stub" in result.stderr
+    assert "--allow-unsafe" in result.stderr  # the way to say otherwise
+    assert not list(cache.glob("models--org--stub/snapshots/*/model.safetensors"))
+    assert not [p for p in cache.glob("models--org--stub/blobs/*") if p.stat().st_size < 1024]
+    told = hfa("pull", "org/stub", "--endpoint", server.url, "--cache-dir", str(cache), "--allow-unsafe")
+    assert told.exit_code == 0, told.stderr
+    assert list(cache.glob("models--org--stub/snapshots/*/model.safetensors"))
+    assert "lfs.pointer-stub" in hfa("verify", "org/stub", "--cache-dir", str(cache), "--json").stdout

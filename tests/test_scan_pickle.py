@@ -117,10 +117,12 @@ def test_classify_global(module: str, name: str, expected: Severity | None) -> N
     assert (got[0] if got else None) == expected
 
 
-def test_policy_extensions_allow_exact_names_but_patterns_never_beat_the_denylist() -> None:
-    exact = ScanPolicy(extra=("somepkg.Thing", "torch.load"))
+def test_policy_extensions_allow_unknown_names_but_never_beat_the_denylist() -> None:
+    exact = ScanPolicy(extra=("somepkg.Thing", "torch.load", "posix.system"))
     assert classify_global("somepkg", "Thing", exact) is None
-    assert classify_global("torch", "load", exact) is None  # the user asked for exactly this
+    for module, name in (("torch", "load"), ("posix", "system")):  # issue 11: exact entries no longer downgrade
+        got = classify_global(module, name, exact)
+        assert got is not None and got[0] is Severity.CRITICAL
     pattern = ScanPolicy(extra=("torch.*", "somepkg.*"))
     assert classify_global("somepkg", "Other", pattern) is None
     got = classify_global("torch", "load", pattern)

@@ -180,7 +180,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--allow-unsafe",
-                help="Publish files the scan finds known-dangerous (pickles that run code). Never load them.",
+                help="Publish files the scan refuses (pickles that run code, Git-LFS stubs). Never load them.",
             ),
         ] = False,
     ) -> None:

@@ -31,9 +31,10 @@ from hfa.scan._pickle_parts import (
     _Obj,
     _Reader,
     _Run,
+    _TooCostly,
     _Truncated,
 )
-from hfa.scan._pickle_vm import _Machine
+from hfa.scan._pickle_vm import NOOP_PAIRS, _Machine
 from hfa.scan.model import Severity
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
@@ -61,6 +62,8 @@ class _Sim(_Machine):
         r = self.r
         budget = self.budget
         ops = start = self.ops
+        work = self.work
+        limit = start + (budget or max(work.ops_left, 0))
         try:
             while True:
                 p = r.pos
@@ -78,14 +81,19 @@ class _Sim(_Machine):
                 if entry is None:
                     raise _Malformed(f"unknown opcode 0x{code:02x}", at)
                 ops += 1
-                if budget and ops > budget:
-                    raise _Budget
+                if ops > limit:
+                    if budget:
+                        raise _Budget
+                    work.exhausted = True
+                    raise _TooCostly(f"more opcodes than the scan's budget of {limit - start} (an opcode bomb?)", at)
                 arg_reader, handler = entry
                 if handler(self, arg_reader(self) if arg_reader is not None else None, at):
                     return self.stop_values[-1] if self.stop_values else None
         finally:
             self.ops = ops
             self.ops_in_pickle = ops - start
+            if not budget:
+                work.ops_left -= ops - start
 
     # -- opcode handlers (names from pickletools) --------------------------------------------------
 
@@ -119,9 +127,13 @@ class _Sim(_Machine):
             self._pop(at)
         else:
             self._pop_mark(at)
+        if self.r.buf[self.r.pos : self.r.pos + 2] in NOOP_PAIRS:
+            self._skip_noops()
 
     def _op_POP_MARK(self, _: None, at: int) -> None:
         self._pop_mark(at)
+        if self.r.buf[self.r.pos : self.r.pos + 2] in NOOP_PAIRS:
+            self._skip_noops()
 
     def _op_DUP(self, _: None, at: int) -> None:
         self._push(self._top(at))
@@ -471,7 +483,7 @@ class _Sim(_Machine):
             # joblib writes the array with pickle.dump (protocol 2) right here: scan that pickle.
             if self.depth >= MAX_NESTING:
                 raise _Malformed("joblib object arrays nested too deeply", at)
-            nested = _Sim(r, self.sink, mode="plain", depth=self.depth + 1)
+            nested = _Sim(r, self.sink, mode="plain", depth=self.depth + 1, work=self.work)
             nested.context = self.context
             nested.pickle_index = self.pickle_index
             try:
@@ -499,7 +511,7 @@ class _Sim(_Machine):
             reader.buf = window
         else:
             reader = _Reader(self.r.fp, start, end, stream=False)
-        sim = _Sim(reader, self.sink, mode="shadow", depth=self.depth + 1)
+        sim = _Sim(reader, self.sink, mode="shadow", depth=self.depth + 1, work=self.work)
         # Copies of the stacks (a folded bottom holds a count that pops change); containers stay shared,
         # so the shadow never mutates them (see _extend, _set_items and BUILD).
         sim.stack = _copy_segment([*self.stack[:-1], RESULT])
@@ -510,6 +522,8 @@ class _Sim(_Machine):
         sim.pickle_index = self.pickle_index
         try:
             sim._continue()
+        except _TooCostly:
+            raise
         except _Truncated:
             if window is not None and start + len(window) < end and self.sink is not None:
                 self.sink.issue(
@@ -525,12 +539,17 @@ class _Sim(_Machine):
     def _continue(self) -> None:
         table = _TABLE
         r = self.r
+        work = self.work
         while True:
             at = r.base + r.pos
             code = r.byte()
             entry = table[code]
             if entry is None:
                 return
+            work.ops_left -= 1
+            if work.ops_left < 0:
+                work.exhausted = True
+                raise _TooCostly("more opcodes than the scan's budget (an opcode bomb?)", at)
             arg_reader, handler = entry
             if handler(self, arg_reader(self) if arg_reader is not None else None, at):
                 return

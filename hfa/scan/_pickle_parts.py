@@ -217,6 +217,10 @@ class _Truncated(_Malformed):
     pass
 
 
+class _TooCostly(_Malformed):
+    """The file's work budget (:class:`hfa.scan.limits.Work`) is spent."""
+
+
 class _Budget(Exception):
     """The probe has seen enough opcodes."""
 

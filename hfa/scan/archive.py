@@ -1,31 +1,34 @@
 """Serialized model formats, recognised by content (never by name) and scanned without loading.
 
-:func:`scan_serialized` sniffs the first bytes and dispatches:
+:func:`scan_serialized` sniffs the first bytes (:func:`hfa.scan.sniff.kind`) and dispatches:
 
 * raw pickles, any protocol, several in a row; a legacy ``torch.save`` file (magic-number pickle,
   protocol pickle, sys-info pickle, the model pickle, the storage-keys pickle, then raw storage
   bytes) has its five pickles scanned and its raw data checked against the storages the model
   pickle declares, so nothing unexpected hides after them;
-* zip archives (PyTorch, ``.npz``, anything): read through the central directory, as PyTorch does,
-  never through local headers; flag bits and CRCs are ignored (a loader that ignores them still
-  reads the member); stored and deflated members are read directly at the local-header offset the
-  central directory gives; every member is sniffed (not only ``data.pkl``: hidden, extensionless
-  and oddly named members too), tensor data is never read beyond a small head; nested archives
-  are followed to a bounded depth;
+* containers, one handler each in :data:`hfa.scan.containers.HANDLERS`: zip archives (PyTorch,
+  ``.npz``, anything) read through the central directory as PyTorch reads them, every member
+  sniffed; tar archives (PyTorch's legacy tar checkpoints: ``storages``, ``tensors``, ``pickle``);
+  gzip, zlib, bz2, xz, lzma, lz4 and zstd streams (joblib's and pandas' compressions). They nest,
+  to a bounded depth;
 * numpy ``.npy`` (an object dtype means the rest is a pickle) and ``.npz`` (a zip of them);
-* joblib files (pickles with inline array data, see :mod:`hfa.scan.pickle`), also when compressed
-  with gzip, zlib, bz2, xz or lzma (the stdlib codecs joblib uses; lz4 is not handled).
+* joblib files (pickles with inline array data, see :mod:`hfa.scan.pickle`).
 
-It returns None when the content is none of these, so a caller can try other checks. Members are
-reported as ``outer.bin!archive/data.pkl``.
+Fail closed: content whose name (``model.bin``, ``data.pkl`` in a zip, ``x.pkl.gz``) or place
+(the members of a legacy tar checkpoint, the one file of a zip named as a pickle) says a loader
+unpickles it, but that is none of these, is a ``pickle.unparseable`` finding. All the work on one
+file is bounded (:mod:`hfa.scan.limits`). It returns None when the content is none of these and
+nothing says pickle, so a caller can try other checks. Members are reported as
+``outer.bin!archive/data.pkl``.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-import zlib
 
+from hfa.scan.containers import HANDLERS, _scan_polyglot_zip
+from hfa.scan.limits import MAX_DEPTH, Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickle import (
     _VALID_OPCODES,
@@ -36,18 +39,14 @@ from hfa.scan.pickle import (
     probe_pickle,
     scan_pickles,
 )
-from hfa.scan.streams import CHUNK, _Decoded, _Window, _zlib_maker
-from hfa.scan.zipread import _ZIP_END, _ZIP_LOCAL, _Bad, _central_directory, _Member
+from hfa.scan.sniff import HEAD, KNOWN_DATA, kind, says_pickle
+from hfa.scan.streams import CHUNK
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any, BinaryIO
 
-MAX_DEPTH = 3  # archives inside archives
 MAX_NPY_HEADER = 1 << 20
-BOMB_RATIO = 1100  # deflate cannot exceed ~1032:1; more output than this is a bomb
-BOMB_FLOOR = 64 << 20
 SPOOL_MEMORY = 16 << 20
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -80,10 +79,11 @@ _NPY_MAGIC = b"\x93NUMPY"
 
 
 class _Out:
-    """Findings of one scan, with one helper per archive code."""
+    """Findings of one scan, the file's work budget, and one helper per finding code."""
 
-    def __init__(self, policy: ScanPolicy) -> None:
+    def __init__(self, policy: ScanPolicy, work: Work) -> None:
         self.policy = policy
+        self.work = work
         self.findings: list[Finding] = []
         self.storage_ids: list[Any] = []  # torch persistent ids seen by the last pickle scanned
 
@@ -93,38 +93,48 @@ class _Out:
     def malformed(self, message: str, path: str, **detail: Any) -> None:
         self.add(Severity.HIGH, "archive.malformed", f"cannot be proven safe: {message}", path, **detail)
 
+    def too_costly(self, path: str, message: str) -> None:
+        if not self.work.reported:
+            self.work.reported = True
+            self.add(Severity.HIGH, "scan.too-costly", f"cannot be proven safe: {message} (a bomb?)", path)
 
-def scan_serialized(fp: BinaryIO, display: str, policy: ScanPolicy, *, size: int | None = None) -> list[Finding] | None:
-    """Scan a pickle, a legacy torch file, a zip (PyTorch, npz, nested), an npy, or a joblib file.
+    def pickles(self, fp: BinaryIO, display: str, **kw: Any) -> PickleReport:
+        """scan_pickles on the file's budget; its findings are added here."""
+        rep = scan_pickles(fp, display, self.policy, work=self.work, **kw)
+        self.findings += rep.findings
+        return rep
+
+    def dispatch(
+        self,
+        fp: BinaryIO,
+        display: str,
+        start: int,
+        end: int | None,
+        depth: int,
+        stream: bool,
+        *,
+        storage: bool = False,
+        expect: bool = False,
+    ) -> bool:
+        return _dispatch(fp, display, self, start, end, depth, stream, storage=storage, expect=expect)
+
+
+def scan_serialized(
+    fp: BinaryIO, display: str, policy: ScanPolicy, *, size: int | None = None, expect: bool | None = None
+) -> list[Finding] | None:
+    """Scan a pickle, a legacy torch file, an archive, a compressed stream, an npy, or a joblib file.
 
     Reads ``fp`` from its current position (``size`` bytes, default to EOF). Returns the findings
-    (empty for a clean file), or None when the content is none of the formats handled here.
+    (empty for a clean file), or None when the content is none of the formats handled here and
+    ``expect`` (default: whether the name in ``display`` says pickle) is false.
     """
     start = fp.tell()
     end = start + size if size is not None else fp.seek(0, io.SEEK_END)
-    out = _Out(policy)
-    handled = _dispatch(fp, display, out, start, end, depth=0, stream=False)
+    if expect is None:
+        expect = says_pickle(display.rsplit("!", 1)[-1])
+    out = _Out(policy, Work(end - start))
+    handled = _dispatch(fp, display, out, start, end, depth=0, stream=False, expect=expect)
     return out.findings if handled else None
-
-
-def _kind(head: bytes) -> str | None:
-    if head[:4] in (_ZIP_LOCAL, _ZIP_END):
-        return "zip"
-    if head.startswith(_NPY_MAGIC):
-        return "npy"
-    if head[:3] == b"\x1f\x8b\x08":
-        return "gzip"
-    if head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0":
-        return "bz2"
-    if head[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    if head[:3] == b"]\x00\x00":
-        return "lzma"
-    if head[:2] == b"ZF" and head[2:4] == b"0x":
-        return "zfile"
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
-        return "zlib"
-    return None
 
 
 def _dispatch(
@@ -137,54 +147,60 @@ def _dispatch(
     stream: bool,
     *,
     storage: bool = False,
+    expect: bool = False,
 ) -> bool:
     """Scan [start, end) of ``fp`` by what its content is; False when it is nothing handled here.
 
     Content that starts with PROTO 2-9 is a pickle even if it breaks at once (fail closed), except
     in a torch tensor storage (``storage``): torch reads those as raw bytes, and random data starts
-    like that often enough, so there only a pickle that simulates cleanly counts.
+    like that often enough, so there only a pickle that simulates cleanly counts. With ``expect``
+    (a loader unpickles this), content that is nothing handled here is a finding, never a pass.
     """
+    if out.work.exhausted:
+        return True  # the file is already a finding; nothing more is read
     fp.seek(start)
-    head = fp.read(16 if end is None else max(0, min(16, end - start)))
-    if not head:
-        return False
-    if head[0] not in _VALID_OPCODES and _kind(head) is None:
-        return False  # no pickle starts with this byte, and no container: nothing here to read further
-    if storage:
-        if probe_pickle(fp, start, end, stream=stream):
+    if storage:  # a tensor storage: raw bytes to torch, a finding only if it really is a pickle
+        head = fp.read(1)
+        if head and head[0] in _VALID_OPCODES and probe_pickle(fp, start, end, stream=stream):
             _scan_pickle_file(fp, display, out, start, end, stream, depth)
             return True
         return False
-    if head[8:10] == b'{"' and int.from_bytes(head[:8], "little") < 1 << 30:
-        return False  # safetensors: a little-endian header length, then JSON (not handled here)
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 9:  # 6-9: a future protocol, fails closed
+    head = fp.read(HEAD if end is None else max(0, min(HEAD, end - start)))
+    found = kind(head) if head else None
+    if found == "safetensors":
+        return False  # a little-endian header length, then JSON (checked by hfa.scan.safetensors)
+    proto = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 9  # 6-9: a future protocol, fails closed
+    if proto and found != "tar":
         _scan_pickle_file(fp, display, out, start, end, stream, depth)
         return True
-    kind = _kind(head)
-    if kind == "zip":
-        if depth > MAX_DEPTH:
-            out.add(Severity.HIGH, "archive.too-deep", f"archives nested more than {MAX_DEPTH} deep", display)
-            return True
+    handler = HANDLERS.get(found) if found is not None else None
+    if handler is not None:
         if stream:
             with _spooled(fp, start, end) as copy:
-                _scan_zip(copy, display, out, 0, _size_of(copy), depth)
+                handled = handler(copy, display, out, 0, _size_of(copy), depth, expect, found)
         else:
             assert end is not None
-            _scan_zip(fp, display, out, start, end, depth)
-        return True
-    if kind == "npy":
+            handled = handler(fp, display, out, start, end, depth, expect, found)
+        if found == "tar" and head[0] in _VALID_OPCODES and (proto or probe_pickle(fp, start, end, stream=stream)):
+            # A tar header whose first name is a pickle: torch.load reads the tar, pickle.load the pickle.
+            out.add(Severity.MEDIUM, "archive.polyglot", "a tar archive that is also a pickle (both scanned)", display)
+            _scan_pickle_file(fp, display, out, start, end, stream, depth)
+        return handled
+    expect = expect and found not in KNOWN_DATA  # GGUF under a .bin name: scanned only if it probes as a pickle
+    if found == "npy":
         _scan_npy(fp, display, out, start, end, stream)
         return True
-    if kind in ("gzip", "bz2", "xz", "lzma", "zlib", "zfile"):
-        if depth > MAX_DEPTH:
-            return False
-        if stream:
-            with _spooled(fp, start, end) as copy:
-                return _scan_compressed(copy, display, out, 0, _size_of(copy), kind, depth + 1)
-        assert end is not None
-        return _scan_compressed(fp, display, out, start, end, kind, depth)
-    if probe_pickle(fp, start, end, stream=stream):
-        _scan_pickle_file(fp, display, out, start, end, stream, depth)
+    if head and head[0] in _VALID_OPCODES and (expect or probe_pickle(fp, start, end, stream=stream)):
+        _scan_pickle_file(fp, display, out, start, end, stream, depth)  # expected: fails closed if broken
+        return True
+    if expect:
+        what = "empty" if not head else "not a pickle, nor an archive or stream the scanner reads"
+        out.add(
+            Severity.HIGH,
+            "pickle.unparseable",
+            f"cannot be proven safe: named or placed as a pickle, but its content is {what}",
+            display,
+        )
         return True
     return False
 
@@ -230,9 +246,7 @@ class _spooled:
 def _scan_pickle_file(
     fp: BinaryIO, display: str, out: _Out, start: int, end: int | None, stream: bool, depth: int
 ) -> None:
-    policy = out.policy
-    first = scan_pickles(fp, display, policy, start=start, end=end, max_pickles=1, collect=True, stream=stream)
-    out.findings += first.findings
+    first = out.pickles(fp, display, start=start, end=end, max_pickles=1, collect=True, stream=stream)
     out.storage_ids = first.storage_ids
     if not first.complete:
         return
@@ -240,21 +254,16 @@ def _scan_pickle_file(
     if type(magic) is int and magic == LEGACY_MAGIC:
         _scan_legacy_torch(fp, display, out, first.end, end, stream)
     else:
-        rest = scan_pickles(
-            fp, display, policy, start=first.end, end=end, first_index=1, stream=stream, continuation=True
-        )
-        out.findings += rest.findings
+        out.pickles(fp, display, start=first.end, end=end, first_index=1, stream=stream, continuation=True)
     if not stream and end is not None and depth < MAX_DEPTH:
         _scan_polyglot_zip(fp, display, out, start, end, depth)
 
 
 def _scan_legacy_torch(fp: BinaryIO, display: str, out: _Out, start: int, end: int | None, stream: bool) -> None:
     """Pickles 2-4 (protocol, sys info, model), pickle 5 (storage keys), then raw storages."""
-    policy = out.policy
-    body = scan_pickles(
+    body = out.pickles(
         fp,
         display,
-        policy,
         start=start,
         end=end,
         max_pickles=3,
@@ -263,16 +272,14 @@ def _scan_legacy_torch(fp: BinaryIO, display: str, out: _Out, start: int, end: i
         stream=stream,
         continuation=True,
     )
-    out.findings += body.findings
     if not body.complete:
         return
     if body.pickles < 3:
         _unexpected(out, display, f"a legacy torch file that ends after {1 + body.pickles} of its 5 pickles")
         return
-    keys = scan_pickles(
+    keys = out.pickles(
         fp,
         display,
-        policy,
         start=body.end,
         end=end,
         max_pickles=1,
@@ -282,7 +289,6 @@ def _scan_legacy_torch(fp: BinaryIO, display: str, out: _Out, start: int, end: i
         stream=stream,
         continuation=True,
     )
-    out.findings += keys.findings
     if not keys.complete:
         return
     if keys.pickles < 1:
@@ -334,44 +340,7 @@ def _check_legacy_storages(
     size = f"{end - pos} bytes" if end is not None else "data"
     _unexpected(out, display, f"{size} after the last storage of a legacy torch file", offset=pos)
     if probe_pickle(fp, pos, end, stream=stream):  # torch never reads it, but something else might
-        out.findings += scan_pickles(fp, display, out.policy, start=pos, end=end, first_index=5, stream=stream).findings
-
-
-def _scan_compressed(fp: BinaryIO, display: str, out: _Out, start: int, end: int, kind: str, depth: int) -> bool:
-    """gzip/zlib/bz2/xz/lzma around a pickle (joblib's compressed files); None-equivalent if not one."""
-    skip = 0
-    multi = kind in ("gzip", "bz2")
-    maker: Callable[[], Any]
-    if kind == "gzip":
-        maker = _zlib_maker(16 + zlib.MAX_WBITS)
-    elif kind == "zfile":  # joblib < 0.10: b"ZF" + hex length padded to 19 bytes + zlib data
-        skip = 21
-        maker = _zlib_maker(zlib.MAX_WBITS)
-    elif kind == "zlib":
-        maker = _zlib_maker(zlib.MAX_WBITS)
-    elif kind == "bz2":
-        import bz2
-
-        maker = bz2.BZ2Decompressor
-    else:
-        import lzma
-
-        fmt = lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE
-
-        def maker() -> Any:
-            return lzma.LZMADecompressor(format=fmt)
-
-    raw = _binary(_Window(fp, start + skip, end))
-    limit = max(BOMB_FLOOR, BOMB_RATIO * (end - start))
-    stream = _Decoded(raw, maker, limit, multi=multi)
-    src = _binary(stream)
-    if not probe_pickle(src, 0, None, stream=True):
-        return False
-    _scan_pickle_file(src, display, out, 0, None, True, depth)
-    if stream.error:
-        code = "archive.too-large" if "more than" in stream.error else "archive.malformed"
-        out.add(Severity.HIGH, code, f"cannot be proven safe: {kind} stream {stream.error}", display)
-    return True
+        out.pickles(fp, display, start=pos, end=end, first_index=5, stream=stream)
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,114 +405,7 @@ def _scan_npy(fp: BinaryIO, display: str, out: _Out, start: int, end: int | None
         return
     if has_object:
         # numpy.save writes object arrays as a pickle right after the header; np.load(allow_pickle=True) runs it.
-        rep = scan_pickles(fp, display, out.policy, start=data_at + header_len, end=end, stream=stream)
-        out.findings += rep.findings
-
-
-# --------------------------------------------------------------------------------------------
-# Zip archives, through the central directory
-
-
-def _scan_zip(
-    fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth: int, *, polyglot: bool = False
-) -> bool:
-    """Scan every member of the zip in [start, end). With ``polyglot``, quietly give up on a non-zip."""
-    members: list[_Member] = []
-    try:
-        for member in _central_directory(fp, start, end, allow_prefix=polyglot):
-            members.append(member)
-    except _Bad as exc:
-        if polyglot:
-            return False
-        out.malformed(str(exc), display)  # still scan the members that could be read
-    if polyglot:
-        out.add(
-            Severity.MEDIUM,
-            "archive.polyglot",
-            "a pickle with a zip archive after it: zip readers see other content than unpicklers",
-            display,
-        )
-    # data.pkl first: its persistent ids name the tensor storages (raw bytes to torch).
-    storages: set[str] = set()
-    for m in members:
-        if m.name == "data.pkl" or m.name.endswith("/data.pkl"):
-            out.storage_ids = []
-            _scan_member(fp, display, out, m, end, depth)
-            prefix = m.name[: -len("data.pkl")]
-            storages.update(f"{prefix}data/{pid[2]}" for pid in out.storage_ids if isinstance(pid[2], str))
-    for m in members:
-        if not (m.name == "data.pkl" or m.name.endswith("/data.pkl")):
-            _scan_member(fp, display, out, m, end, depth, storage=m.name in storages)
-    return True
-
-
-def _scan_polyglot_zip(fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth: int) -> None:
-    fp.seek(max(start, end - (22 + 0xFFFF)))
-    if _ZIP_END in fp.read():
-        _scan_zip(fp, display + "!zip", out, start, end, depth + 1, polyglot=True)
-
-
-def _scan_member(
-    fp: BinaryIO, display: str, out: _Out, m: _Member, end: int, depth: int, storage: bool = False
-) -> None:
-    path = f"{display}!{m.name}"
-    if m.name.endswith("/") and m.usize == 0 and m.csize == 0:
-        return
-    if m.local_offset + 30 > end:
-        out.malformed("a member's local header offset is out of range", path, offset=m.local_offset)
-        return
-    fp.seek(m.local_offset)
-    local = fp.read(30)
-    if local[:4] != _ZIP_LOCAL:
-        out.malformed("a member's local header is missing", path, offset=m.local_offset)
-        return
-    nlen, xlen = struct.unpack("<HH", local[26:30])
-    local_name = fp.read(nlen)
-    if local_name != m.raw_name:
-        out.add(
-            Severity.MEDIUM,
-            "archive.name-mismatch",
-            "the local header names a different file than the central directory (scanned by the latter)",
-            path,
-            central=m.name,
-            local=local_name.decode("utf-8", "replace"),
-        )
-    data_start = m.local_offset + 30 + nlen + xlen
-    data_end = data_start + m.csize
-    if data_end > end:
-        out.malformed("a member's data runs past the end of the archive", path, offset=data_start)
-        return
-    if m.flags & 0x61:  # encrypted, strong encryption, patched data
-        out.add(
-            Severity.MEDIUM,
-            "archive.suspicious-flags",
-            "member flagged as encrypted or patched; loaders that ignore the flag read it as is (scanned as is)",
-            path,
-            flags=m.flags,
-        )
-    if m.method == 0:
-        if m.csize != m.usize:
-            out.malformed("a stored member whose sizes disagree", path)
-            return
-        view = _binary(_Window(fp, data_start, data_end))  # offsets in findings: from the member start
-        _dispatch(view, path, out, 0, m.csize, depth + 1, stream=False, storage=storage)
-    elif m.method == 8:
-        raw = _binary(_Window(fp, data_start, data_end))
-        limit = min(m.usize, max(BOMB_FLOOR, BOMB_RATIO * max(m.csize, 1)))
-        stream = _Decoded(raw, _zlib_maker(-15), limit)
-        if m.usize > limit:
-            out.add(Severity.HIGH, "archive.too-large", "cannot be proven safe: a member that inflates too far", path)
-        _dispatch(_binary(stream), path, out, 0, m.usize, depth + 1, stream=True, storage=storage)
-        if stream.error:
-            out.malformed(f"deflate data: {stream.error}", path)
-    else:
-        out.add(
-            Severity.HIGH,
-            "archive.unsupported",
-            f"cannot be proven safe: compression method {m.method} is not scanned",
-            path,
-            method=m.method,
-        )
+        out.pickles(fp, display, start=data_at + header_len, end=end, stream=stream)
 
 
 def _binary(obj: object) -> BinaryIO:

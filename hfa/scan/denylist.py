@@ -173,13 +173,17 @@ def _denied(module: str, name: str) -> bool:
 
 
 def _policy_verdict(module: str, name: str, policy: ScanPolicy) -> tuple[Severity, str] | None:
-    """None when allowed; else (severity, reason). Exact allow entries beat the denylist, patterns do not."""
+    """None when allowed; else (severity, reason).
+
+    An exact entry of the built-in allowlist beats the denylist; a user's entries (``extra``) never
+    do, exact or pattern: :func:`hfa.scan.policy.load_policy` refuses them, and a policy built in
+    code that names one still gets the critical verdict.
+    """
     bad = _bad_attribute(module, name)
     if bad:
         return _SEV_CRIT, bad
     full = f"{module}.{name}"
-    entries = (*policy.allow, *policy.extra)
-    if full in entries:
+    if full in policy.allow:
         return None
     if _denied(module, name):
         return _SEV_CRIT, "known to run code, touch files, the network, processes or the import machinery"
@@ -219,3 +223,12 @@ def classify_global(module: str, name: str, policy: ScanPolicy) -> tuple[Severit
         if v is not None and (worst is None or v[0] > worst[0]):
             worst = v
     return None if worst is None else (worst[0], worst[1], resolved)
+
+
+def denied_entry(entry: str) -> bool:
+    """Whether an allowlist entry (``module.Name``) names a global the denylist holds critical."""
+    module, _, name = entry.rpartition(".")
+    if not module:
+        return False
+    verdict = classify_global(module, name, ScanPolicy(allow=(), extra=()))
+    return verdict is not None and verdict[0] >= _SEV_CRIT

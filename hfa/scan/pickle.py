@@ -43,6 +43,7 @@ from hfa.scan._pickle_parts import (
     _Malformed,
     _Reader,
     _Sink,
+    _TooCostly,
     _Truncated,
 )
 
@@ -52,6 +53,7 @@ from hfa.scan._pickle_parts import KEEP_ITEMS_LARGE as KEEP_ITEMS_LARGE
 from hfa.scan._pickle_parts import _Global as _Global
 from hfa.scan._pickle_parts import _List as _List
 from hfa.scan.denylist import classify_global as classify_global
+from hfa.scan.limits import Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
@@ -110,6 +112,7 @@ def scan_pickles(
     stream: bool = False,
     trailing: bool = True,
     continuation: bool = False,
+    work: Work | None = None,
 ) -> PickleReport:
     """Scan pickles stacked in [start, end): at most ``max_pickles``, else until the end.
 
@@ -117,6 +120,8 @@ def scan_pickles(
     reported as ``pickle.trailing-data`` (when ``trailing``) and end the scan. With ``collect``,
     every STOP value and every torch storage persistent id is returned too. ``continuation``
     says [start, end) follows an earlier STOP, so its first byte is held to the same rule.
+    ``work`` is the file's budget (default: one for [start, end) alone); past it the scan stops
+    with a ``scan.too-costly`` finding.
     """
     if start is None:
         start = fp.tell()
@@ -124,7 +129,9 @@ def scan_pickles(
         end = _file_end(fp)
     sink = _Sink(display, policy)
     reader = _Reader(fp, start, end, stream=stream or end is None)
-    sim = _Sim(reader, sink, collect=collect, keep_items=keep_items)
+    if work is None:
+        work = Work(None if end is None else end - start)
+    sim = _Sim(reader, sink, collect=collect, keep_items=keep_items, work=work)
     sim.pickle_index = first_index
     done = 0
     complete = True
@@ -150,6 +157,12 @@ def scan_pickles(
             break
         try:
             sim.run_pickle()
+        except _TooCostly as exc:
+            if not work.reported:
+                work.reported = True
+                sink.issue(_SEV_HIGH, "scan.too-costly", f"cannot be proven safe: {exc.reason}", offset=exc.offset)
+            complete = False
+            break
         except _Malformed as exc:
             sink.issue(
                 _SEV_HIGH,

@@ -35,9 +35,17 @@ def load_policy(allowlist: Path | None) -> tuple[ScanPolicy, list[Finding]]:
     entries = doc.get("allow")
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise UsageError(f'Allowlist {allowlist} needs `allow = ["module.Name", …]`', "see docs/security.md")
+    from hfa.scan.denylist import denied_entry
+
     for entry in entries:
         if not _ENTRY_RE.fullmatch(entry) or entry.startswith("*"):
             raise UsageError(f"Allowlist {allowlist}: invalid entry '{entry}'", "write module.Name or module.sub.*")
+        if "*" not in entry and denied_entry(entry):
+            raise UsageError(
+                f"Allowlist {allowlist}: '{entry}' is known to run code, touch files, the network or processes;"
+                " hfa never allows it",
+                f"remove '{entry}' from {allowlist}; a pickle that needs it is unsafe to load (see docs/security.md)",
+            )
     policy.extra = tuple(entries)
     policy.extended_from.append(str(allowlist))
     note = Finding(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import zlib
 
+from hfa.scan.limits import Work
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -59,24 +61,38 @@ class _Window(io.RawIOBase):
 class _Decoded(io.RawIOBase):
     """A decompressed stream with forward seeks (decode and discard) and backward seeks (restart).
 
-    ``make`` builds a fresh decoder (zlib, bz2 or lzma decompressor). With ``multi``, a stream
-    that ends is followed by the next one (concatenated gzip members, bz2 streams). Corrupt data
-    and output beyond ``limit`` end the stream early, as an EOF the scanner notices, and are kept
-    in ``error`` so the caller can say why.
+    ``make`` builds a fresh decoder (zlib, bz2, lzma or lz4 frame decompressor); ``reader``, when
+    given instead, wraps the raw stream in a decompressing reader (zstandard's ``stream_reader``,
+    whose one-shot decoder cannot bound its output). With ``multi``, a stream that ends is
+    followed by the next one (concatenated gzip members, bz2 streams). Corrupt data and output
+    beyond ``limit`` or the file's ``work`` budget end the stream early, as an EOF the scanner
+    notices, and are kept in ``error`` so the caller can say why.
     """
 
-    def __init__(self, raw: BinaryIO, make: Callable[[], Any], limit: int, *, multi: bool = False) -> None:
+    def __init__(
+        self,
+        raw: BinaryIO,
+        make: Callable[[], Any] | None,
+        limit: int,
+        *,
+        multi: bool = False,
+        reader: Callable[[BinaryIO], Any] | None = None,
+        work: Work | None = None,
+    ) -> None:
         super().__init__()
         self._raw = raw
-        self._make = make
+        self._make: Any = make
+        self._reader = reader
         self._multi = multi
         self.limit = limit
+        self.work = work
         self.error: str | None = None
         self._restart()
 
     def _restart(self) -> None:
         self._raw.seek(0)
-        self._dec = self._make()
+        self._dec: Any = self._make() if self._make is not None else None
+        self._stream = self._reader(self._raw) if self._reader is not None else None
         self._input = b""
         self._pos = 0
         self._pending = b""
@@ -93,10 +109,19 @@ class _Decoded(io.RawIOBase):
 
     def _produce(self, want: int) -> bytes:
         """Some more decoded bytes (at most about ``want``); b'' at the end."""
+        if self._stream is not None and not self._done:
+            try:
+                got: bytes = self._stream.read(max(want, CHUNK))
+            except Exception as exc:  # zstandard.ZstdError: the stream ends here
+                self.error = f"corrupt compressed data ({exc})"
+                got = b""
+            if not got:
+                self._done = True
+            return got
         while not self._done:
             dec = self._dec
             if dec.eof:
-                rest = dec.unused_data + self._input
+                rest = (dec.unused_data or b"") + self._input
                 if self._multi and (rest or self._peek_raw()):
                     self._dec = self._make()
                     self._input = rest
@@ -148,6 +173,14 @@ class _Decoded(io.RawIOBase):
             self.error = self.error or f"decompresses to more than {self.limit} bytes (a compression bomb?)"
             self._done = True
             self._pending = b""
+        work = self.work
+        if work is not None:
+            work.decode_left -= len(data)
+            if work.decode_left < 0:
+                work.exhausted = True
+                self.error = self.error or "decompresses to more than the scan's budget allows (a compression bomb?)"
+                self._done = True
+                self._pending = b""
         self._pos += len(data)
         return data
 
