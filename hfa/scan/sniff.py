@@ -26,7 +26,7 @@ KNOWN_DATA = ("gguf", "ggml", "safetensors")
 def says_pickle(name: str) -> bool:
     """Whether ``name`` (a file or member path) is one a loader unpickles.
 
-    ``.bin`` is also OpenVINO's and Core ML's raw-weights suffix: those (named as hfa.select
+    ``.bin`` is also OpenVINO's and Core ML's raw-weights suffix: those (named as hfa.resolve.selection
     classifies them: under ``openvino/`` or named ``openvino*``, inside a ``.mlpackage``) are not.
     """
     parts = name.lower().split("/")
