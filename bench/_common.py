@@ -262,7 +262,7 @@ def write_blob(blobs: Path, size: int, head: bytes = b"") -> Path:
 
 def write_big_repo(cache: Path, repo_id: str, filename: str, size: int, title: str) -> Path:
     """A model repository in ``cache``: one LFS file of ``size`` random bytes and a README; return the blob."""
-    from hfa.cache import RepoDir
+    from hfa.cache.layout import RepoDir
     from hfa.testing import write_repo
 
     blob = write_blob(RepoDir(cache, "model", repo_id).blobs, size)

@@ -100,7 +100,7 @@ _write_blob = write_blob  # the shared helper in _common
 
 def _build(cache: Path, big_size: int) -> tuple[dict[str, int], dict[str, int]]:
     """Both repositories into ``cache``; return {path: size} of each."""
-    from hfa.cache import RepoDir
+    from hfa.cache.layout import RepoDir
     from hfa.testing import write_repo
 
     many = _many_files()

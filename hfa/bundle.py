@@ -30,11 +30,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hfa import __version__, jsonsafe, lockfile
-from hfa.cache import CacheWriter, RepoDir, atomic_write_text, check_relpath
+from hfa import __version__, jsonsafe
+from hfa.cache.hashing import SHA1_RE, SHA256_RE
+from hfa.cache.layout import CacheWriter, RepoDir, atomic_write_text, check_relpath
 from hfa.errors import CheckFailed, LocalError, UsageError
-from hfa.hashing import SHA1_RE, SHA256_RE
-from hfa.lockfile import Lock, LockedFile, LockedRepo
+from hfa.lock import lockfile
+from hfa.lock.lockfile import Lock, LockedFile, LockedRepo
 
 FORMAT = "hfa-bundle"
 VERSION = 1
@@ -110,8 +111,8 @@ class ExportPlan:
 
 def lock_from_cache(cache_dir: Path, specs: list[Any]) -> Lock:
     """Lock entries for REPO[@REV] arguments, from what the cache holds for those revisions."""
-    from hfa.resolver import resolve_offline
-    from hfa.select import SelectOptions
+    from hfa.resolve.resolver import resolve_offline
+    from hfa.resolve.selection import SelectOptions
 
     lock = Lock()
     for ref in specs:

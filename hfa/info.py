@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfa import jsonsafe
-from hfa.card import CardData, parse_card
 from hfa.config import Settings
 from hfa.errors import HfaError
-from hfa.fetch import verify_bytes
+from hfa.hub.download import verify_bytes
 from hfa.pull import plan
-from hfa.refs import RemoteFile, RepoRef, Resolved
-from hfa.resolver import read_cached
-from hfa.select import Selection, SelectOptions, classify, gguf_quants
+from hfa.resolve.card import CardData, parse_card
+from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.resolver import read_cached
+from hfa.resolve.selection import Selection, SelectOptions, classify, gguf_quants
 
 CARD_FIELDS = ("license", "pipeline_tag", "library_name", "base_model", "datasets", "language", "tags")
 
@@ -74,7 +74,7 @@ def _read(settings: Settings, resolved: Resolved, f: RemoteFile) -> bytes | None
     data = read_cached(settings.cache_dir, resolved.ref, f)
     if data is not None or settings.offline:
         return data
-    from hfa.hub import OnlineHub
+    from hfa.hub.client import OnlineHub
 
     try:
         data = OnlineHub(settings).read_small(resolved.ref, resolved.commit, f.path, limit=4 * 1024 * 1024)

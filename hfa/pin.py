@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfa import lockfile
 from hfa.config import Settings
 from hfa.errors import AccessDenied, CheckFailed, HfaError, NotFound, UsageError
-from hfa.lockfile import Lock, LockedFile, LockedRepo, RepoDiff
+from hfa.lock import lockfile
+from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, RepoDiff
 from hfa.pull import plan
-from hfa.refs import RepoRef
-from hfa.select import SelectOptions
+from hfa.resolve.refs import RepoRef
+from hfa.resolve.selection import SelectOptions
 
 
 def resolve_entry(

@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from hfa.cache import CacheWriter
+from hfa.cache.layout import CacheWriter
 from hfa.config import Settings
 from hfa.errors import CheckFailed, HfaError, RepoNotFound
-from hfa.fetch import DEFAULT_WORKERS, Fetcher, FetchOutcome, verify_bytes
-from hfa.refs import RemoteFile, RepoRef, Resolved
-from hfa.resolver import read_cached, resolve_offline
-from hfa.select import Decision, Selection, SelectOptions, select
+from hfa.hub.download import DEFAULT_WORKERS, Fetcher, FetchOutcome, verify_bytes
+from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.resolver import read_cached, resolve_offline
+from hfa.resolve.selection import Decision, Selection, SelectOptions, select
 
 if TYPE_CHECKING:
-    from hfa.hub import OnlineHub
-    from hfa.lockfile import LockedRepo
+    from hfa.hub.client import OnlineHub
+    from hfa.lock.lockfile import LockedRepo
 
 
 class Progress(Protocol):
@@ -202,7 +202,7 @@ def plan(
         )
         return Plan(resolved, selection, warnings, options)
 
-    from hfa.hub import OnlineHub
+    from hfa.hub.client import OnlineHub
 
     hub = OnlineHub(settings)
     resolved = resolve_online(hub, ref)
@@ -239,7 +239,7 @@ def pull(
         resolved, selection, warnings, _ = plan(settings, ref, options)
         return _offline_result(settings, ref, resolved, selection, warnings, writer, started, options)
 
-    from hfa.hub import OnlineHub
+    from hfa.hub.client import OnlineHub
 
     hub = OnlineHub(settings)
     resolved = resolve_online(hub, ref)
@@ -399,7 +399,7 @@ def pull_locked(
     No request is made when every locked file is already in the cache; offline, a missing
     file is an error naming it.
     """
-    from hfa.hub import OnlineHub
+    from hfa.hub.client import OnlineHub
 
     started = time.monotonic()
     hub: OnlineHub | None = None

@@ -9,12 +9,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hfa.cache import CacheWriter
+from hfa.cache.hashing import git_sha1, lfs_pointer
+from hfa.cache.layout import CacheWriter
 from hfa.config import Settings
 from hfa.errors import UsageError
-from hfa.fetch import Fetcher
-from hfa.hashing import git_sha1, lfs_pointer
-from hfa.refs import RemoteFile, RepoRef
+from hfa.hub.download import Fetcher
+from hfa.resolve.refs import RemoteFile, RepoRef
 from hfa.verify import VerifyReport
 
 
@@ -22,7 +22,7 @@ def repair(
     settings: Settings, report: VerifyReport, *, lock: Path | None, folder: Path | None, repo: str | None
 ) -> list[str]:
     """Fix what ``report`` found; returns one line per action. Needs the network."""
-    from hfa.hub import OnlineHub
+    from hfa.hub.client import OnlineHub
 
     if folder is not None:
         if not report.stubs:
@@ -34,7 +34,7 @@ def repair(
     hub = OnlineHub(settings)
     locked: dict[tuple[str, str, str], dict[str, RemoteFile]] = {}
     if lock is not None:
-        from hfa import lockfile
+        from hfa.lock import lockfile
 
         for entry in lockfile.read(lock).repos:
             locked[(entry.repo_type, entry.repo_id, entry.commit)] = entry.remote_files()

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hfa.cache import HFA_META, RepoDir, check_relpath, new_file, validate_repo_id
-from hfa.hashing import git_sha1, lfs_pointer
+from hfa.cache.hashing import git_sha1, lfs_pointer
+from hfa.cache.layout import HFA_META, RepoDir, check_relpath, new_file, validate_repo_id
 
 # The patterns of the Hub's default .gitattributes, and its 10 MB rule.
 LFS_PATTERNS = (

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfa.cache import RepoDir, iter_repos
-from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE
-from hfa.lockfile import Lock
-from hfa.refs import RepoRef
+from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE
+from hfa.cache.layout import RepoDir, iter_repos
+from hfa.lock.lockfile import Lock
+from hfa.resolve.refs import RepoRef
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.scanner import Target, iter_folder, scan_targets
 
@@ -233,7 +233,7 @@ def _check_refs(repo: RepoDir) -> list[Finding]:
 def _check_locks(cache_dir: Path, repo: RepoDir) -> list[Finding]:
     from filelock import FileLock, Timeout
 
-    from hfa.cache import repo_folder_name
+    from hfa.cache.layout import repo_folder_name
 
     folder = cache_dir / ".locks" / repo_folder_name(repo.repo_id, repo.repo_type)
     findings: list[Finding] = []
@@ -355,7 +355,7 @@ def verify_lock(
                 continue
             to_hash.setdefault(real, []).append((label, f.path, f.algo, f.digest, entry.repo_id))
             targets.append(Target(real, f"{label}/{f.path}"))
-        from hfa.resolver import snapshot_files
+        from hfa.resolve.resolver import snapshot_files
 
         present = snapshot_files(repo, entry.commit)
         for extra in sorted(set(present) - set(locked)):

@@ -18,8 +18,8 @@ import pytest
 from conftest import World, build_world
 from helpers import corrupt_blobs, hfa
 
-from hfa import lockfile
 from hfa.errors import ExitCode
+from hfa.lock import lockfile
 from hfa.server import HubServer, ServerConfig
 from hfa.testing import write_repo
 
@@ -269,8 +269,8 @@ COMMIT = "c0" * 20
 
 
 def _lock_text(files: dict[str, bytes], revision: str = "main", repo_id: str = "evil/model") -> str:
-    from hfa.lockfile import Lock, LockedFile, LockedRepo
-    from hfa.select import SelectOptions
+    from hfa.lock.lockfile import Lock, LockedFile, LockedRepo
+    from hfa.resolve.selection import SelectOptions
 
     entries = tuple(sorted(LockedFile(p, len(d), "sha256", hashlib.sha256(d).hexdigest()) for p, d in files.items()))
     return lockfile.dumps(Lock((LockedRepo(repo_id, "model", revision, COMMIT, SelectOptions(), entries),)))
@@ -340,8 +340,8 @@ def test_sparse_member_is_refused_before_anything_is_written(tmp_path: Path, pad
 
     real_size = 32 * 1024 * 1024  # the red-team case declared 2 GiB; the bomb works the same at any size
     digest = hashlib.sha256(bytes(real_size)).hexdigest()
-    from hfa.lockfile import Lock, LockedFile, LockedRepo
-    from hfa.select import SelectOptions
+    from hfa.lock.lockfile import Lock, LockedFile, LockedRepo
+    from hfa.resolve.selection import SelectOptions
 
     entry = LockedRepo(
         "evil/model", "model", "main", COMMIT, SelectOptions(), (LockedFile("w.bin", real_size, "sha256", digest),)

@@ -141,6 +141,6 @@ def test_no_command_imports_pydantic_for_plain_options(argv: list[str], tmp_path
 def test_warm_pull_loads_no_scanner(server: HubServer, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     assert hfa("pull", "org/model", "--endpoint", server.url, "--cache-dir", cache).exit_code == 0
-    unneeded = ("pydantic", "hfa.scan.scanner", "hfa.lockfile")  # (huggingface_hub imports filelock itself)
+    unneeded = ("pydantic", "hfa.scan.scanner", "hfa.lock.lockfile")  # (huggingface_hub imports filelock itself)
     rc, heavy = _imports(["pull", "org/model", "--endpoint", server.url, "--cache-dir", str(cache)], tmp_path, unneeded)
     assert (rc, heavy) == (0, [])

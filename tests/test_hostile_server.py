@@ -420,7 +420,7 @@ def test_a_file_and_a_folder_of_one_name_are_refused_naming_both(tmp_path: Path)
     ],
 )
 def test_path_conflict(paths: list[str], expected: tuple[str, str] | None) -> None:
-    from hfa.hub import path_conflict
+    from hfa.hub.client import path_conflict
 
     assert path_conflict(paths) == expected
 

@@ -24,8 +24,8 @@ from hfa.errors import (
     RevisionNotFound,
     UsageError,
 )
-from hfa.hub import OnlineHub, RetryPolicy, parse_retry_after
-from hfa.refs import RepoRef
+from hfa.hub.client import OnlineHub, RetryPolicy, parse_retry_after
+from hfa.resolve.refs import RepoRef
 
 
 class Script:
@@ -216,7 +216,7 @@ def test_warm_pull_imports_no_http_stack(server, tmp_path) -> None:
     first = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     cold = set(first.stdout.splitlines()[-1].split(","))
-    assert not cold & {"httpx2", "httpcore2"}  # cold too: downloads go through hfa.transport
+    assert not cold & {"httpx2", "httpcore2"}  # cold too: downloads go through hfa.hub.transport
     warm = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
     assert warm.returncode == 0, warm.stderr
     assert warm.stdout.splitlines()[-1] == ""  # the last line lists heavy modules imported: none
@@ -274,14 +274,14 @@ def test_search_rejects_a_list_that_is_no_model_list() -> None:
     ],
 )
 def test_next_link(value: str | None, expected: str | None) -> None:
-    from hfa.hub import next_link
+    from hfa.hub.client import next_link
 
     assert next_link(value) == expected
 
 
 @given(st.text())
 def test_next_link_never_crashes(value: str) -> None:
-    from hfa.hub import next_link
+    from hfa.hub.client import next_link
 
     result = next_link(value)
     assert result is None or isinstance(result, str)
@@ -305,7 +305,7 @@ def test_a_redirect_loop_ends_in_a_network_error_not_in_a_body() -> None:
 def test_hub_timestamps_come_out_in_utc_seconds(when: datetime, offset_minutes: int, fraction: str) -> None:
     from datetime import timedelta, timezone
 
-    from hfa.hub import _iso
+    from hfa.hub.client import _iso
 
     zone = timezone(timedelta(minutes=offset_minutes))
     local = when.replace(microsecond=0, tzinfo=zone)

@@ -19,7 +19,7 @@ from helpers import hfa, runner
 from hfa.cli.app import app
 from hfa.config import Settings
 from hfa.errors import ExitCode, GatedRepo, NetworkError, NotFound, UsageError
-from hfa.hub import RetryPolicy
+from hfa.hub.client import RetryPolicy
 from hfa.infer import cache as infer_cache
 from hfa.infer import client as infer_client
 from hfa.infer.cache import CachedRunner, ResultCache, cache_stats, clear_cache
@@ -622,7 +622,7 @@ def test_token_goes_only_to_the_endpoint_origin(make_server: Any) -> None:
 def test_model_url_rules() -> None:
     hub = Settings.resolve(endpoint="https://huggingface.co", token=TOKEN)
     mirror = Settings.resolve(endpoint="http://10.0.0.2:8080", token=TOKEN)
-    from hfa.refs import RepoRef
+    from hfa.resolve.refs import RepoRef
 
     ref = RepoRef.parse("org/m@v1")
     assert model_url(hub, ref) == ("https://router.huggingface.co/hf-inference/models/org/m", True)

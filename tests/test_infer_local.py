@@ -25,7 +25,7 @@ from hfa.infer.modelfiles import (
     from_cache,
     normalize_task,
 )
-from hfa.refs import RepoRef
+from hfa.resolve.refs import RepoRef
 from hfa.testing import model_card, write_repo
 
 SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market crashed today."]
@@ -130,14 +130,14 @@ def test_default_task_from_card_files_or_architecture(tmp_path: Path) -> None:
 
 
 def test_from_cache_is_offline_and_follows_the_lock(tmp_path: Path) -> None:
-    from hfa import lockfile
+    from hfa.lock import lockfile
 
     cache = tmp_path / "cache"
     old = write_repo(cache, "org/m", {"config.json": "{}", "a.txt": "1", "b.txt": "2"})
     new = write_repo(cache, "org/m", {"config.json": "{}", "a.txt": "3"}, parent=old)
     assert from_cache(cache, RepoRef.parse("org/m")).commit == new
     assert from_cache(cache, RepoRef.parse(f"org/m@{old}")).commit == old
-    from hfa.select import SelectOptions
+    from hfa.resolve.selection import SelectOptions
 
     entry = lockfile.LockedRepo(
         "org/m", "model", "main", old, SelectOptions(), (lockfile.LockedFile("a.txt", 1, "git-sha1", "0" * 40),)

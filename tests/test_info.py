@@ -9,8 +9,8 @@ import pytest
 from conftest import World
 from helpers import hfa
 
-from hfa.card import parse_card
 from hfa.errors import ExitCode
+from hfa.resolve.card import parse_card
 from hfa.server import HubServer, ServerConfig
 from hfa.testing import model_card, write_repo
 

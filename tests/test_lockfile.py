@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hfa import lockfile
-from hfa.lockfile import Lock, LockedFile, LockedRepo, LockError
-from hfa.select import SelectOptions
+from hfa.lock import lockfile
+from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, LockError
+from hfa.resolve.selection import SelectOptions
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -194,7 +194,7 @@ def test_diff_reports_added_removed_changed() -> None:
 
 
 def test_locked_file_to_remote_rebuilds_blob_ids() -> None:
-    from hfa.hashing import git_sha1, lfs_pointer
+    from hfa.cache.hashing import git_sha1, lfs_pointer
 
     f = LockedFile("w.safetensors", 10, "sha256", "a" * 64).to_remote()
     assert f.etag == "a" * 64 and f.blob_id == git_sha1(lfs_pointer("a" * 64, 10))

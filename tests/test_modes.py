@@ -21,7 +21,7 @@ import pytest
 from conftest import World
 from helpers import hfa
 
-from hfa.cache import atomic_write_bytes, atomic_write_text
+from hfa.cache.layout import atomic_write_bytes, atomic_write_text
 from hfa.server import HubServer, ServerConfig
 
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import TOKEN, World
 from helpers import corrupt_blobs, hfa
 
-from hfa import lockfile
 from hfa.errors import ExitCode
+from hfa.lock import lockfile
 from hfa.server import HubServer
 from hfa.testing import write_repo
 

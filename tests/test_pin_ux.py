@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from helpers import hfa
 
-from hfa import lockfile
-from hfa.cache import validate_repo_id
+from hfa.cache.layout import validate_repo_id
 from hfa.errors import ExitCode, UsageError
+from hfa.lock import lockfile
 from hfa.server import HubServer, ServerConfig
 from hfa.server.auth import load_policy
 from hfa.testing import make_safetensors, write_repo
@@ -163,7 +163,7 @@ def test_lock_write_failure_names_the_lock_not_a_temp_file(
 
 
 def test_bad_selection_in_lock_names_a_real_command(tmp_path: Path) -> None:
-    from hfa.select import SelectOptions
+    from hfa.resolve.selection import SelectOptions
 
     with pytest.raises(UsageError) as caught:
         SelectOptions.from_json({"all": "yes"})
@@ -365,7 +365,7 @@ def test_token_file_that_is_a_device_is_refused(tmp_path: Path, monkeypatch: pyt
 
 
 def test_cache_write_failures_name_the_real_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hfa.cache import atomic_symlink, atomic_write_text
+    from hfa.cache.layout import atomic_symlink, atomic_write_text
 
     def refuse(src: object, dst: object) -> None:
         raise PermissionError(13, "Permission denied", str(dst))

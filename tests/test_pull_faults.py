@@ -85,10 +85,10 @@ def test_transient_faults_are_retried(faulty, tmp_path: Path, fault: Fault) -> N
 )
 def test_pipelined_hashing_verifies_every_byte(faulty, tmp_path: Path, monkeypatch, fault: Fault | None) -> None:
     """Large bodies are hashed on a second thread: small chunks here, so many buffers circulate."""
-    import hfa.fetch
+    import hfa.hub.download
 
-    monkeypatch.setattr(hfa.fetch, "PIPELINE_MIN", 0)
-    monkeypatch.setattr(hfa.fetch, "CHUNK", 512)
+    monkeypatch.setattr(hfa.hub.download, "PIPELINE_MIN", 0)
+    monkeypatch.setattr(hfa.hub.download, "CHUNK", 512)
     srv, plan, world = faulty
     if fault is not None:
         plan.faults.append(fault)
@@ -105,10 +105,10 @@ def test_pipelined_hashing_verifies_every_byte(faulty, tmp_path: Path, monkeypat
 
 
 def test_pipelined_hashing_refuses_persistent_bad_bytes(faulty, tmp_path: Path, monkeypatch) -> None:
-    import hfa.fetch
+    import hfa.hub.download
 
-    monkeypatch.setattr(hfa.fetch, "PIPELINE_MIN", 0)
-    monkeypatch.setattr(hfa.fetch, "CHUNK", 512)
+    monkeypatch.setattr(hfa.hub.download, "PIPELINE_MIN", 0)
+    monkeypatch.setattr(hfa.hub.download, "CHUNK", 512)
     srv, plan, _ = faulty
     plan.faults.append(Fault("corrupt", path=BIG, times=-1))
     cache = tmp_path / "cache"
@@ -354,12 +354,12 @@ def test_concurrent_processes_pull_the_same_repo(tmp_path: Path) -> None:
 
 
 def test_write_behind_hands_every_written_range_to_the_disk_in_order(monkeypatch, tmp_path: Path) -> None:
-    import hfa.fetch
+    import hfa.hub.download
 
     calls: list[tuple[int, int, int, int]] = []
-    monkeypatch.setattr(hfa.fetch, "_SFR", lambda fd, start, n, flags: calls.append((fd, start, n, flags)) or 0)
-    monkeypatch.setattr(hfa.fetch, "WRITE_BEHIND", 100)
-    behind = hfa.fetch._WriteBehind(7, 1000)  # resuming at byte 1000
+    monkeypatch.setattr(hfa.hub.download, "_SFR", lambda fd, start, n, flags: calls.append((fd, start, n, flags)) or 0)
+    monkeypatch.setattr(hfa.hub.download, "WRITE_BEHIND", 100)
+    behind = hfa.hub.download._WriteBehind(7, 1000)  # resuming at byte 1000
     for n in (60, 60, 30, 99, 1, 5):
         behind.wrote(n)
     assert calls == [
@@ -369,20 +369,20 @@ def test_write_behind_hands_every_written_range_to_the_disk_in_order(monkeypatch
 
 
 def test_write_behind_is_a_no_op_without_sync_file_range(monkeypatch) -> None:
-    import hfa.fetch
+    import hfa.hub.download
 
-    monkeypatch.setattr(hfa.fetch, "_SFR", False)
-    behind = hfa.fetch._WriteBehind(7, 0)
+    monkeypatch.setattr(hfa.hub.download, "_SFR", False)
+    behind = hfa.hub.download._WriteBehind(7, 0)
     behind.wrote(1 << 40)  # would call nothing, raise nothing
     assert behind.call is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
 def test_sync_file_range_is_found_and_accepts_a_file(monkeypatch, tmp_path: Path) -> None:
-    import hfa.fetch
+    import hfa.hub.download
 
-    monkeypatch.setattr(hfa.fetch, "_SFR", None)
-    call = hfa.fetch._sync_file_range()
+    monkeypatch.setattr(hfa.hub.download, "_SFR", None)
+    call = hfa.hub.download._sync_file_range()
     assert call is not None
     with (tmp_path / "f").open("wb", buffering=0) as fp:
         fp.write(b"x" * 8192)

@@ -13,7 +13,7 @@ import pytest
 from helpers import hfa
 
 from hfa.errors import ExitCode
-from hfa.lockfile import line_numbers
+from hfa.lock.lockfile import line_numbers
 from hfa.server import HubServer
 from hfa.testing import lfs_pointer_stub
 

@@ -1,4 +1,4 @@
-"""hfa.select: which files `hfa pull` fetches, and why — one test (at least) per rule."""
+"""hfa.resolve.selection: which files `hfa pull` fetches, and why — one test (at least) per rule."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hfa.errors import CheckFailed, UsageError
-from hfa.refs import RemoteFile
-from hfa.select import (
+from hfa.resolve.refs import RemoteFile
+from hfa.resolve.selection import (
     FRAMEWORKS,
     KINDS,
     SMALL_FILE_LIMIT,
@@ -803,7 +803,7 @@ VARIANT_INDEXES = {
     ],
 )
 def test_weight_variant_names(path: str, stem: str, variant: str | None) -> None:
-    from hfa.select import weight_variant
+    from hfa.resolve.selection import weight_variant
 
     assert weight_variant(path) == (stem, variant)
 

@@ -444,7 +444,7 @@ def test_minilm_embeddings_are_equal_every_way(minilm_cache) -> None:  # type: i
     st = pytest.importorskip("sentence_transformers")
     from hfa.config import Settings
     from hfa.infer.local import make_runner
-    from hfa.refs import RepoRef
+    from hfa.resolve.refs import RepoRef
 
     cache, folder = minilm_cache
     direct = st.SentenceTransformer(str(folder), device="cpu").encode(SENTENCES).tolist()
@@ -644,7 +644,7 @@ def test_a_model_left_with_meta_tensors_is_a_failed_load(tiny_cache, monkeypatch
 
     from hfa.infer import engines
     from hfa.infer.modelfiles import ModelFailed, from_cache
-    from hfa.refs import RepoRef
+    from hfa.resolve.refs import RepoRef
 
     real_load = engines.TextClassification.load
 

@@ -33,7 +33,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 
-from hfa.hashing import git_sha1, lfs_pointer
+from hfa.cache.hashing import git_sha1, lfs_pointer
 from hfa.server import HubServer
 from hfa.testing import model_card, write_repo
 

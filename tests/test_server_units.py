@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hfa.cache import check_relpath
-from hfa.card import parse_card
+from hfa.cache.layout import check_relpath
 from hfa.errors import UsageError
+from hfa.resolve.card import parse_card
 from hfa.server.auth import AuthPolicy, load_policy
 from hfa.server.http import _parse_range
 

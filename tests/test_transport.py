@@ -1,4 +1,4 @@
-"""hfa.transport: keep-alive, stale connections, proxies from the environment, TLS only when asked."""
+"""hfa.hub.transport: keep-alive, stale connections, proxies from the environment, TLS only when asked."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from hfa import transport
 from hfa.config import Settings
 from hfa.errors import EntryNotFound, NetworkError
-from hfa.hub import OnlineHub, RetryPolicy, _is_transient
-from hfa.refs import RepoRef
+from hfa.hub import transport
+from hfa.hub.client import OnlineHub, RetryPolicy, _is_transient
+from hfa.resolve.refs import RepoRef
 
 
 class Recorder:

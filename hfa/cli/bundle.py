@@ -33,10 +33,11 @@ def register(app: typer.Typer) -> None:
 
         Carry it to a machine with no network and run `hfa import` there.
         """
-        from hfa import bundle, lockfile
+        from hfa import bundle
         from hfa.cli.pull import human_size
         from hfa.errors import UsageError
-        from hfa.refs import RepoRef
+        from hfa.lock import lockfile
+        from hfa.resolve.refs import RepoRef
 
         cache = ctx.settings.cache_dir
         the_lock = bundle.lock_from_cache(cache, [RepoRef.parse(r) for r in repos]) if repos else lockfile.read(lock)

@@ -264,7 +264,7 @@ def register(app: typer.Typer) -> None:
             )
         local_options: dict[str, Any] = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
         if lock is not None:
-            from hfa import lockfile
+            from hfa.lock import lockfile
 
             local_options["lock"] = lockfile.read(lock)
         out = ctx.out

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         """
         from hfa import pin as core
         from hfa.errors import CheckFailed, UsageError
-        from hfa.refs import RepoRef
+        from hfa.resolve.refs import RepoRef
 
         modes = [m for m, on in (("--upgrade", upgrade), ("--check", check), ("--remove", remove)) if on]
         if len(modes) > 1:

@@ -71,8 +71,8 @@ def _pull_from_lock(
     dry_run: bool,
     allow_unsafe: bool = False,
 ) -> None:
-    from hfa import lockfile
     from hfa.errors import CheckFailed, LockMismatch, UsageError
+    from hfa.lock import lockfile
     from hfa.pull import command_text, pull_locked
 
     if locked and frozen:

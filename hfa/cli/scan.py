@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         from hfa import verify as core
         from hfa.cli.scanning import count_text, finish
         from hfa.errors import UsageError
-        from hfa.refs import RepoRef
+        from hfa.resolve.refs import RepoRef
         from hfa.scan.policy import load_policy
         from hfa.scan.report import Locator
 
@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
         locate = Locator() if folder is not None else Locator(logical=lambda p: p not in on_disk, cache_dir=cache)
         locked = None
         if lock is not None:
-            from hfa import lockfile
+            from hfa.lock import lockfile
 
             locked = lockfile.read(lock)
             entries = [(e.repo_type, e.repo_id, e.commit) for e in locked.repos]

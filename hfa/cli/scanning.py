@@ -165,7 +165,7 @@ def targets(cache_dir: Path, names: list[str]) -> tuple[list[Any], set[str]]:
         if path.is_file():
             out.append(Target(path, name))
         elif path.is_dir():
-            from hfa.cache import parse_repo_folder
+            from hfa.cache.layout import parse_repo_folder
 
             parsed = parse_repo_folder(path.resolve().name)
             if (path / "snapshots").is_dir() and parsed:
@@ -179,8 +179,8 @@ def targets(cache_dir: Path, names: list[str]) -> tuple[list[Any], set[str]]:
             else:
                 out += iter_folder(path, name)
         else:
-            from hfa.cache import RepoDir
-            from hfa.refs import RepoRef
+            from hfa.cache.layout import RepoDir
+            from hfa.resolve.refs import RepoRef
 
             try:
                 ref = RepoRef.parse(name)

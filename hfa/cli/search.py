@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find models by text, author, task and library."""
         from hfa.errors import NetworkError, OfflineError
-        from hfa.hub import OnlineHub
+        from hfa.hub.client import OnlineHub
 
         try:
             models = OnlineHub(ctx.settings).search_models(

@@ -90,8 +90,8 @@ class Selection:
 
     def build(self):  # -> SelectOptions (lazy import keeps --help fast)
         from hfa.errors import UsageError
-        from hfa.resolver import check_subfolder
-        from hfa.select import FRAMEWORKS, SelectOptions
+        from hfa.resolve.resolver import check_subfolder
+        from hfa.resolve.selection import FRAMEWORKS, SelectOptions
 
         frameworks = tuple(self.framework or ())
         for fw in frameworks:
@@ -143,7 +143,7 @@ def repo_and_options(repo: str, repo_type: str | None, sel: Selection) -> tuple[
     from dataclasses import replace
 
     from hfa.errors import UsageError
-    from hfa.refs import RepoRef
+    from hfa.resolve.refs import RepoRef
 
     ref, quant = RepoRef.parse_spec(repo, repo_type)
     options = sel.build()

@@ -152,7 +152,7 @@ def register(app: typer.Typer) -> None:
         policy = load_policy(auth) if auth else AuthPolicy()
         the_lock = None
         if lock is not None:
-            from hfa import lockfile
+            from hfa.lock import lockfile
 
             the_lock = lockfile.read(lock)
         infer_config = _infer_config(infer, infer_models, infer_max_models, allow_pickle, trust_remote_code)
@@ -229,7 +229,7 @@ def _infer_config(
             raise UsageError(f"{', '.join(given)} only apply with --infer", "add --infer")
         return None
     from hfa.infer.pool import PoolConfig
-    from hfa.refs import RepoRef
+    from hfa.resolve.refs import RepoRef
 
     def repo_ids(values: list[str] | None, flag: str) -> frozenset[str]:
         out = set()

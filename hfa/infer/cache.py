@@ -75,7 +75,7 @@ class ResultCache:
         return doc.get("result", MISS)
 
     def put(self, key: str, result: Any, meta: dict[str, Any]) -> None:
-        from hfa.cache import atomic_write_text
+        from hfa.cache.layout import atomic_write_text
 
         doc: dict[str, Any] = {"version": CACHE_VERSION, "key": key, "created": time.time(), **meta}
         if isinstance(result, bytes):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hfa.cache.hashing import COMMIT_RE
 from hfa.config import DEFAULT_ENDPOINT, Settings, check_token
 from hfa.errors import (
     AccessDenied,
@@ -41,10 +42,9 @@ from hfa.errors import (
     OfflineError,
     UsageError,
 )
-from hfa.hashing import COMMIT_RE
-from hfa.hub import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from hfa.hub.client import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from hfa.infer.tasks import Runner, Task, get_task
-from hfa.refs import RepoRef
+from hfa.resolve.refs import RepoRef
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_RETRIES = 8
@@ -135,7 +135,7 @@ def resolve_commit(settings: Settings, ref: RepoRef, *, ask_hub: bool = True) ->
     if ref.pinned:
         return str(ref.revision), "pinned"
     if ask_hub and not settings.offline:
-        from hfa.hub import OnlineHub
+        from hfa.hub.client import OnlineHub
 
         try:
             return OnlineHub(settings, retry=RetryPolicy(retries=0)).resolve(ref).commit, "hub"
@@ -186,7 +186,7 @@ def make_runner(
 def load_local_runner(settings: Settings, ref: RepoRef, **options: Any) -> Runner:
     """``hfa.infer.local.make_runner(settings, ref, **options)``, imported only now (it needs torch).
 
-    ``options``: ``allow_pickle``, ``trust_remote_code``, ``lock`` (an hfa.lockfile.Lock).
+    ``options``: ``allow_pickle``, ``trust_remote_code``, ``lock`` (an hfa.lock.lockfile.Lock).
     """
     hint = "or drop --local to use an inference endpoint"
     try:

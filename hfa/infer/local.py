@@ -23,7 +23,7 @@ from hfa.config import Settings
 from hfa.errors import HfaError, LocalError, UsageError
 from hfa.infer.engines import Engine, load_engine
 from hfa.infer.modelfiles import ModelFiles, client_view, explain_failure, from_cache, normalize_task
-from hfa.refs import RepoRef
+from hfa.resolve.refs import RepoRef
 
 
 class LocalRunner:
@@ -93,6 +93,6 @@ def make_runner(
     trust_remote_code: bool = False,
     lock: Any = None,
 ) -> LocalRunner:
-    """The ``--local`` runner for ``ref``, resolved offline from ``settings.cache_dir`` (and ``lock``, an hfa.lockfile.Lock)."""
+    """The ``--local`` runner for ``ref``, resolved offline from ``settings.cache_dir`` (and ``lock``, an hfa.lock.lockfile.Lock)."""
     model = from_cache(settings.cache_dir, ref, lock)
     return LocalRunner(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)

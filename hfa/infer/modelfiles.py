@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hfa.errors import CheckFailed, UsageError
-from hfa.refs import RepoRef
+from hfa.resolve.refs import RepoRef
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -162,7 +162,7 @@ class ModelFiles:
 
 def from_cache(cache_dir: Path, ref: RepoRef, lock: Any = None) -> ModelFiles:
     """Resolve ``ref`` offline from the cache (and the lock, when given): the snapshot's files, never the network."""
-    from hfa.resolver import resolve_offline
+    from hfa.resolve.resolver import resolve_offline
 
     if ref.repo_type != "model":
         raise UsageError(f"'{ref.display}' is a {ref.repo_type}; inference runs models", "pass a model repo")

@@ -27,7 +27,7 @@ from hfa.infer.batch import BatchRequest, parse_lines, run_batch
 from hfa.infer.cache import CachedRunner, ResultCache
 from hfa.infer.client import make_runner, resolve_commit
 from hfa.infer.tasks import SelftestReport, Task, check_parameters, image_type, make_inputs, selftest
-from hfa.refs import RepoRef
+from hfa.resolve.refs import RepoRef
 
 
 class Session:
@@ -178,6 +178,6 @@ def safe_name(ident: Any) -> str:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write through a temporary file and a rename: never half an output file (mode as open() gives)."""
-    from hfa.cache import atomic_write_bytes
+    from hfa.cache.layout import atomic_write_bytes
 
     atomic_write_bytes(path.expanduser(), data)

@@ -155,7 +155,7 @@ class Locator:
 
     def with_lock(self, path: Path, text: str, entries: Sequence[tuple[str, str, str]]) -> Locator:
         """Point findings on the lock's entries (``(repo_type, repo_id, commit)``) at ``path``'s lines."""
-        from hfa.lockfile import line_numbers
+        from hfa.lock.lockfile import line_numbers
 
         self._lock = self.on_disk(str(path))
         self._lock_lines = line_numbers(text)
@@ -301,6 +301,6 @@ def write_sarif(
     *,
     category: str = "hfa",
 ) -> None:
-    from hfa.cache import atomic_write_text
+    from hfa.cache.layout import atomic_write_text
 
     atomic_write_text(path, json.dumps(sarif(findings, version, locate, category=category), indent=2) + "\n")

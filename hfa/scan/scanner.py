@@ -142,21 +142,21 @@ def iter_folder(root: Path, display_root: str | None = None) -> Iterator[Target]
 
 
 def is_hf_cache(path: Path) -> bool:
-    from hfa.cache import iter_repos
+    from hfa.cache.layout import iter_repos
 
     return path.is_dir() and bool(iter_repos(path)) and not (path / "snapshots").is_dir()
 
 
 def iter_cache(cache_dir: Path) -> Iterator[Target]:
     """Every snapshot file of every repo in a huggingface_hub cache, following links into blobs/."""
-    from hfa.cache import iter_repos
+    from hfa.cache.layout import iter_repos
 
     for repo in iter_repos(cache_dir):
         yield from iter_repo(cache_dir, repo.repo_type, repo.repo_id)
 
 
 def iter_repo(cache_dir: Path, repo_type: str, repo_id: str, commit: str | None = None) -> Iterator[Target]:
-    from hfa.cache import RepoDir
+    from hfa.cache.layout import RepoDir
 
     repo = RepoDir(cache_dir, repo_type, repo_id)
     blobs_real = os.path.realpath(repo.blobs)

@@ -70,7 +70,7 @@ class ServerConfig:
     page_size: int = 100  # search results per page (Link-paged)
     tree_page_size: int = 1000  # tree entries per page (Link-paged)
     faults: FaultPlan | None = None  # test-only fault injection
-    lock: Any = None  # an hfa.lockfile.Lock: serve only what it names (`hfa serve --lock`)
+    lock: Any = None  # an hfa.lock.lockfile.Lock: serve only what it names (`hfa serve --lock`)
     infer: Any = None  # an hfa.infer.pool.PoolConfig: also answer the Inference API (`hfa serve --infer`)
     timeout: float = DEFAULT_TIMEOUT  # seconds for a request head (idle included), and per stalled read/write
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # served at once (lowered to fit the fd limit)

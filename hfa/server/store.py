@@ -23,9 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hfa.cache import HFA_META, RepoDir, iter_repos, repo_folder_name
-from hfa.card import parse_card
-from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, lfs_pointer, sha256_file
+from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, lfs_pointer, sha256_file
+from hfa.cache.layout import HFA_META, RepoDir, iter_repos, repo_folder_name
+from hfa.resolve.card import parse_card
 from hfa.testing import is_lfs_path
 
 log = logging.getLogger("hfa.serve")
@@ -56,6 +56,7 @@ class Unreadable:
         )
         log.warning("cannot read %s (%s): it is not served; %s", path, exc.strerror or exc, fix)
 
+
 MAX_META = 1024 * 1024  # bytes of .hfa.json read
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # no link, and a FIFO never blocks
 
@@ -82,9 +83,7 @@ def snapshot_file_in_repo(real_cache: str, repo_folder: str, commit: str, relpat
     return real if stat.S_ISREG(st.st_mode) else None
 
 
-def read_regular_file(
-    path: Path, limit: int, on_error: Callable[[Path, OSError], None] | None = None
-) -> bytes | None:
+def read_regular_file(path: Path, limit: int, on_error: Callable[[Path, OSError], None] | None = None) -> bytes | None:
     """At most ``limit`` bytes of ``path`` if it is a regular file (not a link, FIFO or device).
 
     ``on_error`` hears why an existing file could not be opened (a permission, say).

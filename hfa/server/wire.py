@@ -54,7 +54,7 @@ def _cursor(query: dict[str, list[str]]) -> int:
 
 
 def _valid_repo_id(repo_id: str) -> bool:
-    from hfa.cache import REPO_ID_RE
+    from hfa.cache.layout import REPO_ID_RE
 
     return bool(REPO_ID_RE.match(repo_id)) and ".." not in repo_id and "--" not in repo_id
 

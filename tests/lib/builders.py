@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hfa.cache import RepoDir
-from hfa.lockfile import Lock, LockedFile, LockedRepo
-from hfa.select import SelectOptions
+from hfa.cache.layout import RepoDir
+from hfa.lock.lockfile import Lock, LockedFile, LockedRepo
+from hfa.resolve.selection import SelectOptions
 from hfa.testing import make_safetensors, model_card, write_repo
 
 DATE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

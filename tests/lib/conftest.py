@@ -11,8 +11,8 @@ import pytest
 
 from hfa.config import Settings
 from hfa.pull import pull
-from hfa.refs import RepoRef
-from hfa.select import SelectOptions
+from hfa.resolve.refs import RepoRef
+from hfa.resolve.selection import SelectOptions
 from hfa.server import HubServer
 
 MODEL = RepoRef("org/model")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from hfa import lockfile
 from hfa.bundle import (
     BundleRefused,
     blobs_of,
@@ -20,10 +19,11 @@ from hfa.bundle import (
     lock_from_cache,
     plan_export,
 )
-from hfa.cache import RepoDir
+from hfa.cache.layout import RepoDir
 from hfa.errors import CheckFailed, UsageError
-from hfa.lockfile import Lock
-from hfa.refs import RepoRef
+from hfa.lock import lockfile
+from hfa.lock.lockfile import Lock
+from hfa.resolve.refs import RepoRef
 
 from .builders import DATA_FILES, MODEL_FILES, Built, blob_name, git_sha1, locked_repo
 

@@ -1,4 +1,4 @@
-"""hfa.cache_scan / cache_ops / cache_delete as a library: list_cache, plan_rm/prune/gc, preview and apply."""
+"""hfa.cache.inventory / cache_ops / cache_delete as a library: list_cache, plan_rm/prune/gc, preview and apply."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from hfa.cache import CacheWriter, RepoDir
-from hfa.cache_delete import IN_USE, apply, preview
-from hfa.cache_ops import BUSY, plan_gc, plan_prune, plan_rm
-from hfa.cache_scan import cache_root, list_cache
+from hfa.cache.delete import IN_USE, apply, preview
+from hfa.cache.inventory import cache_root, list_cache
+from hfa.cache.layout import CacheWriter, RepoDir
+from hfa.cache.plan import BUSY, plan_gc, plan_prune, plan_rm
 from hfa.errors import NotFound, UsageError
-from hfa.lockfile import Lock
+from hfa.lock.lockfile import Lock
 from hfa.testing import write_repo
 
 from .builders import blob_name, locked_repo

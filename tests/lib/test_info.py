@@ -14,8 +14,8 @@ from hfa.config import Settings
 from hfa.errors import CheckFailed, RepoNotFound, RevisionNotFound
 from hfa.info import info
 from hfa.pull import pull
-from hfa.refs import RepoRef
-from hfa.select import SelectOptions
+from hfa.resolve.refs import RepoRef
+from hfa.resolve.selection import SelectOptions
 from hfa.server import HubServer, ServerConfig
 from hfa.testing import model_card, write_repo
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from conftest import TOKEN, World
 
-from hfa import lockfile
 from hfa.config import Settings
 from hfa.errors import RepoNotFound, UsageError
-from hfa.lockfile import LockError
+from hfa.lock import lockfile
+from hfa.lock.lockfile import LockError
 from hfa.pin import PinRequest, check, normalise, pin, pin_many, remove, upgrade
-from hfa.refs import RepoRef
-from hfa.select import SelectOptions
+from hfa.resolve.refs import RepoRef
+from hfa.resolve.selection import SelectOptions
 from hfa.server import HubServer
 from hfa.testing import write_repo
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from conftest import TOKEN, World
 
-from hfa.cache import RepoDir
+from hfa.cache.layout import RepoDir
 from hfa.config import Settings
 from hfa.errors import CheckFailed, GatedRepo, LockMismatch, NetworkError, RepoNotFound, RevisionNotFound, UsageError
-from hfa.lockfile import LockedFile, LockedRepo
+from hfa.lock.lockfile import LockedFile, LockedRepo
 from hfa.pull import MissingFiles, UnsafeContent, plan, pull, pull_locked
-from hfa.refs import RepoRef
-from hfa.resolver import resolve_offline
-from hfa.select import SelectOptions
+from hfa.resolve.refs import RepoRef
+from hfa.resolve.resolver import resolve_offline
+from hfa.resolve.selection import SelectOptions
 from hfa.server import HubServer, ServerConfig
 from hfa.testing import write_repo
 
@@ -246,7 +246,7 @@ def test_plan_fit_options_drops_quant_for_repos_without_gguf(online: Settings) -
 
 
 def locked_entry(world: World, paths: tuple[str, ...] = ("config.json", "model.safetensors")) -> LockedRepo:
-    from hfa.hashing import git_sha1
+    from hfa.cache.hashing import git_sha1
 
     files = world.contents["org/model@v2"]
     locked = []
@@ -306,7 +306,7 @@ def test_pull_locked_dry_run_and_offline_missing(online: Settings, offline: Sett
 
 
 def test_pull_locked_refuses_a_server_that_disagrees_with_the_lock(online: Settings, world: World) -> None:
-    from hfa.hashing import git_sha1
+    from hfa.cache.hashing import git_sha1
 
     entry = locked_entry(world, ("config.json",))
     wrong = replace(entry.files[0], digest=git_sha1(b"not what the server has"))

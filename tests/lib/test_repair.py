@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 from conftest import World
 
-from hfa import lockfile
 from hfa.config import Settings
 from hfa.errors import UsageError
-from hfa.fetch import HashMismatch
+from hfa.hub.download import HashMismatch
+from hfa.lock import lockfile
 from hfa.pin import pin
 from hfa.pull import pull, pull_locked
-from hfa.refs import RepoRef
 from hfa.repair import repair
+from hfa.resolve.refs import RepoRef
+from hfa.resolve.selection import SelectOptions
 from hfa.scan.model import ScanPolicy
-from hfa.select import SelectOptions
 from hfa.server import HubServer
 from hfa.testing import lfs_pointer_stub
 from hfa.verify import VerifyReport, verify_cache, verify_folder, verify_lock

@@ -1,4 +1,4 @@
-"""hfa.resolver as a library: resolve_offline, snapshot_files, read_cached and check_subfolder."""
+"""hfa.resolve.resolver as a library: resolve_offline, snapshot_files, read_cached and check_subfolder."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hfa.cache import CacheWriter
+from hfa.cache.layout import CacheWriter
 from hfa.errors import CheckFailed, UsageError
-from hfa.refs import RemoteFile, RepoRef
-from hfa.resolver import check_subfolder, read_cached, resolve_offline, snapshot_files
+from hfa.resolve.refs import RemoteFile, RepoRef
+from hfa.resolve.resolver import check_subfolder, read_cached, resolve_offline, snapshot_files
 
 from .builders import DATA_FILES, MODEL_FILES, Built, git_sha1
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hfa.lockfile import Lock
+from hfa.lock.lockfile import Lock
 from hfa.server.store import CacheStore, LockScope, tree_oid
 from hfa.testing import lfs_pointer_stub, write_repo
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from hfa.errors import CheckFailed, UsageError
-from hfa.lockfile import Lock
-from hfa.refs import RepoRef
+from hfa.lock.lockfile import Lock
+from hfa.resolve.refs import RepoRef
 from hfa.scan.model import ScanPolicy, Severity
 from hfa.testing import lfs_pointer_stub, write_repo
 from hfa.verify import looks_like_path, verify_cache, verify_folder, verify_lock

@@ -3,7 +3,7 @@
 Every HTTP request hfa makes (but the Inference API's, which huggingface_hub's
 ``InferenceClient`` sends) goes through :class:`OnlineHub`, which
 
-* sends it through :mod:`hfa.transport` (the standard library's ``http.client``: keep-alive
+* sends it through :mod:`hfa.hub.transport` (the standard library's ``http.client``: keep-alive
   per thread, TLS verified with the CA bundle httpx would use, proxies from the environment);
 * follows redirects by hand and sends the token only to the endpoint's own origin, never
   to another host (a CDN, a paged link elsewhere);
@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
+from hfa.cache.hashing import COMMIT_RE
 from hfa.config import Settings, check_token
 from hfa.errors import (
     AccessDenied,
@@ -43,11 +44,10 @@ from hfa.errors import (
     UsageError,
     from_exception,
 )
-from hfa.hashing import COMMIT_RE
-from hfa.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
 
 if TYPE_CHECKING:
-    from hfa.transport import Response
+    from hfa.hub.transport import Response
 
 SORT_CHOICES = ("downloads", "likes", "last_modified", "created_at", "trending_score")
 _SORT_PARAM = {
@@ -210,7 +210,7 @@ def follow(base: str, location: str, what: str = "a redirect") -> str:
     """
     from urllib.parse import quote
 
-    from hfa.transport import redact
+    from hfa.hub.transport import redact
 
     text = location.strip()
     with suppress(UnicodeEncodeError, UnicodeDecodeError):
@@ -305,14 +305,14 @@ class OnlineHub:
         path: str | None = None,
         allow: frozenset[int] = frozenset(),
     ) -> Iterator[Response]:
-        """GET ``url``, body unread, through :mod:`hfa.transport`; retries before the body starts.
+        """GET ``url``, body unread, through :mod:`hfa.hub.transport`; retries before the body starts.
 
         Redirects are followed by hand and the token goes only to the endpoint's origin: a
         redirect to a CDN is followed without it. An error status becomes hfa's error (naming
         ``ref`` and ``path`` when given), as huggingface_hub would classify it, unless it
         is in ``allow``: those are handed back for the caller to deal with.
         """
-        from hfa import transport
+        from hfa.hub import transport
 
         settings = self.settings
         bounds = transport.Bounds(
@@ -421,7 +421,8 @@ class OnlineHub:
         import http.client
         from urllib.parse import urlencode
 
-        from hfa import jsonsafe, transport
+        from hfa import jsonsafe
+        from hfa.hub import transport
 
         target = f"{url}?{urlencode(params)}" if params else url
         what = f"'{ref}'" if ref is not None else urlsplit(target).path

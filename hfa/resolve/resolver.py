@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hfa.cache import CacheWriter, RepoDir, check_relpath
-from hfa.card import parse_card
+from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_pointer
+from hfa.cache.layout import CacheWriter, RepoDir, check_relpath
 from hfa.errors import CheckFailed, UsageError
-from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_pointer
-from hfa.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.card import parse_card
+from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
 
 
 def resolve_offline(cache_dir: Path, ref: RepoRef) -> tuple[Resolved, bool]:

@@ -2,7 +2,7 @@
 
 Paths are unlinked or ``rmdir``-ed only strictly inside the cache and never through a link;
 links and refs go before blobs, and a blob or ``.incomplete`` goes only while holding its
-per-blob lock (see :mod:`hfa.cache_ops` for the full list of safety rules).
+per-blob lock (see :mod:`hfa.cache.plan` for the full list of safety rules).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfa.cache import CacheWriter, RepoDir
-from hfa.cache_scan import INCOMPLETE, _inside, _label, _linked_blobs, cache_root
+from hfa.cache.inventory import INCOMPLETE, _inside, _label, _linked_blobs, cache_root
+from hfa.cache.layout import CacheWriter, RepoDir
 
 LOCK_BATCH = 256  # blob locks held at once while deleting
 BLOB_KINDS = ("blob", "incomplete")

@@ -274,7 +274,7 @@ class CacheWriter:
         self.cache_dir = Path(cache_dir)
 
     def blob_path(self, etag: str) -> Path:
-        from hfa.hashing import SHA1_RE, SHA256_RE
+        from hfa.cache.hashing import SHA1_RE, SHA256_RE
 
         if not (SHA1_RE.fullmatch(etag) or SHA256_RE.fullmatch(etag)):
             raise UsageError(f"Refusing blob name '{etag}'", "blob names are 40 or 64 lowercase hex digits")

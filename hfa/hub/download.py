@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfa.cache import CacheWriter
+from hfa.cache.layout import CacheWriter
 from hfa.config import public_url
 from hfa.errors import CheckFailed, HfaError, LockMismatch, NetworkError, from_exception
-from hfa.hub import OnlineHub, _is_transient, error_reason
-from hfa.refs import RemoteFile, RepoRef
+from hfa.hub.client import OnlineHub, _is_transient, error_reason
+from hfa.resolve.refs import RemoteFile, RepoRef
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hfa.cache import atomic_write_text, check_relpath, validate_repo_id
+from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_pointer
+from hfa.cache.layout import atomic_write_text, check_relpath, validate_repo_id
 from hfa.errors import HfaError, LocalError, UsageError
-from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_pointer
-from hfa.refs import RemoteFile, RepoRef
-from hfa.select import SelectOptions
+from hfa.resolve.refs import RemoteFile, RepoRef
+from hfa.resolve.selection import SelectOptions
 
 LOCK_VERSION = 1
 DEFAULT_LOCK = "hfa.lock"

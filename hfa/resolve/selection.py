@@ -34,9 +34,9 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from hfa import jsonsafe
-from hfa.cache import check_relpath
+from hfa.cache.layout import check_relpath
 from hfa.errors import CheckFailed, UsageError
-from hfa.refs import RemoteFile
+from hfa.resolve.refs import RemoteFile
 
 FRAMEWORKS = ("pt", "safetensors", "tf", "flax", "onnx", "openvino", "gguf")
 """What ``--framework`` accepts. ``pt`` means pickle files (``.bin``, ``.pt``, ``.pth``, ``.ckpt``)."""

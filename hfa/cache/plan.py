@@ -4,7 +4,7 @@ Every destructive command first builds a :class:`Plan` (exactly which paths go, 
 bytes), which ``--dry-run`` shows and :func:`apply` carries out. Nothing here prints.
 
 This module plans (``plan_rm``, ``plan_prune``, ``plan_gc``); reading the cache lives in
-:mod:`hfa.cache_scan` (``list_cache``) and carrying a plan out in :mod:`hfa.cache_delete`
+:mod:`hfa.cache.inventory` (``list_cache``) and carrying a plan out in :mod:`hfa.cache.delete`
 (``preview``, ``apply``). Their public names are re-exported here.
 
 Safety, in one place:
@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfa.cache import HFA_DIR, HFA_META, RepoDir, parse_repo_folder, repo_folder_name
-from hfa.cache_delete import (
+from hfa.cache.delete import (
     _PHASE,
     BLOB_KINDS,
     IN_USE,
@@ -47,7 +46,7 @@ from hfa.cache_delete import (
     apply,
     preview,
 )
-from hfa.cache_scan import (
+from hfa.cache.inventory import (
     INCOMPLETE,
     BlobFile,
     CacheScan,
@@ -66,6 +65,7 @@ from hfa.cache_scan import (
     list_cache,
     scan_cache,
 )
+from hfa.cache.layout import HFA_DIR, HFA_META, RepoDir, parse_repo_folder, repo_folder_name
 from hfa.errors import NotFound, UsageError
 
 __all__ = [
@@ -150,7 +150,7 @@ def plan_prune(cache_dir: Path) -> Plan:
 
 
 def plan_gc(cache_dir: Path, keep: Iterable[Any]) -> Plan:
-    """Everything the given locks (:class:`hfa.lockfile.Lock`) do not name."""
+    """Everything the given locks (:class:`hfa.lock.lockfile.Lock`) do not name."""
     wanted: dict[tuple[str, str], dict[str, set[str]]] = {}
     for lock in keep:
         for entry in lock.repos:
@@ -176,7 +176,7 @@ def plan_gc(cache_dir: Path, keep: Iterable[Any]) -> Plan:
 
 
 def _find_target(scan: CacheScan, text: str) -> tuple[RepoScan, str | None]:
-    from hfa.refs import RepoRef
+    from hfa.resolve.refs import RepoRef
 
     name, at, revision = text.strip().partition("@")
     if at and not revision:

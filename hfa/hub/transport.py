@@ -1,9 +1,9 @@
-"""HTTP/1.1 for :mod:`hfa.hub`, with the standard library only: what the hot paths send through.
+"""HTTP/1.1 for :mod:`hfa.hub.client`, with the standard library only: what the hot paths send through.
 
 ``hfa pull`` spends its time in two places this module owns: one small JSON request (the
 listing) and the file downloads. huggingface_hub's client (httpx2, httpcore2, its header
 builder) costs ~50 ms of imports and ~1 ms of CPU per request before the first byte moves
-(bench/bench_pull.py), so :class:`~hfa.hub.OnlineHub` sends those requests here instead:
+(bench/bench_pull.py), so :class:`~hfa.hub.client.OnlineHub` sends those requests here instead:
 
 * keep-alive connections, one pool per thread (a download worker reuses its connection for
   every file it fetches; a reused connection the server has meanwhile closed is replaced

@@ -1,7 +1,7 @@
 """Reading the huggingface_hub cache for ``hfa cache``: repos, revisions, blobs, sizes and last use.
 
-Nothing here changes the cache or follows a link out of it; :mod:`hfa.cache_ops` plans removals
-from what this reads, and :mod:`hfa.cache_delete` carries them out.
+Nothing here changes the cache or follows a link out of it; :mod:`hfa.cache.plan` plans removals
+from what this reads, and :mod:`hfa.cache.delete` carries them out.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfa.cache import RepoDir, iter_repos, parse_repo_folder
+from hfa.cache.hashing import SHA1_RE, SHA256_RE
+from hfa.cache.layout import RepoDir, iter_repos, parse_repo_folder
 from hfa.errors import UsageError
-from hfa.hashing import SHA1_RE, SHA256_RE
 
 INCOMPLETE = ".incomplete"
 

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hfa.cache import check_relpath, repo_folder_name, validate_repo_id
+from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE
+from hfa.cache.layout import check_relpath, repo_folder_name, validate_repo_id
 from hfa.errors import CheckFailed, UsageError
-from hfa.hashing import COMMIT_RE, SHA1_RE, SHA256_RE
 
 _TYPE_PREFIXES = {"datasets/": "dataset", "spaces/": "space", "models/": "model"}
 

@@ -1,0 +1,1 @@
+"""``hfa.lock``: the lock model, its deterministic TOML form, strict reading and diffs (lockfile)."""
