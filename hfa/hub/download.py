@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from hfa.cache.layout import CacheWriter
 from hfa.config import public_url
 from hfa.errors import CheckFailed, HfaError, LockMismatch, NetworkError, from_exception
-from hfa.hub.client import OnlineHub, _is_transient, error_reason
+from hfa.hub.classify import error_reason, is_transient
 from hfa.resolve.refs import RemoteFile, RepoRef
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from hfa.hub.client import OnlineHub
 
 CHUNK = 1 << 20
 PIPELINE_MIN = 16 * CHUNK  # bodies this large are hashed on a second thread while they stream
@@ -190,11 +192,11 @@ class Fetcher:
                         f"Download of '{f.path}' kept breaking off ({transient} tries){why}",
                         "rerun the command: it resumes where it stopped",
                     ) from None
-                self.hub._sleep(self.hub.retry.delay(transient - 1))
+                self.hub.retry.wait(transient - 1)
             except HfaError:
                 raise
             except Exception as exc:
-                if not _is_transient(exc):
+                if not is_transient(exc):
                     err = from_exception(exc)
                     if err is None:
                         raise
@@ -206,7 +208,7 @@ class Fetcher:
                         f" ({type(exc).__name__}: {error_reason(exc)})",
                         "check --endpoint / HF_ENDPOINT and the network, then rerun: it resumes where it stopped",
                     ) from None
-                self.hub._sleep(self.hub.retry.delay(transient - 1))
+                self.hub.retry.wait(transient - 1)
 
     def _attempt(self, f: RemoteFile, partial: Path) -> int:
         """One request; returns the bytes received. Publishes the blob when the digest matches."""
