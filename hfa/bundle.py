@@ -32,10 +32,11 @@ from typing import Any, BinaryIO
 
 from hfa import __version__, jsonsafe
 from hfa.cache.hashing import SHA1_RE, SHA256_RE
-from hfa.cache.layout import CacheWriter, RepoDir, atomic_write_text, check_relpath
+from hfa.cache.layout import RepoDir, atomic_write_text, check_relpath
 from hfa.errors import CheckFailed, LocalError, UsageError
 from hfa.lock import lockfile
 from hfa.lock.lockfile import Lock, LockedFile, LockedRepo
+from hfa.store import LocalStore
 
 FORMAT = "hfa-bundle"
 VERSION = 1
@@ -117,12 +118,12 @@ def lock_from_cache(cache_dir: Path, specs: list[Any]) -> Lock:
     lock = Lock()
     for ref in specs:
         resolved, _complete = resolve_offline(cache_dir, ref)
-        writer = CacheWriter(cache_dir, ref.repo_type, ref.repo_id)
+        writer = LocalStore(cache_dir, ref.repo_type, ref.repo_id)
         files = tuple(
             sorted(
                 LockedFile.from_remote(f)
                 for f in resolved.files.values()
-                if writer.linked_ok(resolved.commit, f.path, f.etag, f.size)
+                if writer.linked(resolved.commit, f.path, f.etag, f.size)
             )
         )
         lock = lock.upsert(
@@ -136,11 +137,11 @@ def plan_export(cache_dir: Path, lock: Lock) -> ExportPlan:
         raise UsageError("Nothing to export", "name repos, or a lock with repos in it")
     plan = ExportPlan(lock, blobs_of(lock), {})
     for entry in lock.repos:
-        writer = CacheWriter(cache_dir, entry.repo_type, entry.repo_id)
+        writer = LocalStore(cache_dir, entry.repo_type, entry.repo_id)
         for f in entry.files:
             remote = f.to_remote()
-            if writer.has_blob(remote.etag, f.size):
-                plan.sources.setdefault(remote.etag, writer.blob_path(remote.etag))
+            if writer.has(remote.etag, f.size):
+                plan.sources.setdefault(remote.etag, writer.path(remote.etag))
             elif remote.etag not in plan.sources:
                 plan.missing.append(f"{entry.display}/{f.path}")
     return plan
@@ -315,7 +316,7 @@ def import_bundle(cache_dir: Path, path: Path, *, on_bytes: Callable[[int], None
 @dataclass
 class _Staged:
     path: Path
-    writers: list[CacheWriter]  # the repos whose copy is missing or corrupt
+    writers: list[LocalStore]  # the repos whose copy is missing or corrupt
     repaired: bool  # a corrupt copy of the same size was in the cache
 
 
@@ -336,7 +337,7 @@ def _import(cache_dir: Path, path: Path, started: float, on_bytes: Callable[[int
                 writers = [w for w in owners[blob.name] if not intact(w, blob)]
                 if not writers:
                     continue  # already in every repo that uses it, verified: a no-op
-                repaired = any(w.has_blob(blob.name, blob.size) for w in writers)
+                repaired = any(w.has(blob.name, blob.size) for w in writers)
                 staged[blob.name] = _Staged(_stage(tar, member, blob, staging, on_bytes), writers, repaired)
             missing = sorted(set(listed) - seen)
             if missing:
@@ -412,9 +413,9 @@ class _IntactBlobs:
     def __init__(self) -> None:
         self._memo: dict[tuple[int, int], bool] = {}
 
-    def __call__(self, writer: CacheWriter, blob: BlobEntry) -> bool:
+    def __call__(self, writer: LocalStore, blob: BlobEntry) -> bool:
         try:
-            fd = os.open(writer.blob_path(blob.name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(writer.path(blob.name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             return False
         with os.fdopen(fd, "rb") as fp:
@@ -431,13 +432,13 @@ class _IntactBlobs:
 
 
 def _check_space(
-    cache_dir: Path, path: Path, listed: dict[str, BlobEntry], owners: dict[str, list[CacheWriter]]
+    cache_dir: Path, path: Path, listed: dict[str, BlobEntry], owners: dict[str, list[LocalStore]]
 ) -> None:
     """Refuse a manifest that declares more than the tar can hold, and an import the disk cannot take."""
     declared = sum(b.size for b in listed.values())
     if declared > path.stat().st_size:  # sparse members are refused, so every byte is in the tar
         raise BundleRefused(f"the manifest declares {declared} bytes of blobs but the bundle has {path.stat().st_size}")
-    needed = sum(b.size for b in listed.values() if not all(w.has_blob(b.name, b.size) for w in owners[b.name]))
+    needed = sum(b.size for b in listed.values() if not all(w.has(b.name, b.size) for w in owners[b.name]))
     free = shutil.disk_usage(cache_dir).free
     if needed + FREE_MARGIN > free:
         raise LocalError(
@@ -497,10 +498,10 @@ def _check_slot(root: Path, relpath: str, display: str) -> None:
         raise LocalError(f"{display}: {leaf} is a folder where a file goes", "move it away, then import again")
 
 
-def _owners(cache_dir: Path, lock: Lock) -> dict[str, list[CacheWriter]]:
-    owners: dict[str, list[CacheWriter]] = {}
+def _owners(cache_dir: Path, lock: Lock) -> dict[str, list[LocalStore]]:
+    owners: dict[str, list[LocalStore]] = {}
     for entry in lock.repos:
-        writer = CacheWriter(cache_dir, entry.repo_type, entry.repo_id)
+        writer = LocalStore(cache_dir, entry.repo_type, entry.repo_id)
         for f in entry.files:
             lst = owners.setdefault(f.digest, [])
             if all(w.repo != writer.repo for w in lst):
@@ -516,29 +517,19 @@ def _publish(cache_dir: Path, lock: Lock, staged: dict[str, _Staged]) -> ImportR
         size = src.stat().st_size
         placed = False
         for writer in item.writers:  # each lacked the blob or held a corrupt copy: replace it
-            dest = writer.blob_path(name)
-            dest.parent.mkdir(parents=True, exist_ok=True)
             with writer.lock(name):
-                tmp = dest.with_name(f".{name}.import")
-                if not placed:
-                    os.replace(src, tmp)
-                    src = dest  # later owners link to (or copy) the published one
-                    placed = True
-                else:
-                    try:
-                        os.link(src, tmp)
-                    except OSError:
-                        shutil.copyfile(src, tmp)
-                os.replace(tmp, dest)
+                # the first owner takes the staged file; later owners link to (or copy) the published one
+                src = writer.publish(name, src, keep_source=placed)
+                placed = True
         result.imported += 1
         result.repaired += item.repaired
         result.bytes_imported += size
     result.present = len({f.digest for r in lock.repos for f in r.files}) - result.imported
     for entry in lock.repos:
-        writer = CacheWriter(cache_dir, entry.repo_type, entry.repo_id)
+        writer = LocalStore(cache_dir, entry.repo_type, entry.repo_id)
         for f in entry.files:
             etag = f.digest
-            if not writer.linked_ok(entry.commit, f.path, etag, f.size):
+            if not writer.linked(entry.commit, f.path, etag, f.size):
                 writer.link(entry.commit, f.path, etag)
                 result.links += 1
         writer.repo.snapshot(entry.commit).mkdir(parents=True, exist_ok=True)

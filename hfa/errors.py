@@ -192,7 +192,7 @@ def error_document(
 
 
 def from_exception(exc: BaseException) -> HfaError | None:
-    """Translate a huggingface_hub / httpx / OS exception into an HfaError, or None.
+    """Translate a huggingface_hub, network (see :mod:`hfa.hub.classify`) or OS exception into an HfaError, or None.
 
     This is the one place where foreign exceptions are given a meaning.
     """
@@ -225,30 +225,11 @@ def from_exception(exc: BaseException) -> HfaError | None:
                 f"The endpoint answered HTTP {status}: {_first_line(exc)}",
                 "retry later, or check --endpoint / HF_ENDPOINT",
             )
-    name = type(exc).__name__
-    if name.startswith("SSL") or name == "CertificateError":
-        return NetworkError(
-            f"TLS with the endpoint failed ({name}: {_first_line(exc)})",
-            "check the endpoint's certificate; for a private CA set SSL_CERT_FILE or SSL_CERT_DIR",
-        )
-    if type(exc).__module__ == "http.client":
-        return NetworkError(
-            f"The endpoint's answer could not be read ({name}: {_first_line(exc)})",
-            "check --endpoint / HF_ENDPOINT, then retry",
-        )
-    if isinstance(exc, (ConnectionError, TimeoutError)) or name in {
-        "ConnectError",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "RemoteProtocolError",
-        "ReadError",
-        "NetworkError",
-        "TimeoutException",
-    }:
-        return NetworkError(
-            f"Could not reach the endpoint ({name}: {_first_line(exc)})",
-            "check --endpoint / HF_ENDPOINT and your network, or use --offline",
-        )
+    from hfa.hub.classify import network_failure  # the one classifier of network failures
+
+    network = network_failure(exc)
+    if network is not None:
+        return NetworkError(*network)
     if isinstance(exc, PermissionError):
         if exc.filename is None:
             return LocalError(f"Permission denied: {exc}", "check the permissions of the cache dir (--cache-dir)")

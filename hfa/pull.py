@@ -1,9 +1,10 @@
 """``hfa pull`` as a library call: resolve, select, fetch verified, publish, report.
 
-Online, one API call gives the commit and every file's size and hash; the selected files
-are fetched in parallel into the huggingface_hub cache. Offline (``settings.offline``),
-everything comes from the cache, and a missing file is an error naming it: a partial
-snapshot is never reported as success.
+Everything is read through one :class:`~hfa.resolve.source.Source`, chosen once by
+:func:`open_source`: online the Hub (one API call gives the commit and every file's size and
+hash; the selected files are fetched in parallel), offline (``settings.offline``) the cache
+alone, where a missing file is an error naming it: a partial snapshot is never reported as
+success. Blobs go into the local cache through its :class:`~hfa.store.BlobStore`.
 """
 
 from __future__ import annotations
@@ -14,17 +15,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from hfa.cache.layout import CacheWriter
 from hfa.config import Settings
-from hfa.errors import CheckFailed, HfaError, RepoNotFound
-from hfa.hub.download import DEFAULT_WORKERS, Fetcher, FetchOutcome, verify_bytes
+from hfa.errors import CheckFailed
+from hfa.hub.download import DEFAULT_WORKERS, FetchOutcome
 from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
-from hfa.resolve.resolver import read_cached, resolve_offline
 from hfa.resolve.selection import Decision, Selection, SelectOptions, select
+from hfa.resolve.source import CacheSource, MissingFiles, Source
+from hfa.store import LocalStore
 
 if TYPE_CHECKING:
-    from hfa.hub.client import OnlineHub
     from hfa.lock.lockfile import LockedRepo
+
+__all__ = [
+    "FileReport",
+    "LockedPullResult",
+    "MissingFiles",
+    "Plan",
+    "PullResult",
+    "UnsafeContent",
+    "command_text",
+    "open_source",
+    "plan",
+    "pull",
+    "pull_command",
+    "pull_locked",
+]
 
 
 class Progress(Protocol):
@@ -148,21 +163,30 @@ class Plan(NamedTuple):
     options: SelectOptions  # as they applied to this repo (see SelectOptions.for_repo)
 
 
-def resolve_online(hub: OnlineHub, ref: RepoRef) -> Resolved:
-    """``hub.resolve(ref)``; a model that is not found gets a hint when a dataset or space of that name exists."""
+def open_source(settings: Settings) -> Source:
+    """Where a pull reads from: the cache alone when offline, else the Hub (its client made on first use)."""
+    if settings.offline:
+        return CacheSource(settings.cache_dir)
+    from hfa.hub.source import HubSource
+
+    return HubSource(settings)
+
+
+def _resolve(source: Source, ref: RepoRef, options: SelectOptions) -> tuple[Resolved, list[str]]:
+    """``source.resolve(ref)``, with the warnings it calls for; a hint to pull names this selection."""
     try:
-        return hub.resolve(ref)
-    except RepoNotFound as exc:
-        if ref.repo_type == "model":
-            for other in ("dataset", "space"):
-                alt = RepoRef(ref.repo_id, other, ref.revision)
-                try:
-                    hub.get_json(hub.url(f"/api/{other}s/{ref.repo_id}"), None, alt)
-                except HfaError:
-                    continue
-                exc.hint = f"there is a {other} of that name: use {alt.display}"
-                break
+        resolved, complete = source.resolve(ref)
+    except CheckFailed as exc:
+        if exc.hint:
+            exc.hint = exc.hint.replace(f"`hfa pull {ref.display}`", f"`{pull_command(ref, options)}`")
         raise
+    warnings = []
+    if not complete:
+        warnings.append(
+            f"no hfa record of the full file list of {resolved.commit[:12]}: "
+            "only the files already in the snapshot can be checked"
+        )
+    return resolved, warnings
 
 
 def plan(
@@ -170,64 +194,29 @@ def plan(
     ref: RepoRef,
     options: SelectOptions,
     *,
-    read_index: Callable[[RemoteFile], bytes] | None = None,
     need_quant: bool = True,
     fit_options: bool = False,
+    source: Source | None = None,
 ) -> Plan:
     """Resolve and select without fetching (but index files may be read).
 
     ``need_quant=False`` (``hfa info``) leaves GGUF files out instead of asking for ``--quant``;
     ``fit_options`` applies ``--quant`` only if the repo has GGUF files (a multi-repo pin).
     """
-    warnings: list[str] = []
-    if settings.offline:
-        try:
-            resolved, complete = resolve_offline(settings.cache_dir, ref)
-        except CheckFailed as exc:  # its hint, with the selection this pull asked for
-            if exc.hint:
-                exc.hint = exc.hint.replace(f"`hfa pull {ref.display}`", f"`{pull_command(ref, options)}`")
-            raise
-        if not complete:
-            warnings.append(
-                f"no hfa record of the full file list of {resolved.commit[:12]}: "
-                "only the files already in the snapshot can be checked"
-            )
-        if fit_options:
-            options = options.for_repo(resolved.files)
-
-        def offline_index(path: str) -> bytes:
-            f = resolved.files[path]
-            data = read_cached(settings.cache_dir, ref, f)
-            if data is None:
-                raise CheckFailed(
-                    f"'{path}' of '{ref.display}' is not in the cache",
-                    f"run `{pull_command(ref, options)}` with network",
-                )
-            return data
-
-        selection = select(
-            resolved.files, options, repo_type=ref.repo_type, read_index=offline_index, need_quant=need_quant
-        )
-        return Plan(resolved, selection, warnings, options)
-
-    from hfa.hub.client import OnlineHub
-
-    hub = OnlineHub(settings)
-    resolved = resolve_online(hub, ref)
+    source = source or open_source(settings)
+    resolved, warnings = _resolve(source, ref, options)
     if fit_options:
         options = options.for_repo(resolved.files)
 
-    def online_index(path: str) -> bytes:
-        f = resolved.files[path]
-        if read_index is not None:
-            return read_index(f)
-        data = read_cached(settings.cache_dir, ref, f)
-        if data is None:
-            data = hub.read_small(ref, resolved.commit, path)
-        verify_bytes(f, data)
-        return data
+    def read_index(path: str) -> bytes:
+        try:
+            return source.read_small(ref, resolved, resolved.files[path])
+        except CheckFailed as exc:
+            if exc.hint:
+                exc.hint = exc.hint.replace(f"`hfa pull {ref.display}`", f"`{pull_command(ref, options)}`")
+            raise
 
-    selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=online_index, need_quant=need_quant)
+    selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=read_index, need_quant=need_quant)
     return Plan(resolved, selection, warnings, options)
 
 
@@ -242,21 +231,15 @@ def pull(
     allow_unsafe: bool = False,
 ) -> PullResult:
     started = time.monotonic()
-    writer = CacheWriter(settings.cache_dir, ref.repo_type, ref.repo_id)
-    if settings.offline:
-        resolved, selection, warnings, _ = plan(settings, ref, options)
-        return _offline_result(settings, ref, resolved, selection, warnings, writer, started, options)
-
-    from hfa.hub.client import OnlineHub
-
-    hub = OnlineHub(settings)
-    resolved = resolve_online(hub, ref)
+    store = LocalStore(settings.cache_dir, ref.repo_type, ref.repo_id)
+    source = open_source(settings)
+    resolved, warnings = _resolve(source, ref, options)
     findings: list[Any] = []
-    fetcher = Fetcher(
-        hub,
-        writer,
+    fetcher = source.fetcher(
+        store,
         ref,
         resolved.commit,
+        retry=pull_command(ref, options),
         workers=workers,
         on_bytes=progress.advance if progress else None,
         on_file=progress.file_done if progress else None,
@@ -267,7 +250,7 @@ def pull(
     early: dict[str, FetchOutcome] = {}
 
     def linked(f: RemoteFile) -> bool:
-        if writer.linked_ok(resolved.commit, f.path, f.etag, f.size):
+        if store.linked(resolved.commit, f.path, f.etag, f.size):
             early[f.path] = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
             return True
         return False
@@ -275,17 +258,14 @@ def pull(
     def read_index(path: str) -> bytes:
         f = resolved.files[path]
         if dry_run:
-            data = read_cached(settings.cache_dir, ref, f) or hub.read_small(ref, resolved.commit, path)
-            verify_bytes(f, data)
-            return data
+            return source.read_small(ref, resolved, f)
         if not linked(f):
             early[path] = fetcher.fetch_one(f)
-        return writer.blob_path(f.etag).read_bytes()
+        return store.path(f.etag).read_bytes()
 
     selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=read_index)
     chosen = [d for d in selection.decisions if d.selected]
-    missing_shards = list(getattr(selection, "missing", ()))
-    snapshot = writer.repo.snapshot(resolved.commit)
+    snapshot = store.repo.snapshot(resolved.commit)
     result = PullResult(
         ref=ref,
         commit=resolved.commit,
@@ -293,22 +273,20 @@ def pull(
         files=[],
         skipped=list(selection.skipped),
         dry_run=dry_run,
+        offline=source.offline,
+        warnings=warnings,
     )
-    if missing_shards:
-        result.warnings.append(
-            f"the weight index names {len(missing_shards)} shard(s) the repo does not hold: "
-            + ", ".join(missing_shards[:5])
-        )
+    todo = [f for f in (resolved.files[d.path] for d in chosen) if f.path not in early and not linked(f)]
     if dry_run:
+        fetcher.check([f for f in todo if not store.has(f.etag, f.size)])
         for d in chosen:
             f = resolved.files[d.path]
-            cached = writer.linked_ok(resolved.commit, f.path, f.etag, f.size) or writer.has_blob(f.etag, f.size)
+            cached = f.path in early or store.has(f.etag, f.size)
             result.files.append(_report(f, d, "cached" if cached else "would-download"))
-        result.requests = hub.requests_made
+        result.requests = source.requests_made
         result.elapsed = time.monotonic() - started
         return result
 
-    todo = [f for f in (resolved.files[d.path] for d in chosen) if f.path not in early and not linked(f)]
     if progress:
         progress.start(sum(f.size for f in todo), len(todo))
     outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
@@ -319,58 +297,13 @@ def pull(
         result.bytes_downloaded += o.downloaded
     snapshot.mkdir(parents=True, exist_ok=True)
     if not ref.pinned:
-        writer.write_ref(ref.revision_or_default, resolved.commit)
-    writer.write_tree_record(resolved.commit, [f.to_json() for f in resolved.files.values()])
+        store.write_ref(ref.revision_or_default, resolved.commit)
+    if not warnings:  # a complete file list: recorded for offline use (an incomplete one never is)
+        store.write_tree_record(resolved.commit, [f.to_json() for f in resolved.files.values()])
     result.findings = sorted(findings, key=lambda x: (-x.severity, x.path))
-    result.requests = hub.requests_made
+    result.requests = source.requests_made
     result.elapsed = time.monotonic() - started
     return result
-
-
-def _offline_result(
-    settings: Settings,
-    ref: RepoRef,
-    resolved: Resolved,
-    selection: Selection,
-    warnings: list[str],
-    writer: CacheWriter,
-    started: float,
-    options: SelectOptions,
-) -> PullResult:
-    result = PullResult(
-        ref=ref,
-        commit=resolved.commit,
-        snapshot=writer.repo.snapshot(resolved.commit),
-        files=[],
-        skipped=list(selection.skipped),
-        offline=True,
-        warnings=warnings,
-    )
-    missing: list[str] = []
-    for d in selection.decisions:
-        if not d.selected:
-            continue
-        f = resolved.files[d.path]
-        if writer.linked_ok(resolved.commit, f.path, f.etag, f.size):
-            result.files.append(_report(f, d, "cached"))
-        else:
-            missing.append(f.path)
-            result.files.append(_report(f, d, "missing"))
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise MissingFiles(ref, resolved.commit, missing, shown, pull_command(ref, options))
-    result.elapsed = time.monotonic() - started
-    return result
-
-
-class MissingFiles(CheckFailed):
-    def __init__(self, ref: RepoRef, commit: str, missing: list[str], shown: str, retry: str) -> None:
-        super().__init__(
-            f"{len(missing)} file(s) of '{ref.display}' ({commit[:12]}) are missing from the cache: {shown}",
-            f"run `{retry}` with network (offline mode never returns a partial snapshot)",
-            details={"repo": ref.display, "commit": commit, "missing": list(missing)},
-        )
-        self.missing = missing
 
 
 # -- from the lock ---------------------------------------------------------------------------
@@ -407,73 +340,58 @@ def pull_locked(
     No request is made when every locked file is already in the cache; offline, a missing
     file is an error naming it.
     """
-    from hfa.hub.client import OnlineHub
-
     started = time.monotonic()
-    hub: OnlineHub | None = None
+    source = open_source(settings)
     results: list[PullResult] = []
-    plans: list[tuple[LockedRepo, CacheWriter, list[RemoteFile]]] = []
+    plans: list[tuple[LockedRepo, LocalStore, list[RemoteFile]]] = []
     for entry in entries:
-        writer = CacheWriter(settings.cache_dir, entry.repo_type, entry.repo_id)
+        store = LocalStore(settings.cache_dir, entry.repo_type, entry.repo_id)
         files = list(entry.remote_files().values())
-        todo = [f for f in files if not writer.linked_ok(entry.commit, f.path, f.etag, f.size)]
-        plans.append((entry, writer, todo))
-    missing_total = [(e, f) for e, w, todo in plans for f in todo if not w.has_blob(f.etag, f.size)]
+        todo = [f for f in files if not store.linked(entry.commit, f.path, f.etag, f.size)]
+        plans.append((entry, store, todo))
+    missing_total = [(e, f) for e, s, todo in plans for f in todo if not s.has(f.etag, f.size)]
     if progress and not dry_run:
         progress.start(sum(f.size for _, f in missing_total), len(missing_total))
-    for entry, writer, todo in plans:
-        ref = entry.pinned_ref
+    for entry, store, todo in plans:
         result = PullResult(
             ref=entry.ref,
             commit=entry.commit,
-            snapshot=writer.repo.snapshot(entry.commit),
+            snapshot=store.repo.snapshot(entry.commit),
             files=[],
             skipped=[],
             dry_run=dry_run,
-            offline=settings.offline,
+            offline=source.offline,
         )
-        todo_paths = {f.path for f in todo}
-        need_network = [f for f in todo if not writer.has_blob(f.etag, f.size)]
-        if need_network and settings.offline:
-            names = [f.path for f in need_network]
-            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-            raise MissingFiles(entry.ref, entry.commit, names, shown, retry_command)
         outcomes: dict[str, FetchOutcome] = {}
-        if dry_run:
-            for f in todo:
-                status = "would-download" if f in need_network else "cached"
-                outcomes[f.path] = FetchOutcome(f.path, f.etag, f.size, status, 0)
-        elif todo:
-            if need_network and hub is None:
-                hub = OnlineHub(settings)
-            fetcher = Fetcher(
-                hub or _NoHub(),  # type: ignore[arg-type]
-                writer,
-                ref,
+        if todo:
+            fetcher = source.fetcher(
+                store,
+                entry.pinned_ref,
                 entry.commit,
+                retry=retry_command,
+                named=entry.ref,
                 workers=workers,
                 on_bytes=progress.advance if progress else None,
                 on_file=progress.file_done if progress else None,
                 inspect=content_inspector(result.findings, allow_unsafe),
                 locked=True,
             )
-            outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
+            need_network = [f for f in todo if not store.has(f.etag, f.size)]
+            fetcher.check(need_network)
+            if dry_run:
+                for f in todo:
+                    status = "would-download" if f in need_network else "cached"
+                    outcomes[f.path] = FetchOutcome(f.path, f.etag, f.size, status, 0)
+            else:
+                outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
         for lf in entry.files:
             o = outcomes.get(lf.path)
             status = o.status if o else "cached"
             result.files.append(FileReport(lf.path, lf.size, lf.algo, lf.digest, "locked", status))
             result.bytes_downloaded += o.downloaded if o else 0
         if not dry_run:
-            writer.repo.snapshot(entry.commit).mkdir(parents=True, exist_ok=True)
+            store.repo.snapshot(entry.commit).mkdir(parents=True, exist_ok=True)
             if entry.revision != entry.commit:
-                writer.write_ref(entry.revision, entry.commit)
-        del todo_paths
+                store.write_ref(entry.revision, entry.commit)
         results.append(result)
-    return LockedPullResult(results, hub.requests_made if hub else 0, time.monotonic() - started)
-
-
-class _NoHub:
-    """Stands in for the network when every blob is already in the cache: any use is a bug."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"network used ({name}) although every blob is cached")
+    return LockedPullResult(results, source.requests_made, time.monotonic() - started)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from hfa.cache.hashing import git_sha1, lfs_pointer
-from hfa.cache.layout import CacheWriter
 from hfa.config import Settings
 from hfa.errors import UsageError
 from hfa.hub.download import Fetcher
 from hfa.resolve.refs import RemoteFile, RepoRef
+from hfa.store import LocalStore
 from hfa.verify import VerifyReport
 
 
@@ -47,15 +48,15 @@ def repair(
         files = locked.get((repo_type, repo_id, commit))
         if files is None:
             files = hub.resolve(ref).files  # the lock's hashes win when there is a lock
-        writer = CacheWriter(settings.cache_dir, repo_type, repo_id)
-        fetcher = Fetcher(hub, writer, ref, commit)
+        store = LocalStore(settings.cache_dir, repo_type, repo_id)
+        fetcher = Fetcher(hub, store, ref, commit)
         for path in sorted(paths):
             f = files.get(path)
             if f is None:
                 lines.append(f"cannot fix {ref.display}/{path}: not in the repo's file list")
                 continue
-            with writer.lock(f.etag):
-                blob = writer.blob_path(f.etag)
+            with store.lock(f.etag):
+                blob = store.path(f.etag)
                 if blob.exists() and not _blob_ok(blob):
                     blob.unlink()  # corrupt: never served again
             fetcher.fetch_one(f)
@@ -69,20 +70,33 @@ def _blob_ok(blob: Path) -> bool:
     return hash_blob(blob)[0] == blob.name
 
 
-class _FolderWriter:
-    """Lets the Fetcher write one verified file into a plain folder instead of the cache."""
+class _FolderStore:
+    """A :class:`~hfa.store.BlobStore` of one file in a plain folder: the Fetcher replaces a stub with verified bytes."""
 
     def __init__(self, dest: Path) -> None:
         self.dest = dest
 
-    def partial_path(self, etag: str) -> Path:
-        return self.dest.with_name(f".{self.dest.name}.hfa-partial")
+    def has(self, etag: str, size: int) -> bool:
+        return False  # the stub is there: always fetched
 
-    def blob_path(self, etag: str) -> Path:
+    def path(self, etag: str) -> Path:
         return self.dest
 
     def lock(self, etag: str) -> Any:
         return contextlib.nullcontext()
+
+    def partial(self, etag: str) -> Path:
+        return self.dest.with_name(f".{self.dest.name}.hfa-partial")
+
+    def publish(self, etag: str, source: Path, *, keep_source: bool = False) -> Path:
+        os.replace(source, self.dest)
+        return self.dest
+
+    def link(self, commit: str, relpath: str, etag: str) -> Path:
+        return self.dest  # a plain folder has no snapshots: the file is where it belongs
+
+    def linked(self, commit: str, relpath: str, etag: str, size: int) -> bool:
+        return False
 
 
 def _replace_stubs(hub: Any, report: VerifyReport, folder: Path, repo: str | None) -> list[str]:
@@ -92,8 +106,8 @@ def _replace_stubs(hub: Any, report: VerifyReport, folder: Path, repo: str | Non
     lines: list[str] = []
     for file, rel, oid, size in report.stubs:
         f = RemoteFile(rel, size, git_sha1(lfs_pointer(oid, size)), oid)
-        fetcher = Fetcher(hub, _FolderWriter(file), ref, commit)  # type: ignore[arg-type]
-        fetcher._download(f)  # verified against the pointer's oid before it replaces the stub
+        fetcher = Fetcher(hub, _FolderStore(file), ref, commit)
+        fetcher.fetch_one(f)  # verified against the pointer's oid before it replaces the stub
         lines.append(f"replaced LFS stub {rel} with its {size}-byte content (sha256 {oid[:12]}… verified)")
     return lines
 

@@ -24,7 +24,8 @@ from hfa.errors import (
     RevisionNotFound,
     UsageError,
 )
-from hfa.hub.client import OnlineHub, RetryPolicy, parse_retry_after
+from hfa.hub.client import OnlineHub
+from hfa.hub.requests import RetryPolicy, parse_retry_after
 from hfa.resolve.refs import RepoRef
 
 
@@ -274,14 +275,14 @@ def test_search_rejects_a_list_that_is_no_model_list() -> None:
     ],
 )
 def test_next_link(value: str | None, expected: str | None) -> None:
-    from hfa.hub.client import next_link
+    from hfa.hub.requests import next_link
 
     assert next_link(value) == expected
 
 
 @given(st.text())
 def test_next_link_never_crashes(value: str) -> None:
-    from hfa.hub.client import next_link
+    from hfa.hub.requests import next_link
 
     result = next_link(value)
     assert result is None or isinstance(result, str)

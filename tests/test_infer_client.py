@@ -19,7 +19,7 @@ from helpers import hfa, runner
 from hfa.cli.app import app
 from hfa.config import Settings
 from hfa.errors import ExitCode, GatedRepo, NetworkError, NotFound, UsageError
-from hfa.hub.client import RetryPolicy
+from hfa.hub.requests import RetryPolicy
 from hfa.infer import cache as infer_cache
 from hfa.infer import client as infer_client
 from hfa.infer.cache import CachedRunner, ResultCache, cache_stats, clear_cache

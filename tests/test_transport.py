@@ -18,7 +18,9 @@ import pytest
 from hfa.config import Settings
 from hfa.errors import EntryNotFound, NetworkError
 from hfa.hub import transport
-from hfa.hub.client import OnlineHub, RetryPolicy, _is_transient
+from hfa.hub.classify import is_transient
+from hfa.hub.client import OnlineHub
+from hfa.hub.requests import RetryPolicy
 from hfa.resolve.refs import RepoRef
 
 
@@ -213,7 +215,7 @@ def test_a_tls_proxy_for_https_is_refused_clearly(monkeypatch: pytest.MonkeyPatc
     ],
 )
 def test_only_network_failures_are_retried(exc: BaseException, transient: bool) -> None:
-    assert _is_transient(exc) is transient
+    assert is_transient(exc) is transient
 
 
 def _hub(url: str) -> OnlineHub:

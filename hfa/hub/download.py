@@ -1,9 +1,9 @@
-"""Parallel, resumable downloads into the cache, every byte verified while it streams.
+"""Parallel, resumable downloads into a blob store, every byte verified while it streams.
 
-A file is fetched into ``blobs/<etag>.incomplete`` under the same per-blob file lock
-huggingface_hub takes, hashed as it arrives (sha256 for LFS files, git-sha1 otherwise),
-and renamed to ``blobs/<etag>`` only when the digest matches the listing. A partial file
-left by an interrupted run is re-hashed and continued with a ``Range`` request; a
+A file is fetched into its :class:`~hfa.store.BlobStore`'s partial file (in the local cache
+``blobs/<etag>.incomplete``, under the per-blob file lock huggingface_hub takes), hashed as it
+arrives (sha256 for LFS files, git-sha1 otherwise), and published (in the cache: renamed to
+``blobs/<etag>``) only when the digest matches the listing. A partial file left by an interrupted run is re-hashed and continued with a ``Range`` request; a
 partial whose bytes turn out wrong is discarded. Nothing unverified is ever published.
 """
 
@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfa.cache.layout import CacheWriter
 from hfa.config import public_url
 from hfa.errors import CheckFailed, HfaError, LockMismatch, NetworkError, from_exception
-from hfa.hub.client import OnlineHub, _is_transient, error_reason
+from hfa.hub.classify import error_reason, is_transient
 from hfa.resolve.refs import RemoteFile, RepoRef
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from hfa.hub.client import OnlineHub
+    from hfa.store import BlobStore
 
 CHUNK = 1 << 20
 PIPELINE_MIN = 16 * CHUNK  # bodies this large are hashed on a second thread while they stream
@@ -83,8 +85,8 @@ def verify_bytes(f: RemoteFile, data: bytes) -> None:
 class Fetcher:
     def __init__(
         self,
-        hub: OnlineHub,
-        writer: CacheWriter,
+        hub: OnlineHub | Callable[[], OnlineHub],
+        store: BlobStore,
         ref: RepoRef,
         commit: str,
         *,
@@ -94,11 +96,11 @@ class Fetcher:
         inspect: Callable[[RemoteFile, Path], None] | None = None,
         locked: bool = False,
     ) -> None:
-        self.hub = hub
+        self._hub = hub  # or what makes it, called when a byte must cross the network
         # The expected hashes come from a lock: a server that disagrees is reported at once
         # (LockMismatch), not retried as corrupt bytes.
         self.locked = locked
-        self.writer = writer
+        self.store = store
         self.ref = ref
         self.commit = commit
         self.workers = max(1, workers)
@@ -106,6 +108,12 @@ class Fetcher:
         self.on_file = on_file or (lambda o: None)
         self.inspect = inspect  # called on verified bytes before they are published; may raise
         self._cancel = threading.Event()
+
+    @property
+    def hub(self) -> OnlineHub:
+        if callable(self._hub):
+            self._hub = self._hub()
+        return self._hub
 
     # -- many files ----------------------------------------------------------------
     def fetch_all(self, files: list[RemoteFile]) -> list[FetchOutcome]:
@@ -140,22 +148,24 @@ class Fetcher:
         pool.shutdown(wait=True)
         return [results[f.path] for f in sorted(files, key=lambda f: f.path)]
 
+    def check(self, files: list[RemoteFile]) -> None:
+        """Whether ``files`` can be fetched: from an endpoint, any listed file can (its answer tells)."""
+
     # -- one file ------------------------------------------------------------------
     def fetch_one(self, f: RemoteFile) -> FetchOutcome:
-        w = self.writer
+        store = self.store
         # Under the blob's lock, so `hfa cache prune/gc` cannot remove the blob between check and link.
-        with w.lock(f.etag):
-            if w.has_blob(f.etag, f.size):
+        with store.lock(f.etag):
+            if store.has(f.etag, f.size):
                 outcome = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
             else:
                 outcome = self._download(f)
-            w.link(self.commit, f.path, f.etag)
+            store.link(self.commit, f.path, f.etag)
         self.on_file(outcome)
         return outcome
 
     def _download(self, f: RemoteFile) -> FetchOutcome:
-        partial = self.writer.partial_path(f.etag)
-        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.store.partial(f.etag)
         mismatches = 0
         transient = 0
         downloaded = 0
@@ -190,11 +200,11 @@ class Fetcher:
                         f"Download of '{f.path}' kept breaking off ({transient} tries){why}",
                         "rerun the command: it resumes where it stopped",
                     ) from None
-                self.hub._sleep(self.hub.retry.delay(transient - 1))
+                self.hub.retry.wait(transient - 1)
             except HfaError:
                 raise
             except Exception as exc:
-                if not _is_transient(exc):
+                if not is_transient(exc):
                     err = from_exception(exc)
                     if err is None:
                         raise
@@ -206,7 +216,7 @@ class Fetcher:
                         f" ({type(exc).__name__}: {error_reason(exc)})",
                         "check --endpoint / HF_ENDPOINT and the network, then rerun: it resumes where it stopped",
                     ) from None
-                self.hub._sleep(self.hub.retry.delay(transient - 1))
+                self.hub.retry.wait(transient - 1)
 
     def _attempt(self, f: RemoteFile, partial: Path) -> int:
         """One request; returns the bytes received. Publishes the blob when the digest matches."""
@@ -270,7 +280,7 @@ class Fetcher:
             except BaseException:
                 partial.unlink(missing_ok=True)  # refused content never stays, not even as a partial
                 raise
-        os.replace(partial, self.writer.blob_path(f.etag))
+        self.store.publish(f.etag, partial)
         return received
 
     @property

@@ -42,7 +42,7 @@ from hfa.errors import (
     OfflineError,
     UsageError,
 )
-from hfa.hub.client import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from hfa.hub.requests import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from hfa.infer.tasks import Runner, Task, get_task
 from hfa.resolve.refs import RepoRef
 

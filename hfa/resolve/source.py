@@ -1,0 +1,141 @@
+"""Where ``hfa pull`` reads a repository from: one :class:`Source` interface, chosen once.
+
+As pip-tools' ``BaseRepository`` is what its resolver may ask of an index, a :class:`Source`
+is what a pull may ask: the commit and file list of a revision (:meth:`Source.resolve`), the
+verified bytes of a small file (an index, a card: :meth:`Source.read_small`), and a
+:class:`Fetching` that puts files into a :class:`~hfa.store.BlobStore` and links them into the
+snapshot. :class:`~hfa.hub.source.HubSource` answers from the endpoint (online);
+:class:`CacheSource` from the cache alone (offline: a file that is not there is a
+:class:`MissingFiles` naming every one of them, never a partial snapshot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hfa.errors import CheckFailed
+from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.resolver import read_cached, resolve_offline
+
+if TYPE_CHECKING:
+    from hfa.hub.download import FetchOutcome
+    from hfa.store import BlobStore
+
+__all__ = ["CacheSource", "Fetching", "MissingFiles", "Source"]
+
+
+class Fetching(Protocol):
+    """Puts files of one commit into a store and links them into its snapshot."""
+
+    def fetch_one(self, f: RemoteFile) -> FetchOutcome: ...
+
+    def fetch_all(self, files: list[RemoteFile]) -> list[FetchOutcome]: ...
+
+    def check(self, files: list[RemoteFile]) -> None:
+        """Raise when these files (not in the store) cannot be fetched; a dry run asks this."""
+        ...
+
+
+class Source(Protocol):
+    """What a pull may ask of where a repository comes from."""
+
+    offline: bool  # reported (``"offline": true``), never branched on
+
+    @property
+    def requests_made(self) -> int: ...
+
+    def resolve(self, ref: RepoRef) -> tuple[Resolved, bool]:
+        """The commit ``ref`` names and its files; and whether that file list is complete."""
+        ...
+
+    def read_small(self, ref: RepoRef, resolved: Resolved, f: RemoteFile) -> bytes:
+        """The verified bytes of a small file (an index, a card) of ``resolved``."""
+        ...
+
+    def fetcher(
+        self,
+        store: BlobStore,
+        ref: RepoRef,
+        commit: str,
+        *,
+        retry: str,
+        named: RepoRef | None = None,
+        workers: int,
+        on_bytes: Callable[[int], None] | None = None,
+        on_file: Callable[[FetchOutcome], None] | None = None,
+        inspect: Callable[[RemoteFile, Path], None] | None = None,
+        locked: bool = False,
+    ) -> Fetching:
+        """A :class:`Fetching` into ``store``.
+
+        ``retry`` is the command a user reruns to get what is missing, ``named`` the ref as the
+        user named it (``ref`` may be pinned to ``commit``) for messages.
+        """
+        ...
+
+
+class MissingFiles(CheckFailed):
+    def __init__(self, ref: RepoRef, commit: str, missing: list[str], retry: str) -> None:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        super().__init__(
+            f"{len(missing)} file(s) of '{ref.display}' ({commit[:12]}) are missing from the cache: {shown}",
+            f"run `{retry}` with network (offline mode never returns a partial snapshot)",
+            details={"repo": ref.display, "commit": commit, "missing": list(missing)},
+        )
+        self.missing = missing
+
+
+class CacheSource:
+    """The cache alone (offline): no request is ever made."""
+
+    offline = True
+    requests_made = 0
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+
+    def resolve(self, ref: RepoRef) -> tuple[Resolved, bool]:
+        return resolve_offline(self.cache_dir, ref)
+
+    def read_small(self, ref: RepoRef, resolved: Resolved, f: RemoteFile) -> bytes:
+        data = read_cached(self.cache_dir, ref, f)
+        if data is None:
+            raise CheckFailed(
+                f"'{f.path}' of '{ref.display}' is not in the cache",
+                f"run `hfa pull {ref.display}` with network",
+            )
+        return data
+
+    def fetcher(
+        self, store: BlobStore, ref: RepoRef, commit: str, *, retry: str, named: RepoRef | None = None, **_: Any
+    ) -> CacheFetcher:
+        return CacheFetcher(store, named or ref, commit, retry)
+
+
+class CacheFetcher:
+    """Fetches what the store already holds (links it into the snapshot); anything else is missing."""
+
+    def __init__(self, store: BlobStore, ref: RepoRef, commit: str, retry: str) -> None:
+        self.store = store
+        self.ref = ref
+        self.commit = commit
+        self.retry = retry
+
+    def check(self, files: list[RemoteFile]) -> None:
+        missing = [f.path for f in files if not self.store.has(f.etag, f.size)]
+        if missing:
+            raise MissingFiles(self.ref, self.commit, missing, self.retry)
+
+    def fetch_one(self, f: RemoteFile) -> FetchOutcome:
+        from hfa.hub.download import FetchOutcome
+
+        with self.store.lock(f.etag):
+            self.check([f])
+            self.store.link(self.commit, f.path, f.etag)
+        return FetchOutcome(f.path, f.etag, f.size, "cached", 0)
+
+    def fetch_all(self, files: list[RemoteFile]) -> list[FetchOutcome]:
+        self.check(files)
+        return [self.fetch_one(f) for f in sorted(files, key=lambda f: f.path)]
