@@ -37,6 +37,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+def repo_key(repo_type: str, repo_id: str) -> str:
+    """How :attr:`AuthPolicy.visibility` names a repo: ``"model:org/name"``."""
+    return f"{repo_type}:{repo_id}"
+
+
 @dataclass(frozen=True)
 class TokenRule:
     name: str
@@ -49,15 +54,11 @@ class AuthPolicy:
     visibility: dict[str, str] = field(default_factory=dict)  # "model:org/x" -> private|manual|auto
     tokens: list[TokenRule] = field(default_factory=list)
 
-    @staticmethod
-    def _key(repo_type: str, repo_id: str) -> str:
-        return f"{repo_type}:{repo_id}"
-
     def is_private(self, repo_type: str, repo_id: str) -> bool:
-        return self.visibility.get(self._key(repo_type, repo_id)) == "private"
+        return self.visibility.get(repo_key(repo_type, repo_id)) == "private"
 
     def gated(self, repo_type: str, repo_id: str) -> str | bool:
-        value = self.visibility.get(self._key(repo_type, repo_id))
+        value = self.visibility.get(repo_key(repo_type, repo_id))
         return value if value in ("manual", "auto") else False
 
     def who(self, token: str | None) -> TokenRule | None:
@@ -70,7 +71,7 @@ class AuthPolicy:
         return None
 
     def may_read(self, rule: TokenRule | None, repo_type: str, repo_id: str) -> bool:
-        if self.visibility.get(self._key(repo_type, repo_id)) is None:
+        if self.visibility.get(repo_key(repo_type, repo_id)) is None:
             return True
         if rule is None:
             return False
@@ -104,7 +105,7 @@ def load_policy(path: Path) -> AuthPolicy:
                 f"Auth file {path}: repo '{name}' has unknown access '{kind}'",
                 'use "private", "gated" or "gated:auto"',
             )
-        policy.visibility[AuthPolicy._key(repo_type, repo_id)] = kinds[kind]
+        policy.visibility[repo_key(repo_type, repo_id)] = kinds[kind]
     tokens = doc.get("tokens", [])
     if not isinstance(tokens, list):
         raise UsageError(f"Auth file {path}: tokens must be an array of tables ([[tokens]])", "see docs/serve.md")
