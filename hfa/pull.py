@@ -18,7 +18,8 @@ from hfa.cache.layout import CacheWriter
 from hfa.config import Settings
 from hfa.errors import CheckFailed, HfaError, RepoNotFound
 from hfa.hub.download import DEFAULT_WORKERS, Fetcher, FetchOutcome, verify_bytes
-from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.refs import RepoRef
 from hfa.resolve.resolver import read_cached, resolve_offline
 from hfa.resolve.selection import Decision, Selection, SelectOptions, select
 

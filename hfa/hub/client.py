@@ -44,7 +44,8 @@ from hfa.errors import (
     UsageError,
     from_exception,
 )
-from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.refs import RepoRef
 
 if TYPE_CHECKING:
     from hfa.hub.transport import Response

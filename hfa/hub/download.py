@@ -20,7 +20,8 @@ from hfa.cache.layout import CacheWriter
 from hfa.config import public_url
 from hfa.errors import CheckFailed, HfaError, LockMismatch, NetworkError, from_exception
 from hfa.hub.client import OnlineHub, _is_transient, error_reason
-from hfa.resolve.refs import RemoteFile, RepoRef
+from hfa.resolve.files import RemoteFile
+from hfa.resolve.refs import RepoRef
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

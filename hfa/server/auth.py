@@ -25,16 +25,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfa.errors import UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def repo_key(repo_type: str, repo_id: str) -> str:
@@ -80,15 +74,15 @@ class AuthPolicy:
 
 
 def load_policy(path: Path) -> AuthPolicy:
-    from hfa.config import CONFIG_FILE_LIMIT, read_small_file
+    from hfa.config import CONFIG_FILE_LIMIT, TomlError, read_small_file, toml_loads
 
     try:
         raw = read_small_file(path, CONFIG_FILE_LIMIT, "auth file", "--auth")
     except OSError as exc:
         raise UsageError(f"Cannot read auth file {path}: {exc.strerror}", "check the --auth path") from None
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        doc = toml_loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, TomlError) as exc:
         raise UsageError(f"Auth file {path} is not valid TOML: {exc}", "see docs/serve.md for the format") from None
     policy = AuthPolicy()
     repos = doc.get("repos", {})
