@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 from hfa.errors import LocalError, UsageError
+from hfa.errors import public_url as public_url  # lives with the messages it guards (errors is the bottom layer)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -49,17 +52,6 @@ def normalize_endpoint(value: str) -> str:
     return value
 
 
-def public_url(url: str) -> str:
-    """``url`` without its ``user:password@`` part: the only form of a URL hfa puts in a message."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.rpartition("@")[2] if "@" in url else url
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
 def url_credentials(url: str) -> str | None:
     """The ``user:password@`` part of ``url``, or None: what output must never show (see Output.add_secret)."""
     try:
@@ -74,6 +66,29 @@ def url_credentials(url: str) -> str | None:
 LOCK_FILE_LIMIT = 64 * 1024 * 1024
 CONFIG_FILE_LIMIT = 1024 * 1024
 TOKEN_FILE_LIMIT = 64 * 1024
+
+
+class TomlError(ValueError):
+    """Text that is not valid TOML: tomllib's message (it names the position) and, when tomllib
+    gives one, the ``lineno``."""
+
+    def __init__(self, message: str, lineno: int | None = None) -> None:
+        super().__init__(message)
+        self.lineno = lineno
+
+
+def toml_loads(text: str) -> dict[str, Any]:
+    """Parse a TOML document: the standard library's tomllib (tomli before Python 3.11), the one
+    place hfa picks it. Imported on first use (it costs ~10 ms of start-up); raises :class:`TomlError`
+    (a ValueError), or RecursionError on absurdly deep nesting."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TomlError(str(exc), getattr(exc, "lineno", None)) from None
 
 
 def read_small_file(path: Path, limit: int, what: str, option: str | None = None) -> bytes:

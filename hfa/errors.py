@@ -12,6 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+
+def public_url(url: str) -> str:
+    """``url`` without its ``user:password@`` part: the only form of a URL hfa puts in a message."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.rpartition("@")[2] if "@" in url else url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
 
 
 class ExitCode(IntEnum):
@@ -105,8 +117,6 @@ class GatedRepo(AccessDenied):
     """A gated repo: ``token_sent`` tells "no token" (None: unknown) from "this token was refused"."""
 
     def __init__(self, repo_id: str, url: str | None = None, token_sent: bool | None = None) -> None:
-        from hfa.config import public_url
-
         where = f" at {public_url(url)}" if url else ""
         if token_sent is False:
             message = f"'{repo_id}' is gated: reading it needs a token, and none was given"

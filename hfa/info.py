@@ -12,7 +12,8 @@ from hfa.errors import HfaError
 from hfa.hub.download import verify_bytes
 from hfa.pull import plan
 from hfa.resolve.card import CardData, parse_card
-from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.refs import RepoRef
 from hfa.resolve.resolver import read_cached
 from hfa.resolve.selection import Selection, SelectOptions, classify, gguf_quants
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from hfa.config import Settings
 from hfa.errors import CheckFailed
 from hfa.hub.download import DEFAULT_WORKERS, FetchOutcome
-from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import Decision, Selection, SelectOptions, select
 from hfa.resolve.source import CacheSource, MissingFiles, Source
 from hfa.store import LocalStore

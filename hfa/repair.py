@@ -14,7 +14,8 @@ from hfa.cache.hashing import git_sha1, lfs_pointer
 from hfa.config import Settings
 from hfa.errors import UsageError
 from hfa.hub.download import Fetcher
-from hfa.resolve.refs import RemoteFile, RepoRef
+from hfa.resolve.files import RemoteFile
+from hfa.resolve.refs import RepoRef
 from hfa.store import LocalStore
 from hfa.verify import VerifyReport
 

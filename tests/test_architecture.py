@@ -31,6 +31,11 @@ HELD = {
     "hfa.pull",
     "hfa.store",
     "hfa.resolve.source",
+    "hfa.server",
+    "hfa.resolve.refs",
+    "hfa.resolve.files",
+    "hfa.config",
+    "hfa.errors",
 }
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hfa.errors import CheckFailed, UsageError
-from hfa.resolve.refs import RemoteFile
+from hfa.resolve.files import RemoteFile
 from hfa.resolve.selection import (
     FRAMEWORKS,
     KINDS,

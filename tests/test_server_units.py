@@ -1,6 +1,6 @@
 """Pure-function and property tests for the pieces ``hfa serve`` is built on.
 
-No server here: ``_parse_range`` against an independent reference model, ``parse_card``
+No server here: ``parse_range`` against an independent reference model, ``parse_card``
 and ``load_policy`` on hostile input, ``check_relpath`` against traversal.
 """
 
@@ -18,10 +18,10 @@ from hfa.cache.layout import check_relpath
 from hfa.errors import UsageError
 from hfa.resolve.card import parse_card
 from hfa.server.auth import AuthPolicy, load_policy
-from hfa.server.http import _parse_range
+from hfa.server.wire import parse_range
 
 # --------------------------------------------------------------------------------------------
-# _parse_range: one "bytes=" range -> inclusive (start, end), None when unsatisfiable/malformed
+# parse_range: one "bytes=" range -> inclusive (start, end), None when unsatisfiable/malformed
 # --------------------------------------------------------------------------------------------
 
 _HUGE = 1 << 80  # stands for "more digits than any file size"
@@ -102,7 +102,7 @@ _sizes = st.one_of(st.integers(min_value=0, max_value=5000), st.sampled_from([0,
 @example(header="bytes=0-1,3-4", size=100)
 @example(header="\u017fbytes=0-1", size=100)
 def test_parse_range_matches_reference(header: str, size: int) -> None:
-    got = _parse_range(header, size)
+    got = parse_range(header, size)
     if got is not None:
         start, end = got
         assert isinstance(start, int) and isinstance(end, int)
@@ -125,7 +125,7 @@ def test_parse_range_matches_reference(header: str, size: int) -> None:
     ],
 )
 def test_parse_range_known_values(header: str, size: int, expected: tuple[int, int] | None) -> None:
-    assert _parse_range(header, size) == expected
+    assert parse_range(header, size) == expected
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,3 +352,30 @@ def test_reference_range_is_sane() -> None:
     assert reference_range("bytes=0-0,-1", 10000) is None
     assert reference_range("bytes=0-", 1) == (0, 0)
     assert reference_range("bytes=-5", 0) is None
+
+
+# --------------------------------------------------------------------------------------------
+# fault injection is a test seam: the production handler has no fault branches
+# --------------------------------------------------------------------------------------------
+
+
+def test_fault_injection_lives_outside_the_production_handler(tmp_path: Path) -> None:
+    import ast
+    import inspect
+
+    from hfa.server import HubServer, ServerConfig, api, downloads, handler, http
+    from hfa.server.faults import FaultPlan, FaultyHandler
+
+    for module in (handler, api, downloads):
+        tree = ast.parse(inspect.getsource(module))
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        assert not {name for name in names if name.lower().startswith("fault")}, module.__name__
+    plain = http.HubServer(ServerConfig(cache_dir=tmp_path))
+    faulty = HubServer(ServerConfig(cache_dir=tmp_path, faults=FaultPlan()))
+    try:
+        assert plain._httpd.RequestHandlerClass is handler.Handler
+        assert faulty._httpd.RequestHandlerClass is FaultyHandler
+    finally:
+        plain._httpd.server_close()
+        faulty._httpd.server_close()

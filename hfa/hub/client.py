@@ -19,7 +19,8 @@ from urllib.parse import urlencode, urlsplit
 from hfa.cache.hashing import COMMIT_RE
 from hfa.errors import CheckFailed, UsageError
 from hfa.hub.requests import Session, follow, next_link
-from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.refs import RepoRef
 
 if TYPE_CHECKING:
     from hfa.hub.transport import Response

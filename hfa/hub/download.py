@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from hfa.config import public_url
 from hfa.errors import CheckFailed, HfaError, LockMismatch, NetworkError, from_exception
 from hfa.hub.classify import error_reason, is_transient
-from hfa.resolve.refs import RemoteFile, RepoRef
+from hfa.resolve.files import RemoteFile
+from hfa.resolve.refs import RepoRef
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

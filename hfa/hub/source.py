@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from hfa.config import Settings
 from hfa.errors import HfaError, RepoNotFound
 from hfa.hub.download import Fetcher, FetchOutcome, verify_bytes
-from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.refs import RepoRef
 from hfa.resolve.resolver import read_cached
 
 if TYPE_CHECKING:

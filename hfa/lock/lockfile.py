@@ -16,8 +16,10 @@ from typing import Any
 
 from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_pointer
 from hfa.cache.layout import atomic_write_text, check_relpath, validate_repo_id
+from hfa.config import TomlError, toml_loads
 from hfa.errors import HfaError, LocalError, UsageError
-from hfa.resolve.refs import RemoteFile, RepoRef
+from hfa.resolve.files import RemoteFile
+from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
 
 LOCK_VERSION = 1
@@ -212,15 +214,9 @@ def _toml_problem(exc: Exception, text: str) -> tuple[str, int]:
 
 def loads(text: str, name: str = DEFAULT_LOCK) -> Lock:
     """Parse and validate a lock; every problem is a LockError naming ``name`` and a line."""
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        doc = toml_loads(text)
+    except TomlError as exc:
         problem, line = _toml_problem(exc, text)
         truncated = " (truncated?)" if "end of document" in str(exc) else ""
         raise LockError(f"{name} (line {line}) is not valid TOML: {problem}{truncated}", _BROKEN_HINT) from None
@@ -241,17 +237,11 @@ def line_numbers(text: str) -> dict[tuple[str, str, str], int]:
     A plain scan of the text as :func:`dumps` writes it (one key, one file per line); lines it
     cannot read are skipped, so a hand-edited lock just gives fewer lines.
     """
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
 
     def value(line: str) -> Any:
         try:
-            return tomllib.loads("v = " + line.split("=", 1)[1].strip().rstrip(","))["v"]
-        except (tomllib.TOMLDecodeError, IndexError, ValueError, RecursionError):
+            return toml_loads("v = " + line.split("=", 1)[1].strip().rstrip(","))["v"]
+        except (TomlError, IndexError, ValueError, RecursionError):
             return None
 
     out: dict[tuple[str, str, str], int] = {}

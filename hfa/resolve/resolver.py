@@ -9,7 +9,8 @@ from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_point
 from hfa.cache.layout import CacheWriter, RepoDir, check_relpath
 from hfa.errors import CheckFailed, UsageError
 from hfa.resolve.card import parse_card
-from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.refs import RepoRef
 
 
 def resolve_offline(cache_dir: Path, ref: RepoRef) -> tuple[Resolved, bool]:

@@ -36,7 +36,7 @@ from typing import Any
 from hfa import jsonsafe
 from hfa.cache.layout import check_relpath
 from hfa.errors import CheckFailed, UsageError
-from hfa.resolve.refs import RemoteFile
+from hfa.resolve.files import RemoteFile
 
 FRAMEWORKS = ("pt", "safetensors", "tf", "flax", "onnx", "openvino", "gguf")
 """What ``--framework`` accepts. ``pt`` means pickle files (``.bin``, ``.pt``, ``.pth``, ``.ckpt``)."""

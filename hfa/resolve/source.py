@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hfa.errors import CheckFailed
-from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
+from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.refs import RepoRef
 from hfa.resolve.resolver import read_cached, resolve_offline
 
 if TYPE_CHECKING:

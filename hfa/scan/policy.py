@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 from hfa.errors import UsageError
@@ -20,17 +19,13 @@ def load_policy(allowlist: Path | None) -> tuple[ScanPolicy, list[Finding]]:
     policy = ScanPolicy()
     if allowlist is None:
         return policy, []
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    from hfa.config import CONFIG_FILE_LIMIT, read_small_file
+    from hfa.config import CONFIG_FILE_LIMIT, TomlError, read_small_file, toml_loads
 
     try:
-        doc = tomllib.loads(read_small_file(allowlist, CONFIG_FILE_LIMIT, "allowlist", "--allowlist").decode("utf-8"))
+        doc = toml_loads(read_small_file(allowlist, CONFIG_FILE_LIMIT, "allowlist", "--allowlist").decode("utf-8"))
     except OSError as exc:
         raise UsageError(f"Cannot read allowlist {allowlist}: {exc.strerror}", "check the --allowlist path") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (UnicodeDecodeError, TomlError) as exc:
         raise UsageError(f"Allowlist {allowlist} is not valid TOML: {exc}", "see docs/security.md") from None
     entries = doc.get("allow")
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):

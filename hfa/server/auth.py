@@ -25,16 +25,15 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfa.errors import UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+
+def repo_key(repo_type: str, repo_id: str) -> str:
+    """How :attr:`AuthPolicy.visibility` names a repo: ``"model:org/name"``."""
+    return f"{repo_type}:{repo_id}"
 
 
 @dataclass(frozen=True)
@@ -49,15 +48,11 @@ class AuthPolicy:
     visibility: dict[str, str] = field(default_factory=dict)  # "model:org/x" -> private|manual|auto
     tokens: list[TokenRule] = field(default_factory=list)
 
-    @staticmethod
-    def _key(repo_type: str, repo_id: str) -> str:
-        return f"{repo_type}:{repo_id}"
-
     def is_private(self, repo_type: str, repo_id: str) -> bool:
-        return self.visibility.get(self._key(repo_type, repo_id)) == "private"
+        return self.visibility.get(repo_key(repo_type, repo_id)) == "private"
 
     def gated(self, repo_type: str, repo_id: str) -> str | bool:
-        value = self.visibility.get(self._key(repo_type, repo_id))
+        value = self.visibility.get(repo_key(repo_type, repo_id))
         return value if value in ("manual", "auto") else False
 
     def who(self, token: str | None) -> TokenRule | None:
@@ -70,7 +65,7 @@ class AuthPolicy:
         return None
 
     def may_read(self, rule: TokenRule | None, repo_type: str, repo_id: str) -> bool:
-        if self.visibility.get(self._key(repo_type, repo_id)) is None:
+        if self.visibility.get(repo_key(repo_type, repo_id)) is None:
             return True
         if rule is None:
             return False
@@ -79,15 +74,15 @@ class AuthPolicy:
 
 
 def load_policy(path: Path) -> AuthPolicy:
-    from hfa.config import CONFIG_FILE_LIMIT, read_small_file
+    from hfa.config import CONFIG_FILE_LIMIT, TomlError, read_small_file, toml_loads
 
     try:
         raw = read_small_file(path, CONFIG_FILE_LIMIT, "auth file", "--auth")
     except OSError as exc:
         raise UsageError(f"Cannot read auth file {path}: {exc.strerror}", "check the --auth path") from None
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        doc = toml_loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, TomlError) as exc:
         raise UsageError(f"Auth file {path} is not valid TOML: {exc}", "see docs/serve.md for the format") from None
     policy = AuthPolicy()
     repos = doc.get("repos", {})
@@ -104,7 +99,7 @@ def load_policy(path: Path) -> AuthPolicy:
                 f"Auth file {path}: repo '{name}' has unknown access '{kind}'",
                 'use "private", "gated" or "gated:auto"',
             )
-        policy.visibility[AuthPolicy._key(repo_type, repo_id)] = kinds[kind]
+        policy.visibility[repo_key(repo_type, repo_id)] = kinds[kind]
     tokens = doc.get("tokens", [])
     if not isinstance(tokens, list):
         raise UsageError(f"Auth file {path}: tokens must be an array of tables ([[tokens]])", "see docs/serve.md")

@@ -3,6 +3,10 @@
 A :class:`FaultPlan` in :class:`~hfa.server.http.ServerConfig` makes file downloads fail
 in chosen ways, a chosen number of times, so tests and benchmarks can prove that clients
 retry, resume, or fail cleanly. Not reachable from the command line.
+
+The plan is carried out by :class:`FaultyHandler`, which :class:`~hfa.server.http.HubServer`
+uses in place of :class:`~hfa.server.handler.Handler` when the config has a plan: the production
+handler has no fault branches.
 """
 
 from __future__ import annotations
@@ -12,9 +16,19 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+from hfa.server.conns import send_all
+from hfa.server.handler import Handler
+from hfa.server.wire import HttpError
+
+if TYPE_CHECKING:
+    import io
+
+    from hfa.server.store import FileEntry, Repo, Snapshot
 
 KINDS = ("status", "drop", "truncate", "corrupt", "long_length", "slow", "throttle")
+BROKEN_BODY = ("drop", "truncate", "corrupt", "long_length")  # kinds that send a wrong body, then close
 
 
 @dataclass
@@ -67,8 +81,6 @@ def send_throttled(sock: socket.socket, fp: BinaryIO, start: int, length: int, r
 
 def send_faulty(sock: socket.socket, fault: Fault, fp: BinaryIO, start: int, length: int) -> None:
     """Send a body the way a broken network or server would; the caller then closes the connection."""
-    from hfa.server.conns import send_all
-
     fp.seek(start)
     data = fp.read(length)
     if fault.kind in ("drop", "truncate"):
@@ -78,3 +90,51 @@ def send_faulty(sock: socket.socket, fault: Fault, fp: BinaryIO, start: int, len
     send_all(sock, memoryview(data))
     if fault.kind == "drop":
         sock.shutdown(socket.SHUT_RDWR)
+
+
+class FaultyHandler(Handler):
+    """:class:`~hfa.server.handler.Handler` carrying out the server's :class:`FaultPlan`: the plan's
+    latency before every request, and on file downloads (GET) the fault the plan picks for the path."""
+
+    fault: Fault | None = None  # the fault of the download being sent
+
+    def plan(self) -> FaultPlan:
+        plan = self.server.config.faults
+        if plan is None:  # pragma: no cover - HubServer uses this handler only with a plan
+            raise RuntimeError("FaultyHandler needs ServerConfig.faults")
+        return plan
+
+    def route(self, head: bool) -> None:
+        latency = self.plan().latency
+        if latency:
+            time.sleep(latency)
+        super().route(head)
+
+    def send_file(self, repo: Repo, snap: Snapshot, entry: FileEntry, path: str, head: bool) -> None:
+        fault = None if head else self.plan().take(path)
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+        elif fault is not None and fault.kind == "status":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            raise HttpError(fault.status, f"Injected HTTP {fault.status}", headers=extra)
+        self.fault = fault
+        try:
+            super().send_file(repo, snap, entry, path, head)
+        finally:
+            self.fault = None
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword == "Content-Length" and self.fault is not None and self.fault.kind == "long_length":
+            value = str(int(value) + 17)  # promise more than will come
+        super().send_header(keyword, value)
+
+    def send_body(self, fp: io.BufferedReader, start: int, length: int) -> int:
+        fault = self.fault
+        if fault is not None and fault.kind in BROKEN_BODY:
+            send_faulty(self.connection, fault, fp, start, length)
+            self.close_connection = True
+            return length
+        if fault is not None and fault.kind == "throttle":
+            send_throttled(self.connection, fp, start, length, fault.rate)
+            return length
+        return super().send_body(fp, start, length)

@@ -55,7 +55,7 @@ IMAGE_TASKS = ("image-classification",)
 
 
 class InferHandler(Protocol):
-    """What these routes use of the HTTP handler (:class:`hfa.server.http.Handler`): the request,
+    """What these routes use of the HTTP handler (:class:`hfa.server.handler.Handler`): the request,
     the ways to answer it, and the handler's own repo lookup, so that ``--auth`` applies alike."""
 
     command: str

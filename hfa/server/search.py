@@ -9,7 +9,7 @@ from typing import Any
 
 from hfa.server.auth import AuthPolicy, TokenRule
 from hfa.server.store import CacheStore, Repo, Snapshot
-from hfa.server.wire import HttpError, _cursor, _truthy
+from hfa.server.wire import HttpError, cursor, truthy
 
 _SORT_KEYS = {
     "downloads": "downloads",
@@ -65,7 +65,7 @@ def search_page(
             continue
         if any(f not in tags for f in filters):
             continue
-        if gated_q and _truthy(gated_q) != bool(doc.get("gated")):
+        if gated_q and truthy(gated_q) != bool(doc.get("gated")):
             continue
         results.append(doc)
     if sort:
@@ -75,6 +75,6 @@ def search_page(
         results = results[:limit]
     size = limit if limit > 0 else page_size
     size = min(size, page_size)
-    start = _cursor(q)
+    start = cursor(q)
     page = results[start : start + size]
     return page, (start + size if start + size < len(results) else None)

@@ -6,7 +6,6 @@ small JSON documents (file entries, folder ids, tags) the Hub API returns.
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
 from hfa.server.store import FileEntry, Repo, Snapshot, tree_oid
@@ -23,16 +22,16 @@ class HttpError(Exception):
         self.headers = headers or {}
 
 
-_HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 _UNSAFE_IN_HEADER = re.compile(r"[^\x20-\x7e]")
 
 
-def _header_safe(text: str) -> str:
+def header_safe(text: str) -> str:
     """Printable ASCII only: no CR/LF header injection, nothing latin-1 cannot encode."""
     return _UNSAFE_IN_HEADER.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def _has_body(headers: Any) -> bool:
+def has_body(headers: Any) -> bool:
     if headers is None:
         return False
     return bool(headers.get("Transfer-Encoding")) or (headers.get("Content-Length") or "0").strip() != "0"
@@ -43,23 +42,20 @@ def truthy(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-_truthy = truthy  # the name http.py and search.py still use
-
-
-def _cursor(query: dict[str, list[str]]) -> int:
+def cursor(query: dict[str, list[str]]) -> int:
     try:
         return max(0, int(query.get("cursor", ["0"])[-1]))
     except ValueError:
         raise HttpError(400, "Invalid cursor") from None
 
 
-def _valid_repo_id(repo_id: str) -> bool:
+def valid_repo_id(repo_id: str) -> bool:
     from hfa.cache.layout import REPO_ID_RE
 
     return bool(REPO_ID_RE.match(repo_id)) and ".." not in repo_id and "--" not in repo_id
 
 
-def _dirs_of(files: dict[str, FileEntry]) -> set[str]:
+def dirs_of(files: dict[str, FileEntry]) -> set[str]:
     dirs: set[str] = set()
     for path in files:
         parts = path.split("/")
@@ -68,20 +64,20 @@ def _dirs_of(files: dict[str, FileEntry]) -> set[str]:
     return dirs
 
 
-def _folder_oid(files: dict[str, FileEntry], folder: str) -> str:
+def folder_oid(files: dict[str, FileEntry], folder: str) -> str:
     """Stands for a git tree id: changes with the names and contents below ``folder``, not with its place."""
     base = folder + "/"
     return tree_oid([f"{p[len(base) :]} {e.blob_id}" for p, e in files.items() if p.startswith(base)])
 
 
-def _file_doc(entry: FileEntry) -> dict[str, Any]:
+def file_doc(entry: FileEntry) -> dict[str, Any]:
     doc: dict[str, Any] = {"type": "file", "oid": entry.blob_id, "size": entry.size, "path": entry.path}
     if entry.lfs_sha256:
         doc["lfs"] = {"oid": entry.lfs_sha256, "size": entry.size, "pointerSize": entry.pointer_size}
     return doc
 
 
-def _sibling(entry: FileEntry, blobs: bool) -> dict[str, Any]:
+def sibling(entry: FileEntry, blobs: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {"rfilename": entry.path}
     if blobs:
         doc["size"] = entry.size
@@ -95,13 +91,13 @@ def _sibling(entry: FileEntry, blobs: bool) -> dict[str, Any]:
     return doc
 
 
-def _tree_entries(snap: Snapshot, prefix: str, recursive: bool) -> list[dict[str, Any]]:
+def tree_entries(snap: Snapshot, prefix: str, recursive: bool) -> list[dict[str, Any]]:
     files = snap.files
     base = prefix + "/" if prefix else ""
-    if prefix and prefix not in _dirs_of(files) and prefix not in files:
+    if prefix and prefix not in dirs_of(files) and prefix not in files:
         raise HttpError(404, f"Entry not found: {prefix}", "EntryNotFound", {"X-Repo-Commit": snap.commit})
     if prefix in files:
-        return [_file_doc(files[prefix])]
+        return [file_doc(files[prefix])]
     entries: dict[str, dict[str, Any]] = {}
     for path in sorted(files):
         if not path.startswith(base):
@@ -114,9 +110,9 @@ def _tree_entries(snap: Snapshot, prefix: str, recursive: bool) -> list[dict[str
                 break
             d = base + "/".join(parts[:depth])
             if d not in entries:
-                entries[d] = {"type": "directory", "oid": _folder_oid(files, d), "size": 0, "path": d}
+                entries[d] = {"type": "directory", "oid": folder_oid(files, d), "size": 0, "path": d}
         if recursive or len(parts) == 1:
-            entries[path] = _file_doc(files[path])
+            entries[path] = file_doc(files[path])
     return [entries[k] for k in sorted(entries)]
 
 
@@ -128,7 +124,7 @@ def _range_number(digits: str) -> int:
     return int(digits) if len(digits) < 25 else 1 << 80  # past any file size, and past int()'s digit limit
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
     """One ``bytes=`` range -> inclusive (start, end); None when unsatisfiable or malformed."""
     m = _RANGE_RE.fullmatch(header)
     if m is None or size <= 0:
@@ -145,7 +141,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
-def _tags(repo: Repo, card: dict[str, Any]) -> list[str]:
+def card_tags(repo: Repo, card: dict[str, Any]) -> list[str]:
     tags: list[str] = []
 
     def add(value: Any, prefix: str = "") -> None:
@@ -166,18 +162,7 @@ def _tags(repo: Repo, card: dict[str, Any]) -> list[str]:
     return tags
 
 
-def _created_at(repo: Repo, snap: Snapshot) -> str:
+def created_at(repo: Repo, snap: Snapshot) -> str:
     commits = repo.meta.get("commits") or {}
     dates = [str(c.get("date")) for c in commits.values() if isinstance(c, dict) and c.get("date")]
     return min(dates) if dates else snap.date
-
-
-_local = threading.local()
-
-
-def _buffer() -> bytearray:
-    """A 1 MiB send buffer, one per thread, reused across requests."""
-    buf = getattr(_local, "buf", None)
-    if buf is None:
-        buf = _local.buf = bytearray(1 << 20)
-    return buf

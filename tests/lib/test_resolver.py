@@ -10,7 +10,8 @@ import pytest
 
 from hfa.cache.layout import CacheWriter
 from hfa.errors import CheckFailed, UsageError
-from hfa.resolve.refs import RemoteFile, RepoRef
+from hfa.resolve.files import RemoteFile
+from hfa.resolve.refs import RepoRef
 from hfa.resolve.resolver import check_subfolder, read_cached, resolve_offline, snapshot_files
 
 from .builders import DATA_FILES, MODEL_FILES, Built, git_sha1
