@@ -259,6 +259,8 @@ def test_pin_without_lock_or_repo_creates_nothing(tmp_path: Path) -> None:
         ("http://host:8080/org/name/tree/main", "org/name"),
         ("https://huggingface.co/datasets/org/data", "datasets/org/data"),
         ("https://huggingface.co/org/name/blob/v1.0/config.json", "org/name@v1.0"),
+        ("hf.co/org/name", "org/name"),  # pasted without its scheme
+        ("huggingface.co/datasets/org/data/tree/v2", "datasets/org/data@v2"),
     ],
 )
 def test_a_url_as_repo_id_gets_the_repo_id_to_use(url: str, repo: str) -> None:

@@ -16,6 +16,9 @@ from hfa.errors import UsageError
 _TYPE_PREFIXES = {"datasets/": "dataset", "spaces/": "space", "models/": "model"}
 
 
+# Hub hosts a user may paste without a scheme (``hf.co/org/name``): never a repo id, whose org has no dot.
+_HUB_HOSTS = ("hf.co/", "huggingface.co/", "www.huggingface.co/", "www.hf.co/")
+
 @dataclass(frozen=True)
 class RepoRef:
     """A repository and the revision the user asked for (None: the default branch)."""
@@ -32,6 +35,8 @@ class RepoRef:
             raise UsageError("Empty repository name", "give a repo id such as org/name or org/name@main")
         if "://" in raw:
             raise _url_given(raw)
+        if raw.lower().startswith(_HUB_HOSTS):  # hf.co/org/name, pasted without its scheme
+            raise _url_given("https://" + raw)
         name, at, revision = raw.partition("@")
         detected = "model"
         for prefix, rtype in _TYPE_PREFIXES.items():
