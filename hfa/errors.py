@@ -138,7 +138,7 @@ class LockMismatch(CheckFailed):
     def __init__(self, repo: str, path: str, locked: str, served: str) -> None:
         super().__init__(
             f"The lock and the server disagree about '{path}' of '{repo}': the lock says {locked},"
-            f" the server {served}; nothing was written",
+            f" the server {served}; '{path}' was not written (files verified before it stay in the cache)",
             "compare the lock with upstream: `hfa pin --check`",
         )
         self.repo = repo
