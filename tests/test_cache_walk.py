@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import hfa
 
 from hfa.cache import (
     BLOB,
@@ -27,6 +28,7 @@ from hfa.cache import (
     walk_snapshot,
 )
 from hfa.errors import ExitCode, LocalError
+from hfa.server import HubServer
 
 COMMIT = "1" * 40
 SHA256 = "a" * 64
@@ -285,6 +287,8 @@ def test_the_writer_refuses_linked_snapshot_and_refs_folders(tree: Tree) -> None
     os.symlink(tree.outside / "snapshots", tree.repo.snapshots)
     with pytest.raises(LocalError):
         writer.link("3" * 40, "x.bin", SHA256)
+    with pytest.raises(LocalError):
+        writer.linked_ok(COMMIT, "model.safetensors", SHA256, 7)
     assert not (tree.outside / "snapshots" / ("3" * 40)).exists()
 
 
@@ -294,3 +298,22 @@ def test_the_writer_works_in_a_plain_cache(tree: Tree) -> None:
     writer.link("3" * 40, "x.bin", SHA256)
     writer.write_ref("v1", "3" * 40)
     assert {e.rel: e.kind for e in walk_snapshot(tree.repo, "3" * 40)} == {"x.bin": BLOB}
+
+
+@pytest.mark.parametrize("which", ["blobs", "snapshots"])
+def test_pull_refuses_a_linked_folder_in_the_cache(tmp_path: Path, server: HubServer, which: str) -> None:
+    """Cold or warm, `hfa pull` never writes through (nor trusts) a linked folder of the repo: exit 6, the path named."""
+    cache = tmp_path / "cache"
+    first = hfa("pull", "org/model", "--config-only", "--endpoint", server.url, "--cache-dir", str(cache))
+    assert first.exit_code == 0, first.stderr
+    folder = cache / "models--org--model" / which
+    moved = tmp_path / "outside" / which
+    moved.parent.mkdir()
+    os.rename(folder, moved)
+    os.symlink(moved, folder)
+    before = sorted(str(p.relative_to(moved)) for p in moved.rglob("*"))
+    for extra in (("--config-only",), ()):  # warm (all cached), then with the weights to fetch
+        result = hfa("pull", "org/model", *extra, "--endpoint", server.url, "--cache-dir", str(cache))
+        assert result.exit_code == ExitCode.LOCAL, result.output
+        assert str(folder) in result.stderr and "mv " in result.stderr
+    assert sorted(str(p.relative_to(moved)) for p in moved.rglob("*")) == before

@@ -354,7 +354,11 @@ class CacheWriter:
         return link
 
     def linked_ok(self, commit: str, relpath: str, etag: str, size: int) -> bool:
-        """True when the snapshot entry exists, points at the right blob, and the blob has the size."""
+        """True when the snapshot entry exists, points at the right blob, and the blob has the size.
+
+        A linked snapshot folder is refused (:class:`LocalError`), as :meth:`link` refuses it.
+        """
+        self.check_folders(self.repo.snapshots, self.repo.snapshot(commit))
         try:
             link = safe_entry(self.repo.snapshot(commit), relpath)
         except UsageError:
