@@ -317,3 +317,20 @@ def test_pull_refuses_a_linked_folder_in_the_cache(tmp_path: Path, server: HubSe
         assert result.exit_code == ExitCode.LOCAL, result.output
         assert str(folder) in result.stderr and "mv " in result.stderr
     assert sorted(str(p.relative_to(moved)) for p in moved.rglob("*")) == before
+
+
+# -- the package's public surface ----------------------------------------------------------------------
+def test_the_package_offers_every_public_name_and_loads_modules_only_when_used() -> None:
+    import subprocess
+    import sys
+
+    import hfa.cache
+
+    assert len(set(hfa.cache.__all__)) == len(hfa.cache.__all__)
+    for name in hfa.cache.__all__:
+        assert getattr(hfa.cache, name) is not None, name
+    with pytest.raises(AttributeError):
+        hfa.cache.nothing_like_this  # noqa: B018
+    code = "import sys, hfa.cache.layout; print(sorted(m for m in sys.modules if m.startswith('hfa.cache')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "['hfa.cache', 'hfa.cache.layout']"

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from hfa.cache.hashing import COMMIT_RE, SHA256_RE, git_sha1, lfs_pointer
 from hfa.cache.layout import CacheWriter, RepoDir, check_relpath
-from hfa.cache.walk import BLOB, walk_snapshot
 from hfa.errors import CheckFailed, UsageError
 from hfa.resolve.card import parse_card
 from hfa.resolve.refs import RemoteFile, RepoRef, Resolved
@@ -57,6 +56,8 @@ def snapshot_files(repo: RepoDir, commit: str) -> dict[str, RemoteFile]:
     Only what :func:`hfa.cache.walk.walk_snapshot` finds linked to a blob of this repo: a plain
     copy carries no hash in its name, and anything else breaks the containment rule.
     """
+    from hfa.cache.walk import BLOB, walk_snapshot  # offline only: a pull's hot path does without
+
     files: dict[str, RemoteFile] = {}
     for entry in walk_snapshot(repo, commit):
         if entry.kind != BLOB or entry.real is None:
