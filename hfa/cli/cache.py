@@ -1,4 +1,4 @@
-"""``hfa cache``: ls, rm, prune and gc over the huggingface_hub cache (logic in hfa.cache)."""
+"""``hfa cache``: ls, rm, prune and gc over the huggingface_hub cache (logic in hfa.cache.plan)."""
 
 from __future__ import annotations
 
