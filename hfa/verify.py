@@ -2,7 +2,9 @@
 
 * every blob's content hashes to its name (sha256 or git-sha1), hashed on all cores, each
   byte read once;
-* every snapshot entry is a link that resolves to a blob inside the cache;
+* every snapshot entry passes the cache's containment rule (:mod:`hfa.cache.walk`): a link to a
+  blob of its own repo, or a plain copy; links out of the cache, dangling links, links elsewhere
+  and folder links are reported;
 * every locked file is present with the locked hash; missing and extra files reported;
 * ``.incomplete`` leftovers, dangling refs and stale locks reported;
 * the content scan (pickle, archives, LFS stubs, safetensors, remote code) over the files.
@@ -21,6 +23,7 @@ from typing import Any
 
 from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE
 from hfa.cache.layout import RepoDir, iter_repos
+from hfa.cache.walk import BLOB, DANGLING, ESCAPES, FOLDER_LINK, NOT_A_BLOB, SnapshotFile, snapshot_file, walk_snapshot
 from hfa.lock.lockfile import Lock
 from hfa.resolve.refs import RepoRef
 from hfa.scan.model import Finding, ScanPolicy, Severity
@@ -88,10 +91,6 @@ def _size(p: Path) -> int:
         return 0
 
 
-def _label(repo: RepoDir) -> str:
-    return repo.repo_id if repo.repo_type == "model" else f"{repo.repo_type}s/{repo.repo_id}"
-
-
 def looks_like_path(text: str) -> bool:
     """A verify target meant as a path (``/x``, ``./x``, ``~/x``, ``a/b/c``), not a repo id."""
     if text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
@@ -136,7 +135,7 @@ def verify_cache(
     blob_owner: dict[Path, RepoDir] = {}
     users: dict[str, list[tuple[RepoDir, str, str]]] = {}  # blob real path -> (repo, commit, path)
     for repo, wanted in repos:
-        report.repos.append(_label(repo))
+        report.repos.append(repo.label)
         commits = repo.list_commits()
         if wanted is not None and wanted.revision is not None:
             commit = wanted.revision if wanted.pinned else repo.read_ref(wanted.revision)
@@ -151,7 +150,7 @@ def verify_cache(
         report.findings += _check_refs(repo)
         report.findings += _check_locks(cache_dir, repo)
         for commit in commits:
-            report.findings += _check_snapshot(cache_dir, repo, commit, targets, users, report)
+            report.findings += _check_snapshot(repo, commit, targets, users, report)
     hashed = _hash_all(blobs, workers)
     for blob, result in sorted(hashed.items()):
         repo = blob_owner[blob]
@@ -162,14 +161,14 @@ def verify_cache(
         report.blobs += 1
         report.bytes_hashed += size
         if digest != blob.name:
-            names = [f"{_label(r)}@{c[:12]}/{p}" for r, c, p in users.get(str(blob), [])]
+            names = [f"{r.label}@{c[:12]}/{p}" for r, c, p in users.get(str(blob), [])]
             report.findings.append(
                 Finding(
                     Severity.CRITICAL,
                     "hash.mismatch",
                     f"content hashes to {digest[:12]}…, not to its name: corrupt or tampered"
                     + (f" (used as {', '.join(names[:3])})" if names else ""),
-                    f"{_label(repo)}/blobs/{blob.name}",
+                    f"{repo.label}/blobs/{blob.name}",
                     {"expected": blob.name, "actual": digest, "used_as": names},
                 )
             )
@@ -186,6 +185,10 @@ def verify_cache(
 
 def _check_blobs_dir(repo: RepoDir, blobs: list[Path], owner: dict[Path, RepoDir]) -> list[Finding]:
     findings: list[Finding] = []
+    if repo.blobs.is_symlink():  # its blobs count for nothing (hfa.cache.walk); never read through it
+        where = os.path.realpath(repo.blobs)
+        message = f"blobs/ is a link to {where}: its blobs are not verified, and hfa does not read or write through it"
+        return [Finding(Severity.HIGH, "cache.linked-blobs", message, f"{repo.label}/blobs")]
     if not repo.blobs.is_dir():
         return findings
     for entry in sorted(repo.blobs.iterdir()):
@@ -196,7 +199,7 @@ def _check_blobs_dir(repo: RepoDir, blobs: list[Path], owner: dict[Path, RepoDir
                     Severity.LOW,
                     "cache.incomplete",
                     "partial download left behind (a pull resumes it)",
-                    f"{_label(repo)}/blobs/{name}",
+                    f"{repo.label}/blobs/{name}",
                     {"bytes": _size(entry)},
                 )
             )
@@ -207,9 +210,7 @@ def _check_blobs_dir(repo: RepoDir, blobs: list[Path], owner: dict[Path, RepoDir
             pass  # huggingface_hub's shared Xet store links blobs; the snapshot check covers them
         else:
             findings.append(
-                Finding(
-                    Severity.LOW, "cache.bad-blob-name", "unexpected file in blobs/", f"{_label(repo)}/blobs/{name}"
-                )
+                Finding(Severity.LOW, "cache.bad-blob-name", "unexpected file in blobs/", f"{repo.label}/blobs/{name}")
             )
     return findings
 
@@ -224,7 +225,7 @@ def _check_refs(repo: RepoDir) -> list[Finding]:
                     Severity.LOW,
                     "cache.dangling-ref",
                     f"ref '{name}' names {value[:40]!r}, which has no snapshot",
-                    f"{_label(repo)}/refs/{name}",
+                    f"{repo.label}/refs/{name}",
                 )
             )
     return findings
@@ -264,7 +265,6 @@ def _check_locks(cache_dir: Path, repo: RepoDir) -> list[Finding]:
 
 
 def _check_snapshot(
-    cache_dir: Path,
     repo: RepoDir,
     commit: str,
     targets: list[Target],
@@ -272,49 +272,48 @@ def _check_snapshot(
     report: VerifyReport,
 ) -> list[Finding]:
     findings: list[Finding] = []
-    cache_real = os.path.realpath(cache_dir)
-    snap = repo.snapshot(commit)
-    label = f"{_label(repo)}@{commit[:12]}"
-    for dirpath, dirnames, filenames in os.walk(snap):
-        for d in list(dirnames):
-            if Path(dirpath, d).is_symlink():
-                dirnames.remove(d)
-                real = os.path.realpath(Path(dirpath, d))
-                if not real.startswith(cache_real + os.sep):
-                    rel = Path(dirpath, d).relative_to(snap).as_posix()
-                    findings.append(
-                        Finding(
-                            Severity.CRITICAL,
-                            "cache.link-escapes",
-                            f"folder link leads out of the cache to {real}",
-                            f"{label}/{rel}",
-                        )
-                    )
-        for name in sorted(filenames):
-            full = Path(dirpath, name)
-            rel = full.relative_to(snap).as_posix()
-            display = f"{label}/{rel}"
-            real = os.path.realpath(full)
-            if not real.startswith(cache_real + os.sep):
-                findings.append(
-                    Finding(Severity.CRITICAL, "cache.link-escapes", f"link leads out of the cache to {real}", display)
-                )
-                continue
-            if not os.path.exists(real):
-                findings.append(
-                    Finding(
-                        Severity.HIGH,
-                        "cache.broken-link",
-                        "link to a blob that does not exist",
-                        display,
-                        {"target": os.readlink(full) if full.is_symlink() else None},
-                    )
-                )
-                report.to_refetch.append((repo.repo_type, repo.repo_id, commit, rel))
-                continue
-            users.setdefault(real, []).append((repo, commit, rel))
-            targets.append(Target(Path(real), display))
+    label = f"{repo.label}@{commit[:12]}"
+    for entry in walk_snapshot(repo, commit):
+        display = f"{label}/{entry.rel}" if entry.rel else label
+        if entry.real is not None:  # a blob of this repo, or a plain copy
+            if entry.kind == BLOB:
+                users.setdefault(str(entry.real), []).append((repo, commit, entry.rel))
+            targets.append(Target(entry.real, display))
+            continue
+        finding = _snapshot_problem(entry, display)
+        findings.append(finding)
+        if entry.kind in (DANGLING, NOT_A_BLOB) and entry.rel:  # --fix fetches it again and links it anew
+            report.to_refetch.append((repo.repo_type, repo.repo_id, commit, entry.rel))
     return findings
+
+
+def _snapshot_problem(entry: SnapshotFile, display: str) -> Finding:
+    """What is wrong with a snapshot entry the containment rule does not count."""
+    what = "folder link" if entry.folder else "link"
+    if entry.kind == ESCAPES:
+        return Finding(
+            Severity.CRITICAL, "cache.link-escapes", f"{what} leads out of the cache to {entry.resolved}", display
+        )
+    if entry.kind == DANGLING:
+        return Finding(
+            Severity.HIGH, "cache.broken-link", "link to a blob that does not exist", display, {"target": entry.link}
+        )
+    if entry.kind == FOLDER_LINK:
+        return Finding(
+            Severity.LOW,
+            "cache.folder-link",
+            f"folder link to {entry.resolved} is not followed: its files are not served, scanned or verified",
+            display,
+        )
+    if not entry.is_link:
+        return Finding(Severity.HIGH, "cache.not-a-blob", "neither a regular file nor a link to a blob", display)
+    return Finding(
+        Severity.HIGH,
+        "cache.not-a-blob",
+        f"link leads to {entry.resolved}, which is not a blob of this repo: it is not served, scanned or verified",
+        display,
+        {"target": entry.link},
+    )
 
 
 def verify_lock(
@@ -328,8 +327,8 @@ def verify_lock(
     to_hash: dict[Path, list[tuple[str, str, str, str, str]]] = {}
     for entry in lock.repos:
         repo = RepoDir(cache_dir, entry.repo_type, entry.repo_id)
-        label = f"{_label(repo)}@{entry.commit[:12]}"
-        report.repos.append(f"{_label(repo)}@{entry.revision}")
+        label = f"{repo.label}@{entry.commit[:12]}"
+        report.repos.append(f"{repo.label}@{entry.revision}")
         snap = repo.snapshot(entry.commit)
         if not snap.is_dir():
             report.findings.append(
@@ -339,9 +338,9 @@ def verify_lock(
             continue
         locked = {f.path: f for f in entry.files}
         for f in entry.files:
-            link = snap.joinpath(*f.path.split("/"))
-            real = Path(os.path.realpath(link))
-            if not link.exists() or not str(real).startswith(os.path.realpath(cache_dir) + os.sep):
+            found = snapshot_file(repo, entry.commit, f.path)
+            real = found.real if found is not None else None
+            if real is None:  # absent, or not a blob of this repo nor a plain copy
                 report.findings.append(
                     Finding(
                         Severity.HIGH,
@@ -355,10 +354,8 @@ def verify_lock(
                 continue
             to_hash.setdefault(real, []).append((label, f.path, f.algo, f.digest, entry.repo_id))
             targets.append(Target(real, f"{label}/{f.path}"))
-        from hfa.resolve.resolver import snapshot_files
-
-        present = snapshot_files(repo, entry.commit)
-        for extra in sorted(set(present) - set(locked)):
+        present = {e.rel for e in walk_snapshot(repo, entry.commit) if e.kind == BLOB}
+        for extra in sorted(present - set(locked)):
             report.findings.append(
                 Finding(Severity.LOW, "lock.extra-file", "in the snapshot but not in the lock", f"{label}/{extra}")
             )

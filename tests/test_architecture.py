@@ -36,6 +36,8 @@ HELD = {
     "hfa.resolve.files",
     "hfa.config",
     "hfa.errors",
+    "hfa.cache",
+    "hfa.verify",
 }
 
 

@@ -470,7 +470,7 @@ def test_prune_during_a_running_pull_breaks_nothing(tmp_path: Path) -> None:
 
 def test_a_blob_linked_after_planning_is_kept(cache: Path, world: World) -> None:
     """The race a plan cannot see: a pull links an orphan blob between plan and apply."""
-    from hfa.cache import plan as cache_ops
+    import hfa.cache as cache_ops
 
     v1, v2 = world.commits["org/model@v1"], world.commits["org/model@v2"]
     assert run(cache, "rm", "org/model@v1.0").exit_code == 0

@@ -655,7 +655,13 @@ def test_repo_metadata_is_read_only_from_its_own_regular_file(
 
 
 def test_snapshot_file_in_repo_rule(tmp_path: Path) -> None:
-    from hfa.server.store import snapshot_file_in_repo
+    """What the server serves is the cache walker's rule (hfa.cache.walk): its own blobs, or plain copies."""
+    from hfa.cache import RepoDir, snapshot_file
+
+    def snapshot_file_in_repo(real_cache: str, folder: str, commit: str, rel: str) -> str | None:
+        repo_type, repo_id = "model", folder.split("--", 1)[1].replace("--", "/")
+        entry = snapshot_file(RepoDir(Path(real_cache), repo_type, repo_id), commit, rel)
+        return str(entry.real) if entry is not None and entry.real is not None else None
 
     root = tmp_path / "cache"
     repo = root / "models--a--b"

@@ -15,12 +15,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfa.cache.inventory import INCOMPLETE, _inside, _label, _linked_blobs, cache_root
-from hfa.cache.layout import CacheWriter, RepoDir
+from hfa.cache.inventory import INCOMPLETE, cache_root, linked_blobs
+from hfa.cache.layout import CacheWriter, RepoDir, is_inside
+
+__all__ = [
+    "BLOB_KINDS",
+    "IN_USE",
+    "LOCK_BATCH",
+    "PHASE",
+    "Plan",
+    "Removal",
+    "Result",
+    "Skipped",
+    "UnsafePath",
+    "apply",
+    "lock_held",
+    "preview",
+]
 
 LOCK_BATCH = 256  # blob locks held at once while deleting
 BLOB_KINDS = ("blob", "incomplete")
-_PHASE = {"ref": 0, "link": 1, "file": 1, "record": 1, "blob": 2, "incomplete": 2, "folder": 3}
+# The order removals run in: refs, then links and files, then blobs, then folders.
+PHASE = {"ref": 0, "link": 1, "file": 1, "record": 1, "blob": 2, "incomplete": 2, "folder": 3}
 IN_USE = "in use: its lock is held (a download is running)"
 
 
@@ -48,7 +64,7 @@ class Removal:
         return {
             "kind": self.kind,
             "path": self.rel,
-            "repo": _label(self.repo),
+            "repo": self.repo.label,
             "bytes": self.size,
             "reason": self.reason,
         }
@@ -115,7 +131,7 @@ class Result:
         }
 
 
-def _lock_held(path: Path) -> bool:
+def lock_held(path: Path) -> bool:
     """True when another process (or object) holds this lock file. Never creates one."""
     from filelock import FileLock, Timeout
 
@@ -148,7 +164,7 @@ class _Remover:
     def _check(self, path: Path) -> None:
         text = str(path)
         parent = os.path.dirname(text)
-        if not _inside(self.root, text) or os.path.realpath(parent) != parent:
+        if not is_inside(self.root, text) or os.path.realpath(parent) != parent:
             raise UnsafePath(f"refusing {text}: it is not directly inside the cache (a folder on the way is a link)")
 
     def unlink(self, path: Path) -> None:
@@ -169,7 +185,7 @@ def preview(plan: Plan) -> Result:
     result = Result(plan, dry_run=True, skipped=list(plan.skipped))
     for item in plan.removals:
         etag = item.etag
-        if etag and _lock_held(CacheWriter(plan.cache_dir, item.repo.repo_type, item.repo.repo_id).lock_path(etag)):
+        if etag and lock_held(CacheWriter(plan.cache_dir, item.repo.repo_type, item.repo.repo_id).lock_path(etag)):
             result.skipped.append(Skipped(item, IN_USE))
         else:
             result.removed.append(item)
@@ -202,7 +218,7 @@ def apply(plan: Plan) -> Result:
             result.removed.append(item)
 
     for item in plan.removals:
-        if _PHASE[item.kind] < 2:
+        if PHASE[item.kind] < 2:
             remove(item)
     by_repo: dict[RepoDir, list[Removal]] = {}
     for item in plan.removals:
@@ -226,7 +242,7 @@ def apply(plan: Plan) -> Result:
                     held.callback(lock.release)
                     locked.append(item)
                 # Under the locks, read the links again: a pull may have linked a blob since planning.
-                now = _linked_blobs(str(remover.root), repo) if any(i.kind == "blob" for i in locked) else {}
+                now = linked_blobs(str(remover.root), repo) if any(i.kind == "blob" for i in locked) else {}
                 for item in locked:
                     if item.kind == "blob" and item.path.name in now:
                         result.skipped.append(Skipped(item, f"in use: now linked from {now[item.path.name]}"))

@@ -13,6 +13,12 @@ SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")  # \Z, not $: "$" lets a trailing newl
 SHA1_RE = re.compile(r"[0-9a-f]{40}\Z")
 COMMIT_RE = SHA1_RE
 
+
+def is_blob_name(name: str) -> bool:
+    """A name the cache gives a blob: 64 hex digits (sha256, LFS files) or 40 (git sha1)."""
+    return bool(SHA256_RE.match(name) or SHA1_RE.match(name))
+
+
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 CHUNK = 1 << 20
 

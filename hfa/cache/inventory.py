@@ -13,19 +13,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfa.cache.hashing import SHA1_RE, SHA256_RE
-from hfa.cache.layout import RepoDir, iter_repos, parse_repo_folder
+from hfa.cache.hashing import is_blob_name
+from hfa.cache.layout import RepoDir, is_inside, is_real_dir, iter_repos, parse_repo_folder
+from hfa.cache.walk import ESCAPES, SnapshotFile, walk_snapshot
 from hfa.errors import UsageError
 
+__all__ = [
+    "INCOMPLETE",
+    "BlobFile",
+    "CacheScan",
+    "Listing",
+    "RepoInfo",
+    "RepoScan",
+    "RevisionInfo",
+    "SnapshotDir",
+    "SnapshotEntry",
+    "cache_root",
+    "inode_of",
+    "linked_blobs",
+    "list_cache",
+    "scan_cache",
+]
+
 INCOMPLETE = ".incomplete"
-
-
-def _is_hash(name: str) -> bool:
-    return bool(SHA256_RE.match(name) or SHA1_RE.match(name))
-
-
-def _inside(root: str, path: str) -> bool:
-    return path.startswith(root + os.sep)
 
 
 def cache_root(cache_dir: Path) -> Path:
@@ -38,10 +48,6 @@ def cache_root(cache_dir: Path) -> Path:
             "pass --cache-dir (or HF_HUB_CACHE) pointing at a huggingface_hub cache, e.g. ~/.cache/huggingface/hub",
         )
     return Path(real)
-
-
-def _label(repo: RepoDir) -> str:
-    return repo.repo_id if repo.repo_type == "model" else f"{repo.repo_type}s/{repo.repo_id}"
 
 
 # -- scanning ------------------------------------------------------------------------------------
@@ -123,11 +129,8 @@ def scan_cache(cache_dir: Path) -> CacheScan:
     return CacheScan(root, [_scan_repo(root, repo) for repo in iter_repos(root)])
 
 
-def _real_dir(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink()
-
-
-def _inode(st: os.stat_result) -> tuple[int, int]:
+def inode_of(st: os.stat_result) -> tuple[int, int]:
+    """What tells one file from another: (device, inode)."""
     return (st.st_dev, st.st_ino)
 
 
@@ -136,11 +139,11 @@ def _scan_repo(root: Path, repo: RepoDir) -> RepoScan:
     for sub in ("blobs", "snapshots", "refs"):
         if (repo.path / sub).is_symlink():
             rs.warnings.append(f"{sub}/ is a link; not followed")
-    if _real_dir(repo.blobs):
+    if is_real_dir(repo.blobs):
         for entry in sorted(os.scandir(repo.blobs), key=lambda e: e.name):
             name = entry.name
-            partial = name.endswith(INCOMPLETE) and _is_hash(name[: -len(INCOMPLETE)])
-            if not (partial or _is_hash(name)):
+            partial = name.endswith(INCOMPLETE) and is_blob_name(name[: -len(INCOMPLETE)])
+            if not (partial or is_blob_name(name)):
                 continue
             blob = _blob_file(str(root), Path(entry.path))
             if blob is None:
@@ -151,14 +154,14 @@ def _scan_repo(root: Path, repo: RepoDir) -> RepoScan:
                 rs.blobs[name] = blob
                 if blob.escapes:
                     rs.warnings.append(f"blobs/{name} links out of the cache; its size is not counted")
-    if _real_dir(repo.snapshots):
+    if is_real_dir(repo.snapshots):
         for entry in sorted(os.scandir(repo.snapshots), key=lambda e: e.name):
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                rs.snapshots[entry.name] = _scan_snapshot(str(root), Path(entry.path), st)
+                rs.snapshots[entry.name] = _scan_snapshot(str(root), repo, Path(entry.path), st)
             elif stat.S_ISLNK(st.st_mode):
                 rs.warnings.append(f"snapshots/{entry.name} is a link; not followed")
                 rs.snapshots[entry.name] = SnapshotDir(entry.name, Path(entry.path), [], st.st_atime, st.st_mtime, True)
@@ -171,13 +174,13 @@ def _blob_file(root: str, path: Path) -> BlobFile | None:
     except FileNotFoundError:  # gone while we looked (a pull publishing it)
         return None
     if stat.S_ISREG(st.st_mode):
-        return BlobFile(path.name, path, st.st_size, _inode(st), st.st_atime, st.st_mtime)
+        return BlobFile(path.name, path, st.st_size, inode_of(st), st.st_atime, st.st_mtime)
     if not stat.S_ISLNK(st.st_mode):
         return None
     real = os.path.realpath(path)
-    if _inside(root, real) and os.path.isfile(real):
+    if is_inside(root, real) and os.path.isfile(real):
         target = os.stat(real)
-        return BlobFile(path.name, path, target.st_size, _inode(target), target.st_atime, target.st_mtime, True)
+        return BlobFile(path.name, path, target.st_size, inode_of(target), target.st_atime, target.st_mtime, True)
     return BlobFile(path.name, path, 0, None, st.st_atime, st.st_mtime, True, True)
 
 
@@ -190,47 +193,40 @@ def _is_blobs_folder(root: str, real: str) -> bool:
     )
 
 
-def _scan_snapshot(root: str, snap: Path, st: os.stat_result) -> SnapshotDir:
+def _scan_snapshot(root: str, repo: RepoDir, snap: Path, st: os.stat_result) -> SnapshotDir:
     out = SnapshotDir(snap.name, snap, [], st.st_atime, st.st_mtime)
-    for dirpath, dirnames, filenames in os.walk(snap):  # never descends into a linked folder
-        names = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))] + filenames
-        for name in sorted(names):
-            entry = _snapshot_entry(root, snap, Path(dirpath, name))
-            if entry is not None:
-                out.entries.append(entry)
+    for found in walk_snapshot(repo, snap.name):  # never enters a linked folder
+        entry = _snapshot_entry(root, found)
+        if entry is not None:
+            out.entries.append(entry)
     return out
 
 
-def _snapshot_entry(root: str, snap: Path, path: Path) -> SnapshotEntry | None:
-    try:
-        st = os.lstat(path)
-        target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
-    except FileNotFoundError:  # gone while we looked (a pull replacing it)
-        return None
-    rel = path.relative_to(snap).as_posix()
+def _snapshot_entry(root: str, found: SnapshotFile) -> SnapshotEntry | None:
+    st = found.lstat
     if stat.S_ISREG(st.st_mode):
-        return SnapshotEntry(rel, path, None, st.st_size, _inode(st), st.st_atime, st.st_mtime)
-    if not stat.S_ISLNK(st.st_mode):
+        return SnapshotEntry(found.rel, found.path, None, st.st_size, inode_of(st), st.st_atime, st.st_mtime)
+    if not found.is_link or not found.rel:
         return None
-    # The blob a link names is its first hop (the blob may itself be a link, e.g. to a shared store).
-    named = os.path.normpath(os.path.join(path.parent, target))
+    # The blob a link names is its first hop (the blob may itself be a link): what removing it would break.
+    named = os.path.normpath(os.path.join(found.path.parent, found.link or ""))
     folder = os.path.realpath(os.path.dirname(named))
     key = os.path.join(folder, os.path.basename(named)) if _is_blobs_folder(root, folder) else None
-    escapes = not _inside(root, os.path.realpath(path))
-    return SnapshotEntry(rel, path, key, 0, None, st.st_atime, st.st_mtime, escapes)
+    escapes = found.kind == ESCAPES
+    return SnapshotEntry(found.rel, found.path, key, 0, None, st.st_atime, st.st_mtime, escapes)
 
 
-def _linked_blobs(root: str, repo: RepoDir) -> dict[str, str]:
+def linked_blobs(root: str, repo: RepoDir) -> dict[str, str]:
     """Blob name -> one snapshot entry of ``repo`` that links to it, read now."""
     out: dict[str, str] = {}
-    if not _real_dir(repo.snapshots):
+    if not is_real_dir(repo.snapshots):
         return out
     blobs = str(repo.blobs)
     for snap in repo.snapshots.iterdir():
-        if not _real_dir(snap):
+        if not is_real_dir(snap):
             continue
         try:
-            entries = _scan_snapshot(root, snap, os.lstat(snap)).entries
+            entries = _scan_snapshot(root, repo, snap, os.lstat(snap)).entries
         except FileNotFoundError:
             continue
         for entry in entries:
@@ -290,7 +286,7 @@ class RepoInfo:
         return {
             "type": self.repo.repo_type,
             "id": self.repo.repo_id,
-            "name": _label(self.repo),
+            "name": self.repo.label,
             "folder": self.repo.path.name,
             "revisions": [r.to_json() for r in self.revisions],
             "dangling_refs": self.dangling_refs,

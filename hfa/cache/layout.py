@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from hfa.errors import UsageError
+from hfa.errors import LocalError, UsageError
 
 REPO_TYPES = ("model", "dataset", "space")
 _PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
@@ -97,6 +98,16 @@ def safe_entry(root: Path, relpath: str) -> Path:
     return candidate
 
 
+def is_inside(root: str, path: str) -> bool:
+    """``path`` lies strictly inside ``root`` (both already resolved, as text)."""
+    return path.startswith(root + os.sep)
+
+
+def is_real_dir(path: Path) -> bool:
+    """A folder that is not a link."""
+    return path.is_dir() and not path.is_symlink()
+
+
 @dataclass(frozen=True)
 class RepoDir:
     """One repository folder of the cache."""
@@ -108,6 +119,11 @@ class RepoDir:
     @property
     def path(self) -> Path:
         return self.cache_dir / repo_folder_name(self.repo_id, self.repo_type)
+
+    @property
+    def label(self) -> str:
+        """How commands name it: ``org/name`` for a model, ``datasets/org/name`` otherwise."""
+        return self.repo_id if self.repo_type == "model" else f"{plural(self.repo_type)}/{self.repo_id}"
 
     @property
     def blobs(self) -> Path:
@@ -274,14 +290,35 @@ class CacheWriter:
         self.cache_dir = Path(cache_dir)
 
     def blob_path(self, etag: str) -> Path:
+        """``blobs/<etag>``; refuses a linked (or non-folder) repo folder or ``blobs/`` (:class:`LocalError`)."""
         from hfa.cache.hashing import SHA1_RE, SHA256_RE
 
         if not (SHA1_RE.fullmatch(etag) or SHA256_RE.fullmatch(etag)):
             raise UsageError(f"Refusing blob name '{etag}'", "blob names are 40 or 64 lowercase hex digits")
+        self.check_folders(self.repo.path, self.repo.blobs)
         return self.repo.blobs / etag
 
     def partial_path(self, etag: str) -> Path:
+        self.check_folders(self.repo.path, self.repo.blobs)
         return self.repo.blobs / f"{etag}.incomplete"
+
+    @staticmethod
+    def check_folders(*folders: Path) -> None:
+        """Each folder is a real folder or absent: never a link (which could lead out of the cache) or a file."""
+        import shlex
+
+        for folder in folders:
+            try:
+                st = os.lstat(folder)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                quoted = shlex.quote(str(folder))
+                raise LocalError(
+                    f"Refusing {folder}: it is a link or a file, not a folder (hfa never reads or writes the cache"
+                    " through a link)",
+                    f"move it aside (`mv {quoted} {shlex.quote(str(folder) + '.moved')}`), then run this again",
+                )
 
     def lock_path(self, etag: str) -> Path:
         """The lock huggingface_hub takes for the same blob, so hfa and hf never race on it."""
@@ -303,19 +340,25 @@ class CacheWriter:
 
     def link(self, commit: str, relpath: str, etag: str) -> Path:
         """``snapshots/<commit>/<relpath>`` -> ``../../blobs/<etag>`` (relative)."""
+        blob = self.blob_path(etag)
         snap = self.repo.snapshot(commit)
+        self.check_folders(self.repo.snapshots, snap)
         snap.mkdir(parents=True, exist_ok=True)
         link = safe_entry(snap, relpath)
         link.parent.mkdir(parents=True, exist_ok=True)
         safe_entry(snap, relpath)  # again, now that parents exist: no symlinked folder may lead out
-        target = os.path.relpath(self.blob_path(etag), link.parent)
+        target = os.path.relpath(blob, link.parent)
         if link.is_symlink() and os.readlink(link) == target:
             return link
         atomic_symlink(target, link)
         return link
 
     def linked_ok(self, commit: str, relpath: str, etag: str, size: int) -> bool:
-        """True when the snapshot entry exists, points at the right blob, and the blob has the size."""
+        """True when the snapshot entry exists, points at the right blob, and the blob has the size.
+
+        A linked snapshot folder is refused (:class:`LocalError`), as :meth:`link` refuses it.
+        """
+        self.check_folders(self.repo.snapshots, self.repo.snapshot(commit))
         try:
             link = safe_entry(self.repo.snapshot(commit), relpath)
         except UsageError:
@@ -326,6 +369,7 @@ class CacheWriter:
         return real == os.path.realpath(self.blob_path(etag)) and self.has_blob(etag, size)
 
     def write_ref(self, name: str, commit: str) -> None:
+        self.check_folders(self.repo.path, self.repo.refs)
         if self.repo.read_ref(name) == commit:
             return
         path = safe_join(self.repo.refs, name) if self.repo.refs.exists() else None

@@ -5,7 +5,7 @@ bytes), which ``--dry-run`` shows and :func:`apply` carries out. Nothing here pr
 
 This module plans (``plan_rm``, ``plan_prune``, ``plan_gc``); reading the cache lives in
 :mod:`hfa.cache.inventory` (``list_cache``) and carrying a plan out in :mod:`hfa.cache.delete`
-(``preview``, ``apply``). Their public names are re-exported here.
+(``preview``, ``apply``); :mod:`hfa.cache` offers all of them.
 
 Safety, in one place:
 
@@ -32,70 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfa.cache.delete import (
-    _PHASE,
-    BLOB_KINDS,
-    IN_USE,
-    LOCK_BATCH,
-    Plan,
-    Removal,
-    Result,
-    Skipped,
-    UnsafePath,
-    _lock_held,
-    apply,
-    preview,
-)
-from hfa.cache.inventory import (
-    INCOMPLETE,
-    BlobFile,
-    CacheScan,
-    Listing,
-    RepoInfo,
-    RepoScan,
-    RevisionInfo,
-    SnapshotDir,
-    SnapshotEntry,
-    _inode,
-    _inside,
-    _is_hash,
-    _label,
-    _real_dir,
-    cache_root,
-    list_cache,
-    scan_cache,
-)
-from hfa.cache.layout import HFA_DIR, HFA_META, RepoDir, parse_repo_folder, repo_folder_name
+from hfa.cache.delete import BLOB_KINDS, PHASE, Plan, Removal, Skipped, lock_held
+from hfa.cache.hashing import is_blob_name
+from hfa.cache.inventory import INCOMPLETE, BlobFile, CacheScan, RepoScan, SnapshotEntry, inode_of, scan_cache
+from hfa.cache.layout import HFA_DIR, HFA_META, RepoDir, is_inside, is_real_dir, parse_repo_folder, repo_folder_name
 from hfa.errors import NotFound, UsageError
 
-__all__ = [
-    "BLOB_KINDS",
-    "BUSY",
-    "INCOMPLETE",
-    "IN_USE",
-    "LOCK_BATCH",
-    "BlobFile",
-    "CacheScan",
-    "Listing",
-    "Plan",
-    "Removal",
-    "RepoInfo",
-    "RepoScan",
-    "Result",
-    "RevisionInfo",
-    "Skipped",
-    "SnapshotDir",
-    "SnapshotEntry",
-    "UnsafePath",
-    "apply",
-    "cache_root",
-    "list_cache",
-    "plan_gc",
-    "plan_prune",
-    "plan_rm",
-    "preview",
-    "scan_cache",
-]
+__all__ = ["BUSY", "plan_gc", "plan_prune", "plan_rm"]
 
 BUSY = "in use: a download into this repo is running; run this again when it has finished"
 
@@ -212,16 +155,16 @@ def _resolve_revision(rs: RepoScan, revision: str, text: str) -> str:
         if len(matches) > 1:
             raise UsageError(f"'{revision}' matches {len(matches)} revisions of '{text}'", "give more digits")
     raise NotFound(
-        f"Revision '{revision}' of '{_label(rs.repo)}' is not in the cache",
+        f"Revision '{revision}' of '{rs.repo.label}' is not in the cache",
         "give a ref or a commit (prefix) that `hfa cache ls` shows",
     )
 
 
 def _busy(root: Path, repo: RepoDir) -> bool:
     folder = root / ".locks" / repo.path.name
-    if not _real_dir(folder):
+    if not is_real_dir(folder):
         return False
-    return any(_lock_held(p) for p in sorted(folder.glob("*.lock")))
+    return any(lock_held(p) for p in sorted(folder.glob("*.lock")))
 
 
 def _build(scan: CacheScan, action: str, decisions: dict[str, _Decision], *, check_busy: bool) -> Plan:
@@ -262,7 +205,7 @@ def _build(scan: CacheScan, action: str, decisions: dict[str, _Decision], *, che
         wanted = decisions.get(rs.repo.path.name)
         if wanted is not None:
             items += _repo_removals(root, rs, wanted, linked, inodes, plan, rs.repo.path.name in busy)
-    plan.removals = sorted(items, key=lambda r: _PHASE[r.kind])  # stable: folders stay deepest first
+    plan.removals = sorted(items, key=lambda r: PHASE[r.kind])  # stable: folders stay deepest first
     return plan
 
 
@@ -286,7 +229,7 @@ def _repo_removals(
         if str(path) in gone:
             return
         parent = os.path.dirname(path)
-        if not _inside(root, str(path)) or os.path.realpath(parent) != parent:
+        if not is_inside(root, str(path)) or os.path.realpath(parent) != parent:
             item = Removal(kind, path, _rel(root, path), rs.repo, reason)
             plan.skipped.append(Skipped(item, "refused: a folder on the way is a link"))
             return
@@ -297,7 +240,7 @@ def _repo_removals(
         gone.add(str(path))
         out.append(Removal(kind, path, _rel(root, path), rs.repo, reason, size))
 
-    label = _label(rs.repo)
+    label = rs.repo.label
     if d.whole:
         plan.repos.append(label)
         plan.revisions += [f"{label}@{c}" for c in rs.snapshots]
@@ -326,7 +269,7 @@ def _repo_removals(
         if record.is_file() and not record.is_symlink():
             add("record", record, f"record of the removed revision {commit[:12]}")
     trees = rs.repo.path / HFA_DIR / "trees"
-    if d.tidy and not busy and _real_dir(trees):
+    if d.tidy and not busy and is_real_dir(trees):
         for record in sorted(trees.glob("*.json")):
             if record.stem not in rs.snapshots and not record.is_symlink():
                 add("record", record, "record of a revision no longer in the cache")
@@ -355,7 +298,7 @@ def _size_of(path: Path, blob: BlobFile | None) -> tuple[int, tuple[int, int] | 
         st = os.lstat(path)
     except OSError:
         return 0, None
-    return (st.st_size, _inode(st)) if stat.S_ISREG(st.st_mode) else (0, None)
+    return (st.st_size, inode_of(st)) if stat.S_ISREG(st.st_mode) else (0, None)
 
 
 def _walk_repo(folder: Path) -> list[tuple[str, Path]]:
@@ -378,9 +321,9 @@ def _classify(parts: tuple[str, ...], is_link: bool) -> str:
     if top == "snapshots":
         return "link" if is_link else "file"
     if top == "blobs" and len(parts) == 2:
-        if _is_hash(name):
+        if is_blob_name(name):
             return "blob"
-        if name.endswith(INCOMPLETE) and _is_hash(name[: -len(INCOMPLETE)]):
+        if name.endswith(INCOMPLETE) and is_blob_name(name[: -len(INCOMPLETE)]):
             return "incomplete"
     if top in (HFA_DIR, HFA_META):
         return "record"

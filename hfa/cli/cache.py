@@ -37,7 +37,7 @@ def _ago(ts: float | None) -> str:
 
 def _report(ctx: Ctx, plan: Any, dry_run: bool) -> None:
     """Apply (or preview) a plan, print what went and what was kept, exit 6 if anything failed."""
-    from hfa.cache import plan as cache_ops
+    import hfa.cache as cache_ops
     from hfa.cli.pull import human_size
     from hfa.errors import LocalError
 
@@ -85,7 +85,7 @@ def ls(ctx: Ctx) -> None:
     Size counts each file once per repo, and shared (hard-linked) files once in the total.
     Last use is the latest access or modification of the repo's blobs and snapshot entries.
     """
-    from hfa.cache import plan as cache_ops
+    import hfa.cache as cache_ops
     from hfa.cli.pull import human_size
     from hfa.infer.cache import cache_stats
 
@@ -169,7 +169,7 @@ def rm(
     `hfa cache rm org/model` removes the repo; `hfa cache rm org/model@v1.0` removes that
     revision's snapshot, every ref pointing at it, and the blobs only it used.
     """
-    from hfa.cache import plan as cache_ops
+    import hfa.cache as cache_ops
 
     _report(ctx, cache_ops.plan_rm(ctx.settings.cache_dir, targets), dry_run)
 
@@ -180,7 +180,7 @@ def prune(ctx: Ctx, dry_run: DryRunOpt = False) -> None:
 
     A detached revision is a snapshot no ref points to (e.g. after a branch moved on).
     """
-    from hfa.cache import plan as cache_ops
+    import hfa.cache as cache_ops
 
     _report(ctx, cache_ops.plan_prune(ctx.settings.cache_dir), dry_run)
 
@@ -203,7 +203,7 @@ def gc(
 
     Refs that point at kept commits stay. Afterwards `hfa pull --offline --lock L` still works.
     """
-    from hfa.cache import plan as cache_ops
+    import hfa.cache as cache_ops
     from hfa.errors import UsageError
     from hfa.lock import lockfile
 

@@ -162,6 +162,8 @@ class ModelFiles:
 
 def from_cache(cache_dir: Path, ref: RepoRef, lock: Any = None) -> ModelFiles:
     """Resolve ``ref`` offline from the cache (and the lock, when given): the snapshot's files, never the network."""
+    from hfa.cache.layout import RepoDir
+    from hfa.cache.walk import walk_snapshot
     from hfa.resolve.resolver import resolve_offline
 
     if ref.repo_type != "model":
@@ -170,21 +172,14 @@ def from_cache(cache_dir: Path, ref: RepoRef, lock: Any = None) -> ModelFiles:
     if entry is not None and ref.revision in (None, entry.revision, entry.commit):
         ref = RepoRef(ref.repo_id, "model", entry.commit)
     resolved, _complete = resolve_offline(cache_dir, ref)
-    snap = Path(cache_dir) / ref.folder / "snapshots" / resolved.commit
-    root = os.path.realpath(cache_dir)
     allowed = {f.path for f in entry.files} if entry is not None else None
     files: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(snap):
-        dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
-        for name in filenames:
-            full = Path(dirpath, name)
-            rel = full.relative_to(snap).as_posix()
-            real = os.path.realpath(full)
-            if not real.startswith(root + os.sep) or not os.path.isfile(real):
-                continue  # leads out of the cache, or a broken link
-            if allowed is not None and rel not in allowed:
-                continue
-            files[rel] = Path(real)
+    for found in walk_snapshot(RepoDir(Path(cache_dir), "model", ref.repo_id), resolved.commit):
+        if found.real is None:
+            continue  # not a blob of this repo nor a plain copy (hfa.cache.walk's rule)
+        if allowed is not None and found.rel not in allowed:
+            continue
+        files[found.rel] = found.real
     if not files:
         raise CheckFailed(
             f"The snapshot of '{ref.display}' ({resolved.commit[:12]}) holds no files", f"run `hfa pull {ref.display}`"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_pointer
+from hfa.cache.hashing import COMMIT_RE, SHA256_RE, git_sha1, lfs_pointer
 from hfa.cache.layout import CacheWriter, RepoDir, check_relpath
 from hfa.errors import CheckFailed, UsageError
 from hfa.resolve.card import parse_card
@@ -53,24 +52,26 @@ def resolve_offline(cache_dir: Path, ref: RepoRef) -> tuple[Resolved, bool]:
 
 
 def snapshot_files(repo: RepoDir, commit: str) -> dict[str, RemoteFile]:
-    """The files a snapshot folder holds, with hashes read from the blob names they link to."""
-    snap = repo.snapshot(commit)
-    blobs_real = os.path.realpath(repo.blobs)
+    """The files a snapshot folder holds as blobs of its repo, with hashes read from the blob names.
+
+    Only what :func:`hfa.cache.walk.walk_snapshot` finds linked to a blob of this repo: a plain
+    copy carries no hash in its name, and anything else breaks the containment rule.
+    """
+    from hfa.cache.walk import BLOB, walk_snapshot  # offline only: a pull's hot path does without
+
     files: dict[str, RemoteFile] = {}
-    for dirpath, dirnames, filenames in os.walk(snap):
-        dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
-        for name in filenames:
-            full = Path(dirpath, name)
-            rel = full.relative_to(snap).as_posix()
-            real = os.path.realpath(full)
-            if not full.is_symlink() or not real.startswith(blobs_real + os.sep) or not os.path.isfile(real):
-                continue
-            etag = os.path.basename(real)
-            size = os.path.getsize(real)
-            if SHA256_RE.fullmatch(etag):
-                files[rel] = RemoteFile(rel, size, git_sha1(lfs_pointer(etag, size)), etag)
-            elif SHA1_RE.fullmatch(etag):
-                files[rel] = RemoteFile(rel, size, etag)
+    for entry in walk_snapshot(repo, commit):
+        if entry.kind != BLOB or entry.real is None:
+            continue
+        etag = entry.real.name
+        try:
+            size = entry.real.stat().st_size
+        except OSError:
+            continue
+        if SHA256_RE.fullmatch(etag):
+            files[entry.rel] = RemoteFile(entry.rel, size, git_sha1(lfs_pointer(etag, size)), etag)
+        else:
+            files[entry.rel] = RemoteFile(entry.rel, size, etag)
     return files
 
 

@@ -156,20 +156,16 @@ def iter_cache(cache_dir: Path) -> Iterator[Target]:
 
 
 def iter_repo(cache_dir: Path, repo_type: str, repo_id: str, commit: str | None = None) -> Iterator[Target]:
+    """Every blob a snapshot of the repo links to (one commit, or all), under its snapshot name.
+
+    What counts is :func:`hfa.cache.walk.walk_snapshot`'s rule: links to this repo's own blobs.
+    """
     from hfa.cache.layout import RepoDir
+    from hfa.cache.walk import BLOB, walk_snapshot
 
     repo = RepoDir(cache_dir, repo_type, repo_id)
-    blobs_real = os.path.realpath(repo.blobs)
-    label = repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
     commits = [commit] if commit else repo.list_commits()
     for c in commits:
-        snap = repo.snapshot(c)
-        for dirpath, dirnames, filenames in os.walk(snap):
-            dirnames[:] = sorted(d for d in dirnames if not Path(dirpath, d).is_symlink())
-            for name in sorted(filenames):
-                full = Path(dirpath, name)
-                real = os.path.realpath(full)
-                if not real.startswith(blobs_real + os.sep) or not os.path.isfile(real):
-                    continue
-                rel = full.relative_to(snap).as_posix()
-                yield Target(Path(real), f"{label}@{c[:12]}/{rel}")
+        for entry in walk_snapshot(repo, c):
+            if entry.kind == BLOB and entry.real is not None:
+                yield Target(entry.real, f"{repo.label}@{c[:12]}/{entry.rel}")

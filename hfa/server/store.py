@@ -2,9 +2,9 @@
 
 The store answers "which repos, which refs, which files at which commit, with which
 hashes" from the cache layout alone (blob names are the hashes) plus the optional
-``.hfa.json`` sidecar. A snapshot file is served only if it resolves to a blob of the repo
-being served (``snapshot_file_in_repo``); metadata is read only from regular files inside
-the repo's folder. It never follows a link out of the repo.
+``.hfa.json`` sidecar. A snapshot file is served only if it passes the cache's one containment
+rule (:mod:`hfa.cache.walk`): a link to a blob of the repo being served, or a plain copy; metadata
+is read only from regular files inside the repo's folder. It never follows a link out of the repo.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, lfs_pointer, sha256_file
 from hfa.cache.layout import HFA_META, RepoDir, iter_repos, repo_folder_name
+from hfa.cache.walk import BLOB, FOLDER_LINK, walk_snapshot
 from hfa.resolve.card import parse_card
 from hfa.testing import is_lfs_path
 
@@ -59,28 +60,6 @@ class Unreadable:
 
 MAX_META = 1024 * 1024  # bytes of .hfa.json read
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # no link, and a FIFO never blocks
-
-
-def snapshot_file_in_repo(real_cache: str, repo_folder: str, commit: str, relpath: str) -> str | None:
-    """The real path of snapshot entry ``relpath`` if it belongs to this repo; None otherwise.
-
-    The containment rule for serving: the entry ``<cache>/<repo_folder>/snapshots/<commit>/<relpath>``
-    must resolve to a regular file directly inside ``<cache>/<repo_folder>/blobs/`` (the repo's own
-    blobs: not another repo's, not outside the cache), or be a regular file with no link anywhere
-    on its way (a copy, as on systems without symlinks). ``real_cache`` is the cache root with its
-    own links resolved; the repo's folders are derived from it by name, never resolved, so a linked
-    ``blobs`` or ``snapshots`` folder cannot widen what counts as inside.
-    """
-    repo_root = os.path.join(real_cache, repo_folder)
-    entry = os.path.join(repo_root, "snapshots", commit, *relpath.split("/"))
-    real = os.path.realpath(entry)
-    if os.path.dirname(real) != os.path.join(repo_root, "blobs") and real != entry:
-        return None
-    try:
-        st = os.stat(real)
-    except OSError:
-        return None
-    return real if stat.S_ISREG(st.st_mode) else None
 
 
 def read_regular_file(path: Path, limit: int, on_error: Callable[[Path, OSError], None] | None = None) -> bytes | None:
@@ -181,7 +160,6 @@ class CacheStore:
     def __init__(self, cache_dir: Path, scope: LockScope | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.scope = scope
-        self._real_root = os.path.realpath(self.cache_dir)
         self._hash_memo: dict[tuple[str, int, int], tuple[str, str | None]] = {}
         self._snap_memo: dict[tuple[str, str], tuple[float, Snapshot]] = {}
         self._lock = threading.Lock()
@@ -298,22 +276,16 @@ class CacheStore:
 
     def _walk(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
         files: dict[str, FileEntry] = {}
-
-        def walk_error(exc: OSError) -> None:
-            self.unreadable(Path(exc.filename or snap_dir), exc)
-
-        for dirpath, dirnames, filenames in os.walk(snap_dir, onerror=walk_error, followlinks=False):
-            dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
-            for name in filenames:
-                full = Path(dirpath) / name
-                rel = full.relative_to(snap_dir).as_posix()
-                real = snapshot_file_in_repo(self._real_root, repo.repo_dir.path.name, snap_dir.name, rel)
-                if real is None:
-                    log.warning("skipping %s/%s: it leads out of the repo's blobs or is broken", repo.repo_id, rel)
-                    continue
-                entry = self._entry(rel, Path(real), full.is_symlink())
-                if entry is not None:
-                    files[rel] = entry
+        for found in walk_snapshot(repo.repo_dir, snap_dir.name, on_error=self.unreadable):
+            if found.real is None:
+                if found.kind != FOLDER_LINK:
+                    log.warning(
+                        "skipping %s/%s: it leads out of the repo's blobs or is broken", repo.repo_id, found.rel
+                    )
+                continue
+            entry = self._entry(found.rel, found.real, found.kind == BLOB)
+            if entry is not None:
+                files[found.rel] = entry
         return files
 
     def _entry(self, rel: str, real: Path, linked: bool) -> FileEntry | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +17,7 @@ from hfa.lock.lockfile import Lock
 from hfa.resolve.refs import RepoRef
 from hfa.scan.model import ScanPolicy, Severity
 from hfa.testing import lfs_pointer_stub, write_repo
-from hfa.verify import looks_like_path, verify_cache, verify_folder, verify_lock
+from hfa.verify import VerifyReport, looks_like_path, verify_cache, verify_folder, verify_lock
 
 from .builders import DATA_FILES, MODEL_FILES, Built
 
@@ -67,6 +69,59 @@ def test_broken_and_escaping_links(built: Built, tmp_path: Path) -> None:
     assert by_code["cache.link-escapes"].path.endswith("/leak.txt")
     assert ("model", "org/model", built.model_commit, "config.json") in report.to_refetch
     assert report.findings[0].severity == Severity.CRITICAL  # most severe first
+
+
+def test_what_the_walker_does_not_count_is_reported_never_scanned(built: Built, tmp_path: Path) -> None:
+    """hfa.cache.walk's rule: a link into another repo's blobs, a FIFO, folder links; none is read."""
+    snap = built.model_snapshot
+    data_blob = next(p.name for p in built.data.blobs.iterdir())
+    os.symlink(f"../../../{built.data.path.name}/blobs/{data_blob}", snap / "borrowed.txt")
+    os.mkfifo(snap / "fifo")
+    os.symlink("../../blobs", snap / "blobs-dir")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, snap / "out-dir")
+    done: list[VerifyReport] = []
+    worker = threading.Thread(target=lambda: done.append(verify_cache(built.cache, [RepoRef("org/model")], POLICY)))
+    worker.daemon = True
+    worker.start()
+    worker.join(30)
+    if not done:  # blocked opening the FIFO: release it, then fail
+        with contextlib.suppress(OSError):
+            os.close(os.open(snap / "fifo", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("verify opened a FIFO in a snapshot and blocked")
+    [report] = done
+    label = f"org/model@{built.model_commit[:12]}"
+    by_path = {f.path: (f.code, f.severity) for f in report.findings}
+    assert by_path == {
+        f"{label}/borrowed.txt": ("cache.not-a-blob", Severity.HIGH),
+        f"{label}/fifo": ("cache.not-a-blob", Severity.HIGH),
+        f"{label}/blobs-dir": ("cache.folder-link", Severity.LOW),
+        f"{label}/out-dir": ("cache.link-escapes", Severity.CRITICAL),
+    }
+    assert "folder link leads out of the cache" in next(f.message for f in report.findings if "out-dir" in f.path)
+    assert report.files == len(MODEL_FILES)  # only the snapshot's own blobs were scanned
+    assert sorted(p for *_, p in report.to_refetch) == ["borrowed.txt", "fifo"]
+
+
+def test_a_linked_blobs_folder_is_reported_and_not_read(built: Built, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere"
+    os.rename(built.model.blobs, moved)
+    os.symlink(moved, built.model.blobs)
+    report = verify_cache(built.cache, [RepoRef("org/model")], POLICY)
+    by_code = codes(report)
+    assert by_code["cache.linked-blobs"] == ["org/model/blobs"]
+    assert len(by_code["cache.link-escapes"]) == len(MODEL_FILES)  # every link now resolves out of the cache
+    assert report.blobs == 0 and report.files == 0
+
+
+def test_a_lock_file_linked_to_another_repos_blob_is_missing(built: Built) -> None:
+    data_blob = next(p.name for p in built.data.blobs.iterdir())
+    config = built.model_snapshot / "config.json"
+    config.unlink()
+    os.symlink(f"../../../{built.data.path.name}/blobs/{data_blob}", config)
+    report = verify_lock(built.cache, built.lock(), POLICY, scan=False)
+    assert codes(report)["lock.missing-file"] == [f"org/model@{built.model_commit[:12]}/config.json"]
 
 
 def test_leftovers_dangling_refs_stray_files_and_stale_locks(built: Built) -> None:
