@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scan_corpus import Asm, Case, framed, pickle_cases, reduce_pickle, s, torch_data_pkl, write_big_pickle
 
+from hfa.scan.denylist import classify_global
 from hfa.scan.model import Finding, ScanPolicy, Severity
-from hfa.scan.pickle import classify_global, looks_like_pickle, probe_pickle, scan_pickle, scan_pickles
+from hfa.scan.pickles import looks_like_pickle, probe_pickle, scan_pickle, scan_pickles
 
 POLICY = ScanPolicy()
 PICKLE_CASES = list(pickle_cases())
@@ -409,8 +410,8 @@ def test_mutations_never_hide_a_global_that_is_still_there(data: bytes) -> None:
 
 
 def test_the_opcode_table_is_pickletools_own() -> None:
-    from hfa.scan._pickle_parts import _VALID_OPCODES, OPCODES
+    from hfa.scan.pickles.opcodes import OPCODES, VALID_OPCODES
 
     expected = tuple((op.code, op.name, op.arg.name if op.arg else None) for op in pickletools.opcodes)
     assert expected == OPCODES  # a new protocol's opcodes must be added (with handlers) before it is trusted
-    assert {ord(op.code) for op in pickletools.opcodes} == _VALID_OPCODES
+    assert {ord(op.code) for op in pickletools.opcodes} == VALID_OPCODES

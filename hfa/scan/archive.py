@@ -12,7 +12,7 @@
   gzip, zlib, bz2, xz, lzma, lz4 and zstd streams (joblib's and pandas' compressions). They nest,
   to a bounded depth;
 * numpy ``.npy`` (an object dtype means the rest is a pickle) and ``.npz`` (a zip of them);
-* joblib files (pickles with inline array data, see :mod:`hfa.scan.pickle`).
+* joblib files (pickles with inline array data, see :mod:`hfa.scan.pickles`).
 
 Fail closed: content whose name (``model.bin``, ``data.pkl`` in a zip, ``x.pkl.gz``) or place
 (the members of a legacy tar checkpoint, the one file of a zip named as a pickle) says a loader
@@ -27,20 +27,13 @@ from __future__ import annotations
 import io
 import struct
 
-from hfa.scan.containers import HANDLERS, _scan_polyglot_zip
+from hfa.scan.containers import HANDLERS, scan_polyglot_zip
+from hfa.scan.legacytorch import LEGACY_MAGIC, scan_legacy_torch
 from hfa.scan.limits import MAX_DEPTH, Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
-from hfa.scan.pickle import (
-    _VALID_OPCODES,
-    KEEP_ITEMS_LARGE,
-    PickleReport,
-    _Global,
-    _List,
-    probe_pickle,
-    scan_pickles,
-)
+from hfa.scan.pickles import VALID_OPCODES, PickleReport, probe_pickle, scan_pickles
 from hfa.scan.sniff import HEAD, KNOWN_DATA, kind, says_pickle
-from hfa.scan.streams import CHUNK
+from hfa.scan.streams import CHUNK, as_binary
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
@@ -49,36 +42,12 @@ if TYPE_CHECKING:
 MAX_NPY_HEADER = 1 << 20
 SPOOL_MEMORY = 16 << 20
 
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-# Element sizes of the storage classes a legacy torch file names in its persistent ids.
-_STORAGE_ELEMENT_SIZE = {
-    "DoubleStorage": 8,
-    "FloatStorage": 4,
-    "HalfStorage": 2,
-    "BFloat16Storage": 2,
-    "LongStorage": 8,
-    "IntStorage": 4,
-    "ShortStorage": 2,
-    "CharStorage": 1,
-    "ByteStorage": 1,
-    "BoolStorage": 1,
-    "ComplexDoubleStorage": 16,
-    "ComplexFloatStorage": 8,
-    "QUInt8Storage": 1,
-    "QInt8Storage": 1,
-    "QInt32Storage": 4,
-    "QUInt4x2Storage": 1,
-    "QUInt2x4Storage": 1,
-}
-
-_NPY_MAGIC = b"\x93NUMPY"
-
 
 # --------------------------------------------------------------------------------------------
 # Dispatch
 
 
-class _Out:
+class FileScan:
     """Findings of one scan, the file's work budget, and one helper per finding code."""
 
     def __init__(self, policy: ScanPolicy, work: Work) -> None:
@@ -132,7 +101,7 @@ def scan_serialized(
     end = start + size if size is not None else fp.seek(0, io.SEEK_END)
     if expect is None:
         expect = says_pickle(display.rsplit("!", 1)[-1])
-    out = _Out(policy, Work(end - start))
+    out = FileScan(policy, Work(end - start))
     handled = _dispatch(fp, display, out, start, end, depth=0, stream=False, expect=expect)
     return out.findings if handled else None
 
@@ -140,7 +109,7 @@ def scan_serialized(
 def _dispatch(
     fp: BinaryIO,
     display: str,
-    out: _Out,
+    out: FileScan,
     start: int,
     end: int | None,
     depth: int,
@@ -161,7 +130,7 @@ def _dispatch(
     fp.seek(start)
     if storage:  # a tensor storage: raw bytes to torch, a finding only if it really is a pickle
         head = fp.read(1)
-        if head and head[0] in _VALID_OPCODES and probe_pickle(fp, start, end, stream=stream):
+        if head and head[0] in VALID_OPCODES and probe_pickle(fp, start, end, stream=stream):
             _scan_pickle_file(fp, display, out, start, end, stream, depth)
             return True
         return False
@@ -181,7 +150,7 @@ def _dispatch(
         else:
             assert end is not None
             handled = handler(fp, display, out, start, end, depth, expect, found)
-        if found == "tar" and head[0] in _VALID_OPCODES and (proto or probe_pickle(fp, start, end, stream=stream)):
+        if found == "tar" and head[0] in VALID_OPCODES and (proto or probe_pickle(fp, start, end, stream=stream)):
             # A tar header whose first name is a pickle: torch.load reads the tar, pickle.load the pickle.
             out.add(Severity.MEDIUM, "archive.polyglot", "a tar archive that is also a pickle (both scanned)", display)
             _scan_pickle_file(fp, display, out, start, end, stream, depth)
@@ -190,7 +159,7 @@ def _dispatch(
     if found == "npy":
         _scan_npy(fp, display, out, start, end, stream)
         return True
-    if head and head[0] in _VALID_OPCODES and (expect or probe_pickle(fp, start, end, stream=stream)):
+    if head and head[0] in VALID_OPCODES and (expect or probe_pickle(fp, start, end, stream=stream)):
         _scan_pickle_file(fp, display, out, start, end, stream, depth)  # expected: fails closed if broken
         return True
     if expect:
@@ -232,7 +201,7 @@ class _spooled:
             if left is not None:
                 left -= len(data)
         self.tmp.seek(0)
-        return _binary(self.tmp)
+        return as_binary(self.tmp)
 
     def __exit__(self, *exc: object) -> None:
         if self.tmp is not None:
@@ -244,7 +213,7 @@ class _spooled:
 
 
 def _scan_pickle_file(
-    fp: BinaryIO, display: str, out: _Out, start: int, end: int | None, stream: bool, depth: int
+    fp: BinaryIO, display: str, out: FileScan, start: int, end: int | None, stream: bool, depth: int
 ) -> None:
     first = out.pickles(fp, display, start=start, end=end, max_pickles=1, collect=True, stream=stream)
     out.storage_ids = first.storage_ids
@@ -252,95 +221,11 @@ def _scan_pickle_file(
         return
     magic = first.stop_values[0] if first.stop_values else None
     if type(magic) is int and magic == LEGACY_MAGIC:
-        _scan_legacy_torch(fp, display, out, first.end, end, stream)
+        scan_legacy_torch(fp, display, out, first.end, end, stream)
     else:
         out.pickles(fp, display, start=first.end, end=end, first_index=1, stream=stream, continuation=True)
     if not stream and end is not None and depth < MAX_DEPTH:
-        _scan_polyglot_zip(fp, display, out, start, end, depth)
-
-
-def _scan_legacy_torch(fp: BinaryIO, display: str, out: _Out, start: int, end: int | None, stream: bool) -> None:
-    """Pickles 2-4 (protocol, sys info, model), pickle 5 (storage keys), then raw storages."""
-    body = out.pickles(
-        fp,
-        display,
-        start=start,
-        end=end,
-        max_pickles=3,
-        first_index=1,
-        collect=True,
-        stream=stream,
-        continuation=True,
-    )
-    if not body.complete:
-        return
-    if body.pickles < 3:
-        _unexpected(out, display, f"a legacy torch file that ends after {1 + body.pickles} of its 5 pickles")
-        return
-    keys = out.pickles(
-        fp,
-        display,
-        start=body.end,
-        end=end,
-        max_pickles=1,
-        first_index=4,
-        collect=True,
-        keep_items=KEEP_ITEMS_LARGE,
-        stream=stream,
-        continuation=True,
-    )
-    if not keys.complete:
-        return
-    if keys.pickles < 1:
-        _unexpected(out, display, "a legacy torch file without its storage-keys pickle")
-        return
-    _check_legacy_storages(fp, display, out, body, keys, end, stream)
-
-
-def _unexpected(out: _Out, display: str, message: str, **detail: Any) -> None:
-    out.add(Severity.MEDIUM, "archive.unexpected-data", message, display, **detail)
-
-
-def _check_legacy_storages(
-    fp: BinaryIO, display: str, out: _Out, body: PickleReport, keys: PickleReport, end: int | None, stream: bool
-) -> None:
-    """The raw data must be exactly: for each storage key, an int64 count then count elements."""
-    sizes: dict[str, tuple[int, int]] = {}
-    for pid in body.storage_ids:
-        if len(pid) < 5 or not isinstance(pid[1], _Global) or not isinstance(pid[2], str):
-            continue
-        element = _STORAGE_ELEMENT_SIZE.get(pid[1].name) if pid[1].module == "torch" else None
-        numel = pid[4]
-        if element is None or type(numel) is not int:
-            _unexpected(out, display, f"storage {pid[2]!r} has a type or size the scanner cannot check")
-            return
-        sizes.setdefault(pid[2], (numel, element))  # the first reference creates the storage
-    listed = keys.stop_values[0] if keys.stop_values else None
-    if not isinstance(listed, _List) or listed.overflow or not all(isinstance(k, str) for k in listed.items):
-        _unexpected(out, display, "the storage-keys pickle is not a list of keys")
-        return
-    pos = keys.end
-    for key in listed.items:
-        if key not in sizes:
-            _unexpected(out, display, f"storage key {key!r} is not declared by the model pickle")
-            return
-        numel, element = sizes[key]
-        fp.seek(pos)
-        raw = fp.read(8)
-        if len(raw) < 8 or int.from_bytes(raw, "little", signed=True) != numel:
-            _unexpected(out, display, f"storage {key!r} does not start with its element count", offset=pos)
-            return
-        pos += 8 + numel * element
-        if end is not None and pos > end:
-            _unexpected(out, display, f"storage {key!r} runs past the end of the file", offset=pos)
-            return
-    fp.seek(pos)
-    if (end is not None and pos >= end) or not fp.read(1):
-        return
-    size = f"{end - pos} bytes" if end is not None else "data"
-    _unexpected(out, display, f"{size} after the last storage of a legacy torch file", offset=pos)
-    if probe_pickle(fp, pos, end, stream=stream):  # torch never reads it, but something else might
-        out.pickles(fp, display, start=pos, end=end, first_index=5, stream=stream)
+        scan_polyglot_zip(fp, display, out, start, end, depth)
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,7 +250,7 @@ def _npy_has_object(descr: Any, depth: int = 0) -> bool:
     raise ValueError("bad descr")
 
 
-def _scan_npy(fp: BinaryIO, display: str, out: _Out, start: int, end: int | None, stream: bool) -> None:
+def _scan_npy(fp: BinaryIO, display: str, out: FileScan, start: int, end: int | None, stream: bool) -> None:
     fp.seek(start)
     fixed = fp.read(10)
     if len(fixed) < 10:
@@ -406,8 +291,3 @@ def _scan_npy(fp: BinaryIO, display: str, out: _Out, start: int, end: int | None
     if has_object:
         # numpy.save writes object arrays as a pickle right after the header; np.load(allow_pickle=True) runs it.
         out.pickles(fp, display, start=data_at + header_len, end=end, stream=stream)
-
-
-def _binary(obj: object) -> BinaryIO:
-    """``obj`` (a window on a file, a decoded stream) typed as the binary file it stands in for."""
-    return obj  # type: ignore[return-value]

@@ -17,15 +17,15 @@ import zlib
 from hfa.scan.limits import MAX_DEPTH, MEMBER_COST
 from hfa.scan.model import Severity
 from hfa.scan.sniff import ZIP_END, ZIP_LOCAL, says_pickle
-from hfa.scan.streams import _Decoded, _Window, _zlib_maker
-from hfa.scan.zipread import _Bad, _central_directory, _Member
+from hfa.scan.streams import Decoded, Window, as_binary, zlib_maker
+from hfa.scan.zipread import BadZip, Member, central_directory
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, BinaryIO
 
-    from hfa.scan.archive import _Out
+    from hfa.scan.archive import FileScan
 
 BOMB_RATIO = 1100  # deflate cannot exceed ~1032:1; more output than this from one member is a bomb
 BOMB_FLOOR = 64 << 20
@@ -35,7 +35,7 @@ MAX_NDIM = 64  # dimensions of a tensor in a legacy tar checkpoint
 # The registry
 
 
-def _too_deep(out: _Out, display: str, depth: int) -> bool:
+def _too_deep(out: FileScan, display: str, depth: int) -> bool:
     if depth > MAX_DEPTH:
         out.add(Severity.HIGH, "archive.too-deep", f"containers nested more than {MAX_DEPTH} deep", display)
         return True
@@ -43,7 +43,7 @@ def _too_deep(out: _Out, display: str, depth: int) -> bool:
 
 
 def scan_zip(
-    fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth: int, expect: bool, kind: str = "zip"
+    fp: BinaryIO, display: str, out: FileScan, start: int, end: int, depth: int, expect: bool, kind: str = "zip"
 ) -> bool:
     if not _too_deep(out, display, depth):
         _scan_zip(fp, display, out, start, end, depth, expect=expect)
@@ -63,11 +63,11 @@ class _Missing(Exception):
 def _codec(kind: str) -> tuple[Callable[[], Any] | None, Callable[[BinaryIO], Any] | None, int]:
     """(decoder maker, or reader maker; bytes to skip first) for one compression kind."""
     if kind == "gzip":
-        return _zlib_maker(16 + zlib.MAX_WBITS), None, 0
+        return zlib_maker(16 + zlib.MAX_WBITS), None, 0
     if kind == "zfile":  # joblib < 0.10: b"ZF" + hex length padded to 19 bytes + zlib data
-        return _zlib_maker(zlib.MAX_WBITS), None, 21
+        return zlib_maker(zlib.MAX_WBITS), None, 21
     if kind == "zlib":
-        return _zlib_maker(zlib.MAX_WBITS), None, 0
+        return zlib_maker(zlib.MAX_WBITS), None, 0
     if kind == "bz2":
         import bz2
 
@@ -95,7 +95,7 @@ def _codec(kind: str) -> tuple[Callable[[], Any] | None, Callable[[BinaryIO], An
 
 
 def scan_compressed(
-    fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth: int, expect: bool, kind: str = "gzip"
+    fp: BinaryIO, display: str, out: FileScan, start: int, end: int, depth: int, expect: bool, kind: str = "gzip"
 ) -> bool:
     """Decompress lazily and judge what comes out; False when that is nothing a loader unpickles."""
     if depth > MAX_DEPTH:
@@ -113,17 +113,17 @@ def scan_compressed(
             package=exc.package,
         )
         return True
-    raw = _binary(_Window(fp, start + skip, end))
+    raw = as_binary(Window(fp, start + skip, end))
     limit = max(BOMB_FLOOR, BOMB_RATIO * (end - start))
-    stream = _Decoded(raw, maker, limit, multi=kind in ("gzip", "bz2"), reader=reader, work=out.work)
+    stream = Decoded(raw, maker, limit, multi=kind in ("gzip", "bz2"), reader=reader, work=out.work)
     before = len(out.findings)
-    handled = out.dispatch(_binary(stream), display, 0, None, depth + 1, True, expect=expect)
+    handled = out.dispatch(as_binary(stream), display, 0, None, depth + 1, True, expect=expect)
     if handled and stream.error:
         _stream_error(out, display, f"{kind} stream {stream.error}", before)
     return handled
 
 
-def _stream_error(out: _Out, display: str, error: str, before: int) -> None:
+def _stream_error(out: FileScan, display: str, error: str, before: int) -> None:
     """Report why a decompressed stream ended early (a bound: no 'truncated pickle' besides)."""
     if "more than" in error:
         out.findings[before:] = [f for f in out.findings[before:] if f.code != "pickle.malformed"]
@@ -142,7 +142,7 @@ def _stream_error(out: _Out, display: str, error: str, before: int) -> None:
 def _scan_zip(
     fp: BinaryIO,
     display: str,
-    out: _Out,
+    out: FileScan,
     start: int,
     end: int,
     depth: int,
@@ -151,11 +151,11 @@ def _scan_zip(
     expect: bool = False,
 ) -> bool:
     """Scan every member of the zip in [start, end). With ``polyglot``, quietly give up on a non-zip."""
-    members: list[_Member] = []
+    members: list[Member] = []
     try:
-        for member in _central_directory(fp, start, end, allow_prefix=polyglot):
+        for member in central_directory(fp, start, end, allow_prefix=polyglot):
             members.append(member)
-    except _Bad as exc:
+    except BadZip as exc:
         if polyglot:
             return False
         out.malformed(str(exc), display)  # still scan the members that could be read
@@ -187,14 +187,22 @@ def _scan_zip(
     return True
 
 
-def _scan_polyglot_zip(fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth: int) -> None:
+def scan_polyglot_zip(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, depth: int) -> None:
+    """The zip archive after a pickle, if its end record is there (a polyglot: each reader sees other content)."""
     fp.seek(max(start, end - (22 + 0xFFFF)))
     if ZIP_END in fp.read():
         _scan_zip(fp, display + "!zip", out, start, end, depth + 1, polyglot=True)
 
 
 def _scan_member(
-    fp: BinaryIO, display: str, out: _Out, m: _Member, end: int, depth: int, storage: bool = False, expect: bool = False
+    fp: BinaryIO,
+    display: str,
+    out: FileScan,
+    m: Member,
+    end: int,
+    depth: int,
+    storage: bool = False,
+    expect: bool = False,
 ) -> None:
     path = f"{display}!{m.name}"
     if m.name.endswith("/") and m.usize == 0 and m.csize == 0:
@@ -238,16 +246,16 @@ def _scan_member(
         if m.csize != m.usize:
             out.malformed("a stored member whose sizes disagree", path)
             return
-        view = _binary(_Window(fp, data_start, data_end))  # offsets in findings: from the member start
+        view = as_binary(Window(fp, data_start, data_end))  # offsets in findings: from the member start
         out.dispatch(view, path, 0, m.csize, depth + 1, False, storage=storage, expect=expect)
     elif m.method == 8:
-        raw = _binary(_Window(fp, data_start, data_end))
+        raw = as_binary(Window(fp, data_start, data_end))
         limit = min(m.usize, max(BOMB_FLOOR, BOMB_RATIO * max(m.csize, 1)))
-        stream = _Decoded(raw, _zlib_maker(-15), limit, work=out.work)
+        stream = Decoded(raw, zlib_maker(-15), limit, work=out.work)
         if m.usize > limit:
             out.add(Severity.HIGH, "archive.too-large", "cannot be proven safe: a member that inflates too far", path)
         before = len(out.findings)
-        out.dispatch(_binary(stream), path, 0, m.usize, depth + 1, True, storage=storage, expect=expect)
+        out.dispatch(as_binary(stream), path, 0, m.usize, depth + 1, True, storage=storage, expect=expect)
         if stream.error:
             _stream_error(out, path, f"deflate data {stream.error}", before)
     else:
@@ -260,14 +268,9 @@ def _scan_member(
         )
 
 
-def _binary(obj: object) -> BinaryIO:
-    """``obj`` (a window on a file, a decoded stream) typed as the binary file it stands in for."""
-    return obj  # type: ignore[return-value]
-
-
 # The registry: kind -> handler(fp, display, out, start, end, depth, expect, kind). Handlers get a
 # seekable [start, end) (the dispatcher spools a decompressed stream first).
-def _tar(fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth: int, expect: bool, kind: str) -> bool:
+def _tar(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, depth: int, expect: bool, kind: str) -> bool:
     from hfa.scan.tarscan import scan_tar  # tarfile is imported only for a tar
 
     return scan_tar(fp, display, out, start, end, depth, expect)

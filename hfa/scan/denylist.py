@@ -1,6 +1,6 @@
 """Which globals a pickle may import: the dangerous-module tables and the verdict on one global.
 
-Used by the pickle scanner (:mod:`hfa.scan.pickle`); nothing here reads a pickle.
+Used by the pickle scanner's judge (:mod:`hfa.scan.pickles.judge`); nothing here reads a pickle.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
 # Verdicts on globals
 
 
-def _importable(dotted: str) -> bool:
+def importable(dotted: str) -> bool:
     """Whether a name could be a module path or attribute path: identifiers (any script), or file
     names with dashes, joined by dots. Prose ("lass Foo:", "mport torch") is not; the probe uses
     this to tell a protocol 0 pickle from text that starts with 'c' or 'i'."""

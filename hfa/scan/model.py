@@ -61,7 +61,13 @@ class Finding:
         return (self.severity, self.code, self.message, self.path, self.detail)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Finding) and self._fields() == other._fields()
+        return isinstance(other, Finding) and self._fields() == (
+            other.severity,
+            other.code,
+            other.message,
+            other.path,
+            other.detail,
+        )
 
     __hash__ = None  # type: ignore[assignment]  # detail is a dict: findings are not hashable
 

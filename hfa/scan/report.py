@@ -171,7 +171,7 @@ class Locator:
             entry = self._lock_entries.get(label)
             if entry is not None:
                 line = self._lock_lines.get((*entry, path)) or self._lock_lines.get((*entry, ""), 1)
-                return self._lock._replace(line=line)
+                return Location(self._lock.uri, self._lock.base, line)
         if self.logical(name):
             if self.cache_dir is not None and os.path.isabs(name):
                 rel = _relative(name, self.cache_dir)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 CHUNK = 1 << 16
 
 
-class _Window(io.RawIOBase):
+class Window(io.RawIOBase):
     """[start, end) of ``fp`` as a file of its own (seekable, read-only)."""
 
     def __init__(self, fp: BinaryIO, start: int, end: int) -> None:
@@ -58,7 +58,7 @@ class _Window(io.RawIOBase):
         return len(data)
 
 
-class _Decoded(io.RawIOBase):
+class Decoded(io.RawIOBase):
     """A decompressed stream with forward seeks (decode and discard) and backward seeks (restart).
 
     ``make`` builds a fresh decoder (zlib, bz2, lzma or lz4 frame decompressor); ``reader``, when
@@ -202,5 +202,11 @@ class _Decoded(io.RawIOBase):
         return self._pos
 
 
-def _zlib_maker(wbits: int) -> Callable[[], Any]:
+def zlib_maker(wbits: int) -> Callable[[], Any]:
+    """A maker of raw/zlib/gzip decoders (``wbits`` as :func:`zlib.decompressobj` takes it), for :class:`Decoded`."""
     return lambda: zlib.decompressobj(wbits)
+
+
+def as_binary(obj: object) -> BinaryIO:
+    """``obj`` (a window on a file, a decoded stream) typed as the binary file it stands in for."""
+    return obj  # type: ignore[return-value]

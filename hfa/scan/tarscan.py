@@ -21,23 +21,25 @@ from __future__ import annotations
 import struct
 import tarfile
 
+from hfa.scan.legacytorch import STORAGE_ELEMENT_SIZE
 from hfa.scan.limits import MAX_DEPTH, MAX_MEMBERS, MEMBER_COST
 from hfa.scan.model import Severity
+from hfa.scan.pickles import Global
 from hfa.scan.sniff import says_pickle
-from hfa.scan.streams import _Window
+from hfa.scan.streams import Window
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
-    from hfa.scan.archive import _Out
+    from hfa.scan.archive import FileScan
 
 LEGACY_MEMBERS = ("storages", "tensors", "pickle")
 MAX_NDIM = 64
 MAX_HEADER_READ = 16 << 20  # tarfile reads long names and PAX headers whole: no more than this at once
 
 
-class _Headers(_Window):
+class _Headers(Window):
     """The archive as tarfile sees it: any one read larger than MAX_HEADER_READ is refused."""
 
     def read(self, n: int | None = -1) -> bytes:
@@ -46,7 +48,7 @@ class _Headers(_Window):
         return super().read(n)
 
 
-def scan_tar(fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth: int, expect: bool) -> bool:
+def scan_tar(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, depth: int, expect: bool) -> bool:
     if depth > MAX_DEPTH:
         out.add(Severity.HIGH, "archive.too-deep", f"containers nested more than {MAX_DEPTH} deep", display)
         return True
@@ -91,7 +93,7 @@ def scan_tar(fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth:
         if data_end > end:
             out.malformed("a member's data runs past the end of the archive", path, offset=m.offset_data)
             continue
-        member: Any = _Window(fp, data_start, data_end)
+        member: Any = Window(fp, data_start, data_end)
         if legacy and m.name in ("storages", "tensors"):
             _LegacyWalk(member, path, out, m.size).run(m.name)
         else:
@@ -102,7 +104,7 @@ def scan_tar(fp: BinaryIO, display: str, out: _Out, start: int, end: int, depth:
 class _LegacyWalk:
     """The ``storages`` or ``tensors`` member of a legacy tar checkpoint, read as torch reads it."""
 
-    def __init__(self, fp: BinaryIO, display: str, out: _Out, size: int) -> None:
+    def __init__(self, fp: BinaryIO, display: str, out: FileScan, size: int) -> None:
         self.fp = fp
         self.display = display
         self.out = out
@@ -157,12 +159,10 @@ class _LegacyWalk:
             self.out.malformed(f"{self.size - self.pos} bytes after the layout ends", self.display, offset=self.pos)
 
     def storages(self) -> None:
-        from hfa.scan.archive import _STORAGE_ELEMENT_SIZE, _Global
-
         for _ in range(self.count("storage")):
             args = self.pickle()
             kind = args[2] if isinstance(args, tuple) and len(args) == 3 else None
-            element = _STORAGE_ELEMENT_SIZE.get(kind.name) if isinstance(kind, _Global) else None
+            element = STORAGE_ELEMENT_SIZE.get(kind.name) if isinstance(kind, Global) else None
             if element is None:
                 raise _Lost("a storage whose type the scanner cannot size")
             (numel,) = struct.unpack("<q", self.raw(8))

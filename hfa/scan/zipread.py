@@ -20,7 +20,7 @@ _ZIP64_END = b"PK\x06\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"
 
 
-class _Bad(Exception):
+class BadZip(Exception):
     """The archive cannot be read as what it claims to be."""
 
 
@@ -36,10 +36,10 @@ def _find_end(fp: BinaryIO, start: int, end: int) -> tuple[int, tuple[int, ...]]
             if i + 22 + fields[7] <= len(tail):
                 return tail_start + i, fields[1:]
         i = tail.rfind(_ZIP_END, 0, i)
-    raise _Bad("no end-of-central-directory record")
+    raise BadZip("no end-of-central-directory record")
 
 
-class _Member:
+class Member:
     __slots__ = ("csize", "flags", "local_offset", "method", "name", "raw_name", "usize")
 
     def __init__(
@@ -54,11 +54,11 @@ class _Member:
         self.local_offset = local_offset
 
 
-def _central_directory(fp: BinaryIO, start: int, end: int, *, allow_prefix: bool) -> Any:
+def central_directory(fp: BinaryIO, start: int, end: int, *, allow_prefix: bool) -> Any:
     """Yield the members the central directory lists (validated as they are read)."""
     eocd, (disk, cd_disk, _n_disk, n_total, cd_size, cd_offset, _comment) = _find_end(fp, start, end)
     if disk != 0 or cd_disk != 0:
-        raise _Bad("a multi-disk zip")
+        raise BadZip("a multi-disk zip")
     cd_end = eocd
     if eocd - 20 >= start:
         fp.seek(eocd - 20)
@@ -66,23 +66,23 @@ def _central_directory(fp: BinaryIO, start: int, end: int, *, allow_prefix: bool
         if locator[:4] == _ZIP64_LOCATOR:
             rec_at = eocd - 20 - 56
             if rec_at < start:
-                raise _Bad("a zip64 locator without its record")
+                raise BadZip("a zip64 locator without its record")
             fp.seek(rec_at)
             rec = fp.read(56)
             if rec[:4] != _ZIP64_END:
-                raise _Bad("a zip64 locator without its record")
+                raise BadZip("a zip64 locator without its record")
             n_total, cd_size, cd_offset = struct.unpack("<QQQ", rec[32:56])
             cd_end = rec_at
     if cd_end == eocd and 0xFFFFFFFF in (cd_size, cd_offset):
-        raise _Bad("zip64 sizes without a zip64 record")
+        raise BadZip("zip64 sizes without a zip64 record")
     if n_total > MAX_ENTRIES:
-        raise _Bad(f"{n_total} entries in the central directory")
+        raise BadZip(f"{n_total} entries in the central directory")
     cd_start = cd_end - cd_size
     base = cd_start - cd_offset
     if cd_start < start or base < start:
-        raise _Bad("the central directory lies outside the file")
+        raise BadZip("the central directory lies outside the file")
     if base != start and not allow_prefix:
-        raise _Bad("the central directory is not where the end record says")
+        raise BadZip("the central directory is not where the end record says")
     return _iter_entries(fp, base, cd_start, cd_end, n_total)
 
 
@@ -90,25 +90,25 @@ def _iter_entries(fp: BinaryIO, base: int, cd_start: int, cd_end: int, n_total: 
     pos = cd_start
     for _ in range(n_total):
         if pos + 46 > cd_end:
-            raise _Bad("a truncated central directory")
+            raise BadZip("a truncated central directory")
         fp.seek(pos)
         fixed = fp.read(46)
         if fixed[:4] != _ZIP_CENTRAL:
-            raise _Bad("a corrupt central directory entry")
+            raise BadZip("a corrupt central directory entry")
         (flags, method) = struct.unpack("<HH", fixed[8:12])
         csize, usize = struct.unpack("<LL", fixed[20:28])
         nlen, xlen, clen = struct.unpack("<HHH", fixed[28:34])
         local = struct.unpack("<L", fixed[42:46])[0]
         if pos + 46 + nlen + xlen + clen > cd_end:
-            raise _Bad("a truncated central directory")
+            raise BadZip("a truncated central directory")
         raw_name = fp.read(nlen)
         extra = fp.read(xlen)
         usize, csize, local = _zip64_extra(extra, usize, csize, local)
         name = raw_name.decode("utf-8", "replace") if flags & 0x800 else raw_name.decode("cp437")
-        yield _Member(raw_name, name, flags, method, csize, usize, base + local)
+        yield Member(raw_name, name, flags, method, csize, usize, base + local)
         pos += 46 + nlen + xlen + clen
     if pos != cd_end:
-        raise _Bad("the central directory holds more than its entry count says")
+        raise BadZip("the central directory holds more than its entry count says")
 
 
 def _zip64_extra(extra: bytes, usize: int, csize: int, local: int) -> tuple[int, int, int]:
@@ -131,9 +131,9 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, local: int) -> tuple[int,
                 if local == 0xFFFFFFFF:
                     local = next(it)
             except StopIteration:
-                raise _Bad("a truncated zip64 extra field") from None
+                raise BadZip("a truncated zip64 extra field") from None
             return usize, csize, local
         i += 4 + ln
     if 0xFFFFFFFF in (usize, csize, local):
-        raise _Bad("zip64 sizes without a zip64 extra field")
+        raise BadZip("zip64 sizes without a zip64 extra field")
     return usize, csize, local

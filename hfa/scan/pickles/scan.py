@@ -1,69 +1,25 @@
-"""A static pickle scanner: it reads the opcode stream and never unpickles, imports or runs it.
+"""The driver: runs the machine over a byte range, hands its events to a judge, and reports.
 
-The scanner simulates what an unpickler would do with the stack, the mark stack and the
-memo, so that it knows every global the pickle would import and every call it would make,
-however the pickle moves values around (memo tricks, DUP, MEMOIZE mixed with PUT, globals
-stored in the memo and called later). Each import is judged by the :class:`ScanPolicy`:
-
-* allowed (the built-in allowlist or the user's additions) → nothing to report;
-* a known code-execution, file, network, process or import-machinery global, or any dotted or
-  dunder attribute name → ``pickle.dangerous-global`` (critical);
-* anything else → ``pickle.unknown-global`` (high): an unknown global can still run code.
-
-A stream the scanner cannot follow exactly (unknown opcode, stack underflow, missing memo key,
-non-string ``STACK_GLOBAL`` operands, EOF before ``STOP``, absurd lengths) is reported as
-``pickle.malformed`` (high): it cannot be proven safe, and the scan never passes it.
-
-Memory stays bounded: payloads (bytes, long strings) are skipped with ``seek`` and only their
-offsets are kept; a string is read back only if it is used as a ``STACK_GLOBAL`` operand.
-
-joblib: ``joblib.numpy_pickle.NumpyArrayWrapper`` is recognised structurally, never by file
-name. When a pickle builds such a wrapper (an empty instance, then ``BUILD`` with a literal
-state of shape, dtype and alignment), the raw array bytes that joblib writes right after the
-``BUILD`` opcode are skipped (or, for object arrays, scanned as the nested pickle joblib writes
-there). The wrapper global itself is therefore not reported; used any other way the array data
-cannot be located and the stream is malformed. Because the same file could also be opened with
-``pickle.load``, which would read those array bytes as opcodes, bytes that start with a valid
-opcode are additionally scanned as a continuation ("shadow" scan) and any import found there is
-reported. ``joblib.load`` itself stays dangerous.
-
-This module holds the entry points. The verdict on a global is in :mod:`hfa.scan.denylist`; the
-simulated unpickler is in ``_pickle_parts`` (limits, stack values, reader, findings sink),
-``_pickle_vm`` (state, operands, stack, imports and calls) and ``_pickle_ops`` (opcode handlers).
+:func:`scan_pickles` follows stacked pickles to the end of the range (trailing bytes that start
+no pickle are a finding); :func:`probe_pickle` tells whether bytes start a pickle at all.
 """
 
 from __future__ import annotations
 
 import io
 
-from hfa.scan._pickle_ops import _Sim
-from hfa.scan._pickle_parts import (
-    _VALID_OPCODES,
-    _Budget,
-    _Malformed,
-    _Reader,
-    _Sink,
-    _TooCostly,
-    _Truncated,
-)
-
-# Re-exported (``as``): hfa.scan.archive and other callers import these from here.
-from hfa.scan._pickle_parts import KEEP_ITEMS as KEEP_ITEMS
-from hfa.scan._pickle_parts import KEEP_ITEMS_LARGE as KEEP_ITEMS_LARGE
-from hfa.scan._pickle_parts import _Global as _Global
-from hfa.scan._pickle_parts import _List as _List
-from hfa.scan.denylist import classify_global as classify_global
 from hfa.scan.limits import Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
+from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
+from hfa.scan.pickles.handlers import Simulator
+from hfa.scan.pickles.judge import Judge
+from hfa.scan.pickles.opcodes import VALID_OPCODES
+from hfa.scan.pickles.reader import Reader
+from hfa.scan.pickles.values import KEEP_ITEMS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
-
-_SEV_HIGH = Severity.HIGH
-
-# --------------------------------------------------------------------------------------------
-# Public API
 
 
 class PickleReport:
@@ -127,11 +83,11 @@ def scan_pickles(
         start = fp.tell()
     if end is None and not stream:
         end = _file_end(fp)
-    sink = _Sink(display, policy)
-    reader = _Reader(fp, start, end, stream=stream or end is None)
+    judge = Judge(display, policy)
+    reader = Reader(fp, start, end, stream=stream or end is None)
     if work is None:
         work = Work(None if end is None else end - start)
-    sim = _Sim(reader, sink, collect=collect, keep_items=keep_items, work=work)
+    sim = Simulator(reader, judge, collect=collect, keep_items=keep_items, work=work)
     sim.pickle_index = first_index
     done = 0
     complete = True
@@ -140,13 +96,15 @@ def scan_pickles(
         first = reader.peek()
         if first is None:
             if done == 0 and not continuation:
-                sink.issue(_SEV_HIGH, "pickle.malformed", "the stream is empty: no pickle to prove safe", offset=here)
+                judge.issue(
+                    Severity.HIGH, "pickle.malformed", "the stream is empty: no pickle to prove safe", offset=here
+                )
                 complete = False
             break
-        if (done > 0 or continuation) and first not in _VALID_OPCODES:
+        if (done > 0 or continuation) and first not in VALID_OPCODES:
             if trailing:
                 size = None if reader.end is None else reader.end - here
-                sink.issue(
+                judge.issue(
                     Severity.MEDIUM,
                     "pickle.trailing-data",
                     f"{'unknown amount of' if size is None else size} bytes after the last pickle "
@@ -157,28 +115,22 @@ def scan_pickles(
             break
         try:
             sim.run_pickle()
-        except _TooCostly as exc:
+        except TooCostly as exc:
             if not work.reported:
                 work.reported = True
-                sink.issue(_SEV_HIGH, "scan.too-costly", f"cannot be proven safe: {exc.reason}", offset=exc.offset)
+                judge.issue(Severity.HIGH, "scan.too-costly", f"cannot be proven safe: {exc.reason}", offset=exc.offset)
             complete = False
             break
-        except _Malformed as exc:
-            sink.issue(
-                _SEV_HIGH,
-                "pickle.malformed",
-                f"cannot be proven safe: {exc.reason}",
-                offset=exc.offset,
-                pickle=sim.pickle_index,
-            )
+        except Malformed as exc:
+            judge.malformed(exc.reason, exc.offset, pickle=sim.pickle_index)
             complete = False
             break
         done += 1
         sim.pickle_index += 1
     for reason, at in sim.soft:
-        sink.issue(_SEV_HIGH, "pickle.malformed", f"cannot be proven safe: {reason}", offset=at)
+        judge.malformed(reason, at)
     return PickleReport(
-        findings=sink.findings(),
+        findings=judge.findings(),
         end=reader.tell(),
         pickles=done,
         stop_values=sim.stop_values if collect else [],
@@ -214,8 +166,8 @@ def probe_pickle(fp: BinaryIO, start: int, end: int | None, *, stream: bool = Fa
     head is available), running out of bytes after a clean start (PROTO and one opcode, or four
     protocol 0/1 opcodes) also counts.
     """
-    reader = _Reader(fp, start, end, stream=stream, chunk=4096)
-    sim = _Sim(reader, None, mode="probe", budget=64)
+    reader = Reader(fp, start, end, stream=stream, chunk=4096)
+    sim = Simulator(reader, None, mode="probe", budget=64)
     first = True
     while True:
         here = reader.tell()
@@ -225,20 +177,20 @@ def probe_pickle(fp: BinaryIO, start: int, end: int | None, *, stream: bool = Fa
                 has_proto = 2 <= reader.read(2)[1] <= 5
                 reader.jump(here)
             sim.run_pickle()
-        except _Budget:
+        except Enough:
             return True
-        except _Truncated:
+        except Truncated:
             if sim.imports:
                 return True
             return soft_end and first and sim.ops >= (2 if has_proto else 4)
-        except _Malformed:
+        except Malformed:
             return bool(sim.imports)
         if sim.imports or has_proto or sim.ops_in_pickle > 2:
             return True
         nxt = reader.peek()
         if nxt is None:
             return not soft_end  # the whole stream is a valid (if trivial) pickle
-        if nxt not in _VALID_OPCODES:
+        if nxt not in VALID_OPCODES:
             return False
         first = False
 

@@ -1,6 +1,6 @@
-"""The opcode handlers of the simulated unpickler (names from :mod:`pickletools`), the run loop
-that dispatches to them, and joblib's inline array data (skipped, nested-scanned or
-shadow-scanned as described in :mod:`hfa.scan.pickle`).
+"""What each opcode does to the simulated unpickler (names and semantics from :mod:`pickletools`),
+and joblib's inline array data: skipped, scanned as the nested pickle joblib writes there, or
+shadow-scanned as what ``pickle.load`` would run (see :mod:`hfa.scan.pickles`).
 """
 
 from __future__ import annotations
@@ -8,8 +8,13 @@ from __future__ import annotations
 import copyreg
 import io
 
-from hfa.scan._pickle_parts import (
-    _VALID_OPCODES,
+from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
+from hfa.scan.pickles.events import SHADOW
+from hfa.scan.pickles.machine import NOOP_PAIRS, Machine
+from hfa.scan.pickles.opcodes import OPCODES, VALID_OPCODES
+from hfa.scan.pickles.operands import ARGUMENTS, materialise
+from hfa.scan.pickles.reader import Reader
+from hfa.scan.pickles.values import (
     BIG,
     BUFFER,
     LOST,
@@ -17,95 +22,36 @@ from hfa.scan._pickle_parts import (
     MAX_MEMO,
     MAX_NESTING,
     MAX_PIDS,
-    OPCODES,
     RESULT,
-    SHADOW_CONTEXT,
     SHADOW_WINDOW,
-    _Budget,
-    _copy_segment,
-    _Dict,
-    _dtype_info,
-    _Global,
-    _List,
-    _Malformed,
-    _Obj,
-    _Reader,
-    _Run,
-    _TooCostly,
-    _Truncated,
+    DictValue,
+    Global,
+    ListValue,
+    Run,
+    Tracked,
+    copy_segment,
+    dtype_info,
 )
-from hfa.scan._pickle_vm import NOOP_PAIRS, _Machine
-from hfa.scan.model import Severity
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
     from typing import Any
 
-_SEV_HIGH = Severity.HIGH
 
-
-class _Sim(_Machine):
+class Simulator(Machine):
     """Runs the opcode stream of one or more pickles through a simulated unpickler."""
-
-    # -- the loop ----------------------------------------------------------------------------------
-
-    def run_pickle(self) -> Any:
-        """Run one pickle to its STOP; return the value it stops with."""
-        self.stack = []
-        self.meta = []
-        self.memo = []
-        self.memo_far = {}
-        self.proto = 0
-        self.frame_end = None
-        self.ops_in_pickle = 0
-        table = _TABLE
-        r = self.r
-        budget = self.budget
-        ops = start = self.ops
-        work = self.work
-        limit = start + (budget or max(work.ops_left, 0))
-        try:
-            while True:
-                p = r.pos
-                if p < len(r.buf):
-                    code = r.buf[p]
-                    r.pos = p + 1
-                    at = r.base + p
-                else:
-                    at = r.base + p
-                    try:
-                        code = r.byte()
-                    except _Truncated:
-                        raise _Truncated("the stream ends before STOP (truncated pickle)", at) from None
-                entry = table[code]
-                if entry is None:
-                    raise _Malformed(f"unknown opcode 0x{code:02x}", at)
-                ops += 1
-                if ops > limit:
-                    if budget:
-                        raise _Budget
-                    work.exhausted = True
-                    raise _TooCostly(f"more opcodes than the scan's budget of {limit - start} (an opcode bomb?)", at)
-                arg_reader, handler = entry
-                if handler(self, arg_reader(self) if arg_reader is not None else None, at):
-                    return self.stop_values[-1] if self.stop_values else None
-        finally:
-            self.ops = ops
-            self.ops_in_pickle = ops - start
-            if not budget:
-                work.ops_left -= ops - start
 
     # -- opcode handlers (names from pickletools) --------------------------------------------------
 
     def _op_PROTO(self, v: int, at: int) -> None:
         if v > 5:
-            raise _Malformed(f"unsupported pickle protocol {v}", at)
+            raise Malformed(f"unsupported pickle protocol {v}", at)
         self.proto = v
 
     def _op_FRAME(self, n: int, at: int) -> None:
         here = self.r.tell()
         if self.r.end is not None and here + n > self.r.end:
-            raise _Truncated(f"a frame of {n} bytes runs past the end of the stream", at)
+            raise Truncated(f"a frame of {n} bytes runs past the end of the stream", at)
         self.frame_end = here + n
 
     def _op_STOP(self, _: None, at: int) -> bool:
@@ -118,7 +64,7 @@ class _Sim(_Machine):
 
     def _op_MARK(self, _: None, at: int) -> None:
         if len(self.meta) >= MAX_MARKS:
-            raise _Malformed(f"more than {MAX_MARKS} nested MARKs: too deep to analyse", at)
+            raise Malformed(f"more than {MAX_MARKS} nested MARKs: too deep to analyse", at)
         self.meta.append(self.stack)
         self.stack = []
 
@@ -147,15 +93,15 @@ class _Sim(_Machine):
             if self.memo_far:
                 self.memo_far.pop(key, None)
             if n >= MAX_MEMO:
-                raise _Malformed(f"more than {MAX_MEMO} memo entries: too complex to analyse", at)
+                raise Malformed(f"more than {MAX_MEMO} memo entries: too complex to analyse", at)
             memo.append(value)
         elif 0 <= key < n:
             memo[key] = value
         elif key < 0:
-            raise _Malformed("negative PUT argument", at)
+            raise Malformed("negative PUT argument", at)
         else:
             if len(self.memo_far) >= MAX_MEMO:
-                raise _Malformed(f"more than {MAX_MEMO} memo entries: too complex to analyse", at)
+                raise Malformed(f"more than {MAX_MEMO} memo entries: too complex to analyse", at)
             self.memo_far[key] = value
 
     def _memo_get(self, key: int, at: int) -> None:
@@ -166,15 +112,15 @@ class _Sim(_Machine):
         try:
             self._push(self.memo_far[key])
         except KeyError:
-            raise _Malformed(f"memo key {key} is read before it is written", at) from None
+            raise Malformed(f"memo key {key} is read before it is written", at) from None
 
     def _int_key(self, line: Any, at: int) -> int:
         if isinstance(line, tuple):
-            raise _Malformed("a memo key argument that is far too long", at)
+            raise Malformed("a memo key argument that is far too long", at)
         try:
             return int(line)
         except ValueError:
-            raise _Malformed("a memo key that is not an integer", at) from None
+            raise Malformed("a memo key that is not an integer", at) from None
 
     def _op_PUT(self, line: Any, at: int) -> None:
         self._memo_put(self._int_key(line, at), at)
@@ -283,18 +229,18 @@ class _Sim(_Machine):
         self._push(self._small_tuple((self._pop(at), b, c)))
 
     def _op_EMPTY_LIST(self, _: None, at: int) -> None:
-        self._push(_List() if self.kept else BIG)
+        self._push(ListValue() if self.kept else BIG)
 
     def _op_LIST(self, _: None, at: int) -> None:
         items = self._items(self._pop_mark(at))
-        lst = _List(None if items is None else list(items))
+        lst = ListValue(None if items is None else list(items))
         lst.overflow = items is None
         self._push(lst)
 
     def _extend(self, target: Any, items: list[Any], at: int, opname: str) -> None:
         if self.mode == "shadow":
             return
-        if isinstance(target, _List):
+        if isinstance(target, ListValue):
             if target.overflow:
                 return
             kept = self._items(items) if len(target.items) + len(items) <= self.keep_items else None
@@ -315,14 +261,14 @@ class _Sim(_Machine):
         self._extend(self._top(at), items, at, "APPENDS")
 
     def _op_EMPTY_DICT(self, _: None, at: int) -> None:
-        self._push(_Dict() if self.kept else BIG)
+        self._push(DictValue() if self.kept else BIG)
 
     def _set_items(self, target: Any, items: list[Any], at: int, opname: str) -> None:
         if self._true_len(items) % 2:
-            raise _Malformed(f"odd number of items for {opname}", at)
+            raise Malformed(f"odd number of items for {opname}", at)
         if self.mode == "shadow":
             return
-        if isinstance(target, _Dict):
+        if isinstance(target, DictValue):
             if target.overflow:
                 return
             kept = self._items(items) if len(target.pairs) * 2 + len(items) <= self.keep_items * 2 else None
@@ -336,7 +282,7 @@ class _Sim(_Machine):
 
     def _op_DICT(self, _: None, at: int) -> None:
         items = self._pop_mark(at)
-        d = _Dict()
+        d = DictValue()
         self._set_items(d, items, at, "DICT")
         self._push(d)
 
@@ -367,7 +313,8 @@ class _Sim(_Machine):
     def _op_STACK_GLOBAL(self, _: None, at: int) -> None:
         name = self._pop(at)
         module = self._pop(at)
-        self._push(self._import(self._materialise(module, at), self._materialise(name, at), at, "STACK_GLOBAL"))
+        r = self.r
+        self._push(self._import(materialise(r, module, at), materialise(r, name, at), at, "STACK_GLOBAL"))
 
     def _op_INST(self, pair: tuple[str, str], at: int) -> None:
         g = self._import(pair[0], pair[1], at, "INST")
@@ -377,8 +324,8 @@ class _Sim(_Machine):
     def _op_OBJ(self, _: None, at: int) -> None:
         items = self._pop_mark(at)
         if not items:
-            raise _Malformed("OBJ without a class", at)
-        cls = LOST if items[0].__class__ is _Run else items[0]
+            raise Malformed("OBJ without a class", at)
+        cls = LOST if items[0].__class__ is Run else items[0]
         self._push(self._call(cls, tuple(items[1:]) if len(items) <= self.keep_items else None, at, "OBJ"))
 
     def _op_REDUCE(self, _: None, at: int) -> None:
@@ -395,7 +342,7 @@ class _Sim(_Machine):
         kwargs = self._pop(at)
         args = self._pop(at)
         cls = self._pop(at)
-        if isinstance(kwargs, _Dict) and not kwargs.pairs and not kwargs.overflow:
+        if isinstance(kwargs, DictValue) and not kwargs.pairs and not kwargs.overflow:
             kwargs = None
         self._push(self._call(cls, args if kwargs is None else BIG, at, "NEWOBJ_EX"))
 
@@ -406,15 +353,7 @@ class _Sim(_Machine):
             self._push(self._import(key[0], key[1], at, opname))
             return
         self.imports += 1
-        if self.sink is not None:
-            self.sink.issue(
-                _SEV_HIGH,
-                "pickle.unknown-extension",
-                f"{opname} imports extension code {code}, which is not registered here; "
-                "the loading machine's copyreg registry decides what it imports",
-                extension=code,
-                offset=at,
-            )
+        self.events.extension(code, at, opname)
         self._push(LOST)
 
     def _op_EXT1(self, code: int, at: int) -> None:
@@ -431,7 +370,7 @@ class _Sim(_Machine):
             try:
                 line.decode("ascii")
             except UnicodeDecodeError:
-                raise _Malformed("a PERSID argument that is not ASCII", at) from None
+                raise Malformed("a PERSID argument that is not ASCII", at) from None
         self._push(RESULT)
 
     def _op_BINPERSID(self, _: None, at: int) -> None:
@@ -443,9 +382,9 @@ class _Sim(_Machine):
     def _op_BUILD(self, _: None, at: int) -> None:
         state = self._pop(at)
         inst = self._top(at)
-        if isinstance(inst, _Global):
+        if isinstance(inst, Global):
             self._mutation(inst, at, "BUILD")
-        elif isinstance(inst, _Obj) and self.mode != "shadow":
+        elif isinstance(inst, Tracked) and self.mode != "shadow":
             inst.state = state
             if inst.kind == "joblib":
                 self.stack[-1] = RESULT
@@ -454,27 +393,27 @@ class _Sim(_Machine):
 
     # -- joblib arrays -------------------------------------------------------------------------------
 
-    def _joblib_array(self, wrapper: _Obj, at: int) -> None:
+    def _joblib_array(self, wrapper: Tracked, at: int) -> None:
         state = wrapper.state
-        if not isinstance(state, _Dict) or state.overflow:
-            raise _Malformed("a joblib array wrapper whose state cannot be read", at)
+        if not isinstance(state, DictValue) or state.overflow:
+            raise Malformed("a joblib array wrapper whose state cannot be read", at)
         fields = {k: v for k, v in state.pairs if isinstance(k, str)}
         shape = fields.get("shape")
         if not isinstance(shape, tuple) or not all(type(x) is int and x >= 0 for x in shape):
-            raise _Malformed("a joblib array wrapper without a literal shape", at)
-        info = _dtype_info(fields.get("dtype"))
+            raise Malformed("a joblib array wrapper without a literal shape", at)
+        info = dtype_info(fields.get("dtype"))
         if info is None:
-            raise _Malformed("a joblib array wrapper whose dtype cannot be read", at)
+            raise Malformed("a joblib array wrapper whose dtype cannot be read", at)
         subclass = fields.get("subclass")
-        if not isinstance(subclass, _Global):
-            raise _Malformed("a joblib array wrapper without an array class", at)
+        if not isinstance(subclass, Global):
+            raise Malformed("a joblib array wrapper without an array class", at)
         align = fields.get("numpy_array_alignment_bytes")
         if align is not None and type(align) is not int:
-            raise _Malformed("a joblib array wrapper with a bad alignment", at)
+            raise Malformed("a joblib array wrapper with a bad alignment", at)
         r = self.r
         here = r.tell()
         if self.frame_end is not None and here < self.frame_end:
-            raise _Malformed("joblib array data placed inside a pickle frame", at)
+            raise Malformed("joblib array data placed inside a pickle frame", at)
         count = 1
         for x in shape:
             count *= x
@@ -482,8 +421,8 @@ class _Sim(_Machine):
         if hasobject:
             # joblib writes the array with pickle.dump (protocol 2) right here: scan that pickle.
             if self.depth >= MAX_NESTING:
-                raise _Malformed("joblib object arrays nested too deeply", at)
-            nested = _Sim(r, self.sink, mode="plain", depth=self.depth + 1, work=self.work)
+                raise Malformed("joblib object arrays nested too deeply", at)
+            nested = Simulator(r, self.events, mode="plain", depth=self.depth + 1, work=self.work)
             nested.context = self.context
             nested.pickle_index = self.pickle_index
             try:
@@ -494,7 +433,7 @@ class _Sim(_Machine):
         first = r.peek()
         size = count * itemsize
         region = size + (1 + (first or 0) if align is not None else 0)
-        if first is not None and first in _VALID_OPCODES and self.sink is not None:
+        if first is not None and first in VALID_OPCODES:
             self._shadow(here, here + region)
         if align is not None:
             pad = r.byte()
@@ -507,87 +446,39 @@ class _Sim(_Machine):
         window = None
         if self.r.stream:  # a decompressing stream: look ahead in memory instead of seeking back
             window = self.r.peek_bytes(min(end - start, SHADOW_WINDOW))
-            reader = _Reader(io.BytesIO(), start, start + len(window), stream=False)
+            reader = Reader(io.BytesIO(), start, start + len(window), stream=False)
             reader.buf = window
         else:
-            reader = _Reader(self.r.fp, start, end, stream=False)
-        sim = _Sim(reader, self.sink, mode="shadow", depth=self.depth + 1, work=self.work)
+            reader = Reader(self.r.fp, start, end, stream=False)
+        sim = Simulator(reader, self.events, mode="shadow", depth=self.depth + 1, work=self.work)
         # Copies of the stacks (a folded bottom holds a count that pops change); containers stay shared,
         # so the shadow never mutates them (see _extend, _set_items and BUILD).
-        sim.stack = _copy_segment([*self.stack[:-1], RESULT])
-        sim.meta = [_copy_segment(seg) for seg in self.meta]
+        sim.stack = copy_segment([*self.stack[:-1], RESULT])
+        sim.meta = [copy_segment(seg) for seg in self.meta]
         sim.memo = list(self.memo)
         sim.memo_far = dict(self.memo_far)
         sim.proto = self.proto
         sim.pickle_index = self.pickle_index
         try:
-            sim._continue()
-        except _TooCostly:
+            sim.resume()
+        except TooCostly:
             raise
-        except _Truncated:
-            if window is not None and start + len(window) < end and self.sink is not None:
-                self.sink.issue(
-                    _SEV_HIGH,
-                    "pickle.malformed",
-                    f"cannot be proven safe: joblib array data still parses as opcodes after {len(window)} bytes",
-                    offset=start,
-                    context=SHADOW_CONTEXT,
+        except Truncated:
+            if window is not None and start + len(window) < end:
+                self.events.problem(
+                    f"joblib array data still parses as opcodes after {len(window)} bytes", start, SHADOW
                 )
-        except (_Malformed, _Budget):
+        except (Malformed, Enough):
             pass
 
-    def _continue(self) -> None:
-        table = _TABLE
-        r = self.r
-        work = self.work
-        while True:
-            at = r.base + r.pos
-            code = r.byte()
-            entry = table[code]
-            if entry is None:
-                return
-            work.ops_left -= 1
-            if work.ops_left < 0:
-                work.exhausted = True
-                raise _TooCostly("more opcodes than the scan's budget (an opcode bomb?)", at)
-            arg_reader, handler = entry
-            if handler(self, arg_reader(self) if arg_reader is not None else None, at):
-                return
 
-
-def _build_table() -> list[Any]:
-    """Opcode byte -> (argument reader, handler), from the table of opcodes and their argument formats."""
-    readers = {
-        "uint1": _Sim._a_uint1,
-        "uint2": _Sim._a_uint2,
-        "int4": _Sim._a_int4,
-        "uint4": _Sim._a_uint4,
-        "uint8": _Sim._a_uint8,
-        "long1": _Sim._a_long1,
-        "long4": _Sim._a_long4,
-        "decimalnl_short": _Sim._a_line,
-        "decimalnl_long": _Sim._a_line,
-        "floatnl": _Sim._a_line,
-        "float8": _Sim._a_float8,
-        "stringnl": _Sim._a_stringnl,
-        "stringnl_noescape": _Sim._a_line,
-        "stringnl_noescape_pair": _Sim._a_pair,
-        "string1": _Sim._a_string1,
-        "string4": _Sim._a_string4,
-        "bytes1": _Sim._a_bytes1,
-        "bytes4": _Sim._a_bytes4,
-        "bytes8": _Sim._a_bytes8,
-        "bytearray8": _Sim._a_bytes8,
-        "unicodestringnl": _Sim._a_unicodenl,
-        "unicodestring1": _Sim._a_unicode1,
-        "unicodestring4": _Sim._a_unicode4,
-        "unicodestring8": _Sim._a_unicode8,
-    }
+def _table() -> list[Any]:
+    """Opcode byte -> (operand decoder, handler), from the table of opcodes and their argument formats."""
     table: list[Any] = [None] * 256
     for code, name, arg in OPCODES:
-        handler = getattr(_Sim, "_op_" + name)  # every opcode has a handler
-        table[ord(code)] = (readers[arg] if arg is not None else None, handler)
+        handler = getattr(Simulator, "_op_" + name)  # every opcode has a handler
+        table[ord(code)] = (ARGUMENTS[arg] if arg is not None else None, handler)
     return table
 
 
-_TABLE = _build_table()
+Simulator.TABLE = _table()

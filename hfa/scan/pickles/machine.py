@@ -1,0 +1,285 @@
+"""The simulated unpickler's machine: its state (stack, marks, memo), the loop that runs opcodes,
+and the events it emits when a pickle imports a global, calls something or changes an imported
+object (:mod:`hfa.scan.pickles.events`). What each opcode does is in
+:mod:`hfa.scan.pickles.handlers`; what is unsafe is decided by an observer, never here.
+"""
+
+from __future__ import annotations
+
+from hfa.scan.denylist import importable
+from hfa.scan.limits import Work
+from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
+from hfa.scan.pickles.events import MAIN, SHADOW, Observer
+from hfa.scan.pickles.values import (
+    ARRAY_CLASSES,
+    DTYPE_CLASSES,
+    JOBLIB_WRAPPERS,
+    KEEP_BUDGET,
+    KEEP_ITEMS,
+    LOST,
+    RECONSTRUCTORS,
+    RESULT,
+    STACK_CAP,
+    Global,
+    Run,
+    Tracked,
+)
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
+    from hfa.scan.pickles.reader import Reader
+
+_IGNORE = Observer()
+
+# A value pushed and popped at once does nothing: runs of such pairs (an opcode bomb's padding)
+# are skipped at the speed of a byte comparison instead of two handler calls per pair. They are
+# still charged to the file's budget, 1 opcode per 16 bytes: no real pickle holds such runs.
+NOOP_PAIRS = frozenset({b"N0", b"\x880", b"\x890", b")0", b"]0", b"}0", b"\x8f0", b"(1"})
+_noop_run: Any = None
+
+
+class Machine:
+    """A simulated unpickler's state and loop; :class:`~hfa.scan.pickles.handlers.Simulator` adds the opcodes.
+
+    ``events`` hears what the run does (default: nobody, as in a probe). ``mode`` is how the bytes
+    are read: ``scan`` (joblib's unpickler: inline array data followed), ``plain`` (pickle.load),
+    ``probe`` (is this a pickle at all? stops after ``budget`` opcodes) or ``shadow`` (array
+    bytes read as more opcodes of the pickle before them).
+    """
+
+    TABLE: ClassVar[list[Any]]  # opcode byte -> (operand decoder, handler): set by the subclass that has the handlers
+
+    def __init__(
+        self,
+        reader: Reader,
+        events: Observer | None = None,
+        *,
+        mode: str = "scan",  # "scan" | "probe" | "shadow" | "plain"
+        budget: int = 0,
+        depth: int = 0,
+        collect: bool = False,
+        keep_items: int = KEEP_ITEMS,
+        work: Work | None = None,
+    ) -> None:
+        self.r = reader
+        self.work = work if work is not None else Work(None if reader.end is None else reader.end - reader.base)
+        self.events = events if events is not None else _IGNORE
+        self.mode = mode
+        self.joblib = mode in ("scan",)  # joblib arrays are read inline only by joblib's own unpickler
+        self.budget = budget
+        self.depth = depth
+        self.collect = collect
+        self.keep_items = keep_items
+        self.context = SHADOW if mode == "shadow" else MAIN
+        self.pickle_index = 0
+        self.ops = 0
+        self.ops_in_pickle = 0
+        self.imports = 0
+        self.soft: list[tuple[str, int]] = []
+        self.stop_values: list[Any] = []
+        self.pids: list[Any] = []
+        self.stack: list[Any] = []
+        self.meta: list[list[Any]] = []
+        self.memo: list[Any] = []  # keys 0..n-1, as picklers write them
+        self.memo_far: dict[int, Any] = {}  # any other key (always >= len(memo))
+        self.kept = KEEP_BUDGET
+        self.proto = 0
+        self.frame_end: int | None = None
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run_pickle(self) -> Any:
+        """Run one pickle to its STOP; return the value it stops with."""
+        self.stack = []
+        self.meta = []
+        self.memo = []
+        self.memo_far = {}
+        self.proto = 0
+        self.frame_end = None
+        self.ops_in_pickle = 0
+        table = self.TABLE
+        r = self.r
+        budget = self.budget
+        ops = start = self.ops
+        work = self.work
+        limit = start + (budget or max(work.ops_left, 0))
+        try:
+            while True:
+                p = r.pos
+                if p < len(r.buf):
+                    code = r.buf[p]
+                    r.pos = p + 1
+                    at = r.base + p
+                else:
+                    at = r.base + p
+                    try:
+                        code = r.byte()
+                    except Truncated:
+                        raise Truncated("the stream ends before STOP (truncated pickle)", at) from None
+                entry = table[code]
+                if entry is None:
+                    raise Malformed(f"unknown opcode 0x{code:02x}", at)
+                ops += 1
+                if ops > limit:
+                    if budget:
+                        raise Enough
+                    work.exhausted = True
+                    raise TooCostly(f"more opcodes than the scan's budget of {limit - start} (an opcode bomb?)", at)
+                arg_reader, handler = entry
+                if handler(self, arg_reader(r) if arg_reader is not None else None, at):
+                    return self.stop_values[-1] if self.stop_values else None
+        finally:
+            self.ops = ops
+            self.ops_in_pickle = ops - start
+            if not budget:
+                work.ops_left -= ops - start
+
+    def resume(self) -> None:
+        """Run on from the reader's position with the state as it is, until STOP or a byte that is no opcode."""
+        table = self.TABLE
+        r = self.r
+        work = self.work
+        while True:
+            at = r.base + r.pos
+            code = r.byte()
+            entry = table[code]
+            if entry is None:
+                return
+            work.ops_left -= 1
+            if work.ops_left < 0:
+                work.exhausted = True
+                raise TooCostly("more opcodes than the scan's budget (an opcode bomb?)", at)
+            arg_reader, handler = entry
+            if handler(self, arg_reader(r) if arg_reader is not None else None, at):
+                return
+
+    # -- stack helpers ---------------------------------------------------------------------------
+
+    def _push(self, v: Any) -> None:
+        st = self.stack
+        st.append(v)
+        if len(st) > STACK_CAP:
+            half = STACK_CAP // 2
+            head = st[:half]
+            count = sum(x.count if isinstance(x, Run) else 1 for x in head)
+            del st[:half]
+            st.insert(0, Run(count))
+
+    def _pop(self, at: int) -> Any:
+        st = self.stack
+        if not st:
+            raise Malformed("stack underflow", at)
+        v = st.pop()
+        if st or v.__class__ is not Run:
+            return v
+        if v.count > 1:
+            v.count -= 1
+            st.append(v)
+        return LOST
+
+    def _top(self, at: int) -> Any:
+        st = self.stack
+        if not st:
+            raise Malformed("stack underflow", at)
+        v = st[-1]
+        return LOST if v.__class__ is Run else v
+
+    def _pop_mark(self, at: int) -> list[Any]:
+        if not self.meta:
+            raise Malformed("an opcode needs a MARK that is not there (mark stack underflow)", at)
+        items = self.stack
+        self.stack = self.meta.pop()
+        return items
+
+    @staticmethod
+    def _true_len(items: list[Any]) -> int:
+        if items and items[0].__class__ is Run:
+            return len(items) - 1 + int(items[0].count)
+        return len(items)
+
+    def _items(self, items: list[Any]) -> list[Any] | None:
+        """The items as values, or None if too many to keep (or the stream's budget is spent)."""
+        n = len(items)
+        if n > self.keep_items or self.kept < n or (items and items[0].__class__ is Run):
+            return None
+        self.kept -= n
+        return items
+
+    # -- imports and calls -----------------------------------------------------------------------
+
+    def _import(self, module: str, name: str, at: int, opname: str) -> Global:
+        if self.mode in ("probe", "shadow") and not (importable(module) and importable(name)):
+            # A loader would fail to import this; in a probe or a shadow scan that means "not a pickle".
+            raise Malformed("not a name an unpickler could import", at)
+        self.imports += 1
+        key = (module, name)
+        kind = ""
+        if key in JOBLIB_WRAPPERS:
+            kind = "joblib"
+        elif key in DTYPE_CLASSES:
+            kind = "dtype"
+        elif key in ARRAY_CLASSES:
+            kind = "array"
+        elif key in RECONSTRUCTORS:
+            kind = "reconstructor"
+        g = Global(module, name, at, kind)
+        self.events.imported(g, opname, self.pickle_index, self.context)
+        return g
+
+    def _call(self, func: Any, args: Any, at: int, opname: str) -> Any:
+        """The value a call leaves on the stack: a followed object (a dtype, a joblib wrapper) or RESULT."""
+        self.events.called(func, args, at, opname, self.context)
+        if isinstance(func, Global):
+            if func.kind == "dtype" and isinstance(args, tuple):
+                return Tracked("dtype", args)
+            if func.kind == "joblib":
+                # Any instance counts: joblib reads array bytes after BUILD on whatever instance.
+                return Tracked("joblib")
+            if (
+                func.kind == "reconstructor"
+                and isinstance(args, tuple)
+                and len(args) == 3
+                and isinstance(args[0], Global)
+                and args[0].kind == "joblib"
+            ):
+                return Tracked("joblib")
+        return RESULT
+
+    def _mutation(self, target: Any, at: int, opname: str) -> None:
+        self.events.mutated(target, at, opname, self.context)
+
+    # -- runs of no-ops -------------------------------------------------------------------------
+
+    def _skip_noops(self) -> None:
+        """Move the reader past the run of no-op pairs at its position (within its buffer)."""
+        global _noop_run
+        r = self.r
+        buf, pos = r.buf, r.pos
+        pair = buf[pos : pos + 2]
+        lo = 1  # the run holds at least lo copies of pair and fewer than hi
+        while buf.startswith(pair * (lo * 2), pos):
+            lo *= 2
+        hi = lo * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if buf.startswith(pair * mid, pos):
+                lo = mid
+            else:
+                hi = mid
+        end = pos + 2 * lo
+        if buf[end : end + 2] in NOOP_PAIRS:  # pairs of several kinds: one regular-expression match
+            if _noop_run is None:
+                import re  # only for files that hold mixed runs: never a real pickle
+
+                _noop_run = re.compile(rb"(?:[N\x88\x89)\]}\x8f]0|\(1)+")
+            match = _noop_run.match(buf, end)
+            if match is not None:
+                end = match.end()
+        r.pos = end
+        work = self.work
+        work.ops_left -= (end - pos) >> 4
+        if work.ops_left < 0 and not self.budget:
+            work.exhausted = True
+            raise TooCostly("more opcodes than the scan's budget (an opcode bomb?)", r.base + end)
