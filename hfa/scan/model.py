@@ -1,6 +1,6 @@
 """What every scanner returns: findings with a severity, and the policy they were judged by.
 
-The scanner's modules (this one, :mod:`hfa.scan.archive`, :mod:`hfa.scan.pickle` and the parts
+The scanner's modules (this one, :mod:`hfa.scan.archive`, :mod:`hfa.scan.pickles` and the parts
 they use) import nothing but ``struct``, ``zlib``, ``io`` and ``enum`` from the standard library
 at run time: no ``typing``, ``dataclasses``, ``re`` or ``pickletools``, which together cost more
 than scanning a PyTorch checkpoint does (bench/bench_scan.py). A process that scans one file
