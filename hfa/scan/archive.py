@@ -28,7 +28,6 @@ import io
 import struct
 
 from hfa.scan.containers import HANDLERS, scan_polyglot_zip
-from hfa.scan.legacytorch import LEGACY_MAGIC, scan_legacy_torch
 from hfa.scan.limits import MAX_DEPTH, Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickles import VALID_OPCODES, PickleReport, probe_pickle, scan_pickles
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
 
 MAX_NPY_HEADER = 1 << 20
 SPOOL_MEMORY = 16 << 20
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch.save file holds it
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,6 +221,8 @@ def _scan_pickle_file(
         return
     magic = first.stop_values[0] if first.stop_values else None
     if type(magic) is int and magic == LEGACY_MAGIC:
+        from hfa.scan.legacytorch import scan_legacy_torch  # only for a legacy torch.save file
+
         scan_legacy_torch(fp, display, out, first.end, end, stream)
     else:
         out.pickles(fp, display, start=first.end, end=end, first_index=1, stream=stream, continuation=True)

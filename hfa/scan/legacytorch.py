@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
     from hfa.scan.archive import FileScan
 
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 # Element sizes of the storage classes a legacy torch file names in its persistent ids.
 STORAGE_ELEMENT_SIZE = {
     "DoubleStorage": 8,
