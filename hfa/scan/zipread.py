@@ -40,6 +40,8 @@ def _find_end(fp: BinaryIO, start: int, end: int) -> tuple[int, tuple[int, ...]]
 
 
 class Member:
+    """One entry of the central directory: its name (raw and decoded), flags, method, sizes and local header offset."""
+
     __slots__ = ("csize", "flags", "local_offset", "method", "name", "raw_name", "usize")
 
     def __init__(
