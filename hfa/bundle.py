@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 from hfa import __version__, jsonsafe
 from hfa.cache.hashing import SHA1_RE, SHA256_RE
-from hfa.cache.layout import RepoDir, atomic_write_text, check_relpath
+from hfa.cache.layout import RepoDir, atomic_write_text, check_ref_name, check_relpath
 from hfa.errors import CheckFailed, LocalError, UsageError
 from hfa.lock import lockfile
 from hfa.lock.lockfile import Lock, LockedFile, LockedRepo
@@ -245,8 +245,8 @@ def _read_manifest(tar: tarfile.TarFile) -> tuple[Lock, dict[str, BlobEntry]]:
     assert fp is not None
     try:
         doc = jsonsafe.loads(fp.read().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BundleRefused("the manifest is not valid JSON") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BundleRefused(f"the manifest is not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BundleRefused("this is not an hfa bundle")
     if doc.get("version") != VERSION:
@@ -457,6 +457,7 @@ def check_layout(cache_dir: Path, lock: Lock) -> None:
     for entry in lock.repos:
         try:
             check_relpath(entry.revision)
+            check_ref_name(entry.revision)
         except UsageError:
             raise BundleRefused(f"{entry.display}: revision {entry.revision!r} is not a valid ref name") from None
         paths = {f.path for f in entry.files}

@@ -40,15 +40,19 @@ def default_cache_dir() -> Path:
 
 
 def normalize_endpoint(value: str) -> str:
+    """``value`` as an endpoint base URL, or a usage error that never shows its ``user:password@``."""
     value = value.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(
-            f"Invalid endpoint '{value}'",
-            "give a URL such as https://huggingface.co or http://127.0.0.1:8080",
-        )
+    shown = public_url(value)
+    fix = "give a URL such as https://huggingface.co or http://127.0.0.1:8080"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError as exc:
+        raise UsageError(f"Invalid endpoint '{shown}': {exc}", fix) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"Invalid endpoint '{shown}'", fix)
     if parts.query or parts.fragment:
-        raise UsageError(f"Invalid endpoint '{value}': no query or fragment allowed", "give the base URL only")
+        raise UsageError(f"Invalid endpoint '{shown}': no query or fragment allowed", "give the base URL only")
     return value
 
 

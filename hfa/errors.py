@@ -12,18 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 
 def public_url(url: str) -> str:
-    """``url`` without its ``user:password@`` part: the only form of a URL hfa puts in a message."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.rpartition("@")[2] if "@" in url else url
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
+    """``url`` without its ``user:password@`` part: the only form of a URL hfa puts in a message.
+
+    Works on anything that looks like a URL, with or without a scheme, parseable or not
+    (``u:pw@host``, ``ftp://u:pw@[::1``): what is refused as a URL is still printed.
+    """
+    import re
+
+    return re.sub(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?)[^/@?#]*@", r"\1", url)
 
 
 class ExitCode(IntEnum):

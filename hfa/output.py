@@ -15,6 +15,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import IO, Any
 
+# Text from outside (a server's error message, a repo id, a file name) may carry terminal
+# control sequences that retitle or clear the user's terminal, or bidi overrides that make a
+# name read as another: C0 and C1 controls, DEL and the bidi controls are shown as escapes.
+_UNPRINTABLE = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _UNPRINTABLE}
+
+
+def printable(text: str, *, keep: str = "\n\t") -> str:
+    """``text`` with control characters (but those in ``keep``) written as ``\\xNN`` / ``\\uNNNN``."""
+    if text.isprintable():
+        return text
+    table = _ESCAPES if not keep else {c: e for c, e in _ESCAPES.items() if chr(c) not in keep}
+    return text.translate(table)
+
 
 class OutputClosed(Exception):
     """stdout was closed by its reader: nobody reads what is left, so the command stops quietly."""
@@ -92,6 +106,10 @@ class Output:
                 text = text.replace(secret, "***")
         return text
 
+    def clean(self, text: str, *, keep: str = "\n\t") -> str:
+        """``text`` redacted and made safe for a terminal (see :func:`printable`)."""
+        return printable(self.redact(text), keep=keep)
+
     # -- terminals ---------------------------------------------------------
     @staticmethod
     def _isatty(stream: IO[str]) -> bool:
@@ -152,7 +170,7 @@ class Output:
         if self.json_mode:
             return
         with _to_stdout():
-            self.stdout.write(self.redact(text) + "\n")
+            self.stdout.write(self.clean(text) + "\n")
             self.stdout.flush()
 
     def table(
@@ -166,7 +184,8 @@ class Output:
         """A rich table on a terminal; tab-separated lines with a header when piped."""
         if self.json_mode:
             return
-        rows = [["" if cell is None else self.redact(str(cell)) for cell in row] for row in rows]
+        # a cell holds no tab or line break of its own: it would split the row when piped
+        rows = [["" if cell is None else self.clean(str(cell), keep="") for cell in row] for row in rows]
         if not self.stdout_is_terminal:
             with _to_stdout():
                 self.stdout.write("\t".join(columns) + "\n")
@@ -186,7 +205,7 @@ class Output:
 
     # -- stderr: logs --------------------------------------------------------
     def _log(self, prefix: str, message: str, style: str | None = None) -> None:
-        text = self.redact(message)
+        text = self.clean(message)
         if self.stderr_is_terminal and self.color and style:
             self._console(err=True).print(f"[{style}]{prefix}[/{style}]{_escape(text)}")
         else:

@@ -411,6 +411,10 @@ def _fifteen(extra: dict[str, bytes]) -> dict[str, bytes]:
         ("deep-file-and-folder", _fifteen({"a/b": b"1", "a/b/c/d": b"2"}), "main", "both a file and a folder"),
         ("revision-slash", _fifteen({"config.json": b"{}", "x.txt": b"x"}), "main/", "not a valid ref name"),
         ("revision-dot", _fifteen({"config.json": b"{}", "x.txt": b"x"}), "v1/./x", "not a valid ref name"),
+        # names git refuses (git check-ref-format): refs are files, never written from such a name
+        ("revision-dotdot", _fifteen({"config.json": b"{}", "x.txt": b"x"}), "a..b", "not a valid ref name"),
+        ("revision-lock", _fifteen({"config.json": b"{}", "x.txt": b"x"}), "main.lock", "not a valid ref name"),
+        ("revision-at", _fifteen({"config.json": b"{}", "x.txt": b"x"}), "@", "not a valid ref name"),
     ],
 )
 def test_self_contradicting_lock_publishes_nothing(

@@ -76,6 +76,27 @@ def check_relpath(path: str) -> PurePosixPath:
     return PurePosixPath(path)
 
 
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+
+
+def check_ref_name(name: str) -> str:
+    """``name`` if git would accept it as a ref name (``git check-ref-format --allow-onelevel``).
+
+    Refs become files under ``refs/``: a name git refuses (``a..b``, ``x.lock``, ``.hidden``,
+    ``main/``, ``@``) is refused here, before anything is written.
+    """
+    parts = name.split("/")
+    if (
+        not name
+        or name == "@"
+        or name.endswith((".", "/"))
+        or _REF_FORBIDDEN.search(name)
+        or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)
+    ):
+        raise UsageError(f"Invalid ref name {name!r}", "a branch or tag name as git accepts it, e.g. main or v1.0")
+    return name
+
+
 def safe_join(root: Path, relpath: str) -> Path:
     """``root/relpath``, refusing anything that would resolve outside ``root``."""
     rel = check_relpath(relpath)
@@ -369,6 +390,7 @@ class CacheWriter:
         return real == os.path.realpath(self.blob_path(etag)) and self.has_blob(etag, size)
 
     def write_ref(self, name: str, commit: str) -> None:
+        check_ref_name(name)
         self.check_folders(self.repo.path, self.repo.refs)
         if self.repo.read_ref(name) == commit:
             return
