@@ -13,9 +13,10 @@ from hfa.hub.download import verify_bytes
 from hfa.pull import plan
 from hfa.resolve.card import CardData, parse_card
 from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.kinds import classify, gguf_quants
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.resolver import read_cached
-from hfa.resolve.selection import Selection, SelectOptions, classify, gguf_quants
+from hfa.resolve.selection import Selection, SelectOptions
 
 CARD_FIELDS = ("license", "pipeline_tag", "library_name", "base_model", "datasets", "language", "tags")
 

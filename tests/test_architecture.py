@@ -38,6 +38,8 @@ HELD = {
     "hfa.errors",
     "hfa.cache",
     "hfa.verify",
+    "hfa.resolve",
+    "hfa.lock",
     "hfa.scan",
 }
 

@@ -27,7 +27,6 @@ The rules, in the order they apply:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from fnmatch import fnmatchcase
@@ -37,102 +36,47 @@ from hfa import jsonsafe
 from hfa.cache.layout import check_relpath
 from hfa.errors import CheckFailed, UsageError
 from hfa.resolve.files import RemoteFile
-
-FRAMEWORKS = ("pt", "safetensors", "tf", "flax", "onnx", "openvino", "gguf")
-"""What ``--framework`` accepts. ``pt`` means pickle files (``.bin``, ``.pt``, ``.pth``, ``.ckpt``)."""
-
-KINDS = (
-    "safetensors",
-    "pickle",
-    "gguf",
-    "onnx",
-    "tf",
-    "flax",
-    "rust",
-    "openvino",
-    "coreml",
-    "index",
-    "config",
-    "tokenizer",
-    "code",
-    "docs",
-    "other",
+from hfa.resolve.kinds import (
+    DEFAULT_ORDER,
+    FRAMEWORK_KIND,
+    FRAMEWORKS,
+    KIND_FRAMEWORK,
+    KINDS,
+    SHARD_RE,
+    VARIANT_RE,
+    WEIGHT_KINDS,
+    basename,
+    classify,
+    folder_of,
+    gguf_quants,
+    index_kind,
+    is_mmproj,
+    quant_matches,
+    weight_variant,
 )
-"""Every value :func:`classify` returns."""
 
-WEIGHT_KINDS = frozenset({"safetensors", "pickle", "gguf", "onnx", "tf", "flax", "rust", "openvino", "coreml"})
-"""Kinds that hold model weights; a model pulls one (or the requested) framework of them."""
+# What callers have always imported from here (the file kinds now live in hfa.resolve.kinds).
+__all__ = [
+    "FRAMEWORKS",
+    "KINDS",
+    "REPO_TYPES",
+    "SMALL_FILE_LIMIT",
+    "WEIGHT_KINDS",
+    "Decision",
+    "ReadIndex",
+    "SelectOptions",
+    "Selection",
+    "classify",
+    "gguf_quants",
+    "index_kind",
+    "select",
+    "weight_variant",
+]
 
 SMALL_FILE_LIMIT = 1 << 20
 """Files of unknown kind below this many bytes are always taken (1 MiB)."""
 
 REPO_TYPES = ("model", "dataset", "space")
-
-_FRAMEWORK_KIND = {
-    "pt": "pickle",
-    "safetensors": "safetensors",
-    "tf": "tf",
-    "flax": "flax",
-    "onnx": "onnx",
-    "openvino": "openvino",
-    "gguf": "gguf",
-}
-_KIND_FRAMEWORK = {kind: framework for framework, kind in _FRAMEWORK_KIND.items()}
-# Without --framework, the first of these present is the repository's weights.
-_DEFAULT_ORDER = ("safetensors", "pickle", "gguf", "onnx", "tf", "flax", "openvino")
-
-_EXT_KIND = {
-    ".safetensors": "safetensors",
-    ".bin": "pickle",
-    ".pt": "pickle",
-    ".pth": "pickle",
-    ".ckpt": "pickle",
-    ".pkl": "pickle",
-    ".pickle": "pickle",
-    ".gguf": "gguf",
-    ".ggml": "gguf",
-    ".h5": "tf",
-    ".keras": "tf",
-    ".tflite": "tf",
-    ".msgpack": "flax",
-    ".ot": "rust",
-    ".mlmodel": "coreml",
-    ".mlpackage": "coreml",
-}
-_TF_NAMES = frozenset({"saved_model.pb", "keras_metadata.pb", "variables.index"})
-_TOKENIZER_NAMES = frozenset(
-    {
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "merges.txt",
-        "special_tokens_map.json",
-        "added_tokens.json",
-        "spiece.model",
-    }
-)
-_CONFIG_NAMES = frozenset(
-    {
-        "config.json",
-        "generation_config.json",
-        "modules.json",
-        "model_index.json",
-        "preprocessor_config.json",
-        "sentence_bert_config.json",
-    }
-)
-# model.safetensors.index.json, and diffusers' variant form x.safetensors.index.fp16.json.
-_INDEX_RE = re.compile(r"(?P<base>.+)\.index(?:\.(?P<variant>[A-Za-z0-9_-]+))?\.json\Z")
-# A weight file's name without its extension: stem, then .variant, then -00001-of-00002 (either order).
-_SHARD_SUFFIX_RE = re.compile(r"-\d+-of-\d+$")
-_VARIANT_RE = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
-# model-00001-of-00003.safetensors, pytorch_model-00002-of-00002.bin, ...
-_SHARD_RE = re.compile(r"\d+-of-\d+")
-# Q4_K_M, Q8_0, IQ2_XS, Q4_0_4_4, TQ1_0, F16, BF16, F32, ...; the last one in a name wins.
-_QUANT_RE = re.compile(
-    r"(?<![a-z0-9])((?:i?q|tq)\d+(?:_(?:\d+|k|xxs|xs|s|m|l|xl|nl))*|bf16|fp16|fp32|f16|f32|f64|mxfp4)(?![a-z0-9])",
-    re.IGNORECASE,
-)
-
 ReadIndex = Callable[[str], bytes]
 """Returns the bytes of a repository file (an ``*.index.json``) given its path."""
 
@@ -246,58 +190,6 @@ class Selection:
         return next((d for d in self.decisions if d.path == path), None)
 
 
-def classify(path: str) -> str:
-    """The kind of a repository file, from its name alone (see :data:`KINDS`).
-
-    Folder names count: everything under ``onnx/`` is ONNX, under ``openvino/`` OpenVINO,
-    under ``*.mlpackage/`` Core ML — so an export's own configs come only with its framework.
-    """
-    parts = path.lower().split("/")
-    name, folders = parts[-1], parts[:-1]
-    ext = name[name.rfind(".") :] if "." in name else ""
-    if any(f.endswith((".mlpackage", ".mlmodelc")) for f in folders):
-        return "coreml"
-    if "openvino" in folders or (name.startswith("openvino") and ext in (".xml", ".bin")):
-        return "openvino"
-    if "onnx" in folders or name.endswith((".onnx", ".onnx_data", ".onnx.data")):
-        return "onnx"
-    if _INDEX_RE.match(name):
-        return "index"
-    if ext in _EXT_KIND:
-        return _EXT_KIND[ext]
-    if name in _TF_NAMES or name.startswith("variables.data-"):
-        return "tf"
-    if name in _TOKENIZER_NAMES or name.startswith("vocab.") or ext in (".model", ".tiktoken"):
-        return "tokenizer"
-    if name in _CONFIG_NAMES or fnmatchcase(name, "*config*.json"):
-        return "config"
-    if ext == ".py":
-        return "code"
-    if ext == ".md" or name.startswith("license") or name == ".gitattributes":
-        return "docs"
-    return "other"
-
-
-def index_kind(path: str) -> str | None:
-    """The weight kind a ``*.index.json`` maps (``pytorch_model.bin.index.json`` → pickle), or None."""
-    folder, _, name = path.rpartition("/")
-    m = _INDEX_RE.match(name.lower())
-    if not m:
-        return None
-    kind = classify(f"{folder}/{m['base']}" if folder else m["base"])
-    return kind if kind in WEIGHT_KINDS else None
-
-
-def gguf_quants(paths: Iterable[str]) -> list[str]:
-    """The quantizations named by the GGUF files among ``paths`` (upper case, fewest bits first).
-
-    ``model.Q4_K_M.gguf`` → ``Q4_K_M``; split parts count once; multimodal projectors
-    (``mmproj-*.gguf``) are companions, not quantizations, and are left out.
-    """
-    found = {q for p in paths if classify(p) == "gguf" and not _is_mmproj(p) and (q := _quant_of(p))}
-    return sorted(found, key=_quant_sort_key)
-
-
 def select(
     files: Mapping[str, RemoteFile],
     options: SelectOptions,
@@ -322,7 +214,7 @@ def select(
             raise UsageError(f"Empty {flag} pattern", f"give a glob such as {flag} '*.json'")
     if options.quant is not None and not options.quant.strip():
         raise UsageError("Empty --quant", "give a quantization such as --quant Q4_K_M")
-    if options.variant is not None and not _VARIANT_RE.fullmatch(options.variant):
+    if options.variant is not None and not VARIANT_RE.fullmatch(options.variant):
         raise UsageError(f"Invalid --variant '{options.variant}'", "give a variant name such as --variant fp16")
     paths = sorted(files)
     prefix = _subfolder_prefix(options.subfolder)
@@ -394,23 +286,23 @@ class _ModelRules:
         self.fallback_folders: frozenset[str] = frozenset()
         if requested:
             if not present.intersection(requested):
-                names = " / ".join(_KIND_FRAMEWORK[k] for k in requested)
+                names = " / ".join(KIND_FRAMEWORK[k] for k in requested)
                 raise UsageError(f"No {names} weights {self.where}", _available_hint(present))
             if quant is not None and "gguf" not in requested:
                 raise UsageError("--quant only applies to GGUF weights", "add --framework gguf, or drop --quant")
             self.source, self.chosen = "explicit", frozenset(requested)
-            self.flags = " ".join(f"--framework {_KIND_FRAMEWORK[k]}" for k in requested)
+            self.flags = " ".join(f"--framework {KIND_FRAMEWORK[k]}" for k in requested)
         elif quant is not None:
             if "gguf" not in present:
                 raise UsageError(f"--quant {quant} needs GGUF files, and there are none {self.where}", "drop --quant")
             self.source, self.chosen, self.flags = "quant", frozenset({"gguf"}), f"--quant {quant}"
         else:
-            default = next((k for k in _DEFAULT_ORDER if k in present), None)
+            default = next((k for k in DEFAULT_ORDER if k in present), None)
             self.source, self.chosen, self.flags = "default", frozenset({default} if default else ()), ""
             if default == "safetensors":
                 by_folder: dict[str, set[str]] = {}
                 for path, kind in self.kinds.items():
-                    by_folder.setdefault(_folder(path), set()).add(kind)
+                    by_folder.setdefault(folder_of(path), set()).add(kind)
                 self.fallback_folders = frozenset(
                     f for f, kinds in by_folder.items() if "pickle" in kinds and "safetensors" not in kinds
                 )
@@ -429,7 +321,7 @@ class _ModelRules:
             if kind not in WEIGHT_KINDS or kind == "gguf":
                 continue
             stem, variant = weight_variant(path)
-            group = (_folder(path), kind, stem)
+            group = (folder_of(path), kind, stem)
             self.variant_of[path] = (group, variant)
             groups.setdefault(group, set()).add(variant)
         wanted = self.options.variant
@@ -473,7 +365,7 @@ class _ModelRules:
         missing: set[str] = set()
         for path in scope:
             kind = index_kind(path) if self.kinds[path] == "index" else None
-            folder = _folder(path)
+            folder = folder_of(path)
             if kind is None or kind not in self.chosen_in(folder) or self._variant_skip(path):
                 continue
             if read_index is None:
@@ -495,17 +387,17 @@ class _ModelRules:
         if "gguf" not in self.chosen:
             return
         gguf = [p for p in scope if self.kinds[p] == "gguf"]
-        models = [p for p in gguf if not _is_mmproj(p)]
+        models = [p for p in gguf if not is_mmproj(p)]
         quants = gguf_quants(models)
         quant = self.quant
         if quant is not None:
-            matched = [p for p in models if _quant_matches(quant, p)]
+            matched = [p for p in models if quant_matches(quant, p)]
             if not matched:
                 raise UsageError(f"No GGUF file matches --quant {quant}", _quants_hint(quants))
             for p in gguf:
                 if p in matched:
                     self.gguf[p] = (True, f"gguf weights (--quant {quant})")
-                elif _is_mmproj(p):
+                elif is_mmproj(p):
                     self.gguf[p] = (True, "gguf multimodal projector (used with any quantization)")
                 else:
                     self.gguf[p] = (False, f"skipped: not the {quant} quantization")
@@ -542,10 +434,10 @@ class _ModelRules:
         return False, "skipped: large file of unknown kind (use --include)"
 
     def _weight(self, path: str, kind: str) -> tuple[bool, str]:
-        folder = _folder(path)
+        folder = folder_of(path)
         ref = self.referenced.get(path)
         if ref is not None and ref[1] == kind:
-            return True, f"{kind} shard listed in {_basename(ref[0])}"
+            return True, f"{kind} shard listed in {basename(ref[0])}"
         chosen = self.chosen_in(folder)
         if kind not in chosen:
             return False, self._not_chosen(kind, chosen)
@@ -555,9 +447,9 @@ class _ModelRules:
             return False, why_not
         index = self.indexed.get((folder, kind))
         if index is not None:
-            if _SHARD_RE.search(_basename(path)):
-                return False, f"skipped: shard not referenced by {_basename(index)}"
-            return False, f"skipped: not referenced by {_basename(index)} (use --include)"
+            if SHARD_RE.search(basename(path)):
+                return False, f"skipped: shard not referenced by {basename(index)}"
+            return False, f"skipped: not referenced by {basename(index)} (use --include)"
         why = self.unread.get((folder, kind))
         if why is not None:
             return True, f"{kind} weights ({why}: keeping every shard)"
@@ -572,7 +464,7 @@ class _ModelRules:
         return True, f"{kind} weights (no safetensors or pickle weights {self.where})"
 
     def _not_chosen(self, kind: str, chosen: frozenset[str]) -> str:
-        framework = _KIND_FRAMEWORK.get(kind)
+        framework = KIND_FRAMEWORK.get(kind)
         how = "--include" if framework is None else "--quant" if kind == "gguf" else f"--framework {framework}"
         if self.source != "default":
             return f"skipped: {kind} weights not requested ({self.flags})"
@@ -586,7 +478,7 @@ class _ModelRules:
             if self.files[path].size < SMALL_FILE_LIMIT:
                 return True, "small file of unknown kind"
             return False, "skipped: large file of unknown kind (use --include)"
-        if kind in self.chosen_in(_folder(path)):
+        if kind in self.chosen_in(folder_of(path)):
             if (why_not := self._variant_skip(path)) is not None:
                 return False, why_not
             return True, f"index of {kind} weights"
@@ -615,10 +507,10 @@ def _requested_kinds(frameworks: Iterable[str]) -> tuple[str, ...]:
     kinds: list[str] = []
     for raw in frameworks:
         name = raw.strip().lower()
-        if name not in _FRAMEWORK_KIND:
+        if name not in FRAMEWORK_KIND:
             raise UsageError(f"Unknown framework '{raw}'", f"use one of: {', '.join(FRAMEWORKS)}")
-        if _FRAMEWORK_KIND[name] not in kinds:
-            kinds.append(_FRAMEWORK_KIND[name])
+        if FRAMEWORK_KIND[name] not in kinds:
+            kinds.append(FRAMEWORK_KIND[name])
     return tuple(kinds)
 
 
@@ -641,7 +533,7 @@ def _first_match(patterns: Iterable[str], path: str, prefix: str) -> str | None:
 
     A pattern ending in ``/`` names a folder: ``onnx/`` is ``onnx/*``.
     """
-    name = _basename(path)
+    name = basename(path)
     relative = path[len(prefix) :] if prefix and path.startswith(prefix) else path
     for pattern in patterns:
         glob = pattern + "*" if pattern.endswith("/") else pattern
@@ -660,7 +552,7 @@ def _parse_index(path: str, data: bytes) -> list[str]:
     weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(weight_map, dict):
         raise CheckFailed(f"'{path}' has no 'weight_map' object", hint)
-    folder = _folder(path)
+    folder = folder_of(path)
     shards: set[str] = set()
     for shard in weight_map.values():
         if not isinstance(shard, str):
@@ -673,47 +565,6 @@ def _parse_index(path: str, data: bytes) -> list[str]:
     return sorted(shards)
 
 
-def weight_variant(path: str) -> tuple[str, str | None]:
-    """(stem, variant) of a weight file or index: ``unet/x.fp16-00001-of-00002.safetensors`` →
-    ``("x", "fp16")``, ``model.safetensors.index.fp16.json`` → ``("model", "fp16")``,
-    ``model-00001-of-00002.safetensors`` → ``("model", None)``."""
-    name = _basename(path)
-    variant: str | None = None
-    m = _INDEX_RE.match(name)
-    if m is not None:
-        name, variant = m.group("base"), m.group("variant")
-    base = name.rpartition(".")[0] or name  # drop the extension
-    base = _SHARD_SUFFIX_RE.sub("", base)
-    stem, dot, rest = base.partition(".")
-    if dot:
-        rest = _SHARD_SUFFIX_RE.sub("", rest)
-        variant = variant or rest or None
-    return _SHARD_SUFFIX_RE.sub("", stem), variant
-
-
-def _quant_of(path: str) -> str | None:
-    """The quantization a GGUF path names: the last one in its file name, else in its folders."""
-    folder, _, name = path.rpartition("/")
-    for text in (name, folder):
-        found = _QUANT_RE.findall(text)
-        if found:
-            return str(found[-1]).upper()
-    return None
-
-
-def _quant_matches(quant: str, path: str) -> bool:
-    """``Q4_K_M`` matches ``x.Q4_K_M.gguf`` and ``x-q4_k_m-00001-of-00002.gguf``; ``Q4_K`` does not."""
-    if _quant_of(path) == quant.upper():
-        return True
-    bounded = rf"(?<![A-Za-z0-9_]){re.escape(quant)}(?![A-Za-z0-9_])"
-    return re.search(bounded, path, re.IGNORECASE) is not None
-
-
-def _quant_sort_key(quant: str) -> tuple[int, str]:
-    digits = re.search(r"\d+", quant)
-    return (int(digits.group()) if digits else 0, quant)
-
-
 def _quants_hint(quants: list[str]) -> str:
     if not quants:
         return "the GGUF file names carry no quantization; use --include to pick files"
@@ -721,23 +572,12 @@ def _quants_hint(quants: list[str]) -> str:
 
 
 def _available_hint(present: set[str]) -> str:
-    frameworks = sorted(_KIND_FRAMEWORK[k] for k in present if k in _KIND_FRAMEWORK)
+    frameworks = sorted(KIND_FRAMEWORK[k] for k in present if k in KIND_FRAMEWORK)
     if not frameworks:
         return "there are no weights of a known framework; drop --framework or use --include"
     return f"available: {', '.join(frameworks)}; pick one with --framework, or drop --framework"
 
 
-def _is_mmproj(path: str) -> bool:
-    return _basename(path).lower().startswith("mmproj")
-
-
 def _only(kinds: frozenset[str]) -> str:
     return " / ".join(sorted(kinds))
 
-
-def _folder(path: str) -> str:
-    return path.rpartition("/")[0]
-
-
-def _basename(path: str) -> str:
-    return path.rpartition("/")[2]
