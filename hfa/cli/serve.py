@@ -197,9 +197,7 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             ctx.out.info("Stopping.")
         finally:
-            server._httpd.server_close()
-            if server._httpd.infer is not None:
-                server._httpd.infer.close()
+            server.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             if tmp is not None:

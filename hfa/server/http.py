@@ -150,12 +150,18 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        """Stop a server started with :meth:`start` (its serve loop), then :meth:`close` it."""
         self._httpd.shutdown()
+        self.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Release the socket and the inference models. For a server whose :meth:`serve_forever` ran
+        in the caller's thread (``hfa serve``) and has returned; :meth:`stop` does it for :meth:`start`."""
         self._httpd.server_close()
         if self._httpd.infer is not None:
             self._httpd.infer.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def __enter__(self) -> HubServer:
         return self.start()
