@@ -7,7 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from hfa.cli.options import Ctx, command
+from hfa.cli.options import (
+    CacheDirOpt,
+    Ctx,
+    EndpointOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    TokenOpt,
+    VerboseOpt,
+    guarded,
+)
 
 CHECKS = "Checks"
 
@@ -41,65 +51,95 @@ AllowlistOpt = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "scan")
-    def scan(
-        ctx: Ctx,
-        targets: Annotated[
-            list[str] | None,
-            typer.Argument(
-                help="Files, folders, a huggingface_hub cache, or REPO[@REV] in the cache. Default: the cache.",
-                show_default=False,
-            ),
-        ] = None,
-        fail_on: FailOnOpt = "high",
-        sarif: SarifOpt = None,
-        allowlist: AllowlistOpt = None,
-    ) -> None:
-        """Scan content for pickle dangers, Git-LFS stubs, bad safetensors headers and remote code.
+def scan(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Files, folders, a huggingface_hub cache, or REPO[@REV] in the cache. Default: the cache.",
+            show_default=False,
+        ),
+    ] = None,
+    fail_on: FailOnOpt = "high",
+    sarif: SarifOpt = None,
+    allowlist: AllowlistOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Scan content for pickle dangers, Git-LFS stubs, bad safetensors headers and remote code.
 
-        Content is recognised by its bytes, not its name. Nothing is ever unpickled or executed.
-        """
+    Content is recognised by its bytes, not its name. Nothing is ever unpickled or executed.
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
         from hfa.cli import scanning
 
         scanned = scanning.scan(ctx.settings.cache_dir, targets or [], allowlist)
         scanning.finish_scan(ctx.out, scanned, fail_on, sarif)
 
-    @command(app, "verify")
-    def verify(
-        ctx: Ctx,
-        target: Annotated[
-            str | None,
-            typer.Argument(
-                help="REPO[@REV] in the cache, or a folder/file on disk. Default: the whole cache.", show_default=False
-            ),
-        ] = None,
-        lock: Annotated[
-            Path | None,
-            typer.Option("--lock", help="Verify exactly what this lock names.", dir_okay=False, show_default=False),
-        ] = None,
-        fix: Annotated[
-            bool,
-            typer.Option("--fix", help="Re-fetch missing or corrupt files (online); replace LFS stubs in a folder."),
-        ] = False,
-        no_scan: Annotated[bool, typer.Option("--no-scan", help="Only integrity; skip the content scan.")] = False,
-        repo: Annotated[
-            str | None,
-            typer.Option(
-                "--repo",
-                help="For --fix on a folder: the repo it came from (default: from .git/config).",
-                show_default=False,
-            ),
-        ] = None,
-        fail_on: FailOnOpt = "high",
-        sarif: SarifOpt = None,
-        allowlist: AllowlistOpt = None,
-    ) -> None:
-        """Prove a cache, a repo, a lock's files or a folder sound, offline: hashes, links, stubs, and the scan.
 
-        Every blob's content must hash to its name; every snapshot link must resolve inside the cache;
-        every locked file must be present with the locked hash. `--fix` repairs what it can (online).
-        """
+def verify(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="REPO[@REV] in the cache, or a folder/file on disk. Default: the whole cache.", show_default=False
+        ),
+    ] = None,
+    lock: Annotated[
+        Path | None,
+        typer.Option("--lock", help="Verify exactly what this lock names.", dir_okay=False, show_default=False),
+    ] = None,
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Re-fetch missing or corrupt files (online); replace LFS stubs in a folder."),
+    ] = False,
+    no_scan: Annotated[bool, typer.Option("--no-scan", help="Only integrity; skip the content scan.")] = False,
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            "--repo",
+            help="For --fix on a folder: the repo it came from (default: from .git/config).",
+            show_default=False,
+        ),
+    ] = None,
+    fail_on: FailOnOpt = "high",
+    sarif: SarifOpt = None,
+    allowlist: AllowlistOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Prove a cache, a repo, a lock's files or a folder sound, offline: hashes, links, stubs, and the scan.
+
+    Every blob's content must hash to its name; every snapshot link must resolve inside the cache;
+    every locked file must be present with the locked hash. `--fix` repairs what it can (online).
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
         from hfa import verify as core
         from hfa.cli.scanning import count_text, finish
         from hfa.errors import UsageError
