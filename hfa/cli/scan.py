@@ -1,4 +1,8 @@
-"""``hfa scan`` and ``hfa verify``: content safety and cache integrity, offline."""
+"""``hfa scan`` and ``hfa verify``: content safety and cache integrity, offline.
+
+``hfa scan`` with plain arguments usually runs without this module (hfa.cli.scanning explains
+why); its checks' options are declared from the one table both paths read, ``SCAN_OPTIONS``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hfa.cli import scanning
 from hfa.cli.options import (
     CacheDirOpt,
     Ctx,
@@ -18,22 +23,19 @@ from hfa.cli.options import (
     VerboseOpt,
     guarded,
 )
+from hfa.cli.scanning import SCAN_OPTIONS, count_text, finish
 
 CHECKS = "Checks"
 
 FailOnOpt = Annotated[
     str,
-    typer.Option(
-        "--fail-on",
-        help="Exit 1 when a finding is at or above this level: info, low, medium, high, critical.",
-        rich_help_panel=CHECKS,
-    ),
+    typer.Option(SCAN_OPTIONS["fail_on"].flag, help=SCAN_OPTIONS["fail_on"].help, rich_help_panel=CHECKS),
 ]
 SarifOpt = Annotated[
     Path | None,
     typer.Option(
-        "--sarif",
-        help="Also write the findings as SARIF 2.1.0 to this file.",
+        SCAN_OPTIONS["sarif"].flag,
+        help=SCAN_OPTIONS["sarif"].help,
         dir_okay=False,
         rich_help_panel=CHECKS,
         show_default=False,
@@ -42,8 +44,8 @@ SarifOpt = Annotated[
 AllowlistOpt = Annotated[
     Path | None,
     typer.Option(
-        "--allowlist",
-        help='TOML file extending the pickle allowlist (allow = ["pkg.Class"]); reported.',
+        SCAN_OPTIONS["allowlist"].flag,
+        help=SCAN_OPTIONS["allowlist"].help,
         dir_okay=False,
         rich_help_panel=CHECKS,
         show_default=False,
@@ -84,8 +86,6 @@ def scan(
         verbose=verbose,
     )
     with guarded(ctx.out):
-        from hfa.cli import scanning
-
         scanned = scanning.scan(ctx.settings.cache_dir, targets or [], allowlist)
         scanning.finish_scan(ctx.out, scanned, fail_on, sarif)
 
@@ -141,7 +141,6 @@ def verify(
     )
     with guarded(ctx.out):
         from hfa import verify as core
-        from hfa.cli.scanning import count_text, finish
         from hfa.errors import UsageError
         from hfa.resolve.refs import RepoRef
         from hfa.scan.policy import load_policy
