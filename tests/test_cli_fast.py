@@ -37,6 +37,19 @@ def test_command_table_mounts_each_command_alone() -> None:
     assert set(get_command(app_module.app).commands) == set(app_module.COMMANDS)
 
 
+def test_command_annotations_are_evaluated_once_at_import() -> None:
+    """String annotations would be evaluated by typer twice per command on every start (hfa.cli.app)."""
+    import importlib
+    import inspect
+
+    for name, (module_name, target) in app_module.COMMANDS.items():
+        module = importlib.import_module(f"hfa.cli.{module_name}")
+        functions = target.commands.values() if isinstance(target, app_module.Group) else [target]
+        for function in functions:
+            params = inspect.signature(getattr(module, function)).parameters.values()
+            assert not any(isinstance(p.annotation, str) for p in params), (name, function)
+
+
 def test_every_command_uses_the_fast_classes() -> None:
     root = get_command(app_module.app)
     assert isinstance(root, FastGroup)

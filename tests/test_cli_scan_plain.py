@@ -103,7 +103,10 @@ def test_plain_path_writes_what_the_full_cli_writes(files: Path, argv: list[str]
 
 
 def test_console_script_takes_the_plain_path() -> None:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the backport hfa depends on there
+        import tomli as tomllib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["hfa"] == "hfa.cli.entry:main"

@@ -7,6 +7,10 @@ at import; each command imports what it needs when it runs, so ``hfa --help`` st
 module (typer builds every mounted command's parameters before parsing), ``hfa --version``
 none, and anything else (no command, an unknown one, root options first) gets the full app.
 ``from hfa.cli.app import app`` is the full app.
+
+Command modules evaluate their annotations when imported (no ``from __future__ import
+annotations``): typer reads each command's signature twice while it builds the app, and
+evaluated the strings anew each time (~10 ms of ``hfa --help``; tests/test_cli_fast.py).
 """
 
 from __future__ import annotations

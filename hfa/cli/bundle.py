@@ -1,7 +1,5 @@
 """``hfa export`` and ``hfa import``: verified bundles for air-gapped machines."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -2,8 +2,6 @@
 
 hfa.cli.app mounts these functions as the subcommands of ``hfa cache``."""
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 from typing import Annotated, Any

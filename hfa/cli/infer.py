@@ -1,7 +1,5 @@
 """``hfa infer``: run a model through the Inference API (or ``--local``), one request or a JSONL batch."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -329,7 +327,7 @@ def _parse_parameters(text: str | None) -> dict[str, Any]:
 
 def _single(
     ctx: Ctx,
-    session: Session,
+    session: "Session",
     text: str | None,
     file: Path | None,
     params: dict[str, Any],
@@ -356,7 +354,7 @@ def _single(
     out.result(session.describe(result, cached), human)
 
 
-def _selftest(ctx: Ctx, session: Session, params: dict[str, Any]) -> None:
+def _selftest(ctx: Ctx, session: "Session", params: dict[str, Any]) -> None:
     out = ctx.out
     report = session.selftest(params)
     doc = {**session.describe(None, False), **report.to_json()}
@@ -367,7 +365,7 @@ def _selftest(ctx: Ctx, session: Session, params: dict[str, Any]) -> None:
 
 def _batch(
     ctx: Ctx,
-    session: Session,
+    session: "Session",
     source: str,
     params: dict[str, Any],
     context: str | None,

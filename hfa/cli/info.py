@@ -1,7 +1,5 @@
 """``hfa info``: what a repository holds, its card facts and risks, and what `hfa pull` would take."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``hfa pin``: record repos at exact commits, with every selected file's hash, in hfa.lock."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

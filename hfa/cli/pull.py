@@ -1,7 +1,5 @@
 """``hfa pull``: fetch exactly what a model needs, verified, into the huggingface_hub cache."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

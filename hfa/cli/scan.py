@@ -4,8 +4,6 @@
 why); its checks' options are declared from the one table both paths read, ``SCAN_OPTIONS``.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

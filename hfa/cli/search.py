@@ -1,7 +1,5 @@
 """``hfa search``: find models on the endpoint."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

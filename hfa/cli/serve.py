@@ -1,7 +1,5 @@
 """``hfa serve``: serve a cache as a read-only Hub-compatible endpoint."""
 
-from __future__ import annotations
-
 import logging
 import signal
 import sys
