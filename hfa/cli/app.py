@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import typer
@@ -27,12 +26,17 @@ from hfa import __version__
 from hfa.cli.typer_seam import FastCommand, FastGroup
 
 
-@dataclass(frozen=True)
 class Group:
-    """A command with subcommands: ``{subcommand: function}`` of one module."""
+    """A command with subcommands: ``{subcommand: function}`` of one module.
 
-    help: str
-    commands: dict[str, str] = field(default_factory=dict)
+    A plain class: every hfa start reads this table, and a dataclass costs ~0.15 ms to build.
+    """
+
+    __slots__ = ("commands", "help")
+
+    def __init__(self, help: str, commands: dict[str, str]) -> None:
+        self.help = help
+        self.commands = commands
 
 
 # command -> (module under hfa.cli, its function or Group); help lists them in this order.
