@@ -9,7 +9,7 @@ document on stdout for every exit code.
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Any, get_origin
+from typing import Any
 
 import pytest
 import typer
@@ -17,7 +17,6 @@ import typer.main
 from typer.testing import CliRunner
 
 from hfa.cli.app import app
-from hfa.cli.options import rewrite_signature
 
 runner = CliRunner()
 
@@ -64,18 +63,22 @@ def test_a_positional_is_accepted(command: str, tmp_path: Any) -> None:
     assert result.exit_code != 2, result.stderr
 
 
-def _fn(ctx: object, repo: Annotated[str | None, typer.Argument(help="R")] = None) -> None:
-    """A command whose optional argument defaults to None."""
+def test_each_command_is_its_module_function_as_written() -> None:
+    """What typer mounts is the function a reader sees: no wrapper, no rewritten signature."""
+    import importlib
 
+    from hfa.cli.app import COMMANDS, Group
 
-def test_rewrite_signature_keeps_annotated_as_written() -> None:
-    def wrapper(**kw: Any) -> None: ...
-
-    rewrite_signature(wrapper, _fn, "ctx", [])
-    param = inspect.signature(wrapper).parameters["repo"]
-    # Python 3.10's get_type_hints made this Optional[Annotated[...]] and typer lost the Argument.
-    assert get_origin(param.annotation) is Annotated
-    assert isinstance(param.annotation.__metadata__[0], typer.models.ArgumentInfo)
+    for name, (module_name, target) in COMMANDS.items():
+        module = importlib.import_module(f"hfa.cli.{module_name}")
+        subs = target.commands.items() if isinstance(target, Group) else [(None, target)]
+        for sub, function in subs:
+            fn = getattr(module, function)
+            cmd = click_command(name, *([sub] if sub else []))
+            assert getattr(cmd.callback, "__wrapped__", cmd.callback) is fn, (name, sub)  # typer's own wrapper
+            assert not hasattr(fn, "__wrapped__") and "__signature__" not in vars(fn), (name, sub)
+            written = list(inspect.signature(fn).parameters)
+            assert [p.name for p in cmd.params if p.name != "help"] == written, (name, sub)
 
 
 # -- 5. help reads like a CLI's -------------------------------------------------------------------

@@ -16,7 +16,7 @@ from helpers import hfa
 from typer.main import get_command
 
 from hfa.cli import app as app_module
-from hfa.cli.options import FastCommand, FastGroup, _PlainCoercion
+from hfa.cli.typer_seam import FastCommand, FastGroup, PlainCoercion
 from hfa.server import HubServer
 
 HEAVY = ("pydantic", "huggingface_hub", "httpx2", "yaml", "tomlkit", "filelock")
@@ -31,13 +31,23 @@ def _commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def test_command_table_names_what_each_module_mounts() -> None:
-    mounted = {}
-    for module in app_module.MODULES:
-        group = get_command(app_module.build((module,)))
-        mounted.update({name: module for name in group.commands})
-    assert mounted == app_module.COMMANDS
+def test_command_table_mounts_each_command_alone() -> None:
+    for name in app_module.COMMANDS:
+        assert set(get_command(app_module.build((name,))).commands) == {name}
     assert set(get_command(app_module.app).commands) == set(app_module.COMMANDS)
+
+
+def test_command_annotations_are_evaluated_once_at_import() -> None:
+    """String annotations would be evaluated by typer twice per command on every start (hfa.cli.app)."""
+    import importlib
+    import inspect
+
+    for name, (module_name, target) in app_module.COMMANDS.items():
+        module = importlib.import_module(f"hfa.cli.{module_name}")
+        functions = target.commands.values() if isinstance(target, app_module.Group) else [target]
+        for function in functions:
+            params = inspect.signature(getattr(module, function)).parameters.values()
+            assert not any(isinstance(p.annotation, str) for p in params), (name, function)
 
 
 def test_every_command_uses_the_fast_classes() -> None:
@@ -75,7 +85,7 @@ def _outcome(runtime: Any, value: Any, param: Any, ctx: Any) -> tuple[str, Any, 
 
 def test_plain_coercion_equals_typers_for_every_parameter(tmp_path: Path) -> None:
     """Fails when typer changes the internals FastCommand relies on, or what its coercion returns."""
-    from typer._coercion import build_runtime_param  # the private API hfa.cli.options falls back to
+    from typer._coercion import build_runtime_param  # the private API hfa.cli.typer_seam falls back to
 
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "folder").mkdir()
@@ -85,10 +95,10 @@ def test_plain_coercion_equals_typers_for_every_parameter(tmp_path: Path) -> Non
         ctx = typer.Context(cmd, info_name=name or "hfa")
         for param in cmd.get_params(ctx):
             # typer builds its coercer lazily into this attribute; FastCommand fills it first.
-            assert param._runtime_param is None or isinstance(param._runtime_param, _PlainCoercion)
+            assert param._runtime_param is None or isinstance(param._runtime_param, PlainCoercion)
             desc = param.type_descriptor
             for value in [param.default, *_samples(desc.annotation, tmp_path)]:
-                ours = _outcome(_PlainCoercion(), value, param, ctx)
+                ours = _outcome(PlainCoercion(), value, param, ctx)
                 theirs = _outcome(build_runtime_param(desc), value, param, ctx)
                 assert ours == theirs, (name, param.name, value)
                 checked += 1
@@ -101,7 +111,7 @@ def test_typer_still_reads_the_filled_coercer() -> None:
     ctx = typer.Context(pull, info_name="pull")
     pull.parse_args(ctx, ["org/model", "--workers", "3", "--offline"])
     params = {p.name: p for p in pull.get_params(ctx)}
-    assert isinstance(params["workers"]._runtime_param, _PlainCoercion)
+    assert isinstance(params["workers"]._runtime_param, PlainCoercion)
     assert params["workers"].get_runtime_param() is params["workers"]._runtime_param
     assert ctx.params["workers"] == 3 and ctx.params["repo"] == "org/model"
 

@@ -105,9 +105,26 @@ def test_plain_path_writes_what_the_full_cli_writes(files: Path, argv: list[str]
 def test_console_script_takes_the_plain_path() -> None:
     try:
         import tomllib
-    except ImportError:  # Python 3.10
+    except ModuleNotFoundError:  # Python 3.10: the backport hfa depends on there
         import tomli as tomllib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["hfa"] == "hfa.cli.entry:main"
     assert (ROOT / "hfa" / "__main__.py").read_text().startswith("from hfa.cli.entry import main")
+
+
+def test_the_plain_path_reads_the_options_of_the_typer_command() -> None:
+    """One table: each option the plain path parses is the typer command's option of that name."""
+    from typer.main import get_command
+
+    from hfa.cli.app import build
+    from hfa.cli.scanning import PLAIN_COMMON, SCAN_OPTIONS
+
+    scan = get_command(build(("scan",))).commands["scan"]  # type: ignore[attr-defined]
+    options = {p.name: set(p.opts) for p in scan.params if p.param_type_name == "option"}
+    for name, option in SCAN_OPTIONS.items():
+        assert options[name] == {option.flag}, name
+    for flag, name in PLAIN_COMMON.items():
+        assert flag in options[name], flag
+    declined = set(options) - set(SCAN_OPTIONS) - set(PLAIN_COMMON.values())
+    assert declined == {"endpoint", "cache_dir", "token", "offline"}  # these go to the full CLI

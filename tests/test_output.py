@@ -68,3 +68,15 @@ def test_quiet_and_verbose_levels() -> None:
     Output(stderr=err).debug("hidden debug")
     Output(stderr=err, verbose=1).debug("shown debug")
     assert err.getvalue() == "Warning: shown\ndebug: shown debug\n"
+
+
+def test_human_size_in_decimal_units() -> None:
+    from hfa.output import human_size
+
+    assert [human_size(n) for n in (0, 999, 1000, 1_500_000, 10**15)] == [
+        "0 B",
+        "999 B",
+        "1.0 KB",
+        "1.5 MB",
+        "1000.0 TB",
+    ]

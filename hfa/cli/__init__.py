@@ -1,1 +1,16 @@
-"""The command-line layer: thin commands that parse, call the core, and hand results to Output."""
+"""The command-line layer: thin commands that parse, call the core, and hand results to Output.
+
+* :mod:`hfa.cli.entry`   the ``hfa`` console script (:func:`main`): ``hfa scan`` with plain
+  arguments without typer, everything else through the app;
+* :mod:`hfa.cli.app`     the typer app: mounts each command's function from one table, lazily;
+* :mod:`hfa.cli.options` the common options (``Annotated`` aliases), :class:`~hfa.cli.options.Ctx`,
+  and the one error mapping (``guarded``);
+* :mod:`hfa.cli.typer_seam` the one place that touches typer's internals (start-up, help, usage errors);
+* one module per command group (search, info, pin, pull, scan, bundle, serve, cache, infer), each
+  command a module-level function; :mod:`hfa.cli.selection` the selection options of info/pin/pull;
+  :mod:`hfa.cli.scanning` the body of ``hfa scan``, free of typer.
+"""
+
+from hfa.cli.entry import main
+
+__all__ = ["main"]

@@ -1,42 +1,64 @@
 """``hfa export`` and ``hfa import``: verified bundles for air-gapped machines."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hfa.cli.options import Ctx, command
+from hfa.cli.options import (
+    CacheDirOpt,
+    Ctx,
+    EndpointOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    TokenOpt,
+    VerboseOpt,
+    guarded,
+)
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "export")
-    def export(
-        ctx: Ctx,
-        repos: Annotated[
-            list[str] | None,
-            typer.Argument(
-                help="REPO[@REV] to export as the cache holds them. Default: what the lock names.", show_default=False
-            ),
-        ] = None,
-        lock: Annotated[
-            Path, typer.Option("--lock", help="Export exactly what this lock names.", dir_okay=False)
-        ] = Path("hfa.lock"),
-        output: Annotated[
-            Path | None,
-            typer.Option("-o", "--output", help="The bundle to write (a .tar).", dir_okay=False, show_default=False),
-        ] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show size and contents; write nothing.")] = False,
-    ) -> None:
-        """Export what a lock (or REPO[@REV]…) names from the cache as one verified tar, each blob once.
+def export(
+    repos: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="REPO[@REV] to export as the cache holds them. Default: what the lock names.", show_default=False
+        ),
+    ] = None,
+    lock: Annotated[Path, typer.Option("--lock", help="Export exactly what this lock names.", dir_okay=False)] = Path(
+        "hfa.lock"
+    ),
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="The bundle to write (a .tar).", dir_okay=False, show_default=False),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show size and contents; write nothing.")] = False,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Export what a lock (or REPO[@REV]…) names from the cache as one verified tar, each blob once.
 
-        Carry it to a machine with no network and run `hfa import` there.
-        """
+    Carry it to a machine with no network and run `hfa import` there.
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
         from hfa import bundle
-        from hfa.cli.pull import human_size
         from hfa.errors import UsageError
         from hfa.lock import lockfile
+        from hfa.output import human_size
         from hfa.resolve.refs import RepoRef
 
         cache = ctx.settings.cache_dir
@@ -68,28 +90,44 @@ def register(app: typer.Typer) -> None:
             ),
         )
 
-    @command(app, "import")
-    def import_(
-        ctx: Ctx,
-        bundle_path: Annotated[Path, typer.Argument(metavar="FILE.tar", help="A bundle written by `hfa export`.")],
-        write_lock: Annotated[
-            Path | None,
-            typer.Option(
-                "--write-lock",
-                help="Also write the lock the bundle carries to this path.",
-                dir_okay=False,
-                show_default=False,
-            ),
-        ] = None,
-    ) -> None:
-        """Import a bundle into the cache, with no network: every blob verified before it is published.
 
-        Snapshots and refs are rebuilt; blobs already cached are hash-checked (a corrupt copy is
-        replaced); importing twice is a no-op; a bundle that is not sound is refused and nothing is
-        published.
-        """
+def import_(
+    bundle_path: Annotated[Path, typer.Argument(metavar="FILE.tar", help="A bundle written by `hfa export`.")],
+    write_lock: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-lock",
+            help="Also write the lock the bundle carries to this path.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Import a bundle into the cache, with no network: every blob verified before it is published.
+
+    Snapshots and refs are rebuilt; blobs already cached are hash-checked (a corrupt copy is
+    replaced); importing twice is a no-op; a bundle that is not sound is refused and nothing is
+    published.
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
         from hfa import bundle
-        from hfa.cli.pull import human_size
+        from hfa.output import human_size
 
         with ctx.out.progress(transient=True) as bar:
             task = (

@@ -1,6 +1,6 @@
-"""``hfa cache``: ls, rm, prune and gc over the huggingface_hub cache (logic in hfa.cache.plan)."""
+"""``hfa cache``: ls, rm, prune and gc over the huggingface_hub cache (logic in hfa.cache.plan).
 
-from __future__ import annotations
+hfa.cli.app mounts these functions as the subcommands of ``hfa cache``."""
 
 import time
 from pathlib import Path
@@ -8,20 +8,21 @@ from typing import Annotated, Any
 
 import typer
 
-from hfa.cli.options import Ctx, command
-
-cache_app = typer.Typer(
-    help="Inspect and clean the huggingface_hub cache: list, remove, prune, keep only what locks name.",
-    no_args_is_help=True,
+from hfa.cli.options import (
+    CacheDirOpt,
+    Ctx,
+    EndpointOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    TokenOpt,
+    VerboseOpt,
+    guarded,
 )
 
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Show exactly what would be removed, and the bytes; change nothing.")
 ]
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(cache_app, name="cache", help="Inspect and clean the cache: ls, rm, prune, gc (all with --dry-run).")
 
 
 def _ago(ts: float | None) -> str:
@@ -38,8 +39,8 @@ def _ago(ts: float | None) -> str:
 def _report(ctx: Ctx, plan: Any, dry_run: bool) -> None:
     """Apply (or preview) a plan, print what went and what was kept, exit 6 if anything failed."""
     import hfa.cache as cache_ops
-    from hfa.cli.pull import human_size
     from hfa.errors import LocalError
+    from hfa.output import human_size
 
     result = cache_ops.preview(plan) if dry_run else cache_ops.apply(plan)
     out = ctx.out
@@ -78,83 +79,116 @@ def _report(ctx: Ctx, plan: Any, dry_run: bool) -> None:
         )
 
 
-@command(cache_app, "ls")
-def ls(ctx: Ctx) -> None:
+def ls(
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
     """List every repo in the cache: revisions (refs -> commit, detached ones), files, size, last use.
 
     Size counts each file once per repo, and shared (hard-linked) files once in the total.
     Last use is the latest access or modification of the repo's blobs and snapshot entries.
     """
-    import hfa.cache as cache_ops
-    from hfa.cli.pull import human_size
-    from hfa.infer.cache import cache_stats
-
-    listing = cache_ops.list_cache(ctx.settings.cache_dir)
-    results = cache_stats()
-    doc = listing.to_json()
-    doc["inference_results"] = results.to_json()
-    out = ctx.out
-
-    def human() -> None:
-        if not listing.repos:
-            out.info(f"No repos in the cache {listing.cache_dir}.")
-            return
-        rows = []
-        for repo in listing.repos:
-            revs = [f"{r.commit[:12]} ({', '.join(r.refs) or 'detached'})" for r in repo.revisions]
-            revs += [f"{name} -> {c[:12]} (missing)" for name, c in repo.dangling_refs.items()]
-            used, source = repo.last_used
-            rows.append(
-                [
-                    repo.repo.repo_type,
-                    repo.repo.repo_id,
-                    "; ".join(revs) or "-",
-                    str(repo.files),
-                    human_size(repo.size),
-                    f"{_ago(used)} ({source})" if source else "-",
-                ]
-            )
-        out.table(
-            ["type", "repo", "revisions", "files", "size", "last used"],
-            rows,
-            justify={"files": "right", "size": "right"},
-        )
-        totals = doc["totals"]
-        out.line(
-            f"Total: {totals['repos']} repo(s), {totals['revisions']} revision(s), {totals['files']} file(s),"
-            f" {human_size(totals['size'])} on disk in {listing.cache_dir}"
-        )
-        if results.entries:
-            out.line(
-                f"Inference results (hfa infer): {results.entries} cached, {human_size(results.bytes)} in"
-                f" {results.root} (`hfa cache clear-results`)"
-            )
-        for repo in listing.repos:
-            for warning in repo.warnings:
-                out.warn(f"{repo.repo.path.name}: {warning}")
-
-    out.result(doc, human)
-
-
-@command(cache_app, "clear-results")
-def clear_results(ctx: Ctx, dry_run: DryRunOpt = False) -> None:
-    """Remove the cached results of `hfa infer` ($HFA_INFER_CACHE, else $HF_HOME/hfa/infer-cache)."""
-    from hfa.cli.pull import human_size
-    from hfa.infer.cache import clear_cache
-
-    removed = clear_cache(dry_run=dry_run)
-    verb = "Would remove" if dry_run else "Removed"
-    ctx.out.result(
-        {**removed.to_json(), "dry_run": dry_run},
-        lambda: ctx.out.success(
-            f"{verb} {removed.entries} cached inference result(s), {human_size(removed.bytes)}, from {removed.root}"
-        ),
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
     )
+    with guarded(ctx.out):
+        import hfa.cache as cache_ops
+        from hfa.infer.cache import cache_stats
+        from hfa.output import human_size
+
+        listing = cache_ops.list_cache(ctx.settings.cache_dir)
+        results = cache_stats()
+        doc = listing.to_json()
+        doc["inference_results"] = results.to_json()
+        out = ctx.out
+
+        def human() -> None:
+            if not listing.repos:
+                out.info(f"No repos in the cache {listing.cache_dir}.")
+                return
+            rows = []
+            for repo in listing.repos:
+                revs = [f"{r.commit[:12]} ({', '.join(r.refs) or 'detached'})" for r in repo.revisions]
+                revs += [f"{name} -> {c[:12]} (missing)" for name, c in repo.dangling_refs.items()]
+                used, source = repo.last_used
+                rows.append(
+                    [
+                        repo.repo.repo_type,
+                        repo.repo.repo_id,
+                        "; ".join(revs) or "-",
+                        str(repo.files),
+                        human_size(repo.size),
+                        f"{_ago(used)} ({source})" if source else "-",
+                    ]
+                )
+            out.table(
+                ["type", "repo", "revisions", "files", "size", "last used"],
+                rows,
+                justify={"files": "right", "size": "right"},
+            )
+            totals = doc["totals"]
+            out.line(
+                f"Total: {totals['repos']} repo(s), {totals['revisions']} revision(s), {totals['files']} file(s),"
+                f" {human_size(totals['size'])} on disk in {listing.cache_dir}"
+            )
+            if results.entries:
+                out.line(
+                    f"Inference results (hfa infer): {results.entries} cached, {human_size(results.bytes)} in"
+                    f" {results.root} (`hfa cache clear-results`)"
+                )
+            for repo in listing.repos:
+                for warning in repo.warnings:
+                    out.warn(f"{repo.repo.path.name}: {warning}")
+
+        out.result(doc, human)
 
 
-@command(cache_app, "rm")
+def clear_results(
+    dry_run: DryRunOpt = False,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Remove the cached results of `hfa infer` ($HFA_INFER_CACHE, else $HF_HOME/hfa/infer-cache)."""
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
+        from hfa.infer.cache import clear_cache
+        from hfa.output import human_size
+
+        removed = clear_cache(dry_run=dry_run)
+        verb = "Would remove" if dry_run else "Removed"
+        ctx.out.result(
+            {**removed.to_json(), "dry_run": dry_run},
+            lambda: ctx.out.success(
+                f"{verb} {removed.entries} cached inference result(s), {human_size(removed.bytes)}, from {removed.root}"
+            ),
+        )
+
+
 def rm(
-    ctx: Ctx,
     targets: Annotated[
         list[str],
         typer.Argument(
@@ -163,31 +197,64 @@ def rm(
         ),
     ],
     dry_run: DryRunOpt = False,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Remove repos, or single revisions with their refs and the blobs no other revision uses.
 
     `hfa cache rm org/model` removes the repo; `hfa cache rm org/model@v1.0` removes that
     revision's snapshot, every ref pointing at it, and the blobs only it used.
     """
-    import hfa.cache as cache_ops
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
+        import hfa.cache as cache_ops
 
-    _report(ctx, cache_ops.plan_rm(ctx.settings.cache_dir, targets), dry_run)
+        _report(ctx, cache_ops.plan_rm(ctx.settings.cache_dir, targets), dry_run)
 
 
-@command(cache_app, "prune")
-def prune(ctx: Ctx, dry_run: DryRunOpt = False) -> None:
+def prune(
+    dry_run: DryRunOpt = False,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
     """Remove detached revisions, leftover .incomplete files, blobs nothing links to, and empty folders.
 
     A detached revision is a snapshot no ref points to (e.g. after a branch moved on).
     """
-    import hfa.cache as cache_ops
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
+        import hfa.cache as cache_ops
 
-    _report(ctx, cache_ops.plan_prune(ctx.settings.cache_dir), dry_run)
+        _report(ctx, cache_ops.plan_prune(ctx.settings.cache_dir), dry_run)
 
 
-@command(cache_app, "gc")
 def gc(
-    ctx: Ctx,
     keep_lock: Annotated[
         list[Path] | None,
         typer.Option(
@@ -198,20 +265,37 @@ def gc(
         ),
     ] = None,
     dry_run: DryRunOpt = False,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Remove everything the given locks do not name: other repos, revisions, files and blobs.
 
     Refs that point at kept commits stay. Afterwards `hfa pull --offline --lock L` still works.
     """
-    import hfa.cache as cache_ops
-    from hfa.errors import UsageError
-    from hfa.lock import lockfile
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
+        import hfa.cache as cache_ops
+        from hfa.errors import UsageError
+        from hfa.lock import lockfile
 
-    if not keep_lock:
-        raise UsageError(
-            "hfa cache gc needs at least one --keep-lock",
-            "e.g. hfa cache gc --keep-lock hfa.lock; to drop only unreferenced files, run `hfa cache prune`",
-        )
-    cache_ops.cache_root(ctx.settings.cache_dir)  # refuse '/' and home before reading anything
-    locks = [lockfile.read(path) for path in keep_lock]
-    _report(ctx, cache_ops.plan_gc(ctx.settings.cache_dir, locks), dry_run)
+        if not keep_lock:
+            raise UsageError(
+                "hfa cache gc needs at least one --keep-lock",
+                "e.g. hfa cache gc --keep-lock hfa.lock; to drop only unreferenced files, run `hfa cache prune`",
+            )
+        cache_ops.cache_root(ctx.settings.cache_dir)  # refuse '/' and home before reading anything
+        locks = [lockfile.read(path) for path in keep_lock]
+        _report(ctx, cache_ops.plan_gc(ctx.settings.cache_dir, locks), dry_run)

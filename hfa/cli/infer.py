@@ -1,14 +1,22 @@
 """``hfa infer``: run a model through the Inference API (or ``--local``), one request or a JSONL batch."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hfa.cli.options import Ctx, command
+from hfa.cli.options import (
+    CacheDirOpt,
+    Ctx,
+    EndpointOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    TokenOpt,
+    VerboseOpt,
+    guarded,
+)
 
 if TYPE_CHECKING:
     from hfa.infer.session import Session
@@ -186,46 +194,60 @@ SelftestOpt = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "infer")
-    def infer(
-        ctx: Ctx,
-        task: Annotated[
-            str,
-            typer.Argument(
-                help="text-generation, text-classification (sentiment-analysis), summarization, translation, "
-                "question-answering, zero-shot-classification, text-to-image, image-classification, "
-                "feature-extraction (embeddings).",
-                show_default=False,
-            ),
-        ],
-        model: ModelOpt = None,
-        input_text: InputOpt = None,
-        input_file: InputFileOpt = None,
-        jsonl: JsonlOpt = None,
-        labels: LabelsOpt = None,
-        context: ContextOpt = None,
-        max_new_tokens: MaxNewTokensOpt = None,
-        src_lang: SrcLangOpt = None,
-        tgt_lang: TgtLangOpt = None,
-        parameters: ParametersOpt = None,
-        endpoint_url: EndpointUrlOpt = None,
-        timeout: TimeoutOpt = 300.0,
-        concurrency: ConcurrencyOpt = 4,
-        no_cache: NoCacheOpt = False,
-        output: OutputOpt = None,
-        local: LocalOpt = False,
-        allow_pickle: AllowPickleOpt = False,
-        trust_remote_code: TrustRemoteCodeInferOpt = False,
-        lock: InferLockOpt = None,
-        selftest: SelftestOpt = False,
-    ) -> None:
-        """Run a model on an input: one request, a JSONL batch (--jsonl), or a --selftest.
+def infer(
+    task: Annotated[
+        str,
+        typer.Argument(
+            help="text-generation, text-classification (sentiment-analysis), summarization, translation, "
+            "question-answering, zero-shot-classification, text-to-image, image-classification, "
+            "feature-extraction (embeddings).",
+            show_default=False,
+        ),
+    ],
+    model: ModelOpt = None,
+    input_text: InputOpt = None,
+    input_file: InputFileOpt = None,
+    jsonl: JsonlOpt = None,
+    labels: LabelsOpt = None,
+    context: ContextOpt = None,
+    max_new_tokens: MaxNewTokensOpt = None,
+    src_lang: SrcLangOpt = None,
+    tgt_lang: TgtLangOpt = None,
+    parameters: ParametersOpt = None,
+    endpoint_url: EndpointUrlOpt = None,
+    timeout: TimeoutOpt = 300.0,
+    concurrency: ConcurrencyOpt = 4,
+    no_cache: NoCacheOpt = False,
+    output: OutputOpt = None,
+    local: LocalOpt = False,
+    allow_pickle: AllowPickleOpt = False,
+    trust_remote_code: TrustRemoteCodeInferOpt = False,
+    lock: InferLockOpt = None,
+    selftest: SelftestOpt = False,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Run a model on an input: one request, a JSONL batch (--jsonl), or a --selftest.
 
-        Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
+    Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
 
-        A batch writes one line per request, in input order, and exits 1 if any line failed. See docs/infer.md.
-        """
+    A batch writes one line per request, in input order, and exits 1 if any line failed. See docs/infer.md.
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
         from hfa.errors import UsageError
         from hfa.infer.session import Session
         from hfa.infer.tasks import build_parameters, get_task
@@ -305,7 +327,7 @@ def _parse_parameters(text: str | None) -> dict[str, Any]:
 
 def _single(
     ctx: Ctx,
-    session: Session,
+    session: "Session",
     text: str | None,
     file: Path | None,
     params: dict[str, Any],
@@ -332,7 +354,7 @@ def _single(
     out.result(session.describe(result, cached), human)
 
 
-def _selftest(ctx: Ctx, session: Session, params: dict[str, Any]) -> None:
+def _selftest(ctx: Ctx, session: "Session", params: dict[str, Any]) -> None:
     out = ctx.out
     report = session.selftest(params)
     doc = {**session.describe(None, False), **report.to_json()}
@@ -343,7 +365,7 @@ def _selftest(ctx: Ctx, session: Session, params: dict[str, Any]) -> None:
 
 def _batch(
     ctx: Ctx,
-    session: Session,
+    session: "Session",
     source: str,
     params: dict[str, Any],
     context: str | None,

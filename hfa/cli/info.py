@@ -1,38 +1,84 @@
 """``hfa info``: what a repository holds, its card facts and risks, and what `hfa pull` would take."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
-from hfa.cli.options import Ctx, command
+from hfa.cli.options import (
+    CacheDirOpt,
+    Ctx,
+    EndpointOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    TokenOpt,
+    VerboseOpt,
+    guarded,
+)
 from hfa.cli.selection import (
+    AllOpt,
+    ConfigOnlyOpt,
+    ExcludeOpt,
+    FrameworkOpt,
+    IncludeOpt,
+    QuantOpt,
     RepoTypeOpt,
-    Selection,
+    SelectionArgs,
+    SubfolderOpt,
+    TrustRemoteCodeOpt,
+    VariantOpt,
     repo_and_options,
-    with_selection,
 )
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "info")
-    @with_selection
-    def info(
-        ctx: Ctx,
-        repo: Annotated[
-            str, typer.Argument(help="REPO[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name.")
-        ],
-        repo_type: RepoTypeOpt = None,
-        sel: Selection = Selection(),
-    ) -> None:
-        """Show what a repo holds: its commit, card facts, files with risk flags, and what pull would take.
+def info(
+    repo: Annotated[str, typer.Argument(help="REPO[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name.")],
+    repo_type: RepoTypeOpt = None,
+    framework: FrameworkOpt = None,
+    quant: QuantOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    all_files: AllOpt = False,
+    config_only: ConfigOnlyOpt = False,
+    subfolder: SubfolderOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    variant: VariantOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Show what a repo holds: its commit, card facts, files with risk flags, and what pull would take.
 
-        The card's facts (license, task, library, base model, gated); every file with its size, kind
-        and flags (pickle, lfs, remote-code, gated); and which files `hfa pull` would select, and why.
-        """
-        from hfa.cli.pull import human_size
+    The card's facts (license, task, library, base model, gated); every file with its size, kind
+    and flags (pickle, lfs, remote-code, gated); and which files `hfa pull` would select, and why.
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    sel = SelectionArgs(
+        framework=framework,
+        quant=quant,
+        include=include,
+        exclude=exclude,
+        all_files=all_files,
+        config_only=config_only,
+        subfolder=subfolder,
+        trust_remote_code=trust_remote_code,
+        variant=variant,
+    )
+    with guarded(ctx.out):
         from hfa.info import info as do_info
+        from hfa.output import human_size
 
         ref, options = repo_and_options(repo, repo_type, sel)
         result = do_info(ctx.settings, ref, options)

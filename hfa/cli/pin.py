@@ -1,54 +1,102 @@
 """``hfa pin``: record repos at exact commits, with every selected file's hash, in hfa.lock."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hfa.cli.options import Ctx, command
+from hfa.cli.options import (
+    CacheDirOpt,
+    Ctx,
+    EndpointOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    TokenOpt,
+    VerboseOpt,
+    guarded,
+)
 from hfa.cli.selection import (
+    AllOpt,
+    ConfigOnlyOpt,
+    ExcludeOpt,
+    FrameworkOpt,
+    IncludeOpt,
     LockOpt,
+    QuantOpt,
     RepoTypeOpt,
-    Selection,
-    with_selection,
+    SelectionArgs,
+    SubfolderOpt,
+    TrustRemoteCodeOpt,
+    VariantOpt,
 )
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "pin")
-    @with_selection
-    def pin(
-        ctx: Ctx,
-        repos: Annotated[
-            list[str] | None,
-            typer.Argument(
-                help="REPO[@REVISION][:QUANT] to add or update (QUANT: this repo's GGUF quantisation); with"
-                " --upgrade/--check/--remove, repos to act on.",
-                show_default=False,
-            ),
-        ] = None,
-        repo_type: RepoTypeOpt = None,
-        sel: Selection = Selection(),
-        lock: LockOpt = Path("hfa.lock"),
-        upgrade: Annotated[
-            bool, typer.Option("--upgrade", help="Re-resolve the asked-for revisions (all, or the named repos).")
-        ] = False,
-        check: Annotated[
-            bool,
-            typer.Option("--check", help="Write nothing; exit 1 if upstream moved or disagrees with the lock (CI)."),
-        ] = False,
-        remove: Annotated[bool, typer.Option("--remove", help="Remove the named repos from the lock.")] = False,
-    ) -> None:
-        """Pin repos to exact commits in hfa.lock, with every selected file's size and hash.
+def pin(
+    repos: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="REPO[@REVISION][:QUANT] to add or update (QUANT: this repo's GGUF quantisation); with"
+            " --upgrade/--check/--remove, repos to act on.",
+            show_default=False,
+        ),
+    ] = None,
+    repo_type: RepoTypeOpt = None,
+    lock: LockOpt = Path("hfa.lock"),
+    upgrade: Annotated[
+        bool, typer.Option("--upgrade", help="Re-resolve the asked-for revisions (all, or the named repos).")
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Write nothing; exit 1 if upstream moved or disagrees with the lock (CI)."),
+    ] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the named repos from the lock.")] = False,
+    framework: FrameworkOpt = None,
+    quant: QuantOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    all_files: AllOpt = False,
+    config_only: ConfigOnlyOpt = False,
+    subfolder: SubfolderOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    variant: VariantOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Pin repos to exact commits in hfa.lock, with every selected file's size and hash.
 
-        `hfa pin REPO[@REV]` adds or updates an entry; `hfa pin` alone normalises the lock without
-        network; `--upgrade` moves pins and reports what moved; `--check` reports drift for CI.
-        Several repos are pinned all or nothing. Selection options apply to every repo named, except
-        `--quant`, which applies only to repos with GGUF files; `REPO:QUANT` picks one repo's quantisation
-        (`hfa pin org/x-GGUF:Q4_K_M org/y`).
-        """
+    `hfa pin REPO[@REV]` adds or updates an entry; `hfa pin` alone normalises the lock without
+    network; `--upgrade` moves pins and reports what moved; `--check` reports drift for CI.
+    Several repos are pinned all or nothing. Selection options apply to every repo named, except
+    `--quant`, which applies only to repos with GGUF files; `REPO:QUANT` picks one repo's quantisation
+    (`hfa pin org/x-GGUF:Q4_K_M org/y`).
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    sel = SelectionArgs(
+        framework=framework,
+        quant=quant,
+        include=include,
+        exclude=exclude,
+        all_files=all_files,
+        config_only=config_only,
+        subfolder=subfolder,
+        trust_remote_code=trust_remote_code,
+        variant=variant,
+    )
+    with guarded(ctx.out):
         from hfa import pin as core
         from hfa.errors import CheckFailed, UsageError
         from hfa.resolve.refs import RepoRef
@@ -100,7 +148,7 @@ def register(app: typer.Typer) -> None:
         elif refs:
             from dataclasses import replace
 
-            options = sel.build()
+            options = sel.to_options()
             requests = []
             for ref, quant in specs:
                 if quant is not None and options.quant is not None and quant.upper() != options.quant.upper():

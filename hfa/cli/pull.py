@@ -1,29 +1,37 @@
 """``hfa pull``: fetch exactly what a model needs, verified, into the huggingface_hub cache."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from hfa.cli.options import Ctx, command
-from hfa.cli.selection import (
-    LockOpt,
-    RepoTypeOpt,
-    Selection,
-    repo_and_options,
-    with_selection,
+from hfa.cli.options import (
+    CacheDirOpt,
+    Ctx,
+    EndpointOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    TokenOpt,
+    VerboseOpt,
+    guarded,
 )
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
+from hfa.cli.selection import (
+    AllOpt,
+    ConfigOnlyOpt,
+    ExcludeOpt,
+    FrameworkOpt,
+    IncludeOpt,
+    LockOpt,
+    QuantOpt,
+    RepoTypeOpt,
+    SelectionArgs,
+    SubfolderOpt,
+    TrustRemoteCodeOpt,
+    VariantOpt,
+    repo_and_options,
+)
+from hfa.output import human_size
 
 
 class RichProgress:
@@ -63,7 +71,7 @@ def _pull_from_lock(
     ctx: Ctx,
     repo: str | None,
     repo_type: str | None,
-    sel: Selection,
+    sel: SelectionArgs,
     lock_path: Path,
     locked: bool,
     frozen: bool,
@@ -71,13 +79,13 @@ def _pull_from_lock(
     dry_run: bool,
     allow_unsafe: bool = False,
 ) -> None:
-    from hfa.errors import CheckFailed, LockMismatch, UsageError
+    from hfa.errors import LockMismatch, UsageError
     from hfa.lock import lockfile
+    from hfa.lock.check import all_entries, lock_args, locked_entry
     from hfa.pull import command_text, pull_locked
 
     if locked and frozen:
         raise UsageError("--locked and --frozen contradict each other", "pass one of them")
-    lock_args = [] if lock_path == Path("hfa.lock") else ["--lock", str(lock_path)]
     mode_args = ["--locked"] if locked else ["--frozen"] if frozen else []
     lock = lockfile.read(lock_path)
     if repo is None:
@@ -85,35 +93,12 @@ def _pull_from_lock(
             raise UsageError(
                 "selection options need a REPO argument", "the lock keeps each repo's selection; see `hfa pin`"
             )
-        entries = list(lock.repos)
-        if not entries:
-            raise UsageError(f"{lock_path} names no repos", "add one with `hfa pin REPO[@REVISION]`")
+        entries = all_entries(lock, lock_path)
     else:
         ref, options = repo_and_options(repo, repo_type, sel)
         given = sel.given() or options.quant is not None
-        entry = lock.get(ref.repo_id, ref.repo_type)
-        if entry is None:
-            pin = command_text("hfa", "pin", ref.display, *options.to_args(), *lock_args)
-            raise CheckFailed(
-                f"'{ref.display}' is not in {lock_path}, but --{'locked' if locked else 'frozen'} was given",
-                f"add it with `{pin}`",
-            )
-        if locked:
-            reasons = []
-            if ref.revision and ref.revision not in (entry.revision, entry.commit):
-                reasons.append(f"revision {ref.revision} (locked: {entry.revision})")
-            if given and options != entry.selection:
-                reasons.append("other selection options")
-            if reasons:
-                wanted = options if given else entry.selection
-                pin = command_text("hfa", "pin", ref.display, *wanted.to_args(), *lock_args)
-                raise CheckFailed(
-                    f"The lock at {lock_path} needs to be updated for {ref.display} ({'; '.join(reasons)}),"
-                    " but --locked was given",
-                    f"to update the lock, run `{pin}`",
-                )
-        entries = [entry]
-    retry = command_text("hfa", "pull", *([entries[0].ref.display] if repo else []), *mode_args, *lock_args)
+        entries = [locked_entry(lock, lock_path, ref, options, given=given, locked=locked)]
+    retry = command_text("hfa", "pull", *([entries[0].ref.display] if repo else []), *mode_args, *lock_args(lock_path))
     with ctx.out.progress(transient=True) as bar:
         sink = RichProgress(bar) if bar is not None else None
         try:
@@ -127,7 +112,9 @@ def _pull_from_lock(
                 retry_command=retry,
             )
         except LockMismatch as exc:
-            exc.hint = f"compare the lock with upstream: `{command_text('hfa', 'pin', '--check', *lock_args)}`"
+            exc.hint = (
+                f"compare the lock with upstream: `{command_text('hfa', 'pin', '--check', *lock_args(lock_path))}`"
+            )
             raise
     for r in result.results:
         _warn_findings(ctx, r.findings)
@@ -151,86 +138,133 @@ def _pull_from_lock(
     ctx.out.result(result.to_json(lock_path), human)
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "pull")
-    @with_selection
-    def pull(
-        ctx: Ctx,
-        repo: Annotated[
-            str | None,
-            typer.Argument(
-                help="REPO[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name@<commit>,"
-                " org/name-GGUF:Q4_K_M. Omitted: everything the lock names.",
-                show_default=False,
-            ),
-        ] = None,
-        repo_type: RepoTypeOpt = None,
-        sel: Selection = Selection(),
-        workers: Annotated[int, typer.Option(help="Parallel downloads.", min=1, max=64)] = 16,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Show what would be fetched and why; fetch nothing.")
-        ] = False,
-        lock: LockOpt = Path("hfa.lock"),
-        locked: Annotated[
-            bool,
-            typer.Option("--locked", help="Use the lock; fail (exit 1) if it would have to change for this command."),
-        ] = False,
-        frozen: Annotated[bool, typer.Option("--frozen", help="Use the lock as it is, without checking it.")] = False,
-        allow_unsafe: Annotated[
-            bool,
-            typer.Option(
-                "--allow-unsafe",
-                help="Publish files the scan refuses (pickles that run code, Git-LFS stubs). Never load them.",
-            ),
-        ] = False,
-    ) -> None:
-        """Fetch only the files a model needs, verifying every byte, into the huggingface_hub cache.
+def pull(
+    repo: Annotated[
+        str | None,
+        typer.Argument(
+            help="REPO[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name@<commit>,"
+            " org/name-GGUF:Q4_K_M. Omitted: everything the lock names.",
+            show_default=False,
+        ),
+    ] = None,
+    repo_type: RepoTypeOpt = None,
+    workers: Annotated[int, typer.Option(help="Parallel downloads.", min=1, max=64)] = 16,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be fetched and why; fetch nothing.")
+    ] = False,
+    lock: LockOpt = Path("hfa.lock"),
+    locked: Annotated[
+        bool,
+        typer.Option("--locked", help="Use the lock; fail (exit 1) if it would have to change for this command."),
+    ] = False,
+    frozen: Annotated[bool, typer.Option("--frozen", help="Use the lock as it is, without checking it.")] = False,
+    allow_unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsafe",
+            help="Publish files the scan refuses (pickles that run code, Git-LFS stubs). Never load them.",
+        ),
+    ] = False,
+    framework: FrameworkOpt = None,
+    quant: QuantOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    all_files: AllOpt = False,
+    config_only: ConfigOnlyOpt = False,
+    subfolder: SubfolderOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    variant: VariantOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Fetch only the files a model needs, verifying every byte, into the huggingface_hub cache.
 
-        Safetensors over pickle, only the shards the index references, one GGUF quant; configs and
-        tokenizer always; *.py only with --trust-remote-code. Interrupted pulls resume. With --offline,
-        everything comes from the cache and a missing file is an error (exit 1) naming it.
-        """
-        from hfa.pull import pull as do_pull
+    Safetensors over pickle, only the shards the index references, one GGUF quant; configs and
+    tokenizer always; *.py only with --trust-remote-code. Interrupted pulls resume. With --offline,
+    everything comes from the cache and a missing file is an error (exit 1) naming it.
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    sel = SelectionArgs(
+        framework=framework,
+        quant=quant,
+        include=include,
+        exclude=exclude,
+        all_files=all_files,
+        config_only=config_only,
+        subfolder=subfolder,
+        trust_remote_code=trust_remote_code,
+        variant=variant,
+    )
+    with guarded(ctx.out):
+        _pull(ctx, repo, repo_type, sel, workers, dry_run, lock, locked, frozen, allow_unsafe)
 
-        if repo is None or locked or frozen:
-            _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe)
+
+def _pull(
+    ctx: Ctx,
+    repo: str | None,
+    repo_type: str | None,
+    sel: SelectionArgs,
+    workers: int,
+    dry_run: bool,
+    lock: Path,
+    locked: bool,
+    frozen: bool,
+    allow_unsafe: bool,
+) -> None:
+    from hfa.pull import pull as do_pull
+
+    if repo is None or locked or frozen:
+        _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe)
+        return
+    if allow_unsafe:
+        ctx.out.warn("--allow-unsafe: files that can run code when loaded will be published. Never load them.")
+    ref, options = repo_and_options(repo, repo_type, sel)
+    with ctx.out.progress(transient=True) as bar:
+        sink = RichProgress(bar) if bar is not None else None
+        result = do_pull(
+            ctx.settings, ref, options, dry_run=dry_run, workers=workers, progress=sink, allow_unsafe=allow_unsafe
+        )
+    for warning in result.warnings:
+        ctx.out.warn(warning)
+    _warn_findings(ctx, result.findings)
+
+    def human() -> None:
+        out = ctx.out
+        if dry_run or out.verbose:
+            out.table(
+                ["file", "size", "status", "why"],
+                [[f.path, human_size(f.size), f.status, f.reason] for f in result.files],
+                justify={"size": "right"},
+            )
+            if result.skipped:
+                out.table(["skipped", "why"], [[d.path, d.reason] for d in result.skipped])
+        fetched = sum(1 for f in result.files if f.status in ("downloaded", "resumed"))
+        cached = sum(1 for f in result.files if f.status == "cached")
+        if dry_run:
+            todo = [f for f in result.files if f.status == "would-download"]
+            out.line(
+                f"Would fetch {len(todo)} file(s), {human_size(sum(f.size for f in todo))}, of {ref.display} at"
+                f" {result.commit} ({cached} cached, {len(result.skipped)} skipped)."
+            )
             return
-        if allow_unsafe:
-            ctx.out.warn("--allow-unsafe: files that can run code when loaded will be published. Never load them.")
-        ref, options = repo_and_options(repo, repo_type, sel)
-        with ctx.out.progress(transient=True) as bar:
-            sink = RichProgress(bar) if bar is not None else None
-            result = do_pull(
-                ctx.settings, ref, options, dry_run=dry_run, workers=workers, progress=sink, allow_unsafe=allow_unsafe
-            )
-        for warning in result.warnings:
-            ctx.out.warn(warning)
-        _warn_findings(ctx, result.findings)
+        out.line(str(result.snapshot))
+        out.success(
+            f"{ref.display} → {result.commit[:12]}: {len(result.files)} file(s), {fetched} fetched"
+            f" ({human_size(result.bytes_downloaded)}), {cached} cached, {len(result.skipped)} skipped"
+            f" in {result.elapsed:.1f}s"
+        )
 
-        def human() -> None:
-            out = ctx.out
-            if dry_run or out.verbose:
-                out.table(
-                    ["file", "size", "status", "why"],
-                    [[f.path, human_size(f.size), f.status, f.reason] for f in result.files],
-                    justify={"size": "right"},
-                )
-                if result.skipped:
-                    out.table(["skipped", "why"], [[d.path, d.reason] for d in result.skipped])
-            fetched = sum(1 for f in result.files if f.status in ("downloaded", "resumed"))
-            cached = sum(1 for f in result.files if f.status == "cached")
-            if dry_run:
-                todo = [f for f in result.files if f.status == "would-download"]
-                out.line(
-                    f"Would fetch {len(todo)} file(s), {human_size(sum(f.size for f in todo))}, of {ref.display} at"
-                    f" {result.commit} ({cached} cached, {len(result.skipped)} skipped)."
-                )
-                return
-            out.line(str(result.snapshot))
-            out.success(
-                f"{ref.display} → {result.commit[:12]}: {len(result.files)} file(s), {fetched} fetched"
-                f" ({human_size(result.bytes_downloaded)}), {cached} cached, {len(result.skipped)} skipped"
-                f" in {result.elapsed:.1f}s"
-            )
-
-        ctx.out.result(result.to_json(), human)
+    ctx.out.result(result.to_json(), human)

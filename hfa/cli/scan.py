@@ -1,29 +1,39 @@
-"""``hfa scan`` and ``hfa verify``: content safety and cache integrity, offline."""
+"""``hfa scan`` and ``hfa verify``: content safety and cache integrity, offline.
 
-from __future__ import annotations
+``hfa scan`` with plain arguments usually runs without this module (hfa.cli.scanning explains
+why); its checks' options are declared from the one table both paths read, ``SCAN_OPTIONS``.
+"""
 
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from hfa.cli.options import Ctx, command
+from hfa.cli import scanning
+from hfa.cli.options import (
+    CacheDirOpt,
+    Ctx,
+    EndpointOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    TokenOpt,
+    VerboseOpt,
+    guarded,
+)
+from hfa.cli.scanning import SCAN_OPTIONS, count_text, finish
 
 CHECKS = "Checks"
 
 FailOnOpt = Annotated[
     str,
-    typer.Option(
-        "--fail-on",
-        help="Exit 1 when a finding is at or above this level: info, low, medium, high, critical.",
-        rich_help_panel=CHECKS,
-    ),
+    typer.Option(SCAN_OPTIONS["fail_on"].flag, help=SCAN_OPTIONS["fail_on"].help, rich_help_panel=CHECKS),
 ]
 SarifOpt = Annotated[
     Path | None,
     typer.Option(
-        "--sarif",
-        help="Also write the findings as SARIF 2.1.0 to this file.",
+        SCAN_OPTIONS["sarif"].flag,
+        help=SCAN_OPTIONS["sarif"].help,
         dir_okay=False,
         rich_help_panel=CHECKS,
         show_default=False,
@@ -32,8 +42,8 @@ SarifOpt = Annotated[
 AllowlistOpt = Annotated[
     Path | None,
     typer.Option(
-        "--allowlist",
-        help='TOML file extending the pickle allowlist (allow = ["pkg.Class"]); reported.',
+        SCAN_OPTIONS["allowlist"].flag,
+        help=SCAN_OPTIONS["allowlist"].help,
         dir_okay=False,
         rich_help_panel=CHECKS,
         show_default=False,
@@ -41,67 +51,94 @@ AllowlistOpt = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "scan")
-    def scan(
-        ctx: Ctx,
-        targets: Annotated[
-            list[str] | None,
-            typer.Argument(
-                help="Files, folders, a huggingface_hub cache, or REPO[@REV] in the cache. Default: the cache.",
-                show_default=False,
-            ),
-        ] = None,
-        fail_on: FailOnOpt = "high",
-        sarif: SarifOpt = None,
-        allowlist: AllowlistOpt = None,
-    ) -> None:
-        """Scan content for pickle dangers, Git-LFS stubs, bad safetensors headers and remote code.
+def scan(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Files, folders, a huggingface_hub cache, or REPO[@REV] in the cache. Default: the cache.",
+            show_default=False,
+        ),
+    ] = None,
+    fail_on: FailOnOpt = "high",
+    sarif: SarifOpt = None,
+    allowlist: AllowlistOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Scan content for pickle dangers, Git-LFS stubs, bad safetensors headers and remote code.
 
-        Content is recognised by its bytes, not its name. Nothing is ever unpickled or executed.
-        """
-        from hfa.cli import scanning
-
+    Content is recognised by its bytes, not its name. Nothing is ever unpickled or executed.
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
         scanned = scanning.scan(ctx.settings.cache_dir, targets or [], allowlist)
         scanning.finish_scan(ctx.out, scanned, fail_on, sarif)
 
-    @command(app, "verify")
-    def verify(
-        ctx: Ctx,
-        target: Annotated[
-            str | None,
-            typer.Argument(
-                help="REPO[@REV] in the cache, or a folder/file on disk. Default: the whole cache.", show_default=False
-            ),
-        ] = None,
-        lock: Annotated[
-            Path | None,
-            typer.Option("--lock", help="Verify exactly what this lock names.", dir_okay=False, show_default=False),
-        ] = None,
-        fix: Annotated[
-            bool,
-            typer.Option("--fix", help="Re-fetch missing or corrupt files (online); replace LFS stubs in a folder."),
-        ] = False,
-        no_scan: Annotated[bool, typer.Option("--no-scan", help="Only integrity; skip the content scan.")] = False,
-        repo: Annotated[
-            str | None,
-            typer.Option(
-                "--repo",
-                help="For --fix on a folder: the repo it came from (default: from .git/config).",
-                show_default=False,
-            ),
-        ] = None,
-        fail_on: FailOnOpt = "high",
-        sarif: SarifOpt = None,
-        allowlist: AllowlistOpt = None,
-    ) -> None:
-        """Prove a cache, a repo, a lock's files or a folder sound, offline: hashes, links, stubs, and the scan.
 
-        Every blob's content must hash to its name; every snapshot link must resolve inside the cache;
-        every locked file must be present with the locked hash. `--fix` repairs what it can (online).
-        """
+def verify(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="REPO[@REV] in the cache, or a folder/file on disk. Default: the whole cache.", show_default=False
+        ),
+    ] = None,
+    lock: Annotated[
+        Path | None,
+        typer.Option("--lock", help="Verify exactly what this lock names.", dir_okay=False, show_default=False),
+    ] = None,
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Re-fetch missing or corrupt files (online); replace LFS stubs in a folder."),
+    ] = False,
+    no_scan: Annotated[bool, typer.Option("--no-scan", help="Only integrity; skip the content scan.")] = False,
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            "--repo",
+            help="For --fix on a folder: the repo it came from (default: from .git/config).",
+            show_default=False,
+        ),
+    ] = None,
+    fail_on: FailOnOpt = "high",
+    sarif: SarifOpt = None,
+    allowlist: AllowlistOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Prove a cache, a repo, a lock's files or a folder sound, offline: hashes, links, stubs, and the scan.
+
+    Every blob's content must hash to its name; every snapshot link must resolve inside the cache;
+    every locked file must be present with the locked hash. `--fix` repairs what it can (online).
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
         from hfa import verify as core
-        from hfa.cli.scanning import count_text, finish
         from hfa.errors import UsageError
         from hfa.resolve.refs import RepoRef
         from hfa.scan.policy import load_policy

@@ -1,14 +1,21 @@
-"""The body of ``hfa scan`` (and the report of ``hfa verify``), free of the CLI framework.
+"""The body of ``hfa scan`` (and the report of ``hfa verify``), and ``hfa scan``'s path without typer.
 
-``hfa scan PATH...`` is often run once per file (a loader hook, a pre-commit check), where
-start-up is most of its time; the CLI framework (typer) costs ~30 ms of it. :func:`scan_plain`
-therefore runs a clean scan of existing files and folders with plain options (``-q``, ``-v``,
-``--json``, ``--fail-on``, ``--sarif``, ``--allowlist``) without importing typer, through the
-same functions as the typer command below, and writes the same output. Anything else (other
-options, ``--help``, a repo id, an error) returns None before writing anything, and the full
-CLI runs the command: one place reports errors. Findings at or above ``--fail-on`` are not an
-error of the command: the report is written and the check's exit code (1) returned here.
-tests/test_cli_scan_plain.py runs both paths on the same arguments and compares them.
+Why a second path: ``hfa scan PATH...`` is often run once per file (a loader hook, a pre-commit
+check), where start-up is most of its time; importing the CLI framework (typer, and its rich
+help machinery) costs ~30 ms of it, and issue 11 asks the command to start at least as fast as
+picklescan's. So the console script (hfa.cli.entry) hands ``hfa scan ARGS`` to :func:`scan_plain`
+first, which runs a clean scan of existing files and folders without importing typer, through
+the same functions as the typer command (hfa.cli.scan), and writes the same output.
+
+One table of options for both paths: :data:`SCAN_OPTIONS` (``--fail-on``, ``--sarif``,
+``--allowlist``) is what the typer command declares its checks from, and what :func:`scan_plain`
+parses; :data:`PLAIN_COMMON` names the common options it takes (``-q``, ``-v``, ``--json``) by the
+command's parameter names. Anything else (the other common options, ``--help``, a repo id, a
+missing path, a bad value, any error) returns None before writing anything, and the full CLI runs
+the command: one place reports errors. Findings at or above ``--fail-on`` are not an error of the
+command: the report is written and the check's exit code (1) returned here.
+tests/test_cli_scan_plain.py runs both paths on the same arguments and compares them, and checks
+the table against the typer command's options.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ def scan(cache_dir: Path, names: list[str], allowlist: Path | None) -> Scanned:
     """Scan ``names`` (files, folders, a cache, REPO[@REV] in ``cache_dir``; none: the cache)."""
     from hfa.scan.policy import load_policy
     from hfa.scan.scanner import scan_targets
+    from hfa.scan.targets import targets
 
     policy, notes = load_policy(allowlist)
     found, in_cache = targets(cache_dir, names)
@@ -49,34 +57,62 @@ def finish_scan(out: Output, scanned: Scanned, fail_on: str, sarif: Path | None)
     finish(out, findings, fail_on, sarif, doc, summary, Locator(logical=scanned.in_cache.__contains__), "hfa-scan")
 
 
-_FLAGS = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose", "--json": "json"}
-_VALUES = ("--fail-on", "--sarif", "--allowlist")
+class ScanOption:
+    """One of ``hfa scan``'s own options that take a value (hfa.cli.scan declares it from this).
+
+    A plain class: a dataclass would cost this start-up-bound path ~0.15 ms to build.
+    """
+
+    __slots__ = ("flag", "help")
+
+    def __init__(self, flag: str, help: str) -> None:
+        self.flag = flag
+        self.help = help
+
+
+# parameter name of the command -> its option
+SCAN_OPTIONS = {
+    "fail_on": ScanOption(
+        "--fail-on", "Exit 1 when a finding is at or above this level: info, low, medium, high, critical."
+    ),
+    "sarif": ScanOption("--sarif", "Also write the findings as SARIF 2.1.0 to this file."),
+    "allowlist": ScanOption(
+        "--allowlist", 'TOML file extending the pickle allowlist (allow = ["pkg.Class"]); reported.'
+    ),
+}
+# The common options the plain path takes, spelling -> parameter name (hfa.cli.options declares them).
+PLAIN_COMMON = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": "verbose", "--json": "json_output"}
+_BY_FLAG = {option.flag: name for name, option in SCAN_OPTIONS.items()}
 
 
 def scan_plain(argv: list[str]) -> int | None:
     """Run ``hfa scan ARGV`` without typer when it is plain and clean (see above); None: it is not."""
-    opts: dict[str, Any] = {"quiet": 0, "verbose": 0, "json": 0}
+    opts: dict[str, Any] = {"quiet": 0, "verbose": 0, "json_output": 0}
     values: dict[str, str] = {}
     names: list[str] = []
     args = iter(argv)
     for arg in args:
-        name, eq, value = arg.partition("=")
-        if arg in _FLAGS:
-            opts[_FLAGS[arg]] += 1
-        elif name in _VALUES and name not in values:
+        flag, eq, value = arg.partition("=")
+        if arg in PLAIN_COMMON:
+            opts[PLAIN_COMMON[arg]] += 1
+        elif flag in _BY_FLAG and _BY_FLAG[flag] not in values:
             value = value if eq else next(args, "")
             if not value or value.startswith("-"):
                 return None
-            values[name] = value
+            values[_BY_FLAG[flag]] = value
         elif arg.startswith("-") or not os.path.exists(arg):
             return None  # another option, --help, `--`, a repo id, a missing path: the full CLI
         else:
             names.append(arg)
-    files = [values.get(o) for o in ("--sarif", "--allowlist")]
-    if not names or opts["json"] > 1 or any(f is not None and os.path.isdir(f) for f in files):
-        return None
+    sarif, allowlist = values.get("sarif"), values.get("allowlist")
+    if not names or opts["json_output"] > 1 or any(f is not None and os.path.isdir(f) for f in (sarif, allowlist)):
+        return None  # a repeated flag, or a folder where a file goes: the full CLI's message
     out = Output(
-        json_mode=bool(opts["json"]), quiet=opts["quiet"], verbose=opts["verbose"], stdout=sys.stdout, stderr=sys.stderr
+        json_mode=bool(opts["json_output"]),
+        quiet=opts["quiet"],
+        verbose=opts["verbose"],
+        stdout=sys.stdout,
+        stderr=sys.stderr,
     )
     try:
         from hfa.config import Settings
@@ -85,10 +121,10 @@ def scan_plain(argv: list[str]) -> int | None:
 
         settings = Settings.resolve()
         out.add_secret(settings.token)
-        fail_on = values.get("--fail-on", "high")
+        fail_on = values.get("fail_on", "high")
         Severity.parse(fail_on)  # a bad level raises: the full CLI reports it
-        scanned = scan(settings.cache_dir, names, Path(files[1]) if files[1] else None)
-        finish_scan(out, scanned, fail_on, Path(files[0]) if files[0] else None)
+        scanned = scan(settings.cache_dir, names, Path(allowlist) if allowlist else None)
+        finish_scan(out, scanned, fail_on, Path(sarif) if sarif else None)
     except CheckFailed as failed:
         # Findings at or above --fail-on: the report is out; end as the full CLI's run_guarded does
         # (the command's own document stands for the --json error document). Scanning twice cost a
@@ -145,60 +181,3 @@ def count_text(findings: list[Any]) -> str:
 
     parts = [f"{n} {level}" for level, n in counts(findings).items() if n]
     return ", ".join(parts) if parts else "no findings"
-
-
-def targets(cache_dir: Path, names: list[str]) -> tuple[list[Any], set[str]]:
-    """What to scan, and the names of those that are cache entries (not files on disk)."""
-    from hfa.errors import UsageError
-    from hfa.scan.scanner import Target, is_hf_cache, iter_cache, iter_folder, iter_repo
-
-    cache = cache_dir
-    if not names:
-        if not cache.is_dir():
-            raise UsageError(f"No cache at {cache}", "pass files or folders to scan, or --cache-dir")
-        found = list(iter_cache(cache))
-        return found, {t.display for t in found}
-    out: list[Target] = []
-    in_cache: set[str] = set()
-    for name in names:
-        path = Path(name)
-        if path.is_file():
-            out.append(Target(path, name))
-        elif path.is_dir():
-            from hfa.cache.layout import parse_repo_folder
-
-            parsed = parse_repo_folder(path.resolve().name)
-            if (path / "snapshots").is_dir() and parsed:
-                entries = list(iter_repo(path.resolve().parent, parsed[0], parsed[1]))
-                in_cache.update(t.display for t in entries)
-                out += entries
-            elif is_hf_cache(path):
-                entries = list(iter_cache(path))
-                in_cache.update(t.display for t in entries)
-                out += entries
-            else:
-                out += iter_folder(path, name)
-        else:
-            from hfa.cache.layout import RepoDir
-            from hfa.resolve.refs import RepoRef
-
-            try:
-                ref = RepoRef.parse(name)
-            except UsageError:
-                raise UsageError(
-                    f"'{name}' is neither a file nor a folder nor a repo id",
-                    "check the path, or give REPO[@REV] of a repo in the cache",
-                ) from None
-            repo = RepoDir(cache, ref.repo_type, ref.repo_id)
-            commit = None
-            if ref.revision:
-                commit = ref.revision if ref.pinned else repo.read_ref(ref.revision)
-            if not repo.snapshots.is_dir() or (ref.revision and not commit):
-                raise UsageError(
-                    f"'{name}' is not a path, and not in the cache {cache}",
-                    f"pull it first with `hfa pull {ref.display}`, or check the path",
-                )
-            entries = list(iter_repo(cache, ref.repo_type, ref.repo_id, commit))
-            in_cache.update(t.display for t in entries)
-            out += entries
-    return out, in_cache

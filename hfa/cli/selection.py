@@ -1,19 +1,19 @@
-"""Selection options shared by `hfa pull`, `hfa info` (and `hfa pin`)."""
+"""Selection options shared by `hfa pull`, `hfa info` and `hfa pin`.
+
+Each command declares them with the aliases below and gathers their values in a
+:class:`SelectionArgs`, which checks them and converts them into the resolver's
+:class:`hfa.resolve.selection.SelectOptions`.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from hfa.cli.options import rewrite_signature
-
 SEL = "Selection"
-F = TypeVar("F", bound=Callable[..., Any])
 
 RepoTypeOpt = Annotated[
     str | None,
@@ -72,7 +72,7 @@ TrustRemoteCodeOpt = Annotated[
 
 
 @dataclass(frozen=True)
-class Selection:
+class SelectionArgs:
     """The selection options as given on the command line (before validation)."""
 
     framework: list[str] | None = None
@@ -88,7 +88,7 @@ class Selection:
     def given(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self))
 
-    def build(self):  # -> SelectOptions (lazy import keeps --help fast)
+    def to_options(self):  # -> SelectOptions (lazy import keeps --help fast)
         from hfa.errors import UsageError
         from hfa.resolve.resolver import check_subfolder
         from hfa.resolve.selection import FRAMEWORKS, SelectOptions
@@ -112,33 +112,9 @@ class Selection:
         )
 
 
-_SELECTION_PARAMS: list[tuple[str, Any, Any]] = [
-    ("framework", FrameworkOpt, None),
-    ("quant", QuantOpt, None),
-    ("include", IncludeOpt, None),
-    ("exclude", ExcludeOpt, None),
-    ("all_files", AllOpt, False),
-    ("config_only", ConfigOnlyOpt, False),
-    ("subfolder", SubfolderOpt, None),
-    ("trust_remote_code", TrustRemoteCodeOpt, False),
-    ("variant", VariantOpt, None),
-]
-
-
-def with_selection(fn: F) -> F:
-    """Add the selection options to a command (apply under ``command``); it receives them as ``sel``."""
-    names = [name for name, _, _ in _SELECTION_PARAMS]
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kw: Any) -> Any:
-        sel = Selection(**{n: kw.pop(n) for n in names})
-        return fn(*args, sel=sel, **kw)
-
-    rewrite_signature(wrapper, fn, "sel", _SELECTION_PARAMS)
-    return wrapper  # type: ignore[return-value]
-
-
-def repo_and_options(repo: str, repo_type: str | None, sel: Selection) -> tuple[Any, Any]:  # (RepoRef, SelectOptions)
+def repo_and_options(
+    repo: str, repo_type: str | None, sel: SelectionArgs
+) -> tuple[Any, Any]:  # (RepoRef, SelectOptions)
     """``REPO[@REV][:QUANT]`` and the selection options, the quant merged in."""
     from dataclasses import replace
 
@@ -146,7 +122,7 @@ def repo_and_options(repo: str, repo_type: str | None, sel: Selection) -> tuple[
     from hfa.resolve.refs import RepoRef
 
     ref, quant = RepoRef.parse_spec(repo, repo_type)
-    options = sel.build()
+    options = sel.to_options()
     if quant is not None:
         if options.quant is not None and options.quant.upper() != quant.upper():
             raise UsageError(

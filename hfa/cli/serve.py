@@ -1,7 +1,5 @@
 """``hfa serve``: serve a cache as a read-only Hub-compatible endpoint."""
 
-from __future__ import annotations
-
 import logging
 import signal
 import sys
@@ -11,117 +9,140 @@ from typing import Annotated, Any
 
 import typer
 
-from hfa.cli.options import Ctx, command
+from hfa.cli.options import (
+    CacheDirOpt,
+    Ctx,
+    EndpointOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    TokenOpt,
+    VerboseOpt,
+    guarded,
+)
 from hfa.errors import UsageError
 
 PANEL_INFER = "Inference (--infer)"
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "serve")
-    def serve(
-        ctx: Ctx,
-        host: Annotated[
-            str, typer.Option(help="Address to bind. Loopback unless you mean to serve a network.")
-        ] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)] = 8080,
-        auth: Annotated[
-            Path | None,
-            typer.Option(
-                help="TOML file naming private and gated repos and the tokens that may read them (docs/serve.md).",
-                dir_okay=False,
-                show_default=False,
-            ),
-        ] = None,
-        lock: Annotated[
-            Path | None,
-            typer.Option(
-                "--lock",
-                help="Serve only the repos, commits and files this lock names (nothing else is visible).",
-                dir_okay=False,
-                show_default=False,
-            ),
-        ] = None,
-        timeout: Annotated[
-            float,
-            typer.Option(
-                "--timeout",
-                help="Seconds a client may take to send a request's headers (idle time included), or stall a "
-                "read or write, before its connection is closed.",
-                min=0.1,
-            ),
-        ] = 20.0,
-        max_connections: Annotated[
-            int,
-            typer.Option(
-                "--max-connections",
-                help="Serve at most this many connections at once (fewer if the open-file limit requires; "
-                "docs/serve.md).",
-                min=1,
-            ),
-        ] = 256,
-        demo: Annotated[
-            bool,
-            typer.Option(
-                help="Build the demo repositories into a temporary cache, removed on exit (or into --cache-dir DIR"
-                " when DIR is empty), and serve them."
-            ),
-        ] = False,
-        infer: Annotated[
-            bool,
-            typer.Option(
-                "--infer",
-                help="Also answer the Inference API (POST /models/{repo}) with the served models, run on CPU "
-                "in this process, loaded on first use (needs pip install 'hfa\\[infer]'; docs/serve.md).",
-                rich_help_panel=PANEL_INFER,
-            ),
-        ] = False,
-        infer_models: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--infer-models",
-                help="Run only these models (repeat the option); default: every served model (--lock limits them).",
-                rich_help_panel=PANEL_INFER,
-                show_default=False,
-                metavar="REPO",
-            ),
-        ] = None,
-        infer_max_models: Annotated[
-            int,
-            typer.Option(
-                "--infer-max-models",
-                help="Keep at most this many models loaded; the least recently used is dropped.",
-                min=1,
-                rich_help_panel=PANEL_INFER,
-            ),
-        ] = 2,
-        allow_pickle: Annotated[
-            bool,
-            typer.Option(
-                "--allow-pickle",
-                help="Load pickle weights (.bin, .pt) when a model has no safetensors; pickles hfa's scanner "
-                "finds dangerous are still refused.",
-                rich_help_panel=PANEL_INFER,
-            ),
-        ] = False,
-        trust_remote_code: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--trust-remote-code",
-                help="Run this repo's own Python code (auto_map) when loading it (repeat per repo). Only for code "
-                "you have read.",
-                rich_help_panel=PANEL_INFER,
-                show_default=False,
-                metavar="REPO",
-            ),
-        ] = None,
-    ) -> None:
-        """Serve a huggingface_hub cache as a read-only Hub endpoint (set HF_ENDPOINT to the printed URL).
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to bind. Loopback unless you mean to serve a network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)] = 8080,
+    auth: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML file naming private and gated repos and the tokens that may read them (docs/serve.md).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    lock: Annotated[
+        Path | None,
+        typer.Option(
+            "--lock",
+            help="Serve only the repos, commits and files this lock names (nothing else is visible).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            help="Seconds a client may take to send a request's headers (idle time included), or stall a "
+            "read or write, before its connection is closed.",
+            min=0.1,
+        ),
+    ] = 20.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            help="Serve at most this many connections at once (fewer if the open-file limit requires; docs/serve.md).",
+            min=1,
+        ),
+    ] = 256,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="Build the demo repositories into a temporary cache, removed on exit (or into --cache-dir DIR"
+            " when DIR is empty), and serve them."
+        ),
+    ] = False,
+    infer: Annotated[
+        bool,
+        typer.Option(
+            "--infer",
+            help="Also answer the Inference API (POST /models/{repo}) with the served models, run on CPU "
+            "in this process, loaded on first use (needs pip install 'hfa\\[infer]'; docs/serve.md).",
+            rich_help_panel=PANEL_INFER,
+        ),
+    ] = False,
+    infer_models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--infer-models",
+            help="Run only these models (repeat the option); default: every served model (--lock limits them).",
+            rich_help_panel=PANEL_INFER,
+            show_default=False,
+            metavar="REPO",
+        ),
+    ] = None,
+    infer_max_models: Annotated[
+        int,
+        typer.Option(
+            "--infer-max-models",
+            help="Keep at most this many models loaded; the least recently used is dropped.",
+            min=1,
+            rich_help_panel=PANEL_INFER,
+        ),
+    ] = 2,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle",
+            help="Load pickle weights (.bin, .pt) when a model has no safetensors; pickles hfa's scanner "
+            "finds dangerous are still refused.",
+            rich_help_panel=PANEL_INFER,
+        ),
+    ] = False,
+    trust_remote_code: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust-remote-code",
+            help="Run this repo's own Python code (auto_map) when loading it (repeat per repo). Only for code "
+            "you have read.",
+            rich_help_panel=PANEL_INFER,
+            show_default=False,
+            metavar="REPO",
+        ),
+    ] = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    offline: OfflineOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = 0,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Serve a huggingface_hub cache as a read-only Hub endpoint (set HF_ENDPOINT to the printed URL).
 
-        With --infer, also answer the Inference API for the served models, so `InferenceClient(model=f"{URL}/models/{repo}")` and `hfa infer TASK --model REPO --endpoint-url URL` run them here (`base_url=URL` alone works only when one model is served; docs/serve.md).
+    With --infer, also answer the Inference API for the served models, so `InferenceClient(model=f"{URL}/models/{repo}")` and `hfa infer TASK --model REPO --endpoint-url URL` run them here (`base_url=URL` alone works only when one model is served; docs/serve.md).
 
-        The first line on stdout is the URL served; logs go to stderr. Stop with Ctrl-C or SIGTERM.
-        """
+    The first line on stdout is the URL served; logs go to stderr. Stop with Ctrl-C or SIGTERM.
+    """
+    ctx = Ctx.from_options(
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        token=token,
+        offline=offline,
+        json_output=json_output,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    with guarded(ctx.out):
         from hfa.server import HubServer, ServerConfig
         from hfa.server.auth import AuthPolicy, load_policy
 
@@ -197,7 +218,7 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             ctx.out.info("Stopping.")
         finally:
-            server.close()
+            server.close()  # stop() would wait for a serve loop: this one ran here and has returned
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             if tmp is not None:
