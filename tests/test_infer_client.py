@@ -303,6 +303,23 @@ def test_embeddings_batch_of_strings(fake: FakeInference) -> None:
     assert len(result) == 2 and all(len(row) == 8 for row in result)
 
 
+def test_a_moved_private_request_path_falls_back_to_the_public_method(
+    fake: FakeInference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hfa's one private use of huggingface_hub: should a release move it, the public method answers."""
+    pytest.importorskip("numpy")  # the public feature_extraction decodes with numpy
+    import huggingface_hub.inference._providers as providers
+
+    from hfa.infer.client import _private_request_path
+
+    assert _private_request_path(object()) is None  # a client without _inner_post
+    monkeypatch.delattr(providers, "get_provider_helper")  # the helper moved away
+    result = api(fake, "feature-extraction").run("feature-extraction", ["a", "b"], {"normalize": True})
+    assert fake.posts()[0].json()["inputs"] == ["a", "b"]
+    assert len(result) == 2 and all(len(row) == 8 for row in result)
+    assert isinstance(result[0][0], float)  # plain JSON data, not numpy
+
+
 def test_unknown_parameter_is_a_usage_error_before_any_request(fake: FakeInference) -> None:
     with pytest.raises(UsageError, match="top_p"):
         api(fake, "text-classification").run("text-classification", "x", {"top_p": 0.5})

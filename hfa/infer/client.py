@@ -435,16 +435,40 @@ def _kwargs_for(task: Task, parameters: dict[str, Any]) -> dict[str, Any]:
     return dict(parameters)
 
 
+def _plain(value: Any) -> Any:
+    """What json cannot write, as plain data: numpy arrays (the public embedding methods) as lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _private_request_path(client: Any) -> tuple[Any, Any] | None:
+    """huggingface_hub's request helper and ``InferenceClient._inner_post``, or None when they moved.
+
+    The only private API of a dependency hfa uses: with it, text-to-image and feature-extraction
+    post the prepared request and get the raw answer (no numpy or Pillow needed to decode it).
+    huggingface_hub is bounded (<3) and tested at 2.4; should a release move either name, the
+    task goes through the client's public method instead (which needs numpy / Pillow), never an
+    error of hfa's (tests/test_infer_client.py simulates it).
+    """
+    try:
+        from huggingface_hub.inference._providers import get_provider_helper
+    except ImportError:
+        return None
+    inner_post = getattr(client, "_inner_post", None)
+    return (get_provider_helper, inner_post) if callable(inner_post) else None
+
+
 def _call(client: Any, task: Task, url: str, inputs: Any, kwargs: dict[str, Any]) -> Any:
     """One request through the official client; the result as plain JSON (bytes for images)."""
-    if task.direct:
-        from huggingface_hub.inference._providers import get_provider_helper
-
+    direct = _private_request_path(client) if task.direct else None
+    if direct is not None:
+        get_provider_helper, inner_post = direct
         helper = get_provider_helper("hf-inference", task=task.name, model=url)
         request = helper.prepare_request(
             inputs=inputs, parameters=kwargs, headers=client.headers, model=url, api_key=client.token
         )
-        response = helper.get_response(client._inner_post(request), request)
+        response = helper.get_response(inner_post(request), request)
         return response if task.binary_output else json.loads(json.dumps(response))
     method = getattr(client, task.method)
     if task.input_kind == "qa":
@@ -453,4 +477,4 @@ def _call(client: Any, task: Task, url: str, inputs: Any, kwargs: dict[str, Any]
         result = method(Path(inputs), **kwargs)
     else:
         result = method(inputs, **kwargs)
-    return json.loads(json.dumps(result))
+    return json.loads(json.dumps(result, default=_plain))
