@@ -95,7 +95,7 @@ def every_command() -> list[tuple[str, ...]]:
     paths: list[tuple[str, ...]] = []
     for name, cmd in root.commands.items():
         subs = getattr(cmd, "commands", None)
-        paths += [(name, sub) for sub in subs] if subs else [(name,)]
+        paths += [(name,), *((name, sub) for sub in subs)] if subs else [(name,)]  # a group's own help too
     return paths
 
 
