@@ -75,10 +75,18 @@ class NotFound(HfaError):
 
 
 class RepoNotFound(NotFound):
-    def __init__(self, repo_id: str, repo_type: str = "model") -> None:
+    """Not there, or private to this token: the Hub does not say which. ``token_sent`` (None:
+    unknown) picks the hint: with a token, the next step is that token's access, not a token."""
+
+    def __init__(self, repo_id: str, repo_type: str = "model", token_sent: bool | None = None) -> None:
+        hint = (
+            "check the spelling; if it is private, check that the token given (--token / HF_TOKEN) may read it"
+            if token_sent
+            else "check the spelling; if it is private, pass a token with --token or HF_TOKEN"
+        )
         super().__init__(
             f"{repo_type.capitalize()} '{repo_id}' not found",
-            "check the spelling; if it is private, pass a token with --token or HF_TOKEN",
+            hint,
             details={"repo_id": repo_id, "repo_type": repo_type},
         )
         self.repo_id = repo_id

@@ -215,3 +215,15 @@ def test_offline_repo_not_in_cache(tmp_path: Path) -> None:
     result = hfa("pull", "org/model", "--offline", "--cache-dir", str(tmp_path / "c"))
     assert result.exit_code == ExitCode.CHECK_FAILED
     assert "is not in the cache" in result.stderr and "hfa pull org/model" in result.stderr
+
+
+def test_private_repo_hint_tells_a_refused_token_from_none(server: HubServer, tmp_path: Path) -> None:
+    """With no token the next step is a token; with a token that may not read it, that token's access."""
+    from conftest import OTHER_TOKEN
+
+    none = hfa("pull", "org/private", "--endpoint", server.url, "--cache-dir", str(tmp_path / "c"))
+    other = hfa("pull", "org/private", "--endpoint", server.url, "--cache-dir", str(tmp_path / "c"), "--token", OTHER_TOKEN)
+    assert none.exit_code == other.exit_code == ExitCode.NOT_FOUND
+    assert "pass a token with --token" in none.stderr
+    assert "check that the token given (--token / HF_TOKEN) may read it" in other.stderr
+    assert OTHER_TOKEN not in other.stderr

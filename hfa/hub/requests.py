@@ -161,7 +161,7 @@ def answer_error(
         if code == "RevisionNotFound":
             return RevisionNotFound(ref.repo_id, ref.revision_or_default)
         if code == "RepoNotFound" or (status == 401 and not code):
-            return RepoNotFound(ref.repo_id, ref.repo_type)
+            return RepoNotFound(ref.repo_id, ref.repo_type, token_sent)
         if code == "EntryNotFound":
             return EntryNotFound(ref.repo_id, path or "?", ref.revision)
     if status in (401, 403):
@@ -170,7 +170,9 @@ def answer_error(
         return UsageError(f"The endpoint refused the request: {message or 'HTTP 400'}", "check the arguments")
     if status == 404 and ref is not None:
         return (
-            RepoNotFound(ref.repo_id, ref.repo_type) if path is None else EntryNotFound(ref.repo_id, path, ref.revision)
+            RepoNotFound(ref.repo_id, ref.repo_type, token_sent)
+            if path is None
+            else EntryNotFound(ref.repo_id, path, ref.revision)
         )
     return NetworkError(
         f"The endpoint answered HTTP {status}: {message or 'no message'}",
