@@ -230,10 +230,12 @@ def pull(
     workers: int = DEFAULT_WORKERS,
     progress: Progress | None = None,
     allow_unsafe: bool = False,
+    source: Source | None = None,
 ) -> PullResult:
+    """Fetch what ``ref`` needs into the cache, from ``source`` (default: :func:`open_source`)."""
     started = time.monotonic()
     store = LocalStore(settings.cache_dir, ref.repo_type, ref.repo_id)
-    source = open_source(settings)
+    source = source or open_source(settings)
     resolved, warnings = _resolve(source, ref, options)
     findings: list[Any] = []
     fetcher = source.fetcher(
@@ -335,6 +337,7 @@ def pull_locked(
     progress: Progress | None = None,
     allow_unsafe: bool = False,
     retry_command: str = "hfa pull",
+    source: Source | None = None,
 ) -> LockedPullResult:
     """Make the cache hold exactly what the lock names, at the lock's commits, verified by the lock's hashes.
 
@@ -342,7 +345,7 @@ def pull_locked(
     file is an error naming it.
     """
     started = time.monotonic()
-    source = open_source(settings)
+    source = source or open_source(settings)
     results: list[PullResult] = []
     plans: list[tuple[LockedRepo, LocalStore, list[RemoteFile]]] = []
     for entry in entries:

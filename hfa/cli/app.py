@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str | Group]] = {
     "info": ("info", "info"),
     "pin": ("pin", "pin"),
     "pull": ("pull", "pull"),
+    "push": ("push", "push"),
     "scan": ("scan", "scan"),
     "verify": ("scan", "verify"),
     "export": ("bundle", "export"),

@@ -78,6 +78,7 @@ def _pull_from_lock(
     workers: int,
     dry_run: bool,
     allow_unsafe: bool = False,
+    source: Any = None,
 ) -> None:
     from hfa.errors import LockMismatch, UsageError
     from hfa.lock import lockfile
@@ -110,6 +111,7 @@ def _pull_from_lock(
                 progress=sink,
                 allow_unsafe=allow_unsafe,
                 retry_command=retry,
+                source=source,
             )
         except LockMismatch as exc:
             exc.hint = (
@@ -178,6 +180,15 @@ def pull(
     cache_dir: CacheDirOpt = None,
     token: TokenOpt = None,
     offline: OfflineOpt = False,
+    from_store: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Fill the cache from a bucket written by `hfa push`: s3://BUCKET/PREFIX (no Hub request;"
+            " every byte hashed before it is published). AWS credentials and endpoint from the environment.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
@@ -209,7 +220,19 @@ def pull(
         variant=variant,
     )
     with guarded(ctx.out):
-        _pull(ctx, repo, repo_type, sel, workers, dry_run, lock, locked, frozen, allow_unsafe)
+        source = _bucket_source(ctx, from_store, workers, offline) if from_store else None
+        _pull(ctx, repo, repo_type, sel, workers, dry_run, lock, locked, frozen, allow_unsafe, source)
+
+
+def _bucket_source(ctx: Ctx, url: str, workers: int, offline: bool) -> Any:
+    from hfa.cli.bucket import open_bucket, protect_aws
+    from hfa.errors import UsageError
+    from hfa.store.s3source import S3Source
+
+    if offline:
+        raise UsageError("--from and --offline contradict each other", "pass one of them")
+    protect_aws(ctx.out)
+    return S3Source(open_bucket(url, workers), ctx.settings.cache_dir)
 
 
 def _pull(
@@ -223,11 +246,12 @@ def _pull(
     locked: bool,
     frozen: bool,
     allow_unsafe: bool,
+    source: Any = None,
 ) -> None:
     from hfa.pull import pull as do_pull
 
     if repo is None or locked or frozen:
-        _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe)
+        _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe, source)
         return
     if allow_unsafe:
         ctx.out.warn("--allow-unsafe: files that can run code when loaded will be published. Never load them.")
@@ -235,7 +259,14 @@ def _pull(
     with ctx.out.progress(transient=True) as bar:
         sink = RichProgress(bar) if bar is not None else None
         result = do_pull(
-            ctx.settings, ref, options, dry_run=dry_run, workers=workers, progress=sink, allow_unsafe=allow_unsafe
+            ctx.settings,
+            ref,
+            options,
+            dry_run=dry_run,
+            workers=workers,
+            progress=sink,
+            allow_unsafe=allow_unsafe,
+            source=source,
         )
     for warning in result.warnings:
         ctx.out.warn(warning)
