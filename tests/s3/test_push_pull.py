@@ -129,3 +129,33 @@ def test_pull_from_names_what_is_missing(bucket: str, tmp_path: Path) -> None:
 def test_bad_bucket_url_is_a_usage_error(tmp_path: Path) -> None:
     result = hfa("push", "org/model", "--to", "https://bucket/x", "--cache-dir", str(tmp_path))
     assert result.exit_code == 2 and "s3://BUCKET/PREFIX" in result.stderr
+
+
+def test_seed_from_a_lock_then_gpu_node_pulls_the_lock(server, world, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lock = tmp_path / "hfa.lock"
+    seed = tmp_path / "seed"
+    pinned = hfa("pin", "org/model@v1.0", "--lock", str(lock), "--endpoint", server.url, "--cache-dir", str(seed))
+    assert pinned.exit_code == 0, pinned.stderr
+    pulled = hfa("pull", "--lock", str(lock), "--endpoint", server.url, "--cache-dir", str(seed))
+    assert pulled.exit_code == 0, pulled.stderr
+    pushed = hfa("push", "--lock", str(lock), "--to", f"s3://{bucket}/fleet", "--cache-dir", str(seed), "--json")
+    assert pushed.exit_code == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["repos"][0]["ref"] == "written"  # refs/v1.0
+
+    node = tmp_path / "node"
+    result = hfa("pull", "--lock", str(lock), "--from", f"s3://{bucket}/fleet", "--cache-dir", str(node), "--json")
+    assert result.exit_code == 0, result.stderr
+    commit = world.commits["org/model@v1"]
+    assert snapshot_listing(node, FOLDER, commit) == snapshot_listing(seed, FOLDER, commit)
+    assert corrupt_blobs(node) == []
+
+
+def test_push_of_a_lock_whose_files_are_not_cached_is_refused(server, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lock = tmp_path / "hfa.lock"
+    seed = tmp_path / "seed"
+    assert (
+        hfa("pin", "org/model", "--lock", str(lock), "--endpoint", server.url, "--cache-dir", str(seed)).exit_code == 0
+    )
+    result = hfa("push", "--lock", str(lock), "--to", f"s3://{bucket}/fleet", "--cache-dir", str(seed))
+    assert result.exit_code == 1, result.stderr
+    assert "hfa pull --lock" in result.stderr
