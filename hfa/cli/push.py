@@ -15,9 +15,8 @@ def push(
     repos: Annotated[
         list[str] | None,
         typer.Argument(
-            help="REPO[@REVISION] in the cache: org/name, org/name@v1.0, datasets/org/name@<commit>."
+            help="Repos in the cache, each REPO or REPO@REVISION: org/name, org/name@v1.0, datasets/org/name@<commit>."
             " Omitted: everything the lock names.",
-            metavar="[REPO[@REVISION]]...",
             show_default=False,
         ),
     ] = None,

@@ -21,7 +21,6 @@ from hfa.errors import CheckFailed, HfaError, NotFound, RevisionNotFound
 from hfa.hub.download import FetchOutcome, HashMismatch, expected_digest, new_hasher, verify_bytes
 from hfa.resolve.files import RemoteFile, Resolved
 from hfa.resolve.refs import RepoRef
-from hfa.resolve.source import MissingFiles
 from hfa.store.s3 import MANIFEST_LIMIT, SMALL_LIMIT, S3Store, s3_error
 
 if TYPE_CHECKING:
@@ -39,7 +38,7 @@ def read_manifest(s3: S3Store, ref: RepoRef, commit: str) -> Resolved:
     if data is None:
         raise RevisionNotFound(
             f"commit {commit[:12]} of '{ref.display}' is not in {s3.location.url}",
-            f"push it first: `hfa push --to {s3.location.url} {ref.repo_id}@{commit}`",
+            f"push it first: `hfa push --to {s3.location.url} {RepoRef(ref.repo_id, ref.repo_type, commit).display}`",
         )
     bad = CheckFailed(f"the manifest {key} in {s3.location.url} is not an hfa manifest", "push the repo again")
     try:
@@ -150,7 +149,16 @@ class S3Fetcher:
     def check(self, files: list[RemoteFile]) -> None:
         missing = [f.path for f in files if self.s3.blob_size(f.etag) != f.size]
         if missing:
-            raise MissingFiles(self.ref, self.commit, missing, self.retry)
+            raise self.missing(missing)
+
+    def missing(self, paths: list[str]) -> CheckFailed:
+        shown = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+        return CheckFailed(
+            f"{len(paths)} file(s) of '{self.ref.display}' ({self.commit[:12]}) are not in {self.s3.location.url}: {shown}",
+            f"push them from a cache that holds them: `hfa push --to {self.s3.location.url}"
+            f" {RepoRef(self.ref.repo_id, self.ref.repo_type, self.commit).display}` (after `hfa pull` there)",
+            details={"repo": self.ref.display, "commit": self.commit, "missing": list(paths)},
+        )
 
     def fetch_all(self, files: list[RemoteFile]) -> list[FetchOutcome]:
         if len(files) <= 1 or self.workers == 1:
@@ -182,7 +190,7 @@ class S3Fetcher:
         try:
             body = self.s3.open_blob(f.etag)
         except NotFound:
-            raise MissingFiles(self.ref, self.commit, [f.path], self.retry) from None
+            raise self.missing([f.path]) from None
         hasher = new_hasher(f)
         received = 0
         try:

@@ -159,3 +159,48 @@ def test_push_of_a_lock_whose_files_are_not_cached_is_refused(server, bucket: st
     result = hfa("push", "--lock", str(lock), "--to", f"s3://{bucket}/fleet", "--cache-dir", str(seed))
     assert result.exit_code == 1, result.stderr
     assert "hfa pull --lock" in result.stderr
+
+
+def test_a_blob_never_pushed_is_named(server, weed, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cache = _seed(server, tmp_path)
+    assert _push(cache, bucket, "org/model").exit_code == 0
+    weed.client().delete_object(Bucket=bucket, Key="fleet/blobs/" + _blob_of(cache, "config.json"))
+    target = tmp_path / "node"
+    result = hfa("pull", "org/model", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(target))
+    assert result.exit_code == 1, result.stderr
+    assert "config.json" in result.stderr and f"not in s3://{bucket}/fleet/" in result.stderr
+    assert "hfa push --to" in result.stderr
+
+
+def _blob_of(cache: Path, path: str) -> str:
+    snap = next((cache / FOLDER / "snapshots").iterdir())
+    return (snap / path).resolve().name
+
+
+def test_bucket_errors_get_their_exit_codes(weed, bucket: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    url = f"s3://{bucket}-absent/fleet"
+    assert hfa("pull", "org/model", "--from", url, "--cache-dir", str(tmp_path)).exit_code == 3
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    nocreds = hfa("pull", "org/model", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(tmp_path))
+    assert nocreds.exit_code == 2 and "AWS_ACCESS_KEY_ID" in nocreds.stderr, nocreds.stderr
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x" * 8)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y" * 8)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    down = hfa("pull", "org/model", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(tmp_path))
+    assert down.exit_code == 5 and "AWS_ENDPOINT_URL" in down.stderr, down.stderr
+
+
+def test_a_dataset_round_trips(server, world, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seed = tmp_path / "seed"
+    assert hfa("pull", "datasets/org/data", "--all", "--endpoint", server.url, "--cache-dir", str(seed)).exit_code == 0
+    assert _push(seed, bucket, "datasets/org/data").exit_code == 0
+    node = tmp_path / "node"
+    result = hfa("pull", "datasets/org/data", "--all", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(node))
+    assert result.exit_code == 0, result.stderr
+    commit = world.commits["datasets/org/data"]
+    assert (node / "datasets--org--data" / "snapshots" / commit / "data/train.csv").read_bytes() == b"a,b\n1,2\n"
