@@ -5,8 +5,15 @@ git-sha1 otherwise). What writes blobs (:mod:`hfa.hub.download`, :mod:`hfa.bundl
 reads them goes through a store of one repository: it asks whether a blob is there, takes the
 blob's lock, fills a partial file, publishes it once verified (by rename: never half-written),
 and links it into a snapshot. :class:`~hfa.store.local.LocalStore` is the huggingface_hub cache
-(``blobs/``, ``snapshots/``, the same per-blob locks); an S3-compatible bucket or a
-pull-through mirror plugs in as another implementation, without new branches in its callers.
+(``blobs/``, ``snapshots/``, the same per-blob locks); a pull-through mirror plugs in as
+another implementation, without new branches in its callers.
+
+An S3-compatible bucket is the shared store of a fleet (docs/fleet.md), imported only when
+used (boto3): :mod:`hfa.store.s3` (``S3Store``: blobs by hash, put-if-absent with checksums,
+manifests, refs and card data) is written by :mod:`hfa.push` and read by
+:mod:`hfa.store.s3source` (``S3Source``, the :class:`~hfa.resolve.source.Source` of
+``hfa pull --from``), which fills a :class:`LocalStore` with verified bytes. It has no local
+partial files, locks or snapshot links to offer, so it is not itself a :class:`BlobStore`.
 """
 
 from __future__ import annotations
