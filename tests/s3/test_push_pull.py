@@ -204,3 +204,45 @@ def test_a_dataset_round_trips(server, world, bucket: str, tmp_path: Path) -> No
     assert result.exit_code == 0, result.stderr
     commit = world.commits["datasets/org/data"]
     assert (node / "datasets--org--data" / "snapshots" / commit / "data/train.csv").read_bytes() == b"a,b\n1,2\n"
+
+
+def test_a_hostile_manifest_is_refused(weed, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client = weed.client()
+    commit = "c" * 40
+    manifest = {"commit": commit, "files": [{"path": "../../escape.txt", "size": 1, "blob_id": "a" * 40}]}
+    client.put_object(Bucket=bucket, Key="fleet/repos/models/org/evil/refs/main", Body=commit.encode())
+    client.put_object(
+        Bucket=bucket, Key=f"fleet/repos/models/org/evil/commits/{commit}.json", Body=json.dumps(manifest)
+    )
+    target = tmp_path / "node"
+    result = hfa("pull", "org/evil", "--all", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(target))
+    assert result.exit_code == 1, result.stderr
+    assert "unsafe path" in result.stderr
+    assert not (tmp_path / "escape.txt").exists() and not list(tmp_path.rglob("escape.txt"))
+    client.put_object(Bucket=bucket, Key=f"fleet/repos/models/org/evil/commits/{commit}.json", Body=b"[" * 100_000)
+    result = hfa("pull", "org/evil", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(target))
+    assert result.exit_code == 1 and "not an hfa manifest" in result.stderr, result.stderr
+
+
+def test_racing_pushers_both_succeed(server, weed, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hfa.config import Settings
+    from hfa.push import push, targets_from_refs
+    from hfa.resolve.refs import RepoRef
+    from hfa.store.s3 import S3Store, parse_s3_url
+
+    cache = _seed(server, tmp_path)
+    settings = Settings.resolve(cache_dir=cache)
+
+    def one(_: int):  # type: ignore[no-untyped-def]
+        store = S3Store(parse_s3_url(f"s3://{bucket}/race"))
+        return push(settings, store, targets_from_refs(settings, [RepoRef.parse("org/model")]), workers=4)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(one, range(2)))
+    assert sum(r.blobs_uploaded for r in results) + sum(r.blobs_present for r in results) == 10
+    node = tmp_path / "node"
+    pulled = hfa("pull", "org/model", "--all", "--from", f"s3://{bucket}/race", "--cache-dir", str(node))
+    assert pulled.exit_code == 0, pulled.stderr
+    assert corrupt_blobs(node) == []
