@@ -391,3 +391,12 @@ def test_every_exit_code_is_in_the_json_contract_docs() -> None:
     assert '{"error": {"code":' in text
     for doc in EXIT_CODES:
         assert f"| {doc.code.value} | `{doc.code.name.lower()}` |" in text
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [(("pull",), "REPO[@REVISION][:QUANT]"), (("scan",), "REPO[@REV] in the"), (("export",), "REPO[@REV] to export")],
+)
+def test_bracketed_syntax_survives_the_help_markup(path: tuple[str, ...], shown: str) -> None:
+    """rich markup reads ``[@REV]`` as a tag and drops it: help escapes it, so users see the syntax."""
+    assert shown in " ".join(help_text(*path).split())

@@ -22,7 +22,7 @@ def export(
     repos: Annotated[
         list[str] | None,
         typer.Argument(
-            help="REPO[@REV] to export as the cache holds them. Default: what the lock names.", show_default=False
+            help="REPO\\[@REV] to export as the cache holds them. Default: what the lock names.", show_default=False
         ),
     ] = None,
     lock: Annotated[Path, typer.Option("--lock", help="Export exactly what this lock names.", dir_okay=False)] = Path(
@@ -41,7 +41,7 @@ def export(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Export what a lock (or REPO[@REV]…) names from the cache as one verified tar, each blob once.
+    """Export what a lock (or REPO\\[@REV]…) names from the cache as one verified tar, each blob once.
 
     Carry it to a machine with no network and run `hfa import` there.
     """

@@ -32,7 +32,7 @@ from hfa.cli.selection import (
 
 
 def info(
-    repo: Annotated[str, typer.Argument(help="REPO[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name.")],
+    repo: Annotated[str, typer.Argument(help="REPO\\[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name.")],
     repo_type: RepoTypeOpt = None,
     framework: FrameworkOpt = None,
     quant: QuantOpt = None,

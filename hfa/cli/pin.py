@@ -36,7 +36,7 @@ def pin(
     repos: Annotated[
         list[str] | None,
         typer.Argument(
-            help="REPO[@REVISION][:QUANT] to add or update (QUANT: this repo's GGUF quantisation); with"
+            help="REPO\\[@REVISION][:QUANT] to add or update (QUANT: this repo's GGUF quantisation); with"
             " --upgrade/--check/--remove, repos to act on.",
             show_default=False,
         ),
@@ -70,7 +70,7 @@ def pin(
 ) -> None:
     """Pin repos to exact commits in hfa.lock, with every selected file's size and hash.
 
-    `hfa pin REPO[@REV]` adds or updates an entry; `hfa pin` alone normalises the lock without
+    `hfa pin REPO\\[@REV]` adds or updates an entry; `hfa pin` alone normalises the lock without
     network; `--upgrade` moves pins and reports what moved; `--check` reports drift for CI.
     Several repos are pinned all or nothing. Selection options apply to every repo named, except
     `--quant`, which applies only to repos with GGUF files; `REPO:QUANT` picks one repo's quantisation

@@ -144,7 +144,7 @@ def pull(
     repo: Annotated[
         str | None,
         typer.Argument(
-            help="REPO[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name@<commit>,"
+            help="REPO\\[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name@<commit>,"
             " org/name-GGUF:Q4_K_M. Omitted: everything the lock names.",
             show_default=False,
         ),

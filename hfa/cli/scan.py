@@ -55,7 +55,7 @@ def scan(
     targets: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Files, folders, a huggingface_hub cache, or REPO[@REV] in the cache. Default: the cache.",
+            help="Files, folders, a huggingface_hub cache, or REPO\\[@REV] in the cache. Default: the cache.",
             show_default=False,
         ),
     ] = None,
@@ -92,7 +92,7 @@ def verify(
     target: Annotated[
         str | None,
         typer.Argument(
-            help="REPO[@REV] in the cache, or a folder/file on disk. Default: the whole cache.", show_default=False
+            help="REPO\\[@REV] in the cache, or a folder/file on disk. Default: the whole cache.", show_default=False
         ),
     ] = None,
     lock: Annotated[
