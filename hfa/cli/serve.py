@@ -51,8 +51,8 @@ def serve(
         float,
         typer.Option(
             "--timeout",
-            help="Seconds a client may take to send a request's headers (idle time included), or stall a "
-            "read or write, before its connection is closed.",
+            help="Seconds a connection may sit idle or stalled (no request running, no byte moving), or take "
+            "to send one request's headers, before it is closed.",
             min=0.1,
         ),
     ] = 20.0,
@@ -60,10 +60,22 @@ def serve(
         int,
         typer.Option(
             "--max-connections",
-            help="Serve at most this many connections at once (fewer if the open-file limit requires; docs/serve.md).",
+            help="Keep at most this many connections open (fewer if the open-file limit requires; docs/serve.md).",
             min=1,
         ),
-    ] = 256,
+    ] = 1000,
+    threads: Annotated[
+        int,
+        typer.Option("--threads", help="Answer at most this many requests at once (downloads included).", min=1),
+    ] = 8,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            help="On SIGTERM, seconds the downloads in flight get to finish before the server closes.",
+            min=0,
+        ),
+    ] = 30.0,
     demo: Annotated[
         bool,
         typer.Option(
@@ -189,6 +201,8 @@ def serve(
                     infer=infer_config,
                     timeout=timeout,
                     max_connections=max_connections,
+                    threads=threads,
+                    grace=grace,
                 )
             )
         except OSError as exc:
@@ -210,15 +224,16 @@ def serve(
                 )
 
         def stop(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt
+            server.request_stop()  # the loop stops accepting, lets downloads finish (--grace), then returns
 
         previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
         try:
             server.serve_forever()
+            ctx.out.info("Stopped.")
         except KeyboardInterrupt:
             ctx.out.info("Stopping.")
         finally:
-            server.close()  # stop() would wait for a serve loop: this one ran here and has returned
+            server.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             if tmp is not None:
