@@ -209,25 +209,25 @@ def serve(
             raise UsageError(
                 f"Cannot listen on {host}:{port}: {exc.strerror}", "pick another --port, or 0 for any free one"
             ) from None
-        sys.stdout.write(server.url + "\n")
-        sys.stdout.flush()
-        ctx.out.info(f"Serving {cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
-        if infer_config is not None:
-            ctx.out.info(f"Inference API: {server.url}/models/{{repo}} (models load on first use)")
-            import importlib.util
-
-            missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
-            if missing:
-                ctx.out.warn(
-                    f"--infer: {', '.join(missing)} not installed; inference requests will fail until you "
-                    "pip install 'hfa[infer]'"
-                )
 
         def stop(signum: int, frame: Any) -> None:
             server.request_stop()  # the loop stops accepting, lets downloads finish (--grace), then returns
 
         previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
         try:
+            sys.stdout.write(server.url + "\n")
+            sys.stdout.flush()
+            ctx.out.info(f"Serving {cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
+            if infer_config is not None:
+                ctx.out.info(f"Inference API: {server.url}/models/{{repo}} (models load on first use)")
+                import importlib.util
+
+                missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+                if missing:
+                    ctx.out.warn(
+                        f"--infer: {', '.join(missing)} not installed; inference requests will fail until you "
+                        "pip install 'hfa[infer]'"
+                    )
             server.serve_forever()
             ctx.out.info("Stopped.")
         except KeyboardInterrupt:
