@@ -166,3 +166,28 @@ def test_300_stalled_clients_do_not_stop_a_download_and_are_closed_after_the_tim
         finally:
             for s in stalled:
                 s.close()
+
+
+def test_the_access_log_names_each_request_with_status_size_and_id(world: World) -> None:
+    import logging
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("hfa.serve")
+    keep, level = Keep(), logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    try:
+        app = create_app(ServerConfig(cache_dir=world.cache_dir))
+        _call(app, "/org/model/resolve/main/config.json?x=1", headers={"X-Request-Id": "req-7"})
+        _call(app, "/org/model/resolve/main/nope.json")
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)
+    size = len(world.contents["org/model@v2"]["config.json"])
+    assert records[0].endswith(f'"GET /org/model/resolve/main/config.json" 200 {size} req-7')
+    assert '"GET /org/model/resolve/main/nope.json" 404 ' in records[1]

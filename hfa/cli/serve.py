@@ -289,15 +289,22 @@ def _main_thread() -> bool:
 
 
 def _configure_logging(ctx: Ctx) -> None:
-    logger = logging.getLogger("hfa.serve")
-    logger.handlers.clear()
+    """hfa's server log (the access log at INFO, with -v) and the engine's (waitress: its errors; with
+    -v also its warnings, such as "Task queue depth", a sign that --threads is too low) on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logger.addHandler(handler)
-    logger.propagate = False
+    for name in ("hfa.serve", "waitress"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.addHandler(handler)
+        logger.propagate = False
+    own, engine = logging.getLogger("hfa.serve"), logging.getLogger("waitress")
     if ctx.out.quiet > 0:
-        logger.setLevel(logging.ERROR)
+        own.setLevel(logging.ERROR)
+        engine.setLevel(logging.ERROR)
     elif ctx.out.verbose > 0:
-        logger.setLevel(logging.INFO)
+        own.setLevel(logging.INFO)
+        engine.setLevel(logging.WARNING)
     else:
-        logger.setLevel(logging.WARNING)
+        own.setLevel(logging.WARNING)
+        engine.setLevel(logging.ERROR)
