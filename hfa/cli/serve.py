@@ -66,7 +66,11 @@ def serve(
     ] = 1000,
     threads: Annotated[
         int,
-        typer.Option("--threads", help="Answer at most this many requests at once (downloads included).", min=1),
+        typer.Option(
+            "--threads",
+            help="Threads answering requests at once (a download's bytes are then sent by the I/O loop, not a thread).",
+            min=1,
+        ),
     ] = 8,
     grace: Annotated[
         float,
@@ -143,7 +147,7 @@ def serve(
 
     With --infer, also answer the Inference API for the served models, so `InferenceClient(model=f"{URL}/models/{repo}")` and `hfa infer TASK --model REPO --endpoint-url URL` run them here (`base_url=URL` alone works only when one model is served; docs/serve.md).
 
-    The first line on stdout is the URL served; logs go to stderr. Stop with Ctrl-C or SIGTERM.
+    Runs on waitress (--threads, --timeout, --max-connections). The first line on stdout is the URL served; logs go to stderr. Ctrl-C stops at once; SIGTERM lets downloads in flight finish (--grace).
     """
     ctx = Ctx.from_options(
         endpoint=endpoint,
