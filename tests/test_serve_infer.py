@@ -197,7 +197,7 @@ def test_a_failed_load_is_reported_once_then_retried(fake_server) -> None:  # ty
 
 def test_least_recently_used_models_are_unloaded(fake_server) -> None:  # type: ignore[no-untyped-def]
     srv, loader = fake_server
-    pool = srv._httpd.infer.pool
+    pool = srv.hub.infer.pool
     for repo in ("org/cls", "org/emb", "org/cls", "org/img"):
         assert httpx.post(f"{srv.url}/models/{repo}", json={"inputs": "x"} if repo != "org/img" else None,
                           content=b"img" if repo == "org/img" else None, headers=WAIT).status_code == 200  # fmt: skip
@@ -238,7 +238,7 @@ def test_loading_answers_503_with_estimated_time_and_hfa_client_waits(tmp_path: 
         assert len(waits) >= 1 and "loading" in waits[0]
         posts = [p for m, p in srv.requests if m == "POST"]
         assert len(posts) >= 2 and set(posts) == {"/models/org/emb/pipeline/feature-extraction"}
-        assert srv._httpd.infer.pool.loads == 2
+        assert srv.hub.infer.pool.loads == 2
 
 
 def test_the_official_client_gets_its_first_answer_while_the_model_loads(tmp_path: Path) -> None:
@@ -513,7 +513,7 @@ def test_without_the_extra_the_first_request_is_501_at_once(tmp_path: Path, monk
         r = httpx.post(f"{srv.url}/models/org/cls", json={"inputs": "x"})
         assert r.status_code == 501, r.text  # not 503 "loading" first
         assert "missing torch" in r.json()["error"] and "pip install 'hfa[infer]'" in r.json()["error"]
-        assert srv._httpd.infer.pool.loads == 0
+        assert srv.hub.infer.pool.loads == 0
 
 
 def test_pool_waiters_get_the_load_error_and_the_next_request_loads_afresh(tmp_path: Path) -> None:
@@ -637,7 +637,7 @@ def test_cold_loading_several_models_at_once_then_each_answers(tiny_cache) -> No
         }
         for repo, body in asks.items():  # and they keep answering
             assert httpx.post(f"{srv.url}/models/{repo}", json=body, timeout=60).status_code == 200
-        assert srv._httpd.infer.pool.loads == len(asks)
+        assert srv.hub.infer.pool.loads == len(asks)
 
 
 def test_a_model_left_with_meta_tensors_is_a_failed_load(tiny_cache, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -363,8 +363,8 @@ def test_fault_injection_lives_outside_the_production_handler(tmp_path: Path) ->
     import ast
     import inspect
 
-    from hfa.server import HubServer, ServerConfig, api, downloads, handler, http
-    from hfa.server.faults import FaultPlan, FaultyHandler
+    from hfa.server import HubServer, ServerConfig, api, downloads, handler, http, wsgi
+    from hfa.server.faults import FaultMiddleware, FaultPlan
 
     for module in (handler, api, downloads):
         tree = ast.parse(inspect.getsource(module))
@@ -374,8 +374,8 @@ def test_fault_injection_lives_outside_the_production_handler(tmp_path: Path) ->
     plain = http.HubServer(ServerConfig(cache_dir=tmp_path))
     faulty = HubServer(ServerConfig(cache_dir=tmp_path, faults=FaultPlan()))
     try:
-        assert plain._httpd.RequestHandlerClass is handler.Handler
-        assert faulty._httpd.RequestHandlerClass is FaultyHandler
+        assert isinstance(plain.app, wsgi.HubApp)
+        assert isinstance(faulty.app, FaultMiddleware) and faulty.app.app is faulty.hub
     finally:
-        plain._httpd.server_close()
-        faulty._httpd.server_close()
+        plain.close()
+        faulty.close()

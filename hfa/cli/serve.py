@@ -51,8 +51,8 @@ def serve(
         float,
         typer.Option(
             "--timeout",
-            help="Seconds a client may take to send a request's headers (idle time included), or stall a "
-            "read or write, before its connection is closed.",
+            help="Seconds a connection may sit idle or stalled (no request running, no byte moving), or take "
+            "to send one request's headers, before it is closed.",
             min=0.1,
         ),
     ] = 20.0,
@@ -60,10 +60,26 @@ def serve(
         int,
         typer.Option(
             "--max-connections",
-            help="Serve at most this many connections at once (fewer if the open-file limit requires; docs/serve.md).",
+            help="Keep at most this many connections open (fewer if the open-file limit requires; docs/serve.md).",
             min=1,
         ),
-    ] = 256,
+    ] = 1000,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            help="Threads answering requests at once (a download's bytes are then sent by the I/O loop, not a thread).",
+            min=1,
+        ),
+    ] = 8,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            help="On SIGTERM, seconds the downloads in flight get to finish before the server closes.",
+            min=0,
+        ),
+    ] = 30.0,
     demo: Annotated[
         bool,
         typer.Option(
@@ -131,7 +147,7 @@ def serve(
 
     With --infer, also answer the Inference API for the served models, so `InferenceClient(model=f"{URL}/models/{repo}")` and `hfa infer TASK --model REPO --endpoint-url URL` run them here (`base_url=URL` alone works only when one model is served; docs/serve.md).
 
-    The first line on stdout is the URL served; logs go to stderr. Stop with Ctrl-C or SIGTERM.
+    Runs on waitress (--threads, --timeout, --max-connections). The first line on stdout is the URL served; logs go to stderr. Ctrl-C stops at once; SIGTERM lets downloads in flight finish (--grace).
     """
     ctx = Ctx.from_options(
         endpoint=endpoint,
@@ -189,36 +205,39 @@ def serve(
                     infer=infer_config,
                     timeout=timeout,
                     max_connections=max_connections,
+                    threads=threads,
+                    grace=grace,
                 )
             )
         except OSError as exc:
             raise UsageError(
                 f"Cannot listen on {host}:{port}: {exc.strerror}", "pick another --port, or 0 for any free one"
             ) from None
-        sys.stdout.write(server.url + "\n")
-        sys.stdout.flush()
-        ctx.out.info(f"Serving {cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
-        if infer_config is not None:
-            ctx.out.info(f"Inference API: {server.url}/models/{{repo}} (models load on first use)")
-            import importlib.util
-
-            missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
-            if missing:
-                ctx.out.warn(
-                    f"--infer: {', '.join(missing)} not installed; inference requests will fail until you "
-                    "pip install 'hfa[infer]'"
-                )
 
         def stop(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt
+            server.request_stop()  # the loop stops accepting, lets downloads finish (--grace), then returns
 
         previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
         try:
+            sys.stdout.write(server.url + "\n")
+            sys.stdout.flush()
+            ctx.out.info(f"Serving {cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
+            if infer_config is not None:
+                ctx.out.info(f"Inference API: {server.url}/models/{{repo}} (models load on first use)")
+                import importlib.util
+
+                missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+                if missing:
+                    ctx.out.warn(
+                        f"--infer: {', '.join(missing)} not installed; inference requests will fail until you "
+                        "pip install 'hfa[infer]'"
+                    )
             server.serve_forever()
+            ctx.out.info("Stopped.")
         except KeyboardInterrupt:
             ctx.out.info("Stopping.")
         finally:
-            server.close()  # stop() would wait for a serve loop: this one ran here and has returned
+            server.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             if tmp is not None:
@@ -274,15 +293,22 @@ def _main_thread() -> bool:
 
 
 def _configure_logging(ctx: Ctx) -> None:
-    logger = logging.getLogger("hfa.serve")
-    logger.handlers.clear()
+    """hfa's server log (the access log at INFO, with -v) and the engine's (waitress: its errors; with
+    -v also its warnings, such as "Task queue depth", a sign that --threads is too low) on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logger.addHandler(handler)
-    logger.propagate = False
+    for name in ("hfa.serve", "waitress"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.addHandler(handler)
+        logger.propagate = False
+    own, engine = logging.getLogger("hfa.serve"), logging.getLogger("waitress")
     if ctx.out.quiet > 0:
-        logger.setLevel(logging.ERROR)
+        own.setLevel(logging.ERROR)
+        engine.setLevel(logging.ERROR)
     elif ctx.out.verbose > 0:
-        logger.setLevel(logging.INFO)
+        own.setLevel(logging.INFO)
+        engine.setLevel(logging.WARNING)
     else:
-        logger.setLevel(logging.WARNING)
+        own.setLevel(logging.WARNING)
+        engine.setLevel(logging.ERROR)

@@ -1,7 +1,7 @@
 """The Hub API answers of ``hfa serve`` (``/api/{type}s/...``): repo info, file trees, paths-info,
 refs, commits, search and whoami, as JSON documents in the shapes huggingface_hub 2.x reads.
 
-Each answer takes the request's :class:`~hfa.server.handler.Handler`: its query, its token, its
+Each answer takes the request's :class:`~hfa.server.handler.Request`: its query, its token, its
 repo lookup (so ``--auth`` and ``--lock`` apply alike) and its way to send JSON.
 """
 
@@ -27,7 +27,7 @@ from hfa.server.wire import (
 )
 
 if TYPE_CHECKING:
-    from hfa.server.handler import Handler
+    from hfa.server.handler import Request as Handler
 
 MAX_PATHS_INFO_BODY = 16 * 1024 * 1024
 

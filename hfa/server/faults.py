@@ -4,28 +4,22 @@ A :class:`FaultPlan` in :class:`~hfa.server.http.ServerConfig` makes file downlo
 in chosen ways, a chosen number of times, so tests and benchmarks can prove that clients
 retry, resume, or fail cleanly. Not reachable from the command line.
 
-The plan is carried out by :class:`FaultyHandler`, which :class:`~hfa.server.http.HubServer`
-uses in place of :class:`~hfa.server.handler.Handler` when the config has a plan: the production
-handler has no fault branches.
+The plan is carried out by :class:`FaultMiddleware`, a WSGI middleware that
+:func:`hfa.server.wsgi.create_app` wraps around the app when the config has a plan: the production
+app has no fault branches. It keys on ``environ["hfa.file"]``, which the app sets on a file answer.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import socket
+import json
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import Any
 
-from hfa.server.conns import send_all
-from hfa.server.handler import Handler
-from hfa.server.wire import HttpError
-
-if TYPE_CHECKING:
-    import io
-
-    from hfa.server.store import FileEntry, Repo, Snapshot
+from hfa.server.wire import header_safe
 
 KINDS = ("status", "drop", "truncate", "corrupt", "long_length", "slow", "throttle")
 BROKEN_BODY = ("drop", "truncate", "corrupt", "long_length")  # kinds that send a wrong body, then close
@@ -65,76 +59,71 @@ class FaultPlan:
         return None
 
 
-def send_throttled(sock: socket.socket, fp: BinaryIO, start: int, length: int, rate: int) -> None:
-    """Send ``length`` bytes from ``start`` at about ``rate`` bytes per second."""
-    fp.seek(start)
-    step = max(1, rate // 20)
-    left = length
-    while left > 0:
-        data = fp.read(min(step, left))
-        if not data:
-            break
-        sock.sendall(data)
-        left -= len(data)
-        time.sleep(len(data) / max(1, rate))
+class FaultMiddleware:
+    """Wraps the WSGI app: the plan's latency before every request, and on file downloads (GET) the
+    fault the plan picks for the path: an error status, a delay, or a broken or throttled body."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], plan: FaultPlan) -> None:
+        self.app = app
+        self.plan = plan
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self.plan.latency:
+            time.sleep(self.plan.latency)
+        picked: list[Fault] = []
+        sizes: list[int] = []  # the Content-Length of the answer (a file wrapper reads past a range)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            path = environ.get("hfa.file")
+            fault = self.plan.take(path) if path and environ.get("REQUEST_METHOD") == "GET" else None
+            if fault is not None and fault.kind == "slow":
+                time.sleep(fault.delay)
+            elif fault is not None and fault.kind == "status":
+                message = f"Injected HTTP {fault.status}"
+                body = json.dumps({"error": message}).encode()
+                errors = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+                errors.append(("X-Error-Message", header_safe(message)))
+                if fault.retry_after:
+                    errors.append(("Retry-After", fault.retry_after))
+                picked.append(fault)
+                return start_response(f"{fault.status} Injected", errors)
+            elif fault is not None and fault.kind == "long_length":
+                headers = [(k, str(int(v) + 17) if k == "Content-Length" else v) for k, v in headers]
+                picked.append(fault)  # promise more than will come
+            elif fault is not None:
+                picked.append(fault)
+                sizes.extend(int(v) for k, v in headers if k.lower() == "content-length")
+            return start_response(status, headers, exc_info)
+
+        body = self.app(environ, start)
+        if not picked or picked[0].kind == "long_length":
+            return body
+        fault = picked[0]
+        if fault.kind == "status":
+            _close(body)
+            return [json.dumps({"error": f"Injected HTTP {fault.status}"}).encode()]
+        return _faulty(fault, body, sizes[0] if sizes else None)
 
 
-def send_faulty(sock: socket.socket, fault: Fault, fp: BinaryIO, start: int, length: int) -> None:
-    """Send a body the way a broken network or server would; the caller then closes the connection."""
-    fp.seek(start)
-    data = fp.read(length)
+def _close(body: Iterable[bytes]) -> None:
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+
+
+def _faulty(fault: Fault, body: Iterable[bytes], size: int | None) -> Iterator[bytes]:
+    """The body as a broken network or server sends it; a short body makes the engine close the connection."""
+    try:
+        data = b"".join(body)[:size]
+    finally:
+        _close(body)
     if fault.kind in ("drop", "truncate"):
-        data = data[: min(fault.after_bytes, max(0, length - 1))]
-    elif fault.kind == "corrupt" and data:
-        data = bytes([data[0] ^ 0xFF]) + data[1:]
-    send_all(sock, memoryview(data))
-    if fault.kind == "drop":
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-class FaultyHandler(Handler):
-    """:class:`~hfa.server.handler.Handler` carrying out the server's :class:`FaultPlan`: the plan's
-    latency before every request, and on file downloads (GET) the fault the plan picks for the path."""
-
-    fault: Fault | None = None  # the fault of the download being sent
-
-    def plan(self) -> FaultPlan:
-        plan = self.server.config.faults
-        if plan is None:  # pragma: no cover - HubServer uses this handler only with a plan
-            raise RuntimeError("FaultyHandler needs ServerConfig.faults")
-        return plan
-
-    def route(self, head: bool) -> None:
-        latency = self.plan().latency
-        if latency:
-            time.sleep(latency)
-        super().route(head)
-
-    def send_file(self, repo: Repo, snap: Snapshot, entry: FileEntry, path: str, head: bool) -> None:
-        fault = None if head else self.plan().take(path)
-        if fault is not None and fault.kind == "slow":
-            time.sleep(fault.delay)
-        elif fault is not None and fault.kind == "status":
-            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            raise HttpError(fault.status, f"Injected HTTP {fault.status}", headers=extra)
-        self.fault = fault
-        try:
-            super().send_file(repo, snap, entry, path, head)
-        finally:
-            self.fault = None
-
-    def send_header(self, keyword: str, value: str) -> None:
-        if keyword == "Content-Length" and self.fault is not None and self.fault.kind == "long_length":
-            value = str(int(value) + 17)  # promise more than will come
-        super().send_header(keyword, value)
-
-    def send_body(self, fp: io.BufferedReader, start: int, length: int) -> int:
-        fault = self.fault
-        if fault is not None and fault.kind in BROKEN_BODY:
-            send_faulty(self.connection, fault, fp, start, length)
-            self.close_connection = True
-            return length
-        if fault is not None and fault.kind == "throttle":
-            send_throttled(self.connection, fp, start, length, fault.rate)
-            return length
-        return super().send_body(fp, start, length)
+        yield data[: min(fault.after_bytes, max(0, len(data) - 1))]
+    elif fault.kind == "corrupt":
+        yield bytes([data[0] ^ 0xFF]) + data[1:] if data else data
+    elif fault.kind == "throttle":
+        step = max(1, fault.rate // 20)
+        for i in range(0, len(data), step):
+            chunk = data[i : i + step]
+            yield chunk
+            time.sleep(len(chunk) / max(1, fault.rate))

@@ -1,137 +1,100 @@
-"""The request handler of ``hfa serve``: one HTTP/1.1 request at a time on a kept-alive connection.
+"""One request to ``hfa serve``, as the WSGI app (hfa.server.wsgi) hands it over: routing, ``--auth``,
+and the answer it builds.
 
-It bounds the request head and body in time (hfa.server.conns), routes the URL to the Hub API
-answers (hfa.server.api), the Inference API (hfa.server.infer_routes) or a file download, and
-answers errors as huggingface_hub reads them. Every route is read-only; every name that arrives
-in a URL is looked up in what the store lists, never joined onto a path, so nothing outside the
-cache can be reached. ``repo_or_error`` is the one gate of ``--auth``: every route goes through it.
+It routes the URL to the Hub API answers (hfa.server.api), the Inference API (hfa.server.infer_routes)
+or a file download, and answers errors as huggingface_hub reads them. Every route is read-only; every
+name that arrives in a URL is looked up in what the store lists, never joined onto a path, so nothing
+outside the cache can be reached. ``repo_or_error`` is the one gate of ``--auth``: every route goes
+through it. Connections, timeouts and the request head are the engine's (waitress) business.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import time
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
 from hfa import __version__
 from hfa.server import api, downloads
-from hfa.server.conns import DeadlineReader
-from hfa.server.wire import HOST_RE, HttpError, has_body, header_safe, valid_repo_id
+from hfa.server.wire import HOST_RE, HttpError, header_safe, valid_repo_id
 
 if TYPE_CHECKING:
     from hfa.server.auth import TokenRule
-    from hfa.server.http import HubHTTPServer
     from hfa.server.store import FileEntry, Repo, Snapshot
+    from hfa.server.wsgi import HubApp
 
 log = logging.getLogger("hfa.serve")
 
 ACTIONS = {"revision", "tree", "paths-info", "refs", "commits", "resolve", "treesize"}
 PLURALS = {"models": "model", "datasets": "dataset", "spaces": "space"}
+SERVER = f"hfa-serve/{__version__}"
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm holds
-    # the body back ~20 ms on a reused connection (measured in bench/bench_pull.py).
-    disable_nagle_algorithm = True
-    server_version = f"hfa-serve/{__version__}"
-    server: HubHTTPServer
-    _body_read = False
+class Headers:
+    """The request headers of a WSGI environ, looked up case-insensitively (``get`` as a dict's)."""
 
-    # -- plumbing ----------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self._environ = environ
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = getattr(self, "path", "")  # unset when the request line itself was malformed
-        log.info('%s "%s %s" %s %s', self.client_address[0], self.command, path.split("?")[0], code, size)
+    def get(self, name: str, default: Any = None) -> Any:
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        value = self._environ.get(key)
+        return default if value is None or value == "" else value
 
-    def setup(self) -> None:
-        super().setup()
-        self.rfile.close()  # the plain socket file: reads go through a deadline instead
-        self._reader = DeadlineReader(self.connection, self.server.config.timeout)  # sets the socket's timeout
-        self.rfile = io.BufferedReader(self._reader, 64 * 1024)
 
-    def handle_one_request(self) -> None:
-        # The whole request head must arrive within `timeout` of when we start waiting for it.
-        self._reader.deadline = time.monotonic() + self._reader.timeout
-        self.server.limiter.waiting(self.connection, True)
-        super().handle_one_request()
+class Request:
+    """A request and the answer built for it: ``status``, ``out_headers``, ``body`` (bytes or an iterable)."""
 
-    def parse_request(self) -> bool:
-        self._body_read = False
-        ok = super().parse_request()  # reads the headers
-        self._reader.deadline = None
-        self.server.limiter.waiting(self.connection, False)
-        return ok
+    def __init__(self, environ: dict[str, Any], server: HubApp) -> None:
+        self.environ = environ
+        self.server = server
+        self.command = environ.get("REQUEST_METHOD", "GET").upper()
+        self.path = raw_target(environ)
+        self.headers = Headers(environ)
+        self.status = 500
+        self.out_headers: list[tuple[str, str]] = []
+        self.body: Iterable[bytes] = [b""]
 
-    def end_headers(self) -> None:
-        # A request body left unread would be parsed as the next request on this connection
-        # (request smuggling): answer, then close instead of keeping the connection alive.
-        if not self._body_read and not self.close_connection and has_body(getattr(self, "headers", None)):
-            self.send_header("Connection", "close")
-        super().end_headers()
-
-    def do_GET(self) -> None:
-        self.dispatch(head=False)
-
-    def do_HEAD(self) -> None:
-        self.dispatch(head=True)
-
-    def do_POST(self) -> None:
-        self.dispatch(head=False)
-
-    def _method_not_allowed(self) -> None:
-        self._send_error(HttpError(405, "This server is read-only"), head=False)
-
-    do_PUT = do_DELETE = do_PATCH = _method_not_allowed
-
-    def dispatch(self, head: bool) -> None:
+    def dispatch(self) -> None:
         """Answer the request: its route, or the error it raised."""
-        if self.path.startswith(("http://", "https://")):  # absolute-form: servers must accept it (RFC 9112 3.2.2)
-            rest = self.path.split("://", 1)[1]
-            self.path = "/" + rest.partition("/")[2] if "/" in rest else "/"
+        head = self.command == "HEAD"
         self.server.record(self.command, self.path.partition("?")[0])
         try:
-            self.route(head)
+            if self.command in ("GET", "HEAD", "POST"):
+                self.route(head)
+            elif self.command in ("PUT", "DELETE", "PATCH"):
+                raise HttpError(405, "This server is read-only")
+            else:
+                raise HttpError(501, f"Unsupported method ({self.command[:20]})")
         except HttpError as err:
-            self._send_error(err, head)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the client stalled or left
-            self.close_connection = True
+            self.send_error(err, head)
         except Exception:  # pragma: no cover - a bug; answer 500 rather than drop the socket
             log.exception("internal error on %s", self.path.split("?")[0])
-            self._send_error(HttpError(500, "Internal server error"), head)
+            self.send_error(HttpError(500, "Internal server error"), head)
 
-    def _send_error(self, err: HttpError, head: bool) -> None:
-        body = json.dumps({"error": err.message}).encode()
-        self.send_response(err.status)
-        if err.code:
-            self.send_header("X-Error-Code", err.code)
-        self.send_header("X-Error-Message", header_safe(err.message))
-        for k, v in err.headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", "0" if head else str(len(body)))
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+    def send_error(self, err: HttpError, head: bool) -> None:
+        """Answer ``err`` as the Hub does: JSON ``error``, ``X-Error-Code``, ``X-Error-Message``."""
+        headers = [("X-Error-Code", err.code)] if err.code else []
+        headers.append(("X-Error-Message", header_safe(err.message)))
+        headers += list(err.headers.items())
+        self.respond(
+            err.status, headers, json.dumps({"error": err.message}).encode(), "application/json; charset=utf-8"
+        )
+
+    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes, content_type: str) -> None:
+        """Answer ``status`` with ``body`` (a HEAD gets the headers and Content-Length only)."""
+        self.status = status
+        self.out_headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers]
+        self.body = [b""] if self.command == "HEAD" else [body]
 
     # -- what the routes (hfa.server.api, hfa.server.infer_routes) use --------------
     def send_json(self, doc: Any, headers: dict[str, str] | None = None, head: bool = False) -> None:
-        """Answer 200 with ``doc`` as JSON (``head``: the headers only)."""
-        body = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+        """Answer 200 with ``doc`` as JSON (a HEAD: the headers only)."""
+        self.respond(200, list((headers or {}).items()), json.dumps(doc).encode(), "application/json; charset=utf-8")
 
     def token(self) -> str | None:
         """The bearer token of the request, if any."""
@@ -148,22 +111,17 @@ class Handler(BaseHTTPRequestHandler):
         """``http://host:port`` as the client addressed this server."""
         host = self.headers.get("Host") or ""
         if not HOST_RE.fullmatch(host):  # absent, or not a plain host[:port] (it goes into headers)
-            addr, port = self.server.server_address[:2]
-            addr = str(addr)
+            addr, port = self.environ.get("SERVER_NAME", "localhost"), self.environ.get("SERVER_PORT", "80")
             host = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
         return f"http://{host}"
 
     def read_body(self, length: int) -> bytes:
-        """Read ``length`` bytes of request body, within the timeout (per started MiB)."""
-        self._reader.deadline = time.monotonic() + self._reader.timeout * (1 + length // (1 << 20))
-        try:
-            return self.rfile.read(length) if length else b""
-        finally:
-            self._reader.deadline = None
+        """Read ``length`` bytes of request body (the engine has buffered it, within its bounds)."""
+        data: bytes = self.environ["wsgi.input"].read(length) if length else b""
+        return data
 
     def mark_body_read(self) -> None:
-        """The request body has been read: the connection may be kept alive."""
-        self._body_read = True
+        """The request body has been read (the engine reads any rest itself before the next request)."""
 
     def repo_or_error(self, repo_type: str, repo_id: str, *, files: bool = False) -> tuple[Repo, TokenRule | None]:
         """The repo, if this request may see it (``files``: and read its files); HttpError as the Hub answers."""
@@ -279,19 +237,31 @@ class Handler(BaseHTTPRequestHandler):
         """Answer with the file ``entry`` (at ``path`` in ``snap``), or the part of it ``Range`` asks for."""
         start, end, status = downloads.byte_range(self.headers.get("Range"), entry.size)
         length = max(0, end - start + 1)
-        with downloads.open_blob(self.server.store, entry, path, snap) as fp:
-            self.send_response(status)
-            for key, value in downloads.file_headers(snap, entry, path, start, end, status):
-                self.send_header(key, value)
-            self.end_headers()
-            if head or length == 0:
-                return
-            if start == 0:
-                self.server.store.count_download(repo)
-            self.wfile.flush()
-            if self.send_body(fp, start, length) != length:
-                self.close_connection = True
+        fp = downloads.open_blob(self.server.store, entry, path, snap)
+        self.status = status
+        self.out_headers = downloads.file_headers(snap, entry, path, start, end, status)
+        self.environ["hfa.file"] = path  # what a test-only middleware (hfa.server.faults) keys on
+        if head or length == 0:
+            fp.close()
+            self.body = [b""]
+            return
+        if start == 0:
+            self.server.store.count_download(repo)
+        self.body = downloads.file_body(self.environ, fp, start, length)
 
-    def send_body(self, fp: io.BufferedReader, start: int, length: int) -> int:
-        """Send ``length`` bytes of ``fp`` from ``start``; the number sent (fewer: the connection is closed)."""
-        return downloads.send_body(self.connection, fp, start, length)
+
+def raw_target(environ: dict[str, Any]) -> str:
+    """The request target as it came on the wire (path and query), still percent-encoded: the routes
+    split it on ``/`` before decoding, so a revision sent as ``refs%2Fpr%2F1`` stays one segment."""
+    target = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if not target:  # a WSGI server that keeps only the decoded path: encode it again
+        from urllib.parse import quote
+
+        path = environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/")
+        target = quote(path.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~")
+        if environ.get("QUERY_STRING"):
+            target += "?" + environ["QUERY_STRING"]
+    if target.startswith(("http://", "https://")):  # absolute-form: servers must accept it (RFC 9112 3.2.2)
+        rest = target.split("://", 1)[1]
+        target = "/" + rest.partition("/")[2] if "/" in rest else "/"
+    return str(target)

@@ -55,20 +55,16 @@ IMAGE_TASKS = ("image-classification",)
 
 
 class InferHandler(Protocol):
-    """What these routes use of the HTTP handler (:class:`hfa.server.handler.Handler`): the request,
+    """What these routes use of the HTTP handler (:class:`hfa.server.handler.Request`): the request,
     the ways to answer it, and the handler's own repo lookup, so that ``--auth`` applies alike."""
 
     command: str
     headers: Any
-    rfile: Any
-    wfile: Any
     server: Any  # .infer is the InferenceService
 
-    def send_response(self, code: int, message: str | None = None) -> None: ...
+    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes, content_type: str) -> None: ...
 
-    def send_header(self, keyword: str, value: str) -> None: ...
-
-    def end_headers(self) -> None: ...
+    def read_body(self, length: int) -> bytes: ...
 
     def base_url(self) -> str: ...
 
@@ -246,7 +242,7 @@ def _read_body(handler: InferHandler) -> bytes:
     length = int(declared)
     if length > MAX_BODY:
         raise HttpError(413, f"Request body too large (at most {MAX_BODY // (1 << 20)} MiB)")
-    body: bytes = handler.rfile.read(length) if length else b""
+    body = handler.read_body(length)
     handler.mark_body_read()
     return body
 
@@ -332,22 +328,10 @@ def _send(
     extra: dict[str, str] | None = None,
     head: bool = False,
 ) -> None:
-    body = json.dumps(doc).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", "0" if head else str(len(body)))
-    if code:
-        handler.send_header("X-Error-Code", code)
-    for k, v in (extra or {}).items():
-        handler.send_header(k, v)
-    handler.end_headers()
-    if not head:
-        handler.wfile.write(body)
+    headers = [("X-Error-Code", code)] if code else []
+    headers += list((extra or {}).items())
+    handler.respond(status, headers, json.dumps(doc).encode(), "application/json")
 
 
 def _send_bytes(handler: InferHandler, data: bytes, content_type: str) -> None:
-    handler.send_response(200)
-    handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
+    handler.respond(200, [], data, content_type)

@@ -31,12 +31,6 @@ def header_safe(text: str) -> str:
     return _UNSAFE_IN_HEADER.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def has_body(headers: Any) -> bool:
-    if headers is None:
-        return False
-    return bool(headers.get("Transfer-Encoding")) or (headers.get("Content-Length") or "0").strip() != "0"
-
-
 def truthy(value: str) -> bool:
     """A flag in a query or a header: 1, true, yes or on (any case)."""
     return value.strip().lower() in ("1", "true", "yes", "on")
