@@ -36,7 +36,6 @@ WEIGHT_KINDS = frozenset({"safetensors", "pickle", "gguf", "onnx", "tf", "flax",
 """Kinds that hold model weights; a model pulls one (or the requested) framework of them."""
 
 
-
 FRAMEWORK_KIND = {
     "pt": "pickle",
     "safetensors": "safetensors",

@@ -19,6 +19,7 @@ _TYPE_PREFIXES = {"datasets/": "dataset", "spaces/": "space", "models/": "model"
 # Hub hosts a user may paste without a scheme (``hf.co/org/name``): never a repo id, whose org has no dot.
 _HUB_HOSTS = ("hf.co/", "huggingface.co/", "www.huggingface.co/", "www.hf.co/")
 
+
 @dataclass(frozen=True)
 class RepoRef:
     """A repository and the revision the user asked for (None: the default branch)."""

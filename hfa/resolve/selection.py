@@ -580,4 +580,3 @@ def _available_hint(present: set[str]) -> str:
 
 def _only(kinds: frozenset[str]) -> str:
     return " / ".join(sorted(kinds))
-
