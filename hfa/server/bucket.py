@@ -32,7 +32,7 @@ from hfa.server.store import FileEntry, Repo, Snapshot
 from hfa.server.wire import HttpError
 from hfa.store.s3 import SMALL_LIMIT, S3Store, parse_s3_url, s3_error
 
-__all__ = ["TTL", "BucketStore"]
+__all__ = ["TTL", "BucketStore", "verified_body"]
 
 log = logging.getLogger("hfa.serve")
 
@@ -255,10 +255,10 @@ class BucketStore:
             body = self.s3.open_blob(entry.etag)
         except HfaError as err:
             raise HttpError(502, f"cannot read '{path}' from the store: {err.message}") from None
-        return _verified(body, entry, path, snap, start, length, self.s3.location.url)
+        return verified_body(body, entry, path, snap, start, length, self.s3.location.url)
 
 
-def _verified(
+def verified_body(
     body: Any, entry: FileEntry, path: str, snap: Snapshot, start: int, length: int, url: str
 ) -> Iterator[bytes]:
     """Bytes ``start``..``start+length`` of the object ``body``, every byte of it hashed; the last chunk

@@ -137,3 +137,29 @@ def test_serve_store_names_a_missing_bucket(weed, bucket: str) -> None:  # type:
     result = hfa("serve", "--store", f"s3://{bucket}-absent/p", "--port", "0")
     assert result.exit_code == 3, result.stderr
     assert "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("start,length", [(0, 3000), (0, 1), (5, 10), (1024, 1976), (2999, 1), (1000, 1100)])
+def test_verified_body_sends_the_range_only_after_the_whole_object_matched(start: int, length: int) -> None:
+    import io
+
+    from hfa.server import bucket as bucketmod
+    from hfa.server.store import FileEntry, Snapshot
+
+    data = bytes(range(256)) * 11 + b"x" * 184  # 3000 bytes
+    entry = FileEntry("w.bin", len(data), None, "0" * 40, hashlib.sha256(data).hexdigest())
+    snap = Snapshot("c" * 40, {"w.bin": entry}, "", "")
+    old = bucketmod.CHUNK
+    bucketmod.CHUNK = 512  # several chunks
+    try:
+        good = b"".join(bucketmod.verified_body(io.BytesIO(data), entry, "w.bin", snap, start, length, "s3://b/p/"))
+        assert good == data[start : start + length]
+        bad = data[:-1] + b"y"
+        sent = b"".join(bucketmod.verified_body(io.BytesIO(bad), entry, "w.bin", snap, start, length, "s3://b/p/"))
+        assert len(sent) < length  # short: the client never gets the whole (wrong) range
+        cut = b"".join(
+            bucketmod.verified_body(io.BytesIO(data[:2000]), entry, "w.bin", snap, start, length, "s3://b/p/")
+        )
+        assert len(cut) < length
+    finally:
+        bucketmod.CHUNK = old
