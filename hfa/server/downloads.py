@@ -16,6 +16,25 @@ from hfa.server.store import CacheStore, FileEntry, Snapshot
 from hfa.server.wire import HttpError, parse_range
 
 
+class ServedCache(CacheStore):
+    """A cache as the server's store (:class:`~hfa.server.store.ServedStore`): its files sent from their blobs."""
+
+    def blob_url(self, entry: FileEntry, path: str) -> str | None:
+        """Never a redirect: the server sends a cache's files itself."""
+        return None
+
+    def open_file(
+        self, environ: dict[str, Any], entry: FileEntry, path: str, snap: Snapshot, start: int, length: int
+    ) -> Iterable[bytes]:
+        """``length`` bytes of the file from ``start`` as a WSGI body (0: only check it can be read);
+        HttpError 404 before any byte when its blob cannot be opened."""
+        fp = open_blob(self, entry, path, snap)
+        if length == 0:
+            fp.close()
+            return [b""]
+        return file_body(environ, fp, start, length)
+
+
 def not_found(path: str, snap: Snapshot) -> HttpError:
     return HttpError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": snap.commit})
 

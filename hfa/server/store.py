@@ -175,7 +175,8 @@ class CacheStore:
 
     What the request handler asks of a store (:mod:`hfa.server.bucket` answers the same from a bucket):
     ``repos``, ``repo``, ``exists``, ``refs``, ``commits``, ``resolve``, ``default_commit``, ``snapshot``,
-    ``card_data``, ``count_download``, ``download_count``, ``blob_url`` and ``open_file`` (:class:`ServedStore`).
+    ``card_data``, ``count_download``, ``download_count``; :class:`hfa.server.downloads.ServedCache` adds
+    ``blob_url`` and ``open_file`` (the file bodies) to make it a :class:`ServedStore`.
     """
 
     def __init__(self, cache_dir: Path, scope: LockScope | None = None) -> None:
@@ -347,24 +348,6 @@ class CacheStore:
         if raw is None:
             return {}
         return jsonable(parse_card(raw).data, ())
-
-    # -- file bodies -------------------------------------------------------------
-    def blob_url(self, entry: FileEntry, path: str) -> str | None:
-        """Where clients fetch the file instead (a redirect), or None: the server sends it."""
-        return None
-
-    def open_file(
-        self, environ: dict[str, Any], entry: FileEntry, path: str, snap: Snapshot, start: int, length: int
-    ) -> Iterable[bytes]:
-        """``length`` bytes of the file from ``start`` as a WSGI body (0: only check it can be read);
-        HttpError before any byte when it cannot be sent."""
-        from hfa.server import downloads
-
-        fp = downloads.open_blob(self, entry, path, snap)
-        if length == 0:
-            fp.close()
-            return [b""]
-        return downloads.file_body(environ, fp, start, length)
 
 
 def _dir(repo: Repo) -> RepoDir:

@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hfa.server.downloads import ServedCache
 from hfa.server.handler import Request
-from hfa.server.store import CacheStore, LockScope, ServedStore
+from hfa.server.store import LockScope, ServedStore
 
 if TYPE_CHECKING:
     from hfa.server.config import ServerConfig
@@ -59,7 +60,7 @@ class HubApp:
 
             self.store = BucketStore(config.store, redirect=config.redirect)
         else:
-            self.store = CacheStore(config.cache_dir, scope)
+            self.store = ServedCache(config.cache_dir, scope)
         self.request_log: list[tuple[str, str]] = []  # (method, path): tests count requests
         self._log_lock = threading.Lock()
         self.infer: Any = None  # an InferenceService with --infer (hfa.server.infer_routes)
