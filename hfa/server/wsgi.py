@@ -6,8 +6,9 @@
     gunicorn -k gthread --threads 8 'hfa.server.wsgi:create_app()'
 
 With no argument it reads ``HFA_SERVE_CACHE`` (default: the huggingface_hub cache, ``HF_HUB_CACHE``),
-``HFA_SERVE_AUTH`` (an ``--auth`` TOML file) and ``HFA_SERVE_LOCK`` (an ``hfa.lock`` to serve only
-what it names). ``hfa serve`` runs the app on waitress (hfa.server.http).
+``HFA_SERVE_AUTH`` (an ``--auth`` TOML file), ``HFA_SERVE_LOCK`` (an ``hfa.lock`` to serve only
+what it names), ``HFA_SERVE_STORE`` (``s3://BUCKET/PREFIX``: serve a bucket instead of a cache) and
+``HFA_SERVE_REDIRECT=1`` (with a store: redirect downloads to presigned URLs). ``hfa serve`` runs the app on waitress (hfa.server.http).
 
 Every answer carries ``X-Request-Id`` (the client's, when it sent a plain one, else a new one) and
 is written to the access log (logger ``hfa.serve``, level INFO) with its status and size.
@@ -24,8 +25,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hfa.server.downloads import ServedCache
 from hfa.server.handler import Request
-from hfa.server.store import CacheStore, LockScope
+from hfa.server.store import LockScope, ServedStore
 
 if TYPE_CHECKING:
     from hfa.server.config import ServerConfig
@@ -36,9 +38,9 @@ StartResponse = Callable[..., Any]
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REASONS = {
     200: "OK", 206: "Partial Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
-    416: "Range Not Satisfiable", 429: "Too Many Requests", 500: "Internal Server Error",
-    501: "Not Implemented", 503: "Service Unavailable",
+    302: "Found", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
+    413: "Content Too Large", 416: "Range Not Satisfiable", 429: "Too Many Requests",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
 }  # fmt: skip
 
 
@@ -52,7 +54,13 @@ class HubApp:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         scope = LockScope.from_lock(config.lock) if config.lock is not None else None
-        self.store = CacheStore(config.cache_dir, scope)
+        self.store: ServedStore
+        if config.store is not None:
+            from hfa.server.bucket import BucketStore
+
+            self.store = BucketStore(config.store, redirect=config.redirect)
+        else:
+            self.store = ServedCache(config.cache_dir, scope)
         self.request_log: list[tuple[str, str]] = []  # (method, path): tests count requests
         self._log_lock = threading.Lock()
         self.infer: Any = None  # an InferenceService with --infer (hfa.server.infer_routes)
@@ -115,7 +123,7 @@ def create_app(config: ServerConfig | None = None) -> Callable[[dict[str, Any], 
 
 
 def config_from_env(env: Any) -> ServerConfig:
-    """A :class:`ServerConfig` from ``HFA_SERVE_CACHE``, ``HFA_SERVE_AUTH`` and ``HFA_SERVE_LOCK``."""
+    """A :class:`ServerConfig` from the ``HFA_SERVE_*`` variables (see the module doc)."""
     from hfa.server.auth import AuthPolicy, load_policy
     from hfa.server.config import ServerConfig
 
@@ -130,4 +138,15 @@ def config_from_env(env: Any) -> ServerConfig:
         from hfa.lock import lockfile
 
         lock = lockfile.read(Path(env["HFA_SERVE_LOCK"]))
-    return ServerConfig(cache_dir=Path(cache), auth=load_policy(Path(auth)) if auth else AuthPolicy(), lock=lock)
+    store = env.get("HFA_SERVE_STORE") or None
+    if store is not None and lock is not None:
+        from hfa.errors import UsageError
+
+        raise UsageError("HFA_SERVE_LOCK does not apply with HFA_SERVE_STORE", "unset one of them")
+    return ServerConfig(
+        cache_dir=Path(cache),
+        auth=load_policy(Path(auth)) if auth else AuthPolicy(),
+        lock=lock,
+        store=store,
+        redirect=env.get("HFA_SERVE_REDIRECT", "") in ("1", "true", "yes"),
+    )

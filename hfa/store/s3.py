@@ -120,6 +120,7 @@ def _make_client(workers: int) -> Any:
         read_timeout=60,
         request_checksum_calculation="when_required",  # hfa sends the checksums it means to
         response_checksum_validation="when_required",
+        signature_version="s3v4",  # presigned URLs too (boto3 would sign them with SigV2)
     )
     return boto3.session.Session().client("s3", config=config)
 
