@@ -33,3 +33,7 @@ class ServerConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # open at once (lowered to fit the fd limit)
     threads: int = DEFAULT_THREADS  # requests answered at once
     grace: float = DEFAULT_GRACE  # seconds answers in flight get to finish after a stop request
+    upstream: str | None = None  # `hfa serve --upstream URL`: fetch what the cache lacks (hfa.server.mirror)
+    upstream_token: str | None = field(default=None, repr=False)  # the mirror's own token for the upstream
+    ttl: float = 300.0  # seconds a branch or tag resolved upstream is trusted
+    allow_unsafe: bool = False  # the mirror also caches and serves known-dangerous pickles

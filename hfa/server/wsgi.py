@@ -55,6 +55,11 @@ class HubApp:
         self.store = CacheStore(config.cache_dir, scope)
         self.request_log: list[tuple[str, str]] = []  # (method, path): tests count requests
         self._log_lock = threading.Lock()
+        self.mirror: Any = None  # a Mirror with --upstream (hfa.server.mirror)
+        if config.upstream:
+            from hfa.server.mirror import Mirror
+
+            self.mirror = Mirror(config, scope)
         self.infer: Any = None  # an InferenceService with --infer (hfa.server.infer_routes)
         if config.infer is not None:
             from hfa.server.infer_routes import InferenceService
