@@ -9,9 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import World
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+from conftest import TOKEN, World
+from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from hfa.server import HubServer, ServerConfig
 from hfa.server.faults import Fault, FaultPlan
@@ -34,6 +40,15 @@ def file_gets(srv: HubServer, name: str) -> int:
 def blobs(cache: Path) -> list[str]:
     folder = cache / "models--org--model" / "blobs"
     return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".incomplete")) if folder.is_dir() else []
+
+
+def head_status(mirror: HubServer, name: str, repo: str = "org/model") -> int:
+    """The status the official client's HEAD (no retry) gets for ``name``: 200, or the error's."""
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, name, endpoint=mirror.url), token=False)
+    except HfHubHTTPError as exc:
+        return int(exc.response.status_code)
+    return 200
 
 
 def download(mirror: HubServer, tmp: Path, name: str, **kw: object) -> Path:
@@ -66,8 +81,9 @@ def test_tampered_upstream_refused_nothing_cached(
     assert upstream.config.faults is not None
     upstream.config.faults.faults.append(Fault("corrupt", path="big.bin", times=-1))
     with mirror_of(upstream, tmp_path / "mirror") as mirror:
-        with pytest.raises(LocalEntryNotFoundError):  # a 502 on the HEAD: the client has no copy to fall back on
-            download(mirror, tmp_path / "c", "big.bin")
+        assert head_status(mirror, "big.bin") == 502  # hf_hub_download raises (after its retries)
+        assert head_status(mirror, "big.bin") == 502  # a retry is answered from memory: no second fetch
+        assert file_gets(upstream, "big.bin") == 1
         assert blobs(tmp_path / "mirror") == []
         assert not (tmp_path / "c" / "models--org--model" / "blobs").exists() or not list(
             (tmp_path / "c" / "models--org--model" / "blobs").iterdir()
@@ -82,8 +98,7 @@ def test_upstream_dies_mid_stream_then_completes(
     assert plan is not None
     plan.faults.append(Fault("drop", path="big.bin", times=-1, after_bytes=100_000))
     with mirror_of(upstream, tmp_path / "mirror") as mirror:
-        with pytest.raises(LocalEntryNotFoundError):  # a 503: the client has no copy to fall back on
-            download(mirror, tmp_path / "c", "big.bin")
+        assert head_status(mirror, "big.bin") == 503  # the client retries, then falls back to its own cache
         assert blobs(tmp_path / "mirror") == []  # no partial blob published
         plan.faults.clear()  # the upstream is healthy again
         path = download(mirror, tmp_path / "c", "big.bin")
@@ -102,8 +117,7 @@ def test_upstream_down_cached_still_served(upstream: HubServer, fresh_world: Wor
         assert download(mirror, tmp_path / "c1", "config.json").read_bytes() == want["config.json"]  # by branch
         commit = fresh_world.commits["org/model@v2"]
         assert download(mirror, tmp_path / "c2", "config.json", revision=commit).read_bytes() == want["config.json"]
-        with pytest.raises(LocalEntryNotFoundError):  # not cached: a 503, not a misleading "not found"
-            download(mirror, tmp_path / "c3", "model.safetensors")
+        assert head_status(mirror, "model.safetensors") == 503  # not cached: not a misleading "not found"
         assert time.monotonic() - start < 30
     finally:
         mirror.stop()
@@ -129,8 +143,43 @@ def test_unsafe_pickle_refused(fresh_world: World, tmp_path: Path) -> None:
     write_repo(fresh_world.cache_dir, "org/evil", {"model.bin": pickle.dumps(Boom())})
     with HubServer(ServerConfig(cache_dir=fresh_world.cache_dir)) as up:
         with mirror_of(up, tmp_path / "mirror") as mirror:
+            assert head_status(mirror, "model.bin", "org/evil") == 403  # not retried by the client
             with pytest.raises(LocalEntryNotFoundError):
                 hf_hub_download("org/evil", "model.bin", endpoint=mirror.url, cache_dir=tmp_path / "c", token=False)
             assert not list((tmp_path / "mirror").glob("models--org--evil/blobs/*"))
         with mirror_of(up, tmp_path / "m2", allow_unsafe=True) as mirror:
             hf_hub_download("org/evil", "model.bin", endpoint=mirror.url, cache_dir=tmp_path / "c2", token=False)
+
+
+def test_mirror_token_used_client_token_never_forwarded(fresh_world: World, tmp_path: Path) -> None:
+    from hfa.server.auth import load_policy
+
+    config = ServerConfig(cache_dir=fresh_world.cache_dir, auth=load_policy(fresh_world.auth_file))
+    with HubServer(config) as up:
+        # no mirror token: the client's is not sent upstream
+        with mirror_of(up, tmp_path / "m1") as mirror, pytest.raises(RepositoryNotFoundError):
+            hf_hub_download("org/private", "config.json", endpoint=mirror.url, cache_dir=tmp_path / "c", token=TOKEN)
+        with mirror_of(up, tmp_path / "m2", upstream_token=TOKEN) as mirror:
+            path = hf_hub_download(
+                "org/private", "config.json", endpoint=mirror.url, cache_dir=tmp_path / "c", token=False
+            )
+            assert Path(path).read_bytes() == b'{"secret": true}'
+
+
+def test_lock_limits_pull_through(upstream: HubServer, fresh_world: World, tmp_path: Path) -> None:
+    from hfa.server.store import LockScope
+
+    v1 = fresh_world.commits["org/model@v1"]
+    entry = type("E", (), {})()  # what LockScope.from_lock reads of a lock
+    entry.repo_type, entry.repo_id, entry.commit, entry.revision = "model", "org/model", v1, "v1.0"
+    entry.files = [type("F", (), {"path": "config.json"})()]
+    lock = type("L", (), {"repos": [entry]})()
+    assert LockScope.from_lock(lock).commits
+    with mirror_of(upstream, tmp_path / "mirror", lock=lock) as mirror:
+        got = download(mirror, tmp_path / "c", "config.json", revision="v1.0")
+        assert got.read_bytes() == fresh_world.contents["org/model@v1"]["config.json"]
+        for name, rev in (("model.safetensors", "v1.0"), ("config.json", "main")):
+            with pytest.raises((RevisionNotFoundError, EntryNotFoundError)):
+                download(mirror, tmp_path / "c", name, revision=rev)
+    assert file_gets(upstream, "model.safetensors") == 0
+    assert sum(1 for _, p in upstream.requests if "/revision/main" in p) == 0

@@ -13,7 +13,9 @@ served cache; the handler then serves it from there like any cached file.
   official client does not retry a HEAD that fails so, and falls back to its own cache).
 - Only the mirror's own token (``--upstream-token-file``) is sent upstream, never a client's.
 - ``--lock``: only the locked commits and files are fetched.
-- Known-dangerous pickles are refused (502, never cached) unless ``--allow-unsafe``.
+- Known-dangerous pickles are refused (403, never cached) unless ``--allow-unsafe``; bytes that do not
+  match their hash get a 502 (nothing cached). Either refusal is remembered for ``REFUSED_FOR``
+  seconds, so the client's retries do not fetch the bad bytes again.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hfa.serve")
 
 DEFAULT_TTL = 300.0
+REFUSED_FOR = 30.0  # seconds a refused blob (corrupt or unsafe upstream) is answered from memory
 WAIT = 600.0  # seconds a request waits for another's fetch of the same blob
 
 
@@ -63,6 +66,7 @@ class Mirror:
         self._answers: dict[tuple[str, str, str | None], tuple[float | None, Resolved]] = {}
         self._locks: dict[tuple[Any, ...], threading.Lock] = {}
         self._lock = threading.Lock()
+        self._refused: dict[str, tuple[float, HttpError]] = {}  # etag -> (until, answer): no refetch per retry
 
     def _flight(self, key: tuple[Any, ...]) -> threading.Lock:
         with self._lock:
@@ -139,12 +143,16 @@ class Mirror:
         return None
 
     def _fetch(self, store: Any, ref: RepoRef, resolved: Resolved, f: Any) -> None:
-        from hfa.pull import content_inspector
+        from hfa.hub.download import HashMismatch
+        from hfa.pull import UnsafeContent, content_inspector
 
         lock = self._flight(("blob", f.etag))
         if not lock.acquire(timeout=WAIT):
             raise HttpError(503, "The mirror is still fetching this file upstream; retry", headers={"Retry-After": "5"})
         try:
+            refused = self._refused.get(f.etag)
+            if refused is not None and refused[0] > time.monotonic():
+                raise refused[1]
             fetcher = self.source.fetcher(
                 store,
                 ref,
@@ -153,7 +161,13 @@ class Mirror:
                 workers=1,
                 inspect=content_inspector([], self.allow_unsafe),
             )
-            outcome = fetcher.fetch_one(f)  # under the blob's file lock: a fetch in another process is waited for
+            try:
+                outcome = fetcher.fetch_one(f)  # under the blob's file lock: a fetch in another process is waited for
+            except (UnsafeContent, HashMismatch) as exc:
+                answer = upstream_error(exc)
+                self._refused[f.etag] = (time.monotonic() + REFUSED_FOR, answer)
+                log.warning("refused %s/%s from upstream: %s", ref.repo_id, f.path, exc.message)
+                raise answer from None
             store.repo.snapshot(resolved.commit).mkdir(parents=True, exist_ok=True)
             store.write_tree_record(resolved.commit, [x.to_json() for x in resolved.files.values()])
             if outcome.downloaded:
@@ -172,5 +186,7 @@ def upstream_error(exc: HfaError) -> HttpError:
         return HttpError(404, exc.message, "RevisionNotFound")
     if isinstance(exc, AccessDenied):
         return HttpError(403, exc.message)
+    if type(exc).__name__ == "UnsafeContent":  # this mirror's policy, not a fault: 403, which clients do not retry
+        return HttpError(403, f"The mirror refused to serve this file: {exc.message}")
     # corrupt or unsafe upstream bytes, an invalid answer: a bad gateway, nothing cached
     return HttpError(502, f"The mirror refused the upstream's answer: {exc.message}")
