@@ -183,3 +183,29 @@ def test_lock_limits_pull_through(upstream: HubServer, fresh_world: World, tmp_p
                 download(mirror, tmp_path / "c", name, revision=rev)
     assert file_gets(upstream, "model.safetensors") == 0
     assert sum(1 for _, p in upstream.requests if "/revision/main" in p) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--upstream", "ftp://hub.example"], "Invalid endpoint"),
+        (
+            ["--upstream", "http://127.0.0.1:9", "--upstream-token-file", "absent.txt"],
+            "Cannot read --upstream-token-file",
+        ),
+        (["--upstream-token-file", "tok.txt"], "--upstream-token-file needs --upstream"),
+        (["--upstream", "http://127.0.0.1:9", "--upstream-token-file", "empty.txt"], "holds no usable token"),
+    ],
+)
+def test_cli_upstream_bad_input(args: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from hfa.cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tok.txt").write_text("hf_secret_x\n")
+    (tmp_path / "empty.txt").write_text("\n")
+    result = CliRunner().invoke(app, ["serve", "--port", "0", "--cache-dir", str(tmp_path / "m"), *args])
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr
+    assert "hf_secret_x" not in result.output
