@@ -209,3 +209,17 @@ def test_cli_upstream_bad_input(args: list[str], said: str, tmp_path: Path, monk
     assert result.exit_code == 2, result.output
     assert said in result.stderr
     assert "hf_secret_x" not in result.output
+
+
+def test_wsgi_factory_reads_upstream_from_env(tmp_path: Path) -> None:
+    from hfa.server.wsgi import config_from_env
+
+    (tmp_path / "tok").write_text("hf_mirror_token\n")
+    env = {
+        "HFA_SERVE_CACHE": str(tmp_path),
+        "HFA_SERVE_UPSTREAM": "http://127.0.0.1:9/",
+        "HFA_SERVE_UPSTREAM_TOKEN_FILE": str(tmp_path / "tok"),
+    }
+    config = config_from_env(env)
+    assert (config.upstream, config.upstream_token) == ("http://127.0.0.1:9", "hf_mirror_token")
+    assert "hf_mirror_token" not in repr(config)

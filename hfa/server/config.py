@@ -16,6 +16,7 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_THREADS = 8
 DEFAULT_GRACE = 30.0
+DEFAULT_TTL = 300.0
 
 
 @dataclass
@@ -35,5 +36,5 @@ class ServerConfig:
     grace: float = DEFAULT_GRACE  # seconds answers in flight get to finish after a stop request
     upstream: str | None = None  # `hfa serve --upstream URL`: fetch what the cache lacks (hfa.server.mirror)
     upstream_token: str | None = field(default=None, repr=False)  # the mirror's own token for the upstream
-    ttl: float = 300.0  # seconds a branch or tag resolved upstream is trusted
+    ttl: float = DEFAULT_TTL  # seconds a branch or tag resolved upstream is trusted
     allow_unsafe: bool = False  # the mirror also caches and serves known-dangerous pickles

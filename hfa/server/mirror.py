@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hfa.serve")
 
-DEFAULT_TTL = 300.0
 REFUSED_FOR = 30.0  # seconds a refused blob (corrupt or unsafe upstream) is answered from memory
 WAIT = 600.0  # seconds a request waits for another's fetch of the same blob
 

@@ -6,8 +6,9 @@
     gunicorn -k gthread --threads 8 'hfa.server.wsgi:create_app()'
 
 With no argument it reads ``HFA_SERVE_CACHE`` (default: the huggingface_hub cache, ``HF_HUB_CACHE``),
-``HFA_SERVE_AUTH`` (an ``--auth`` TOML file) and ``HFA_SERVE_LOCK`` (an ``hfa.lock`` to serve only
-what it names). ``hfa serve`` runs the app on waitress (hfa.server.http).
+``HFA_SERVE_AUTH`` (an ``--auth`` TOML file), ``HFA_SERVE_LOCK`` (an ``hfa.lock`` to serve only
+what it names), ``HFA_SERVE_UPSTREAM`` (``--upstream``) and ``HFA_SERVE_UPSTREAM_TOKEN_FILE``
+(``--upstream-token-file``). ``hfa serve`` runs the app on waitress (hfa.server.http).
 
 Every answer carries ``X-Request-Id`` (the client's, when it sent a plain one, else a new one) and
 is written to the access log (logger ``hfa.serve``, level INFO) with its status and size.
@@ -120,7 +121,7 @@ def create_app(config: ServerConfig | None = None) -> Callable[[dict[str, Any], 
 
 
 def config_from_env(env: Any) -> ServerConfig:
-    """A :class:`ServerConfig` from ``HFA_SERVE_CACHE``, ``HFA_SERVE_AUTH`` and ``HFA_SERVE_LOCK``."""
+    """A :class:`ServerConfig` from the ``HFA_SERVE_*`` variables (see the module doc)."""
     from hfa.server.auth import AuthPolicy, load_policy
     from hfa.server.config import ServerConfig
 
@@ -135,4 +136,17 @@ def config_from_env(env: Any) -> ServerConfig:
         from hfa.lock import lockfile
 
         lock = lockfile.read(Path(env["HFA_SERVE_LOCK"]))
-    return ServerConfig(cache_dir=Path(cache), auth=load_policy(Path(auth)) if auth else AuthPolicy(), lock=lock)
+    from hfa.config import normalize_endpoint
+
+    upstream = normalize_endpoint(env["HFA_SERVE_UPSTREAM"]) if env.get("HFA_SERVE_UPSTREAM") else None
+    token = None
+    if env.get("HFA_SERVE_UPSTREAM_TOKEN_FILE"):
+        text = Path(env["HFA_SERVE_UPSTREAM_TOKEN_FILE"]).read_text(encoding="utf-8").strip()
+        token = text.partition("\n")[0].strip() or None
+    return ServerConfig(
+        cache_dir=Path(cache),
+        auth=load_policy(Path(auth)) if auth else AuthPolicy(),
+        lock=lock,
+        upstream=upstream,
+        upstream_token=token,
+    )
