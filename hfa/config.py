@@ -246,3 +246,18 @@ class Settings:
             min_speed=env_count("HFA_MIN_SPEED", DEFAULT_MIN_SPEED),
             min_speed_time=env_seconds("HFA_MIN_SPEED_TIME", DEFAULT_MIN_SPEED_TIME),
         )
+
+
+def read_token_file(path: Path, option: str) -> str:
+    """The token in ``path`` (its first line, stripped), read as a bounded regular file; a usage error
+    naming ``option`` if it cannot be read or holds no usable token. Never prints the token."""
+    fix = f"write the token alone into {path} (chmod 600)"
+    try:
+        raw = read_small_file(path, TOKEN_FILE_LIMIT, "token file", option)
+    except OSError as exc:
+        raise UsageError(f"Cannot read {option} {path}: {exc.strerror or exc}", fix) from None
+    lines = raw.decode("utf-8", "replace").strip().splitlines()
+    token = lines[0].strip() if lines else ""
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
+        raise UsageError(f"{option} {path} holds no usable token", fix)
+    return token

