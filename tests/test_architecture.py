@@ -1,9 +1,8 @@
 """The shape of the code: no import cycles, no ``_private`` names across modules, modules under 600 lines.
 
 Read from the source (the AST), not by importing it, so function-level imports count as well.
-Each rule runs per scope (a package, or one module); the scopes in :data:`HELD` must keep to the
-rules, the others are expected to fail for now (xfail) until they are brought in line: widen
-:data:`HELD` as they are.
+Each rule runs per package, so a failure names the package that broke it; every package of hfa
+is held to every rule.
 """
 
 from __future__ import annotations
@@ -21,11 +20,6 @@ import hfa
 
 PACKAGE = Path(hfa.__file__).resolve().parent
 MAX_LINES = 600
-
-# Scopes held to the rules: all of hfa (a package name covers its subpackages). A scope that has
-# to be let off for a while is taken out of this set by name, with the reason beside it.
-HELD = {"hfa"}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -106,20 +100,8 @@ def _in_scope(name: str, scope: str) -> bool:
 
 
 def _scopes() -> list[str]:
-    packages = [name for name in modules() if _is_package(name)]
-    return sorted({*packages, *HELD})
-
-
-def _params() -> list[object]:
-    return [
-        pytest.param(
-            scope,
-            marks=[]
-            if any(_in_scope(scope, held) for held in HELD)
-            else pytest.mark.xfail(reason="not yet held to the rule", strict=False),
-        )
-        for scope in _scopes()
-    ]
+    """Every package of hfa (a package covers its subpackages)."""
+    return sorted(name for name in modules() if _is_package(name))
 
 
 # -- the import graph --------------------------------------------------------------------------------
@@ -173,7 +155,7 @@ def test_cycle_finder_finds_cycles() -> None:
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-@pytest.mark.parametrize("scope", _params())
+@pytest.mark.parametrize("scope", _scopes())
 def test_no_import_cycle(scope: str) -> None:
     """No module of ``scope`` is part of an import cycle (through any hfa module, function-level imports too)."""
     bad = [cycle for cycle in cycles(import_graph()) if any(_in_scope(m, scope) for m in cycle)]
@@ -243,7 +225,7 @@ def test_private_use_finder() -> None:
     assert uses("from hfa.infer.tasks import Task\nfrom hfa.errors import HfaError\n") == []
 
 
-@pytest.mark.parametrize("scope", _params())
+@pytest.mark.parametrize("scope", _scopes())
 def test_no_private_names_across_modules(scope: str) -> None:
     bad = [line for name in modules() if _in_scope(name, scope) for line in private_uses(name)]
     assert bad == [], "\n".join(bad)
@@ -273,14 +255,14 @@ def test_private_attribute_finder() -> None:
     assert private_attributes("hfa.server.infer_routes", tree) == ["hfa.server.infer_routes:2 uses handler._body_read"]
 
 
-@pytest.mark.parametrize("scope", _params())
+@pytest.mark.parametrize("scope", _scopes())
 def test_no_private_attributes_of_other_objects(scope: str) -> None:
     bad = [line for name in modules() if _in_scope(name, scope) for line in private_attributes(name)]
     assert bad == [], "\n".join(bad)
 
 
 # -- size --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("scope", _params())
+@pytest.mark.parametrize("scope", _scopes())
 def test_modules_stay_readable(scope: str) -> None:
     sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules().items()}
     big = {name: n for name, n in sizes.items() if _in_scope(name, scope) and n > MAX_LINES}
@@ -290,7 +272,7 @@ def test_modules_stay_readable(scope: str) -> None:
 # -- the public face of hfa.infer --------------------------------------------------------------------
 def test_every_package_lists_its_public_names() -> None:
     for name in modules():
-        if _is_package(name) and any(_in_scope(name, scope) for scope in HELD):
+        if _is_package(name):
             names = [t.id for node in _tree(name).body if isinstance(node, ast.Assign) for t in node.targets]
             assert "__all__" in names, f"{name} has no __all__"
 
