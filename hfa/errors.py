@@ -25,6 +25,13 @@ def public_url(url: str) -> str:
     return re.sub(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?)[^/@?#]*@", r"\1", url)
 
 
+def command_text(*words: str) -> str:
+    """A command line to paste into a hint: each word quoted for a POSIX shell where it needs it."""
+    import shlex
+
+    return " ".join(shlex.quote(w) for w in words)
+
+
 class ExitCode(IntEnum):
     OK = 0
     CHECK_FAILED = 1  # a check failed: hash mismatch, stale lock, unsafe file, missing files

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from hfa.config import Settings
-from hfa.errors import CheckFailed
+from hfa.errors import CheckFailed, command_text
 from hfa.hub.download import DEFAULT_WORKERS, FetchOutcome
 from hfa.resolve.files import RemoteFile, Resolved
 from hfa.resolve.refs import RepoRef
@@ -34,7 +34,6 @@ __all__ = [
     "Plan",
     "PullResult",
     "UnsafeContent",
-    "command_text",
     "open_source",
     "plan",
     "pull",
@@ -143,13 +142,6 @@ def content_inspector(findings: list[Any], allow_unsafe: bool) -> Callable[[Remo
 
 def _report(f: RemoteFile, decision: Decision, status: str) -> FileReport:
     return FileReport(f.path, f.size, f.hash_algo, f.lfs_sha256 or f.blob_id, decision.reason, status)
-
-
-def command_text(*words: str) -> str:
-    """A command line to paste: each word quoted for a POSIX shell where it needs it."""
-    import shlex
-
-    return " ".join(shlex.quote(w) for w in words)
 
 
 def pull_command(ref: RepoRef, options: SelectOptions) -> str:

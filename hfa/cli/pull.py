@@ -80,10 +80,10 @@ def _pull_from_lock(
     allow_unsafe: bool = False,
     source: Any = None,
 ) -> None:
-    from hfa.errors import LockMismatch, UsageError
+    from hfa.errors import LockMismatch, UsageError, command_text
     from hfa.lock import lockfile
     from hfa.lock.check import all_entries, lock_args, locked_entry
-    from hfa.pull import command_text, pull_locked
+    from hfa.pull import pull_locked
 
     if locked and frozen:
         raise UsageError("--locked and --frozen contradict each other", "pass one of them")

@@ -165,7 +165,10 @@ def verify(
 
             locked = lockfile.read(lock)
             entries = [(e.repo_type, e.repo_id, e.commit) for e in locked.repos]
-            locate = locate.with_lock(lock, lock.read_text(encoding="utf-8"), entries)
+            from hfa.config import LOCK_FILE_LIMIT, read_small_file
+
+            text = read_small_file(lock, LOCK_FILE_LIMIT, "lock file", "--lock").decode("utf-8")  # bounded, as read()
+            locate = locate.with_lock(lock, text, entries)
 
         def run() -> Any:
             if locked is not None:

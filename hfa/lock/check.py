@@ -7,10 +7,9 @@ that updates it; ``--frozen`` takes the entry as it is. Either fails when the re
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
-from hfa.errors import CheckFailed, UsageError
+from hfa.errors import CheckFailed, UsageError, command_text
 from hfa.lock.lockfile import DEFAULT_LOCK, Lock, LockedRepo
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
@@ -19,10 +18,6 @@ from hfa.resolve.selection import SelectOptions
 def lock_args(lock_path: Path) -> list[str]:
     """The ``--lock`` option that names ``lock_path`` in a command to paste (none for the default lock)."""
     return [] if lock_path == Path(DEFAULT_LOCK) else ["--lock", str(lock_path)]
-
-
-def _command(*words: str) -> str:
-    return " ".join(shlex.quote(w) for w in words)
 
 
 def all_entries(lock: Lock, lock_path: Path) -> list[LockedRepo]:
@@ -39,7 +34,7 @@ def locked_entry(
     """The entry of ``ref`` in ``lock``; with ``locked``, one that the command (``options``, if ``given``) matches."""
     entry = lock.get(ref.repo_id, ref.repo_type)
     if entry is None:
-        pin = _command("hfa", "pin", ref.display, *options.to_args(), *lock_args(lock_path))
+        pin = command_text("hfa", "pin", ref.display, *options.to_args(), *lock_args(lock_path))
         raise CheckFailed(
             f"'{ref.display}' is not in {lock_path}, but --{'locked' if locked else 'frozen'} was given",
             f"add it with `{pin}`",
@@ -52,7 +47,7 @@ def locked_entry(
             reasons.append("other selection options")
         if reasons:
             wanted = options if given else entry.selection
-            pin = _command("hfa", "pin", ref.display, *wanted.to_args(), *lock_args(lock_path))
+            pin = command_text("hfa", "pin", ref.display, *wanted.to_args(), *lock_args(lock_path))
             raise CheckFailed(
                 f"The lock at {lock_path} needs to be updated for {ref.display} ({'; '.join(reasons)}),"
                 " but --locked was given",
