@@ -92,7 +92,13 @@ def toml_loads(text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise TomlError(str(exc), getattr(exc, "lineno", None)) from None
+        lineno = getattr(exc, "lineno", None)
+        if lineno is None:  # tomllib names the line only in its message before Python 3.14
+            import re
+
+            found = re.search(r"at line (\d+)", str(exc))
+            lineno = int(found.group(1)) if found else None
+        raise TomlError(str(exc), lineno) from None
 
 
 def read_small_file(path: Path, limit: int, what: str, option: str | None = None) -> bytes:
