@@ -222,6 +222,14 @@ def test_two_revisions_of_one_dependency_conflict(deps_server: HubServer, tmp_pa
     assert ok.exit_code == 0, ok.stderr
     base = lockfile.read(lock).get("base/model")
     assert base is not None and base.revision == "v1.0" and base.direct and base.required_by
+    # Against the lock: a dependency locked at main for one adapter, wanted at v1.0 by another.
+    other = tmp_path / "other.lock"
+    assert run(deps_server.url, "pin", "org/adapter", lock=other).exit_code == 0
+    before = other.read_text()
+    clash = run(deps_server.url, "pin", "org/adapter-v1", lock=other)
+    assert clash.exit_code == ExitCode.CHECK_FAILED
+    assert "base/model@v1.0 is required, but the lock holds base/model@main (org/adapter requires it)" in clash.stderr
+    assert other.read_text() == before
 
 
 def test_upgrade_reresolves_the_closure(tmp_path: Path) -> None:
