@@ -10,8 +10,9 @@ from hfa import jsonsafe
 from hfa.config import Settings
 from hfa.errors import HfaError
 from hfa.hub.download import verify_bytes
-from hfa.pull import plan
+from hfa.pull import open_source, plan
 from hfa.resolve.card import CardData, parse_card
+from hfa.resolve.deps import Dependencies, Requirement
 from hfa.resolve.files import RemoteFile, Resolved
 from hfa.resolve.kinds import classify, gguf_quants
 from hfa.resolve.refs import RepoRef
@@ -54,6 +55,8 @@ class InfoResult:
     warnings: list[str] = field(default_factory=list)
     remote_code: bool = False
     quants: list[str] = field(default_factory=list)  # GGUF quantizations, fewest bits first
+    requires: list[Requirement] = field(default_factory=list)  # pinned and pulled with it
+    provenance: list[Requirement] = field(default_factory=list)  # the card's base_model: shown, never fetched
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,8 @@ class InfoResult:
             "files": [f.to_json() for f in self.files],
             "selected": [f.path for f in self.files if f.selected],
             "quants": self.quants,
+            "requires": [r.to_json() for r in self.requires],
+            "base_models": [r.to_json() for r in self.provenance],
             "warnings": self.warnings,
         }
 
@@ -96,7 +101,15 @@ def card_facts(card: CardData) -> dict[str, Any]:
 
 
 def info(settings: Settings, ref: RepoRef, options: SelectOptions) -> InfoResult:
-    resolved, selection, warnings, _ = plan(settings, ref, options, need_quant=False)
+    from hfa.closure import requirements
+
+    source = open_source(settings)
+    resolved, selection, warnings, _ = plan(settings, ref, options, need_quant=False, source=source)
+    try:
+        deps = requirements(source, resolved)
+    except HfaError as exc:  # shown, not fatal: `hfa pin` is where it stops
+        deps = Dependencies(notes=[f"dependencies unknown: {exc.message}"])
+    warnings += deps.notes
     quants = gguf_quants(resolved.files) if options.quant is None else []
     if len(quants) > 1 and not any(p for p in selection.selected if classify(p) == "gguf"):
         warnings.append(
@@ -130,6 +143,8 @@ def info(settings: Settings, ref: RepoRef, options: SelectOptions) -> InfoResult
         warnings=warnings,
         remote_code=auto_map or any(f.kind == "code" for f in files),
         quants=gguf_quants(resolved.files),
+        requires=deps.requires,
+        provenance=deps.provenance,
     )
 
 

@@ -1,28 +1,58 @@
-"""``hfa pin`` as library calls: add, normalise, upgrade, remove and check lock entries."""
+"""``hfa pin`` as library calls: add, normalise, upgrade, remove and check lock entries.
+
+Pinning a repository pins its closure (:mod:`hfa.closure`): every repository it requires is an
+entry of its own whose ``required-by`` names who needs it and why. A dependency already in the
+lock is kept where it is (``--upgrade`` moves it); an entry nothing direct requires any more is
+dropped when the lock is written.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfa.config import Settings
 from hfa.errors import AccessDenied, CheckFailed, HfaError, NotFound, UsageError
 from hfa.lock import lockfile
-from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, RepoDiff
-from hfa.pull import plan
+from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, RepoDiff, Requirer
+from hfa.pull import open_source, plan
+from hfa.resolve.deps import Dependencies, DependencyError, Requirement
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
 
+if TYPE_CHECKING:
+    from hfa.resolve.source import Source
+
+Key = tuple[str, str]
+
 
 def resolve_entry(
-    settings: Settings, ref: RepoRef, options: SelectOptions, *, fit_options: bool = False
+    settings: Settings,
+    ref: RepoRef,
+    options: SelectOptions,
+    *,
+    fit_options: bool = False,
+    source: Source | None = None,
 ) -> tuple[LockedRepo, list[str]]:
     """Resolve ``ref`` and apply ``options``: the lock entry it would get.
 
     ``fit_options``: ``--quant`` applies only if the repo has GGUF files (given once for many repos).
     """
-    resolved, selection, warnings, options = plan(settings, ref, options, fit_options=fit_options)
+    entry, warnings, _ = _resolve(settings, ref, options, fit_options=fit_options, source=source, deps=False)
+    return entry, warnings
+
+
+def _resolve(
+    settings: Settings, ref: RepoRef, options: SelectOptions, *, fit_options: bool, source: Source | None, deps: bool
+) -> tuple[LockedRepo, list[str], Dependencies]:
+    """The entry of ``ref``, the warnings, and (with ``deps``) what it requires."""
+    from hfa.closure import requirements
+
+    source = source or open_source(settings)
+    resolved, selection, warnings, options = plan(settings, ref, options, fit_options=fit_options, source=source)
+    found = requirements(source, resolved) if deps else Dependencies()
+    warnings += [f"{ref.repo_id}: {note}" for note in found.notes]
     files = tuple(sorted(LockedFile.from_remote(resolved.files[p]) for p in selection.selected))
     entry = LockedRepo(
         repo_id=ref.repo_id,
@@ -32,7 +62,7 @@ def resolve_entry(
         selection=options,
         files=files,
     )
-    return entry, warnings
+    return entry, warnings, found
 
 
 @dataclass
@@ -42,12 +72,16 @@ class PinResult:
     removed: list[str] = field(default_factory=list)
     written: bool = False
     warnings: list[str] = field(default_factory=list)
+    required_by: dict[str, list[Requirer]] = field(default_factory=dict)  # repo -> who requires it, and why
 
     def to_json(self) -> dict[str, Any]:
         return {
             "lock": str(self.lock_path),
             "written": self.written,
-            "changes": [c.to_json() for c in self.changes],
+            "changes": [
+                {**c.to_json(), "required_by": [r.to_json() for r in self.required_by.get(c.repo, [])]}
+                for c in self.changes
+            ],
             "removed": self.removed,
             "warnings": self.warnings,
         }
@@ -62,27 +96,119 @@ class PinRequest:
     fit: bool = False
 
 
-def pin(settings: Settings, lock_path: Path, ref: RepoRef, options: SelectOptions) -> PinResult:
-    return pin_many(settings, lock_path, [PinRequest(ref, options)])
+def pin(settings: Settings, lock_path: Path, ref: RepoRef, options: SelectOptions, *, deps: bool = True) -> PinResult:
+    return pin_many(settings, lock_path, [PinRequest(ref, options)], deps=deps)
 
 
-def pin_many(settings: Settings, lock_path: Path, requests: list[PinRequest]) -> PinResult:
-    """Resolve every request, then write the lock once: all or nothing.
+def pin_many(settings: Settings, lock_path: Path, requests: list[PinRequest], *, deps: bool = True) -> PinResult:
+    """Resolve every request (and, with ``deps``, its closure), then write the lock once: all or nothing.
 
-    A repo that fails raises its error, naming the repo, and the lock is left as it was.
+    A repo that fails raises its error, naming the repo (and, for a dependency, who requires
+    it), and the lock is left as it was.
     """
     lock = lockfile.read(lock_path, missing_ok=True)
+    return _closure(settings, lock_path, lock, requests, deps=deps, upgrading=False)
+
+
+def _key(ref: RepoRef) -> Key:
+    return (ref.repo_id, ref.repo_type)
+
+
+def _closure(
+    settings: Settings, lock_path: Path, lock: Lock, requests: list[PinRequest], *, deps: bool, upgrading: bool
+) -> PinResult:
+    """Resolve ``requests`` and what they require, rewrite the ``required-by`` of what was resolved, write once.
+
+    Pinning keeps a dependency the lock already holds at a compatible revision (not resolved
+    again); upgrading resolves every repository it reaches.
+    """
+    from hfa.closure import Walk
+
+    source = open_source(settings)
     result = PinResult(lock_path)
-    for request in requests:
+    asked = {_key(r.ref): r for r in requests}
+    fresh: dict[Key, LockedRepo] = {}
+    expanded: set[Key] = set()
+    several = lock_path if len(requests) > 1 else None
+
+    def visit(ref: RepoRef) -> list[Requirement] | None:
+        key = _key(ref)
+        request, existing = asked.get(key), lock.get(*key)
+        if request is None and existing is not None and not upgrading:
+            if ref.revision in (None, existing.revision, existing.commit):
+                return None  # a dependency already pinned: kept where it is
+            others = {r.key for r in existing.required_by} - set(asked) - set(fresh)
+            if existing.direct or others:
+                who = "you pinned it" if existing.direct else f"{', '.join(k[0] for k in sorted(others))} requires it"
+                raise DependencyError(
+                    f"{ref.display} is required, but the lock holds {existing.display} ({who})",
+                    f"pin {ref.repo_id} at one revision that suits both, or pin with --no-deps",
+                )
+        options = request.options if request else existing.selection if existing else SelectOptions()
         try:
-            entry, warnings = resolve_entry(settings, request.ref, request.options, fit_options=request.fit)
+            entry, warnings, found = _resolve(
+                settings, ref, options, fit_options=bool(request and request.fit), source=source, deps=deps
+            )
         except HfaError as exc:
-            raise _naming(exc, request.ref, lock_path if len(requests) > 1 else None) from None
+            raise (_naming(exc, ref, several) if request else exc) from None
+        fresh[key] = entry
         result.warnings += warnings
-        result.changes.append(lockfile.diff(lock.get(request.ref.repo_id, request.ref.repo_type), entry))
-        lock = lock.upsert(entry)
-    result.written = lockfile.write(lock_path, lock)
+        if not deps:
+            return []
+        expanded.add(key)
+        return found.requires
+
+    walk = Walk(visit, revision_of=lambda repo_id: e.revision if (e := lock.get(repo_id)) else None)
+    try:
+        walk.run([r.ref for r in requests])
+    except HfaError as exc:
+        if several is not None and "left unchanged" not in exc.message:
+            exc.message += f" ({several} left unchanged)"
+            exc.args = (exc.message,)
+        raise
+    # Who requires what: the edges of every repository resolved here are replaced by the new ones.
+    edges = {r.key: {q for q in r.required_by if q.key not in expanded} for r in lock.repos}
+    for edge in walk.edges:
+        edges.setdefault(_key(edge.target), set()).add(
+            Requirer(edge.requirer.repo_id, edge.requirer.repo_type, edge.requirement.reason)
+        )
+    new = lock
+    for key, entry in fresh.items():
+        old = lock.get(*key)
+        direct = (old.direct if old else True) if upgrading else (key in asked or bool(old and old.direct))
+        result.changes.append(lockfile.diff(old, entry))
+        new = new.upsert(replace(entry, direct=direct))
+    new = Lock(tuple(replace(r, required_by=tuple(edges.get(r.key, ()))) for r in new.repos), new.version)
+    new, dropped = _reachable(new)
+    result.removed = [r.display for r in dropped]
+    for change in result.changes:
+        kept = new.get(*_split(change.repo))
+        if kept is not None and kept.required_by:
+            result.required_by[change.repo] = list(kept.required_by)
+    result.written = lockfile.write(lock_path, new)
     return result
+
+
+def _split(display: str) -> Key:
+    ref = RepoRef.parse(display)
+    return (ref.repo_id, ref.repo_type)
+
+
+def _reachable(lock: Lock) -> tuple[Lock, list[LockedRepo]]:
+    """``lock`` without the entries no direct entry requires (directly or not), and those entries."""
+    keep = {r.key for r in lock.repos if r.direct}
+    todo = list(keep)
+    while todo:
+        key = todo.pop()
+        for r in lock.repos:
+            if r.key not in keep and any(q.key == key for q in r.required_by):
+                keep.add(r.key)
+                todo.append(r.key)
+    dropped = [r for r in lock.repos if r.key not in keep]
+    kept = tuple(
+        replace(r, required_by=tuple(q for q in r.required_by if q.key in keep)) for r in lock.repos if r.key in keep
+    )
+    return Lock(kept, lock.version), dropped
 
 
 def _naming(exc: HfaError, ref: RepoRef, unchanged: Path | None) -> HfaError:
@@ -102,11 +228,33 @@ def normalise(lock_path: Path) -> PinResult:
 
 
 def remove(lock_path: Path, ref: RepoRef) -> PinResult:
+    return remove_many(lock_path, [ref])
+
+
+def remove_many(lock_path: Path, refs: list[RepoRef]) -> PinResult:
+    """Drop the named entries, and the dependencies nothing left requires; all or nothing.
+
+    An entry that another entry (not removed with it) requires is refused, naming who requires it.
+    """
     lock = lockfile.read(lock_path)
-    if lock.get(ref.repo_id, ref.repo_type) is None:
-        raise UsageError(f"'{ref.display}' is not in {lock_path}", "see the repos it holds with `hfa pin --check`")
-    written = lockfile.write(lock_path, lock.remove(ref.repo_id, ref.repo_type))
-    return PinResult(lock_path, removed=[ref.display], written=written)
+    keys = {_key(ref) for ref in refs}
+    for ref in refs:
+        entry = lock.get(ref.repo_id, ref.repo_type)
+        if entry is None:
+            raise UsageError(f"'{ref.display}' is not in {lock_path}", "see the repos it holds with `hfa pin --check`")
+        needed = [q for q in entry.required_by if q.key not in keys and lock.get(*q.key) is not None]
+        if needed:
+            who = ", ".join(f"{q.display} ({q.reason})" for q in needed)
+            raise UsageError(
+                f"{ref.display} is required by {who}",
+                f"remove that too (`hfa pin --remove {needed[0].display} {ref.display}`), or leave it",
+            )
+    left = Lock(tuple(r for r in lock.repos if r.key not in keys), lock.version)
+    left = Lock(tuple(replace(r, required_by=tuple(q for q in r.required_by if q.key not in keys)) for r in left.repos))
+    left, dropped = _reachable(left)
+    written = lockfile.write(lock_path, left)
+    removed = [ref.display for ref in refs] + [r.display for r in dropped]
+    return PinResult(lock_path, removed=removed, written=written)
 
 
 def _select_entries(lock: Lock, lock_path: Path, refs: list[RepoRef]) -> list[LockedRepo]:
@@ -121,20 +269,18 @@ def _select_entries(lock: Lock, lock_path: Path, refs: list[RepoRef]) -> list[Lo
     return entries
 
 
-def upgrade(settings: Settings, lock_path: Path, refs: list[RepoRef]) -> PinResult:
-    """Re-resolve the asked-for revisions (all, or the named repos) and report what moved."""
+def upgrade(settings: Settings, lock_path: Path, refs: list[RepoRef], *, deps: bool = True) -> PinResult:
+    """Re-resolve the asked-for revisions (all, or the named repos) and report what moved.
+
+    With ``deps``, each one's closure is resolved again too (all: from every direct entry), and
+    dependencies nothing requires any more are dropped; without, just the entries.
+    """
     lock = lockfile.read(lock_path)
-    result = PinResult(lock_path)
-    for entry in _select_entries(lock, lock_path, refs):
-        try:
-            fresh, warnings = resolve_entry(settings, entry.ref, entry.selection)
-        except HfaError as exc:
-            raise _naming(exc, entry.ref, lock_path) from None
-        result.warnings += warnings
-        result.changes.append(lockfile.diff(entry, fresh))
-        lock = lock.upsert(fresh)
-    result.written = lockfile.write(lock_path, lock)
-    return result
+    entries = _select_entries(lock, lock_path, refs)
+    if deps and not refs:
+        entries = [e for e in entries if e.direct]
+    requests = [PinRequest(e.ref, e.selection) for e in entries]
+    return _closure(settings, lock_path, lock, requests, deps=deps, upgrading=True)
 
 
 @dataclass

@@ -81,6 +81,9 @@ class PullResult:
     offline: bool = False
     warnings: list[str] = field(default_factory=list)
     findings: list[Any] = field(default_factory=list)  # scan findings on what was fetched
+    resolved: Resolved | None = field(default=None, repr=False)  # what the pull resolved (its requirements)
+    dependencies: list[PullResult] = field(default_factory=list)  # its closure (hfa.closure.pull_closure)
+    required_by: list[dict[str, str]] = field(default_factory=list)  # for a dependency: who requires it, why
 
     @property
     def total_bytes(self) -> int:
@@ -103,6 +106,8 @@ class PullResult:
             "elapsed_seconds": round(self.elapsed, 3),
             "warnings": self.warnings,
             "findings": [f.to_json() for f in self.findings],
+            "required_by": self.required_by,
+            "dependencies": [d.to_json() for d in self.dependencies],
         }
 
 
@@ -270,6 +275,7 @@ def pull(
         dry_run=dry_run,
         offline=source.offline,
         warnings=warnings,
+        resolved=resolved,
     )
     todo = [f for f in (resolved.files[d.path] for d in chosen) if f.path not in early and not linked(f)]
     if dry_run:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hfa.lock import lockfile
-from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, LockError
+from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, LockError, Requirer
 from hfa.resolve.selection import SelectOptions
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -44,6 +45,14 @@ selections = st.builds(
 )
 
 
+requirers = st.builds(
+    Requirer,
+    repo_ids,
+    st.sampled_from(["model", "dataset"]),
+    st.text(string.ascii_letters + string.digits + " ._-:()", min_size=1, max_size=40),
+)
+
+
 @st.composite
 def locks(draw: st.DrawFn) -> Lock:
     repos = []
@@ -63,6 +72,8 @@ def locks(draw: st.DrawFn) -> Lock:
                 draw(sha1),
                 draw(selections),
                 tuple(files.values()),
+                tuple(draw(st.lists(requirers, max_size=3))),
+                draw(st.booleans()),
             )
         )
     return Lock(tuple(repos))
@@ -102,9 +113,22 @@ def test_mutated_locks_never_crash(lock: Lock, data: st.DataObject) -> None:
         assert isinstance(result, Lock)
 
 
-def _golden_lock() -> Lock:
+def _golden_lock(*, deps: bool = True) -> Lock:
+    adapter = LockedRepo(
+        "org/adapter",
+        "model",
+        "main",
+        "2" * 40,
+        SelectOptions(),
+        (
+            LockedFile("adapter_config.json", 64, "git-sha1", "d" * 40),
+            LockedFile("adapter_model.safetensors", 512, "sha256", "e" * 64),
+        ),
+    )
+    required = (Requirer("org/adapter", "model", "adapter_config.json base_model_name_or_path"),)
     return Lock(
         (
+            *((adapter,) if deps else ()),
             LockedRepo(
                 "org/model",
                 "model",
@@ -115,6 +139,8 @@ def _golden_lock() -> Lock:
                     LockedFile("model.safetensors", 1234, "sha256", "a" * 64),
                     LockedFile("config.json", 42, "git-sha1", "b" * 40),
                 ),
+                required if deps else (),
+                not deps,
             ),
             LockedRepo(
                 "org/data",
@@ -132,6 +158,66 @@ def test_golden_lock_text() -> None:
     assert lockfile.dumps(_golden_lock()) == (GOLDEN / "hfa.lock").read_text(encoding="utf-8")
 
 
+def test_version_1_lock_still_reads_and_is_rewritten_as_2_only_when_written(tmp_path: Path) -> None:
+    v1 = (GOLDEN / "hfa-v1.lock").read_text(encoding="utf-8")
+    assert "version = 1" in v1
+    lock = lockfile.loads(v1)
+    assert lock.version == 1 and lock.repos == _golden_lock(deps=False).normalized().repos
+    assert all(r.direct and not r.required_by for r in lock.repos)
+    assert lockfile.dumps(lock).replace("version = 2", "version = 1") == v1
+    path = tmp_path / "hfa.lock"
+    path.write_text(v1)
+    assert lockfile.read(path) == lock  # reading never rewrites
+    assert path.read_text() == v1
+    assert lockfile.write(path, lock) is True
+    assert "version = 2" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("mutation", "message"),
+    [
+        (("required-by = [", "direct = 3\nrequired-by = ["), "`direct` must be true or false"),
+        (('{id = "org/adapter", ', '{ident = "org/adapter", '), "required-by #1 must have id, reason"),
+        (('{id = "org/adapter", ', '{id = "../x", '), "required-by #1: Invalid repository id"),
+        (('reason = "adapter_config.json', 'type = "bucket", reason = "x'), "unknown type 'bucket'"),
+        (
+            (
+                'required-by = [\n    {id = "org/adapter", reason = "adapter_config.json base_model_name_or_path"},\n]',
+                "required-by = 3",
+            ),
+            "`required-by` must be an array",
+        ),
+        (
+            (
+                'required-by = [\n    {id = "org/adapter", reason = "adapter_config.json base_model_name_or_path"},\n]',
+                "required-by = []\ndirect = false",
+            ),
+            "nothing requires it",
+        ),
+    ],
+)
+def test_bad_dependency_fields_are_refused(mutation: tuple[str, str], message: str) -> None:
+    text = lockfile.dumps(_golden_lock())
+    assert mutation[0] in text
+    with pytest.raises(LockError, match=re.escape(message)):
+        lockfile.loads(text.replace(mutation[0], mutation[1], 1))
+
+
+def test_dependency_fields_are_refused_in_a_version_1_lock() -> None:
+    text = lockfile.dumps(_golden_lock()).replace("version = 2", "version = 1")
+    with pytest.raises(LockError, match=r"unknown key.*required-by"):
+        lockfile.loads(text)
+
+
+def test_requires_follows_required_by_transitively() -> None:
+    lock = _golden_lock()
+    adapter = lock.get("org/adapter")
+    assert adapter is not None
+    assert [r.repo_id for r in lock.requires(adapter)] == ["org/model"]
+    model = lock.get("org/model")
+    assert model is not None and not model.direct and lock.requires(model) == []
+
+
 def test_write_is_atomic_and_skips_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "hfa.lock"
     assert lockfile.write(path, _golden_lock()) is True
@@ -145,7 +231,7 @@ def test_write_is_atomic_and_skips_unchanged(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("", "no `version` field"),
-        ("version = 2\n", "lock version 2"),
+        ("version = 3\n", "lock version 3"),
         ('version = "1"\n', "`version` must be a number"),
         ('version = 1\n[[repo]]\nid = "org/x"\ntype = "model"\n', "(line 3): repo 'org/x' lacks revision"),
         ("version = 1\nrepo = [\n", "not valid TOML"),
@@ -175,7 +261,7 @@ def test_missing_lock_file(tmp_path: Path) -> None:
 
 
 def test_diff_reports_added_removed_changed() -> None:
-    old = _golden_lock().repos[0]
+    old = _golden_lock(deps=False).repos[0]
     new = LockedRepo(
         "org/model",
         "model",

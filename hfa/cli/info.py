@@ -53,8 +53,9 @@ def info(
 ) -> None:
     """Show what a repo holds: its commit, card facts, files with risk flags, and what pull would take.
 
-    The card's facts (license, task, library, base model, gated); every file with its size, kind
-    and flags (pickle, lfs, remote-code, gated); and which files `hfa pull` would select, and why.
+    The card's facts (license, task, library, base model, gated); the repos it requires (an
+    adapter's base model: pinned and pulled with it) and why; every file with its size, kind and
+    flags (pickle, lfs, remote-code, gated); and which files `hfa pull` would select, and why.
     """
     ctx = Ctx.from_options(
         endpoint=endpoint,
@@ -99,6 +100,10 @@ def info(
             for key, value in facts.items():
                 shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
                 out.line(f"  {key}: {shown}")
+            for req in result.requires:
+                out.line(f"  requires: {req.display} ({req.reason})")
+            for req in result.provenance:
+                out.line(f"  base model: {req.repo_id} ({req.relation}: provenance only, not fetched)")
             out.table(
                 ["file", "size", "kind", "flags", "pull", "why"],
                 [

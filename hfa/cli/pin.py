@@ -50,7 +50,17 @@ def pin(
         bool,
         typer.Option("--check", help="Write nothing; exit 1 if upstream moved or disagrees with the lock (CI)."),
     ] = False,
-    remove: Annotated[bool, typer.Option("--remove", help="Remove the named repos from the lock.")] = False,
+    remove: Annotated[
+        bool,
+        typer.Option("--remove", help="Remove the named repos, and the dependencies nothing else requires."),
+    ] = False,
+    no_deps: Annotated[
+        bool,
+        typer.Option(
+            "--no-deps",
+            help="Pin (or --upgrade) just the named repos, not what they require (an adapter's base model).",
+        ),
+    ] = False,
     framework: FrameworkOpt = None,
     quant: QuantOpt = None,
     include: IncludeOpt = None,
@@ -70,8 +80,10 @@ def pin(
 ) -> None:
     """Pin repos to exact commits in hfa.lock, with every selected file's size and hash.
 
-    `hfa pin REPO\\[@REV]` adds or updates an entry; `hfa pin` alone normalises the lock without
-    network; `--upgrade` moves pins and reports what moved; `--check` reports drift for CI.
+    `hfa pin REPO\\[@REV]` adds or updates an entry, and one for each repo it requires (an adapter's
+    base model), recording who requires it and why; `hfa pin` alone normalises the lock without
+    network; `--upgrade` moves pins (and their closure) and reports what moved; `--check` reports
+    drift for CI.
     Several repos are pinned all or nothing. Selection options apply to every repo named, except
     `--quant`, which applies only to repos with GGUF files; `REPO:QUANT` picks one repo's quantisation
     (`hfa pin org/x-GGUF:Q4_K_M org/y`).
@@ -135,16 +147,16 @@ def pin(
         if remove:
             if not refs:
                 raise UsageError("--remove needs the repos to remove", "e.g. hfa pin --remove org/model")
-            results = [core.remove(lock, ref) for ref in refs]
-            removed = [r for res in results for r in res.removed]
+            gone = core.remove_many(lock, refs)
+            removed = gone.removed
             out.result(
-                {"lock": str(lock), "removed": removed, "written": any(r.written for r in results)},
+                {"lock": str(lock), "removed": removed, "written": gone.written},
                 lambda: out.success(f"Removed {', '.join(removed)} from {lock}."),
             )
             return
 
         if upgrade:
-            result = core.upgrade(ctx.settings, lock, refs)
+            result = core.upgrade(ctx.settings, lock, refs, deps=not no_deps)
         elif refs:
             from dataclasses import replace
 
@@ -159,7 +171,7 @@ def pin(
                     requests.append(core.PinRequest(ref, replace(options, quant=quant)))
                 else:
                     requests.append(core.PinRequest(ref, options, fit=len(specs) > 1))
-            result = core.pin_many(ctx.settings, lock, requests)
+            result = core.pin_many(ctx.settings, lock, requests, deps=not no_deps)
         else:
             result = core.normalise(lock)
         for warning in result.warnings:
@@ -174,6 +186,10 @@ def pin(
                         out.line(line)
                 else:
                     out.line(f"= {change.repo}@{change.revision} {change.new_commit} (unchanged)")
+                for req in result.required_by.get(change.repo, []):
+                    out.line(f"  required by {req.display} ({req.reason})")
+            for gone in result.removed:
+                out.line(f"- {gone} (nothing requires it any more)")
             out.success(f"{'Wrote' if result.written else 'Unchanged:'} {lock}")
 
         out.result(result.to_json(), human)

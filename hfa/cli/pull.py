@@ -79,6 +79,7 @@ def _pull_from_lock(
     dry_run: bool,
     allow_unsafe: bool = False,
     source: Any = None,
+    no_deps: bool = False,
 ) -> None:
     from hfa.errors import LockMismatch, UsageError, command_text
     from hfa.lock import lockfile
@@ -95,10 +96,14 @@ def _pull_from_lock(
                 "selection options need a REPO argument", "the lock keeps each repo's selection; see `hfa pin`"
             )
         entries = all_entries(lock, lock_path)
+        if no_deps:
+            entries = [e for e in entries if e.direct]
     else:
         ref, options = repo_and_options(repo, repo_type, sel)
         given = sel.given() or options.quant is not None
         entries = [locked_entry(lock, lock_path, ref, options, given=given, locked=locked)]
+        if not no_deps:
+            entries += lock.requires(entries[0])
     retry = command_text("hfa", "pull", *([entries[0].ref.display] if repo else []), *mode_args, *lock_args(lock_path))
     with ctx.out.progress(transient=True) as bar:
         sink = RichProgress(bar) if bar is not None else None
@@ -167,6 +172,14 @@ def pull(
             help="Publish files the scan refuses (pickles that run code, Git-LFS stubs). Never load them.",
         ),
     ] = False,
+    no_deps: Annotated[
+        bool,
+        typer.Option(
+            "--no-deps",
+            help="Fetch just the repo (or the lock's directly pinned repos), not what it requires"
+            " (an adapter's base model).",
+        ),
+    ] = False,
     framework: FrameworkOpt = None,
     quant: QuantOpt = None,
     include: IncludeOpt = None,
@@ -196,8 +209,9 @@ def pull(
     """Fetch only the files a model needs, verifying every byte, into the huggingface_hub cache.
 
     Safetensors over pickle, only the shards the index references, one GGUF quant; configs and
-    tokenizer always; *.py only with --trust-remote-code. Interrupted pulls resume. With --offline,
-    everything comes from the cache and a missing file is an error (exit 1) naming it.
+    tokenizer always; *.py only with --trust-remote-code. The repos it requires (an adapter's base
+    model) come too, unless --no-deps. Interrupted pulls resume. With --offline, everything comes
+    from the cache and a missing file is an error (exit 1) naming it.
     """
     ctx = Ctx.from_options(
         endpoint=endpoint,
@@ -221,7 +235,7 @@ def pull(
     )
     with guarded(ctx.out):
         source = _bucket_source(ctx, from_store, workers, offline) if from_store else None
-        _pull(ctx, repo, repo_type, sel, workers, dry_run, lock, locked, frozen, allow_unsafe, source)
+        _pull(ctx, repo, repo_type, sel, workers, dry_run, lock, locked, frozen, allow_unsafe, source, no_deps)
 
 
 def _bucket_source(ctx: Ctx, url: str, workers: int, offline: bool) -> Any:
@@ -247,30 +261,35 @@ def _pull(
     frozen: bool,
     allow_unsafe: bool,
     source: Any = None,
+    no_deps: bool = False,
 ) -> None:
-    from hfa.pull import pull as do_pull
+    from hfa.closure import pull_closure
 
     if repo is None or locked or frozen:
-        _pull_from_lock(ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe, source)
+        _pull_from_lock(
+            ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe, source, no_deps
+        )
         return
     if allow_unsafe:
         ctx.out.warn("--allow-unsafe: files that can run code when loaded will be published. Never load them.")
     ref, options = repo_and_options(repo, repo_type, sel)
     with ctx.out.progress(transient=True) as bar:
         sink = RichProgress(bar) if bar is not None else None
-        result = do_pull(
+        result = pull_closure(
             ctx.settings,
             ref,
             options,
+            deps=not no_deps,
             dry_run=dry_run,
             workers=workers,
             progress=sink,
             allow_unsafe=allow_unsafe,
             source=source,
         )
-    for warning in result.warnings:
-        ctx.out.warn(warning)
-    _warn_findings(ctx, result.findings)
+    for r in [result, *result.dependencies]:
+        for warning in r.warnings:
+            ctx.out.warn(warning)
+        _warn_findings(ctx, r.findings)
 
     def human() -> None:
         out = ctx.out
@@ -290,6 +309,13 @@ def _pull(
                 f"Would fetch {len(todo)} file(s), {human_size(sum(f.size for f in todo))}, of {ref.display} at"
                 f" {result.commit} ({cached} cached, {len(result.skipped)} skipped)."
             )
+            for dep in result.dependencies:
+                todo = [f for f in dep.files if f.status == "would-download"]
+                why = "; ".join(f"required by {r['repo']} ({r['reason']})" for r in dep.required_by)
+                out.line(
+                    f"Would fetch {len(todo)} file(s), {human_size(sum(f.size for f in todo))}, of"
+                    f" {dep.ref.display} at {dep.commit}; {why}."
+                )
             return
         out.line(str(result.snapshot))
         out.success(
@@ -297,5 +323,13 @@ def _pull(
             f" ({human_size(result.bytes_downloaded)}), {cached} cached, {len(result.skipped)} skipped"
             f" in {result.elapsed:.1f}s"
         )
+        for dep in result.dependencies:
+            why = "; ".join(f"required by {r['repo']} ({r['reason']})" for r in dep.required_by)
+            got = sum(1 for f in dep.files if f.status in ("downloaded", "resumed"))
+            out.line(str(dep.snapshot))
+            out.success(
+                f"{dep.ref.display} → {dep.commit[:12]}: {len(dep.files)} file(s), {got} fetched"
+                f" ({human_size(dep.bytes_downloaded)}); {why}"
+            )
 
     ctx.out.result(result.to_json(), human)
