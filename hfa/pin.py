@@ -10,7 +10,8 @@ from hfa.config import Settings
 from hfa.errors import AccessDenied, CheckFailed, HfaError, NotFound, UsageError
 from hfa.lock import lockfile
 from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, RepoDiff
-from hfa.pull import plan
+from hfa.pull import open_source, plan
+from hfa.resolve.files import RemoteFile
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
 
@@ -22,8 +23,18 @@ def resolve_entry(
 
     ``fit_options``: ``--quant`` applies only if the repo has GGUF files (given once for many repos).
     """
-    resolved, selection, warnings, options = plan(settings, ref, options, fit_options=fit_options)
+    from hfa.policy.facts import record_facts
+
+    source = open_source(settings)
+    resolved, selection, warnings, options = plan(settings, ref, options, fit_options=fit_options, source=source)
     files = tuple(sorted(LockedFile.from_remote(resolved.files[p]) for p in selection.selected))
+
+    def read(f: RemoteFile) -> bytes | None:
+        try:
+            return source.read_small(ref, resolved, f)
+        except CheckFailed:  # offline, and not in the cache
+            return None
+
     entry = LockedRepo(
         repo_id=ref.repo_id,
         repo_type=ref.repo_type,
@@ -31,8 +42,18 @@ def resolve_entry(
         commit=resolved.commit,
         selection=options,
         files=files,
+        facts=record_facts(resolved, selection.selected, read),
     )
     return entry, warnings
+
+
+def _enforce(lock_path: Path, entries: list[LockedRepo], result: PinResult) -> None:
+    """Refuse (PolicyViolation, the lock untouched) entries the policy beside the lock forbids;
+    exceptions that clear a violation become warnings, so the output shows them."""
+    from hfa.policy import enforce, load_policy
+
+    cleared = enforce(load_policy(lock_path), entries, doing=f"{lock_path} left unchanged")
+    result.warnings += [f"policy: {v.text()}" for v in cleared]
 
 
 @dataclass
@@ -71,8 +92,12 @@ def pin_many(settings: Settings, lock_path: Path, requests: list[PinRequest]) ->
 
     A repo that fails raises its error, naming the repo, and the lock is left as it was.
     """
+    from hfa.policy import load_policy
+
     lock = lockfile.read(lock_path, missing_ok=True)
+    load_policy(lock_path)  # a broken policy fails (exit 2) before any request
     result = PinResult(lock_path)
+    entries: list[LockedRepo] = []
     for request in requests:
         try:
             entry, warnings = resolve_entry(settings, request.ref, request.options, fit_options=request.fit)
@@ -81,6 +106,8 @@ def pin_many(settings: Settings, lock_path: Path, requests: list[PinRequest]) ->
         result.warnings += warnings
         result.changes.append(lockfile.diff(lock.get(request.ref.repo_id, request.ref.repo_type), entry))
         lock = lock.upsert(entry)
+        entries.append(entry)
+    _enforce(lock_path, entries, result)
     result.written = lockfile.write(lock_path, lock)
     return result
 
@@ -123,8 +150,12 @@ def _select_entries(lock: Lock, lock_path: Path, refs: list[RepoRef]) -> list[Lo
 
 def upgrade(settings: Settings, lock_path: Path, refs: list[RepoRef]) -> PinResult:
     """Re-resolve the asked-for revisions (all, or the named repos) and report what moved."""
+    from hfa.policy import load_policy
+
     lock = lockfile.read(lock_path)
+    load_policy(lock_path)  # a broken policy fails (exit 2) before any request
     result = PinResult(lock_path)
+    fresh_entries: list[LockedRepo] = []
     for entry in _select_entries(lock, lock_path, refs):
         try:
             fresh, warnings = resolve_entry(settings, entry.ref, entry.selection)
@@ -133,6 +164,8 @@ def upgrade(settings: Settings, lock_path: Path, refs: list[RepoRef]) -> PinResu
         result.warnings += warnings
         result.changes.append(lockfile.diff(entry, fresh))
         lock = lock.upsert(fresh)
+        fresh_entries.append(fresh)
+    _enforce(lock_path, fresh_entries, result)
     result.written = lockfile.write(lock_path, lock)
     return result
 

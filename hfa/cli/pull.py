@@ -67,6 +67,15 @@ def _warn_findings(ctx: Ctx, findings: list[Any]) -> None:
             ctx.out.warn(f"{f.severity.label}: {f.path}: {f.message} [{f.code}]")
 
 
+def _check_policy(ctx: Ctx, lock_path: Path, entries: list[Any]) -> None:
+    """Refuse, before anything is fetched, entries the policy beside the lock forbids (docs/policy.md)."""
+    from hfa.policy import enforce, load_policy
+
+    cleared = enforce(load_policy(lock_path), entries, doing="nothing was fetched", cache_dir=ctx.settings.cache_dir)
+    for v in cleared:
+        ctx.out.warn(f"policy: {v.text()}")
+
+
 def _pull_from_lock(
     ctx: Ctx,
     repo: str | None,
@@ -99,6 +108,7 @@ def _pull_from_lock(
         ref, options = repo_and_options(repo, repo_type, sel)
         given = sel.given() or options.quant is not None
         entries = [locked_entry(lock, lock_path, ref, options, given=given, locked=locked)]
+    _check_policy(ctx, lock_path, entries)
     retry = command_text("hfa", "pull", *([entries[0].ref.display] if repo else []), *mode_args, *lock_args(lock_path))
     with ctx.out.progress(transient=True) as bar:
         sink = RichProgress(bar) if bar is not None else None

@@ -30,6 +30,8 @@ HEADER = (
     "and normalise it with `hfa pin`. Format: docs/lockfile.md.",
 )
 _REPO_KEYS = ("id", "type", "revision", "commit", "selection", "files")
+_OPTIONAL_REPO_KEYS = ("facts",)  # written by hfa since policy (docs/lockfile.md); older locks lack it
+_FACT_KEYS = ("gated", "license", "remote_code")
 _FILE_KEYS = ("path", "size", "hash")
 
 
@@ -61,6 +63,20 @@ class LockedFile:
 
 
 @dataclass(frozen=True)
+class LockedFacts:
+    """What a policy needs to know that the file list does not say, recorded at pin time.
+
+    ``license``: the card's licence ids (lowercase; empty when the card names none);
+    ``gated``: the Hub gates the repo; ``remote_code``: loading it runs the repo's code
+    (``auto_map`` in config.json, or selected ``*.py`` files).
+    """
+
+    license: tuple[str, ...] = ()
+    gated: bool = False
+    remote_code: bool = False
+
+
+@dataclass(frozen=True)
 class LockedRepo:
     repo_id: str
     repo_type: str
@@ -68,6 +84,7 @@ class LockedRepo:
     commit: str
     selection: SelectOptions
     files: tuple[LockedFile, ...]
+    facts: LockedFacts | None = None  # None: a lock written before facts were recorded
 
     @property
     def key(self) -> tuple[str, str]:
@@ -140,6 +157,8 @@ def dumps(lock: Lock) -> str:
             for key, value in sorted(repo.selection.to_json().items()):
                 selection.add(key, value)
             table.add("selection", selection)
+            if repo.facts is not None:
+                table.add("facts", _facts_table(repo.facts))
             files = tomlkit.array()
             for f in repo.files:
                 item = tomlkit.inline_table()
@@ -153,6 +172,17 @@ def dumps(lock: Lock) -> str:
         doc.add("repo", aot)
     text = tomlkit.dumps(doc)
     return text if text.endswith("\n") else text + "\n"
+
+
+def _facts_table(facts: LockedFacts) -> Any:
+    import tomlkit
+
+    table = tomlkit.inline_table()
+    table.add("gated", facts.gated)
+    if facts.license:
+        table.add("license", facts.license[0] if len(facts.license) == 1 else list(facts.license))
+    table.add("remote_code", facts.remote_code)
+    return table
 
 
 def write(path: Path, lock: Lock) -> bool:
@@ -339,7 +369,7 @@ def _repo(ctx: _Ctx, i: int, raw: Any) -> LockedRepo:
     missing = [k for k in _REPO_KEYS if k not in raw]
     if missing:
         raise ctx.fail(f"{label} lacks {', '.join(missing)} (truncated?)", near)
-    unknown = set(raw) - set(_REPO_KEYS)
+    unknown = set(raw) - set(_REPO_KEYS) - set(_OPTIONAL_REPO_KEYS)
     if unknown:
         raise ctx.fail(f"{label} has unknown key(s): {', '.join(sorted(unknown))}", near)
     if not isinstance(repo_id, str):
@@ -374,7 +404,21 @@ def _repo(ctx: _Ctx, i: int, raw: Any) -> LockedRepo:
             raise ctx.fail(f"{label}: '{f.path}' is listed twice", f'path = "{f.path}"')
         paths.add(f.path)
         files.append(f)
-    return LockedRepo(repo_id, repo_type, revision, commit, options, tuple(files))
+    facts = _facts(ctx, label, raw["facts"], near) if "facts" in raw else None
+    return LockedRepo(repo_id, repo_type, revision, commit, options, tuple(files), facts)
+
+
+def _facts(ctx: _Ctx, label: str, raw: Any, near: str | int | None) -> LockedFacts:
+    if not isinstance(raw, dict) or set(raw) - set(_FACT_KEYS):
+        raise ctx.fail(f"{label}: `facts` must be a table of {', '.join(_FACT_KEYS)}", near)
+    gated, remote_code = raw.get("gated", False), raw.get("remote_code", False)
+    if not isinstance(gated, bool) or not isinstance(remote_code, bool):
+        raise ctx.fail(f"{label}: facts `gated` and `remote_code` must be true or false", near)
+    value = raw.get("license", [])
+    licenses = [value] if isinstance(value, str) else value
+    if not isinstance(licenses, list) or not all(isinstance(x, str) and x and x.isprintable() for x in licenses):
+        raise ctx.fail(f"{label}: facts `license` must be a licence id or a list of them", near)
+    return LockedFacts(tuple(licenses), gated, remote_code)
 
 
 _HASH_RE = re.compile(r"(sha256|git-sha1):([0-9a-f]+)")
