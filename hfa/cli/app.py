@@ -61,7 +61,7 @@ COMMANDS: dict[str, tuple[str, str | Group]] = {
     "policy": (
         "policy",
         Group(
-            "Check the lock against the [policy] of hfa.toml (licences, pickles, remote code...).", {"check": "check"}
+            "Check the lock against the \\[policy] of hfa.toml (licences, pickles, remote code...).", {"check": "check"}
         ),
     ),
     "infer": ("infer", "infer"),

@@ -207,7 +207,8 @@ def pull(
 
     Safetensors over pickle, only the shards the index references, one GGUF quant; configs and
     tokenizer always; *.py only with --trust-remote-code. Interrupted pulls resume. With --offline,
-    everything comes from the cache and a missing file is an error (exit 1) naming it.
+    everything comes from the cache and a missing file is an error (exit 1) naming it. From the lock,
+    the \\[policy] of hfa.toml beside it is checked before anything is fetched (docs/policy.md).
     """
     ctx = Ctx.from_options(
         endpoint=endpoint,

@@ -97,7 +97,12 @@ def verify(
     ] = None,
     lock: Annotated[
         Path | None,
-        typer.Option("--lock", help="Verify exactly what this lock names.", dir_okay=False, show_default=False),
+        typer.Option(
+            "--lock",
+            help="Verify exactly what this lock names, and check the \\[policy] of hfa.toml beside it (docs/policy.md).",
+            dir_okay=False,
+            show_default=False,
+        ),
     ] = None,
     fix: Annotated[
         bool,

@@ -150,8 +150,10 @@ class _Reader:
         value = table.get(key, "allow")
         if not isinstance(value, str) or value not in choices:
             shown = repr(value) if isinstance(value, str) else _kind(value)
-            options = ", ".join(f'"{c}"' for c in choices)
-            raise self.fail(key, f"must be one of {options}, not {shown}", f"write {key} = {' or '.join(options)}")
+            quoted = [f'"{c}"' for c in choices]
+            raise self.fail(
+                key, f"must be one of {', '.join(quoted)}, not {shown}", f"write {key} = {' or '.join(quoted)}"
+            )
         return value
 
     def strings(self, value: Any, key: str, pattern: re.Pattern[str], what: str, example: str) -> tuple[str, ...]:
