@@ -42,7 +42,9 @@ def resolve_entry(
         commit=resolved.commit,
         selection=options,
         files=files,
-        facts=record_facts(resolved, selection.selected, read),
+        # Offline, the cache cannot say whether the Hub gates the repo: no facts rather than a wrong one
+        # (a policy check then reads what the cache knows and fails closed on the rest).
+        facts=record_facts(resolved, selection.selected, read) if resolved.source != "cache" else None,
     )
     return entry, warnings
 

