@@ -132,6 +132,15 @@ def test_an_exception_with_a_reason_clears_and_is_shown(policy_server: HubServer
     check = run(policy_server, project, "policy", "check")
     assert check.exit_code == 0, check.stderr
     assert "policy.exception" in check.stdout and "research only" in check.stdout
+    assert "unused" not in check.stderr
+    policy(
+        project,
+        (project / "hfa.toml").read_text()
+        + '\n[[policy.exceptions]]\nrepo = "org/gone"\nallow = ["pickle"]\nreason = "was needed once"\n',
+    )
+    stale = run(policy_server, project, "policy", "check", "--json")
+    assert stale.exit_code == 0 and json.loads(stale.stdout)["unused_exceptions"] == ["org/gone"]
+    assert "exception for org/gone is unused" in stale.stderr
 
 
 def test_pull_from_the_lock_refuses_before_fetching(policy_server: HubServer, project: Path) -> None:

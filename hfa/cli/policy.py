@@ -47,6 +47,12 @@ def check(
         locked = lockfile.read(lock)
         violations = check_entries(policy, locked.repos, cache_dir=ctx.settings.cache_dir, strict=True)
         found = findings(violations)
+        locked_keys = {(e.repo_type, e.repo_id.lower()) for e in locked.repos}
+        unused = [x for x in policy.exceptions if (x.repo_type, x.repo_id.lower()) not in locked_keys]
+        for x in unused:  # as cargo-deny does: an exception for a repo no longer locked is stale
+            ctx.out.warn(
+                f"exception for {x.display} is unused: {lock} does not lock it; remove it from {policy.origin}"
+            )
         failing = [v for v in violations if not v.cleared]
         if sarif is not None:
             text = read_small_file(lock, LOCK_FILE_LIMIT, "lock file", "--lock").decode("utf-8")
@@ -59,6 +65,7 @@ def check(
             "passed": not failing,
             "violations": [v.to_json() for v in violations],
             "findings": [f.to_json() for f in found],
+            "unused_exceptions": [x.display for x in unused],
         }
         out = ctx.out
 
