@@ -18,6 +18,7 @@ from hfa.lock import lockfile
 from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, RepoDiff, Requirer
 from hfa.pull import open_source, plan
 from hfa.resolve.deps import Dependencies, DependencyError, Requirement
+from hfa.resolve.files import RemoteFile
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
 
@@ -48,12 +49,20 @@ def _resolve(
 ) -> tuple[LockedRepo, list[str], Dependencies]:
     """The entry of ``ref``, the warnings, and (with ``deps``) what it requires."""
     from hfa.closure import requirements
+    from hfa.policy.facts import record_facts
 
     source = source or open_source(settings)
     resolved, selection, warnings, options = plan(settings, ref, options, fit_options=fit_options, source=source)
     found = requirements(source, resolved) if deps else Dependencies()
     warnings += [f"{ref.repo_id}: {note}" for note in found.notes]
     files = tuple(sorted(LockedFile.from_remote(resolved.files[p]) for p in selection.selected))
+
+    def read(f: RemoteFile) -> bytes | None:
+        try:
+            return source.read_small(ref, resolved, f)
+        except CheckFailed:  # offline, and not in the cache
+            return None
+
     entry = LockedRepo(
         repo_id=ref.repo_id,
         repo_type=ref.repo_type,
@@ -61,8 +70,20 @@ def _resolve(
         commit=resolved.commit,
         selection=options,
         files=files,
+        # Offline, the cache cannot say whether the Hub gates the repo: no facts rather than a wrong one
+        # (a policy check then reads what the cache knows and fails closed on the rest).
+        facts=record_facts(resolved, selection.selected, read) if resolved.source != "cache" else None,
     )
     return entry, warnings, found
+
+
+def _enforce(lock_path: Path, entries: list[LockedRepo], result: PinResult) -> None:
+    """Refuse (PolicyViolation, the lock untouched) entries the policy beside the lock forbids;
+    exceptions that clear a violation become warnings, so the output shows them."""
+    from hfa.policy import enforce, load_policy
+
+    cleared = enforce(load_policy(lock_path), entries, doing=f"{lock_path} left unchanged")
+    result.warnings += [f"policy: {v.text()}" for v in cleared]
 
 
 @dataclass
@@ -106,7 +127,10 @@ def pin_many(settings: Settings, lock_path: Path, requests: list[PinRequest], *,
     A repo that fails raises its error, naming the repo (and, for a dependency, who requires
     it), and the lock is left as it was.
     """
+    from hfa.policy import load_policy
+
     lock = lockfile.read(lock_path, missing_ok=True)
+    load_policy(lock_path)  # a broken policy fails (exit 2) before any request
     return _closure(settings, lock_path, lock, requests, deps=deps, upgrading=False)
 
 
@@ -185,6 +209,8 @@ def _closure(
         kept = new.get(*_split(change.repo))
         if kept is not None and kept.required_by:
             result.required_by[change.repo] = list(kept.required_by)
+    # The policy beside the lock judges every entry resolved here, dependencies included.
+    _enforce(lock_path, [new.get(*key) or entry for key, entry in fresh.items()], result)
     result.written = lockfile.write(lock_path, new)
     return result
 
@@ -275,7 +301,10 @@ def upgrade(settings: Settings, lock_path: Path, refs: list[RepoRef], *, deps: b
     With ``deps``, each one's closure is resolved again too (all: from every direct entry), and
     dependencies nothing requires any more are dropped; without, just the entries.
     """
+    from hfa.policy import load_policy
+
     lock = lockfile.read(lock_path)
+    load_policy(lock_path)  # a broken policy fails (exit 2) before any request
     entries = _select_entries(lock, lock_path, refs)
     if deps and not refs:
         entries = [e for e in entries if e.direct]

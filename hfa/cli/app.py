@@ -58,6 +58,12 @@ COMMANDS: dict[str, tuple[str, str | Group]] = {
             {"ls": "ls", "clear-results": "clear_results", "rm": "rm", "prune": "prune", "gc": "gc"},
         ),
     ),
+    "policy": (
+        "policy",
+        Group(
+            "Check the lock against the \\[policy] of hfa.toml (licences, pickles, remote code...).", {"check": "check"}
+        ),
+    ),
     "infer": ("infer", "infer"),
 }
 

@@ -86,7 +86,8 @@ def pin(
     drift for CI.
     Several repos are pinned all or nothing. Selection options apply to every repo named, except
     `--quant`, which applies only to repos with GGUF files; `REPO:QUANT` picks one repo's quantisation
-    (`hfa pin org/x-GGUF:Q4_K_M org/y`).
+    (`hfa pin org/x-GGUF:Q4_K_M org/y`). A \\[policy] in hfa.toml beside the lock refuses repos that break
+    it (exit 1, the lock unchanged; docs/policy.md).
     """
     ctx = Ctx.from_options(
         endpoint=endpoint,

@@ -67,6 +67,15 @@ def _warn_findings(ctx: Ctx, findings: list[Any]) -> None:
             ctx.out.warn(f"{f.severity.label}: {f.path}: {f.message} [{f.code}]")
 
 
+def _check_policy(ctx: Ctx, lock_path: Path, entries: list[Any]) -> None:
+    """Refuse, before anything is fetched, entries the policy beside the lock forbids (docs/policy.md)."""
+    from hfa.policy import enforce, load_policy
+
+    cleared = enforce(load_policy(lock_path), entries, doing="nothing was fetched", cache_dir=ctx.settings.cache_dir)
+    for v in cleared:
+        ctx.out.warn(f"policy: {v.text()}")
+
+
 def _pull_from_lock(
     ctx: Ctx,
     repo: str | None,
@@ -104,6 +113,7 @@ def _pull_from_lock(
         entries = [locked_entry(lock, lock_path, ref, options, given=given, locked=locked)]
         if not no_deps:
             entries += lock.requires(entries[0])
+    _check_policy(ctx, lock_path, entries)
     retry = command_text("hfa", "pull", *([entries[0].ref.display] if repo else []), *mode_args, *lock_args(lock_path))
     with ctx.out.progress(transient=True) as bar:
         sink = RichProgress(bar) if bar is not None else None
@@ -211,7 +221,8 @@ def pull(
     Safetensors over pickle, only the shards the index references, one GGUF quant; configs and
     tokenizer always; *.py only with --trust-remote-code. The repos it requires (an adapter's base
     model) come too, unless --no-deps. Interrupted pulls resume. With --offline, everything comes
-    from the cache and a missing file is an error (exit 1) naming it.
+    from the cache and a missing file is an error (exit 1) naming it. From the lock, the \\[policy]
+    of hfa.toml beside it is checked before anything is fetched (docs/policy.md).
     """
     ctx = Ctx.from_options(
         endpoint=endpoint,

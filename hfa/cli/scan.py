@@ -97,7 +97,12 @@ def verify(
     ] = None,
     lock: Annotated[
         Path | None,
-        typer.Option("--lock", help="Verify exactly what this lock names.", dir_okay=False, show_default=False),
+        typer.Option(
+            "--lock",
+            help="Verify exactly what this lock names, and check the \\[policy] of hfa.toml beside it (docs/policy.md).",
+            dir_okay=False,
+            show_default=False,
+        ),
     ] = None,
     fix: Annotated[
         bool,
@@ -188,8 +193,19 @@ def verify(
             if fixed:
                 report = run()
         findings = notes + report.findings
+        if locked is not None:  # the policy beside the lock, when there is one (docs/policy.md)
+            from hfa import policy as project
+
+            rules = project.load_policy(lock)
+            if rules.declared:
+                found = project.findings(project.check_entries(rules, locked.repos, cache_dir=cache, strict=True))
+                findings = sorted(findings + found, key=lambda f: (-f.severity, f.path, f.code))
         doc = report.to_json()
         doc["findings"] = [f.to_json() for f in findings]
+        if locked is not None and len(findings) != len(notes) + len(report.findings):
+            from hfa.scan.report import counts
+
+            doc["counts"] = counts(findings)
         summary = (
             f"Verified {len(report.repos)} target(s), {report.blobs} blob(s), "
             f"{report.bytes_hashed / 1e6:.1f} MB hashed, {report.files} file(s) scanned in "

@@ -18,6 +18,7 @@ from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_point
 from hfa.cache.layout import atomic_write_text, check_relpath, validate_repo_id
 from hfa.config import TomlError, toml_loads
 from hfa.errors import HfaError, LocalError, UsageError
+from hfa.lock.entries import LockedFacts, Requirer
 from hfa.resolve.files import RemoteFile
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
@@ -33,6 +34,8 @@ HEADER = (
 _REPO_KEYS = ("id", "type", "revision", "commit", "selection", "files")
 _DEP_KEYS = ("required-by", "direct")  # optional, version 2: which entries need this one, and why
 _REQUIRER_KEYS = ("id", "type", "reason")
+_OPTIONAL_REPO_KEYS = ("facts",)  # written by hfa since policy (docs/lockfile.md); older locks lack it
+_FACT_KEYS = ("gated", "license", "remote_code")
 _FILE_KEYS = ("path", "size", "hash")
 
 
@@ -63,26 +66,6 @@ class LockedFile:
         return RemoteFile(self.path, self.size, self.digest)
 
 
-@dataclass(frozen=True, order=True)
-class Requirer:
-    """An entry that needs another (``required-by``), and where it says so."""
-
-    repo_id: str
-    repo_type: str
-    reason: str
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.repo_id, self.repo_type)
-
-    @property
-    def display(self) -> str:
-        return RepoRef(self.repo_id, self.repo_type).display
-
-    def to_json(self) -> dict[str, str]:
-        return {"repo": self.display, "reason": self.reason}
-
-
 @dataclass(frozen=True)
 class LockedRepo:
     repo_id: str
@@ -93,6 +76,7 @@ class LockedRepo:
     files: tuple[LockedFile, ...]
     required_by: tuple[Requirer, ...] = ()  # the entries that need this one (a dependency), sorted
     direct: bool = True  # pinned by name; False: only as a dependency (then ``required_by`` is not empty)
+    facts: LockedFacts | None = None  # None: a lock written before facts were recorded
 
     @property
     def key(self) -> tuple[str, str]:
@@ -187,6 +171,8 @@ def dumps(lock: Lock) -> str:
             for key, value in sorted(repo.selection.to_json().items()):
                 selection.add(key, value)
             table.add("selection", selection)
+            if repo.facts is not None:
+                table.add("facts", _facts_table(repo.facts))
             files = tomlkit.array()
             for f in repo.files:
                 item = tomlkit.inline_table()
@@ -213,6 +199,17 @@ def _requirers(tomlkit: Any, required_by: tuple[Requirer, ...]) -> Any:
         items.append(item)
     items.multiline(True)
     return items
+
+
+def _facts_table(facts: LockedFacts) -> Any:
+    import tomlkit
+
+    table = tomlkit.inline_table()
+    table.add("gated", facts.gated)
+    if facts.license:
+        table.add("license", facts.license[0] if len(facts.license) == 1 else list(facts.license))
+    table.add("remote_code", facts.remote_code)
+    return table
 
 
 def write(path: Path, lock: Lock) -> bool:
@@ -399,7 +396,7 @@ def _repo(ctx: _Ctx, i: int, raw: Any, version: int) -> LockedRepo:
     missing = [k for k in _REPO_KEYS if k not in raw]
     if missing:
         raise ctx.fail(f"{label} lacks {', '.join(missing)} (truncated?)", near)
-    unknown = set(raw) - set(_REPO_KEYS) - (set(_DEP_KEYS) if version >= 2 else set())
+    unknown = set(raw) - set(_REPO_KEYS) - set(_OPTIONAL_REPO_KEYS) - (set(_DEP_KEYS) if version >= 2 else set())
     if unknown:
         raise ctx.fail(f"{label} has unknown key(s): {', '.join(sorted(unknown))}", near)
     if not isinstance(repo_id, str):
@@ -440,7 +437,8 @@ def _repo(ctx: _Ctx, i: int, raw: Any, version: int) -> LockedRepo:
         raise ctx.fail(f"{label}: `direct` must be true or false, not {direct!r}", near)
     if not required_by and not direct:
         raise ctx.fail(f"{label}: `direct = false` but nothing requires it (`required-by` is empty)", near)
-    return LockedRepo(repo_id, repo_type, revision, commit, options, tuple(files), required_by, direct)
+    facts = _facts(ctx, label, raw["facts"], near) if "facts" in raw else None
+    return LockedRepo(repo_id, repo_type, revision, commit, options, tuple(files), required_by, direct, facts)
 
 
 def _list(ctx: _Ctx, label: str, raw: dict[str, Any], near: str | int | None) -> list[Any]:
@@ -463,6 +461,19 @@ def _requirer(ctx: _Ctx, label: str, j: int, raw: Any, near: str | int | None) -
     if repo_type not in ("model", "dataset", "space"):
         raise ctx.fail(f"{label}: required-by #{j + 1}: unknown type {repo_type!r}", near)
     return Requirer(repo_id, repo_type, reason)
+
+
+def _facts(ctx: _Ctx, label: str, raw: Any, near: str | int | None) -> LockedFacts:
+    if not isinstance(raw, dict) or set(raw) - set(_FACT_KEYS):
+        raise ctx.fail(f"{label}: `facts` must be a table of {', '.join(_FACT_KEYS)}", near)
+    gated, remote_code = raw.get("gated", False), raw.get("remote_code", False)
+    if not isinstance(gated, bool) or not isinstance(remote_code, bool):
+        raise ctx.fail(f"{label}: facts `gated` and `remote_code` must be true or false", near)
+    value = raw.get("license", [])
+    licenses = [value] if isinstance(value, str) else value
+    if not isinstance(licenses, list) or not all(isinstance(x, str) and x and x.isprintable() for x in licenses):
+        raise ctx.fail(f"{label}: facts `license` must be a licence id or a list of them", near)
+    return LockedFacts(tuple(licenses), gated, remote_code)
 
 
 _HASH_RE = re.compile(r"(sha256|git-sha1):([0-9a-f]+)")

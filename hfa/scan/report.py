@@ -53,6 +53,13 @@ RULES: dict[str, str] = {
     "lock.missing-repo": "A repo the lock names is not in the cache",
     "file.unreadable": "A file that cannot be read",
     "policy.allowlist-extended": "The pickle allowlist was extended by a configuration file",
+    "policy.license": "A locked repo's licence breaks the [policy] of hfa.toml",
+    "policy.pickle": "A locked repo holds pickle files the [policy] of hfa.toml refuses",
+    "policy.remote-code": "A locked repo needs remote code, which the [policy] of hfa.toml refuses",
+    "policy.gated": "A locked repo is gated, which the [policy] of hfa.toml refuses",
+    "policy.max-size": "A locked repo is larger than the [policy] of hfa.toml allows",
+    "policy.sources": "A locked repo comes from an org or author the [policy] of hfa.toml does not list",
+    "policy.exception": "A policy violation that an exception in hfa.toml allows, with its reason",
 }
 
 _SARIF_LEVEL = {
@@ -103,6 +110,10 @@ _HELP = {
     " pin the reviewed commit in hfa.lock.",
     "policy": "Review the allowlist file: the scan trusts every global it names.",
 }
+_HELP_POLICY = (
+    "Replace the repo (or pin another revision), or add an exception with a written reason to hfa.toml:"
+    ' [[policy.exceptions]] repo = "org/name", allow = ["<rule>"], reason = "..." (docs/policy.md).'
+)
 _HELP_INTEGRITY = "Repair the cache with `hfa verify --fix` (re-fetches missing or corrupt files), or pull again."
 
 SRCROOT = "%SRCROOT%"  # the git checkout (GitHub code scanning's, and CodeQL's, name for it)
@@ -222,6 +233,12 @@ def _fingerprint(f: Finding) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def _help(code: str, family: str) -> str:
+    if family == "policy" and code != "policy.allowlist-extended":  # hfa.toml's [policy] (hfa.policy)
+        return _HELP_POLICY
+    return _HELP.get(family, _HELP_INTEGRITY)
+
+
 def _rule(code: str, worst: Severity) -> dict[str, Any]:
     family = code.split(".", 1)[0]
     text = RULES.get(code, code)
@@ -233,7 +250,7 @@ def _rule(code: str, worst: Severity) -> dict[str, Any]:
         "name": code.replace(".", "-"),
         "shortDescription": {"text": text},
         "fullDescription": {"text": text},
-        "help": {"text": _HELP.get(family, _HELP_INTEGRITY)},
+        "help": {"text": _help(code, family)},
         "defaultConfiguration": {"level": _SARIF_LEVEL[worst]},
         "properties": properties,
     }
