@@ -58,6 +58,13 @@ COMMANDS: dict[str, tuple[str, str | Group]] = {
             {"ls": "ls", "clear-results": "clear_results", "rm": "rm", "prune": "prune", "gc": "gc"},
         ),
     ),
+    "offline": (
+        "offline",
+        Group(
+            "Work without a network: status (is the lock's content here and sound), env, run.",
+            {"status": "status", "env": "env", "run": "run"},
+        ),
+    ),
     "infer": ("infer", "infer"),
 }
 
