@@ -22,15 +22,18 @@ from hfa.errors import LocalError, UsageError
 from hfa.lock.lockfile import Lock, LockedRepo
 
 __all__ = [
-    "MISSING",
     "CORRUPT",
+    "MISSING",
+    "OFFLINE_FLAGS",
     "READY",
     "SHELLS",
+    "NoNetworkUnavailable",
     "RepoStatus",
     "no_network_prefix",
     "offline_env",
     "readiness",
     "render_env",
+    "run_command",
 ]
 
 READY = "ready"

@@ -85,7 +85,7 @@ def test_status_without_a_lock(tmp_path: Path) -> None:
 
 # -- env -------------------------------------------------------------------------------------------
 
-WEIRD = "my cache/it's \"here\" $HOME `x` \\ ‘q’"
+WEIRD = 'my cache/it\'s "here" $HOME `x` \\ ‘q’'
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")

@@ -188,6 +188,8 @@ def run(
                 f" `{command_text('hfa', 'pull', '--lock', str(lock))}` where there is a network",
                 details={"repos": [s.to_json() for s in bad]},
             )
-        ctx.out.info(f"Ready: {len(statuses)} repo(s); running {command[0]} offline" + (" with no network" if prefix else ""))
+        ctx.out.info(
+            f"Ready: {len(statuses)} repo(s); running {command[0]} offline" + (" with no network" if prefix else "")
+        )
         code = run_command([*prefix, *command], offline_env(ctx.settings.cache_dir))
     raise typer.Exit(code)
