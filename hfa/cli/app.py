@@ -108,7 +108,7 @@ def build(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
         help="Manage Hugging Face Hub assets like packages: find, pin, pull exactly what is needed, verify, work"
         " offline.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,
         context_settings={"help_option_names": ["-h", "--help"]},
         rich_markup_mode="rich",
         pretty_exceptions_enable=False,

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from hfa.cli.complete import complete_repo
 from hfa.cli.options import (
     CacheDirOpt,
     Ctx,
@@ -106,6 +107,7 @@ def import_(
             "--repo",
             help="Adopt DIR as this repo: org/name (datasets/org/name for a dataset).",
             show_default=False,
+            autocompletion=complete_repo,
         ),
     ] = None,
     revision: Annotated[
