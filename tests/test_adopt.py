@@ -308,3 +308,15 @@ def test_usage_errors(tmp_path: Path) -> None:
     dataset = hfa("import", str(folder), "--repo", "datasets/org/d", "--cache-dir", str(tmp_path / "c"), "--json")
     assert dataset.exit_code == 0 and json.loads(dataset.stdout)["type"] == "dataset"
     assert (tmp_path / "c" / "datasets--org--d" / "refs" / "main").is_file()
+
+
+def test_exported_and_imported_as_a_bundle(tmp_path: Path) -> None:
+    folder, cache = make_folder(tmp_path / "model"), tmp_path / "cache"
+    commit = json.loads(adopt(folder, cache).stdout)["commit"]
+    bundle, lock = tmp_path / "x.tar", tmp_path / "w.lock"
+    assert hfa("export", "org/adopted", "--cache-dir", str(cache), "-o", str(bundle)).exit_code == 0
+    other = tmp_path / "isolated"
+    assert hfa("import", str(bundle), "--cache-dir", str(other), "--write-lock", str(lock)).exit_code == 0
+    entry = lockfile.read(lock).get("org/adopted")
+    assert entry is not None and entry.commit == commit
+    assert hfa("offline", "status", "--lock", str(lock), "--cache-dir", str(other)).exit_code == 0
