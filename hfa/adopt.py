@@ -10,16 +10,19 @@ anything pulled (docs/offline.md, "Adopting a folder").
   ``.gitattributes`` gives it ``filter=lfs``, or when the Hub would refuse it outside LFS (10 MiB or
   more, or binary: a NUL byte in its first 8000 bytes); without a ``.gitattributes``, the Hub's
   default patterns decide (``*.safetensors``, ``*.bin``, ... see :data:`hfa.testing.LFS_PATTERNS`).
-  Every other file is a git blob (named by its git sha1).
-* **Git-LFS pointer stubs** (a clone made without git-lfs) are refused (exit 1); with ``fetch`` given
+  Every other file is a git blob (named by its git sha1). A git clone's ``.git/index``, when
+  readable, decides instead, exactly (its entry is the content's git sha1, or its LFS pointer's),
+  and a file it does not account for (changed, untracked, deleted) is refused.
+* **Git-LFS pointer stubs** (a clone made without git-lfs) are refused (exit 1); with ``fetch_stubs`` given
   (``--fix``) their content is fetched from the endpoint and verified against the pointer's sha256.
 * **The commit.** A git clone's HEAD (``.git/HEAD``, its loose ref or ``packed-refs``; read without
   running git, bounded, see :mod:`hfa.gitmeta`), under its branch name; a plain folder gets a commit
   id derived from its content (:func:`content_commit`), under ``main``. ``--revision`` names the
   ref instead; a 40-hex ``--revision`` is taken as the commit itself, and no ref is written.
 
-Blobs are copied while hashed into a new file inside ``blobs/`` and published by rename; the
-snapshot links, hfa's record of the commit's file list and the ref come only after every blob is in.
+Files are copied while hashed into new files inside ``blobs/``, and published by rename only once
+every file is copied and checked (a refusal leaves no blob behind); the snapshot links, hfa's
+record of the commit's file list and the ref come after every blob is in.
 """
 
 from __future__ import annotations
@@ -274,8 +277,7 @@ def adopt(
     fetch_stubs: FetchStubs | None = None,
 ) -> AdoptResult:
     """Adopt ``root`` into ``cache_dir`` as ``repo_id``; see the module for the rules."""
-    from hfa.gitmeta import read_head
-    from hfa.scan.lfs import MAX_POINTER, parse_pointer
+    from hfa.gitmeta import read_head, read_index
 
     validate_repo_id(repo_id)
     if revision is not None and not COMMIT_RE.fullmatch(revision):
@@ -283,34 +285,40 @@ def adopt(
     sources = scan_folder(root)
     attributes = _read_gitattributes(root)
     head = read_head(root)
+    index = read_index(root) if head is not None else None
     store = LocalStore(cache_dir, repo_type, repo_id)
     store.check_folders(store.repo.path, store.repo.blobs, store.repo.snapshots, store.repo.refs)
-    files: dict[str, RemoteFile] = {}
-    stubs: list[Stub] = []
     result = AdoptResult(repo_id, repo_type, "", "", "")
-    for rel, source in sorted(sources.items()):
-        with _open_regular(source, rel) as fp:
-            size = os.fstat(fp.fileno()).st_size
-            head_bytes = fp.read(HEAD_BYTES)
-            if size <= MAX_POINTER:
-                pointer = parse_pointer(head_bytes)
-                if pointer is not None:
-                    stubs.append(Stub(rel, pointer.oid, pointer.size))
-                    continue
-            fp.seek(0)
-            lfs = is_lfs_file(rel, size, head_bytes, attributes)
-            files[rel] = _copy_blob(store, fp, rel, size, lfs, result)
-    if stubs:
-        if fetch_stubs is None:
+    staged: list[_Staged] = []
+    try:
+        stubs, problems = _stage_all(store, sources, attributes, index, staged)
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise CheckFailed(
+                f"{root} is not the commit its .git names ({head.commit[:12] if head else '?'}): {shown};"
+                " nothing was imported",
+                "commit or stash the changes (git status), or remove the files that are not in the commit",
+                details={"problems": problems},
+            )
+        if stubs and fetch_stubs is None:
             shown = ", ".join(s.path for s in stubs[:5]) + (f" and {len(stubs) - 5} more" if len(stubs) > 5 else "")
             raise CheckFailed(
-                f"{len(stubs)} file(s) of {root} are Git-LFS pointer stubs, not content: {shown}; nothing was linked",
+                f"{len(stubs)} file(s) of {root} are Git-LFS pointer stubs, not content: {shown}; nothing was imported",
                 "run `git lfs pull` in the folder, or import again with --fix to fetch them (needs the network)",
                 details={"stubs": [s.path for s in stubs]},
             )
+        for item in staged:
+            _publish(store, item, result)
+    finally:
+        for item in staged:
+            with contextlib.suppress(OSError):
+                item.tmp.unlink()
+    files = {item.file.path: item.file for item in staged}
+    if stubs:
+        assert fetch_stubs is not None
         fetch_stubs(store, stubs, head.commit if head else None, revision or (head.branch if head else None) or "main")
-        for s in stubs:
-            files[s.path] = RemoteFile(s.path, s.size, git_sha1(lfs_pointer(s.oid, s.size)), s.oid)
+        for stub in stubs:
+            files[stub.path] = RemoteFile(stub.path, stub.size, git_sha1(lfs_pointer(stub.oid, stub.size)), stub.oid)
         result.stubs_fetched = len(stubs)
     if revision is not None and COMMIT_RE.fullmatch(revision):
         commit, name, source_kind = revision, revision, "revision"
@@ -329,6 +337,90 @@ def adopt(
     return result
 
 
+@dataclass
+class _Staged:
+    file: RemoteFile
+    tmp: Path  # a copy inside blobs/, published under the file's etag once everything checked out
+
+
+def _stage_all(
+    store: LocalStore,
+    sources: dict[str, Path],
+    attributes: GitAttributes,
+    index: dict[str, str] | None,
+    staged: list[_Staged],
+) -> tuple[list[Stub], list[str]]:
+    """Copy every file into ``blobs/`` (hashed on the way); the stubs found, and the differences from
+    the git index (when there is one: a file that is not what the commit holds)."""
+    from hfa.scan.lfs import MAX_POINTER, parse_pointer
+
+    stubs: list[Stub] = []
+    problems: list[str] = []
+    for rel, source in sorted(sources.items()):
+        with _open_regular(source, rel) as fp:
+            size = os.fstat(fp.fileno()).st_size
+            head_bytes = fp.read(HEAD_BYTES)
+            if size <= MAX_POINTER:
+                pointer = parse_pointer(head_bytes)
+                if pointer is not None:
+                    stubs.append(Stub(rel, pointer.oid, pointer.size))
+                    continue
+            fp.seek(0)
+            lfs = is_lfs_file(rel, size, head_bytes, attributes)
+            item, blob_id, sha256 = _copy(store, fp, rel, size, lfs, both=index is not None)
+            staged.append(item)
+        if index is not None:
+            known = index.get(rel)
+            if known == blob_id:
+                item.file = RemoteFile(rel, size, blob_id)  # git holds it as is: never an LFS file
+            elif known == git_sha1(lfs_pointer(sha256, size)):
+                item.file = RemoteFile(rel, size, known, sha256)  # git holds its pointer: an LFS file
+            else:
+                problems.append(f"{rel}: {'not in the commit (untracked)' if known is None else 'changed'}")
+    if index is not None:
+        present = set(sources)
+        problems += [
+            f"{rel}: deleted" for rel in sorted(set(index) - present) if not _skipped(rel, rel.rsplit("/")[-1])
+        ]
+    return stubs, problems
+
+
+def _copy(store: LocalStore, fp: Any, rel: str, size: int, lfs: bool, *, both: bool) -> tuple[_Staged, str, str]:
+    """Copy one file into a new file inside ``blobs/`` while hashing it; (staged, git blob id, sha256).
+
+    Only the hash the file is named by is computed, unless ``both``.
+    """
+    blobs = store.repo.blobs
+    blobs.mkdir(parents=True, exist_ok=True)
+    sha1 = hashlib.sha1(b"blob %d\0" % size) if both or not lfs else None
+    sha256 = hashlib.sha256() if both or lfs else None
+    fd, tmp = new_file(blobs, ".import-", ".tmp")
+    copied = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := fp.read(CHUNK):
+                if sha1 is not None:
+                    sha1.update(chunk)
+                if sha256 is not None:
+                    sha256.update(chunk)
+                out.write(chunk)
+                copied += len(chunk)
+                if copied > size:
+                    break
+            out.flush()
+            os.fsync(out.fileno())
+        if copied != size:
+            raise CheckFailed(f"{rel} changed while it was read", "import again once nothing writes to the folder")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    blob_id = sha1.hexdigest() if sha1 is not None else ""
+    digest = sha256.hexdigest() if sha256 is not None else ""
+    lfs_file = RemoteFile(rel, size, git_sha1(lfs_pointer(digest, size)), digest) if lfs else None
+    return _Staged(lfs_file or RemoteFile(rel, size, blob_id), tmp), blob_id, digest
+
+
 @contextlib.contextmanager
 def _open_regular(path: Path, rel: str) -> Any:
     try:
@@ -341,40 +433,16 @@ def _open_regular(path: Path, rel: str) -> Any:
         yield fp
 
 
-def _copy_blob(store: LocalStore, fp: Any, rel: str, size: int, lfs: bool, result: AdoptResult) -> RemoteFile:
-    """Copy one file into ``blobs/`` while hashing it; publish it under its hash (kept if already there)."""
-    blobs = store.repo.blobs
-    blobs.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256() if lfs else hashlib.sha1(b"blob %d\0" % size)
-    fd, tmp = new_file(blobs, ".import-", ".tmp")
-    copied = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := fp.read(CHUNK):
-                h.update(chunk)
-                out.write(chunk)
-                copied += len(chunk)
-                if copied > size:
-                    break
-            out.flush()
-            os.fsync(out.fileno())
-        if copied != size:
-            raise CheckFailed(f"{rel} changed while it was read", "import again once nothing writes to the folder")
-        digest = h.hexdigest()
-        with store.lock(digest):
-            if store.has(digest, size):
-                tmp.unlink()
-            else:
-                store.publish(digest, tmp)
-                result.blobs_written += 1
-                result.bytes_written += size
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if lfs:
-        return RemoteFile(rel, size, git_sha1(lfs_pointer(digest, size)), digest)
-    return RemoteFile(rel, size, digest)
+def _publish(store: LocalStore, item: _Staged, result: AdoptResult) -> None:
+    """Move a staged copy to ``blobs/<etag>``; a blob already there (same name, same size) is kept."""
+    etag, size = item.file.etag, item.file.size
+    with store.lock(etag):
+        if store.has(etag, size):
+            item.tmp.unlink()
+            return
+        store.publish(etag, item.tmp)
+    result.blobs_written += 1
+    result.bytes_written += size
 
 
 def _check_existing(store: LocalStore, commit: str, files: dict[str, RemoteFile]) -> None:

@@ -1,5 +1,5 @@
 """What a git clone's metadata says, read without running git: the commit HEAD names and its branch,
-and the ``origin`` remote. Every read is bounded, opens no link, and stays inside ``.git``.
+the blob id the index holds for each file, and the ``origin`` remote. Every read is bounded, opens no link, and stays inside ``.git``.
 
 Only a ``.git`` folder is read; a ``.git`` file (a worktree or submodule pointing elsewhere) and a
 linked ``.git`` count as no metadata. HEAD is ``ref: refs/heads/<branch>`` (read from the loose ref,
@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GitHead", "read_head", "read_origin_url", "read_small"]
+__all__ = ["GitHead", "read_head", "read_index", "read_origin_url", "read_small"]
 
 MAX_SMALL = 4096  # HEAD, a loose ref
 MAX_PACKED = 16 * 1024 * 1024  # packed-refs
@@ -116,3 +116,81 @@ def read_origin_url(root: Path) -> str | None:
         return config.get('remote "origin"', "url")
     except configparser.Error:
         return None
+
+
+MAX_INDEX = 256 * 1024 * 1024
+_MODE_FILE = (0o100644, 0o100755)
+
+
+def read_index(root: Path) -> dict[str, str] | None:
+    """Path -> blob id (git sha1) of every regular file ``root/.git/index`` stages (versions 2, 3, 4).
+
+    None when there is no readable index or it is not one this reader knows; submodules, links
+    and entries in a merge conflict (stage > 0) are left out.
+    """
+    git = _git_dir(root)
+    if git is None:
+        return None
+    try:
+        fd = os.open(git / "index", os.O_RDONLY | _NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fp:
+        st = os.fstat(fp.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_INDEX:
+            return None
+        data = fp.read(MAX_INDEX)
+    import struct
+
+    try:
+        return _parse_index(data)
+    except (ValueError, IndexError, UnicodeDecodeError, struct.error):  # a damaged index: no metadata
+        return None
+
+
+def _parse_index(data: bytes) -> dict[str, str] | None:
+    import struct
+
+    if len(data) < 12 or data[:4] != b"DIRC":
+        return None
+    version, count = struct.unpack(">II", data[4:12])
+    if version not in (2, 3, 4):
+        return None
+    out: dict[str, str] = {}
+    pos = 12
+    previous = b""
+    for _ in range(count):
+        start = pos
+        if pos + 62 > len(data):
+            raise ValueError("truncated index")
+        mode = struct.unpack(">I", data[pos + 24 : pos + 28])[0]
+        sha = data[pos + 40 : pos + 60].hex()
+        flags = struct.unpack(">H", data[pos + 60 : pos + 62])[0]
+        pos += 62
+        if flags & 0x4000:  # extended flags (version 3+)
+            pos += 2
+        if version == 4:  # the path: drop N bytes of the previous one, then a NUL-terminated suffix
+            strip, pos = _varint(data, pos)
+            end = data.index(b"\0", pos)
+            name = previous[: len(previous) - strip] + data[pos:end]
+            pos = end + 1
+        else:
+            end = data.index(b"\0", pos)
+            name = data[pos:end]
+            pos = start + ((end - start) // 8 + 1) * 8  # NUL-padded to a multiple of 8
+        previous = name
+        if (flags >> 12) & 3 == 0 and mode in _MODE_FILE:
+            out[name.decode("utf-8")] = sha
+    return out
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """git's offset encoding (varint.c): 7 bits a byte, each continuation adding one."""
+    byte = data[pos]
+    value = byte & 0x7F
+    pos += 1
+    while byte & 0x80:
+        byte = data[pos]
+        value = ((value + 1) << 7) | (byte & 0x7F)
+        pos += 1
+    return value, pos

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import World
 from helpers import corrupt_blobs, hfa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hfa.adopt import GitAttributes, content_commit, is_lfs_file
 from hfa.cache.hashing import git_sha1
@@ -195,6 +197,57 @@ def test_real_git_clone(tmp_path: Path) -> None:
     assert names["config.json"] == git_ids["config.json"] and names["sub/notes.txt"] == git_ids["sub/notes.txt"]
 
 
+def git(folder: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    return subprocess.run(["git", *args], cwd=folder, check=True, env=env, capture_output=True, text=True).stdout
+
+
+def git_clone_like(folder: Path) -> str:
+    """A repo as a git-lfs clone leaves it: git holds the pointer of w.custom, the folder its content."""
+    make_folder(folder)
+    content = b"weights as text, LFS only because git-lfs stored them\n"
+    (folder / "w.custom").write_bytes(lfs_pointer_stub(content))
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "add", "-A")
+    git(folder, "commit", "-qm", "x")
+    (folder / "w.custom").write_bytes(content)  # what `git lfs pull` puts in the working tree
+    return git(folder, "rev-parse", "HEAD").strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+@pytest.mark.parametrize("version", ["2", "3", "4"])
+def test_git_index_decides_lfs_exactly(tmp_path: Path, version: str) -> None:
+    folder = tmp_path / "clone"
+    commit = git_clone_like(folder)
+    git(folder, "update-index", "--index-version", version)
+    doc = json.loads(adopt(folder, tmp_path / "cache").stdout)
+    assert doc["commit"] == commit
+    names = blobs_of(tmp_path / "cache", commit)
+    content = (folder / "w.custom").read_bytes()
+    assert names["w.custom"] == hashlib.sha256(content).hexdigest()  # by the index, not by name or size
+    assert names["model.safetensors"] == git_sha1(WEIGHTS)  # git holds it whole: a plain git blob
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+@pytest.mark.parametrize("change", ["changed", "untracked", "deleted"])
+def test_a_clone_that_is_not_its_commit_is_refused(tmp_path: Path, change: str) -> None:
+    folder, cache = tmp_path / "clone", tmp_path / "cache"
+    git_clone_like(folder)
+    if change == "changed":
+        (folder / "config.json").write_bytes(b"{}")
+    elif change == "untracked":
+        (folder / "new.txt").write_bytes(b"new")
+    else:
+        (folder / "sub" / "notes.txt").unlink()
+    result = adopt(folder, cache)
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.stdout
+    assert "is not the commit its .git names" in result.stderr and change in result.stderr
+    assert "git status" in result.stderr
+    assert not (cache / "models--org--adopted" / "snapshots").exists()
+    assert not any((cache / "models--org--adopted" / "blobs").iterdir())  # staged copies removed
+
+
 # -- which files are LFS files --------------------------------------------------------------------
 
 
@@ -320,3 +373,27 @@ def test_exported_and_imported_as_a_bundle(tmp_path: Path) -> None:
     entry = lockfile.read(lock).get("org/adopted")
     assert entry is not None and entry.commit == commit
     assert hfa("offline", "status", "--lock", str(lock), "--cache-dir", str(other)).exit_code == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from([2, 3, 4]), st.integers(0, 2**32 - 1))
+def test_damaged_git_index_is_no_metadata_never_an_error(body: bytes, version: int, count: int) -> None:
+    import tempfile
+
+    from hfa.gitmeta import read_index
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / ".git").mkdir()
+        (Path(d) / ".git" / "index").write_bytes(b"DIRC" + version.to_bytes(4, "big") + count.to_bytes(4, "big") + body)
+        found = read_index(Path(d))
+        assert found is None or isinstance(found, dict)
+
+
+def test_index_through_a_link_or_too_big_is_not_read(tmp_path: Path) -> None:
+    from hfa.gitmeta import read_index
+
+    (tmp_path / ".git").mkdir()
+    real = tmp_path / "real-index"
+    real.write_bytes(b"DIRC\0\0\0\x02\0\0\0\0")
+    (tmp_path / ".git" / "index").symlink_to(real)
+    assert read_index(tmp_path) is None
