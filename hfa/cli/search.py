@@ -117,7 +117,7 @@ def _search_endpoint(
         found = OnlineHub(ctx.settings).search(kind, query, sort=sort, limit=limit, **filters)
     except NetworkError as exc:
         if not isinstance(exc, OfflineError):
-            exc.hint = "check --endpoint / HF_ENDPOINT and your network, then retry; --offline searches the cache"
+            exc.hint = "check --endpoint / HF_ENDPOINT and your network, then retry"
         raise
 
     def human() -> None:
