@@ -3,7 +3,6 @@ Git-LFS pointer stubs in a plain folder by the content they stand for — always
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import os
 import re
@@ -115,40 +114,20 @@ def _replace_stubs(hub: Any, report: VerifyReport, folder: Path, repo: str | Non
 
 def _origin(folder: Path, repo: str | None) -> tuple[RepoRef, str | None]:
     """The repo a folder was cloned from (--repo, else .git/config) and the commit it is at."""
+    from hfa.gitmeta import read_head, read_origin_url
+
     root = folder if folder.is_dir() else folder.parent
-    git = root / ".git"
-    commit = _head_commit(git)
+    head = read_head(root)
+    commit = head.commit if head is not None else None
     if repo:
         return RepoRef.parse(repo), commit
-    config = configparser.ConfigParser()
-    try:
-        config.read_string((git / "config").read_text(encoding="utf-8"))
-        url = config.get('remote "origin"', "url")
-    except (OSError, configparser.Error):
+    url = read_origin_url(root)
+    if url is None:
         raise UsageError(
             f"Cannot tell which repo {folder} came from", "pass --repo org/name (and the folder at its commit)"
-        ) from None
+        )
     match = re.search(r"(?:https?://[^/]+/|@[^:]+:)(datasets/|spaces/)?([\w.\-]+(?:/[\w.\-]+)??)(?:\.git)?/?$", url)
     if not match:
         raise UsageError(f"Cannot read a Hub repo id from the remote '{url}'", "pass --repo org/name")
     prefix = match.group(1) or ""
     return RepoRef.parse(prefix + match.group(2)), commit
-
-
-def _head_commit(git: Path) -> str | None:
-    try:
-        head = (git / "HEAD").read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    if head.startswith("ref: "):
-        ref_path = git / head[5:]
-        try:
-            return ref_path.read_text(encoding="utf-8").strip() or None
-        except OSError:
-            packed = git / "packed-refs"
-            with contextlib.suppress(OSError):
-                for line in packed.read_text(encoding="utf-8").splitlines():
-                    if line.endswith(" " + head[5:]):
-                        return line.split()[0]
-            return None
-    return head if re.fullmatch(r"[0-9a-f]{40}", head) else None

@@ -64,6 +64,13 @@ COMMANDS: dict[str, tuple[str, str | Group]] = {
             "Check the lock against the \\[policy] of hfa.toml (licences, pickles, remote code...).", {"check": "check"}
         ),
     ),
+    "offline": (
+        "offline",
+        Group(
+            "Work without a network: status (is the lock's content here and sound), env, run.",
+            {"status": "status", "env": "env", "run": "run"},
+        ),
+    ),
     "infer": ("infer", "infer"),
 }
 
@@ -107,7 +114,7 @@ def build(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
         help="Manage Hugging Face Hub assets like packages: find, pin, pull exactly what is needed, verify, work"
         " offline.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,
         context_settings={"help_option_names": ["-h", "--help"]},
         rich_markup_mode="rich",
         pretty_exceptions_enable=False,

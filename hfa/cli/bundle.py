@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from hfa.cli.complete import complete_repo
 from hfa.cli.options import (
     CacheDirOpt,
     Ctx,
@@ -16,6 +17,7 @@ from hfa.cli.options import (
     VerboseOpt,
     guarded,
 )
+from hfa.cli.selection import RepoTypeOpt
 
 
 def export(
@@ -92,7 +94,36 @@ def export(
 
 
 def import_(
-    bundle_path: Annotated[Path, typer.Argument(metavar="FILE.tar", help="A bundle written by `hfa export`.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE.tar|DIR",
+            help="A bundle written by `hfa export`, or a model folder / git clone to adopt (with --repo).",
+        ),
+    ],
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            "--repo",
+            help="Adopt DIR as this repo: org/name (datasets/org/name for a dataset).",
+            show_default=False,
+            autocompletion=complete_repo,
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            "--revision",
+            help="The ref to record DIR under (default: the clone's branch, else main); a 40-hex commit is taken"
+            " as the commit itself.",
+            show_default=False,
+        ),
+    ] = None,
+    repo_type: RepoTypeOpt = None,
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Fetch the content of Git-LFS pointer stubs in DIR from the endpoint (online)."),
+    ] = False,
     write_lock: Annotated[
         Path | None,
         typer.Option(
@@ -110,11 +141,15 @@ def import_(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Import a bundle into the cache, with no network: every blob verified before it is published.
+    """Import a bundle into the cache with no network, or adopt a model folder or git clone (DIR --repo org/name).
 
-    Snapshots and refs are rebuilt; blobs already cached are hash-checked (a corrupt copy is
-    replaced); importing twice is a no-op; a bundle that is not sound is refused and nothing is
-    published.
+    A bundle: every blob verified before it is published; snapshots and refs rebuilt; blobs
+    already cached are hash-checked (a corrupt copy is replaced); importing twice is a no-op; a
+    bundle that is not sound is refused and nothing is published.
+
+    A folder: its files hashed into blobs as the Hub names them, a snapshot and a ref; the commit
+    from the clone's .git, else derived from the content (docs/offline.md). Git-LFS pointer stubs
+    are refused (exit 1) unless --fix fetches them.
     """
     ctx = Ctx.from_options(
         endpoint=endpoint,
@@ -126,26 +161,71 @@ def import_(
         verbose=verbose,
     )
     with guarded(ctx.out):
-        from hfa import bundle
-        from hfa.output import human_size
+        from hfa.errors import UsageError
 
-        with ctx.out.progress(transient=True) as bar:
-            task = (
-                bar.add_task("import", total=bundle_path.stat().st_size if bundle_path.is_file() else 0)
-                if bar
-                else None
-            )
-            result = bundle.import_bundle(
-                ctx.settings.cache_dir, bundle_path, on_bytes=(lambda n: bar.update(task, advance=n)) if bar else None
-            )
-        if write_lock is not None:
-            bundle.write_lock(write_lock, bundle.bundle_lock_text(bundle_path))
-        ctx.out.result(
-            result.to_json(),
-            lambda: ctx.out.success(
-                f"Imported {len(result.repos)} repo(s) into {ctx.settings.cache_dir}: {result.imported} blob(s)"
-                f" ({human_size(result.bytes_imported)}) written, {result.present} already present,"
-                f" {result.links} link(s) made"
-                + (f"; {result.repaired} corrupt cached blob(s) replaced" if result.repaired else "")
-            ),
+        if source.is_dir() or repo is not None:
+            if repo is None:
+                raise UsageError(
+                    f"{source} is a folder: name the repo to adopt it as",
+                    f"hfa import {source} --repo org/name",
+                )
+            if write_lock is not None:
+                raise UsageError("--write-lock is for bundles", "pin the adopted repo with `hfa pin REPO --offline`")
+            _adopt(ctx, source, repo, revision, repo_type, fix)
+            return
+        if revision is not None or repo_type is not None or fix:
+            raise UsageError("--revision, --repo-type and --fix are for adopting a folder", "add --repo org/name")
+        _import_bundle(ctx, source, write_lock)
+
+
+def _import_bundle(ctx: Ctx, bundle_path: Path, write_lock: Path | None) -> None:
+    from hfa import bundle
+    from hfa.output import human_size
+
+    with ctx.out.progress(transient=True) as bar:
+        task = bar.add_task("import", total=bundle_path.stat().st_size if bundle_path.is_file() else 0) if bar else None
+        result = bundle.import_bundle(
+            ctx.settings.cache_dir, bundle_path, on_bytes=(lambda n: bar.update(task, advance=n)) if bar else None
         )
+    if write_lock is not None:
+        bundle.write_lock(write_lock, bundle.bundle_lock_text(bundle_path))
+    ctx.out.result(
+        result.to_json(),
+        lambda: ctx.out.success(
+            f"Imported {len(result.repos)} repo(s) into {ctx.settings.cache_dir}: {result.imported} blob(s)"
+            f" ({human_size(result.bytes_imported)}) written, {result.present} already present,"
+            f" {result.links} link(s) made"
+            + (f"; {result.repaired} corrupt cached blob(s) replaced" if result.repaired else "")
+        ),
+    )
+
+
+def _adopt(ctx: Ctx, folder: Path, repo: str, revision: str | None, repo_type: str | None, fix: bool) -> None:
+    from hfa.adopt import adopt
+    from hfa.errors import UsageError
+    from hfa.output import human_size
+    from hfa.resolve.refs import RepoRef
+
+    ref = RepoRef.parse(repo, repo_type)
+    if ref.revision is not None and revision is not None and ref.revision != revision:
+        raise UsageError(f"Two revisions: {repo} and --revision {revision}", "give one of them")
+    fetch = None
+    if fix:
+        from hfa.errors import OfflineError
+
+        if ctx.settings.offline:
+            raise OfflineError("--fix fetches the stubs' content and offline mode is on", "drop --offline")
+        from hfa.adopt import stub_fetcher
+
+        fetch = stub_fetcher(ctx.settings, ref)
+    result = adopt(
+        ctx.settings.cache_dir, folder, ref.repo_id, ref.repo_type, revision or ref.revision, fetch_stubs=fetch
+    )
+    ctx.out.result(
+        {**result.to_json(), "cache_dir": str(ctx.settings.cache_dir)},
+        lambda: ctx.out.success(
+            f"Adopted {folder} as {result.display} (commit {result.commit[:12]}, from {result.source}):"
+            f" {len(result.files)} file(s), {result.blobs_written} blob(s) ({human_size(result.bytes_written)}) written"
+            + (f", {result.stubs_fetched} LFS stub(s) fetched" if result.stubs_fetched else "")
+        ),
+    )

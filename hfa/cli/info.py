@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 
+from hfa.cli.complete import complete_repo
 from hfa.cli.options import (
     CacheDirOpt,
     Ctx,
@@ -32,7 +33,13 @@ from hfa.cli.selection import (
 
 
 def info(
-    repo: Annotated[str, typer.Argument(help="REPO\\[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name.")],
+    repo: Annotated[
+        str,
+        typer.Argument(
+            help="REPO\\[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name.",
+            autocompletion=complete_repo,
+        ),
+    ],
     repo_type: RepoTypeOpt = None,
     framework: FrameworkOpt = None,
     quant: QuantOpt = None,

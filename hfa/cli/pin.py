@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from hfa.cli.complete import complete_repo
 from hfa.cli.options import (
     CacheDirOpt,
     Ctx,
@@ -39,6 +40,7 @@ def pin(
             help="REPO\\[@REVISION][:QUANT] to add or update (QUANT: this repo's GGUF quantisation); with"
             " --upgrade/--check/--remove, repos to act on.",
             show_default=False,
+            autocompletion=complete_repo,
         ),
     ] = None,
     repo_type: RepoTypeOpt = None,

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hfa.cli.complete import complete_repo
 from hfa.cli.options import (
     CacheDirOpt,
     Ctx,
@@ -162,6 +163,7 @@ def pull(
             help="REPO\\[@REVISION][:QUANT]: org/name, org/name@v1.0, datasets/org/name@<commit>,"
             " org/name-GGUF:Q4_K_M. Omitted: everything the lock names.",
             show_default=False,
+            autocompletion=complete_repo,
         ),
     ] = None,
     repo_type: RepoTypeOpt = None,

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from hfa.cli.bucket import open_bucket, protect_aws
+from hfa.cli.complete import complete_repo
 from hfa.cli.options import CacheDirOpt, Ctx, JsonOpt, QuietOpt, VerboseOpt, guarded
 from hfa.cli.selection import LockOpt, RepoTypeOpt
 from hfa.output import human_size
@@ -18,6 +19,7 @@ def push(
             help="Repos in the cache, each REPO or REPO@REVISION: org/name, org/name@v1.0, datasets/org/name@<commit>."
             " Omitted: everything the lock names.",
             show_default=False,
+            autocompletion=complete_repo,
         ),
     ] = None,
     to: Annotated[

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from hfa.cli import scanning
+from hfa.cli.complete import complete_repo
 from hfa.cli.options import (
     CacheDirOpt,
     Ctx,
@@ -92,7 +93,9 @@ def verify(
     target: Annotated[
         str | None,
         typer.Argument(
-            help="REPO\\[@REV] in the cache, or a folder/file on disk. Default: the whole cache.", show_default=False
+            help="REPO\\[@REV] in the cache, or a folder/file on disk. Default: the whole cache.",
+            show_default=False,
+            autocompletion=complete_repo,
         ),
     ] = None,
     lock: Annotated[
@@ -115,6 +118,7 @@ def verify(
             "--repo",
             help="For --fix on a folder: the repo it came from (default: from .git/config).",
             show_default=False,
+            autocompletion=complete_repo,
         ),
     ] = None,
     fail_on: FailOnOpt = "high",

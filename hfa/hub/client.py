@@ -25,7 +25,7 @@ from hfa.resolve.refs import RepoRef
 if TYPE_CHECKING:
     from hfa.hub.transport import Response
 
-__all__ = ["SORT_CHOICES", "ModelSummary", "OnlineHub", "path_conflict"]
+__all__ = ["SORT_CHOICES", "ModelSummary", "OnlineHub", "path_conflict", "search_params"]
 
 SORT_CHOICES = ("downloads", "likes", "last_modified", "created_at", "trending_score")
 _SORT_PARAM = {
@@ -45,6 +45,8 @@ class ModelSummary:
     last_modified: str | None
     private: bool
     gated: str | bool
+    repo_type: str = "model"
+    license: str | None = None  # from the "license:…" tag
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +70,51 @@ def _iso(value: Any) -> str | None:
     from datetime import timezone
 
     return datetime.fromisoformat(base + zone).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def search_params(
+    repo_type: str,
+    query: str | None,
+    *,
+    author: str | None = None,
+    task: str | None = None,
+    library: str | None = None,
+    licenses: tuple[str, ...] = (),
+    languages: tuple[str, ...] = (),
+    tags: tuple[str, ...] = (),
+    gated: bool | None = None,
+) -> list[tuple[str, Any]]:
+    """The query of a Hub search as huggingface_hub 2.x builds it: ``filter`` (repeated) carries the
+    library, tags, ``license:X`` and the language (plain ``en`` for models, ``language:en`` for datasets,
+    as the Hub tags them); a model's task is ``pipeline_tag``, a dataset's ``task_categories:X``;
+    ``gated=true|false`` (models and datasets: the Hub has no gated spaces)."""
+    if repo_type not in ("model", "dataset", "space"):
+        raise UsageError(f"Unknown repo type '{repo_type}'", "use model, dataset or space")
+    if gated is not None and repo_type == "space":
+        raise UsageError("Spaces are never gated: --gated/--no-gated is for models and datasets", "drop it")
+    params: list[tuple[str, Any]] = []
+    filters: list[str] = []
+    if library:
+        filters.append(library if repo_type == "model" else _prefixed("library", library))
+    filters += [_prefixed("license", x) for x in licenses]
+    filters += [x if repo_type == "model" else _prefixed("language", x) for x in languages]
+    filters += list(tags)
+    if task:
+        if repo_type == "model":
+            params.append(("pipeline_tag", task))
+        else:
+            filters.append(_prefixed("task_categories", task))
+    for key, value in (("search", query), ("author", author)):
+        if value:
+            params.append((key, value))
+    params += [("filter", f) for f in filters]
+    if gated is not None:
+        params.append(("gated", "true" if gated else "false"))
+    return params
+
+
+def _prefixed(key: str, value: str) -> str:
+    return value if value.startswith(f"{key}:") else f"{key}:{value}"
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -244,21 +291,50 @@ class OnlineHub(Session):
         sort: str | None = None,
         limit: int = 20,
     ) -> list[ModelSummary]:
+        return self.search("model", query, author=author, task=task, library=library, sort=sort, limit=limit)
+
+    def search(
+        self,
+        repo_type: str = "model",
+        query: str | None = None,
+        *,
+        author: str | None = None,
+        task: str | None = None,
+        library: str | None = None,
+        licenses: tuple[str, ...] = (),
+        languages: tuple[str, ...] = (),
+        tags: tuple[str, ...] = (),
+        gated: bool | None = None,
+        sort: str | None = None,
+        limit: int = 20,
+    ) -> list[ModelSummary]:
+        """One search of ``/api/{models,datasets,spaces}`` with the filters huggingface_hub's
+        ``list_models``/``list_datasets``/``list_spaces`` send (:func:`search_params`)."""
         if limit < 1:
             raise UsageError(f"--limit must be at least 1, not {limit}", "pass --limit 20 or another positive number")
         if sort is not None and sort not in SORT_CHOICES:
             raise UsageError(f"Unknown sort '{sort}'", f"use one of: {', '.join(SORT_CHOICES)}")
-        params: list[tuple[str, Any]] = [("limit", limit)]
-        for key, value in (("search", query), ("author", author), ("pipeline_tag", task), ("filter", library)):
-            if value:
-                params.append((key, value))
+        params = search_params(
+            repo_type,
+            query,
+            author=author,
+            task=task,
+            library=library,
+            licenses=licenses,
+            languages=languages,
+            tags=tags,
+            gated=gated,
+        )
+        params.insert(0, ("limit", limit))
         if sort:
             params += [("sort", _SORT_PARAM.get(sort, sort)), ("direction", -1)]
         out: list[ModelSummary] = []
-        for item in self.paginate("/api/models", params):
+        for item in self.paginate(f"/api/{repo_type}s", params):
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-                raise CheckFailed("The endpoint answered an invalid model list", "check --endpoint")
-            gated = item.get("gated")
+                raise CheckFailed(f"The endpoint answered an invalid {repo_type} list", "check --endpoint")
+            gated_value = item.get("gated")
+            raw_tags = item.get("tags")
+            item_tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
             out.append(
                 ModelSummary(
                     id=item["id"],
@@ -268,7 +344,11 @@ class OnlineHub(Session):
                     likes=_int_or_none(item.get("likes")),
                     last_modified=_iso(item.get("lastModified") or item.get("last_modified")),
                     private=bool(item.get("private")),
-                    gated=gated if isinstance(gated, str) and gated else bool(gated),
+                    gated=gated_value if isinstance(gated_value, str) and gated_value else bool(gated_value),
+                    repo_type=repo_type,
+                    license=next(
+                        (t[8:] for t in item_tags if isinstance(t, str) and t.startswith("license:") and t[8:]), None
+                    ),
                 )
             )
             if len(out) >= limit:

@@ -146,10 +146,15 @@ def card_tags(repo: Repo, card: dict[str, Any]) -> list[str]:
                 if t not in tags:
                     tags.append(t)
 
-    add(card.get("library_name"))
-    add(card.get("pipeline_tag"))
-    add(card.get("tags"))
-    add(card.get("language"))
+    if repo.repo_type == "dataset":  # the Hub tags a dataset's card fields with their key
+        add(card.get("task_categories"), "task_categories:")
+        add(card.get("tags"))
+        add(card.get("language"), "language:")
+    else:
+        add(card.get("library_name"))
+        add(card.get("pipeline_tag"))
+        add(card.get("tags"))
+        add(card.get("language"))
     add(card.get("datasets"), "dataset:")
     add(card.get("base_model"), "base_model:")
     add(card.get("license"), "license:")
