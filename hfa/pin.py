@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfa.config import Settings
 from hfa.errors import AccessDenied, CheckFailed, HfaError, NotFound, UsageError
@@ -13,6 +13,9 @@ from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, RepoDiff
 from hfa.pull import plan
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
+
+if TYPE_CHECKING:
+    from hfa.infer.defaults import TaskChange
 
 
 def resolve_entry(
@@ -42,6 +45,7 @@ class PinResult:
     removed: list[str] = field(default_factory=list)
     written: bool = False
     warnings: list[str] = field(default_factory=list)
+    tasks: list[TaskChange] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +54,7 @@ class PinResult:
             "changes": [c.to_json() for c in self.changes],
             "removed": self.removed,
             "warnings": self.warnings,
+            "tasks": [t.to_json() for t in self.tasks],
         }
 
 
@@ -95,10 +100,46 @@ def _naming(exc: HfaError, ref: RepoRef, unchanged: Path | None) -> HfaError:
     return exc
 
 
-def normalise(lock_path: Path) -> PinResult:
-    """Rewrite an existing lock in its normal form, without network."""
-    lock = lockfile.read(lock_path)
-    return PinResult(lock_path, written=lockfile.write(lock_path, lock))
+def _configured_tasks(lock_path: Path) -> dict[str, str]:
+    """``[infer.tasks]`` of the ``hfa.toml`` beside the lock (canonical task -> REPO[@REV])."""
+    from hfa.infer.defaults import configured_tasks
+    from hfa.project import project_for_lock
+
+    project = project_for_lock(lock_path)
+    return configured_tasks(project.table("infer"), project.origin or "hfa.toml")
+
+
+def normalise(lock_path: Path, settings: Settings | None = None) -> PinResult:
+    """Rewrite an existing lock in its normal form; without network unless ``[infer.tasks]`` names a
+    task whose default is missing or changed (then that one is resolved, and the lock may be created)."""
+    configured = _configured_tasks(lock_path)
+    lock = lockfile.read(lock_path, missing_ok=bool(configured))
+    result = PinResult(lock_path)
+    if configured:
+        from hfa.infer.defaults import sync_tasks
+
+        if settings is None:
+            raise UsageError("resolving [infer.tasks] needs settings", "call normalise(lock_path, settings)")
+        lock, result.tasks = sync_tasks(settings, lock, configured)
+    result.written = lockfile.write(lock_path, lock)
+    return result
+
+
+def pin_task(settings: Settings, lock_path: Path, task: str, spec: str | None) -> PinResult:
+    """``hfa pin --task TASK [REPO[@REV]]``: set one task default (``spec`` None: the endpoint's recommended model)."""
+    from hfa.infer.defaults import TaskChange, canonical_task, resolve_default
+
+    lock = lockfile.read(lock_path, missing_ok=True)
+    name = canonical_task(task)
+    new = resolve_default(settings, name, spec)
+    result = PinResult(lock_path, tasks=[TaskChange(name, lock.task(name), new)])
+    configured = _configured_tasks(lock_path).get(name)
+    if configured is not None and RepoRef.parse(configured).display != new.display:
+        result.warnings.append(
+            f"hfa.toml maps {name} to {configured}: the next `hfa pin` puts that back (edit [infer.tasks] to keep {new.display})"
+        )
+    result.written = lockfile.write(lock_path, lock.set_task(new))
+    return result
 
 
 def remove(lock_path: Path, ref: RepoRef) -> PinResult:
@@ -121,10 +162,21 @@ def _select_entries(lock: Lock, lock_path: Path, refs: list[RepoRef]) -> list[Lo
     return entries
 
 
-def upgrade(settings: Settings, lock_path: Path, refs: list[RepoRef]) -> PinResult:
-    """Re-resolve the asked-for revisions (all, or the named repos) and report what moved."""
-    lock = lockfile.read(lock_path)
+def upgrade(settings: Settings, lock_path: Path, refs: list[RepoRef], task: str | None = None) -> PinResult:
+    """Re-resolve the asked-for revisions (all, or the named repos; ``task``: only that task default) and
+    report what moved. Without names, the task defaults move too (to hfa.toml's model where it names one)."""
+    configured = _configured_tasks(lock_path)
+    lock = lockfile.read(lock_path, missing_ok=bool(configured))
     result = PinResult(lock_path)
+    if task is not None or not refs:
+        from hfa.infer.defaults import canonical_task, sync_tasks
+
+        lock, result.tasks = sync_tasks(
+            settings, lock, configured, upgrade=True, only=canonical_task(task) if task else None
+        )
+        if task is not None:
+            result.written = lockfile.write(lock_path, lock)
+            return result
     for entry in _select_entries(lock, lock_path, refs):
         try:
             fresh, warnings = resolve_entry(settings, entry.ref, entry.selection)
