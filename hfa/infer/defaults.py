@@ -56,7 +56,9 @@ class TaskChange:
             return f"+ task {self.task} → {self.new.display} {self.new.commit}"
         if not self.moved:
             return f"= task {self.task} → {self.new.display} {self.new.commit} (unchanged)"
-        return f"~ task {self.task}: {self.old.display} {self.old.commit[:12]} → {self.new.display} {self.new.commit[:12]}"
+        return (
+            f"~ task {self.task}: {self.old.display} {self.old.commit[:12]} → {self.new.display} {self.new.commit[:12]}"
+        )
 
 
 def canonical_task(name: str) -> str:
@@ -103,7 +105,9 @@ def recommended_model(settings: Settings, task: str) -> str:
 
     doc = OnlineHub(settings).get_json(f"{settings.endpoint}/api/tasks")
     if not isinstance(doc, dict):
-        raise CheckFailed("The endpoint answered /api/tasks with something that is not a task table", "check --endpoint")
+        raise CheckFailed(
+            "The endpoint answered /api/tasks with something that is not a task table", "check --endpoint"
+        )
     entry = doc.get(task)
     models = entry.get("widgetModels") if isinstance(entry, dict) else None
     first = models[0] if isinstance(models, list) and models else None

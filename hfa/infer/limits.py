@@ -107,7 +107,10 @@ class StateStore:
         table = "hfa_" + hashlib.sha256(f"{spec.name}\0{measure}".encode()).hexdigest()[:24]
         try:
             bucket = SQLiteBucket.init_from_file(
-                [Rate(r.limit, _ms(r.seconds)) for r in rates], table=table, db_path=str(self.db_path), use_file_lock=True
+                [Rate(r.limit, _ms(r.seconds)) for r in rates],
+                table=table,
+                db_path=str(self.db_path),
+                use_file_lock=True,
             )
         except ValueError as exc:
             raise UsageError(
@@ -115,7 +118,9 @@ class StateStore:
                 "list each period once; a longer period needs a larger, proportionally tighter limit",
             ) from None
         except Exception as exc:  # sqlite3.Error, OSError: the store, not the request
-            raise LocalError(f"Cannot open the limits store {self.db_path}: {exc}", "check its folder's permissions") from None
+            raise LocalError(
+                f"Cannot open the limits store {self.db_path}: {exc}", "check its folder's permissions"
+            ) from None
         self._buckets[key] = (signature, bucket)
         return bucket
 
@@ -159,7 +164,8 @@ class StateStore:
                 start = now - _ms(rate.seconds)
                 with self._lock, bucket.lock:
                     cur = bucket.conn.execute(
-                        f'SELECT COUNT(*), MIN(item_timestamp) FROM "{bucket.table}" WHERE item_timestamp >= ?', (start,)
+                        f'SELECT COUNT(*), MIN(item_timestamp) FROM "{bucket.table}" WHERE item_timestamp >= ?',
+                        (start,),
                     )
                     used, oldest = cur.fetchone()
                     cur.close()
@@ -181,7 +187,9 @@ class StateStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LocalError(f"Cannot create {self.root}: {exc.strerror}", "set HFA_INFER_STATE to a writable folder") from None
+            raise LocalError(
+                f"Cannot create {self.root}: {exc.strerror}", "set HFA_INFER_STATE to a writable folder"
+            ) from None
 
     def _read(self) -> dict[str, dict[str, Any]]:
         from hfa.config import read_small_file
@@ -199,7 +207,9 @@ class StateStore:
         out: dict[str, Cooldown] = {}
         for name, raw in self._read().items():
             try:
-                out[name] = Cooldown(float(raw["until"]), str(raw["reason"]), int(raw["failures"]), bool(raw.get("held")))
+                out[name] = Cooldown(
+                    float(raw["until"]), str(raw["reason"]), int(raw["failures"]), bool(raw.get("held"))
+                )
             except (KeyError, TypeError, ValueError):
                 continue
         return out
@@ -231,7 +241,9 @@ class StateStore:
         except Timeout:
             raise LocalError(f"{self.cooldown_path} stayed locked", "another hfa holds it; retry") from None
         except OSError as exc:
-            raise LocalError(f"Cannot write {self.cooldown_path}: {exc.strerror}", "check its folder's permissions") from None
+            raise LocalError(
+                f"Cannot write {self.cooldown_path}: {exc.strerror}", "check its folder's permissions"
+            ) from None
         return None if new is None else Cooldown(new["until"], new["reason"], new["failures"], new.get("held", False))
 
     def cool(self, name: str, reason: str, at_least: float | None = None, *, base: float = COOLDOWN_BASE) -> Cooldown:
@@ -241,7 +253,8 @@ class StateStore:
         def change(old: dict[str, Any] | None) -> dict[str, Any]:
             failures = (int(old.get("failures", 0)) if old and not old.get("held") else 0) + 1
             span = max(min(base * 2 ** (failures - 1), COOLDOWN_MAX), at_least or 0.0)
-            return {"until": time.time() + span, "reason": reason, "failures": failures, "held": False}
+            until = max(time.time() + span, float((old or {}).get("until", 0) or 0))  # never shortens a hold
+            return {"until": until, "reason": reason, "failures": failures, "held": False}
 
         cooled = self._update(name, change)
         assert cooled is not None

@@ -175,11 +175,12 @@ class ProviderChain:
                     continue
                 if member.persist and self.state is not None:
                     self.state.clear(name)
+                passed = [_fallback(m.spec.name, why) for m, _, why in blocked]  # passed over: cooling, limited
                 return Outcome(
                     result,
                     provider=name,
                     attempts=trail.attempts,
-                    fallbacks=trail.fallbacks,
+                    fallbacks=trail.fallbacks + passed,
                     latency_ms=round((self.clock.now() - started) * 1000),
                     waited_s=round(trail.waited, 3),
                 )
@@ -292,7 +293,8 @@ class ProviderChain:
             )
         if trail.fallbacks and all("refused access" in f["error"] or "gated" in f["error"] for f in trail.fallbacks):
             return AccessDenied(
-                "Every provider refused access: " + "; ".join(f"'{f['provider']}': {f['error']}" for f in trail.fallbacks),
+                "Every provider refused access: "
+                + "; ".join(f"'{f['provider']}': {f['error']}" for f in trail.fallbacks),
                 "check each provider's token_env in hfa.toml",
                 details={"fallbacks": trail.fallbacks},
             )

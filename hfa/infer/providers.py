@@ -68,7 +68,9 @@ def parse_rate(text: Any, where: str = "rate") -> RateSpec:
     """``"100/hour"`` as a RateSpec (/second, /minute, /hour, /day); UsageError otherwise."""
     match = _RATE_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None or int(match.group(1)) < 1:
-        raise UsageError(f"{where}: {text!r} is not a rate", 'write e.g. rate = "100/hour" (/second, /minute, /hour, /day)')
+        raise UsageError(
+            f"{where}: {text!r} is not a rate", 'write e.g. rate = "100/hour" (/second, /minute, /hour, /day)'
+        )
     return RateSpec(int(match.group(1)), match.group(2))
 
 
@@ -154,13 +156,17 @@ def _provider(table: Any, where: str) -> ProviderSpec:
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
             raise UsageError(f"{where}: kind endpoint needs a `url` (http or https)", 'write url = "http://host:8080"')
         if parts.username or parts.password:
-            raise UsageError(f"{where}: `url` must not hold a password", "put the token in the variable token_env names")
+            raise UsageError(
+                f"{where}: `url` must not hold a password", "put the token in the variable token_env names"
+            )
     elif url is not None:
-        raise UsageError(f"{where}: `url` is only for kind endpoint", "drop it, or write kind = \"endpoint\"")
+        raise UsageError(f"{where}: `url` is only for kind endpoint", 'drop it, or write kind = "endpoint"')
     provider = table.get("provider")
     if kind == "provider":
         if not isinstance(provider, str) or not provider:
-            raise UsageError(f"{where}: kind provider needs `provider`", 'write provider = "together" (huggingface_hub\'s name)')
+            raise UsageError(
+                f"{where}: kind provider needs `provider`", 'write provider = "together" (huggingface_hub\'s name)'
+            )
     elif provider is not None:
         raise UsageError(f"{where}: `provider` is only for kind provider", "drop it")
     priority = table.get("priority", 0)
@@ -172,7 +178,8 @@ def _provider(table: Any, where: str) -> ProviderSpec:
     token_env = table.get("token_env")
     if token_env is not None and (not isinstance(token_env, str) or not _ENV_RE.fullmatch(token_env)):
         raise UsageError(
-            f"{where}: `token_env` must name an environment variable", 'write token_env = "MIRROR_TOKEN" (not the token)'
+            f"{where}: `token_env` must name an environment variable",
+            'write token_env = "MIRROR_TOKEN" (not the token)',
         )
     tasks = _strings(table, "tasks", where)
     models = _strings(table, "models", where)
