@@ -74,6 +74,10 @@ class Stub:
             return 200, {}, [ANSWER]
         if mode == "500":
             return 500, {}, {"error": "internal"}
+        if mode == "loading-then-ok":
+            if self.posts <= 2:
+                return 503, {}, {"error": "Model org/cls is currently loading", "estimated_time": 1.0}
+            return 200, {}, [ANSWER]
         if mode == "loading":
             return 503, {}, {"error": "Model org/cls is currently loading", "estimated_time": 1000.0}
         if mode == "429-retry-after":
@@ -367,6 +371,31 @@ def test_a_limit_falls_over_to_the_next_provider(here: Path, served: tuple[HubSe
     code, doc, _ = infer_json("-m", f"org/cls@{commit}", "-i", "b", "--no-cache")
     assert code == 0 and doc["provider"] == "spare"
     assert "allows 1 requests per hour" in doc["fallbacks"][0]["error"]
+
+
+def test_loading_polls_count_against_the_limit(here: Path, served: tuple[HubServer, str], stubs: list[Stub]) -> None:
+    _, commit = served
+    slow = stub(stubs, "loading-then-ok")
+    project(here, endpoint("slow", slow.url, 5, 'rate = "10/minute"'))
+    code, doc, stderr = infer_json("-m", f"org/cls@{commit}", "-i", "x", "--timeout", "20")
+    assert code == 0, stderr
+    assert slow.posts == 3 and doc["attempts"] == 3 and doc["waited_s"] >= 2
+    usage = json.loads(hfa("infer", "usage", "--json").stdout)
+    assert usage["providers"][0]["limits"][0]["used"] == 3
+
+
+def test_pin_task_usage_errors(here: Path) -> None:
+    two = hfa("pin", "--task", "text-classification", "org/a", "org/b")
+    assert two.exit_code == 2 and "--task takes at most one model" in two.stderr
+    mixed = hfa("pin", "--task", "text-classification", "--check")
+    assert mixed.exit_code == 2 and "--task does not combine with --check" in mixed.stderr
+    nothing = hfa("pin", "--upgrade", "--task", "summarization")
+    assert nothing.exit_code == 2 and "No lock file at hfa.lock" in nothing.stderr
+    unknown = hfa("pin", "--task", "dancing", "org/a")
+    assert unknown.exit_code == 2
+    none = hfa("pin", "--task", "summarization")  # the served hub has no summarization model
+    assert none.exit_code == 3 and "recommends no model for summarization" in none.stderr
+    assert not (here / "hfa.lock").exists()
 
 
 def test_characters_per_month_are_counted(here: Path, served: tuple[HubServer, str]) -> None:

@@ -8,7 +8,7 @@
 * :mod:`hfa.infer.batch`  JSON-lines batches, in order, with concurrency;
 * :mod:`hfa.infer.session` :class:`Session`, one ``hfa infer`` run: the runner behind the result
   cache, the cache-key policy, one request, a selftest or a batch, and atomic output files;
-* :mod:`hfa.infer.orchestrator` :class:`Orchestrator` and the provider chain: ``[[infer.providers]]`` in
+* :mod:`hfa.infer.orchestrator` :class:`Orchestrator`, the Python API; :mod:`hfa.infer.chain` the provider chain: ``[[infer.providers]]`` in
   order with fallback; :mod:`hfa.infer.providers` reads them, :mod:`hfa.infer.limits` keeps their
   limits and cooldowns; :mod:`hfa.infer.defaults` the task defaults pinned in the lock;
 * :mod:`hfa.infer.modelfiles` a model's files, its policy checks and staging (no torch);

@@ -498,7 +498,7 @@ def _kwargs_for(task: Task, parameters: dict[str, Any]) -> dict[str, Any]:
     return dict(parameters)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """What json cannot write, as plain data: numpy arrays (the public embedding methods) as lists."""
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -540,4 +540,4 @@ def _call(client: Any, task: Task, url: str, inputs: Any, kwargs: dict[str, Any]
         result = method(Path(inputs), **kwargs)
     else:
         result = method(inputs, **kwargs)
-    return json.loads(json.dumps(result, default=_plain))
+    return json.loads(json.dumps(result, default=plain_value))

@@ -64,7 +64,7 @@ class Session:
             raise UsageError(f"'{model}' is a {self.ref.repo_type}; inference runs models", "pass --model org/name")
         if timeout <= 0:
             raise UsageError(f"--timeout must be positive, not {timeout:g}", "pass seconds, e.g. --timeout 300")
-        from hfa.infer.orchestrator import Member, ProviderChain, ProvidersRoute, member_for
+        from hfa.infer.chain import Member, ProviderChain, ProvidersRoute, member_for
         from hfa.infer.providers import ProviderSpec
 
         repo_id = self.ref.repo_id if self.ref else None
