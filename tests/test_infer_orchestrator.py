@@ -544,3 +544,30 @@ def test_two_real_servers_one_stopped_the_other_answers(
         assert code == 0, stderr
         assert doc["provider"] == "second" and doc["fallbacks"][0]["provider"] == "first"
         assert doc["result"] == ok[1]["result"]  # the same model at the same commit: the same answer
+
+
+def test_hostile_state_files_are_clear_errors_or_ignored(here: Path, served: tuple[HubServer, str]) -> None:
+    srv, commit = served
+    store = StateStore()
+    store.root.mkdir(parents=True)
+    store.cooldown_path.write_text('{"providers": {"mirror": {"until": "soon", "reason": 3}}, "x": [')
+    project(here, endpoint("mirror", srv.url, 5))
+    assert infer_json("-m", f"org/cls@{commit}", "-i", "x", "--no-cache")[0] == 0  # unreadable cooldowns: none
+    store.cooldown_path.write_text('{"providers": {"mirror": {"until": "soon", "reason": "r", "failures": "x"}}}')
+    store.cool("mirror", "test")  # a bad entry is replaced, not a crash
+    assert store.cooldowns()["mirror"].failures == 1
+    store.clear("mirror")
+    store.db_path.write_bytes(b"this is not a database" * 100)
+    project(here, endpoint("mirror", srv.url, 5, 'rate = "5/minute"'))
+    result = hfa("infer", "text-classification", "-m", f"org/cls@{commit}", "-i", "y", "--no-cache")
+    assert result.exit_code == 6, result.stderr
+    assert "limits store" in result.stderr and "delete" in result.stderr
+
+
+def test_a_named_provider_without_the_task_falls_over(here: Path, served: tuple[HubServer, str]) -> None:
+    srv, commit = served
+    named = 'name = "together"\nkind = "provider"\nprovider = "together"\npriority = 9\ntoken_env = "TOGETHER_KEY"'
+    project(here, named, endpoint("mirror", srv.url, 5))
+    code, doc, stderr = infer_json("-m", f"org/cls@{commit}", "-i", "x", "--no-cache")
+    assert code == 0, stderr
+    assert doc["provider"] == "mirror" and "not supported" in doc["fallbacks"][0]["error"]

@@ -203,6 +203,8 @@ class ProviderChain:
         name = member.spec.name
         try:
             runner = member.runner()
+        except OfflineError:
+            raise
         except HfaError as exc:
             # e.g. a local provider without the infer extra, or a model not in the cache
             raise _Unavailable(f"cannot start: {exc.message}") from exc
@@ -254,7 +256,7 @@ class ProviderChain:
         if isinstance(exc, OfflineError):
             return False
         if isinstance(exc, _Unavailable):
-            cool = 0.0
+            pass  # could not start for this model (not cached, no extra): not the provider's fault
         elif isinstance(exc, NetworkError):
             retry_after = details.get("retry_after")
             cool = float(retry_after) if isinstance(retry_after, (int, float)) else 0.0
@@ -412,9 +414,17 @@ class NamedProviderAPI(InferenceAPI):
         import json
 
         from huggingface_hub import InferenceClient
+        from huggingface_hub.inference._providers import get_provider_helper
 
         from hfa.infer.client import plain_value
 
+        try:
+            get_provider_helper(self.provider, task=spec.name, model=self.model)  # type: ignore[arg-type]
+        except (ValueError, KeyError) as exc:
+            raise UsageError(
+                f"provider '{self.provider}': {spec.name} is not supported ({exc})",
+                "list the tasks it serves with tasks = [...] in hfa.toml",
+            ) from None
         client = InferenceClient(provider=self.provider, api_key=self._token, timeout=timeout)  # type: ignore[arg-type]
         method = getattr(client, spec.method)
         if spec.input_kind == "qa":

@@ -83,6 +83,21 @@ def _ms(seconds: int) -> int:
     return seconds * 1000
 
 
+def _until(entry: Any) -> float:
+    """An entry's ``until`` as a number (0 when the file holds something else)."""
+    try:
+        return float(entry.get("until", 0) or 0) if isinstance(entry, dict) else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _store_error(path: Path, exc: Exception) -> LocalError:
+    return LocalError(
+        f"The limits store {path} cannot be used ({type(exc).__name__}: {exc})",
+        f"delete {path} (its counts start again) or set HFA_INFER_STATE to another folder",
+    )
+
+
 class StateStore:
     """Limits (pyrate-limiter over SQLite) and cooldowns (a JSON file) under one directory."""
 
@@ -112,15 +127,13 @@ class StateStore:
                 db_path=str(self.db_path),
                 use_file_lock=True,
             )
-        except ValueError as exc:
+        except (ValueError, AssertionError) as exc:
             raise UsageError(
                 f"provider '{spec.name}': its rates do not fit together ({exc})",
                 "list each period once; a longer period needs a larger, proportionally tighter limit",
             ) from None
-        except Exception as exc:  # sqlite3.Error, OSError: the store, not the request
-            raise LocalError(
-                f"Cannot open the limits store {self.db_path}: {exc}", "check its folder's permissions"
-            ) from None
+        except Exception as exc:  # sqlite3.Error, OSError, a lock timeout: the store, not the request
+            raise _store_error(self.db_path, exc) from None
         self._buckets[key] = (signature, bucket)
         return bucket
 
@@ -131,13 +144,18 @@ class StateStore:
         measures = [("requests", 1)] if spec.rates else []
         if spec.chars_per_month and chars:
             measures.append(("characters", chars))
+        import sqlite3
+
         with self._lock:
             for measure, weight in measures:
                 bucket = self._bucket(spec, measure)
                 now = bucket.now()
                 with contextlib.suppress(Exception):
                     bucket.leak(now)
-                decision = bucket.put_decision(RateItem(spec.name, now, weight))
+                try:
+                    decision = bucket.put_decision(RateItem(spec.name, now, weight))
+                except (sqlite3.Error, OSError) as exc:
+                    raise _store_error(self.db_path, exc) from None
                 if not decision.allowed:
                     failing = decision.failing_rate
                     limit = next(
@@ -236,7 +254,7 @@ class StateStore:
                 else:
                     entries[name] = new
                 now = time.time()
-                entries = {k: v for k, v in entries.items() if float(v.get("until", 0) or 0) > now - 86400}
+                entries = {k: v for k, v in entries.items() if _until(v) > now - 86400}
                 atomic_write_text(self.cooldown_path, json.dumps({"version": 1, "providers": entries}, sort_keys=True))
         except Timeout:
             raise LocalError(f"{self.cooldown_path} stayed locked", "another hfa holds it; retry") from None
@@ -251,9 +269,10 @@ class StateStore:
         and never less than ``at_least`` (the provider's ``Retry-After``)."""
 
         def change(old: dict[str, Any] | None) -> dict[str, Any]:
-            failures = (int(old.get("failures", 0)) if old and not old.get("held") else 0) + 1
+            count = old.get("failures", 0) if old and not old.get("held") else 0
+            failures = (count if isinstance(count, int) and count >= 0 else 0) + 1
             span = max(min(base * 2 ** (failures - 1), COOLDOWN_MAX), at_least or 0.0)
-            until = max(time.time() + span, float((old or {}).get("until", 0) or 0))  # never shortens a hold
+            until = max(time.time() + span, _until(old))  # never shortens a hold
             return {"until": until, "reason": reason, "failures": failures, "held": False}
 
         cooled = self._update(name, change)
@@ -264,9 +283,15 @@ class StateStore:
         """The provider's own headers say it has no requests left until ``until``: tighten the local view."""
 
         def change(old: dict[str, Any] | None) -> dict[str, Any] | None:
-            if old and float(old.get("until", 0)) >= until:
+            if old and _until(old) >= until:
                 return old
-            return {"until": until, "reason": reason, "failures": int((old or {}).get("failures", 0)), "held": True}
+            failures = (old or {}).get("failures", 0)
+            return {
+                "until": until,
+                "reason": reason,
+                "failures": failures if isinstance(failures, int) else 0,
+                "held": True,
+            }
 
         self._update(name, change)
 
