@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from hfa.config import Settings
 from hfa.errors import AccessDenied, CheckFailed, HfaError, NotFound, UsageError
 from hfa.lock import lockfile
-from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, RepoDiff, Requirer
+from hfa.lock.diff import RepoDiff, diff
+from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, Requirer
 from hfa.pull import open_source, plan
 from hfa.resolve.deps import Dependencies, DependencyError, Requirement
 from hfa.resolve.files import RemoteFile
@@ -23,6 +24,7 @@ from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
 
 if TYPE_CHECKING:
+    from hfa.infer.defaults import TaskChange
     from hfa.resolve.source import Source
 
 Key = tuple[str, str]
@@ -94,6 +96,7 @@ class PinResult:
     written: bool = False
     warnings: list[str] = field(default_factory=list)
     required_by: dict[str, list[Requirer]] = field(default_factory=dict)  # repo -> who requires it, and why
+    tasks: list[TaskChange] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +108,7 @@ class PinResult:
             ],
             "removed": self.removed,
             "warnings": self.warnings,
+            "tasks": [t.to_json() for t in self.tasks],
         }
 
 
@@ -200,9 +204,9 @@ def _closure(
     for key, entry in fresh.items():
         old = lock.get(*key)
         direct = (old.direct if old else True) if upgrading else (key in asked or bool(old and old.direct))
-        result.changes.append(lockfile.diff(old, entry))
+        result.changes.append(diff(old, entry))
         new = new.upsert(replace(entry, direct=direct))
-    new = Lock(tuple(replace(r, required_by=tuple(edges.get(r.key, ()))) for r in new.repos), new.version)
+    new = replace(new, repos=tuple(replace(r, required_by=tuple(edges.get(r.key, ()))) for r in new.repos))
     new, dropped = _reachable(new)
     result.removed = [r.display for r in dropped]
     for change in result.changes:
@@ -234,7 +238,7 @@ def _reachable(lock: Lock) -> tuple[Lock, list[LockedRepo]]:
     kept = tuple(
         replace(r, required_by=tuple(q for q in r.required_by if q.key in keep)) for r in lock.repos if r.key in keep
     )
-    return Lock(kept, lock.version), dropped
+    return replace(lock, repos=kept), dropped
 
 
 def _naming(exc: HfaError, ref: RepoRef, unchanged: Path | None) -> HfaError:
@@ -247,10 +251,46 @@ def _naming(exc: HfaError, ref: RepoRef, unchanged: Path | None) -> HfaError:
     return exc
 
 
-def normalise(lock_path: Path) -> PinResult:
-    """Rewrite an existing lock in its normal form, without network."""
-    lock = lockfile.read(lock_path)
-    return PinResult(lock_path, written=lockfile.write(lock_path, lock))
+def _configured_tasks(lock_path: Path) -> dict[str, str]:
+    """``[infer.tasks]`` of the ``hfa.toml`` beside the lock (canonical task -> REPO[@REV])."""
+    from hfa.infer.defaults import configured_tasks
+    from hfa.project import project_for_lock
+
+    project = project_for_lock(lock_path)
+    return configured_tasks(project.table("infer"), project.origin or "hfa.toml")
+
+
+def normalise(lock_path: Path, settings: Settings | None = None) -> PinResult:
+    """Rewrite an existing lock in its normal form; without network unless ``[infer.tasks]`` names a
+    task whose default is missing or changed (then that one is resolved, and the lock may be created)."""
+    configured = _configured_tasks(lock_path)
+    lock = lockfile.read(lock_path, missing_ok=bool(configured))
+    result = PinResult(lock_path)
+    if configured:
+        from hfa.infer.defaults import sync_tasks
+
+        if settings is None:
+            raise UsageError("resolving [infer.tasks] needs settings", "call normalise(lock_path, settings)")
+        lock, result.tasks = sync_tasks(settings, lock, configured)
+    result.written = lockfile.write(lock_path, lock)
+    return result
+
+
+def pin_task(settings: Settings, lock_path: Path, task: str, spec: str | None) -> PinResult:
+    """``hfa pin --task TASK [REPO[@REV]]``: set one task default (``spec`` None: the endpoint's recommended model)."""
+    from hfa.infer.defaults import TaskChange, canonical_task, resolve_default
+
+    lock = lockfile.read(lock_path, missing_ok=True)
+    name = canonical_task(task)
+    new = resolve_default(settings, name, spec)
+    result = PinResult(lock_path, tasks=[TaskChange(name, lock.task(name), new)])
+    configured = _configured_tasks(lock_path).get(name)
+    if configured is not None and RepoRef.parse(configured).display != new.display:
+        result.warnings.append(
+            f"hfa.toml maps {name} to {configured}: the next `hfa pin` puts that back (edit [infer.tasks] to keep {new.display})"
+        )
+    result.written = lockfile.write(lock_path, lock.set_task(new))
+    return result
 
 
 def remove(lock_path: Path, ref: RepoRef) -> PinResult:
@@ -275,8 +315,11 @@ def remove_many(lock_path: Path, refs: list[RepoRef]) -> PinResult:
                 f"{ref.display} is required by {who}",
                 f"remove that too (`hfa pin --remove {needed[0].display} {ref.display}`), or leave it",
             )
-    left = Lock(tuple(r for r in lock.repos if r.key not in keys), lock.version)
-    left = Lock(tuple(replace(r, required_by=tuple(q for q in r.required_by if q.key not in keys)) for r in left.repos))
+    left = replace(lock, repos=tuple(r for r in lock.repos if r.key not in keys))
+    left = replace(
+        left,
+        repos=tuple(replace(r, required_by=tuple(q for q in r.required_by if q.key not in keys)) for r in left.repos),
+    )
     left, dropped = _reachable(left)
     written = lockfile.write(lock_path, left)
     removed = [ref.display for ref in refs] + [r.display for r in dropped]
@@ -295,21 +338,36 @@ def _select_entries(lock: Lock, lock_path: Path, refs: list[RepoRef]) -> list[Lo
     return entries
 
 
-def upgrade(settings: Settings, lock_path: Path, refs: list[RepoRef], *, deps: bool = True) -> PinResult:
-    """Re-resolve the asked-for revisions (all, or the named repos) and report what moved.
+def upgrade(
+    settings: Settings, lock_path: Path, refs: list[RepoRef], *, deps: bool = True, task: str | None = None
+) -> PinResult:
+    """Re-resolve the asked-for revisions (all, or the named repos; ``task``: only that task default) and
+    report what moved. Without names, the task defaults move too (to hfa.toml's model where it names one).
 
     With ``deps``, each one's closure is resolved again too (all: from every direct entry), and
     dependencies nothing requires any more are dropped; without, just the entries.
     """
     from hfa.policy import load_policy
 
-    lock = lockfile.read(lock_path)
+    configured = _configured_tasks(lock_path)
+    lock = lockfile.read(lock_path, missing_ok=bool(configured))
     load_policy(lock_path)  # a broken policy fails (exit 2) before any request
+    tasks: list[TaskChange] = []
+    if task is not None or not refs:
+        from hfa.infer.defaults import canonical_task, sync_tasks
+
+        lock, tasks = sync_tasks(settings, lock, configured, upgrade=True, only=canonical_task(task) if task else None)
+        if task is not None:
+            result = PinResult(lock_path, tasks=tasks)
+            result.written = lockfile.write(lock_path, lock)
+            return result
     entries = _select_entries(lock, lock_path, refs)
     if deps and not refs:
         entries = [e for e in entries if e.direct]
     requests = [PinRequest(e.ref, e.selection) for e in entries]
-    return _closure(settings, lock_path, lock, requests, deps=deps, upgrading=True)
+    result = _closure(settings, lock_path, lock, requests, deps=deps, upgrading=True)
+    result.tasks = tasks
+    return result
 
 
 @dataclass
@@ -352,5 +410,5 @@ def check(settings: Settings, lock_path: Path, refs: list[RepoRef]) -> CheckResu
             continue
         except HfaError:
             raise
-        drift.append(lockfile.diff(entry, fresh))
+        drift.append(diff(entry, fresh))
     return CheckResult(lock_path, drift, len(entries))

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hfa.lock import lockfile
+from hfa.lock.diff import diff
 from hfa.lock.lockfile import Lock, LockedFile, LockedRepo, LockError, Requirer
 from hfa.resolve.selection import SelectOptions
 
@@ -232,6 +233,12 @@ def test_write_is_atomic_and_skips_unchanged(tmp_path: Path) -> None:
     [
         ("", "no `version` field"),
         ("version = 3\n", "lock version 3"),
+        ('version = 1\n[[task]]\ntask = "x"\n', "unknown top-level key(s): task"),
+        ('version = 2\n[[task]]\ntask = "x"\nrepo = "o/m"\n', "(line 2): task default #1 must have exactly"),
+        (
+            'version = 2\n[[task]]\ntask = "Bad Name"\nrepo = "o/m"\nrevision = "main"\ncommit = "' + "a" * 40 + '"\n',
+            "invalid task name",
+        ),
         ('version = "1"\n', "`version` must be a number"),
         ('version = 1\n[[repo]]\nid = "org/x"\ntype = "model"\n', "(line 3): repo 'org/x' lacks revision"),
         ("version = 1\nrepo = [\n", "not valid TOML"),
@@ -273,7 +280,7 @@ def test_diff_reports_added_removed_changed() -> None:
             LockedFile("tokenizer.json", 5, "git-sha1", "e" * 40),
         ),
     )
-    d = lockfile.diff(old, new)
+    d = diff(old, new)
     assert d.moved and d.added == ["tokenizer.json"] and d.removed == ["model.safetensors"]
     assert [c[0] for c in d.changed] == ["config.json"]
     assert d.lines()[0] == f"org/model@main: {'9' * 12} → {'8' * 12}"
@@ -284,3 +291,21 @@ def test_locked_file_to_remote_rebuilds_blob_ids() -> None:
 
     f = LockedFile("w.safetensors", 10, "sha256", "a" * 64).to_remote()
     assert f.etag == "a" * 64 and f.blob_id == git_sha1(lfs_pointer("a" * 64, 10))
+
+
+def test_task_defaults_round_trip_at_version_2_and_old_locks_still_read() -> None:
+    from hfa.lock.lockfile import TaskDefault
+
+    old = lockfile.loads("version = 1\n", "hfa.lock")
+    assert old.tasks == () and lockfile.dumps(old).count("version = 1") == 1  # no task: still version 1
+    lock = old.set_task(TaskDefault("text-classification", "org/sst2", "main", "b" * 40))
+    lock = lock.set_task(TaskDefault("feature-extraction", "org/minilm", "v1", "c" * 40))
+    text = lockfile.dumps(lock)
+    assert "version = 2" in text
+    assert text.index('task = "feature-extraction"') < text.index('task = "text-classification"')  # sorted
+    again = lockfile.loads(text, "hfa.lock")
+    assert again.task("text-classification") == TaskDefault("text-classification", "org/sst2", "main", "b" * 40)
+    assert lockfile.dumps(again) == text
+    twice = text + '\n[[task]]\ntask = "feature-extraction"\nrepo = "o/x"\nrevision = "main"\ncommit = "' + "d" * 40 + '"\n'
+    with pytest.raises(LockError, match="has two defaults"):
+        lockfile.loads(twice, "hfa.lock")

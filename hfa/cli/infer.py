@@ -178,10 +178,20 @@ InferLockOpt = Annotated[
     Path | None,
     typer.Option(
         "--lock",
-        help="--local: take the model's commit from this lock.",
+        help="The lock whose task default runs when no --model is given (and, with --local, the model's"
+        " commit); its folder's hfa.toml lists the providers. Default: ./hfa.lock.",
         dir_okay=False,
         rich_help_panel=PANEL_RUN,
         show_default=False,
+    ),
+]
+UsageOpt = Annotated[
+    bool,
+    typer.Option(
+        "--usage",
+        help="Show each provider's limits (used and left per window), cooldowns and the state store's path;"
+        " the same as `hfa infer usage`.",
+        rich_help_panel=PANEL_RUN,
     ),
 ]
 SelftestOpt = Annotated[
@@ -200,7 +210,7 @@ def infer(
         typer.Argument(
             help="text-generation, text-classification (sentiment-analysis), summarization, translation, "
             "question-answering, zero-shot-classification, text-to-image, image-classification, "
-            "feature-extraction (embeddings).",
+            "feature-extraction (embeddings); or `usage` (as --usage).",
             show_default=False,
         ),
     ],
@@ -224,6 +234,7 @@ def infer(
     trust_remote_code: TrustRemoteCodeInferOpt = False,
     lock: InferLockOpt = None,
     selftest: SelftestOpt = False,
+    usage: UsageOpt = False,
     endpoint: EndpointOpt = None,
     cache_dir: CacheDirOpt = None,
     token: TokenOpt = None,
@@ -235,6 +246,8 @@ def infer(
     """Run a model on an input: one request, a JSONL batch (--jsonl), or a --selftest.
 
     Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
+
+    Without --model, the lock's default for the task runs (`hfa pin --task TASK`). With [[infer.providers]] in hfa.toml, requests go to the providers in order, falling over to the next, within their limits (`hfa infer usage`).
 
     A batch writes one line per request, in input order, and exits 1 if any line failed. See docs/infer.md.
     """
@@ -252,6 +265,10 @@ def infer(
         from hfa.infer.session import Session
         from hfa.infer.tasks import build_parameters, get_task
 
+        lock_path = lock if lock is not None else Path("hfa.lock")
+        if usage or task == "usage":
+            _usage(ctx, lock_path)
+            return
         spec = get_task(task)
         sources = [
             name
@@ -279,17 +296,24 @@ def infer(
             context=context,
             extra=extra,
         )
-        if not local and (allow_pickle or trust_remote_code or lock is not None):
+        if not local and (allow_pickle or trust_remote_code):
             raise UsageError(
-                "--allow-pickle, --trust-remote-code and --lock apply to --local",
+                "--allow-pickle and --trust-remote-code apply to --local",
                 "add --local, or drop them (a server decides its own policy)",
             )
         local_options: dict[str, Any] = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
-        if lock is not None:
+        if local and lock is not None:
             from hfa.lock import lockfile
 
             local_options["lock"] = lockfile.read(lock)
         out = ctx.out
+        providers = _providers(lock_path) if not (local or endpoint_url) else []
+        if model is None and endpoint_url is None:
+            from hfa.infer.defaults import default_for
+
+            default = default_for(lock_path, spec.name)  # no network: the lock says which commit
+            model = f"{default.repo_id}@{default.commit}"
+            out.debug(f"{spec.name}: the lock's default, {default.display} at {default.commit}")
         session = Session(
             ctx.settings,
             spec,
@@ -300,6 +324,9 @@ def infer(
             use_cache=not (no_cache or selftest),
             on_wait=out.debug if jsonl else out.info,
             local_options=local_options,
+            providers=providers,
+            on_event=out.debug,
+            on_warning=out.warn,
         )
         if session.cache_note:
             out.debug(session.cache_note)
@@ -338,11 +365,17 @@ def _single(
 
     out, spec = ctx.out, session.spec
     result, cached = session.answer(text, file, params, context, output)
+    outcome = session.last_outcome
     if cached:
         out.info("(answered from the inference cache; --no-cache to ask again)")
+    elif outcome is not None and outcome.fallbacks:
+        out.info(f"answered by provider '{outcome.provider}' after {len(outcome.fallbacks)} fallback(s)")
     shown = session.save(result, output)
     if shown is not None:  # an image: its file, not its bytes
-        out.result(session.describe(shown, cached), lambda: out.line(f"wrote image to {output} ({len(result)} bytes)"))
+        out.result(
+            session.describe(shown, cached, outcome),
+            lambda: out.line(f"wrote image to {output} ({len(result)} bytes)"),
+        )
         return
 
     def human() -> None:
@@ -351,7 +384,60 @@ def _single(
         if output is not None:
             out.info(f"wrote result to {output}")
 
-    out.result(session.describe(result, cached), human)
+    out.result(session.describe(result, cached, outcome), human)
+
+
+def _providers(lock_path: Path) -> list[Any]:
+    """hfa.toml's ``[[infer.providers]]`` beside the lock, in the order they are tried."""
+    from hfa.infer.providers import parse_providers
+    from hfa.project import project_for_lock
+
+    project = project_for_lock(lock_path)
+    return parse_providers(project.table("infer"), project.origin or "hfa.toml")
+
+
+def _usage(ctx: Ctx, lock_path: Path) -> None:
+    """``hfa infer usage``: per provider, each limit's used/left, its cooldown, and the store's path."""
+    import time
+
+    from hfa.infer.limits import StateStore, clock_time
+
+    out = ctx.out
+    store = StateStore()
+    providers = _providers(lock_path)
+    cooldowns = store.cooldowns()
+    now = time.time()
+    rows = []
+    for spec in providers:
+        cool = cooldowns.get(spec.name)
+        rows.append(
+            {
+                **spec.describe(),
+                "limits": store.usage(spec) if spec.rates or spec.chars_per_month else [],
+                "cooldown": cool.to_json() if cool is not None and cool.until > now else None,
+            }
+        )
+    doc = {"store": str(store.root), "providers": rows}
+
+    def human() -> None:
+        if not rows:
+            out.line("No [[infer.providers]] in hfa.toml: requests go to one route, with no limits.")
+        for row in rows:
+            state = "" if row["enabled"] else " (disabled)"
+            out.line(f"{row['name']} ({row['kind']}, priority {row['priority']}){state}")
+            for limit in row["limits"]:
+                free = f", next free at {clock_time(limit['next_free_at'])}" if limit["next_free_at"] else ""
+                out.line(
+                    f"  {limit['measure']}: {limit['used']} of {limit['limit']} per {limit['period']} used,"
+                    f" {limit['left']} left{free}"
+                )
+            if not row["limits"]:
+                out.line("  no limits")
+            if row["cooldown"]:
+                out.line(f"  cooling down until {clock_time(row['cooldown']['until'])}: {row['cooldown']['reason']}")
+        out.line(f"state store: {store.root}")
+
+    out.result(doc, human)
 
 
 def _selftest(ctx: Ctx, session: "Session", params: dict[str, Any]) -> None:

@@ -63,6 +63,16 @@ def pin(
             help="Pin (or --upgrade) just the named repos, not what they require (an adapter's base model).",
         ),
     ] = False,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="Set the default model of an `hfa infer` task: `--task TASK REPO\\[@REV]`, or without REPO the"
+            " model the endpoint recommends (its /api/tasks); with --upgrade, move only this task's default.",
+            show_default=False,
+            metavar="TASK",
+        ),
+    ] = None,
     framework: FrameworkOpt = None,
     quant: QuantOpt = None,
     include: IncludeOpt = None,
@@ -84,8 +94,9 @@ def pin(
 
     `hfa pin REPO\\[@REV]` adds or updates an entry, and one for each repo it requires (an adapter's
     base model), recording who requires it and why; `hfa pin` alone normalises the lock without
-    network; `--upgrade` moves pins (and their closure) and reports what moved; `--check` reports
-    drift for CI.
+    network (but resolves the task defaults hfa.toml's [infer.tasks] adds or changes); `--upgrade`
+    moves pins (and their closure) and task defaults and reports what moved; `--check` reports drift
+    for CI. `hfa pin --task TASK \\[REPO\\[@REV]]` pins the model `hfa infer TASK` runs without --model.
     Several repos are pinned all or nothing. Selection options apply to every repo named, except
     `--quant`, which applies only to repos with GGUF files; `REPO:QUANT` picks one repo's quantisation
     (`hfa pin org/x-GGUF:Q4_K_M org/y`). A \\[policy] in hfa.toml beside the lock refuses repos that break
@@ -119,6 +130,9 @@ def pin(
         modes = [m for m, on in (("--upgrade", upgrade), ("--check", check), ("--remove", remove)) if on]
         if len(modes) > 1:
             raise UsageError(f"{' and '.join(modes)} cannot be combined", "run them one at a time")
+        if task is not None:
+            _pin_task(ctx, lock, task, repos or [], upgrade, [m for m in modes if m != "--upgrade"], sel.given())
+            return
         specs = [RepoRef.parse_spec(r, repo_type) for r in repos or []]
         refs = [ref for ref, _ in specs]
         sel_given = sel.given() or any(quant is not None for _, quant in specs)
@@ -176,11 +190,14 @@ def pin(
                     requests.append(core.PinRequest(ref, options, fit=len(specs) > 1))
             result = core.pin_many(ctx.settings, lock, requests, deps=not no_deps)
         else:
-            result = core.normalise(lock)
+            result = core.normalise(lock, ctx.settings)
         for warning in result.warnings:
             out.warn(warning)
 
         def human() -> None:
+            for task_change in result.tasks:
+                if task_change.moved:
+                    out.line(task_change.line())
             for change in result.changes:
                 if change.old_commit is None:
                     out.line(f"+ {change.repo}@{change.revision} → {change.new_commit} ({len(change.added)} file(s))")
@@ -196,3 +213,38 @@ def pin(
             out.success(f"{'Wrote' if result.written else 'Unchanged:'} {lock}")
 
         out.result(result.to_json(), human)
+
+
+def _pin_task(ctx: Ctx, lock: Path, task: str, repos: list[str], upgrade: bool, modes: list[str], sel: bool) -> None:
+    """``hfa pin --task TASK [REPO[@REV]]`` and ``hfa pin --upgrade --task TASK``."""
+    from hfa import pin as core
+    from hfa.errors import UsageError, command_text
+
+    if modes or sel:
+        raise UsageError(
+            f"--task does not combine with {modes[0] if modes else 'selection options'}",
+            "a task default is a model and a commit: hfa pin --task TASK org/model[@rev]",
+        )
+    if len(repos) > 1 or (upgrade and repos):
+        raise UsageError(
+            "--task takes at most one model" + (" (none with --upgrade)" if upgrade else ""),
+            command_text("hfa", "pin", "--task", task, "org/model"),
+        )
+    out = ctx.out
+    if upgrade:
+        result = core.upgrade(ctx.settings, lock, [], task=task)
+        if not result.tasks:
+            raise UsageError(
+                f"{lock} has no default for {task} to upgrade", command_text("hfa", "pin", "--task", task, "org/model")
+            )
+    else:
+        result = core.pin_task(ctx.settings, lock, task, repos[0] if repos else None)
+    for warning in result.warnings:
+        out.warn(warning)
+
+    def human() -> None:
+        for change in result.tasks:
+            out.line(change.line())
+        out.success(f"{'Wrote' if result.written else 'Unchanged:'} {lock}")
+
+    out.result(result.to_json(), human)

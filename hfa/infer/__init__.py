@@ -8,6 +8,9 @@
 * :mod:`hfa.infer.batch`  JSON-lines batches, in order, with concurrency;
 * :mod:`hfa.infer.session` :class:`Session`, one ``hfa infer`` run: the runner behind the result
   cache, the cache-key policy, one request, a selftest or a batch, and atomic output files;
+* :mod:`hfa.infer.orchestrator` :class:`Orchestrator`, the Python API; :mod:`hfa.infer.chain` the provider chain: ``[[infer.providers]]`` in
+  order with fallback; :mod:`hfa.infer.providers` reads them, :mod:`hfa.infer.limits` keeps their
+  limits and cooldowns; :mod:`hfa.infer.defaults` the task defaults pinned in the lock;
 * :mod:`hfa.infer.modelfiles` a model's files, its policy checks and staging (no torch);
 * :mod:`hfa.infer.pool`   the model pool ``hfa serve --infer`` loads engines into (no torch until a load);
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 from hfa.infer.batch import BatchRequest, parse_lines, run_batch
 from hfa.infer.cache import CachedRunner, ResultCache, cache_stats, clear_cache, default_cache_root
 from hfa.infer.client import Clock, InferenceAPI, make_runner, model_url, resolve_commit, token_for
+from hfa.infer.orchestrator import Orchestrator
 from hfa.infer.session import Session
 from hfa.infer.tasks import Runner, Task, build_parameters, get_task, make_inputs, selftest
 
@@ -33,6 +37,7 @@ __all__ = [
     "CachedRunner",
     "Clock",
     "InferenceAPI",
+    "Orchestrator",
     "ResultCache",
     "Runner",
     "Session",

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfa.errors import HfaError, UsageError, from_exception
-from hfa.infer.tasks import Task, check_parameters, make_inputs
+from hfa.infer.tasks import Outcome, Task, check_parameters, make_inputs
 
 
 @dataclass
@@ -105,7 +105,11 @@ def run_batch(
             line = {"id": request.id, "error": request.error}
         else:
             try:
-                line = {"id": request.id, "result": handle(request)}
+                value = handle(request)
+                if isinstance(value, Outcome):  # a line says which provider answered, and how
+                    line = {"id": request.id, **value.fields(), "result": value.result}
+                else:
+                    line = {"id": request.id, "result": value}
             except Exception as exc:
                 line = {"id": request.id, "error": describe_error(exc)}
         if on_done is not None:

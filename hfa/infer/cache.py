@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hfa.config import hf_home
-from hfa.infer.tasks import Runner, get_task, input_identity
+from hfa.infer.tasks import Outcome, Runner, get_task, input_identity
 
 CACHE_VERSION = 1
 MISS = object()
@@ -61,18 +61,23 @@ class ResultCache:
 
     def get(self, key: str) -> Any:
         """The cached result, or the sentinel :data:`MISS`."""
+        return self.get_entry(key)[0]
+
+    def get_entry(self, key: str) -> tuple[Any, dict[str, Any]]:
+        """The cached result (or :data:`MISS`) and its entry's other fields (``provider``, ``route`` …)."""
         try:
             doc = json.loads(self.path_for(key).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return MISS
+            return MISS, {}
         if not isinstance(doc, dict) or doc.get("version") != CACHE_VERSION or doc.get("key") != key:
-            return MISS
+            return MISS, {}
+        meta = {k: v for k, v in doc.items() if k not in ("result", "result_base64")}
         if "result_base64" in doc:
             try:
-                return base64.b64decode(doc["result_base64"], validate=True)
+                return base64.b64decode(doc["result_base64"], validate=True), meta
             except (ValueError, TypeError):
-                return MISS
-        return doc.get("result", MISS)
+                return MISS, {}
+        return doc.get("result", MISS), meta
 
     def put(self, key: str, result: Any, meta: dict[str, Any]) -> None:
         from hfa.cache.layout import atomic_write_text
@@ -108,17 +113,35 @@ class CachedRunner:
 
     def run_with_info(self, task: str, inputs: Any, parameters: dict[str, Any]) -> tuple[Any, bool]:
         """(result, whether it came from the cache)."""
-        if self.cache is None:
-            return self.runner.run(task, inputs, parameters), False
-        key = self.key(task, inputs, parameters)
-        hit = self.cache.get(key)
-        if hit is not MISS:
-            return hit, True
+        outcome = self.run_outcome(task, inputs, parameters)
+        return outcome.result, outcome.cached
+
+    def _run(self, task: str, inputs: Any, parameters: dict[str, Any]) -> Outcome:
+        run_outcome = getattr(self.runner, "run_outcome", None)
+        if callable(run_outcome):
+            outcome: Outcome = run_outcome(task, inputs, parameters)
+            return outcome
+        started = time.monotonic()
         result = self.runner.run(task, inputs, parameters)
+        return Outcome(result, attempts=1, latency_ms=round((time.monotonic() - started) * 1000))
+
+    def run_outcome(self, task: str, inputs: Any, parameters: dict[str, Any]) -> Outcome:
+        """The result and how it was answered; identical requests come from the cache (``cached``,
+        with the provider that answered them first)."""
+        if self.cache is None:
+            return self._run(task, inputs, parameters)
+        key = self.key(task, inputs, parameters)
+        hit, entry = self.cache.get_entry(key)
+        if hit is not MISS:
+            provider = entry.get("provider")
+            return Outcome(hit, provider=provider if isinstance(provider, str) else None, cached=True)
+        outcome = self._run(task, inputs, parameters)
         meta = {"route": self.runner.route, "model": self.model, "commit": self.commit, "task": get_task(task).name}
+        if outcome.provider is not None:
+            meta["provider"] = outcome.provider
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs a later request
-            self.cache.put(key, result, meta)
-        return result, False
+            self.cache.put(key, outcome.result, meta)
+        return outcome
 
     def run(self, task: str, inputs: Any, parameters: dict[str, Any]) -> Any:
         return self.run_with_info(task, inputs, parameters)[0]

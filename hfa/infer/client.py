@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,6 +52,15 @@ DEFAULT_RETRIES = 8
 HF_ROUTER = "https://router.huggingface.co/hf-inference"  # huggingface_hub's INFERENCE_PROXY_TEMPLATE
 _TRUSTED_HF_HOSTS = ("router.huggingface.co",)
 _TRUSTED_HF_SUFFIXES = (".endpoints.huggingface.cloud",)
+
+
+@dataclass(frozen=True)
+class RequestHooks:
+    """What the orchestrator adds to one request of an :class:`InferenceAPI` (see ``run_until``)."""
+
+    before_attempt: Callable[[], None] | None = None
+    observe: Callable[[int, Any], None] | None = None
+    waited: Callable[[float], None] | None = None
 
 
 class Clock:
@@ -261,24 +271,46 @@ class InferenceAPI:
         return InferenceClient(model=url, token=self._token, timeout=timeout, headers=headers)
 
     def run(self, task: str, inputs: Any, parameters: dict[str, Any]) -> Any:
+        return self.run_until(task, inputs, parameters)
+
+    def run_until(
+        self,
+        task: str,
+        inputs: Any,
+        parameters: dict[str, Any],
+        deadline: float | None = None,
+        hooks: RequestHooks | None = None,
+    ) -> Any:
+        """:meth:`run` within ``deadline`` (``clock.now()`` time; default: ``timeout`` from now).
+
+        ``hooks`` (the orchestrator's): ``before_attempt()`` runs before every HTTP request, a loading
+        poll included (it may wait, or raise to stop); ``observe(status, headers)`` sees every error
+        answer's status and headers (``RateLimit-*``, ``Retry-After``).
+        """
         spec = get_task(task)
         url = self.url_for(spec)
         kwargs = _kwargs_for(spec, parameters)
-        deadline = self.clock.now() + self.timeout
+        if deadline is None:
+            deadline = self.clock.now() + self.timeout
         retries = 0
         last = "no answer yet"
+        status: int | None = None
+        retry_after: float | None = None
         while True:
             remaining = deadline - self.clock.now()
             if remaining <= 0:
-                raise self._deadline_error(url, last)
+                raise self._deadline_error(url, last, status, retry_after)
+            if hooks is not None and hooks.before_attempt is not None:
+                hooks.before_attempt()
+                remaining = deadline - self.clock.now()
             with self._lock:
                 self.requests_made += 1
             try:
-                return _call(self._client(url, remaining), spec, url, inputs, kwargs)
+                return self._call(url, remaining, spec, inputs, kwargs)
             except HfaError:
                 raise
             except Exception as exc:
-                loading, retry_after, last = self._classify(exc, spec, url)
+                loading, retry_after, last, status = self._classify(exc, spec, url, hooks)
             if loading is not None:
                 wait = loading  # waiting for a model to load does not use up a retry
             else:
@@ -286,23 +318,35 @@ class InferenceAPI:
                     raise NetworkError(
                         f"{url} kept failing: {last} (after {retries + 1} tries)",
                         "retry later; HFA_MAX_RETRIES and --timeout set how long hfa keeps trying",
+                        details={"status": status, "retry_after": retry_after, "reason": "retries"},
                     )
                 wait = self.retry.delay(retries, retry_after)
                 retries += 1
-            if wait >= deadline - self.clock.now():
-                raise self._deadline_error(url, last)
+            if wait >= deadline - self.clock.now() or (retry_after is not None and retry_after >= deadline - self.clock.now()):
+                raise self._deadline_error(url, last, status, retry_after)
             if self.on_wait is not None:
                 self.on_wait(f"{last}; retrying in {wait:.1f} s")
+            if hooks is not None and hooks.waited is not None:
+                hooks.waited(wait)
             self.clock.sleep(wait)
 
-    def _deadline_error(self, url: str, last: str) -> NetworkError:
+    def _call(self, url: str, timeout: float, spec: Task, inputs: Any, kwargs: dict[str, Any]) -> Any:
+        return _call(self._client(url, timeout), spec, url, inputs, kwargs)
+
+    def _deadline_error(
+        self, url: str, last: str, status: int | None = None, retry_after: float | None = None
+    ) -> NetworkError:
         return NetworkError(
             f"No answer from {url} within the {self.timeout:g} s deadline ({last})",
             "raise --timeout, or retry later",
+            details={"status": status, "retry_after": retry_after, "reason": "deadline"},
         )
 
-    def _classify(self, exc: Exception, task: Task, url: str) -> tuple[float | None, float | None, str]:
-        """(seconds to wait for a loading model or None, Retry-After, what happened), or raise the final error."""
+    def _classify(
+        self, exc: Exception, task: Task, url: str, hooks: RequestHooks | None = None
+    ) -> tuple[float | None, float | None, str, int | None]:
+        """(seconds to wait for a loading model or None, Retry-After, what happened, HTTP status),
+        or raise the final error."""
         import httpx2
         from huggingface_hub.errors import HfHubHTTPError
 
@@ -313,19 +357,29 @@ class InferenceAPI:
             body = _error_body(response)
             message = _message(body, response)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if hooks is not None and hooks.observe is not None:
+                hooks.observe(status, response.headers)
             if status == 503 and isinstance(body, dict) and _is_loading(body):
                 estimated = body.get("estimated_time")
                 guess = estimated if isinstance(estimated, (int, float)) and estimated > 0 else retry_after
                 wait = min(max(1.0, float(guess or 0.0)), self.max_loading_wait)
-                return wait, None, f"the model is loading (estimated {float(guess or 0):.0f} s)"
+                return wait, None, f"the model is loading (estimated {float(guess or 0):.0f} s)", status
+            if status in (402, 403, 429) and _is_quota(message):
+                raise NetworkError(
+                    f"{url} says its quota is used up (HTTP {status}): {message}",
+                    "wait for the quota to renew, or add another provider to hfa.toml (docs/infer.md)",
+                    details={"status": status, "retry_after": retry_after, "reason": "quota"},
+                )
             if status in RETRY_STATUSES:
-                return None, retry_after, f"HTTP {status}: {message}"
-            raise self._final_error(status, message, http, task, url)
+                return None, retry_after, f"HTTP {status}: {message}", status
+            error = self._final_error(status, message, http, task, url)
+            error.details.setdefault("status", status)
+            raise error
         if _in_chain(exc, TimeoutError) is not None or _in_chain(exc, httpx2.TimeoutException) is not None:
-            return None, None, "the request timed out"
+            return None, None, "the request timed out", None
         transport = _in_chain(exc, httpx2.TransportError) or _in_chain(exc, ConnectionError)
         if transport is not None:
-            return None, None, f"connection failed ({type(transport).__name__}: {transport})"
+            return None, None, f"connection failed ({type(transport).__name__}: {transport})", None
         if isinstance(exc, (ValueError, KeyError, TypeError, IndexError)):
             raise CheckFailed(
                 f"{url} answered {task.name} with a body InferenceClient cannot read ({type(exc).__name__}: {exc})",
@@ -408,6 +462,15 @@ def _message(body: Any, response: Any) -> str:
     return text[:300]
 
 
+_QUOTA_WORDS = ("quota", "exceeded your monthly", "credits", "usage limit", "billing")
+
+
+def _is_quota(message: str) -> bool:
+    """A message saying the account's quota or credits are used up (retrying soon cannot help)."""
+    lower = message.lower()
+    return any(word in lower for word in _QUOTA_WORDS)
+
+
 def _is_loading(body: dict[str, Any]) -> bool:
     return "estimated_time" in body or "loading" in str(body.get("error", "")).lower()
 
@@ -435,7 +498,7 @@ def _kwargs_for(task: Task, parameters: dict[str, Any]) -> dict[str, Any]:
     return dict(parameters)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """What json cannot write, as plain data: numpy arrays (the public embedding methods) as lists."""
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -477,4 +540,4 @@ def _call(client: Any, task: Task, url: str, inputs: Any, kwargs: dict[str, Any]
         result = method(Path(inputs), **kwargs)
     else:
         result = method(inputs, **kwargs)
-    return json.loads(json.dumps(result, default=_plain))
+    return json.loads(json.dumps(result, default=plain_value))

@@ -19,15 +19,19 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfa.config import Settings
 from hfa.errors import LocalError, UsageError
 from hfa.infer.batch import BatchRequest, parse_lines, run_batch
 from hfa.infer.cache import CachedRunner, ResultCache
 from hfa.infer.client import make_runner, resolve_commit
-from hfa.infer.tasks import SelftestReport, Task, check_parameters, image_type, make_inputs, selftest
+from hfa.infer.tasks import Outcome, SelftestReport, Task, check_parameters, image_type, make_inputs, selftest
 from hfa.resolve.refs import RepoRef
+
+if TYPE_CHECKING:
+    from hfa.infer.limits import StateStore
+    from hfa.infer.providers import ProviderSpec
 
 
 class Session:
@@ -45,22 +49,63 @@ class Session:
         use_cache: bool = True,
         on_wait: Callable[[str], None] | None = None,
         local_options: dict[str, Any] | None = None,
+        providers: list[ProviderSpec] | None = None,
+        state: StateStore | None = None,
+        on_event: Callable[[str], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
+        """``providers`` (hfa.toml's ``[[infer.providers]]``): requests go to them in order, with
+        fallback, limits and cooldowns (``state``), unless ``endpoint_url`` or ``local`` names one
+        route for this run. ``on_event``: each attempt, wait and fallback (``-v``); ``on_warning``:
+        a provider skipped because it refused access."""
         self.spec = spec
         self.ref = RepoRef.parse(model) if model else None
         if self.ref is not None and self.ref.repo_type != "model":
             raise UsageError(f"'{model}' is a {self.ref.repo_type}; inference runs models", "pass --model org/name")
         if timeout <= 0:
             raise UsageError(f"--timeout must be positive, not {timeout:g}", "pass seconds, e.g. --timeout 300")
-        self.runner = make_runner(
-            settings,
-            self.ref,
-            endpoint_url=endpoint_url,
-            local=local,
-            timeout=timeout,
-            on_wait=on_wait,
-            local_options=local_options,
-        )
+        from hfa.infer.chain import Member, ProviderChain, ProvidersRoute, member_for
+        from hfa.infer.providers import ProviderSpec
+
+        repo_id = self.ref.repo_id if self.ref else None
+        self.providers = list(providers or []) if not local and endpoint_url is None else []
+        if self.providers:
+            from hfa.infer.limits import StateStore
+
+            members = [
+                member_for(settings, p, self.ref, timeout=timeout, on_wait=on_wait, local_options=local_options)
+                for p in self.providers
+            ]
+            chain = ProviderChain(
+                members,
+                route=ProvidersRoute,
+                timeout=timeout,
+                state=state if state is not None else StateStore(),
+                on_event=on_event,
+                on_warning=on_warning,
+                model=repo_id,
+            )
+        else:  # today's one route, as a chain of one implicit provider: no limits, nothing remembered
+            inner = make_runner(
+                settings,
+                self.ref,
+                endpoint_url=endpoint_url,
+                local=local,
+                timeout=timeout,
+                on_wait=on_wait,
+                local_options=local_options,
+            )
+            name = "local" if local else "endpoint" if endpoint_url else "hf-inference"
+            chain = ProviderChain(
+                [Member(ProviderSpec(name, name), lambda: inner, persist=False)],
+                route=inner.route,
+                timeout=timeout,
+                clock=getattr(inner, "clock", None),
+                on_event=on_event,
+                model=repo_id,
+            )
+        self.runner = chain
+        self.last_outcome: Outcome | None = None  # how the last answer() was answered
         self.commit: str | None = None
         self.cache_note: str | None = None  # which cache-key rule applied, for a debug line
         if self.ref is not None:
@@ -77,16 +122,20 @@ class Session:
         self.model_label = self.ref.display if self.ref else self.runner.route
         self.cached = CachedRunner(self.runner, ResultCache() if use_cache else None, model=label, commit=self.commit)
 
-    def describe(self, result: Any, cached: bool) -> dict[str, Any]:
-        """The JSON document of one answer: the task, model, commit, route, and the result."""
-        return {
+    def describe(self, result: Any, cached: bool, outcome: Outcome | None = None) -> dict[str, Any]:
+        """The JSON document of one answer: the task, model, commit, route, and the result (and with
+        ``outcome``: provider, attempts, fallbacks, latency_ms, waited_s)."""
+        doc = {
             "task": self.spec.name,
             "model": self.model_label,
             "commit": self.commit,
             "route": self.runner.route,
             "cached": cached,
-            "result": result,
         }
+        if outcome is not None:
+            doc.update(outcome.fields())
+        doc["result"] = result
+        return doc
 
     # -- one request ------------------------------------------------------------------------------
     def answer(
@@ -107,8 +156,8 @@ class Session:
             raw = str(file) if file is not None else text
         check_parameters(spec, params)
         inputs = make_inputs(spec, raw, context=context)
-        result: tuple[Any, bool] = self.cached.run_with_info(spec.name, inputs, params)
-        return result
+        self.last_outcome = self.cached.run_outcome(spec.name, inputs, params)
+        return self.last_outcome.result, self.last_outcome.cached
 
     def save(self, result: Any, output: Path | None) -> dict[str, Any] | None:
         """Write ``result`` to ``output`` (the image, or the JSON); for an image, what to show instead of it."""
@@ -157,14 +206,14 @@ class Session:
         """One result line per request line, in input order (failed requests as lines with ``"error"``)."""
         spec = self.spec
 
-        def handle(request: BatchRequest) -> Any:
-            result = self.cached.run(spec.name, request.inputs, request.parameters)
+        def handle(request: BatchRequest) -> Outcome:
+            outcome = self.cached.run_outcome(spec.name, request.inputs, request.parameters)
             if spec.binary_output:
                 assert output is not None
                 path = output / f"{safe_name(request.id)}.png"
-                write_atomic(path, result)
-                return {"file": str(path), "bytes": len(result)}
-            return result
+                write_atomic(path, outcome.result)
+                outcome.result = {"file": str(path), "bytes": len(outcome.result)}
+            return outcome
 
         requests = parse_lines(lines, spec, params, context=context)
         yield from run_batch(requests, handle, concurrency=concurrency, on_done=on_done)

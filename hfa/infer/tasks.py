@@ -25,6 +25,32 @@ from typing import Any, Protocol, runtime_checkable
 from hfa.errors import CheckFailed, UsageError
 
 
+@dataclass
+class Outcome:
+    """One answered request and how it was answered: which provider, after how many HTTP attempts,
+    which providers failed first (``fallbacks``: ``[{provider, error}]``), how long it took and waited,
+    and whether the result cache answered it."""
+
+    result: Any
+    provider: str | None = None
+    attempts: int = 0
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
+    latency_ms: int = 0
+    waited_s: float = 0.0
+    cached: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        """What ``--json`` and every JSONL line carry besides the result."""
+        return {
+            "provider": self.provider,
+            "attempts": self.attempts,
+            "fallbacks": self.fallbacks,
+            "latency_ms": self.latency_ms,
+            "waited_s": self.waited_s,
+            "cached": self.cached,
+        }
+
+
 @runtime_checkable
 class Runner(Protocol):
     """Runs one inference request. Implemented by :class:`hfa.infer.client.InferenceAPI` and ``--local``.

@@ -204,6 +204,31 @@ def whoami(handler: Handler, head: bool) -> None:
     handler.send_json({"type": "user", "name": rule.name, "auth": {"type": "access_token"}}, head=head)
 
 
+def tasks(handler: Handler, head: bool) -> None:
+    """``/api/tasks``: per pipeline tag, the models served with it (``widgetModels``, by id), as the Hub's
+    task table is shaped; huggingface_hub takes the first as the task's recommended model."""
+    policy = handler.server.config.auth
+    rule = policy.who(handler.token())
+    by_tag: dict[str, list[str]] = {}
+    start: int | None = 0
+    while start is not None:
+        q = {"cursor": [str(start)]} if start else {}
+        page, start = search_page(
+            handler.server.store,
+            policy,
+            rule,
+            "model",
+            q,
+            lambda repo, snap: info(handler, repo, snap, detailed=False),
+            handler.server.config.page_size,
+        )
+        for doc in page:
+            if isinstance(doc.get("pipeline_tag"), str) and not doc.get("gated"):
+                by_tag.setdefault(doc["pipeline_tag"], []).append(doc["id"])
+    body = {tag: {"id": tag, "widgetModels": sorted(ids)} for tag, ids in sorted(by_tag.items())}
+    handler.send_json(body, head=head)
+
+
 def search(handler: Handler, repo_type: str, head: bool) -> None:
     """``/api/{type}s``: one page of the repos that match the query and the token may see."""
     policy = handler.server.config.auth

@@ -193,6 +193,9 @@ class Request:
 
             if handle(self, segs, head):
                 return
+        if segs == ["api", "tasks"] and self.command in ("GET", "HEAD"):
+            api.tasks(self, head)
+            return
         if segs[0] == "api" and len(segs) >= 2 and segs[1] == "whoami-v2":
             api.whoami(self, head)
             return
