@@ -27,11 +27,11 @@ from __future__ import annotations
 import io
 import struct
 
-from hfa.scan.containers import HANDLERS, scan_polyglot_zip
+from hfa.scan.containers import HANDLERS, scan_polyglot_zip, unsupported_container
 from hfa.scan.limits import MAX_DEPTH, Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickles import VALID_OPCODES, PickleReport, probe_pickle, scan_pickles
-from hfa.scan.sniff import HEAD, KNOWN_DATA, kind, says_pickle
+from hfa.scan.sniff import HEAD, KNOWN_DATA, kind, says_pickle, unsupported, unsupported_name
 from hfa.scan.streams import CHUNK, as_binary
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
@@ -142,6 +142,9 @@ def _dispatch(
     if proto and found != "tar":
         _scan_pickle_file(fp, display, out, start, end, stream, depth)
         return True
+    if found == "unsupported":  # a container the scanner does not open (RAR, cab, ...): never a pass
+        unsupported_container(out, display, unsupported(head) or "unknown")
+        return True
     handler = HANDLERS.get(found) if found is not None else None
     if handler is not None:
         if stream:
@@ -161,6 +164,10 @@ def _dispatch(
         return True
     if head and head[0] in VALID_OPCODES and (expect or probe_pickle(fp, start, end, stream=stream)):
         _scan_pickle_file(fp, display, out, start, end, stream, depth)  # expected: fails closed if broken
+        return True
+    named = unsupported_name(display.rsplit("!", 1)[-1]) if found is None else None
+    if named is not None:  # x.rar, x.7z whose content is no 7z: a container the scanner cannot open
+        unsupported_container(out, display, named, by="name")
         return True
     if expect:
         what = "empty" if not head else "not a pickle, nor an archive or stream the scanner reads"
