@@ -167,7 +167,7 @@ def _dispatch(
         return True
     named = unsupported_name(display.rsplit("!", 1)[-1]) if found is None else None
     if named is not None:  # x.rar, x.7z whose content is no 7z: a container the scanner cannot open
-        unsupported_container(out, display, named, by="name")
+        unsupported_container(out, display, named, by_name=True)
         return True
     if expect:
         what = "empty" if not head else "not a pickle, nor an archive or stream the scanner reads"

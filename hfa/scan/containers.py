@@ -305,12 +305,13 @@ def unsafe_member(out: FileScan, path: str, name: str) -> None:
     )
 
 
-def unsupported_container(out: FileScan, display: str, what: str, by: str = "content") -> None:
+def unsupported_container(out: FileScan, display: str, what: str, by_name: bool = False) -> None:
     """A container or compressed stream the scanner does not open: never a clean pass."""
+    why = f"named .{what}, content the scanner cannot open" if by_name else what
     out.add(
         Severity.HIGH,
         "archive.unsupported-container",
-        f"cannot be scanned: unsupported container ({what}, by its {by}): unpack it and scan the contents",
+        f"cannot be scanned: unsupported container ({why}): unpack it and scan what it holds",
         display,
         container=what,
     )

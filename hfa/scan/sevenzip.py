@@ -80,7 +80,7 @@ def scan_7z(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, dep
     except py7zr.exceptions.PasswordRequired:
         _encrypted(out, display, "its file list is encrypted")
         return True
-    except Exception as exc:  # noqa: BLE001  # anything py7zr raises on hostile bytes: the archive cannot be read
+    except Exception as exc:  # anything py7zr raises on hostile bytes: the archive cannot be read
         out.malformed(f"a 7z archive that cannot be read ({_why(exc)})", display)
         return True
     with archive:
@@ -142,7 +142,7 @@ def _scan_members(archive: Any, p7io: Any, display: str, out: FileScan, depth: i
         raise exc.error from None
     except _Stop:
         out.too_costly(display, "7z members decompress to more than the scan's budget allows")
-    except Exception as exc:  # noqa: BLE001  # py7zr's errors on hostile or unsupported data
+    except Exception as exc:  # py7zr's errors on hostile or unsupported data
         unread = [path for fid, (path, _) in factory.expected.items() if fid not in factory.done]
         what = _why(exc)
         code = "archive.unsupported" if "nsupported" in type(exc).__name__ else "archive.malformed"
@@ -151,6 +151,9 @@ def _scan_members(archive: Any, p7io: Any, display: str, out: FileScan, depth: i
             out.malformed(f"7z data that cannot be decoded ({what})", display, unscanned=unread[:20])
         else:
             out.add(Severity.HIGH, code, message, display, unscanned=unread[:20])
+    finally:
+        for member in list(factory.live):  # a member py7zr gave up on midway: drop its spool
+            member.tmp.close()
 
 
 def _encrypted(out: FileScan, path: str, why: str) -> None:
@@ -176,9 +179,12 @@ class _Factory:
         self.depth = depth
         self.expected: dict[int, tuple[str, bool]] = {}  # member id -> (display path, named as a pickle)
         self.done: set[int] = set()
+        self.live: set[_Member] = set()  # spools not yet scanned and closed
 
     def create(self, filename: str) -> _Member:
-        return _Member(self, int(filename))
+        member = _Member(self, int(filename))
+        self.live.add(member)
+        return member
 
 
 class _Member:
@@ -189,7 +195,7 @@ class _Member:
 
         self.factory = factory
         self.fid = fid
-        self.tmp: Any = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        self.tmp: Any = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115  # closed in close()
         self.written = 0
 
     def write(self, data: bytes | bytearray) -> int:
@@ -217,9 +223,10 @@ class _Member:
         factory = self.factory
         path, wanted = factory.expected[self.fid]
         factory.done.add(self.fid)
+        factory.live.discard(self)
         try:
             factory.out.dispatch(as_binary(self.tmp), path, 0, self.written, factory.depth + 1, False, expect=wanted)
-        except Exception as exc:  # noqa: BLE001  # our own error: re-raised as itself by scan_7z
+        except Exception as exc:  # our own error: re-raised as itself by scan_7z
             raise _Failed(exc) from exc
         finally:
             self.tmp.close()

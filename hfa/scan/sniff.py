@@ -80,11 +80,11 @@ def unsupported_name(name: str) -> str | None:
     """The archive kind that ``name`` (a file or member path) says, if the scanner does not open it."""
     base = name.rsplit("/", 1)[-1]
     if base.endswith(".Z") and len(base) > 2:  # compress(1); lower-case .z is joblib's zlib
-        return "compress (.Z)"
+        return "Z"
     low = base.lower()
     head, dot, tail = low.rpartition(".")
     if dot and len(tail) == 3 and tail.isdigit() and head.endswith((".7z", ".zip", ".rar")):
-        return "split archive volume"  # x.7z.001: the rest is in other files
+        return tail  # x.7z.001, a split archive volume: the rest is in other files
     for suffix in UNSUPPORTED_SUFFIXES:
         if low.endswith(suffix) and len(low) > len(suffix):
             return suffix[1:]
