@@ -93,6 +93,8 @@ def unsupported_name(name: str) -> str | None:
 
 def unsafe_name(name: str) -> bool:
     """Whether an archive member's name leads outside the folder it is extracted to."""
+    if ".." not in name and name[:1] not in ("/", "\\") and name[1:2] != ":":
+        return False  # the common case in three comparisons
     path = name.replace("\\", "/")
     if path.startswith("/") or (len(path) > 1 and path[1] == ":" and path[0].isalpha()):
         return True
@@ -150,11 +152,20 @@ def kind(head: bytes) -> str | None:
     return None
 
 
+_AT_ZERO = tuple((magic, label) for at, magic, label in UNSUPPORTED_MAGIC if at == 0)
+_AT_OFFSET = tuple(entry for entry in UNSUPPORTED_MAGIC if entry[0] != 0)
+_FIRST = frozenset(magic[0] for magic, _ in _AT_ZERO) | {0x1F}
+_STARTS = tuple(magic for magic, _ in _AT_ZERO)
+
+
 def unsupported(head: bytes) -> str | None:
     """The name of the container or compressed stream ``head`` starts, if the scanner does not open it."""
-    for at, magic, label in UNSUPPORTED_MAGIC:
-        if head[at : at + len(magic)] == magic and (at != 2 or head[6:7] == b"-"):
+    if head[:1] and head[0] in _FIRST:  # one set lookup for the common case (a pickle, text, tensor data)
+        if head.startswith(_STARTS):
+            return next(label for magic, label in _AT_ZERO if head.startswith(magic))
+        if head[:2] == b"\x1f\x9d" and len(head) > 2 and 9 <= head[2] & 0x1F <= 16 and not head[2] & 0x60:
+            return "compress (.Z)"
+    for at, magic, label in _AT_OFFSET:
+        if head[at : at + 1] == magic[:1] and head[at : at + len(magic)] == magic and (at != 2 or head[6:7] == b"-"):
             return label
-    if head[:2] == b"\x1f\x9d" and len(head) > 2 and 9 <= head[2] & 0x1F <= 16 and not head[2] & 0x60:
-        return "compress (.Z)"
     return None
