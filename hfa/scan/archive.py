@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import struct
 
-from hfa.scan.containers import HANDLERS, scan_polyglot_zip, unsupported_container
+from hfa.scan.containers import HANDLERS, scan_polyglot_zip
 from hfa.scan.limits import MAX_DEPTH, Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickles import VALID_OPCODES, PickleReport, probe_pickle, scan_pickles
@@ -61,6 +61,38 @@ class FileScan:
 
     def malformed(self, message: str, path: str, **detail: Any) -> None:
         self.add(Severity.HIGH, "archive.malformed", f"cannot be proven safe: {message}", path, **detail)
+
+    def encrypted(self, path: str, why: str = "", **detail: Any) -> None:
+        """A member the scan cannot see into. No loader reads one without its password either (torch's
+        miniz and Python's zipfile refuse it), so it does not fail a scan by default: medium."""
+        self.add(
+            Severity.MEDIUM,
+            "archive.encrypted",
+            f"encrypted member: cannot be scanned ({why}no loader reads it without the password; "
+            "scan what it decrypts to)",
+            path,
+            **detail,
+        )
+
+    def unsafe_name(self, path: str, name: str) -> None:
+        self.add(
+            Severity.HIGH,
+            "archive.unsafe-name",
+            "a member named outside the archive's folder (../ or absolute): an extractor may write it there",
+            path,
+            name=name,
+        )
+
+    def unsupported_container(self, path: str, what: str, by_name: bool = False) -> None:
+        """A container or compressed stream the scanner does not open: never a clean pass."""
+        why = f"named .{what}, content the scanner cannot open" if by_name else what
+        self.add(
+            Severity.HIGH,
+            "archive.unsupported-container",
+            f"cannot be scanned: unsupported container ({why}): unpack it and scan what it holds",
+            path,
+            container=what,
+        )
 
     def too_costly(self, path: str, message: str) -> None:
         if not self.work.reported:
@@ -143,7 +175,7 @@ def _dispatch(
         _scan_pickle_file(fp, display, out, start, end, stream, depth)
         return True
     if found == "unsupported":  # a container the scanner does not open (RAR, cab, ...): never a pass
-        unsupported_container(out, display, unsupported(head) or "unknown")
+        out.unsupported_container(display, unsupported(head) or "unknown")
         return True
     handler = HANDLERS.get(found) if found is not None else None
     if handler is not None:
@@ -167,7 +199,7 @@ def _dispatch(
         return True
     named = unsupported_name(display.rsplit("!", 1)[-1]) if found is None else None
     if named is not None:  # x.rar, x.7z whose content is no 7z: a container the scanner cannot open
-        unsupported_container(out, display, named, by_name=True)
+        out.unsupported_container(display, named, by_name=True)
         return True
     if expect:
         what = "empty" if not head else "not a pickle, nor an archive or stream the scanner reads"

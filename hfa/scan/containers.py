@@ -8,7 +8,8 @@ any order, to :data:`~hfa.scan.limits.MAX_DEPTH`. A new container is one more ha
 table (7z: :mod:`hfa.scan.sevenzip`). Libraries outside the standard library (lz4, zstandard,
 py7zr) are optional: without them the file is an ``archive.unscannable`` finding, never clean.
 Containers the scanner does not open (RAR, cab, ar, cpio, ...: :data:`hfa.scan.sniff.UNSUPPORTED_MAGIC`)
-are ``archive.unsupported-container`` findings; so is an encrypted zip member ``archive.encrypted``.
+are ``archive.unsupported-container`` findings, an encrypted zip member ``archive.encrypted`` (the
+helpers that word each finding are :class:`hfa.scan.archive.FileScan` methods).
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def _scan_member(
 ) -> None:
     path = f"{display}!{m.name}"
     if unsafe_name(m.name):
-        unsafe_member(out, path, m.name)
+        out.unsafe_name(path, m.name)
     if m.name.endswith("/") and m.usize == 0 and m.csize == 0:
         return
     if not out.work.charge(MEMBER_COST):
@@ -240,7 +241,7 @@ def _scan_member(
         return
     encrypted = bool(m.flags & 0x41) or m.method == 99  # ZipCrypto, strong encryption, WinZip AES
     if encrypted:
-        encrypted_member(out, path, flags=m.flags, method=m.method)
+        out.encrypted(path, flags=m.flags, method=m.method)
     if m.flags & 0x20:  # patched data
         out.add(
             Severity.MEDIUM,
@@ -281,40 +282,6 @@ def _scan_member(
             path,
             method=m.method,
         )
-
-
-def encrypted_member(out: FileScan, path: str, **detail: Any) -> None:
-    """A member the scan cannot see into. No loader reads one without its password either (torch's
-    miniz and Python's zipfile refuse it), so it is not a fail by default: medium."""
-    out.add(
-        Severity.MEDIUM,
-        "archive.encrypted",
-        "encrypted member: cannot be scanned (no loader reads it without the password; scan what it decrypts to)",
-        path,
-        **detail,
-    )
-
-
-def unsafe_member(out: FileScan, path: str, name: str) -> None:
-    out.add(
-        Severity.HIGH,
-        "archive.unsafe-name",
-        "a member named outside the archive's folder (../ or absolute): an extractor may write it there",
-        path,
-        name=name,
-    )
-
-
-def unsupported_container(out: FileScan, display: str, what: str, by_name: bool = False) -> None:
-    """A container or compressed stream the scanner does not open: never a clean pass."""
-    why = f"named .{what}, content the scanner cannot open" if by_name else what
-    out.add(
-        Severity.HIGH,
-        "archive.unsupported-container",
-        f"cannot be scanned: unsupported container ({why}): unpack it and scan what it holds",
-        display,
-        container=what,
-    )
 
 
 def _7z(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, depth: int, expect: bool, kind: str) -> bool:

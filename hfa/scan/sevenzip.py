@@ -78,7 +78,7 @@ def scan_7z(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, dep
     try:
         archive = py7zr.SevenZipFile(view, mode="r")
     except py7zr.exceptions.PasswordRequired:
-        _encrypted(out, display, "its file list is encrypted")
+        out.encrypted(display, "its file list is encrypted; ")
         return True
     except Exception as exc:  # anything py7zr raises on hostile bytes: the archive cannot be read
         out.malformed(f"a 7z archive that cannot be read ({_why(exc)})", display)
@@ -109,19 +109,13 @@ def _scan_members(archive: Any, p7io: Any, display: str, out: FileScan, depth: i
         name = f.filename
         path = f"{display}!{name}"
         if unsafe_name(name):
-            out.add(
-                Severity.HIGH,
-                "archive.unsafe-name",
-                "a member named outside the archive's folder: an extractor may write it there (scanned as well)",
-                path,
-                name=name,
-            )
+            out.unsafe_name(path, name)
         if f.is_directory:
             continue
         wanted = says_pickle(name)
         coders = f.folder.coders if f.folder is not None else []
         if any(c.get("method") == AES for c in coders):
-            _encrypted(out, path, "encrypted with a password")
+            out.encrypted(path, "AES; ")
             continue
         if f.is_symlink:
             if wanted:
@@ -154,16 +148,6 @@ def _scan_members(archive: Any, p7io: Any, display: str, out: FileScan, depth: i
     finally:
         for member in list(factory.live):  # a member py7zr gave up on midway: drop its spool
             member.tmp.close()
-
-
-def _encrypted(out: FileScan, path: str, why: str) -> None:
-    out.add(
-        Severity.MEDIUM,
-        "archive.encrypted",
-        f"encrypted member: cannot be scanned ({why}; no loader reads it without the password: "
-        "scan what it decrypts to)",
-        path,
-    )
 
 
 def _why(exc: BaseException) -> str:

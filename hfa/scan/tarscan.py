@@ -21,7 +21,6 @@ from __future__ import annotations
 import struct
 import tarfile
 
-from hfa.scan.containers import unsafe_member
 from hfa.scan.legacytorch import STORAGE_ELEMENT_SIZE
 from hfa.scan.limits import MAX_DEPTH, MAX_MEMBERS, MEMBER_COST
 from hfa.scan.model import Severity
@@ -73,7 +72,7 @@ def scan_tar(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, de
             break
         path = f"{display}!{m.name}"
         if unsafe_name(m.name):
-            unsafe_member(out, path, m.name)
+            out.unsafe_name(path, m.name)
         wanted = (legacy and m.name in LEGACY_MEMBERS) or sole or says_pickle(m.name)
         if m.issym() or m.islnk():
             if wanted:
