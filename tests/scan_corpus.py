@@ -619,7 +619,7 @@ def archive_cases() -> Iterator[Case]:
     members = [Member("archive/data.pkl", torch_data_pkl(), local_name="archive/other.pkl")]
     yield Case("zip-local-name-differs-benign", build_zip(members), "medium", ("archive.name-mismatch",))
     yield Case("zip-encrypted-flag-evil", build_zip([Member("archive/data.pkl", evil, flags=0x1)]), CRIT,
-               ("archive.suspicious-flags", *DANGER))  # fmt: skip
+               ("archive.encrypted", *DANGER))  # fmt: skip
     yield Case(
         "zip-data-descriptor-flag-benign", build_zip([Member("archive/data.pkl", torch_data_pkl(), flags=0x8)]), "clean"
     )

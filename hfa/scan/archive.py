@@ -31,7 +31,7 @@ from hfa.scan.containers import HANDLERS, scan_polyglot_zip
 from hfa.scan.limits import MAX_DEPTH, Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickles import VALID_OPCODES, PickleReport, probe_pickle, scan_pickles
-from hfa.scan.sniff import HEAD, KNOWN_DATA, kind, says_pickle
+from hfa.scan.sniff import HEAD, KNOWN_DATA, kind, says_pickle, unsupported, unsupported_name
 from hfa.scan.streams import CHUNK, as_binary
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
@@ -61,6 +61,38 @@ class FileScan:
 
     def malformed(self, message: str, path: str, **detail: Any) -> None:
         self.add(Severity.HIGH, "archive.malformed", f"cannot be proven safe: {message}", path, **detail)
+
+    def encrypted(self, path: str, why: str = "", **detail: Any) -> None:
+        """A member the scan cannot see into. No loader reads one without its password either (torch's
+        miniz and Python's zipfile refuse it), so it does not fail a scan by default: medium."""
+        self.add(
+            Severity.MEDIUM,
+            "archive.encrypted",
+            f"encrypted member: cannot be scanned ({why}no loader reads it without the password; "
+            "scan what it decrypts to)",
+            path,
+            **detail,
+        )
+
+    def unsafe_name(self, path: str, name: str) -> None:
+        self.add(
+            Severity.HIGH,
+            "archive.unsafe-name",
+            "a member named outside the archive's folder (../ or absolute): an extractor may write it there",
+            path,
+            name=name,
+        )
+
+    def unsupported_container(self, path: str, what: str, by_name: bool = False) -> None:
+        """A container or compressed stream the scanner does not open: never a clean pass."""
+        why = f"named .{what}, content the scanner cannot open" if by_name else what
+        self.add(
+            Severity.HIGH,
+            "archive.unsupported-container",
+            f"cannot be scanned: unsupported container ({why}): unpack it and scan what it holds",
+            path,
+            container=what,
+        )
 
     def too_costly(self, path: str, message: str) -> None:
         if not self.work.reported:
@@ -142,6 +174,9 @@ def _dispatch(
     if proto and found != "tar":
         _scan_pickle_file(fp, display, out, start, end, stream, depth)
         return True
+    if found == "unsupported":  # a container the scanner does not open (RAR, cab, ...): never a pass
+        out.unsupported_container(display, unsupported(head) or "unknown")
+        return True
     handler = HANDLERS.get(found) if found is not None else None
     if handler is not None:
         if stream:
@@ -161,6 +196,10 @@ def _dispatch(
         return True
     if head and head[0] in VALID_OPCODES and (expect or probe_pickle(fp, start, end, stream=stream)):
         _scan_pickle_file(fp, display, out, start, end, stream, depth)  # expected: fails closed if broken
+        return True
+    named = unsupported_name(display.rsplit("!", 1)[-1]) if found is None else None
+    if named is not None:  # x.rar, x.7z whose content is no 7z: a container the scanner cannot open
+        out.unsupported_container(display, named, by_name=True)
         return True
     if expect:
         what = "empty" if not head else "not a pickle, nor an archive or stream the scanner reads"

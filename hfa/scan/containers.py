@@ -4,9 +4,12 @@
 
 Every handler has the same signature and returns True when it judged the content; members and
 decompressed content go back through the dispatcher (``out.dispatch``), so containers nest in
-any order, to :data:`~hfa.scan.limits.MAX_DEPTH`. A new container (7z, say) is one more handler
-in the table. Decompressors outside the standard library (lz4, zstandard) are optional: without
-them the file is an ``archive.unscannable`` finding, never clean.
+any order, to :data:`~hfa.scan.limits.MAX_DEPTH`. A new container is one more handler in the
+table (7z: :mod:`hfa.scan.sevenzip`). Libraries outside the standard library (lz4, zstandard,
+py7zr) are optional: without them the file is an ``archive.unscannable`` finding, never clean.
+Containers the scanner does not open (RAR, cab, ar, cpio, ...: :data:`hfa.scan.sniff.UNSUPPORTED_MAGIC`)
+are ``archive.unsupported-container`` findings, an encrypted zip member ``archive.encrypted`` (the
+helpers that word each finding are :class:`hfa.scan.archive.FileScan` methods).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import zlib
 
 from hfa.scan.limits import MAX_DEPTH, MEMBER_COST
 from hfa.scan.model import Severity
-from hfa.scan.sniff import ZIP_END, ZIP_LOCAL, says_pickle
+from hfa.scan.sniff import ZIP_END, ZIP_LOCAL, says_pickle, unsafe_name
 from hfa.scan.streams import Decoded, Window, as_binary, zlib_maker
 from hfa.scan.zipread import BadZip, Member, central_directory
 
@@ -205,6 +208,8 @@ def _scan_member(
     expect: bool = False,
 ) -> None:
     path = f"{display}!{m.name}"
+    if unsafe_name(m.name):
+        out.unsafe_name(path, m.name)
     if m.name.endswith("/") and m.usize == 0 and m.csize == 0:
         return
     if not out.work.charge(MEMBER_COST):
@@ -234,20 +239,29 @@ def _scan_member(
     if data_end > end:
         out.malformed("a member's data runs past the end of the archive", path, offset=data_start)
         return
-    if m.flags & 0x61:  # encrypted, strong encryption, patched data
+    encrypted = bool(m.flags & 0x41) or m.method == 99  # ZipCrypto, strong encryption, WinZip AES
+    if encrypted:
+        out.encrypted(path, flags=m.flags, method=m.method)
+    if m.flags & 0x20:  # patched data
         out.add(
             Severity.MEDIUM,
             "archive.suspicious-flags",
-            "member flagged as encrypted or patched; loaders that ignore the flag read it as is (scanned as is)",
+            "member flagged as patched data; loaders that ignore the flag read it as is (scanned as is)",
             path,
             flags=m.flags,
         )
     if m.method == 0:
         if m.csize != m.usize:
-            out.malformed("a stored member whose sizes disagree", path)
+            if not encrypted:  # encrypted: the sizes differ by the encryption header, already reported
+                out.malformed("a stored member whose sizes disagree", path)
             return
         view = as_binary(Window(fp, data_start, data_end))  # offsets in findings: from the member start
         out.dispatch(view, path, 0, m.csize, depth + 1, False, storage=storage, expect=expect)
+    elif m.method == 8 and encrypted:
+        # Encrypted deflate data does not inflate; a member whose flag lies does: scan that as is.
+        raw = as_binary(Window(fp, data_start, data_end))
+        stream = Decoded(raw, zlib_maker(-15), min(m.usize, BOMB_RATIO * max(m.csize, 1)), work=out.work)
+        out.dispatch(as_binary(stream), path, 0, m.usize, depth + 1, True, storage=storage)
     elif m.method == 8:
         raw = as_binary(Window(fp, data_start, data_end))
         limit = min(m.usize, max(BOMB_FLOOR, BOMB_RATIO * max(m.csize, 1)))
@@ -258,6 +272,8 @@ def _scan_member(
         out.dispatch(as_binary(stream), path, 0, m.usize, depth + 1, True, storage=storage, expect=expect)
         if stream.error:
             _stream_error(out, path, f"deflate data {stream.error}", before)
+    elif encrypted:
+        return  # AES (method 99) hides the real method: reported as encrypted, nothing else to say
     else:
         out.add(
             Severity.HIGH,
@@ -266,6 +282,12 @@ def _scan_member(
             path,
             method=m.method,
         )
+
+
+def _7z(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, depth: int, expect: bool, kind: str) -> bool:
+    from hfa.scan.sevenzip import scan_7z  # py7zr is imported only for a 7z
+
+    return scan_7z(fp, display, out, start, end, depth, expect)
 
 
 # The registry: kind -> handler(fp, display, out, start, end, depth, expect, kind). Handlers get a
@@ -279,5 +301,6 @@ def _tar(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, depth:
 HANDLERS: dict[str, Callable[..., bool]] = {
     "zip": scan_zip,
     "tar": _tar,
+    "7z": _7z,
     **{k: scan_compressed for k in ("gzip", "bz2", "xz", "lzma", "zlib", "zfile", "lz4", "zstd")},
 }

@@ -25,7 +25,7 @@ from hfa.scan.legacytorch import STORAGE_ELEMENT_SIZE
 from hfa.scan.limits import MAX_DEPTH, MAX_MEMBERS, MEMBER_COST
 from hfa.scan.model import Severity
 from hfa.scan.pickles import Global
-from hfa.scan.sniff import says_pickle
+from hfa.scan.sniff import says_pickle, unsafe_name
 from hfa.scan.streams import Window
 
 TYPE_CHECKING = False
@@ -71,6 +71,8 @@ def scan_tar(fp: BinaryIO, display: str, out: FileScan, start: int, end: int, de
         if out.work.exhausted:
             break
         path = f"{display}!{m.name}"
+        if unsafe_name(m.name):
+            out.unsafe_name(path, m.name)
         wanted = (legacy and m.name in LEGACY_MEMBERS) or sole or says_pickle(m.name)
         if m.issym() or m.islnk():
             if wanted:
