@@ -276,7 +276,7 @@ class CacheStore:
         if not COMMIT_RE.match(commit) or not snap_dir.is_dir() or commit not in self.commits(repo):
             return None
         key = (str(_dir(repo).path), commit)
-        stamp = _tree_stamp(snap_dir)
+        stamp = self._stamp(repo, snap_dir)
         with self._lock:
             memo = self._snap_memo.get(key)
         if memo and memo[0] == stamp:
@@ -295,6 +295,10 @@ class CacheStore:
         with self._lock:
             self._snap_memo[key] = (stamp, snap)
         return snap
+
+    def _stamp(self, repo: Repo, snap_dir: Path) -> float:
+        """What changes when the snapshot's file list may have changed (its folders' mtimes)."""
+        return _tree_stamp(snap_dir)
 
     def _walk(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
         files: dict[str, FileEntry] = {}

@@ -57,19 +57,22 @@ class HubApp:
         self.config = config
         scope = LockScope.from_lock(config.lock) if config.lock is not None else None
         self.store: ServedStore
+        self.mirror: Any = None  # a Mirror with --upstream (hfa.server.mirror)
         if config.store is not None:
             from hfa.server.bucket import BucketStore
 
             self.store = BucketStore(config.store, redirect=config.redirect)
+        elif config.upstream:
+            from hfa.server.mirror import Mirror
+            from hfa.server.mirror_store import CacheTarget, MirrorCache
+
+            cache = MirrorCache(config.cache_dir, scope)
+            self.store = cache
+            self.mirror = cache.mirror = Mirror(config, scope, CacheTarget(config.cache_dir))
         else:
             self.store = ServedCache(config.cache_dir, scope)
         self.request_log: list[tuple[str, str]] = []  # (method, path): tests count requests
         self._log_lock = threading.Lock()
-        self.mirror: Any = None  # a Mirror with --upstream (hfa.server.mirror)
-        if config.upstream:
-            from hfa.server.mirror import Mirror
-
-            self.mirror = Mirror(config, scope)
         self.infer: Any = None  # an InferenceService with --infer (hfa.server.infer_routes)
         if config.infer is not None:
             from hfa.server.infer_routes import InferenceService
