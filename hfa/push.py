@@ -79,6 +79,7 @@ class PushResult:
     blobs_uploaded: int = 0
     blobs_present: int = 0
     bytes_uploaded: int = 0
+    bytes_sent: int = 0  # blob bytes that crossed the network (a resumed upload's kept parts do not)
     requests: int = 0
     elapsed: float = 0.0
 
@@ -90,6 +91,7 @@ class PushResult:
             "blobs_uploaded": self.blobs_uploaded,
             "blobs_present": self.blobs_present,
             "bytes_uploaded": self.bytes_uploaded,
+            "bytes_sent": self.bytes_sent,
             "requests": self.requests,
             "elapsed_seconds": round(self.elapsed, 3),
         }
@@ -198,6 +200,7 @@ def push(
     for t, r in zip(targets, result.repos, strict=True):
         _push_metadata(s3, t, r, result, dry_run)
     result.requests = s3.requests_made
+    result.bytes_sent = s3.bytes_sent
     result.elapsed = time.monotonic() - started
     return result
 
