@@ -196,7 +196,6 @@ def test_lock_limits_pull_through(upstream: HubServer, fresh_world: World, tmp_p
         (["--upstream-token-file", "tok.txt"], "--upstream-token-file needs --upstream"),
         (["--upstream", "http://127.0.0.1:9", "--upstream-token-file", "empty.txt"], "holds no usable token"),
         (["--upstream", "http://127.0.0.1:9", "--upstream-token-file", "/dev/zero"], "--upstream-token-file"),
-        (["--upstream", "http://127.0.0.1:9", "--store", "s3://bucket/x"], "--store"),
     ],
 )
 def test_cli_upstream_bad_input(args: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

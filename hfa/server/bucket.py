@@ -59,6 +59,13 @@ class BucketStore:
         self._timed: dict[Any, tuple[float, Any]] = {}
         self._manifests: OrderedDict[tuple[str, str, str], Snapshot | None] = OrderedDict()
 
+    def forget(self, repo_type: str, repo_id: str) -> None:
+        """Drop what this replica remembers of the repo's listing, refs and commits (it was just written)."""
+        with self._lock:
+            for key in (("repos", repo_type), ("refs", repo_type, repo_id), ("commits", repo_type, repo_id)):
+                self._timed.pop(key, None)
+            self._timed.pop(("card", repo_type, repo_id), None)
+
     def check(self) -> None:
         """Reach the bucket once (HfaError with the fix if it cannot be read): ``hfa serve`` calls it at start."""
         self._list_repos("model", fresh=True)

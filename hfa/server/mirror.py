@@ -29,8 +29,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hfa.cache.hashing import COMMIT_RE
-from hfa.errors import AccessDenied, GatedRepo, HfaError, NetworkError, RepoNotFound, RevisionNotFound
-from hfa.server.mirror_flight import WAIT, Flight
+from hfa.errors import HfaError, NetworkError
+from hfa.server.mirror_flight import WAIT, Flight, upstream_error
 from hfa.server.wire import HttpError
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from hfa.server.store import FileEntry, LockScope
 
 log = logging.getLogger("hfa.serve")
+
+__all__ = ["REFUSED_FOR", "STREAM_MIN", "Mirror", "upstream_error"]
 
 REFUSED_FOR = 30.0  # seconds a refused blob (corrupt or unsafe upstream) is answered from memory
 STREAM_MIN = 8 << 20  # blobs this big are streamed to clients while they arrive; smaller ones are waited for
@@ -212,7 +214,7 @@ class Mirror:
 
         ref, f = flight.ref, flight.f
         fetcher = self.source.fetcher(
-            self.target.fetch_store(ref),
+            self.target.fetch_store(ref, f),
             ref,
             flight.resolved.commit,
             retry=f"hfa pull {ref.display}",
@@ -256,19 +258,3 @@ class Mirror:
                 raise refused[1]
             raise HttpError(503, "The mirror could not fetch this file upstream; retry", headers={"Retry-After": "5"})
         return GrowingFile(flight)
-
-
-def upstream_error(exc: HfaError) -> HttpError:
-    """What the client is answered for an upstream failure: the Hub's own error codes where they apply."""
-    if isinstance(exc, GatedRepo):
-        return HttpError(403, exc.message, "GatedRepo")
-    if isinstance(exc, RepoNotFound):
-        return HttpError(404, exc.message, "RepoNotFound")
-    if isinstance(exc, RevisionNotFound):
-        return HttpError(404, exc.message, "RevisionNotFound")
-    if isinstance(exc, AccessDenied):
-        return HttpError(403, exc.message)
-    if type(exc).__name__ == "UnsafeContent":  # this mirror's policy, not a fault: 403, which clients do not retry
-        return HttpError(403, f"The mirror refused to serve this file: {exc.message}")
-    # corrupt or unsafe upstream bytes, an invalid answer: a bad gateway, nothing cached
-    return HttpError(502, f"The mirror refused the upstream's answer: {exc.message}")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfa.errors import HfaError, NetworkError
+from hfa.errors import AccessDenied, GatedRepo, HfaError, NetworkError, RepoNotFound, RevisionNotFound
 from hfa.server.wire import HttpError
 
 if TYPE_CHECKING:
@@ -81,8 +81,6 @@ class Flight:
                 headers={"Retry-After": "5"},
             )
         except HfaError as exc:
-            from hfa.server.mirror import upstream_error
-
             self.error = upstream_error(exc)
         except Exception:  # a bug: answer 500 rather than leave the clients waiting
             log.exception("fetching %s/%s from upstream failed", self.ref.repo_id, self.f.path)
@@ -177,3 +175,19 @@ class GrowingFile:
         if self.fp is not None:
             self.fp.close()
             self.fp = None
+
+
+def upstream_error(exc: HfaError) -> HttpError:
+    """What the client is answered for an upstream failure: the Hub's own error codes where they apply."""
+    if isinstance(exc, GatedRepo):
+        return HttpError(403, exc.message, "GatedRepo")
+    if isinstance(exc, RepoNotFound):
+        return HttpError(404, exc.message, "RepoNotFound")
+    if isinstance(exc, RevisionNotFound):
+        return HttpError(404, exc.message, "RevisionNotFound")
+    if isinstance(exc, AccessDenied):
+        return HttpError(403, exc.message)
+    if type(exc).__name__ == "UnsafeContent":  # this mirror's policy, not a fault: 403, which clients do not retry
+        return HttpError(403, f"The mirror refused to serve this file: {exc.message}")
+    # corrupt or unsafe upstream bytes, an invalid answer: a bad gateway, nothing cached
+    return HttpError(502, f"The mirror refused the upstream's answer: {exc.message}")

@@ -5,11 +5,12 @@
   is fetched into ``blobs/<etag>.incomplete`` (which waiting clients read as it grows) and published
   by rename. :class:`MirrorCache` serves that cache: it lists every recorded file of a commit, fetched
   or not, and streams a file whose fetch is running.
-- :class:`hfa.server.mirror_bucket.BucketTarget` (``--store s3://…``): a bucket shared by replicas.
+- :class:`hfa.server.mirror_bucket.BucketTarget` (``--store s3://...``): a bucket shared by replicas.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from hfa.server.mirror import Mirror
     from hfa.server.mirror_flight import Flight
     from hfa.store.local import LocalStore
+
+log = logging.getLogger("hfa.serve")
 
 
 class Target(Protocol):
@@ -56,8 +59,8 @@ class Target(Protocol):
         """Where a fetch of ``f`` writes (the partial file) and publishes; (None, None): not streamable."""
         ...
 
-    def fetch_store(self, ref: RepoRef) -> LocalStore:
-        """The local store the fetcher writes into."""
+    def fetch_store(self, ref: RepoRef, f: RemoteFile) -> LocalStore:
+        """The local store the fetcher of ``f`` writes into."""
         ...
 
     def fetch(self, flight: Flight, fetcher: Fetcher) -> bool:
@@ -106,7 +109,7 @@ class CacheTarget:
         store = self._store(ref.repo_type, ref.repo_id)
         return store.partial(f.etag), store.path(f.etag)
 
-    def fetch_store(self, ref: RepoRef) -> LocalStore:
+    def fetch_store(self, ref: RepoRef, f: RemoteFile) -> LocalStore:
         return self._store(ref.repo_type, ref.repo_id)
 
     def fetch(self, flight: Flight, fetcher: Fetcher) -> bool:
@@ -120,7 +123,7 @@ class MirrorCache(ServedCache):
 
     mirror: Mirror | None = None
 
-    def _stamp(self, repo: Repo, snap_dir: Path) -> float:
+    def snapshot_stamp(self, repo: Repo, snap_dir: Path) -> float:
         from hfa.cache.layout import CacheWriter
 
         record = CacheWriter(self.cache_dir, repo.repo_type, repo.repo_id).tree_record_path(snap_dir.name)
@@ -128,13 +131,13 @@ class MirrorCache(ServedCache):
             recorded = record.stat().st_mtime_ns
         except OSError:
             recorded = 0
-        return super()._stamp(repo, snap_dir) + recorded
+        return super().snapshot_stamp(repo, snap_dir) + recorded
 
-    def _walk(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
+    def snapshot_files(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
         from hfa.cache.layout import CacheWriter
         from hfa.resolve.files import RemoteFile
 
-        files = super()._walk(repo, snap_dir)
+        files = super().snapshot_files(repo, snap_dir)
         writer = CacheWriter(self.cache_dir, repo.repo_type, repo.repo_id)
         for doc in writer.read_tree_record(snap_dir.name) or []:
             try:
@@ -162,8 +165,6 @@ class MirrorCache(ServedCache):
             return [b""]
 
         def failed(what: str, exc: BaseException | None) -> None:
-            from hfa.server.mirror import log
-
             log.warning(
                 "cut the download of '%s' (commit %s) streamed while fetched upstream: %s",
                 path, snap.commit[:12], str(exc) if exc is not None else what,

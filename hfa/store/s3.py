@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hfa.errors import AccessDenied, CheckFailed, HfaError, LocalError, NetworkError, NotFound, UsageError
+from hfa.store.s3multipart import precondition_failed
 
 __all__ = [
     "MANIFEST_LIMIT",
@@ -268,6 +269,11 @@ class S3Store:
             raise s3_error(exc, key) from None
         return True
 
+    def delete(self, key: str) -> None:
+        """Remove the object at ``key`` (absent is fine)."""
+        with self._call(key):
+            self.client.delete_object(Bucket=self.location.bucket, Key=key)
+
     def exists(self, key: str) -> bool:
         return self.get_bytes(key, limit=0, missing_ok=True, head_only=True) is not None
 
@@ -301,14 +307,6 @@ class S3Store:
                 f"{self.location.url}: '{key}' is over {limit} bytes", "the bucket holds something else there"
             )
         return data
-
-
-def precondition_failed(exc: BaseException | None) -> bool:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = response.get("Error", {}).get("Code")
-    return code in ("PreconditionFailed", "412") or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
 
 
 def _if_none_match(params: dict[str, Any], **_: Any) -> None:

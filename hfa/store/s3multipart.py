@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["resumable_upload"]
+__all__ = ["precondition_failed", "resumable_upload"]
 
 CONCURRENCY = 4  # parts sent at once (each held in memory while it goes)
 
@@ -70,8 +70,6 @@ def resumable_upload(
     """Upload ``source`` (``size`` bytes) to ``key`` in parts of ``part_size``, continuing an unfinished
     upload of the key. Returns (whether this call completed the object, bytes sent). botocore errors
     propagate (the caller maps them); an interrupted call leaves its upload to be resumed."""
-    from hfa.store.s3 import precondition_failed
-
     upload_id, listed = _resume_point(client, bucket, key)
     if upload_id is None:
         upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256")["UploadId"]
@@ -112,3 +110,11 @@ def resumable_upload(
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         return False, sent
     return True, sent
+
+
+def precondition_failed(exc: BaseException | None) -> bool:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = response.get("Error", {}).get("Code")
+    return code in ("PreconditionFailed", "412") or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
