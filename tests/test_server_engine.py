@@ -3,6 +3,7 @@ stalled connections. The conformance suite (test_server_conformance.py) covers t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -191,3 +192,56 @@ def test_the_access_log_names_each_request_with_status_size_and_id(world: World)
     size = len(world.contents["org/model@v2"]["config.json"])
     assert records[0].endswith(f'"GET /org/model/resolve/main/config.json" 200 {size} req-7')
     assert '"GET /org/model/resolve/main/nope.json" 404 ' in records[1]
+
+
+def _loop(srv: HubServer, until: object, seconds: float = 10.0) -> None:
+    """Turn the server's I/O loop by hand (it is not started) until ``until()`` holds."""
+    from waitress import wasyncore
+
+    deadline = time.monotonic() + seconds
+    while not until() and time.monotonic() < deadline:  # type: ignore[operator]
+        wasyncore.loop(timeout=0.05, use_poll=True, map=srv._map, count=1)
+
+
+def _answer(sock: socket.socket, srv: HubServer) -> bytes:
+    got = b""
+    sock.setblocking(False)
+
+    def complete() -> bool:
+        nonlocal got
+        with contextlib.suppress(BlockingIOError):
+            got += sock.recv(65536)
+        return b"\r\n\r\n" in got and got.endswith(b"}")
+
+    _loop(srv, complete)
+    return got
+
+
+@pytest.mark.parametrize("how", ["timeout", "eviction"])
+def test_a_request_arriving_on_an_idle_connection_is_not_dropped(world: World, how: str) -> None:
+    """The race behind a conformance test's extra retry: a keep-alive connection that looked idle (timed
+    out, or the eviction victim at the connection cap) was closed while a request on it waited in the
+    socket, unread by the loop: the request was dropped unanswered and the client had to retry it."""
+    srv = HubServer(ServerConfig(cache_dir=world.cache_dir, timeout=1.0, max_connections=1))
+    server = srv._server
+    request = b"GET /api/whoami-v2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+        first = socket.create_connection((host, int(port)))
+        _loop(srv, lambda: len(server.active_channels) == 1)
+        first.sendall(request)
+        assert b" 401 " in _answer(first, srv).split(b"\r\n")[0]  # answered; the connection stays open, idle
+        [channel] = server.active_channels.values()
+        channel.last_activity -= 60  # idle for long
+        first.sendall(request)  # the next request is on its way, not yet read by the loop
+        time.sleep(0.1)
+        if how == "timeout":
+            server.maintenance(time.time())
+        else:  # a newcomer at the cap of one connection
+            second = socket.create_connection((host, int(port)))
+            _loop(srv, lambda: False, seconds=0.3)
+            second.close()
+        assert b" 401 " in _answer(first, srv).split(b"\r\n")[0]  # the request that was arriving is answered
+        first.close()
+    finally:
+        srv.close()
