@@ -26,7 +26,16 @@ from hfa.resolve.resolver import resolve_offline
 from hfa.store.local import LocalStore
 from hfa.store.s3 import S3Store
 
-__all__ = ["PushProgress", "PushResult", "PushTarget", "RepoPush", "push", "targets_from_lock", "targets_from_refs"]
+__all__ = [
+    "PushProgress",
+    "PushResult",
+    "PushTarget",
+    "RepoPush",
+    "push",
+    "push_metadata",
+    "targets_from_lock",
+    "targets_from_refs",
+]
 
 HASH_CHUNK = 1 << 20
 
@@ -79,6 +88,7 @@ class PushResult:
     blobs_uploaded: int = 0
     blobs_present: int = 0
     bytes_uploaded: int = 0
+    bytes_sent: int = 0  # blob bytes that crossed the network (a resumed upload's kept parts do not)
     requests: int = 0
     elapsed: float = 0.0
 
@@ -90,6 +100,7 @@ class PushResult:
             "blobs_uploaded": self.blobs_uploaded,
             "blobs_present": self.blobs_present,
             "bytes_uploaded": self.bytes_uploaded,
+            "bytes_sent": self.bytes_sent,
             "requests": self.requests,
             "elapsed_seconds": round(self.elapsed, 3),
         }
@@ -196,13 +207,16 @@ def push(
                 result.blobs_present += 0 if n else 1
 
     for t, r in zip(targets, result.repos, strict=True):
-        _push_metadata(s3, t, r, result, dry_run)
+        push_metadata(s3, t, r, result, dry_run)
     result.requests = s3.requests_made
+    result.bytes_sent = s3.bytes_sent
     result.elapsed = time.monotonic() - started
     return result
 
 
-def _push_metadata(s3: S3Store, t: PushTarget, r: RepoPush, result: PushResult, dry_run: bool) -> None:
+def push_metadata(s3: S3Store, t: PushTarget, r: RepoPush, result: PushResult, dry_run: bool = False) -> None:
+    """Write ``t``'s manifest (put-if-absent), its ref and card data (each only if changed); ``r`` and
+    ``result`` hear what was written. ``hfa serve --store --upstream`` records upstream answers so."""
     ref, resolved = t.ref, t.resolved
     manifest_key = s3.repo_key(ref.repo_type, ref.repo_id, "commits", f"{resolved.commit}.json")
     manifest = {

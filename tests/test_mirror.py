@@ -196,7 +196,6 @@ def test_lock_limits_pull_through(upstream: HubServer, fresh_world: World, tmp_p
         (["--upstream-token-file", "tok.txt"], "--upstream-token-file needs --upstream"),
         (["--upstream", "http://127.0.0.1:9", "--upstream-token-file", "empty.txt"], "holds no usable token"),
         (["--upstream", "http://127.0.0.1:9", "--upstream-token-file", "/dev/zero"], "--upstream-token-file"),
-        (["--upstream", "http://127.0.0.1:9", "--store", "s3://bucket/x"], "--store"),
     ],
 )
 def test_cli_upstream_bad_input(args: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,3 +224,75 @@ def test_wsgi_factory_reads_upstream_from_env(tmp_path: Path) -> None:
     config = config_from_env(env)
     assert (config.upstream, config.upstream_token) == ("http://127.0.0.1:9", "hf_mirror_token")
     assert "hf_mirror_token" not in repr(config)
+
+
+def tree_of(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_snapshot_download_through_fresh_mirror_then_offline(
+    upstream: HubServer, fresh_world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API routes pull through: a fresh mirror lists the whole repo; with the upstream gone, the
+    answers it recorded (ref, the commit's file list) and the files it fetched are still served."""
+    from huggingface_hub import snapshot_download
+
+    monkeypatch.setenv("HFA_MAX_RETRIES", "0")
+    want = fresh_world.contents["org/model@v2"]
+    commit = fresh_world.commits["org/model@v2"]
+    mirror = mirror_of(upstream, tmp_path / "mirror", ttl=0.0).start()
+    try:
+        got = Path(snapshot_download("org/model", endpoint=mirror.url, cache_dir=tmp_path / "c1", token=False))
+        assert got.name == commit
+        assert tree_of(got) == want  # every file, byte for byte (the mirror verified each by its hash)
+        for name in want:
+            assert file_gets(upstream, name) == 1
+        upstream.stop()
+        again = Path(snapshot_download("org/model", endpoint=mirror.url, cache_dir=tmp_path / "c2", token=False))
+        assert tree_of(again) == want
+        pinned = snapshot_download(
+            "org/model", revision=commit, endpoint=mirror.url, cache_dir=tmp_path / "c3", token=False
+        )
+        assert tree_of(Path(pinned)) == want
+    finally:
+        mirror.stop()
+
+
+def test_api_routes_pull_through_and_errors(upstream: HubServer, fresh_world: World, tmp_path: Path) -> None:
+    from huggingface_hub import HfApi
+
+    v1 = fresh_world.commits["org/model@v1"]
+    with mirror_of(upstream, tmp_path / "mirror") as mirror:
+        api = HfApi(endpoint=mirror.url, token=False)
+        info = api.model_info("org/model", revision="v1.0", files_metadata=True)
+        assert info.sha == v1
+        assert sorted(s.rfilename for s in info.siblings or []) == sorted(fresh_world.contents["org/model@v1"])
+        files = sorted(api.list_repo_files("org/model"))
+        assert files == sorted(fresh_world.contents["org/model@v2"])
+        [entry] = api.get_paths_info("org/model", ["big.bin"], revision=v1)
+        assert entry.size == len(fresh_world.contents["org/model@v1"]["big.bin"])
+        assert blobs(tmp_path / "mirror") == []  # answers only: no file was fetched
+        with pytest.raises(RepositoryNotFoundError):
+            api.model_info("org/absent")
+        with pytest.raises(RevisionNotFoundError):
+            api.model_info("org/model", revision="no-such-branch")
+        # a commit's answer is kept for good: asked upstream once
+        api.model_info("org/model", revision=v1)
+        api.list_repo_files("org/model", revision=v1)
+    assert sum(1 for _, p in upstream.requests if p == f"/api/models/org/model/revision/{v1}") <= 1
+
+
+def test_lock_limits_api_pull_through(upstream: HubServer, fresh_world: World, tmp_path: Path) -> None:
+    from huggingface_hub import HfApi
+
+    v1 = fresh_world.commits["org/model@v1"]
+    entry = type("E", (), {})()
+    entry.repo_type, entry.repo_id, entry.commit, entry.revision = "model", "org/model", v1, "v1.0"
+    entry.files = [type("F", (), {"path": "config.json"})()]
+    lock = type("L", (), {"repos": [entry]})()
+    with mirror_of(upstream, tmp_path / "mirror", lock=lock) as mirror:
+        api = HfApi(endpoint=mirror.url, token=False)
+        assert api.list_repo_files("org/model", revision="v1.0") == ["config.json"]
+        with pytest.raises((RevisionNotFoundError, RepositoryNotFoundError)):
+            api.model_info("org/model", revision="main")
+    assert sum(1 for _, p in upstream.requests if "/revision/main" in p) == 0

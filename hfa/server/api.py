@@ -36,27 +36,24 @@ def answer(handler: Handler, repo_type: str, repo_id: str, action: str | None, a
     """``/api/{type}s/{repo_id}[/{action}/{args...}]``; HttpError 404 for a route the Hub does not have."""
     method = handler.command
     if action is None and method in ("GET", "HEAD"):
-        repo, _ = handler.repo_or_error(repo_type, repo_id)
-        snap = handler.commit_or_error(repo, None)
+        repo, snap = handler.snapshot_or_error(repo_type, repo_id, None)
         handler.send_json(info(handler, repo, snap, detailed=True), head=head)
     elif action == "revision" and args and method in ("GET", "HEAD"):
-        repo, _ = handler.repo_or_error(repo_type, repo_id)
-        snap = handler.commit_or_error(repo, unquote("/".join(args)))
+        repo, snap = handler.snapshot_or_error(repo_type, repo_id, unquote("/".join(args)))
         handler.send_json(info(handler, repo, snap, detailed=True), head=head)
     elif action == "tree" and args and method in ("GET", "HEAD"):
-        repo, _ = handler.repo_or_error(repo_type, repo_id)
-        snap = handler.commit_or_error(repo, unquote(args[0]))
+        _, snap = handler.snapshot_or_error(repo_type, repo_id, unquote(args[0]))
         tree(handler, snap, unquote("/".join(args[1:])).strip("/"), head)
     elif action == "paths-info" and args and method == "POST":
-        repo, _ = handler.repo_or_error(repo_type, repo_id)
-        snap = handler.commit_or_error(repo, unquote(args[0]))
+        _, snap = handler.snapshot_or_error(repo_type, repo_id, unquote(args[0]))
         paths_info(handler, snap)
     elif action == "refs" and not args and method in ("GET", "HEAD"):
         repo, _ = handler.repo_or_error(repo_type, repo_id)
         refs(handler, repo, head)
     elif action == "commits" and args and method in ("GET", "HEAD"):
-        repo, _ = handler.repo_or_error(repo_type, repo_id)
-        snap = handler.commit_or_error(repo, unquote("/".join(args)))  # the cache knows one commit, not history
+        _, snap = handler.snapshot_or_error(
+            repo_type, repo_id, unquote("/".join(args))
+        )  # the cache knows one commit, not history
         doc: dict[str, Any] = {
             "id": snap.commit,
             "authors": [],

@@ -22,17 +22,18 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from hfa.cache.hashing import COMMIT_RE
 from hfa.errors import HfaError
 from hfa.resolve.refs import RepoRef
+from hfa.server.downloads import verified_body
 from hfa.server.store import FileEntry, Repo, Snapshot
 from hfa.server.wire import HttpError
 from hfa.store.s3 import SMALL_LIMIT, S3Store, parse_s3_url, s3_error
 
-__all__ = ["TTL", "BucketStore", "verified_body"]
+__all__ = ["TTL", "BucketStore"]
 
 log = logging.getLogger("hfa.serve")
 
@@ -40,7 +41,6 @@ TTL = 10.0  # seconds listings and refs are reused before the bucket is asked ag
 MAX_MANIFESTS = 1024  # commit file lists kept in memory
 MAX_LISTED = 1_000_000  # keys listed at most per listing
 PRESIGN_SECONDS = 3600  # how long a redirect URL stays valid
-CHUNK = 1 << 20
 _EPOCH = "1970-01-01T00:00:00.000Z"
 
 
@@ -58,6 +58,13 @@ class BucketStore:
         self._lock = threading.Lock()
         self._timed: dict[Any, tuple[float, Any]] = {}
         self._manifests: OrderedDict[tuple[str, str, str], Snapshot | None] = OrderedDict()
+
+    def forget(self, repo_type: str, repo_id: str) -> None:
+        """Drop what this replica remembers of the repo's listing, refs and commits (it was just written)."""
+        with self._lock:
+            for key in (("repos", repo_type), ("refs", repo_type, repo_id), ("commits", repo_type, repo_id)):
+                self._timed.pop(key, None)
+            self._timed.pop(("card", repo_type, repo_id), None)
 
     def check(self) -> None:
         """Reach the bucket once (HfaError with the fix if it cannot be read): ``hfa serve`` calls it at start."""
@@ -255,53 +262,19 @@ class BucketStore:
             body = self.s3.open_blob(entry.etag)
         except HfaError as err:
             raise HttpError(502, f"cannot read '{path}' from the store: {err.message}") from None
-        return verified_body(body, entry, path, snap, start, length, self.s3.location.url)
+        url = self.s3.location.url
 
+        def failed(what: str, exc: BaseException | None) -> None:
+            if exc is not None:
+                log.error(
+                    "reading '%s' of %s@%s from %s failed: %s; the download was cut",
+                    path, snap.commit[:12], entry.etag, url, s3_error(exc, "").message,
+                )  # fmt: skip
+            else:
+                log.error(
+                    "refused '%s' (commit %s): %s in %s; the object was changed or cut in the bucket; the download"
+                    " was cut short. Push it again from a verified cache: hfa push --to %s",
+                    path, snap.commit[:12], what, url, url,
+                )  # fmt: skip
 
-def verified_body(
-    body: Any, entry: FileEntry, path: str, snap: Snapshot, start: int, length: int, url: str
-) -> Iterator[bytes]:
-    """Bytes ``start``..``start+length`` of the object ``body``, every byte of it hashed; the last chunk
-    is sent only once the whole object matched ``entry``'s size and hash. A mismatch is logged and the
-    body ends short (the engine then closes the connection)."""
-    import hashlib
-
-    hasher = hashlib.sha256() if entry.lfs_sha256 else hashlib.sha1(b"blob %d\0" % entry.size)
-    expected = entry.lfs_sha256 or entry.blob_id
-    end = start + length
-    pos = 0
-    held = b""
-    try:
-        while pos <= entry.size:
-            chunk = body.read(min(CHUNK, entry.size + 1 - pos))
-            if not chunk:
-                break
-            hasher.update(chunk)
-            lo, hi = max(start, pos), min(end, pos + len(chunk))
-            pos += len(chunk)
-            if lo < hi:
-                if held:
-                    yield held
-                held = chunk[lo - (pos - len(chunk)) : hi - (pos - len(chunk))]
-    except Exception as exc:  # the bucket's connection broke mid-object
-        log.error(
-            "reading '%s' of %s@%s from %s failed: %s; the download was cut",
-            path,
-            snap.commit[:12],
-            entry.etag,
-            url,
-            s3_error(exc, "").message,
-        )
-        return
-    finally:
-        body.close()
-    if pos != entry.size or hasher.hexdigest() != expected:
-        how = f"{pos} bytes instead of {entry.size}" if pos != entry.size else "another hash"
-        log.error(
-            "refused '%s' (commit %s): blob %s in %s does not match its %s (%s): the object was changed or cut"
-            " in the bucket; the download was cut short. Push it again from a verified cache: hfa push --to %s",
-            path, snap.commit[:12], expected, url, "sha256" if entry.lfs_sha256 else "git-sha1", how, url,
-        )  # fmt: skip
-        return
-    if held:
-        yield held
+        return verified_body(body, entry, start, length, failed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -122,3 +122,43 @@ def _chunks(fp: io.BufferedReader, length: int) -> Iterator[bytes]:
                 return
             left -= len(data)
             yield data
+
+
+def verified_body(
+    body: Any, entry: FileEntry, start: int, length: int, failed: Callable[[str, BaseException | None], None]
+) -> Iterator[bytes]:
+    """Bytes ``start``..``start+length`` of the object ``body`` (``.read(n)``, ``.close()``), every byte of it
+    hashed from the first; the last chunk is sent only once the whole object matched ``entry``'s size and
+    hash. A mismatch or a read that fails is told to ``failed`` (what was wrong, the exception) and the
+    body ends short of its ``Content-Length``: the engine closes the connection and the client's own
+    size check fails, so it never holds the bytes as a whole file."""
+    import hashlib
+
+    hasher = hashlib.sha256() if entry.lfs_sha256 else hashlib.sha1(b"blob %d\0" % entry.size)
+    expected = entry.lfs_sha256 or entry.blob_id
+    end = start + length
+    pos = 0
+    held = b""
+    try:
+        while pos <= entry.size:
+            chunk = body.read(min(CHUNK, entry.size + 1 - pos))
+            if not chunk:
+                break
+            hasher.update(chunk)
+            lo, hi = max(start, pos), min(end, pos + len(chunk))
+            pos += len(chunk)
+            if lo < hi:
+                if held:
+                    yield held
+                held = chunk[lo - (pos - len(chunk)) : hi - (pos - len(chunk))]
+    except Exception as exc:  # the source broke off mid-object
+        failed("the read failed", exc)
+        return
+    finally:
+        body.close()
+    if pos != entry.size or hasher.hexdigest() != expected:
+        how = f"{pos} bytes instead of {entry.size}" if pos != entry.size else "another hash"
+        failed(f"blob {expected} does not match its {'sha256' if entry.lfs_sha256 else 'git-sha1'} ({how})", None)
+        return
+    if held:
+        yield held

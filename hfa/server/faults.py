@@ -34,7 +34,7 @@ class Fault:
     retry_after: str | None = None  # for "status" (e.g. with 429)
     after_bytes: int = 0  # "drop"/"truncate": bytes sent before the connection is cut
     delay: float = 0.0  # "slow": seconds before answering
-    rate: int = 0  # "throttle": bytes per second for the body
+    rate: int = 0  # "throttle" (and broken bodies, when set): bytes per second for the body
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -118,12 +118,14 @@ def _faulty(fault: Fault, body: Iterable[bytes], size: int | None) -> Iterator[b
     finally:
         _close(body)
     if fault.kind in ("drop", "truncate"):
-        yield data[: min(fault.after_bytes, max(0, len(data) - 1))]
-    elif fault.kind == "corrupt":
-        yield bytes([data[0] ^ 0xFF]) + data[1:] if data else data
-    elif fault.kind == "throttle":
-        step = max(1, fault.rate // 20)
-        for i in range(0, len(data), step):
-            chunk = data[i : i + step]
-            yield chunk
-            time.sleep(len(chunk) / max(1, fault.rate))
+        data = data[: min(fault.after_bytes, max(0, len(data) - 1))]
+    elif fault.kind == "corrupt" and data:
+        data = bytes([data[0] ^ 0xFF]) + data[1:]
+    if not fault.rate:  # "throttle", or a broken body sent slowly (rate set)
+        yield data
+        return
+    step = max(1, fault.rate // 20)
+    for i in range(0, len(data), step):
+        chunk = data[i : i + step]
+        yield chunk
+        time.sleep(len(chunk) / max(1, fault.rate))

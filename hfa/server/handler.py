@@ -151,6 +151,36 @@ class Request:
             )
         return repo, rule
 
+    def snapshot_or_error(
+        self, repo_type: str, repo_id: str, revision: str | None, *, files: bool = False
+    ) -> tuple[Repo, Snapshot]:
+        """The repo and its snapshot at ``revision`` (None: the default branch), as :meth:`repo_or_error` and
+        :meth:`commit_or_error` answer them; with ``--upstream``, after the mirror recorded the upstream's
+        answer (hfa.server.mirror). When the store has no answer, the mirror's reason (upstream down) wins."""
+        fallback = self._mirror_ensure(repo_type, repo_id, revision)
+        try:
+            repo, _ = self.repo_or_error(repo_type, repo_id, files=files)
+            return repo, self.commit_or_error(repo, revision)
+        except HttpError:
+            if fallback is not None:
+                raise fallback from None
+            raise
+
+    def _may_mirror(self, repo_type: str, repo_id: str) -> bool:
+        """With ``--upstream``: this request may have the mirror ask upstream for the repo (never on behalf
+        of a client that may not read a private or gated repo)."""
+        if self.server.mirror is None or not valid_repo_id(repo_id):
+            return False
+        policy = self.server.config.auth
+        restricted = policy.is_private(repo_type, repo_id) or policy.gated(repo_type, repo_id)
+        return not restricted or policy.may_read(policy.who(self.token()), repo_type, repo_id)
+
+    def _mirror_ensure(self, repo_type: str, repo_id: str, revision: str | None) -> HttpError | None:
+        if not self._may_mirror(repo_type, repo_id):
+            return None
+        result: HttpError | None = self.server.mirror.ensure(repo_type, repo_id, revision)
+        return result
+
     def commit_or_error(self, repo: Repo, revision: str | None) -> Snapshot:
         """The snapshot of ``revision`` (None: the default branch); HttpError 404 RevisionNotFound."""
         store = self.server.store
@@ -236,6 +266,8 @@ class Request:
             entry = snap.files.get(path)
             if entry is None:
                 raise downloads.not_found(path, snap)
+            if fallback is not None and not self.server.mirror.target.available(entry):
+                raise fallback  # listed, not fetched, and the upstream cannot be reached
         except HttpError:
             if fallback is not None:  # the mirror could not reach its upstream: say so, not "not found"
                 raise fallback from None
@@ -245,14 +277,9 @@ class Request:
     def _mirror_fill(self, repo_type: str, repo_id: str, revision: str, path: str) -> HttpError | None:
         """With ``--upstream``: hand a file the cache may lack to the mirror (hfa.server.mirror), if this
         request may read the repo. Returns the error to answer when the cache cannot serve it after all."""
-        mirror = self.server.mirror
-        if mirror is None or not valid_repo_id(repo_id) or not path:
+        if not path or not self._may_mirror(repo_type, repo_id):
             return None
-        policy = self.server.config.auth
-        restricted = policy.is_private(repo_type, repo_id) or policy.gated(repo_type, repo_id)
-        if restricted and not policy.may_read(policy.who(self.token()), repo_type, repo_id):
-            return None  # never fetched on behalf of a client that may not read it
-        result: HttpError | None = mirror.fill(repo_type, repo_id, revision, path)
+        result: HttpError | None = self.server.mirror.fill(repo_type, repo_id, revision, path)
         return result
 
     def send_file(self, repo: Repo, snap: Snapshot, entry: FileEntry, path: str, head: bool) -> None:

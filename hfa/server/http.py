@@ -101,6 +101,16 @@ class HubChannel(HTTPChannel):
         """No request running or queued and nothing left to send: free to close."""
         return not self.requests and not self.total_outbufs_len and not self.will_close
 
+    def arriving(self) -> bool:
+        """Bytes wait in the socket that the loop will read next (a request sent on a connection that
+        looked idle): closing now would drop that request unanswered, and the client would retry it."""
+        if not self.readable():
+            return False  # the loop does not read them (an answer still to send): no reason to wait
+        try:
+            return bool(self.socket.recv(1, socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)))
+        except OSError:  # nothing there (EWOULDBLOCK), or a broken socket
+            return False
+
 
 class HubWSGIServer(TcpWSGIServer):
     """waitress' TCP server with hfa's timeouts (float seconds, a head deadline) and its eviction at the cap."""
@@ -121,14 +131,14 @@ class HubWSGIServer(TcpWSGIServer):
         for channel in list(self.active_channels.values()):
             stale = channel.last_activity < cutoff  # idle, stalled, or not reading what it is sent
             slow_head = channel.head_since is not None and channel.head_since < cutoff  # a trickled head
-            if not channel.requests and (stale or slow_head):
+            if not channel.requests and (stale or slow_head) and (slow_head or not channel.arriving()):
                 # closed here, in the loop: a client that reads nothing never makes its socket
                 # writable, so waitress' own `will_close` would wait for a write that never comes
                 channel.handle_close()
 
     def handle_accept(self) -> None:
         if len(self.active_channels) >= self.adj.connection_limit:
-            waiting = [c for c in self.active_channels.values() if c.idle()]
+            waiting = [c for c in self.active_channels.values() if c.idle() and not c.arriving()]
             if waiting:
                 victim = min(waiting, key=lambda c: c.head_since or c.last_activity)
                 log.info("closing a waiting connection from %s to make room", victim.addr[0] if victim.addr else "-")

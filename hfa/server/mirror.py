@@ -1,57 +1,63 @@
 """``hfa serve --upstream URL``: a verified pull-through mirror.
 
-When a file is asked for that the cache lacks, :meth:`Mirror.fill` resolves the revision upstream
-and fetches the file through hfa's verified download (:class:`hfa.hub.download.Fetcher`, the same one
-``hfa pull`` uses: size and hash checked, the content inspected before it is published) into the
-served cache; the handler then serves it from there like any cached file.
+Two things come from upstream when the served store lacks them:
 
-- Single flight: one fetch per blob at a time in this process (a lock per etag; the others wait for
-  it, then find the blob), and across processes the cache's per-blob file lock.
-- Revision answers: a branch or tag is asked again after ``ttl`` seconds; a commit's answer is kept.
-- Offline first: a file already in the snapshot of a commit is served without asking upstream; when
-  the upstream cannot be reached, what the cache holds is served and the rest gets a 503 (the
-  official client does not retry a HEAD that fails so, and falls back to its own cache).
-- Only the mirror's own token (``--upstream-token-file``) is sent upstream, never a client's.
-- ``--lock``: only the locked commits and files are fetched.
-- Known-dangerous pickles are refused (403, never cached) unless ``--allow-unsafe``; bytes that do not
-  match their hash get a 502 (nothing cached). Either refusal is remembered for ``REFUSED_FOR``
-  seconds, so the client's retries do not fetch the bad bytes again.
+- **Answers** (:meth:`Mirror.ensure`, for repo info, revision, tree, paths-info and files): the
+  revision is resolved upstream (one repo-info call: the commit and every file's size and hash) and
+  recorded in the store (:mod:`hfa.server.mirror_store`: in a cache, the snapshot folder, hfa's record
+  of the commit's full file list and the ref; in a bucket, the manifest, ref and card data), so the
+  served listings name every file of the commit, fetched or not. A branch or tag is asked again after
+  ``ttl`` seconds; a commit's answer is kept for good (and, once recorded, never asked for again).
+- **Blobs** (:meth:`Mirror.fill`): fetched through hfa's verified download (the one ``hfa pull``
+  uses: size and hash checked, the content inspected before it is published), one :class:`Flight` per
+  blob at a time on a thread of its own (single flight: other clients join it; across processes the
+  cache's per-blob file lock, across replicas of a bucket a lease object). Clients of a big blob are
+  streamed its bytes as they arrive (:mod:`hfa.server.mirror_flight`); small ones wait for it whole.
+
+Offline first: when the upstream cannot be reached, what the store holds is served (a branch by its
+last recorded commit) and the rest gets a 503. Only the mirror's own token is sent upstream.
+``--lock``: only the locked commits and files are asked for. Known-dangerous pickles are refused (403,
+never cached) unless ``--allow-unsafe``; bytes that do not match their hash get a 502 (nothing
+cached). Either refusal is remembered for ``REFUSED_FOR`` seconds, so retries do not fetch again.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from hfa.cache.hashing import COMMIT_RE
-from hfa.errors import AccessDenied, GatedRepo, HfaError, NetworkError, RepoNotFound, RevisionNotFound
+from hfa.errors import HfaError, NetworkError
+from hfa.server.mirror_flight import WAIT, Flight, upstream_error
 from hfa.server.wire import HttpError
 
 if TYPE_CHECKING:
     from hfa.hub.source import HubSource
-    from hfa.resolve.files import Resolved
+    from hfa.resolve.files import RemoteFile, Resolved
     from hfa.resolve.refs import RepoRef
     from hfa.server.config import ServerConfig
-    from hfa.server.store import LockScope
+    from hfa.server.mirror_store import Target
+    from hfa.server.store import FileEntry, LockScope
 
 log = logging.getLogger("hfa.serve")
 
+__all__ = ["REFUSED_FOR", "STREAM_MIN", "Mirror", "upstream_error"]
+
 REFUSED_FOR = 30.0  # seconds a refused blob (corrupt or unsafe upstream) is answered from memory
-WAIT = 600.0  # seconds a request waits for another's fetch of the same blob
+STREAM_MIN = 8 << 20  # blobs this big are streamed to clients while they arrive; smaller ones are waited for
+MAX_FLIGHTS = 64  # blobs fetched at once; more get a 503 with Retry-After
 
 
 class Mirror:
-    """Fetches what the served cache lacks from the upstream Hub, verified. Thread-safe."""
+    """Fetches what the served store lacks from the upstream Hub, verified. Thread-safe."""
 
-    def __init__(self, config: ServerConfig, scope: LockScope | None) -> None:
+    def __init__(self, config: ServerConfig, scope: LockScope | None, target: Target) -> None:
         from hfa.config import Settings, normalize_endpoint
         from hfa.hub.source import HubSource
 
         assert config.upstream is not None
-        self.cache_dir = config.cache_dir
         self.settings = Settings(
             cache_dir=config.cache_dir,
             endpoint=normalize_endpoint(config.upstream),
@@ -59,22 +65,27 @@ class Mirror:
             token=config.upstream_token,
         )
         self.source: HubSource = HubSource(self.settings)
+        self.target = target
         self.ttl = config.ttl
         self.scope = scope
         self.allow_unsafe = config.allow_unsafe
         self._answers: dict[tuple[str, str, str | None], tuple[float | None, Resolved]] = {}
+        self._recorded: dict[tuple[str, str, str | None, str], float | None] = {}
         self._locks: dict[tuple[Any, ...], threading.Lock] = {}
         self._lock = threading.Lock()
         self._refused: dict[str, tuple[float, HttpError]] = {}  # etag -> (until, answer): no refetch per retry
+        self._flights: dict[str, Flight] = {}
 
-    def _flight(self, key: tuple[Any, ...]) -> threading.Lock:
+    def _flight_lock(self, key: tuple[Any, ...]) -> threading.Lock:
         with self._lock:
             return self._locks.setdefault(key, threading.Lock())
 
+    # -- answers -------------------------------------------------------------------------
     def resolved(self, ref: RepoRef) -> Resolved:
-        """The upstream's answer for ``ref``: a commit's kept, a branch's or tag's for ``ttl`` seconds."""
+        """The upstream's answer for ``ref``: a commit's kept (and read back from the store once recorded
+        there), a branch's or tag's for ``ttl`` seconds."""
         key = (ref.repo_type, ref.repo_id, ref.revision)
-        lock = self._flight(("resolve", *key))
+        lock = self._flight_lock(("resolve", *key))
         if not lock.acquire(timeout=WAIT):
             raise HttpError(
                 503, "The mirror is busy resolving this revision upstream; retry", headers={"Retry-After": "5"}
@@ -83,30 +94,73 @@ class Mirror:
             hit = self._answers.get(key)
             if hit is not None and (hit[0] is None or hit[0] > time.monotonic()):
                 return hit[1]
-            resolved = self.source.resolve(ref)[0]
+            resolved = self.target.recorded(ref) if ref.pinned else None
+            if resolved is None:
+                resolved = self.source.resolve(ref)[0]
             with self._lock:
+                if len(self._answers) > 100_000:
+                    self._answers.clear()
                 self._answers[key] = (None if ref.pinned else time.monotonic() + self.ttl, resolved)
                 self._answers[(ref.repo_type, ref.repo_id, resolved.commit)] = (None, resolved)
             return resolved
         finally:
             lock.release()
 
-    def _locked_commit(self, repo_type: str, repo_id: str, revision: str, path: str) -> str | None:
-        """Under ``--lock``: the locked commit ``revision`` names, if the lock names ``path`` there."""
+    def _record(self, ref: RepoRef, resolved: Resolved) -> None:
+        """Make the store list ``resolved`` (and name it by ``ref``'s revision), once per ``ttl``."""
+        key = (ref.repo_type, ref.repo_id, ref.revision, resolved.commit)
+        until = self._recorded.get(key, 0.0)
+        if until is None or until > time.monotonic():
+            return
+        try:
+            self.target.record(ref, resolved)
+        except HfaError as exc:  # a revision name the store cannot hold as a ref
+            raise HttpError(404, f"Invalid rev id: {ref.revision} ({exc.message})", "RevisionNotFound") from None
+        with self._lock:
+            if len(self._recorded) > 100_000:
+                self._recorded.clear()
+            self._recorded[key] = None if ref.pinned else time.monotonic() + self.ttl
+
+    def _locked_commit(self, repo_type: str, repo_id: str, revision: str, path: str | None) -> str | None:
+        """Under ``--lock``: the locked commit ``revision`` names, if the lock names it (and ``path`` there)."""
         assert self.scope is not None
         key = (repo_type, repo_id)
         commit = self.scope.revisions.get(key, {}).get(revision, revision)
         allowed = self.scope.commits.get(key, {}).get(commit)
-        return commit if allowed is not None and path in allowed else None
+        return commit if allowed is not None and (path is None or path in allowed) else None
 
+    def ensure(self, repo_type: str, repo_id: str, revision: str | None) -> HttpError | None:
+        """Make the store know ``revision`` (None: the default branch) of the repo, asking upstream when
+        its answer is not fresh. Returns the error to answer if the store cannot answer after all (the
+        upstream is unreachable, or does not know the repo or revision): the store's own answer wins."""
+        from hfa.resolve.refs import RepoRef
+
+        if self.scope is not None:
+            locked = self._locked_commit(repo_type, repo_id, revision or "main", None)
+            if locked is None:
+                return None  # not locked: the store answers as without a mirror
+            revision = locked
+        try:
+            ref = RepoRef(repo_id, repo_type, revision)
+            self._record(ref, self.resolved(ref))
+        except HttpError as err:
+            return err
+        except NetworkError as exc:
+            log.warning("upstream unreachable for %s@%s: %s", repo_id, revision or "(default)", exc.message)
+            return HttpError(503, f"The upstream Hub cannot be reached and this mirror has no copy: {exc.message}")
+        except HfaError as exc:
+            return upstream_error(exc)
+        return None
+
+    # -- blobs ---------------------------------------------------------------------------
     def fill(self, repo_type: str, repo_id: str, revision: str, path: str) -> HttpError | None:
-        """Make the cache hold ``path`` at ``revision`` if the upstream has it.
+        """Make the store hold ``path`` at ``revision`` if the upstream has it, or be fetching it (a big
+        blob: once its first bytes arrived, so clients can be streamed them).
 
         Raises HttpError for what the upstream answers (not found, gated, corrupt or unsafe bytes);
-        returns the error to answer if the cache cannot serve the file (the upstream is unreachable).
+        returns the error to answer if the store cannot serve the file (the upstream is unreachable).
         """
         from hfa.resolve.refs import RepoRef
-        from hfa.store.local import LocalStore
 
         if self.scope is not None:
             locked = self._locked_commit(repo_type, repo_id, revision, path)
@@ -115,23 +169,18 @@ class Mirror:
             revision = locked
         if path.startswith("/") or ".." in path.split("/"):
             return None  # never a path the upstream can list: the store answers it
-        store = LocalStore(self.cache_dir, repo_type, repo_id)
-        pinned = bool(COMMIT_RE.match(revision))
-        if pinned and os.path.lexists(store.repo.snapshot(revision) / path):
+        if COMMIT_RE.match(revision) and self.target.present(repo_type, repo_id, revision, path):
             return None  # a commit's file never changes: no need to ask
-        ref = RepoRef(repo_id, repo_type, revision)
         try:
+            ref = RepoRef(repo_id, repo_type, revision)
             resolved = self.resolved(ref)
             f = resolved.files.get(path)
             if f is None:
                 raise HttpError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": resolved.commit})
-            if not store.linked(resolved.commit, path, f.etag, f.size):
-                self._fetch(store, ref, resolved, f)
-            if not pinned:
-                try:
-                    store.write_ref(revision, resolved.commit)
-                except HfaError as exc:  # a revision name the cache cannot hold as a ref
-                    raise HttpError(404, f"Invalid rev id: {revision} ({exc.message})", "RevisionNotFound") from None
+            self._record(ref, resolved)
+            if not self.target.has(ref, resolved.commit, f):
+                flight = self._flight(ref, resolved, f)
+                flight.wait_ready(whole=f.size < STREAM_MIN or flight.partial is None)
         except HttpError:
             raise
         except NetworkError as exc:
@@ -141,51 +190,71 @@ class Mirror:
             raise upstream_error(exc) from None
         return None
 
-    def _fetch(self, store: Any, ref: RepoRef, resolved: Resolved, f: Any) -> None:
-        from hfa.hub.download import HashMismatch
-        from hfa.pull import UnsafeContent, content_inspector
-
-        lock = self._flight(("blob", f.etag))
-        if not lock.acquire(timeout=WAIT):
-            raise HttpError(503, "The mirror is still fetching this file upstream; retry", headers={"Retry-After": "5"})
-        try:
+    def _flight(self, ref: RepoRef, resolved: Resolved, f: RemoteFile) -> Flight:
+        """The running fetch of ``f``'s blob, started if there is none; a refusal remembered is raised."""
+        with self._lock:
             refused = self._refused.get(f.etag)
             if refused is not None and refused[0] > time.monotonic():
                 raise refused[1]
-            fetcher = self.source.fetcher(
-                store,
-                ref,
-                resolved.commit,
-                retry=f"hfa pull {ref.display}",
-                workers=1,
-                inspect=content_inspector([], self.allow_unsafe),
-            )
-            try:
-                outcome = fetcher.fetch_one(f)  # under the blob's file lock: a fetch in another process is waited for
-            except (UnsafeContent, HashMismatch) as exc:
-                answer = upstream_error(exc)
+            flight = self._flights.get(f.etag)
+            if flight is None:
+                if len(self._flights) >= MAX_FLIGHTS:
+                    raise HttpError(
+                        503, "The mirror is fetching many files upstream; retry", headers={"Retry-After": "5"}
+                    )
+                partial, blob = self.target.stream_paths(ref, f)
+                flight = Flight(ref, resolved, f, partial, blob, self._run, self._ended)
+                self._flights[f.etag] = flight
+                flight.start()
+        return flight
+
+    def _run(self, flight: Flight) -> None:
+        from hfa.hub.download import HashMismatch
+        from hfa.pull import UnsafeContent, content_inspector
+
+        ref, f = flight.ref, flight.f
+        fetcher = self.source.fetcher(
+            self.target.fetch_store(ref, f),
+            ref,
+            flight.resolved.commit,
+            retry=f"hfa pull {ref.display}",
+            workers=1,
+            inspect=content_inspector([], self.allow_unsafe),
+            on_bytes=flight.arrived,
+        )
+        try:
+            fetched = self.target.fetch(flight, fetcher)
+        except (UnsafeContent, HashMismatch) as exc:
+            answer = upstream_error(exc)
+            with self._lock:
                 self._refused[f.etag] = (time.monotonic() + REFUSED_FOR, answer)
-                log.warning("refused %s/%s from upstream: %s", ref.repo_id, f.path, exc.message)
-                raise answer from None
-            store.repo.snapshot(resolved.commit).mkdir(parents=True, exist_ok=True)
-            store.write_tree_record(resolved.commit, [x.to_json() for x in resolved.files.values()])
-            if outcome.downloaded:
-                log.info("fetched %s@%s/%s from upstream (%d bytes)", ref.repo_id, resolved.commit[:12], f.path, f.size)
-        finally:
-            lock.release()
+            log.warning("refused %s/%s from upstream: %s", ref.repo_id, f.path, exc.message)
+            raise answer from None
+        if fetched:
+            log.info(
+                "fetched %s@%s/%s from upstream (%d bytes)", ref.repo_id, flight.resolved.commit[:12], f.path, f.size
+            )
 
+    def _ended(self, flight: Flight) -> None:
+        with self._lock:
+            if self._flights.get(flight.f.etag) is flight:
+                del self._flights[flight.f.etag]
 
-def upstream_error(exc: HfaError) -> HttpError:
-    """What the client is answered for an upstream failure: the Hub's own error codes where they apply."""
-    if isinstance(exc, GatedRepo):
-        return HttpError(403, exc.message, "GatedRepo")
-    if isinstance(exc, RepoNotFound):
-        return HttpError(404, exc.message, "RepoNotFound")
-    if isinstance(exc, RevisionNotFound):
-        return HttpError(404, exc.message, "RevisionNotFound")
-    if isinstance(exc, AccessDenied):
-        return HttpError(403, exc.message)
-    if type(exc).__name__ == "UnsafeContent":  # this mirror's policy, not a fault: 403, which clients do not retry
-        return HttpError(403, f"The mirror refused to serve this file: {exc.message}")
-    # corrupt or unsafe upstream bytes, an invalid answer: a bad gateway, nothing cached
-    return HttpError(502, f"The mirror refused the upstream's answer: {exc.message}")
+    def running(self, etag: str) -> Flight | None:
+        """The fetch of blob ``etag`` under way, if any."""
+        with self._lock:
+            return self._flights.get(etag)
+
+    def stream(self, entry: FileEntry) -> Any:
+        """A reader of ``entry``'s blob as its fetch writes it (:class:`~hfa.server.mirror_flight.GrowingFile`);
+        HttpError when no fetch of it runs (it failed: its answer, or 503)."""
+        from hfa.server.mirror_flight import GrowingFile
+
+        flight = self.running(entry.etag)
+        if flight is None or flight.partial is None:
+            with self._lock:
+                refused = self._refused.get(entry.etag)
+            if refused is not None and refused[0] > time.monotonic():
+                raise refused[1]
+            raise HttpError(503, "The mirror could not fetch this file upstream; retry", headers={"Retry-After": "5"})
+        return GrowingFile(flight)

@@ -276,12 +276,12 @@ class CacheStore:
         if not COMMIT_RE.match(commit) or not snap_dir.is_dir() or commit not in self.commits(repo):
             return None
         key = (str(_dir(repo).path), commit)
-        stamp = _tree_stamp(snap_dir)
+        stamp = self.snapshot_stamp(repo, snap_dir)
         with self._lock:
             memo = self._snap_memo.get(key)
         if memo and memo[0] == stamp:
             return memo[1]
-        files = self._walk(repo, snap_dir)
+        files = self.snapshot_files(repo, snap_dir)
         if self.scope is not None:
             allowed = self.scope.commits[(repo.repo_type, repo.repo_id)][commit]
             files = {p: e for p, e in files.items() if p in allowed}
@@ -296,7 +296,11 @@ class CacheStore:
             self._snap_memo[key] = (stamp, snap)
         return snap
 
-    def _walk(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
+    def snapshot_stamp(self, repo: Repo, snap_dir: Path) -> float:
+        """What changes when the snapshot's file list may have changed (its folders' mtimes)."""
+        return _tree_stamp(snap_dir)
+
+    def snapshot_files(self, repo: Repo, snap_dir: Path) -> dict[str, FileEntry]:
         files: dict[str, FileEntry] = {}
         for found in walk_snapshot(_dir(repo), snap_dir.name, on_error=self.unreadable):
             if found.real is None:

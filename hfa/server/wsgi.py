@@ -9,7 +9,7 @@ With no argument it reads ``HFA_SERVE_CACHE`` (default: the huggingface_hub cach
 ``HFA_SERVE_AUTH`` (an ``--auth`` TOML file), ``HFA_SERVE_LOCK`` (an ``hfa.lock`` to serve only
 what it names), ``HFA_SERVE_STORE`` (``s3://BUCKET/PREFIX``: serve a bucket instead of a cache),
 ``HFA_SERVE_REDIRECT=1`` (with a store: redirect downloads to presigned URLs), ``HFA_SERVE_UPSTREAM``
-(``--upstream``) and ``HFA_SERVE_UPSTREAM_TOKEN_FILE`` (``--upstream-token-file``). ``hfa serve`` runs the
+(``--upstream``, into the cache or the store) and ``HFA_SERVE_UPSTREAM_TOKEN_FILE`` (``--upstream-token-file``). ``hfa serve`` runs the
 app on waitress (hfa.server.http).
 
 Every answer carries ``X-Request-Id`` (the client's, when it sent a plain one, else a new one) and
@@ -57,19 +57,32 @@ class HubApp:
         self.config = config
         scope = LockScope.from_lock(config.lock) if config.lock is not None else None
         self.store: ServedStore
+        self.mirror: Any = None  # a Mirror with --upstream (hfa.server.mirror)
+        self._staging: Any = None  # with --store and --upstream: a temporary folder
         if config.store is not None:
             from hfa.server.bucket import BucketStore
 
-            self.store = BucketStore(config.store, redirect=config.redirect)
+            bucket = BucketStore(config.store, redirect=config.redirect)
+            self.store = bucket
+            if config.upstream:
+                import tempfile
+
+                from hfa.server.mirror import Mirror
+                from hfa.server.mirror_bucket import BucketTarget
+
+                self._staging = tempfile.TemporaryDirectory(prefix="hfa-mirror-")  # blobs on their way up
+                self.mirror = Mirror(config, scope, BucketTarget(bucket, Path(self._staging.name)))
+        elif config.upstream:
+            from hfa.server.mirror import Mirror
+            from hfa.server.mirror_store import CacheTarget, MirrorCache
+
+            cache = MirrorCache(config.cache_dir, scope)
+            self.store = cache
+            self.mirror = cache.mirror = Mirror(config, scope, CacheTarget(config.cache_dir))
         else:
             self.store = ServedCache(config.cache_dir, scope)
         self.request_log: list[tuple[str, str]] = []  # (method, path): tests count requests
         self._log_lock = threading.Lock()
-        self.mirror: Any = None  # a Mirror with --upstream (hfa.server.mirror)
-        if config.upstream:
-            from hfa.server.mirror import Mirror
-
-            self.mirror = Mirror(config, scope)
         self.infer: Any = None  # an InferenceService with --infer (hfa.server.infer_routes)
         if config.infer is not None:
             from hfa.server.infer_routes import InferenceService
@@ -109,9 +122,11 @@ class HubApp:
             self.request_log.clear()
 
     def close(self) -> None:
-        """Release the inference models."""
+        """Release the inference models and the mirror's staging folder."""
         if self.infer is not None:
             self.infer.close()
+        if self._staging is not None:
+            self._staging.cleanup()
 
 
 def create_app(config: ServerConfig | None = None) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
@@ -153,10 +168,6 @@ def config_from_env(env: Any) -> ServerConfig:
     from hfa.config import normalize_endpoint
 
     upstream = normalize_endpoint(env["HFA_SERVE_UPSTREAM"]) if env.get("HFA_SERVE_UPSTREAM") else None
-    if store is not None and upstream is not None:
-        from hfa.errors import UsageError
-
-        raise UsageError("HFA_SERVE_UPSTREAM does not apply with HFA_SERVE_STORE yet", "unset one of them")
     token = None
     if env.get("HFA_SERVE_UPSTREAM_TOKEN_FILE"):
         from hfa.config import read_token_file

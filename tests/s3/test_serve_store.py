@@ -143,23 +143,25 @@ def test_serve_store_names_a_missing_bucket(weed, bucket: str) -> None:  # type:
 def test_verified_body_sends_the_range_only_after_the_whole_object_matched(start: int, length: int) -> None:
     import io
 
-    from hfa.server import bucket as bucketmod
-    from hfa.server.store import FileEntry, Snapshot
+    from hfa.server import downloads
+    from hfa.server.store import FileEntry
 
     data = bytes(range(256)) * 11 + b"x" * 184  # 3000 bytes
     entry = FileEntry("w.bin", len(data), None, "0" * 40, hashlib.sha256(data).hexdigest())
-    snap = Snapshot("c" * 40, {"w.bin": entry}, "", "")
-    old = bucketmod.CHUNK
-    bucketmod.CHUNK = 512  # several chunks
+    failures: list[str] = []
+    old = downloads.CHUNK
+    downloads.CHUNK = 512  # several chunks
     try:
-        good = b"".join(bucketmod.verified_body(io.BytesIO(data), entry, "w.bin", snap, start, length, "s3://b/p/"))
-        assert good == data[start : start + length]
-        bad = data[:-1] + b"y"
-        sent = b"".join(bucketmod.verified_body(io.BytesIO(bad), entry, "w.bin", snap, start, length, "s3://b/p/"))
-        assert len(sent) < length  # short: the client never gets the whole (wrong) range
-        cut = b"".join(
-            bucketmod.verified_body(io.BytesIO(data[:2000]), entry, "w.bin", snap, start, length, "s3://b/p/")
-        )
-        assert len(cut) < length
+
+        def body(raw: bytes) -> bytes:
+            return b"".join(
+                downloads.verified_body(io.BytesIO(raw), entry, start, length, lambda w, e: failures.append(w))
+            )
+
+        assert body(data) == data[start : start + length]
+        assert not failures
+        assert len(body(data[:-1] + b"y")) < length  # short: the client never gets the whole (wrong) range
+        assert len(body(data[:2000])) < length
+        assert len(failures) == 2 and "does not match its sha256" in failures[0]
     finally:
-        bucketmod.CHUNK = old
+        downloads.CHUNK = old

@@ -1,0 +1,115 @@
+"""``hfa serve --upstream``: clients of a big blob the mirror is fetching are streamed its bytes as they
+arrive, one upstream download however many ask, and never the whole of bytes that fail verification."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from huggingface_hub import hf_hub_download, hf_hub_url
+
+from hfa.server import HubServer, ServerConfig
+from hfa.server.faults import Fault, FaultPlan
+from hfa.testing import make_safetensors, write_repo
+
+BIG = "weights.safetensors"
+RATE = 4 << 20  # bytes per second the upstream sends the big file: its fetch takes about 3 s
+
+
+@pytest.fixture
+def big_upstream(tmp_path: Path) -> Iterator[tuple[HubServer, dict[str, bytes]]]:
+    files = {
+        BIG: make_safetensors({"w": ("F32", [3 << 20])}, seed=7),  # 12 MiB: over the mirror's STREAM_MIN
+        "config.json": b'{"model_type": "bert"}',
+    }
+    write_repo(tmp_path / "up", "org/big", files)
+    plan = FaultPlan([Fault("throttle", path=BIG, times=-1, rate=RATE)])
+    with HubServer(ServerConfig(cache_dir=tmp_path / "up", faults=plan)) as srv:
+        yield srv, files
+
+
+def head_status(url: str) -> int:
+    from huggingface_hub import get_hf_file_metadata
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        get_hf_file_metadata(url, token=False)
+    except HfHubHTTPError as exc:
+        return int(exc.response.status_code)
+    return 200
+
+
+def gets(srv: HubServer, name: str) -> int:
+    return sum(1 for m, p in srv.requests if m == "GET" and "/resolve/" in p and p.endswith("/" + name))
+
+
+def mirror_blobs(cache: Path) -> list[str]:
+    folder = cache / "models--org--big" / "blobs"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_twenty_clients_streamed_while_fetched_once(
+    big_upstream: tuple[HubServer, dict[str, bytes]], tmp_path: Path
+) -> None:
+    upstream, files = big_upstream
+    sha = hashlib.sha256(files[BIG]).hexdigest()
+    config = ServerConfig(cache_dir=tmp_path / "mirror", upstream=upstream.url, threads=32)
+    with HubServer(config) as mirror:
+        url = hf_hub_url("org/big", BIG, endpoint=mirror.url)
+
+        def client(i: int) -> bytes:
+            path = hf_hub_download("org/big", BIG, endpoint=mirror.url, cache_dir=tmp_path / f"c{i}", token=False)
+            return Path(path).read_bytes()
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(21) as pool:
+            futures = [pool.submit(client, i) for i in range(20)]
+            with urllib.request.urlopen(url, timeout=30) as answer:  # a plain client, watched closely
+                first = answer.read(1 << 20)
+                still_fetching = mirror.hub.mirror.running(sha) is not None
+                rest = answer.read()
+            results = [f.result(timeout=60) for f in futures]
+        assert still_fetching  # its first MiB came while the mirror was still fetching the file
+        assert first + rest == files[BIG]
+        assert all(r == files[BIG] for r in results)
+        assert gets(upstream, BIG) == 1  # one upstream download for 21 clients
+        assert mirror_blobs(tmp_path / "mirror") == [sha]
+        assert time.monotonic() - started < 60
+
+
+def test_streamed_bytes_that_fail_verification_are_cut(
+    big_upstream: tuple[HubServer, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HFA_MAX_RETRIES", "0")
+    upstream, files = big_upstream
+    assert upstream.config.faults is not None
+    upstream.config.faults.faults[:] = [Fault("corrupt", path=BIG, times=-1, rate=RATE)]  # same size, one byte off
+    size = len(files[BIG])
+    with HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=upstream.url, threads=16)) as mirror:
+        url = hf_hub_url("org/big", BIG, endpoint=mirror.url)
+        got = b""
+        with ThreadPoolExecutor(1) as pool:
+            official = pool.submit(
+                hf_hub_download, "org/big", BIG, endpoint=mirror.url, cache_dir=tmp_path / "c", token=False
+            )
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                assert answer.headers["Content-Length"] == str(size)
+                try:
+                    while chunk := answer.read(1 << 20):
+                        got += chunk
+                except http.client.IncompleteRead as exc:
+                    got += exc.partial
+            assert 0 < len(got) < size  # streamed while it came, then cut: never the whole of wrong bytes
+            with pytest.raises(Exception):  # noqa: B017 - the official client fails too (cut, then a 502)
+                official.result(timeout=60)
+        assert head_status(url) == 502  # the refusal is remembered
+        assert mirror_blobs(tmp_path / "mirror") == []  # nothing cached, not even a partial file
+        client_blobs = tmp_path / "c" / "models--org--big" / "blobs"
+        assert not client_blobs.exists() or all(p.name.endswith(".incomplete") for p in client_blobs.iterdir())
+        assert gets(upstream, BIG) == 1  # the refusal is remembered: the client's retry fetched nothing
