@@ -68,6 +68,7 @@ class Source(Protocol):
         on_file: Callable[[FetchOutcome], None] | None = None,
         inspect: Callable[[RemoteFile, Path], None] | None = None,
         locked: bool = False,
+        on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
     ) -> Fetching:
         """A :class:`Fetching` into ``store``.
 
