@@ -22,7 +22,8 @@ A server that does not play along (a ``200`` to a ranged request, a changed ``ET
 ``Content-Range`` other than the one asked for, no ``Accept-Ranges: bytes``) ends the ranged
 attempt with :class:`Fallback`: the caller keeps the contiguous prefix and fetches the rest as
 one stream. A signed CDN URL that stops working mid-download (``403`` from a host other than
-the endpoint) is resolved through the endpoint again, once per file. Every request goes through
+the endpoint) is resolved through the endpoint again; a URL refused again before it served a
+range ends the download. Every request goes through
 the one request loop (:meth:`~hfa.hub.requests.Session.send`): its retries and bounds hold for
 each range, and a body that breaks off is resumed within its range up to ``HFA_MAX_RETRIES`` times.
 """
@@ -255,7 +256,7 @@ class _Ranged:
         self.segments = segments
         self.resolve_url = url
         self.url = url  # where ranges are asked: the endpoint at first, then where its redirect ended
-        self.resolves_left = 1  # a CDN URL that expires is resolved through the endpoint once
+        self.resolves_left = 1  # a CDN URL that expires is resolved anew, once until a range is served again
         self.ref = ref
         self.cancel = cancel
         self.on_bytes = on_bytes
@@ -414,6 +415,7 @@ class _Ranged:
                 if "bytes" not in (response.headers.get("Accept-Ranges") or "").lower():
                     raise Fallback("the server does not announce Accept-Ranges: bytes")
                 self.url = response.url or self.url
+            self.resolves_left = 1  # an answer with the range: a later expiry may be resolved again
             if self.validator is None:
                 self.validator = etag
             elif etag != self.validator:

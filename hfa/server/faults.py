@@ -59,6 +59,7 @@ class FaultPlan:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     hits: list[tuple[str, str]] = field(default_factory=list)  # (kind, path) of faults applied
     sent: dict[str, int] = field(default_factory=dict)  # body bytes announced (Content-Length) by file answers 200/206
+    started: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, client addr:port) per request
     _signed: dict[str, int] = field(default_factory=dict, repr=False)  # "cdn": GETs each signature answered
 
     def take(self, path: str, kinds: tuple[str, ...] = KINDS) -> Fault | None:
@@ -81,6 +82,9 @@ class FaultMiddleware:
         self.plan = plan
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        peer = f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}"
+        with self.plan._lock:
+            self.plan.started.append((time.monotonic(), peer))
         if self.plan.latency:
             time.sleep(self.plan.latency)
         picked: list[Fault] = []
