@@ -173,7 +173,7 @@ DEFAULT_API_DEADLINE = 60.0  # seconds a listing or search answer may take in al
 DEFAULT_MIN_SPEED = 1024  # bytes/s a download must keep up ... (HFA_MIN_SPEED; 0: no such rule)
 DEFAULT_MIN_SPEED_TIME = 30.0  # ... over every this many seconds (HFA_MIN_SPEED_TIME)
 DEFAULT_MAX_CONNECTIONS = 16  # connections to one host a pull opens at once (HFA_MAX_CONNECTIONS, --connections)
-DEFAULT_RANGED_THRESHOLD = 64 << 20  # files this big are fetched as parallel ranges (HFA_RANGED_THRESHOLD)
+DEFAULT_RANGED_THRESHOLD = 32 << 20  # files this big are fetched as parallel ranges (HFA_RANGED_THRESHOLD)
 DEFAULT_RANGE_SIZE = 16 << 20  # ... of this many bytes each (HFA_RANGE_SIZE)
 
 

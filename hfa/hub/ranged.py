@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["Connections", "Fallback", "RangedResult", "fetch_ranged", "load_done", "plan_segments"]
 
 CHUNK = 1 << 20
+MIN_RANGE = 1 << 20  # ranges are cut to spread a file over every connection, but never smaller than this
+SAVE_EVERY = 0.05  # seconds between records of progress (a kill loses at most what came in since)
 RECORD_FORMAT = 1
 RECORD_LIMIT = 4 << 20  # a record longer than this is not read (a 1 TB file in 16 MiB ranges takes ~1 MB)
 
@@ -145,15 +147,17 @@ def plan_segments(size: int, range_size: int, done: list[tuple[int, int]]) -> li
 
 
 def _intervals(segments: list[Segment]) -> list[list[int]]:
-    """The done segments merged into [start, end) intervals."""
+    """The bytes written, merged into [start, end) intervals: each segment's filled prefix (a range is
+    written in order, so a range cut off by a kill keeps what it had)."""
     out: list[list[int]] = []
     for s in segments:
-        if not s.done:
+        if s.filled <= 0:
             continue
+        end = s.start + min(s.filled, s.size)
         if out and out[-1][1] == s.start:
-            out[-1][1] = s.end
+            out[-1][1] = end
         else:
-            out.append([s.start, s.end])
+            out.append([s.start, end])
     return out
 
 
@@ -269,6 +273,8 @@ class _Ranged:
         self.received = 0
         self.active = 0
         self.peak = 0
+        self.ready = threading.Event()  # the first answer showed the server serves ranges (or it failed)
+        self.saved = time.monotonic()
         self.on_first: Callable[[Any], bool] | None = None  # the caller's checks of the first answer
         self.vouched = False  # ... which said the server's own hash is the lock's
 
@@ -301,15 +307,17 @@ class _Ranged:
             if self.error is None or (isinstance(exc, Fallback) and not isinstance(self.error, Fallback)):
                 self.error = exc
             self.lock.notify_all()
+        self.ready.set()
 
     # -- a worker: fetch ranges until none is left -----------------------------------------
-    def work(self) -> None:
+    def work(self, first: Segment | None = None) -> None:
         with self.lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
         try:
             buffer = bytearray(CHUNK)
-            while self.error is None and (s := self.take()) is not None:
+            while self.error is None and (s := first or self.take()) is not None:
+                first = None
                 self.fetch(s, buffer)
                 with self.lock:
                     self.lock.notify_all()
@@ -380,6 +388,9 @@ class _Ranged:
                     s.filled += n
                     self.received += n
                     self.lock.notify_all()
+                    if time.monotonic() - self.saved >= SAVE_EVERY:
+                        self.saved = time.monotonic()
+                        self.save(self.segments, self.validator)
                 self.on_bytes(n)
         return False
 
@@ -416,6 +427,7 @@ class _Ranged:
                     raise Fallback("the server does not announce Accept-Ranges: bytes")
                 self.url = response.url or self.url
             self.resolves_left = 1  # an answer with the range: a later expiry may be resolved again
+            self.ready.set()
             if self.validator is None:
                 self.validator = etag
             elif etag != self.validator:
@@ -466,7 +478,8 @@ def fetch_ranged(
     loaded = load_done(record, partial, f.etag, f.size)
     done, validator = loaded if loaded is not None else ([], None)
     fresh = not done
-    segments = plan_segments(f.size, range_size, done)
+    spread = -(-f.size // connections.limit)  # one range per connection, if that is smaller
+    segments = plan_segments(f.size, min(range_size, max(MIN_RANGE, spread)), done)
     _save(record, f.etag, f.size, validator, segments)  # first the record: a sized partial never lacks one
     fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
     stop = threading.Event()
@@ -499,15 +512,12 @@ def fetch_ranged(
             first = job.take()
             if first is not None:
                 job.on_first = check_first
-                job.fetch(first, bytearray(CHUNK))
-                with job.lock:
-                    job.save(job.segments, job.validator)
                 wanted = min(connections.limit, sum(1 for s in segments if not s.done)) - 1
-                for i in range(max(0, wanted)):
+                for i in range(max(0, wanted)):  # they wait for the first answer's headers
                     t = threading.Thread(target=_helper, args=(job, connections), name=f"hfa-range-{i}")
                     t.start()
                     helpers.append(t)
-                job.work()
+                job.work(first)
         except BaseException as exc:
             job.fail(exc)
         finally:
@@ -544,7 +554,11 @@ def _guarded(job: _Ranged, fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def _helper(job: _Ranged, connections: Connections) -> None:
-    """Take a connection slot when one is free and fetch ranges while any are left; give it back."""
+    """Once the first answer is in, take a connection slot when one is free and fetch ranges while any
+    are left; give it back."""
+    while not job.ready.wait(0.05):
+        if job.cancel.is_set() or job.error is not None:
+            return
     while job.has_work() and not job.cancel.is_set():
         if connections.try_take(0.05):
             try:
