@@ -366,3 +366,25 @@ def test_the_connection_bound_holds_for_files_and_ranges_together(tmp_path: Path
     assert 2 <= client_peak <= bound
     assert 2 <= server_peak <= bound
     assert 2 <= _file(doc)["connections"] <= bound
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HFA_MAX_CONNECTIONS", "0"),
+        ("HFA_MAX_CONNECTIONS", "many"),
+        ("HFA_RANGE_SIZE", "0"),
+        ("HFA_RANGED_THRESHOLD", "-1"),
+    ],
+)
+def test_bad_settings_exit_2_naming_the_variable(tmp_path: Path, name: str, value: str) -> None:
+    result = hfa(
+        "pull", "org/x", "--cache-dir", str(tmp_path / "c"), "--endpoint", "http://127.0.0.1:9", env={name: value}
+    )
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert name in result.stderr
+
+
+def test_connections_option_is_bounded(tmp_path: Path) -> None:
+    result = hfa("pull", "org/x", "--connections", "0", "--cache-dir", str(tmp_path / "c"))
+    assert result.exit_code == ExitCode.USAGE
