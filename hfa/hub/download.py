@@ -37,6 +37,7 @@ PIPELINE_MIN = 16 * CHUNK  # bodies this large are hashed on a second thread whi
 WRITE_BEHIND = 32 * CHUNK  # and handed to the disk every this many bytes (see _WriteBehind)
 _RESUME_STATUSES = frozenset({416})  # answered, not raised: fetch handles them
 DEFAULT_WORKERS = 16  # I/O-bound: many small files want many connections (bench/bench_pull.py)
+_POSITIONAL_IO = hasattr(os, "pwrite") and hasattr(os, "preadv")  # what ranged downloads write and hash with
 
 
 class HashMismatch(CheckFailed):
@@ -225,7 +226,7 @@ class Fetcher:
         resumed = partial.exists()
         retries = self.hub.retry.retries
         settings = self.hub.settings
-        ranged = f.size >= max(1, settings.ranged_threshold) and f.size > 0
+        ranged = f.size >= max(1, settings.ranged_threshold) and _POSITIONAL_IO
         while True:
             if self._cancel.is_set():
                 raise NetworkError(f"Download of '{f.path}' cancelled", "rerun the command to resume")

@@ -62,6 +62,24 @@ class FaultPlan:
     started: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, client addr:port) per request
     _signed: dict[str, int] = field(default_factory=dict, repr=False)  # "cdn": GETs each signature answered
 
+    def started_request(self, peer: str) -> None:
+        with self._lock:
+            self.started.append((time.monotonic(), peer))
+
+    def count_sent(self, path: str, length: int) -> None:
+        with self._lock:
+            self.sent[path] = self.sent.get(path, 0) + length
+
+    def use_signature(self, signature: str) -> int:
+        """Count one GET of a "cdn" signed URL; return how many it has answered, this one included."""
+        with self._lock:
+            self._signed[signature] = self._signed.get(signature, 0) + 1
+            return self._signed[signature]
+
+    def new_signature(self) -> int:
+        with self._lock:
+            return sum(1 for k, _ in self.hits if k == "cdn")  # one per redirect
+
     def take(self, path: str, kinds: tuple[str, ...] = KINDS) -> Fault | None:
         with self._lock:
             for fault in self.faults:
@@ -83,8 +101,7 @@ class FaultMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         peer = f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}"
-        with self.plan._lock:
-            self.plan.started.append((time.monotonic(), peer))
+        self.plan.started_request(peer)
         if self.plan.latency:
             time.sleep(self.plan.latency)
         picked: list[Fault] = []
@@ -100,9 +117,7 @@ class FaultMiddleware:
             path = environ.get("hfa.file")
             fault = self.plan.take(path, later) if path and get else None
             if path and get and status[:3] in ("200", "206"):
-                length = sum(int(v) for k, v in headers if k.lower() == "content-length")
-                with self.plan._lock:
-                    self.plan.sent[path] = self.plan.sent.get(path, 0) + length
+                self.plan.count_sent(path, sum(int(v) for k, v in headers if k.lower() == "content-length"))
             if fault is not None and fault.kind in RANGE_KINDS:
                 headers = _range_fault(fault.kind, headers)
                 fault = None
@@ -145,9 +160,7 @@ class FaultMiddleware:
         signature = parse_qs(environ.get("QUERY_STRING", "")).get(CDN_PARAM)
         if signature:  # a request to the "CDN": answered while its signature is good
             fault = next((f for f in self.plan.faults if f.kind == "cdn"), None)
-            with self.plan._lock:
-                uses = self.plan._signed.get(signature[0], 0) + 1
-                self.plan._signed[signature[0]] = uses
+            uses = self.plan.use_signature(signature[0])
             if fault is not None and fault.expire_after and uses > fault.expire_after:
                 self.plan.hits.append(("cdn-expired", repo_path))
                 body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
@@ -156,8 +169,7 @@ class FaultMiddleware:
                 )
                 return [body]
         elif (fault := self.plan.take(repo_path, ("cdn",))) is not None:
-            with self.plan._lock:
-                number = sum(1 for k, _ in self.plan.hits if k == "cdn")  # a new signature per redirect
+            number = self.plan.new_signature()
             location = f"http://localhost:{environ.get('SERVER_PORT')}{quote(path_info)}?{CDN_PARAM}={number}"
             start_response("302 Found", [("Location", location), ("Content-Length", "0")])
             return [b""]
