@@ -48,7 +48,12 @@ if TYPE_CHECKING:
 __all__ = ["Connections", "Fallback", "RangedResult", "fetch_ranged", "load_done", "plan_segments"]
 
 CHUNK = 1 << 20
-MIN_RANGE = 1 << 20  # ranges are cut to spread a file over every connection, but never smaller than this
+# A file is cut into about RANGES_PER_CONNECTION ranges per connection (handed out in order, so the hashed
+# prefix keeps up and the connections finish together), of MIN_RANGE to Settings.range_size bytes: a range
+# costs a request, a round trip on a real link. 256 MiB, 16 connections, median of 5 (loopback / 40 MB/s per
+# connection): 1 range per connection 1.05 / 1.30 s, 2: 0.91 / 1.08 s, 4: 0.62 / 0.93 s; one stream 0.86 s.
+MIN_RANGE = 4 << 20
+RANGES_PER_CONNECTION = 4
 SAVE_EVERY = 0.05  # seconds between records of progress (a kill loses at most what came in since)
 RECORD_FORMAT = 1
 RECORD_LIMIT = 4 << 20  # a record longer than this is not read (a 1 TB file in 16 MiB ranges takes ~1 MB)
@@ -478,7 +483,7 @@ def fetch_ranged(
     loaded = load_done(record, partial, f.etag, f.size)
     done, validator = loaded if loaded is not None else ([], None)
     fresh = not done
-    spread = -(-f.size // connections.limit)  # one range per connection, if that is smaller
+    spread = -(-f.size // (connections.limit * RANGES_PER_CONNECTION))
     segments = plan_segments(f.size, min(range_size, max(MIN_RANGE, spread)), done)
     _save(record, f.etag, f.size, validator, segments)  # first the record: a sized partial never lacks one
     fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
