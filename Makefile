@@ -21,7 +21,7 @@ LOWEST_VENV := .venv-lowest
 LOWEST_STAMP := $(LOWEST_VENV)/.hfa-installed
 LOWEST_PIP := $(LOWEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv venv-infer test test-lowest demo bench lint docs dist clean
+.PHONY: venv venv-infer test test-lowest demo bench bench-quick lint docs dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,8 +66,11 @@ docs: venv  ## regenerate docs/cli.md from --help
 demo: venv  ## demo hub on 127.0.0.1: search, then download with the official hf CLI
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-bench: venv-infer  ## side-by-side benchmarks against the named peers
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py
+bench: venv-infer  ## side-by-side benchmarks against the named peers (BENCH_ARGS="--only ranged" picks some)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: venv-infer  ## the benchmarks with small sizes: a smoke run
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py --quick $(BENCH_ARGS)
 
 dist: venv  ## build the wheel and the sdist into dist/ (README "Install")
 	rm -rf dist

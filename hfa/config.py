@@ -172,6 +172,9 @@ DEFAULT_DOWNLOAD_TIMEOUT = 60.0  # seconds without a byte during a download (HF_
 DEFAULT_API_DEADLINE = 60.0  # seconds a listing or search answer may take in all (HFA_API_DEADLINE)
 DEFAULT_MIN_SPEED = 1024  # bytes/s a download must keep up ... (HFA_MIN_SPEED; 0: no such rule)
 DEFAULT_MIN_SPEED_TIME = 30.0  # ... over every this many seconds (HFA_MIN_SPEED_TIME)
+DEFAULT_MAX_CONNECTIONS = 16  # connections to one host a pull opens at once (HFA_MAX_CONNECTIONS, --connections)
+DEFAULT_RANGED_THRESHOLD = 32 << 20  # files this big are fetched as parallel ranges (HFA_RANGED_THRESHOLD)
+DEFAULT_RANGE_SIZE = 16 << 20  # ... of this many bytes each (HFA_RANGE_SIZE)
 
 
 def env_seconds(name: str, default: float) -> float:
@@ -201,6 +204,14 @@ def env_count(name: str, default: int) -> int:
     return int(raw)
 
 
+def env_positive(name: str, default: int) -> int:
+    """A whole number above 0 from the environment, else ``default``; refuses anything else."""
+    value = env_count(name, default)
+    if value == 0:
+        raise UsageError(f"{name} must be a whole number above 0, not '0'", f"set {name}={default}, or unset it")
+    return value
+
+
 def check_token(token: str | None) -> None:
     """Refuse a token no HTTP header can carry (a line break, a space, a control character), never echoing it.
 
@@ -227,6 +238,9 @@ class Settings:
     api_deadline: float = DEFAULT_API_DEADLINE
     min_speed: int = DEFAULT_MIN_SPEED
     min_speed_time: float = DEFAULT_MIN_SPEED_TIME
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    ranged_threshold: int = DEFAULT_RANGED_THRESHOLD
+    range_size: int = DEFAULT_RANGE_SIZE
 
     @classmethod
     def resolve(
@@ -251,6 +265,10 @@ class Settings:
             api_deadline=env_seconds("HFA_API_DEADLINE", DEFAULT_API_DEADLINE),
             min_speed=env_count("HFA_MIN_SPEED", DEFAULT_MIN_SPEED),
             min_speed_time=env_seconds("HFA_MIN_SPEED_TIME", DEFAULT_MIN_SPEED_TIME),
+            # parallel ranged downloads of big files (docs/pull.md "Big files")
+            max_connections=env_positive("HFA_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS),
+            ranged_threshold=env_count("HFA_RANGED_THRESHOLD", DEFAULT_RANGED_THRESHOLD),
+            range_size=env_positive("HFA_RANGE_SIZE", DEFAULT_RANGE_SIZE),
         )
 
 

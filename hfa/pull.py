@@ -46,6 +46,7 @@ class Progress(Protocol):
     def start(self, total_bytes: int, total_files: int) -> None: ...
     def advance(self, nbytes: int) -> None: ...
     def file_done(self, outcome: FetchOutcome) -> None: ...
+    def big_file(self, f: RemoteFile) -> Callable[[int], None]: ...  # a file fetched as parallel ranges
 
 
 @dataclass
@@ -56,6 +57,9 @@ class FileReport:
     hash: str
     reason: str
     status: str  # cached, downloaded, resumed, would-download, missing
+    bytes_downloaded: int = 0
+    seconds: float = 0.0  # wall time of its download
+    connections: int = 0  # the most connections its download used at once
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +68,9 @@ class FileReport:
             "hash": f"{self.hash_algo}:{self.hash}",
             "reason": self.reason,
             "status": self.status,
+            "bytes_downloaded": self.bytes_downloaded,
+            "seconds": round(self.seconds, 3),
+            "connections": self.connections,
         }
 
 
@@ -145,8 +152,11 @@ def content_inspector(findings: list[Any], allow_unsafe: bool) -> Callable[[Remo
     return inspect
 
 
-def _report(f: RemoteFile, decision: Decision, status: str) -> FileReport:
-    return FileReport(f.path, f.size, f.hash_algo, f.lfs_sha256 or f.blob_id, decision.reason, status)
+def _report(f: RemoteFile, decision: Decision, status: str, o: FetchOutcome | None = None) -> FileReport:
+    report = FileReport(f.path, f.size, f.hash_algo, f.lfs_sha256 or f.blob_id, decision.reason, status)
+    if o is not None:
+        report.bytes_downloaded, report.seconds, report.connections = o.downloaded, o.seconds, o.connections
+    return report
 
 
 def pull_command(ref: RepoRef, options: SelectOptions) -> str:
@@ -244,6 +254,7 @@ def pull(
         on_bytes=progress.advance if progress else None,
         on_file=progress.file_done if progress else None,
         inspect=content_inspector(findings, allow_unsafe),
+        on_big_file=getattr(progress, "big_file", None),
     )
     # Files settled without the pool: an index read here, or already in the snapshot (nothing to do: a warm
     # pull takes no lock and starts no thread).
@@ -294,7 +305,7 @@ def pull(
     outcomes.update(early)
     for d in chosen:
         o = outcomes[d.path]
-        result.files.append(_report(resolved.files[d.path], d, o.status))
+        result.files.append(_report(resolved.files[d.path], d, o.status, o))
         result.bytes_downloaded += o.downloaded
     snapshot.mkdir(parents=True, exist_ok=True)
     if not ref.pinned:
@@ -377,6 +388,7 @@ def pull_locked(
                 on_file=progress.file_done if progress else None,
                 inspect=content_inspector(result.findings, allow_unsafe),
                 locked=True,
+                on_big_file=getattr(progress, "big_file", None),
             )
             need_network = [f for f in todo if not store.has(f.etag, f.size)]
             fetcher.check(need_network)
@@ -389,7 +401,10 @@ def pull_locked(
         for lf in entry.files:
             o = outcomes.get(lf.path)
             status = o.status if o else "cached"
-            result.files.append(FileReport(lf.path, lf.size, lf.algo, lf.digest, "locked", status))
+            report = FileReport(lf.path, lf.size, lf.algo, lf.digest, "locked", status)
+            if o is not None:
+                report.bytes_downloaded, report.seconds, report.connections = o.downloaded, o.seconds, o.connections
+            result.files.append(report)
             result.bytes_downloaded += o.downloaded if o else 0
         if not dry_run:
             store.repo.snapshot(entry.commit).mkdir(parents=True, exist_ok=True)

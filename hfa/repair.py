@@ -88,6 +88,9 @@ class _FolderStore:
     def partial(self, etag: str) -> Path:
         return self.dest.with_name(f".{self.dest.name}.hfa-partial")
 
+    def partial_record(self, etag: str) -> Path:
+        return self.dest.with_name(f".{self.dest.name}.hfa-partial.json")
+
     def publish(self, etag: str, source: Path, *, keep_source: bool = False) -> Path:
         os.replace(source, self.dest)
         return self.dest

@@ -323,6 +323,12 @@ class CacheWriter:
         self.check_folders(self.repo.path, self.repo.blobs)
         return self.repo.blobs / f"{etag}.incomplete"
 
+    def partial_record_path(self, etag: str) -> Path:
+        """hfa's record of which ranges of ``blobs/<etag>.incomplete`` are complete (a ranged download)."""
+        folder = self.repo.path / HFA_DIR / "partials"
+        self.check_folders(self.repo.path, self.repo.path / HFA_DIR, folder)
+        return folder / f"{etag}.json"
+
     @staticmethod
     def check_folders(*folders: Path) -> None:
         """Each folder is a real folder or absent: never a link (which could lead out of the cache) or a file."""

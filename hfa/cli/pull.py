@@ -43,6 +43,7 @@ class RichProgress:
         self.task: Any = None
         self.files_total = 0
         self.files_done = 0
+        self.big: dict[str, Any] = {}
 
     def start(self, total_bytes: int, total_files: int) -> None:
         self.files_total = total_files
@@ -56,6 +57,19 @@ class RichProgress:
         self.files_done += 1
         if self.task is not None:
             self.progress.update(self.task, description=f"files {self.files_done}/{self.files_total}")
+        task = self.big.pop(outcome.path, None)
+        if task is not None:
+            self.progress.remove_task(task)
+
+    def big_file(self, f: Any) -> Any:
+        """A line of its own for a file fetched as parallel ranges: its aggregate speed over all its connections."""
+        task = self.progress.add_task(f"  {f.path}", total=f.size)
+        self.big[f.path] = task
+
+        def count(nbytes: int) -> None:
+            self.progress.update(task, advance=nbytes)
+
+        return count
 
 
 def _warn_findings(ctx: Ctx, findings: list[Any]) -> None:
@@ -168,6 +182,16 @@ def pull(
     ] = None,
     repo_type: RepoTypeOpt = None,
     workers: Annotated[int, typer.Option(help="Parallel downloads.", min=1, max=64)] = 16,
+    connections: Annotated[
+        int | None,
+        typer.Option(
+            help="Connections open at once for the whole pull, shared by files and by the ranges of big files"
+            " (default: HFA_MAX_CONNECTIONS, else 16).",
+            min=1,
+            max=256,
+            show_default=False,
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be fetched and why; fetch nothing.")
     ] = False,
@@ -235,6 +259,10 @@ def pull(
         quiet=quiet,
         verbose=verbose,
     )
+    if connections is not None:
+        from dataclasses import replace
+
+        ctx.settings = replace(ctx.settings, max_connections=connections)
     sel = SelectionArgs(
         framework=framework,
         quant=quant,

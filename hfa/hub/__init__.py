@@ -4,7 +4,7 @@ Layers, bottom up: :mod:`~hfa.hub.transport` (HTTP/1.1 over the standard library
 bounded), :mod:`~hfa.hub.classify` (what a foreign failure means, what is worth a retry),
 :mod:`~hfa.hub.requests` (the one request loop: redirects, retries, bounds, the Hub's error
 codes), :mod:`~hfa.hub.client` (the Hub API), :mod:`~hfa.hub.download` (resumable verified
-downloads into a blob store), :mod:`~hfa.hub.source` (the Hub as a source for ``hfa pull``).
+downloads into a blob store; big files as parallel ranges through :mod:`~hfa.hub.ranged`), :mod:`~hfa.hub.source` (the Hub as a source for ``hfa pull``).
 
 The names below are loaded on first use: importing ``hfa.hub`` loads no HTTP stack (a warm
 pull never needs one).

@@ -1,6 +1,10 @@
 """Parallel, resumable downloads into a blob store, every byte verified while it streams.
 
-A file is fetched into its :class:`~hfa.store.BlobStore`'s partial file (in the local cache
+Files are fetched in parallel (``workers``), under one bound on the connections held at once
+(:class:`~hfa.hub.ranged.Connections`, ``--connections`` / ``HFA_MAX_CONNECTIONS``). A file of
+``HFA_RANGED_THRESHOLD`` bytes or more is itself fetched as parallel ranges
+(:mod:`hfa.hub.ranged`), sharing that bound; a smaller one, or one whose server does not serve
+ranges as asked, as one stream. A file is fetched into its :class:`~hfa.store.BlobStore`'s partial file (in the local cache
 ``blobs/<etag>.incomplete``, under the per-blob file lock huggingface_hub takes), hashed as it
 arrives (sha256 for LFS files, git-sha1 otherwise), and published (in the cache: renamed to
 ``blobs/<etag>``) only when the digest matches the listing. A partial file left by an interrupted run is re-hashed and continued with a ``Range`` request; a
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfa.config import public_url
+from hfa.config import DEFAULT_MAX_CONNECTIONS, public_url
 from hfa.errors import CheckFailed, HfaError, LockMismatch, NetworkError, from_exception
 from hfa.hub.classify import error_reason, is_transient
 from hfa.resolve.files import RemoteFile
@@ -33,6 +37,7 @@ PIPELINE_MIN = 16 * CHUNK  # bodies this large are hashed on a second thread whi
 WRITE_BEHIND = 32 * CHUNK  # and handed to the disk every this many bytes (see _WriteBehind)
 _RESUME_STATUSES = frozenset({416})  # answered, not raised: fetch handles them
 DEFAULT_WORKERS = 16  # I/O-bound: many small files want many connections (bench/bench_pull.py)
+_POSITIONAL_IO = hasattr(os, "pwrite") and hasattr(os, "preadv")  # what ranged downloads write and hash with
 
 
 class HashMismatch(CheckFailed):
@@ -40,6 +45,10 @@ class HashMismatch(CheckFailed):
 
     actual: str | None = None  # the digest of what arrived, when the whole body did
     vouched: bool = False  # the server's own hash header named the expected digest
+
+
+class _Fallback(Exception):
+    """Ranges did not work for this file: fetch it as one stream. Args: (bytes received, why)."""
 
 
 class _BodyEnded(Exception):
@@ -53,6 +62,8 @@ class FetchOutcome:
     size: int
     status: str  # "cached", "downloaded" or "resumed"
     downloaded: int  # bytes that crossed the network for it
+    seconds: float = 0.0  # wall time of its download
+    connections: int = 0  # the most connections it used at once (0: none, it was cached)
 
 
 def _etag(value: str | None) -> str | None:
@@ -96,7 +107,11 @@ class Fetcher:
         on_file: Callable[[FetchOutcome], None] | None = None,
         inspect: Callable[[RemoteFile, Path], None] | None = None,
         locked: bool = False,
+        connections: int = DEFAULT_MAX_CONNECTIONS,
+        on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
     ) -> None:
+        from hfa.hub.ranged import Connections
+
         self._hub = hub  # or what makes it, called when a byte must cross the network
         # The expected hashes come from a lock: a server that disagrees is reported at once
         # (LockMismatch), not retried as corrupt bytes.
@@ -109,6 +124,11 @@ class Fetcher:
         self.on_file = on_file or (lambda o: None)
         self.inspect = inspect  # called on verified bytes before they are published; may raise
         self._cancel = threading.Event()
+        self.connections = Connections(connections)
+        self.on_big_file = on_big_file  # a ranged file starts: what counts its bytes (its own progress line)
+        self._unstarted = 0
+        self._count = threading.Lock()
+        self._worker = threading.local()  # .pool: this thread is one of fetch_all's workers
 
     @property
     def hub(self) -> OnlineHub:
@@ -123,12 +143,17 @@ class Fetcher:
             return []
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # not needed when all is cached
 
+        from hfa.hub.transport import close_idle
+
         order = sorted(files, key=lambda f: (-f.size, f.path))
         results: dict[str, FetchOutcome] = {}
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hfa-fetch")
+        close_idle()  # this thread's listing connection: the workers' connections are all the bound counts
+        self._unstarted = len(order)
+        workers = min(self.workers, self.connections.limit)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hfa-fetch")
         futures: dict[Future[FetchOutcome], RemoteFile] = {}
         try:
-            futures = {pool.submit(self.fetch_one, f): f for f in order}
+            futures = {pool.submit(self._task, f): f for f in order}
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [fut for fut in done if fut.exception() is not None]
             if failed:
@@ -149,6 +174,19 @@ class Fetcher:
         pool.shutdown(wait=True)
         return [results[f.path] for f in sorted(files, key=lambda f: f.path)]
 
+    def _task(self, f: RemoteFile) -> FetchOutcome:
+        """``fetch_one`` on a worker: it keeps its connection slot while files are left to start."""
+        with self._count:
+            self._unstarted -= 1
+        self._worker.pool = True
+        try:
+            return self.fetch_one(f)
+        finally:
+            with self._count:
+                last = self._unstarted <= 0
+            if last:
+                self.connections.release_held()  # nothing left for this worker: its slot goes to range helpers
+
     def check(self, files: list[RemoteFile]) -> None:
         """Whether ``files`` can be fetched: from an endpoint, any listed file can (its answer tells)."""
 
@@ -166,20 +204,44 @@ class Fetcher:
         return outcome
 
     def _download(self, f: RemoteFile) -> FetchOutcome:
+        import time
+
+        took = self.connections.hold(self._cancel)  # a worker keeps it; a direct call gives it back after
+        started = time.monotonic()
+        try:
+            downloaded, used, resumed = self._download_held(f)
+        finally:
+            if took and not getattr(self._worker, "pool", False):
+                self.connections.release_held()
+        status = "resumed" if resumed else "downloaded"
+        return FetchOutcome(f.path, f.etag, f.size, status, downloaded, time.monotonic() - started, used)
+
+    def _download_held(self, f: RemoteFile) -> tuple[int, int, bool]:
+        """(bytes received, connections used, resumed) of a verified, published download."""
         partial = self.store.partial(f.etag)
+        record = self.store.partial_record(f.etag)
         mismatches = 0
         transient = 0
         downloaded = 0
         resumed = partial.exists()
         retries = self.hub.retry.retries
+        settings = self.hub.settings
+        ranged = f.size >= max(1, settings.ranged_threshold) and _POSITIONAL_IO
         while True:
             if self._cancel.is_set():
                 raise NetworkError(f"Download of '{f.path}' cancelled", "rerun the command to resume")
             try:
+                if ranged:
+                    received, used = self._ranged_attempt(f, partial, record)
+                    return downloaded + received, used, resumed
                 downloaded += self._attempt(f, partial)
-                return FetchOutcome(f.path, f.etag, f.size, "resumed" if resumed else "downloaded", downloaded)
+                return downloaded, 1, resumed
+            except _Fallback as exc:
+                downloaded += exc.args[0]
+                ranged = False  # the server does not serve ranges as asked: one stream, from the prefix kept
             except HashMismatch as exc:
                 partial.unlink(missing_ok=True)
+                record.unlink(missing_ok=True)
                 if self.locked and exc.actual is not None and not exc.vouched:
                     raise LockMismatch(
                         self._repo_name, f.path, f"{f.hash_algo}:{expected_digest(f)}", f"{f.hash_algo}:{exc.actual}"
@@ -239,13 +301,7 @@ class Fetcher:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             url = self.hub.file_url(self.ref, self.commit, f.path)
             with self.hub.stream(url, headers=headers, ref=self.ref, path=f.path, allow=_RESUME_STATUSES) as response:
-                served_commit = response.headers.get("X-Repo-Commit")
-                if served_commit and served_commit != self.commit:
-                    raise CheckFailed(
-                        f"The endpoint served '{f.path}' from commit {served_commit}, not {self.commit}",
-                        "check --endpoint",
-                    )
-                vouched = self._check_lock(f, response.headers) if self.locked else False
+                vouched = self._check_answer(f, response.headers)
                 if response.status_code == 416:  # the partial is no prefix of this file: start again
                     raise HashMismatch(f"'{f.path}' cannot be resumed from byte {offset}")
                 if offset and response.status_code != 206:
@@ -270,9 +326,14 @@ class Fetcher:
                         os.fsync(fp.fileno())
             if offset < f.size:
                 raise _BodyEnded(received, f"the body ended at byte {offset} of {f.size}")
-        if hasher.hexdigest() != expected_digest(f):
+        self._publish(f, partial, hasher.hexdigest(), fresh, vouched)
+        return received
+
+    def _publish(self, f: RemoteFile, partial: Path, digest: str, fresh: bool, vouched: bool) -> None:
+        """Publish the partial when ``digest`` (of all of it) is the listing's; else HashMismatch."""
+        if digest != expected_digest(f):
             mismatch = HashMismatch(f"'{f.path}' does not match its {f.hash_algo}")
-            mismatch.actual = hasher.hexdigest() if fresh else None
+            mismatch.actual = digest if fresh else None
             mismatch.vouched = vouched
             raise mismatch
         if self.inspect is not None:
@@ -282,7 +343,48 @@ class Fetcher:
                 partial.unlink(missing_ok=True)  # refused content never stays, not even as a partial
                 raise
         self.store.publish(f.etag, partial)
-        return received
+        self.store.partial_record(f.etag).unlink(missing_ok=True)
+
+    def _ranged_attempt(self, f: RemoteFile, partial: Path, record: Path) -> tuple[int, int]:
+        """Fetch what the partial lacks as parallel ranges; publish when verified. (bytes received, connections)."""
+        from hfa.hub.ranged import Fallback, fetch_ranged
+
+        count = self.on_big_file(f) if self.on_big_file is not None else None
+
+        def on_bytes(n: int) -> None:
+            self.on_bytes(n)
+            if count is not None:
+                count(n)
+
+        try:
+            result = fetch_ranged(
+                self.hub,
+                f,
+                partial,
+                record,
+                ref=self.ref,
+                url=self.hub.file_url(self.ref, self.commit, f.path),
+                range_size=self.hub.settings.range_size,
+                connections=self.connections,
+                cancel=self._cancel,
+                hasher=new_hasher(f),
+                on_bytes=on_bytes,
+                check_first=lambda response: self._check_answer(f, response.headers),
+            )
+        except Fallback as exc:
+            raise _Fallback(getattr(exc, "received", 0), str(exc)) from None
+        self._publish(f, partial, result.digest, result.fresh, result.vouched)
+        return result.received, result.connections
+
+    def _check_answer(self, f: RemoteFile, headers: Any) -> bool:
+        """The answer is from the commit asked for (and, from a lock, of the lock's hash); True if it vouches."""
+        served_commit = headers.get("X-Repo-Commit")
+        if served_commit and served_commit != self.commit:
+            raise CheckFailed(
+                f"The endpoint served '{f.path}' from commit {served_commit}, not {self.commit}",
+                "check --endpoint",
+            )
+        return self._check_lock(f, headers) if self.locked else False
 
     @property
     def _repo_name(self) -> str:

@@ -85,6 +85,7 @@ class HubSource:
         on_file: Callable[[FetchOutcome], None] | None = None,
         inspect: Callable[[RemoteFile, Path], None] | None = None,
         locked: bool = False,
+        on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
     ) -> Fetcher:
         return Fetcher(
             lambda: self.hub,  # created when a byte must cross the network, not before
@@ -96,4 +97,6 @@ class HubSource:
             on_file=on_file,
             inspect=inspect,
             locked=locked,
+            connections=self.settings.max_connections,
+            on_big_file=on_big_file,
         )

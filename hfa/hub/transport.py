@@ -219,6 +219,7 @@ class Response:
         self._key = key
         self.status_code = raw.status
         self.headers = raw.headers  # case-insensitive .get()
+        self.url = ""  # the URL this answers (set by open_url): where a redirect chain ended
 
     @property
     def length(self) -> int | None:
@@ -390,7 +391,9 @@ def open_url(
         except BaseException:
             conn.close()
             raise
-        return Response(raw, conn, _POOL, key)
+        response = Response(raw, conn, _POOL, key)
+        response.url = url
+        return response
 
 
 def _response_class(guard: _Guard) -> Any:

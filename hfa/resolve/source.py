@@ -68,11 +68,14 @@ class Source(Protocol):
         on_file: Callable[[FetchOutcome], None] | None = None,
         inspect: Callable[[RemoteFile, Path], None] | None = None,
         locked: bool = False,
+        on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
     ) -> Fetching:
         """A :class:`Fetching` into ``store``.
 
         ``retry`` is the command a user reruns to get what is missing, ``named`` the ref as the
-        user named it (``ref`` may be pinned to ``commit``) for messages.
+        user named it (``ref`` may be pinned to ``commit``) for messages. ``on_big_file`` is called
+        when a file is fetched as parallel ranges and returns what counts its bytes (its own
+        progress line); a source without ranges ignores it.
         """
         ...
 

@@ -4,6 +4,14 @@ A :class:`FaultPlan` in :class:`~hfa.server.http.ServerConfig` makes file downlo
 in chosen ways, a chosen number of times, so tests and benchmarks can prove that clients
 retry, resume, or fail cleanly. Not reachable from the command line.
 
+Servers that do not serve ranges as asked (for ranged downloads, :mod:`hfa.hub.ranged`) are kinds
+that hit only requests with a ``Range`` header: ``ignore_range`` (a ``200`` with the whole file),
+``etag_change`` (another ``ETag``), ``bad_range`` (a ``Content-Range`` other than the one asked
+for), ``no_accept_ranges`` (no ``Accept-Ranges``). ``cdn`` redirects a file's GETs to another origin
+(``localhost`` for ``127.0.0.1``: the same server) with a signed URL that answers ``403`` after
+``expire_after`` GETs, as a CDN's expiring signature does. The plan counts the body bytes its
+file answers announce, by path (``sent``), so a test can tell what a resume fetched again.
+
 The plan is carried out by :class:`FaultMiddleware`, a WSGI middleware that
 :func:`hfa.server.wsgi.create_app` wraps around the app when the config has a plan: the production
 app has no fault branches. It keys on ``environ["hfa.file"]``, which the app sets on a file answer.
@@ -21,7 +29,9 @@ from typing import Any
 
 from hfa.server.wire import header_safe
 
-KINDS = ("status", "drop", "truncate", "corrupt", "long_length", "slow", "throttle")
+RANGE_KINDS = ("ignore_range", "etag_change", "bad_range", "no_accept_ranges")  # only on ranged GETs
+KINDS = ("status", "drop", "truncate", "corrupt", "long_length", "slow", "throttle", "cdn", *RANGE_KINDS)
+CDN_PARAM = "hfa-cdn-signature"
 BROKEN_BODY = ("drop", "truncate", "corrupt", "long_length")  # kinds that send a wrong body, then close
 
 
@@ -35,6 +45,7 @@ class Fault:
     after_bytes: int = 0  # "drop"/"truncate": bytes sent before the connection is cut
     delay: float = 0.0  # "slow": seconds before answering
     rate: int = 0  # "throttle" (and broken bodies, when set): bytes per second for the body
+    expire_after: int = 0  # "cdn": GETs one signed URL answers before it is refused with 403 (0: never)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -47,11 +58,32 @@ class FaultPlan:
     latency: float = 0.0  # seconds added to every request (benchmarks)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     hits: list[tuple[str, str]] = field(default_factory=list)  # (kind, path) of faults applied
+    sent: dict[str, int] = field(default_factory=dict)  # body bytes announced (Content-Length) by file answers 200/206
+    started: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, client addr:port) per request
+    _signed: dict[str, int] = field(default_factory=dict, repr=False)  # "cdn": GETs each signature answered
 
-    def take(self, path: str) -> Fault | None:
+    def started_request(self, peer: str) -> None:
+        with self._lock:
+            self.started.append((time.monotonic(), peer))
+
+    def count_sent(self, path: str, length: int) -> None:
+        with self._lock:
+            self.sent[path] = self.sent.get(path, 0) + length
+
+    def use_signature(self, signature: str) -> int:
+        """Count one GET of a "cdn" signed URL; return how many it has answered, this one included."""
+        with self._lock:
+            self._signed[signature] = self._signed.get(signature, 0) + 1
+            return self._signed[signature]
+
+    def new_signature(self) -> int:
+        with self._lock:
+            return sum(1 for k, _ in self.hits if k == "cdn")  # one per redirect
+
+    def take(self, path: str, kinds: tuple[str, ...] = KINDS) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.times != 0 and fnmatch.fnmatchcase(path, fault.path):
+                if fault.kind in kinds and fault.times != 0 and fnmatch.fnmatchcase(path, fault.path):
                     if fault.times > 0:
                         fault.times -= 1
                     self.hits.append((fault.kind, path))
@@ -68,14 +100,27 @@ class FaultMiddleware:
         self.plan = plan
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        peer = f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}"
+        self.plan.started_request(peer)
         if self.plan.latency:
             time.sleep(self.plan.latency)
         picked: list[Fault] = []
         sizes: list[int] = []  # the Content-Length of the answer (a file wrapper reads past a range)
+        get = environ.get("REQUEST_METHOD") == "GET"
+        ranged = get and bool(environ.get("HTTP_RANGE"))
+        early = self._before(environ, start_response) if get else None
+        if early is not None:
+            return early
+        later = tuple(k for k in KINDS if k not in ("cdn", "ignore_range") and (ranged or k not in RANGE_KINDS))
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             path = environ.get("hfa.file")
-            fault = self.plan.take(path) if path and environ.get("REQUEST_METHOD") == "GET" else None
+            fault = self.plan.take(path, later) if path and get else None
+            if path and get and status[:3] in ("200", "206"):
+                self.plan.count_sent(path, sum(int(v) for k, v in headers if k.lower() == "content-length"))
+            if fault is not None and fault.kind in RANGE_KINDS:
+                headers = _range_fault(fault.kind, headers)
+                fault = None
             if fault is not None and fault.kind == "slow":
                 time.sleep(fault.delay)
             elif fault is not None and fault.kind == "status":
@@ -103,6 +148,52 @@ class FaultMiddleware:
             _close(body)
             return [json.dumps({"error": f"Injected HTTP {fault.status}"}).encode()]
         return _faulty(fault, body, sizes[0] if sizes else None)
+
+    def _before(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes] | None:
+        """Faults decided before the app answers: a CDN's redirect or refusal, a Range ignored."""
+        from urllib.parse import parse_qs, quote
+
+        path_info = environ.get("PATH_INFO", "")
+        if "/resolve/" not in path_info:
+            return None
+        repo_path = path_info.split("/resolve/", 1)[1].partition("/")[2]
+        signature = parse_qs(environ.get("QUERY_STRING", "")).get(CDN_PARAM)
+        if signature:  # a request to the "CDN": answered while its signature is good
+            fault = next((f for f in self.plan.faults if f.kind == "cdn"), None)
+            uses = self.plan.use_signature(signature[0])
+            if fault is not None and fault.expire_after and uses > fault.expire_after:
+                self.plan.hits.append(("cdn-expired", repo_path))
+                body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+                start_response(
+                    "403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
+                )
+                return [body]
+        elif (fault := self.plan.take(repo_path, ("cdn",))) is not None:
+            number = self.plan.new_signature()
+            location = f"http://localhost:{environ.get('SERVER_PORT')}{quote(path_info)}?{CDN_PARAM}={number}"
+            start_response("302 Found", [("Location", location), ("Content-Length", "0")])
+            return [b""]
+        if environ.get("HTTP_RANGE") and self.plan.take(repo_path, ("ignore_range",)) is not None:
+            del environ["HTTP_RANGE"]
+        return None
+
+
+def _range_fault(kind: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The answer's headers as a server that does not serve ranges as asked sends them."""
+    out = []
+    for name, value in headers:
+        low = name.lower()
+        if kind == "no_accept_ranges" and low == "accept-ranges":
+            continue
+        if kind == "etag_change" and low == "etag":
+            value = '"changed-' + value.strip('"')[:40] + '"'
+        if kind == "bad_range" and low == "content-range":
+            unit, _, rest = value.partition(" ")
+            span, _, total = rest.partition("/")
+            first, _, last = span.partition("-")
+            value = f"{unit} {int(first) + 1}-{last}/{total}" if first.isdigit() else value
+        out.append((name, value))
+    return out
 
 
 def _close(body: Iterable[bytes]) -> None:

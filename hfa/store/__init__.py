@@ -46,6 +46,10 @@ class BlobStore(Protocol):
         """Where the bytes of a blob being fetched go until they are verified (kept for a resume)."""
         ...
 
+    def partial_record(self, etag: str) -> Path:
+        """Where a ranged download records which ranges of the partial are complete (see hfa.hub.ranged)."""
+        ...
+
     def publish(self, etag: str, source: Path, *, keep_source: bool = False) -> Path:
         """Make the verified bytes at ``source`` the blob ``etag`` in one step; return its path.
 

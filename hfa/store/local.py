@@ -30,6 +30,9 @@ class LocalStore(CacheWriter):
         partial.parent.mkdir(parents=True, exist_ok=True)
         return partial
 
+    def partial_record(self, etag: str) -> Path:
+        return self.partial_record_path(etag)
+
     def publish(self, etag: str, source: Path, *, keep_source: bool = False) -> Path:
         dest = self.blob_path(etag)
         dest.parent.mkdir(parents=True, exist_ok=True)

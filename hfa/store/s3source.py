@@ -118,6 +118,7 @@ class S3Source:
         on_file: Callable[[FetchOutcome], None] | None = None,
         inspect: Callable[[RemoteFile, Path], None] | None = None,
         locked: bool = False,
+        on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
     ) -> S3Fetcher:
         return S3Fetcher(self.s3, store, named or ref, commit, retry, workers, on_bytes, on_file, inspect)
 
