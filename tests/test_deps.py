@@ -397,3 +397,30 @@ def test_find_never_raises_anything_but_a_dependency_error(name: str, data: byte
     else:
         for req in deps.requires + deps.provenance:
             RepoRef.parse(req.repo_id)  # every requirement is a valid repo id
+
+
+# -- policy on the closure ------------------------------------------------------------------------
+
+
+def test_a_dependency_the_policy_refuses_is_named_with_who_requires_it(deps_server: HubServer, tmp_path: Path) -> None:
+    lock, cache = tmp_path / "hfa.lock", tmp_path / "cache"
+    (tmp_path / "hfa.toml").write_text('[policy.licenses]\ndeny = ["apache-2.0"]\n')
+    result = run(deps_server.url, "pin", "org/adapter", lock=lock)
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.stderr
+    assert not lock.exists()
+    assert f"base/model: licence 'apache-2.0' is denied by policy.licenses.deny (required by org/adapter: {REASON})" in (
+        result.stderr
+    )
+    assert "or pin org/adapter with --no-deps" in result.stderr
+    doc = json.loads(run(deps_server.url, "pin", "org/adapter", "--json", lock=lock).stdout)
+    assert doc["error"]["details"]["violations"][0]["required_by"] == [{"repo": "org/adapter", "reason": REASON}]
+    # the hint works when pasted; a pull from a lock pinned before the policy names the requirer too
+    assert run(deps_server.url, "pin", "org/adapter", "--no-deps", lock=lock).exit_code == 0
+    (tmp_path / "hfa.toml").unlink()
+    assert run(deps_server.url, "pin", "org/adapter", lock=lock).exit_code == 0
+    (tmp_path / "hfa.toml").write_text('[policy.licenses]\ndeny = ["apache-2.0"]\n')
+    pulled = run(deps_server.url, "pull", lock=lock, cache=cache)
+    assert pulled.exit_code == ExitCode.CHECK_FAILED, pulled.stderr
+    assert f"(required by org/adapter: {REASON}) (nothing was fetched)" in pulled.stderr
+    assert not cache.exists() or not any(cache.rglob("blobs/*"))
+    assert run(deps_server.url, "pull", "--no-deps", lock=lock, cache=cache).exit_code == 0
