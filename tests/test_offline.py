@@ -3,6 +3,7 @@ shell, and running a job with it (and with no network at all where Linux allows 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -193,6 +194,45 @@ def test_run_usage_errors(pulled: tuple[Path, Path]) -> None:
     assert none.exit_code == ExitCode.USAGE and "after `--`" in none.stderr
     missing = hfa("offline", "run", "--lock", str(lock), "--cache-dir", str(cache), "--", "no-such-command-hfa")
     assert missing.exit_code == ExitCode.USAGE and "Command not found: no-such-command-hfa" in missing.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_run_passes_sigterm_to_the_command(pulled: tuple[Path, Path], tmp_path: Path) -> None:
+    # A CI runner cancelling a job sends SIGTERM to hfa: it ended hfa alone and left the command
+    # running, orphaned. Now the command gets it, and hfa exits as the command did (128+15).
+    import os
+    import signal
+    import subprocess
+    import time
+
+    lock, cache = pulled
+    pid_file, done = tmp_path / "pid", tmp_path / "done"
+    code = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (open(sys.argv[2], 'w').write('term'), sys.exit(3)))\n"
+        "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+        "time.sleep(30)\n"
+    )
+    args = ["offline", "run", "--lock", str(lock), "--cache-dir", str(cache), "--", sys.executable, "-c", code]
+    proc = subprocess.Popen([sys.executable, "-m", "hfa", *args, str(pid_file), str(done)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, "the command did not start"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 3  # the command's own exit code: it handled SIGTERM
+        assert done.read_text() == "term"
+        child = int(pid_file.read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if pid_file.exists() and pid_file.read_text():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def _namespaces_work() -> bool:
