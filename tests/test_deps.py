@@ -366,6 +366,24 @@ def test_find_ignores_local_paths_and_self_references() -> None:
     assert find("org/x", {"adapter_config.json": _file("adapter_config.json")}, {}, lambda _p: own).requires == []
 
 
+@pytest.mark.parametrize(
+    "revision",
+    ["../../../../etc/passwd", "/abs", "v1\n", "v1\x1b[2J", "v1\u202e", "a b", "x" * 5000, ["v1"], 3, "v1..v2"],
+)
+def test_a_revision_that_cannot_be_one_is_an_error_not_the_default_branch(revision: object) -> None:
+    # It was dropped silently (the base pinned at its default branch: another base than the adapter's),
+    # or printed raw in "Revision '…' not found" (a newline, a terminal escape from a file)
+    doc = json.dumps({"base_model_name_or_path": "base/model", "revision": revision}).encode()
+    with pytest.raises(DependencyError, match="not a branch, tag or commit") as err:
+        find("org/x", {"adapter_config.json": _file("adapter_config.json")}, {}, lambda _p: doc)
+    assert err.value.message.isprintable() and len(err.value.message) < 300
+    assert "--no-deps" in (err.value.hint or "")
+    for fine in (None, "", "v1.0", "refs/pr/1", "a" * 40, "release/2024-01"):
+        doc = json.dumps({"base_model_name_or_path": "base/model", "revision": fine}).encode()
+        found = find("org/x", {"adapter_config.json": _file("adapter_config.json")}, {}, lambda _p, d=doc: d)
+        assert [(r.repo_id, r.revision) for r in found.requires] == [("base/model", fine or None)]
+
+
 def test_find_bounds_the_config_it_reads() -> None:
     files = {"adapter_config.json": _file("adapter_config.json", 2 * 1024 * 1024)}
     with pytest.raises(DependencyError, match="more than"):
