@@ -70,6 +70,24 @@ def test_status_missing_and_corrupt(pulled: tuple[Path, Path]) -> None:
     assert human.exit_code == 1 and "not ready" in human.stderr and "hfa pull --lock" in human.stderr
 
 
+def test_not_ready_hints_name_the_cache_given_and_work_when_pasted(server: HubServer, tmp_path: Path) -> None:
+    # The hints said `hfa pull --lock L` without --cache-dir: pasted, they filled the default cache,
+    # and the status stayed "missing"
+    import shlex
+
+    lock, cache = tmp_path / "hfa.lock", tmp_path / "elsewhere"
+    assert hfa("pin", "org/model", "--endpoint", server.url, "--lock", str(lock)).exit_code == 0
+    result = status(lock, cache)
+    assert result.exit_code == ExitCode.CHECK_FAILED
+    hint = result.stderr.split("run `", 1)[1].split("`", 1)[0]
+    assert hint == f"hfa pull --lock {lock} --cache-dir {cache}"
+    ran = hfa("offline", "run", "--lock", str(lock), "--cache-dir", str(cache), "--", "true")
+    assert f"`hfa pull --lock {lock} --cache-dir {cache}`" in ran.stderr
+    assert f"`hfa offline status --lock {lock} --cache-dir {cache}`" in ran.stderr
+    assert hfa(*shlex.split(hint)[1:], "--endpoint", server.url).exit_code == 0
+    assert status(lock, cache).exit_code == 0
+
+
 def test_status_whole_repo_missing(server: HubServer, tmp_path: Path) -> None:
     lock = tmp_path / "hfa.lock"
     assert hfa("pin", "org/model", "--endpoint", server.url, "--lock", str(lock)).exit_code == 0
