@@ -415,7 +415,9 @@ class _IntactBlobs:
 
     def __call__(self, writer: LocalStore, blob: BlobEntry) -> bool:
         try:
-            fd = os.open(writer.path(blob.name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            fd = os.open(
+                writer.path(blob.name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+            )
         except OSError:
             return False
         st = os.fstat(fd)

@@ -426,8 +426,9 @@ def test_a_dependency_the_policy_refuses_is_named_with_who_requires_it(deps_serv
     result = run(deps_server.url, "pin", "org/adapter", lock=lock)
     assert result.exit_code == ExitCode.CHECK_FAILED, result.stderr
     assert not lock.exists()
-    assert f"base/model: licence 'apache-2.0' is denied by policy.licenses.deny (required by org/adapter: {REASON})" in (
-        result.stderr
+    assert (
+        f"base/model: licence 'apache-2.0' is denied by policy.licenses.deny (required by org/adapter: {REASON})"
+        in (result.stderr)
     )
     assert "or pin org/adapter with --no-deps" in result.stderr
     doc = json.loads(run(deps_server.url, "pin", "org/adapter", "--json", lock=lock).stdout)

@@ -71,5 +71,8 @@ def requirement_problem(repos: Sequence[Any]) -> tuple[Any, str] | None:
                 grown = True
     for r in repos:
         if r.key not in reached:
-            return r, "only a dependency (no `direct = true`), but nothing pinned by name requires it (a cycle of `required-by`?)"
+            return (
+                r,
+                "only a dependency (no `direct = true`), but nothing pinned by name requires it (a cycle of `required-by`?)",
+            )
     return None

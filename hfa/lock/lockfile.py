@@ -384,8 +384,12 @@ def _from_doc(doc: dict[str, Any], text: str, name: str) -> Lock:
     problem = requirement_problem(repos)
     if problem is not None:
         entry, what = problem
-        error = ctx.fail(f"repo '{entry.repo_id}': {what}", line_numbers(text).get((entry.repo_type, entry.repo_id, "")))
-        error.hint = "remove that `required-by` item (or add `direct = true`) by hand, or restore the lock from version control"
+        error = ctx.fail(
+            f"repo '{entry.repo_id}': {what}", line_numbers(text).get((entry.repo_type, entry.repo_id, ""))
+        )
+        error.hint = (
+            "remove that `required-by` item (or add `direct = true`) by hand, or restore the lock from version control"
+        )
         raise error
     return Lock(tuple(repos), version)
 

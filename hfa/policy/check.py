@@ -205,9 +205,7 @@ def enforce(
             by = requirers.get(v.repo, ())
             return v.text() + (f" (required by {', '.join(f'{r.display}: {r.reason}' for r in by)})" if by else "")
 
-        shown = "; ".join(text(v) for v in failing[:5]) + (
-            f"; and {len(failing) - 5} more" if len(failing) > 5 else ""
-        )
+        shown = "; ".join(text(v) for v in failing[:5]) + (f"; and {len(failing) - 5} more" if len(failing) > 5 else "")
         first = failing[0]
         by_first = requirers.get(first.repo, ())
         no_deps = f"; or pin {by_first[0].display} with --no-deps" if by_first else ""
