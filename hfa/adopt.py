@@ -427,9 +427,10 @@ def _open_regular(path: Path, rel: str) -> Any:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except OSError as exc:
         raise CheckFailed(f"Cannot read {rel}: {exc.strerror}", "check the file's permissions") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # judged before a file object refuses a folder
+        os.close(fd)
+        raise CheckFailed(f"{rel} is not a regular file", "replace it by the file it stands for")
     with os.fdopen(fd, "rb") as fp:
-        if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
-            raise CheckFailed(f"{rel} is not a regular file", "replace it by the file it stands for")
         yield fp
 
 

@@ -415,13 +415,16 @@ class _IntactBlobs:
 
     def __call__(self, writer: LocalStore, blob: BlobEntry) -> bool:
         try:
-            fd = os.open(writer.path(blob.name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(
+                writer.path(blob.name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+            )
         except OSError:
             return False
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != blob.size:  # judged before a file object refuses a folder
+            os.close(fd)
+            return False
         with os.fdopen(fd, "rb") as fp:
-            st = os.fstat(fp.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size != blob.size:
-                return False
             key = (st.st_dev, st.st_ino)
             if key not in self._memo:
                 h = _hasher(blob)

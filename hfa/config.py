@@ -122,12 +122,15 @@ def read_small_file(path: Path, limit: int, what: str, option: str | None = None
         ) from None
     except OSError as exc:
         raise LocalError(f"Cannot read the {what} {path}: {exc.strerror}", f"check the path{where}") from None
-    with os.fdopen(fd, "rb") as fp:
-        st = os.fstat(fp.fileno())
+    # Judge the descriptor before wrapping it: Python's file object refuses a folder itself
+    # (IsADirectoryError, which no caller expects), and the descriptor must not leak.
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
         if stat.S_ISDIR(st.st_mode):
             raise UsageError(f"The {what} {path} is a folder, not a file", f"give the path of a file{where}")
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"The {what} {path} is not a regular file", f"give the path of a file{where}")
+        raise UsageError(f"The {what} {path} is not a regular file", f"give the path of a file{where}")
+    with os.fdopen(fd, "rb") as fp:
         if st.st_size > limit:
             raise UsageError(
                 f"The {what} {path} is larger than {limit // 1024} KiB ({st.st_size} bytes)",

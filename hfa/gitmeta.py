@@ -39,16 +39,33 @@ def _git_dir(root: Path) -> Path | None:
     return git if stat.S_ISDIR(st.st_mode) else None
 
 
-def read_small(path: Path, limit: int) -> str | None:
-    """At most ``limit`` bytes of a regular file, not through a link; None otherwise."""
+def _open_regular(path: Path, limit: int) -> int | None:
+    """A descriptor of ``path`` when it is a regular file (not a link) of at most ``limit`` bytes, else None.
+
+    Judged on the descriptor before any file object wraps it: Python's refuses a folder with
+    IsADirectoryError, which would escape the callers (a ``.git/HEAD`` that is a folder).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_small(path: Path, limit: int) -> str | None:
+    """At most ``limit`` bytes of a regular file, not through a link; None otherwise."""
+    fd = _open_regular(path, limit)
+    if fd is None:
+        return None
     with os.fdopen(fd, "rb") as fp:
-        st = os.fstat(fp.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
         try:
             return fp.read(limit).decode("utf-8")
         except UnicodeDecodeError:
@@ -131,14 +148,10 @@ def read_index(root: Path) -> dict[str, str] | None:
     git = _git_dir(root)
     if git is None:
         return None
-    try:
-        fd = os.open(git / "index", os.O_RDONLY | _NOFOLLOW)
-    except OSError:
+    fd = _open_regular(git / "index", MAX_INDEX)
+    if fd is None:
         return None
     with os.fdopen(fd, "rb") as fp:
-        st = os.fstat(fp.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_INDEX:
-            return None
         data = fp.read(MAX_INDEX)
     import struct
 

@@ -11,9 +11,11 @@ Hugging Face libraries off the network, and running a command in it (optionally 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,10 +217,43 @@ def run_command(argv: list[str], env: dict[str, str]) -> int:
     if not argv:
         raise UsageError("No command to run", "put it after `--`, e.g. hfa offline run -- python train.py")
     try:
-        done = subprocess.run(argv, env={**os.environ, **env}, check=False)
+        child = subprocess.Popen(argv, env={**os.environ, **env})
     except FileNotFoundError:
         raise UsageError(f"Command not found: {argv[0]}", "check the command after `--` and your PATH") from None
     except PermissionError:
         raise UsageError(f"Cannot run {argv[0]}: permission denied", "check that it is executable") from None
-    code = done.returncode
+    with _forwarding_signals(child):
+        code = child.wait()
     return 128 - code if code < 0 else code
+
+
+# What a supervisor (a CI runner cancelling a job, systemd, kill) sends hfa reaches the command:
+# without this, SIGTERM ended hfa alone and left the command running, orphaned. SIGINT is the
+# terminal's: it reaches the command (same process group) by itself, so hfa only waits for it.
+_FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+@contextlib.contextmanager
+def _forwarding_signals(child: subprocess.Popen[bytes]) -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield
+        return
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            child.send_signal(signum)
+
+    saved: dict[int, Any] = {}
+    for name in _FORWARDED:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            saved[signum] = signal.signal(signum, forward)
+    saved[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

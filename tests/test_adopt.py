@@ -397,3 +397,23 @@ def test_index_through_a_link_or_too_big_is_not_read(tmp_path: Path) -> None:
     real.write_bytes(b"DIRC\0\0\0\x02\0\0\0\0")
     (tmp_path / ".git" / "index").symlink_to(real)
     assert read_index(tmp_path) is None
+
+
+@pytest.mark.parametrize("which", ["HEAD", "index", "packed-refs", "config"])
+def test_git_metadata_file_that_is_a_folder_is_no_metadata(tmp_path: Path, which: str) -> None:
+    # A folder where git keeps a file opened fine and then failed in os.fdopen (IsADirectoryError):
+    # exit 6, "check that path in the cache dir"
+    from hfa.gitmeta import read_index, read_origin_url
+
+    folder = make_folder(tmp_path / "clone")
+    fake_git(folder, "ref: refs/heads/main\n", packed=f"{COMMIT} refs/heads/main\n")
+    target = folder / ".git" / which
+    target.unlink(missing_ok=True)
+    target.mkdir()
+    assert read_index(folder) is None and (which != "config" or read_origin_url(folder) is None)
+    if which == "HEAD":
+        assert read_head(folder) is None
+    result = adopt(folder, tmp_path / "cache")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["commit_source"] == ("content" if which in ("HEAD", "packed-refs") else "git")

@@ -366,6 +366,24 @@ def test_find_ignores_local_paths_and_self_references() -> None:
     assert find("org/x", {"adapter_config.json": _file("adapter_config.json")}, {}, lambda _p: own).requires == []
 
 
+@pytest.mark.parametrize(
+    "revision",
+    ["../../../../etc/passwd", "/abs", "v1\n", "v1\x1b[2J", "v1\u202e", "a b", "x" * 5000, ["v1"], 3, "v1..v2"],
+)
+def test_a_revision_that_cannot_be_one_is_an_error_not_the_default_branch(revision: object) -> None:
+    # It was dropped silently (the base pinned at its default branch: another base than the adapter's),
+    # or printed raw in "Revision '…' not found" (a newline, a terminal escape from a file)
+    doc = json.dumps({"base_model_name_or_path": "base/model", "revision": revision}).encode()
+    with pytest.raises(DependencyError, match="not a branch, tag or commit") as err:
+        find("org/x", {"adapter_config.json": _file("adapter_config.json")}, {}, lambda _p: doc)
+    assert err.value.message.isprintable() and len(err.value.message) < 300
+    assert "--no-deps" in (err.value.hint or "")
+    for fine in (None, "", "v1.0", "refs/pr/1", "a" * 40, "release/2024-01"):
+        doc = json.dumps({"base_model_name_or_path": "base/model", "revision": fine}).encode()
+        found = find("org/x", {"adapter_config.json": _file("adapter_config.json")}, {}, lambda _p, d=doc: d)
+        assert [(r.repo_id, r.revision) for r in found.requires] == [("base/model", fine or None)]
+
+
 def test_find_bounds_the_config_it_reads() -> None:
     files = {"adapter_config.json": _file("adapter_config.json", 2 * 1024 * 1024)}
     with pytest.raises(DependencyError, match="more than"):
@@ -397,3 +415,31 @@ def test_find_never_raises_anything_but_a_dependency_error(name: str, data: byte
     else:
         for req in deps.requires + deps.provenance:
             RepoRef.parse(req.repo_id)  # every requirement is a valid repo id
+
+
+# -- policy on the closure ------------------------------------------------------------------------
+
+
+def test_a_dependency_the_policy_refuses_is_named_with_who_requires_it(deps_server: HubServer, tmp_path: Path) -> None:
+    lock, cache = tmp_path / "hfa.lock", tmp_path / "cache"
+    (tmp_path / "hfa.toml").write_text('[policy.licenses]\ndeny = ["apache-2.0"]\n')
+    result = run(deps_server.url, "pin", "org/adapter", lock=lock)
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.stderr
+    assert not lock.exists()
+    assert (
+        f"base/model: licence 'apache-2.0' is denied by policy.licenses.deny (required by org/adapter: {REASON})"
+        in (result.stderr)
+    )
+    assert "or pin org/adapter with --no-deps" in result.stderr
+    doc = json.loads(run(deps_server.url, "pin", "org/adapter", "--json", lock=lock).stdout)
+    assert doc["error"]["details"]["violations"][0]["required_by"] == [{"repo": "org/adapter", "reason": REASON}]
+    # the hint works when pasted; a pull from a lock pinned before the policy names the requirer too
+    assert run(deps_server.url, "pin", "org/adapter", "--no-deps", lock=lock).exit_code == 0
+    (tmp_path / "hfa.toml").unlink()
+    assert run(deps_server.url, "pin", "org/adapter", lock=lock).exit_code == 0
+    (tmp_path / "hfa.toml").write_text('[policy.licenses]\ndeny = ["apache-2.0"]\n')
+    pulled = run(deps_server.url, "pull", lock=lock, cache=cache)
+    assert pulled.exit_code == ExitCode.CHECK_FAILED, pulled.stderr
+    assert f"(required by org/adapter: {REASON}) (nothing was fetched)" in pulled.stderr
+    assert not cache.exists() or not any(cache.rglob("blobs/*"))
+    assert run(deps_server.url, "pull", "--no-deps", lock=lock, cache=cache).exit_code == 0

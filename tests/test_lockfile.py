@@ -46,12 +46,7 @@ selections = st.builds(
 )
 
 
-requirers = st.builds(
-    Requirer,
-    repo_ids,
-    st.sampled_from(["model", "dataset"]),
-    st.text(string.ascii_letters + string.digits + " ._-:()", min_size=1, max_size=40),
-)
+reasons = st.text(string.ascii_letters + string.digits + " ._-:()", min_size=1, max_size=40)
 
 
 @st.composite
@@ -73,7 +68,14 @@ def locks(draw: st.DrawFn) -> Lock:
                 draw(sha1),
                 draw(selections),
                 tuple(files.values()),
-                tuple(draw(st.lists(requirers, max_size=3))),
+                # required-by names entries drawn before this one: every entry is reached from one
+                # pinned by name, as hfa writes them (a lock that says otherwise is refused)
+                tuple(
+                    Requirer(r.repo_id, r.repo_type, draw(reasons))
+                    for r in draw(st.lists(st.sampled_from(repos), max_size=3, unique_by=lambda r: r.key))
+                )
+                if repos
+                else (),
                 draw(st.booleans()),
             )
         )
@@ -309,3 +311,50 @@ def test_task_defaults_round_trip_at_version_2_and_old_locks_still_read() -> Non
     twice = text + '\n[[task]]\ntask = "feature-extraction"\nrepo = "o/x"\nrevision = "main"\ncommit = "' + "d" * 40 + '"\n'
     with pytest.raises(LockError, match="has two defaults"):
         lockfile.loads(twice, "hfa.lock")
+
+
+def _edited(**required_by: tuple[Requirer, ...]) -> Lock:
+    """The golden lock with dependencies, ``required_by`` (and direct = false) set by hand per repo id."""
+    from dataclasses import replace
+
+    repos = _golden_lock(deps=True).repos
+    return Lock(
+        tuple(
+            replace(r, required_by=required_by[r.repo_id.replace("org/", "")], direct=False)
+            if r.repo_id.replace("org/", "") in required_by
+            else r
+            for r in repos
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("lock", "says", "repo"),
+    [
+        # org/model requires itself: `hfa pin --upgrade` / `--remove` dropped it, "nothing requires it"
+        (_edited(model=(Requirer("org/model", "model", "x"),)), "`required-by` names the entry itself", "org/model"),
+        # a requirer the lock does not hold
+        (_edited(model=(Requirer("nobody/here", "model", "x"),)), "names nobody/here, which the lock", "org/model"),
+        # org/adapter and org/model require each other, neither pinned by name: --upgrade dropped both
+        (
+            _edited(model=(Requirer("org/adapter", "model", "x"),), adapter=(Requirer("org/model", "model", "x"),)),
+            "nothing pinned by name requires it",
+            "org/adapter",
+        ),
+    ],
+)
+def test_required_by_that_no_hfa_writes_is_refused(tmp_path: Path, lock: Lock, says: str, repo: str) -> None:
+    from helpers import hfa
+
+    from hfa.errors import ExitCode
+
+    text = lockfile.dumps(lock)
+    with pytest.raises(LockError, match=re.escape(says)) as err:
+        lockfile.loads(text)
+    line = lockfile.line_numbers(text)[("model", repo, "")]
+    assert f"(line {line}): repo '{repo}'" in err.value.message
+    path = tmp_path / "hfa.lock"
+    path.write_text(text)
+    result = hfa("pin", "--upgrade", "--lock", str(path), "--endpoint", "http://127.0.0.1:9")
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert says in result.stderr and "direct = true" in result.stderr and path.read_text() == text

@@ -3,6 +3,7 @@ shell, and running a job with it (and with no network at all where Linux allows 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -67,6 +68,24 @@ def test_status_missing_and_corrupt(pulled: tuple[Path, Path]) -> None:
     assert data["state"] == "ready"
     human = status(lock, cache)
     assert human.exit_code == 1 and "not ready" in human.stderr and "hfa pull --lock" in human.stderr
+
+
+def test_not_ready_hints_name_the_cache_given_and_work_when_pasted(server: HubServer, tmp_path: Path) -> None:
+    # The hints said `hfa pull --lock L` without --cache-dir: pasted, they filled the default cache,
+    # and the status stayed "missing"
+    import shlex
+
+    lock, cache = tmp_path / "hfa.lock", tmp_path / "elsewhere"
+    assert hfa("pin", "org/model", "--endpoint", server.url, "--lock", str(lock)).exit_code == 0
+    result = status(lock, cache)
+    assert result.exit_code == ExitCode.CHECK_FAILED
+    hint = result.stderr.split("run `", 1)[1].split("`", 1)[0]
+    assert hint == f"hfa pull --lock {lock} --cache-dir {cache}"
+    ran = hfa("offline", "run", "--lock", str(lock), "--cache-dir", str(cache), "--", "true")
+    assert f"`hfa pull --lock {lock} --cache-dir {cache}`" in ran.stderr
+    assert f"`hfa offline status --lock {lock} --cache-dir {cache}`" in ran.stderr
+    assert hfa(*shlex.split(hint)[1:], "--endpoint", server.url).exit_code == 0
+    assert status(lock, cache).exit_code == 0
 
 
 def test_status_whole_repo_missing(server: HubServer, tmp_path: Path) -> None:
@@ -193,6 +212,45 @@ def test_run_usage_errors(pulled: tuple[Path, Path]) -> None:
     assert none.exit_code == ExitCode.USAGE and "after `--`" in none.stderr
     missing = hfa("offline", "run", "--lock", str(lock), "--cache-dir", str(cache), "--", "no-such-command-hfa")
     assert missing.exit_code == ExitCode.USAGE and "Command not found: no-such-command-hfa" in missing.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_run_passes_sigterm_to_the_command(pulled: tuple[Path, Path], tmp_path: Path) -> None:
+    # A CI runner cancelling a job sends SIGTERM to hfa: it ended hfa alone and left the command
+    # running, orphaned. Now the command gets it, and hfa exits as the command did (128+15).
+    import os
+    import signal
+    import subprocess
+    import time
+
+    lock, cache = pulled
+    pid_file, done = tmp_path / "pid", tmp_path / "done"
+    code = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (open(sys.argv[2], 'w').write('term'), sys.exit(3)))\n"
+        "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+        "time.sleep(30)\n"
+    )
+    args = ["offline", "run", "--lock", str(lock), "--cache-dir", str(cache), "--", sys.executable, "-c", code]
+    proc = subprocess.Popen([sys.executable, "-m", "hfa", *args, str(pid_file), str(done)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, "the command did not start"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 3  # the command's own exit code: it handled SIGTERM
+        assert done.read_text() == "term"
+        child = int(pid_file.read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if pid_file.exists() and pid_file.read_text():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def _namespaces_work() -> bool:

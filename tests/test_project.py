@@ -41,3 +41,19 @@ def test_table_must_be_a_table(tmp_path: Path) -> None:
     (tmp_path / "hfa.toml").write_text('policy = 3\n')
     with pytest.raises(UsageError, match=r"\[policy\]"):
         load_project(tmp_path).table("policy")
+
+
+@pytest.mark.parametrize("name", ["hfa.toml", "pyproject.toml"])
+def test_settings_file_that_is_a_folder_is_a_usage_error(tmp_path: Path, name: str) -> None:
+    # Python's file object refuses a folder itself (IsADirectoryError): it was exit 6 "check the cache dir"
+    from helpers import hfa
+
+    from hfa.errors import ExitCode
+
+    (tmp_path / name).mkdir()
+    with pytest.raises(UsageError, match="is a folder, not a file"):
+        load_project(tmp_path)
+    (tmp_path / "hfa.lock").write_text("version = 2\n")
+    result = hfa("policy", "check", "--lock", str(tmp_path / "hfa.lock"))
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert f"{name} is a folder" in result.stderr and "cache dir" not in result.stderr

@@ -379,3 +379,17 @@ def test_fault_injection_lives_outside_the_production_handler(tmp_path: Path) ->
     finally:
         plain.close()
         faulty.close()
+
+
+def test_read_regular_file_refuses_a_folder_and_a_fifo(tmp_path: Path) -> None:
+    # a folder where hfa's tree record (or a blob) should be: None, not IsADirectoryError from os.fdopen
+    import os
+
+    from hfa.server.store import read_regular_file
+
+    (tmp_path / "meta").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "file").write_bytes(b"ok")
+    assert read_regular_file(tmp_path / "meta", 100) is None
+    assert read_regular_file(tmp_path / "fifo", 100) is None
+    assert read_regular_file(tmp_path / "file", 100) == b"ok"

@@ -82,13 +82,19 @@ def status(
 
                 ctx.out.error(
                     f"{not_ready} of {len(statuses)} repo(s) not ready — run"
-                    f" `{command_text('hfa', 'pull', '--lock', str(lock))}` where there is a network, or import a"
-                    " bundle (`hfa import FILE.tar`)"
+                    f" `{command_text('hfa', 'pull', '--lock', str(lock), *_cache_args(ctx))}` where there is a network,"
+                    " or import a"
+                    f" bundle (`{command_text('hfa', 'import', 'FILE.tar', *_cache_args(ctx))}`)"
                 )
 
         ctx.out.result(doc, human)
     if not ready:
         raise typer.Exit(1)
+
+
+def _cache_args(ctx: Ctx) -> list[str]:
+    """``--cache-dir DIR`` when the command was given one: a pasted hint must act on the same cache."""
+    return ["--cache-dir", str(ctx.settings.cache_dir)] if ctx.cache_dir_given else []
 
 
 def _problems(missing: list[str], corrupt: list[str]) -> str:
@@ -184,8 +190,8 @@ def run(
             shown = ", ".join(f"{s.entry.display} ({s.state})" for s in bad[:5])
             raise CheckFailed(
                 f"Not ready, the command was not run: {shown}",
-                f"see `{command_text('hfa', 'offline', 'status', '--lock', str(lock))}`; fetch with"
-                f" `{command_text('hfa', 'pull', '--lock', str(lock))}` where there is a network",
+                f"see `{command_text('hfa', 'offline', 'status', '--lock', str(lock), *_cache_args(ctx))}`; fetch with"
+                f" `{command_text('hfa', 'pull', '--lock', str(lock), *_cache_args(ctx))}` where there is a network",
                 details={"repos": [s.to_json() for s in bad]},
             )
         ctx.out.info(

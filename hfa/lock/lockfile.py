@@ -18,7 +18,7 @@ from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_point
 from hfa.cache.layout import atomic_write_text, check_relpath, validate_repo_id
 from hfa.config import TomlError, toml_loads
 from hfa.errors import HfaError, LocalError, UsageError
-from hfa.lock.entries import LockedFacts, Requirer
+from hfa.lock.entries import LockedFacts, Requirer, requirement_problem
 from hfa.resolve.files import RemoteFile
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
@@ -422,6 +422,16 @@ def _from_doc(doc: dict[str, Any], text: str, name: str) -> Lock:
             raise ctx.fail(f"'{repo.repo_id}' ({repo.repo_type}) is locked twice", f'id = "{repo.repo_id}"')
         seen.add(repo.key)
         repos.append(repo)
+    problem = requirement_problem(repos)
+    if problem is not None:
+        entry, what = problem
+        error = ctx.fail(
+            f"repo '{entry.repo_id}': {what}", line_numbers(text).get((entry.repo_type, entry.repo_id, ""))
+        )
+        error.hint = (
+            "remove that `required-by` item (or add `direct = true`) by hand, or restore the lock from version control"
+        )
+        raise error
     return Lock(tuple(repos), version, _tasks(ctx, doc.get("task", [])))
 
 

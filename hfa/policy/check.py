@@ -198,18 +198,36 @@ def enforce(
     found = check_entries(policy, entries, cache_dir=cache_dir)
     failing = [v for v in found if not v.cleared]
     if failing:
-        shown = "; ".join(v.text() for v in failing[:5]) + (
-            f"; and {len(failing) - 5} more" if len(failing) > 5 else ""
-        )
+        # A dependency is named with who requires it (and why): the user asked for that one, not this.
+        requirers = {_label(e.repo_id, e.repo_type): e.required_by for e in entries}
+
+        def text(v: Violation) -> str:
+            by = requirers.get(v.repo, ())
+            return v.text() + (f" (required by {', '.join(f'{r.display}: {r.reason}' for r in by)})" if by else "")
+
+        shown = "; ".join(text(v) for v in failing[:5]) + (f"; and {len(failing) - 5} more" if len(failing) > 5 else "")
         first = failing[0]
+        by_first = requirers.get(first.repo, ())
+        no_deps = f"; or pin {by_first[0].display} with --no-deps" if by_first else ""
+        violations = []
+        for v in failing:
+            doc = v.to_json()
+            if requirers.get(v.repo):
+                doc["required_by"] = [r.to_json() for r in requirers[v.repo]]
+            violations.append(doc)
         raise PolicyViolation(
             f"Policy of {policy.origin} refuses it: {shown} ({doing})",
             "choose another repo or revision, or add an exception with a reason to the policy:"
             f' [[{policy.prefix}.exceptions]] repo = "{first.repo}", allow = ["{first.rule}"], reason = "…"'
-            " (docs/policy.md)",
-            details={"violations": [v.to_json() for v in failing]},
+            f" (docs/policy.md){no_deps}",
+            details={"violations": violations},
         )
     return [v for v in found if v.cleared]
+
+
+def _label(repo_id: str, repo_type: str) -> str:
+    """As :attr:`RepoFacts.label` names a repo: ``org/name``, ``datasets/org/name``."""
+    return repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
 
 
 def findings(violations: Iterable[Violation]) -> list[Any]:

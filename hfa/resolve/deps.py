@@ -100,9 +100,36 @@ def _repo_id(value: Any) -> str | None:
         return None
 
 
-def _revision(value: Any) -> str | None:
-    if not isinstance(value, str) or not value or value.startswith("/") or ".." in value.split("/") or "\\" in value:
+MAX_REVISION = 255
+_NOT_IN_REF = frozenset(" ~^:?*[\\")  # git check-ref-format refuses these (and controls, "..", "@{")
+
+
+def _revision(value: Any, where: str, repo_id: str, target: str) -> str | None:
+    """The revision a config names beside a repo id (None when it names none).
+
+    One that cannot be a branch, tag or commit (not text, control or bidi characters, ``..``,
+    a leading ``/``…) is a :class:`DependencyError`: pinning the default branch instead would
+    give the adapter another base than the one it was trained on, and printing it raw would
+    let a file write to the terminal.
+    """
+    if value is None or value == "":
         return None
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_REVISION
+        or not value.isprintable()
+        or any(c in _NOT_IN_REF for c in value)
+        or value.startswith(("/", "-"))
+        or value.endswith(("/", ".", ".lock"))
+        or ".." in value
+        or "@{" in value
+        or "//" in value
+    ):
+        shown = repr(value)[:80] if isinstance(value, str) else f"a {type(value).__name__}"
+        raise DependencyError(
+            f"{repo_id}'s {where} names {target} at the revision {shown}, which is not a branch, tag or commit",
+            f"fix it upstream, or pin {repo_id} with --no-deps and pin its base yourself",
+        )
     return value
 
 
@@ -152,7 +179,7 @@ def _named(deps: Dependencies, repo_id: str, value: Any, where: str, revision: A
         return
     if target == repo_id:
         return
-    deps.add(Requirement(target, _revision(revision), where))
+    deps.add(Requirement(target, _revision(revision, where, repo_id, target), where))
 
 
 def _adapter(deps: Dependencies, repo_id: str, doc: Any) -> None:

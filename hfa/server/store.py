@@ -75,10 +75,11 @@ def read_regular_file(path: Path, limit: int, on_error: Callable[[Path, OSError]
         if on_error is not None and exc.errno != errno.ELOOP:
             on_error(path, exc)
         return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:  # judged before a file object refuses a folder
+        os.close(fd)
+        return None
     with os.fdopen(fd, "rb") as fp:
-        st = os.fstat(fp.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
         return fp.read(limit)
 
 
