@@ -232,9 +232,7 @@ def infer(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Run a model on an input: one request, a JSONL batch (--jsonl), or a --selftest.
-
-    Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
+    """Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
 
     A batch writes one line per request, in input order, and exits 1 if any line failed. See docs/infer.md.
     """

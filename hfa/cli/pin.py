@@ -78,9 +78,7 @@ def pin(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Pin repos to exact commits in hfa.lock, with every selected file's size and hash.
-
-    `hfa pin REPO\\[@REV]` adds or updates an entry, and one for each repo it requires (an adapter's
+    """`hfa pin REPO\\[@REV]` adds or updates an entry, and one for each repo it requires (an adapter's
     base model), recording who requires it and why; `hfa pin` alone normalises the lock without
     network; `--upgrade` moves pins (and their closure) and reports what moved; `--check` reports
     drift for CI.

@@ -37,7 +37,6 @@ def search(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Find models by text, author, task and library."""
     ctx = Ctx.from_options(
         endpoint=endpoint,
         cache_dir=cache_dir,
