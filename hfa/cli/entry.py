@@ -1,14 +1,26 @@
 """The ``hfa`` console script: ``hfa --help`` (:func:`hfa.cli.plainhelp.root_help`) and ``hfa scan``
 with plain arguments (:func:`hfa.cli.scanning.scan_plain`) run without the CLI framework;
-everything else, and anything those paths decline, is :func:`hfa.cli.app.main`."""
+everything else, and anything those paths decline, is :func:`hfa.cli.app.main`.
+
+When the command is done, the process ends: :func:`main` freezes the garbage collector's objects
+first (``gc.freeze``), so the interpreter's last collection at exit does not walk every object
+the command's imports made (~10 ms of every run; what a command writes is flushed and closed
+by then, nothing of it waits on that collection)."""
 
 from __future__ import annotations
 
+import gc
 import sys
 
 
 def main() -> None:
-    args = sys.argv[1:]
+    try:
+        run(sys.argv[1:])
+    finally:
+        gc.freeze()
+
+
+def run(args: list[str]) -> None:
     if args == ["--help"] or args == ["-h"]:
         from hfa.cli.plainhelp import print_root_help
 
