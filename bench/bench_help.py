@@ -1,7 +1,9 @@
 """Start-up cost: wall time of ``hfa --help`` against the official ``hf --help``.
 
 Each command runs as a fresh subprocess (one warm-up each, then interleaved timed runs);
-the ratio of medians hfa/hf is the result. Goal: hfa's help at most 0.4 of hf's time.
+the ratio of medians hfa/hf is the result. Goal: hfa's help at most 0.25 of hf's time (issue 18).
+Byte-code caching is left on (PYTHONDONTWRITEBYTECODE dropped), as in bench_pull: hf's
+site-packages are precompiled, and the editable hfa checkout should not be recompiled every run.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from _common import bin_path, clean_env, goal_met, median, row
 
-GOAL = "<= 0.4"
+GOAL = "<= 0.25"
 TIMEOUT = 60  # seconds per invocation
 
 
@@ -30,6 +32,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     runs = 3 if quick else 11
     # Same terminal width for both (rich lays help out by width); offline so neither touches a network.
     env = clean_env(COLUMNS="100", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_UPDATE_CHECK="1")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     commands = {"hfa": [bin_path("hfa"), "--help"], "hf": [bin_path("hf"), "--help"]}
     for argv in commands.values():  # warm-up: byte-code compilation, page cache
         _time_once(argv, env)

@@ -5,7 +5,8 @@ torch.save-style zip (data.pkl plus stored tensors). Full size: 200 MB files; ``
 
 1. **Command against command** (what a user, a CI step or a pre-commit hook runs):
    ``hfa scan FILE -q`` against ``picklescan --path FILE``, each the installed console script,
-   interleaved, one warm-up round. Goal: hfa at least as fast (ratio of median wall times >= 1).
+   interleaved, one warm-up round. Goals (issue 18): hfa at least as fast on the torch zip, whose
+   time is mostly each tool's start-up (ratio of median wall times >= 1), and 3x on the raw pickle.
    The whole process counts: interpreter start-up, each tool's imports, parsing, one scan.
 2. **The library embedded in a process** (a loader hook, a script): each scanner in its own
    subprocess of the same interpreter, hfa through ``scan_serialized``, picklescan through its
@@ -28,7 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from scan_corpus import write_big_pickle, write_torch_zip
 
 SPEED_GOAL = ">= 3"  # the library embedded in a process
-COMMAND_GOAL = ">= 1"  # hfa scan FILE against picklescan --path FILE
+COMMAND_GOAL = ">= 1"  # hfa scan FILE against picklescan --path FILE: the torch zip
+COMMAND_GOAL_RAW = ">= 3"  # the same on the raw pickle
 MEMORY_GOAL = "< 50"
 TIMEOUT = 600
 
@@ -158,7 +160,7 @@ def _hfa_command() -> str:
     return script
 
 
-def _commands(label: str, path: Path, runs: int) -> list[dict[str, Any]]:
+def _commands(label: str, path: Path, runs: int, goal: str = COMMAND_GOAL) -> list[dict[str, Any]]:
     """Each tool's own command line, as a user runs it: ``hfa scan FILE`` and ``picklescan --path FILE``."""
     argvs = {
         "hfa": [_hfa_command(), "scan", str(path), "-q"],
@@ -191,8 +193,8 @@ def _commands(label: str, path: Path, runs: int) -> list[dict[str, Any]]:
             f"{label}, command: speedup picklescan/hfa",
             ratio,
             "x",
-            COMMAND_GOAL,
-            goal_met(ratio, COMMAND_GOAL),
+            goal,
+            goal_met(ratio, goal),
             f"hfa scan {med['hfa'] * 1000:.0f} ms vs picklescan --path {med['picklescan'] * 1000:.0f} ms,"
             " each tool's console script, start-up included",
         ),
@@ -209,7 +211,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         write_torch_zip(model, n_tensors=200, tensor_bytes=size // 200, sparse=False)  # a BERT-base-like count
         return [
             *_commands("torch zip", model, runs),
-            *_commands("raw pickle", raw, runs),
+            *_commands("raw pickle", raw, runs, COMMAND_GOAL_RAW),
             *_compare("torch zip", model, runs),
             *_compare("raw pickle", raw, runs),
         ]

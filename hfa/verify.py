@@ -15,19 +15,21 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE
 from hfa.cache.layout import RepoDir, iter_repos
 from hfa.cache.walk import BLOB, DANGLING, ESCAPES, FOLDER_LINK, NOT_A_BLOB, SnapshotFile, snapshot_file, walk_snapshot
-from hfa.lock.lockfile import Lock
 from hfa.resolve.refs import RepoRef
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.scanner import Target, iter_folder, scan_targets
+
+if TYPE_CHECKING:  # a lock is read by the caller; verifying a cache never imports the lock module
+    from hfa.lock.lockfile import Lock
 
 CHUNK = 4 << 20
 STALE_LOCK_AGE = 3600.0
@@ -71,7 +73,11 @@ def hash_blob(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _hash_all(blobs: list[Path], workers: int) -> dict[Path, tuple[str, int] | None]:
+def _hash_all(
+    blobs: list[Path], workers: int, meanwhile: Callable[[], None] | None = None
+) -> dict[Path, tuple[str, int] | None]:
+    """Each blob's (hash, size), None where it cannot be read; ``meanwhile()`` runs on this thread as they hash."""
+
     def one(p: Path) -> tuple[Path, tuple[str, int] | None]:
         try:
             return p, hash_blob(p)
@@ -81,7 +87,34 @@ def _hash_all(blobs: list[Path], workers: int) -> dict[Path, tuple[str, int] | N
     # hashlib releases the GIL on large updates: threads use every core. Largest first.
     ordered = sorted(blobs, key=lambda p: -_size(p))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(pool.map(one, ordered))
+        results = pool.map(one, ordered)  # every blob submitted now
+        if meanwhile is not None:
+            try:
+                meanwhile()  # checks and the content scan: off the critical path of the hashing
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # no waiting for blobs not yet started
+                raise
+        return dict(results)
+
+
+class _ScanMeanwhile:
+    """``scan_targets(targets, ...)`` run while the blobs hash (:func:`_hash_all`); its report kept for later."""
+
+    def __init__(self, targets: list[Target], policy: ScanPolicy, workers: int, enabled: bool) -> None:
+        self.args = (targets, policy, workers)
+        self.enabled = enabled
+        self.report: Any = None
+
+    def __call__(self) -> None:
+        if self.enabled:
+            targets, policy, workers = self.args
+            self.report = scan_targets(targets, policy, workers=workers)
+
+    def add_to(self, report: VerifyReport) -> None:
+        """Its findings after the hash findings, as when the scan ran after the hashing."""
+        if self.report is not None:
+            report.files = self.report.files
+            report.findings += self.report.findings
 
 
 def _size(p: Path) -> int:
@@ -134,6 +167,7 @@ def verify_cache(
     blobs: list[Path] = []
     blob_owner: dict[Path, RepoDir] = {}
     users: dict[str, list[tuple[RepoDir, str, str]]] = {}  # blob real path -> (repo, commit, path)
+    plan: list[tuple[RepoDir, list[str], list[Finding]]] = []
     for repo, wanted in repos:
         report.repos.append(repo.label)
         commits = repo.list_commits()
@@ -146,12 +180,21 @@ def verify_cache(
                 raise CheckFailed(
                     f"'{wanted.display}' is not in the cache {cache_dir}", f"run `hfa pull {wanted.display}`"
                 )
-        report.findings += _check_blobs_dir(repo, blobs, blob_owner)
-        report.findings += _check_refs(repo)
-        report.findings += _check_locks(cache_dir, repo)
-        for commit in commits:
-            report.findings += _check_snapshot(repo, commit, targets, users, report)
-    hashed = _hash_all(blobs, workers)
+        plan.append((repo, commits, _check_blobs_dir(repo, blobs, blob_owner)))
+    scanning = _ScanMeanwhile(targets, policy, workers, scan)
+
+    def meanwhile() -> None:
+        """What does not need the hashes, on this thread while the blobs hash: the checks, then the scan."""
+        for repo, commits, findings in plan:
+            findings += _check_refs(repo)
+            findings += _check_locks(cache_dir, repo)
+            for commit in commits:
+                findings += _check_snapshot(repo, commit, targets, users, report)
+        scanning()
+
+    hashed = _hash_all(blobs, workers, meanwhile)
+    for _, _, findings in plan:  # in the order they were found: by repo, then blobs, refs, locks, snapshots
+        report.findings += findings
     for blob, result in sorted(hashed.items()):
         repo = blob_owner[blob]
         if result is None:
@@ -174,10 +217,7 @@ def verify_cache(
             )
             for r, c, p in users.get(str(blob), []):
                 report.to_refetch.append((r.repo_type, r.repo_id, c, p))
-    if scan:
-        scanned = scan_targets(targets, policy, workers=workers)
-        report.files = scanned.files
-        report.findings += scanned.findings
+    scanning.add_to(report)
     report.findings.sort(key=lambda f: (-f.severity, f.path, f.code))
     report.elapsed = time.monotonic() - started
     return report
@@ -232,8 +272,6 @@ def _check_refs(repo: RepoDir) -> list[Finding]:
 
 
 def _check_locks(cache_dir: Path, repo: RepoDir) -> list[Finding]:
-    from filelock import FileLock, Timeout
-
     from hfa.cache.layout import repo_folder_name
 
     folder = cache_dir / ".locks" / repo_folder_name(repo.repo_id, repo.repo_type)
@@ -248,6 +286,8 @@ def _check_locks(cache_dir: Path, repo: RepoDir) -> list[Finding]:
             continue
         if age < STALE_LOCK_AGE:
             continue
+        from filelock import FileLock, Timeout  # only for an old lock file (~10 ms of imports)
+
         try:
             with FileLock(str(lock), timeout=0):
                 pass
@@ -359,7 +399,8 @@ def verify_lock(
             report.findings.append(
                 Finding(Severity.LOW, "lock.extra-file", "in the snapshot but not in the lock", f"{label}/{extra}")
             )
-    hashed = _hash_all(list(to_hash), workers)
+    scanning = _ScanMeanwhile(targets, policy, workers, scan)
+    hashed = _hash_all(list(to_hash), workers, scanning)
     entries_by_key = {(e.repo_id, e.commit[:12]): e for e in lock.repos}
     for real, result in hashed.items():
         for label, path, algo, digest, repo_id in to_hash[real]:
@@ -382,10 +423,7 @@ def verify_lock(
                 owner = entries_by_key.get((repo_id, label.rsplit("@", 1)[1]))
                 if owner is not None:
                     report.to_refetch.append((owner.repo_type, owner.repo_id, owner.commit, path))
-    if scan:
-        scanned = scan_targets(targets, policy, workers=workers)
-        report.files = scanned.files
-        report.findings += scanned.findings
+    scanning.add_to(report)
     report.findings.sort(key=lambda f: (-f.severity, f.path, f.code))
     report.elapsed = time.monotonic() - started
     return report

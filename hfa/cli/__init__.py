@@ -1,7 +1,9 @@
 """The command-line layer: thin commands that parse, call the core, and hand results to Output.
 
-* :mod:`hfa.cli.entry`   the ``hfa`` console script (:func:`main`): ``hfa scan`` with plain
-  arguments without typer, everything else through the app;
+* :mod:`hfa.cli.entry`   the ``hfa`` console script (:func:`main`): ``hfa --help`` and ``hfa scan``
+  with plain arguments without typer, everything else through the app;
+* :mod:`hfa.cli.commands` the table of commands and their summaries, free of typer;
+* :mod:`hfa.cli.plainhelp` ``hfa --help`` as typer's rich help writes it, without typer or rich;
 * :mod:`hfa.cli.app`     the typer app: mounts each command's function from one table, lazily;
 * :mod:`hfa.cli.options` the common options (``Annotated`` aliases), :class:`~hfa.cli.options.Ctx`,
   and the one error mapping (``guarded``);

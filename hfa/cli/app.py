@@ -1,7 +1,8 @@
 """The hfa command: mounts each command's function from one table, lazily, nothing else.
 
 Every command is a module-level function of a module under hfa.cli (``hfa.cli.pull.pull``)
-whose parameters are all its options; :data:`COMMANDS` names them. Command modules stay light
+whose parameters are all its options; :data:`COMMANDS` (hfa.cli.commands, with each command's
+summary) names them. Command modules stay light
 at import; each command imports what it needs when it runs, so ``hfa --help`` starts fast.
 ``hfa COMMAND ...`` goes further: :func:`main` mounts only that command, and so imports only its
 module (typer builds every mounted command's parameters before parsing), ``hfa --version``
@@ -16,6 +17,7 @@ evaluated the strings anew each time (~10 ms of ``hfa --help``; tests/test_cli_f
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -23,56 +25,10 @@ from typing import Annotated, Any
 import typer
 
 from hfa import __version__
+from hfa.cli.commands import APP_HELP, COMMANDS, SUMMARIES, VERSION_HELP, Group
 from hfa.cli.typer_seam import FastCommand, FastGroup
 
-
-class Group:
-    """A command with subcommands: ``{subcommand: function}`` of one module.
-
-    A plain class: every hfa start reads this table, and a dataclass costs ~0.15 ms to build.
-    """
-
-    __slots__ = ("commands", "help")
-
-    def __init__(self, help: str, commands: dict[str, str]) -> None:
-        self.help = help
-        self.commands = commands
-
-
-# command -> (module under hfa.cli, its function or Group); help lists them in this order.
-COMMANDS: dict[str, tuple[str, str | Group]] = {
-    "search": ("search", "search"),
-    "info": ("info", "info"),
-    "pin": ("pin", "pin"),
-    "pull": ("pull", "pull"),
-    "push": ("push", "push"),
-    "scan": ("scan", "scan"),
-    "verify": ("scan", "verify"),
-    "export": ("bundle", "export"),
-    "import": ("bundle", "import_"),
-    "serve": ("serve", "serve"),
-    "cache": (
-        "cache",
-        Group(
-            "Inspect and clean the cache: ls, rm, prune, gc (all with --dry-run).",
-            {"ls": "ls", "clear-results": "clear_results", "rm": "rm", "prune": "prune", "gc": "gc"},
-        ),
-    ),
-    "policy": (
-        "policy",
-        Group(
-            "Check the lock against the \\[policy] of hfa.toml (licences, pickles, remote code...).", {"check": "check"}
-        ),
-    ),
-    "offline": (
-        "offline",
-        Group(
-            "Work without a network: status (is the lock's content here and sound), env, run.",
-            {"status": "status", "env": "env", "run": "run"},
-        ),
-    ),
-    "infer": ("infer", "infer"),
-}
+__all__ = ["COMMANDS", "Group", "build", "main", "mount"]
 
 
 def _version(value: bool) -> None:
@@ -83,7 +39,7 @@ def _version(value: bool) -> None:
 
 def root(
     version: Annotated[
-        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print hfa's version and exit.")
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help=VERSION_HELP)
     ] = False,
 ) -> None:
     """Manage Hugging Face Hub assets like packages: find, pin, pull exactly what is needed, verify, work offline.
@@ -93,17 +49,24 @@ def root(
     """
 
 
+def command_help(name: str, function: Any) -> str:
+    """The help of command ``name``: its summary (hfa.cli.commands) and its function's docstring."""
+    doc = inspect.cleandoc(function.__doc__ or "").strip()  # a one-line docstring keeps its closing indent
+    return SUMMARIES[name] + (f"\n\n{doc}" if doc else "")
+
+
 def mount(app: typer.Typer, name: str) -> None:
     """Mount command ``name`` of :data:`COMMANDS` on ``app`` (importing its module)."""
     module_name, target = COMMANDS[name]
     module = importlib.import_module(f"hfa.cli.{module_name}")
     if isinstance(target, Group):
-        group = typer.Typer(help=target.help, no_args_is_help=True, cls=FastGroup)
+        group = typer.Typer(help=SUMMARIES[name], no_args_is_help=True, cls=FastGroup)
         for sub, function in target.commands.items():
             group.command(sub, cls=FastCommand)(getattr(module, function))
         app.add_typer(group, name=name)
     else:
-        app.command(name, cls=FastCommand)(getattr(module, target))
+        function = getattr(module, target)
+        app.command(name, cls=FastCommand, help=command_help(name, function))(function)
 
 
 def build(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
@@ -111,8 +74,7 @@ def build(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
     app = typer.Typer(
         name="hfa",
         cls=FastGroup,
-        help="Manage Hugging Face Hub assets like packages: find, pin, pull exactly what is needed, verify, work"
-        " offline.",
+        help=APP_HELP,
         no_args_is_help=True,
         add_completion=True,
         context_settings={"help_option_names": ["-h", "--help"]},

@@ -43,10 +43,7 @@ def export(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Export what a lock (or REPO\\[@REV]…) names from the cache as one verified tar, each blob once.
-
-    Carry it to a machine with no network and run `hfa import` there.
-    """
+    """Carry it to a machine with no network and run `hfa import` there."""
     ctx = Ctx.from_options(
         endpoint=endpoint,
         cache_dir=cache_dir,
@@ -141,9 +138,7 @@ def import_(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Import a bundle into the cache with no network, or adopt a model folder or git clone (DIR --repo org/name).
-
-    A bundle: every blob verified before it is published; snapshots and refs rebuilt; blobs
+    """A bundle: every blob verified before it is published; snapshots and refs rebuilt; blobs
     already cached are hash-checked (a corrupt copy is replaced); importing twice is a no-op; a
     bundle that is not sound is refused and nothing is published.
 

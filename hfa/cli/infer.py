@@ -243,9 +243,7 @@ def infer(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Run a model on an input: one request, a JSONL batch (--jsonl), or a --selftest.
-
-    Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
+    """Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
 
     Without --model, the lock's default for the task runs (`hfa pin --task TASK`). With [[infer.providers]] in hfa.toml, requests go to the providers in order, falling over to the next, within their limits (`hfa infer usage`).
 

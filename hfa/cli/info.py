@@ -58,9 +58,7 @@ def info(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Show what a repo holds: its commit, card facts, files with risk flags, and what pull would take.
-
-    The card's facts (license, task, library, base model, gated); the repos it requires (an
+    """The card's facts (license, task, library, base model, gated); the repos it requires (an
     adapter's base model: pinned and pulled with it) and why; every file with its size, kind and
     flags (pickle, lfs, remote-code, gated); and which files `hfa pull` would select, and why.
     """

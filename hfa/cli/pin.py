@@ -90,9 +90,7 @@ def pin(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Pin repos to exact commits in hfa.lock, with every selected file's size and hash.
-
-    `hfa pin REPO\\[@REV]` adds or updates an entry, and one for each repo it requires (an adapter's
+    """`hfa pin REPO\\[@REV]` adds or updates an entry, and one for each repo it requires (an adapter's
     base model), recording who requires it and why; `hfa pin` alone normalises the lock without
     network (but resolves the task defaults hfa.toml's [infer.tasks] adds or changes); `--upgrade`
     moves pins (and their closure) and task defaults and reports what moved; `--check` reports drift

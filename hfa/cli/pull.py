@@ -242,9 +242,7 @@ def pull(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Fetch only the files a model needs, verifying every byte, into the huggingface_hub cache.
-
-    Safetensors over pickle, only the shards the index references, one GGUF quant; configs and
+    """Safetensors over pickle, only the shards the index references, one GGUF quant; configs and
     tokenizer always; *.py only with --trust-remote-code. The repos it requires (an adapter's base
     model) come too, unless --no-deps. Interrupted pulls resume. With --offline, everything comes
     from the cache and a missing file is an error (exit 1) naming it. From the lock, the \\[policy]

@@ -40,9 +40,7 @@ def push(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Upload repositories from the cache to an S3-compatible bucket, for `hfa pull --from` without the Hub.
-
-    Each blob goes up once, named by its sha256 (LFS) or git-sha1, with its checksum so the
+    """Each blob goes up once, named by its sha256 (LFS) or git-sha1, with its checksum so the
     store verifies it, put-if-absent so racing pushers cannot clash; then each commit's file
     manifest, the ref and the card data. A second push uploads nothing. Every cached blob is
     hashed first: a corrupt cache is refused (exit 1), not copied.

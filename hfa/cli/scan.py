@@ -71,10 +71,7 @@ def scan(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Scan content for pickle dangers, Git-LFS stubs, bad safetensors headers and remote code.
-
-    Content is recognised by its bytes, not its name. Nothing is ever unpickled or executed.
-    """
+    """Content is recognised by its bytes, not its name. Nothing is ever unpickled or executed."""
     ctx = Ctx.from_options(
         endpoint=endpoint,
         cache_dir=cache_dir,
@@ -132,9 +129,7 @@ def verify(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Prove a cache, a repo, a lock's files or a folder sound, offline: hashes, links, stubs, and the scan.
-
-    Every blob's content must hash to its name; every snapshot link must resolve inside the cache;
+    """Every blob's content must hash to its name; every snapshot link must resolve inside the cache;
     every locked file must be present with the locked hash. `--fix` repairs what it can (online).
     """
     ctx = Ctx.from_options(

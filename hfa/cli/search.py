@@ -68,10 +68,7 @@ def search(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Find models, datasets or spaces by text, author, task, library, licence, language, tags and gating.
-
-    With --offline, searches what is here instead: the cached repos' cards and the lock, no network.
-    """
+    """With --offline, searches what is here instead: the cached repos' cards and the lock, no network."""
     ctx = Ctx.from_options(
         endpoint=endpoint,
         cache_dir=cache_dir,

@@ -202,9 +202,7 @@ def serve(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Serve a huggingface_hub cache as a read-only Hub endpoint (set HF_ENDPOINT to the printed URL).
-
-    With --infer, also answer the Inference API for the served models, so `InferenceClient(model=f"{URL}/models/{repo}")` and `hfa infer TASK --model REPO --endpoint-url URL` run them here (`base_url=URL` alone works only when one model is served; docs/serve.md).
+    """With --infer, also answer the Inference API for the served models, so `InferenceClient(model=f"{URL}/models/{repo}")` and `hfa infer TASK --model REPO --endpoint-url URL` run them here (`base_url=URL` alone works only when one model is served; docs/serve.md).
 
     With --store s3://BUCKET/PREFIX, serve what `hfa push` put in a bucket, with no local state (replicas can share one bucket); every byte streamed is verified, or --redirect sends clients to presigned URLs (docs/fleet.md).
 

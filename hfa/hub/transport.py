@@ -71,14 +71,20 @@ def tls_context() -> Any:
         return _TLS
 
 
+def _names_a_proxy(variable: str) -> bool:
+    name = variable.lower()
+    return name.endswith("_proxy") and name != "no_proxy"
+
+
 def proxy_for(scheme: str, host: str) -> str | None:
     """The proxy URL the environment names for ``scheme://host``, or None (also when NO_PROXY matches).
 
     urllib's own rules (``getproxies``, ``proxy_bypass``); urllib is imported only when a
-    ``*_proxy`` variable is set, or on macOS and Windows where proxies live in the system settings.
+    ``*_proxy`` variable other than ``no_proxy`` is set, or on macOS and Windows where proxies
+    live in the system settings.
     """
-    if sys.platform.startswith("linux") and not any(k.lower().endswith("_proxy") for k in os.environ):
-        return None
+    if sys.platform.startswith("linux") and not any(_names_a_proxy(k) for k in os.environ):
+        return None  # no proxy to use (a NO_PROXY alone names none): as urllib would answer
     import urllib.request
 
     proxies = urllib.request.getproxies()

@@ -12,7 +12,6 @@ of the entry.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -239,6 +238,8 @@ def _uri(path: str) -> str:
 
 
 def _fingerprint(f: Finding) -> str:
+    import hashlib  # SARIF only: loading OpenSSL costs `hfa scan FILE` ~5 ms of its start
+
     key = json.dumps([f.code, f.path, f.detail], sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
