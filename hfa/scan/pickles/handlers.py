@@ -13,7 +13,7 @@ from hfa.scan.pickles.events import SHADOW
 from hfa.scan.pickles.machine import NOOP_PAIRS, Machine
 from hfa.scan.pickles.opcodes import OPCODES, VALID_OPCODES
 from hfa.scan.pickles.operands import ARGUMENTS, materialise
-from hfa.scan.pickles.reader import Reader
+from hfa.scan.pickles.reader import MAX_NOTES, Reader
 from hfa.scan.pickles.values import (
     BIG,
     BUFFER,
@@ -49,13 +49,14 @@ class Simulator(Machine):
         self.proto = v
 
     def _op_FRAME(self, n: int, at: int) -> None:
-        here = self.r.tell()
-        if self.r.end is not None and here + n > self.r.end:
-            raise Truncated(f"a frame of {n} bytes runs past the end of the stream", at)
-        self.frame_end = here + n
+        self.r.frame(n, at)
 
     def _op_STOP(self, _: None, at: int) -> bool:
         v = self._pop(at)
+        r = self.r
+        if r.frame_end is not None and r.base + r.pos < r.frame_end and len(r.mismatches) < MAX_NOTES:
+            # _Unframer has read the whole frame: a pickle.load after this one starts at the frame's end.
+            r.mismatches.append((at, "the pickle stops before its frame ends"))
         if self.collect:
             self.stop_values.append(v)
         else:
@@ -412,7 +413,7 @@ class Simulator(Machine):
             raise Malformed("a joblib array wrapper with a bad alignment", at)
         r = self.r
         here = r.tell()
-        if self.frame_end is not None and here < self.frame_end:
+        if r.frame_end is not None and here < r.frame_end:
             raise Malformed("joblib array data placed inside a pickle frame", at)
         count = 1
         for x in shape:

@@ -86,7 +86,6 @@ class Machine:
         self.memo_far: dict[int, Any] = {}  # any other key (always >= len(memo))
         self.kept = KEEP_BUDGET
         self.proto = 0
-        self.frame_end: int | None = None
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -97,7 +96,7 @@ class Machine:
         self.memo = []
         self.memo_far = {}
         self.proto = 0
-        self.frame_end = None
+        self.r.frame_end = None  # an Unpickler of its own: no frame yet
         self.ops_in_pickle = 0
         table = self.TABLE
         r = self.r
@@ -115,7 +114,7 @@ class Machine:
                 else:
                     at = r.base + p
                     try:
-                        code = r.byte()
+                        code = r.opcode()
                     except Truncated:
                         raise Truncated("the stream ends before STOP (truncated pickle)", at) from None
                 entry = table[code]
@@ -143,7 +142,7 @@ class Machine:
         work = self.work
         while True:
             at = r.base + r.pos
-            code = r.byte()
+            code = r.opcode()
             entry = table[code]
             if entry is None:
                 return

@@ -91,9 +91,9 @@ def _payload(r: Reader, n: int, keep: int, kind: str) -> Any:
     if n > sys.maxsize:
         raise Malformed(f"a length of {n} bytes exceeds what any unpickler accepts", r.tell())
     if n <= keep:
-        return r.read(n)
+        return r.read(n) if kind else r.read_through(n)
     at = r.tell()
-    r.skip(n)
+    r.skip(n, not kind)
     return LazyStr(at, n, kind) if kind else BIG
 
 

@@ -11,6 +11,7 @@ import io
 from hfa.scan.limits import Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
+from hfa.scan.pickles.events import DROPPED
 from hfa.scan.pickles.handlers import Simulator
 from hfa.scan.pickles.judge import Judge
 from hfa.scan.pickles.opcodes import VALID_OPCODES
@@ -113,6 +114,8 @@ def scan_pickles(
                     size=size,
                 )
             break
+        seen = len(reader.overruns)
+        broke = False
         try:
             sim.run_pickle()
         except TooCostly as exc:
@@ -120,13 +123,19 @@ def scan_pickles(
                 work.reported = True
                 judge.issue(Severity.HIGH, "scan.too-costly", f"cannot be proven safe: {exc.reason}", offset=exc.offset)
             complete = False
-            break
+            broke = True
         except Malformed as exc:
             judge.malformed(exc.reason, exc.offset, pickle=sim.pickle_index)
             complete = False
+            broke = True
+        if len(reader.overruns) > seen and not work.exhausted:
+            # What CPython runs when it reads this pickle from a file: frame rests dropped.
+            _dropped_reading(fp, here, end, stream or end is None, judge, work, sim.pickle_index)
+        if broke:
             break
         done += 1
         sim.pickle_index += 1
+    judge.frames(reader.overruns, reader.mismatches)
     for reason, at in sim.soft:
         judge.malformed(reason, at)
     return PickleReport(
@@ -137,6 +146,23 @@ def scan_pickles(
         storage_ids=sim.pids,
         complete=complete,
     )
+
+
+def _dropped_reading(
+    fp: BinaryIO, start: int, end: int | None, stream: bool, judge: Judge, work: Work, index: int
+) -> None:
+    """Scan the pickle at ``start`` again as ``_pickle.c`` reads it from a file: an argument that crosses
+    its frame's end is read afresh from there (:mod:`hfa.scan.pickles.reader`). Its imports and calls
+    are judged like any other, in the context :data:`~hfa.scan.pickles.events.DROPPED`."""
+    reader = Reader(fp, start, end, stream=stream)
+    reader.drop = True
+    sim = Simulator(reader, judge, mode="plain", work=work)
+    sim.context = DROPPED
+    sim.pickle_index = index
+    try:  # noqa: SIM105 - contextlib is not imported by the scanner (see hfa.scan.model)
+        sim.run_pickle()
+    except Malformed:  # CPython fails there too: nothing after it runs (a spent budget is reported by the caller)
+        pass
 
 
 def scan_pickle(
