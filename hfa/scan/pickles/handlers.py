@@ -378,6 +378,17 @@ class Simulator(Machine):
         pid = self._pop(at)
         if self.collect and len(self.pids) < MAX_PIDS and isinstance(pid, tuple) and pid and pid[0] == "storage":
             self.pids.append(pid)
+        if (
+            self.legacy_torch
+            and isinstance(pid, tuple)
+            and len(pid) == 4
+            and pid[0] == "module"
+            and isinstance(pid[1], Global)
+        ):
+            # torch.serialization's legacy persistent_load returns data[0] of a ("module", class,
+            # source file, source) record: the class, imported by the GLOBAL inside the record.
+            self._push(pid[1])
+            return
         self._push(RESULT)
 
     def _op_BUILD(self, _: None, at: int) -> None:

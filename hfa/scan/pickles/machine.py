@@ -71,6 +71,7 @@ class Machine:
         self.budget = budget
         self.depth = depth
         self.collect = collect
+        self.legacy_torch = False  # persistent ids are read as torch's legacy loader reads them
         self.keep_items = keep_items
         self.context = SHADOW if mode == "shadow" else MAIN
         self.pickle_index = 0

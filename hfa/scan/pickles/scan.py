@@ -70,6 +70,7 @@ def scan_pickles(
     trailing: bool = True,
     continuation: bool = False,
     work: Work | None = None,
+    legacy_torch: bool = False,
 ) -> PickleReport:
     """Scan pickles stacked in [start, end): at most ``max_pickles``, else until the end.
 
@@ -78,7 +79,8 @@ def scan_pickles(
     every STOP value and every torch storage persistent id is returned too. ``continuation``
     says [start, end) follows an earlier STOP, so its first byte is held to the same rule.
     ``work`` is the file's budget (default: one for [start, end) alone); past it the scan stops
-    with a ``scan.too-costly`` finding.
+    with a ``scan.too-costly`` finding. ``legacy_torch``: the pickles of a legacy ``torch.save`` file,
+    whose ``("module", class, ...)`` persistent ids torch resolves to the class.
     """
     if start is None:
         start = fp.tell()
@@ -90,6 +92,7 @@ def scan_pickles(
         work = Work(None if end is None else end - start)
     sim = Simulator(reader, judge, collect=collect, keep_items=keep_items, work=work)
     sim.pickle_index = first_index
+    sim.legacy_torch = legacy_torch
     done = 0
     complete = True
     while max_pickles is None or done < max_pickles:
