@@ -11,6 +11,8 @@ import io
 from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
 from hfa.scan.pickles.events import SHADOW
 from hfa.scan.pickles.machine import NOOP_PAIRS, Machine
+from hfa.scan.pickles.nested import BYTE_STARTS, ENCODED_CHARS, ENCODED_FIRST, LATIN1_STARTS, look
+from hfa.scan.pickles.nested import MIN_SIZE as MIN_NESTED
 from hfa.scan.pickles.opcodes import OPCODES, VALID_OPCODES
 from hfa.scan.pickles.operands import ARGUMENTS, materialise
 from hfa.scan.pickles.reader import MAX_NOTES, Reader
@@ -24,8 +26,10 @@ from hfa.scan.pickles.values import (
     MAX_PIDS,
     RESULT,
     SHADOW_WINDOW,
+    STACK_CAP,
     DictValue,
     Global,
+    LazyStr,
     ListValue,
     Run,
     Tracked,
@@ -190,12 +194,43 @@ class Simulator(Machine):
         self._push(v)
 
     _op_BININT = _op_BININT1 = _op_BININT2 = _op_LONG1 = _op_LONG4 = _plain_push
-    _op_BINFLOAT = _op_STRING = _op_BINSTRING = _op_SHORT_BINSTRING = _plain_push
-    _op_BINBYTES = _op_SHORT_BINBYTES = _op_BINBYTES8 = _plain_push
-    _op_UNICODE = _op_SHORT_BINUNICODE = _op_BINUNICODE = _op_BINUNICODE8 = _plain_push
+    _op_BINFLOAT = _plain_push
+
+    def _text_push(self, v: Any, at: int) -> None:
+        """A text literal: pushed, and looked into if it may hold a pickle (:mod:`~hfa.scan.pickles.nested`)."""
+        st = self.stack
+        st.append(v)
+        if len(st) > STACK_CAP:
+            self._fold()
+        if self.nest and (
+            v.__class__ is not str
+            or (
+                len(v) >= MIN_NESTED
+                and (
+                    v[0] in LATIN1_STARTS
+                    or (len(v) >= 2 * MIN_NESTED and v[0] in ENCODED_FIRST and not v.strip(ENCODED_CHARS))
+                )
+            )
+        ):
+            look(self, v, at, "")
+
+    def _bytes_push(self, v: Any, at: int) -> None:
+        """A bytes literal: pushed, and looked into if it may hold a pickle."""
+        st = self.stack
+        st.append(v)
+        if len(st) > STACK_CAP:
+            self._fold()
+        if self.nest and (v.__class__ is not bytes or (len(v) >= MIN_NESTED and v[0] in BYTE_STARTS)):
+            look(self, v, at, "")
+
+    _op_STRING = _op_BINSTRING = _op_SHORT_BINSTRING = _text_push
+    _op_BINBYTES = _op_SHORT_BINBYTES = _op_BINBYTES8 = _bytes_push
+    _op_UNICODE = _op_SHORT_BINUNICODE = _op_BINUNICODE = _op_BINUNICODE8 = _text_push
 
     def _op_BYTEARRAY8(self, v: Any, at: int) -> None:
         self._push(BIG)
+        if self.nest and (v.__class__ is LazyStr or (len(v) >= MIN_NESTED and v[0] in BYTE_STARTS)):
+            look(self, v, at, "")
 
     def _op_NEXT_BUFFER(self, _: None, at: int) -> None:
         self._push(BUFFER)

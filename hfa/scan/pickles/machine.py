@@ -10,6 +10,7 @@ from hfa.scan.denylist import importable
 from hfa.scan.limits import Work
 from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
 from hfa.scan.pickles.events import MAIN, SHADOW, Observer
+from hfa.scan.pickles.nested import MAX_VALUES as MAX_NESTED_VALUES
 from hfa.scan.pickles.values import (
     ARRAY_CLASSES,
     DTYPE_CLASSES,
@@ -72,6 +73,8 @@ class Machine:
         self.depth = depth
         self.collect = collect
         self.legacy_torch = False  # persistent ids are read as torch's legacy loader reads them
+        self.nest = mode in ("scan", "plain")  # look for pickles inside bytes and text values
+        self.nested_left = MAX_NESTED_VALUES
         self.keep_items = keep_items
         self.context = SHADOW if mode == "shadow" else MAIN
         self.pickle_index = 0
@@ -160,6 +163,12 @@ class Machine:
     def _push(self, v: Any) -> None:
         st = self.stack
         st.append(v)
+        if len(st) > STACK_CAP:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Fold the bottom half of a stack segment past STACK_CAP into a count."""
+        st = self.stack
         if len(st) > STACK_CAP:
             half = STACK_CAP // 2
             head = st[:half]
