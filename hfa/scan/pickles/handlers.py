@@ -10,6 +10,7 @@ import io
 
 from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
 from hfa.scan.pickles.events import SHADOW
+from hfa.scan.pickles.expansion import CONTAINERS, MAX_FETCHED, extra, weight
 from hfa.scan.pickles.machine import NOOP_PAIRS, Machine
 from hfa.scan.pickles.nested import BYTE_STARTS, ENCODED_CHARS, ENCODED_FIRST, LATIN1_STARTS, look
 from hfa.scan.pickles.nested import MIN_SIZE as MIN_NESTED
@@ -87,7 +88,19 @@ class Simulator(Machine):
             self._skip_noops()
 
     def _op_DUP(self, _: None, at: int) -> None:
-        self._push(self._top(at))
+        v = self._top(at)
+        self._push(v)
+        if v.__class__ in CONTAINERS and (v or v.__class__ is not tuple):
+            self._fetched(v)
+
+    def _fetched(self, v: Any) -> None:
+        """A container fetched again (GET, DUP): counted for :mod:`~hfa.scan.pickles.expansion`."""
+        self.fetches += 1
+        size, visited = weight(v)
+        self.expanded += size
+        self.work.ops_left -= visited
+        if len(self.fetched) < MAX_FETCHED:
+            self.fetched[id(v)] = (v, size)
 
     # memo
     def _memo_put(self, key: int, at: int) -> None:
@@ -112,12 +125,15 @@ class Simulator(Machine):
     def _memo_get(self, key: int, at: int) -> None:
         memo = self.memo
         if 0 <= key < len(memo):
-            self._push(memo[key])
-            return
-        try:
-            self._push(self.memo_far[key])
-        except KeyError:
-            raise Malformed(f"memo key {key} is read before it is written", at) from None
+            v = memo[key]
+        else:
+            try:
+                v = self.memo_far[key]
+            except KeyError:
+                raise Malformed(f"memo key {key} is read before it is written", at) from None
+        self._push(v)
+        if v.__class__ in CONTAINERS and (v or v.__class__ is not tuple):
+            self._fetched(v)
 
     def _int_key(self, line: Any, at: int) -> int:
         if isinstance(line, tuple):
@@ -268,9 +284,12 @@ class Simulator(Machine):
         self._push(ListValue() if self.kept else BIG)
 
     def _op_LIST(self, _: None, at: int) -> None:
-        items = self._items(self._pop_mark(at))
+        popped = self._pop_mark(at)
+        items = self._items(popped)
         lst = ListValue(None if items is None else list(items))
-        lst.overflow = items is None
+        if items is None:
+            lst.overflow = True
+            lst.count = self._true_len(popped) + (extra(popped, self.fetched) if self.fetches else 0)
         self._push(lst)
 
     def _extend(self, target: Any, items: list[Any], at: int, opname: str) -> None:
@@ -278,10 +297,14 @@ class Simulator(Machine):
             return
         if isinstance(target, ListValue):
             if target.overflow:
+                target.count += len(items) + (extra(items, self.fetched) if self.fetches else 0)
                 return
             kept = self._items(items) if len(target.items) + len(items) <= self.keep_items else None
             if kept is None:
                 target.overflow = True
+                both = [*target.items, *items]
+                target.count = len(target.items) + self._true_len(items)
+                target.count += extra(both, self.fetched) if self.fetches else 0
                 target.items = []
             else:
                 target.items.extend(kept)
@@ -306,10 +329,14 @@ class Simulator(Machine):
             return
         if isinstance(target, DictValue):
             if target.overflow:
+                target.count += len(items) + (extra(items, self.fetched) if self.fetches else 0)
                 return
             kept = self._items(items) if len(target.pairs) * 2 + len(items) <= self.keep_items * 2 else None
             if kept is None:
                 target.overflow = True
+                both = [*(x for pair in target.pairs for x in pair), *items]
+                target.count = len(target.pairs) * 2 + self._true_len(items)
+                target.count += extra(both, self.fetched) if self.fetches else 0
                 target.pairs = []
             else:
                 target.pairs.extend(zip(kept[::2], kept[1::2], strict=True))

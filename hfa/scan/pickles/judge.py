@@ -143,6 +143,20 @@ class Judge(Observer):
 
     # -- what the driver found about the stream as a whole ------------------------------------------
 
+    def expansion(self, fetches: int, expanded: int, ops: int, offset: int, pickle: int) -> None:
+        """A pickle that builds a huge shared structure from few opcodes (see :mod:`hfa.scan.pickles.expansion`)."""
+        self.issue(
+            Severity.HIGH,
+            "pickle.expansion",
+            f"cannot be proven safe: {fetches} fetches of shared containers build a structure of "
+            f"{expanded} elements from {ops} opcodes (an expansion bomb?)",
+            offset=offset,
+            pickle=pickle,
+            fetches=fetches,
+            expanded=expanded,
+            opcodes=ops,
+        )
+
     def frames(self, overruns: list[tuple[int, int]], mismatches: list[tuple[int, str]]) -> None:
         """Frames the stream breaks: readers disagree about what its bytes are (critical)."""
         for here, frame_end in overruns:

@@ -75,6 +75,9 @@ class Machine:
         self.legacy_torch = False  # persistent ids are read as torch's legacy loader reads them
         self.nest = mode in ("scan", "plain")  # look for pickles inside bytes and text values
         self.nested_left = MAX_NESTED_VALUES
+        self.fetches = 0  # containers fetched again in this pickle (hfa.scan.pickles.expansion)
+        self.expanded = 0  # the elements they stand for
+        self.fetched: dict[int, tuple[Any, int]] = {}  # id -> (container, elements) of those fetched
         self.keep_items = keep_items
         self.context = SHADOW if mode == "shadow" else MAIN
         self.pickle_index = 0
@@ -101,6 +104,8 @@ class Machine:
         self.memo_far = {}
         self.proto = 0
         self.r.frame_end = None  # an Unpickler of its own: no frame yet
+        self.fetches = self.expanded = 0
+        self.fetched = {}
         self.ops_in_pickle = 0
         table = self.TABLE
         r = self.r

@@ -12,6 +12,7 @@ from hfa.scan.limits import Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
 from hfa.scan.pickles.events import DROPPED
+from hfa.scan.pickles.expansion import exceeds
 from hfa.scan.pickles.handlers import Simulator
 from hfa.scan.pickles.judge import Judge
 from hfa.scan.pickles.opcodes import VALID_OPCODES
@@ -131,6 +132,8 @@ def scan_pickles(
             judge.malformed(exc.reason, exc.offset, pickle=sim.pickle_index)
             complete = False
             broke = True
+        if exceeds(sim.fetches, sim.expanded, sim.ops_in_pickle):
+            judge.expansion(sim.fetches, sim.expanded, sim.ops_in_pickle, here, sim.pickle_index)
         if len(reader.overruns) > seen and not work.exhausted:
             # What CPython runs when it reads this pickle from a file: frame rests dropped.
             _dropped_reading(fp, here, end, stream or end is None, judge, work, sim.pickle_index)

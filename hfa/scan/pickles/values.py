@@ -87,23 +87,25 @@ class Tracked:
 class ListValue:
     """A list the pickle builds: its items while few enough to keep, else ``overflow``."""
 
-    __slots__ = ("items", "overflow")
+    __slots__ = ("count", "items", "overflow")
     LABEL = "list"
 
     def __init__(self, items: list[Any] | None = None) -> None:
         self.items: list[Any] = items if items is not None else []
         self.overflow = False
+        self.count = 0  # items not kept, once overflowed
 
 
 class DictValue:
     """A dict the pickle builds: its pairs while few enough to keep, else ``overflow``."""
 
-    __slots__ = ("overflow", "pairs")
+    __slots__ = ("count", "overflow", "pairs")
     LABEL = "dict"
 
     def __init__(self) -> None:
         self.pairs: list[tuple[Any, Any]] = []
         self.overflow = False
+        self.count = 0  # keys and values not kept, once overflowed
 
 
 class LazyStr:
