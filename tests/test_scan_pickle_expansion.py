@@ -183,3 +183,15 @@ def test_torch_checkpoints_stay_far_below_the_bound() -> None:
                 with zipfile.ZipFile(io.BytesIO(data)) as z:
                     data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
             assert _ratio(data) < EXPANDED_PER_OP / 10
+
+
+@given(
+    st.sampled_from([dup_chain(25), laughs(10, 7), one_put_many_gets(100, 50)]),
+    st.lists(st.tuples(st.integers(0, 300), st.integers(0, 255)), max_size=6),
+)
+@settings(max_examples=150, deadline=None)
+def test_mutated_expansion_pickles_always_get_a_verdict(seed: bytes, edits: list[tuple[int, int]]) -> None:
+    data = bytearray(seed)
+    for at, byte in edits:
+        data[at % len(data)] = byte
+    assert all(isinstance(f, Finding) for f in scan(bytes(data)))

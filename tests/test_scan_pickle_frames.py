@@ -153,3 +153,27 @@ def test_frames_in_a_stream_of_unknown_size(tmp_path: object) -> None:
     rep = scan_pickles(io.BytesIO(data), "blob", POLICY, stream=True)
     assert "pickle.frame-overrun" in codes(rep.findings)
     assert any(f.code == "pickle.dangerous-global" for f in rep.findings)
+
+
+SEEDS = [
+    hidden_call(2),
+    b"\x80\x04" + frame(len(BENIGN_BODY)) + BENIGN_BODY,
+    b"\x80\x04" + frame(5) + b"X" + struct.pack("<I", 4) + b"abcd" + b"0cos\nsystem\n(S'id'\ntR.",
+]
+
+
+@given(
+    st.sampled_from(SEEDS),
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=6),
+    st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_mutated_framed_pickles_always_get_a_verdict(seed: bytes, edits: list[tuple[int, int]], stream: bool) -> None:
+    """Byte edits anywhere in framed pickles (frame lengths included): a verdict, never an exception."""
+    from hfa.scan.pickles import scan_pickles
+
+    data = bytearray(seed)
+    for at, byte in edits:
+        data[at % len(data)] = byte
+    found = scan_pickles(io.BytesIO(bytes(data)), "blob", POLICY, stream=stream).findings
+    assert all(isinstance(f, Finding) for f in found)

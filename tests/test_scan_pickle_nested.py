@@ -117,3 +117,15 @@ def test_every_encoding_protocol_and_size_is_found(how: str, inner: int, outer: 
     value = _encode(payload, how)
     found = scan(holder(value, proto=max(outer, 1)))
     assert nested_hits(found), (how, inner, outer, pad)
+
+
+@given(
+    st.sampled_from([holder(EVIL), holder(base64.b64encode(EVIL).decode()), holder(EVIL.hex()), holder(EVIL, proto=2)]),
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=6),
+)
+@settings(max_examples=150, deadline=None)
+def test_mutated_nested_values_always_get_a_verdict(seed: bytes, edits: list[tuple[int, int]]) -> None:
+    data = bytearray(seed)
+    for at, byte in edits:
+        data[at % len(data)] = byte
+    assert all(isinstance(f, Finding) for f in scan(bytes(data)))
