@@ -4,7 +4,7 @@ from base64 or hex: the staging pattern of attacks that call ``pickle.loads`` (o
 does) on a value the outer pickle carries.
 
 Each bytes or text value of at least :data:`MIN_SIZE` bytes is tested by its head: does it start
-a pickle (:func:`hfa.scan.pickles.scan.probe_pickle`, 64 opcodes at most)? If so it is scanned
+a pickle (a probe of 64 opcodes at most, as :func:`hfa.scan.pickles.scan.probe_pickle`)? If so it is scanned
 as ``pickle.loads`` would read it, with the same judge: its imports and calls are findings like
 the outer pickle's, their ``context`` the path to the value (``nested in base64 text at offset
 120 > nested in bytes at offset 9``). What it cannot follow is not reported (it is data, not the
@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import io
 
-from hfa.scan.pickles.errors import Malformed, TooCostly
+from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
+from hfa.scan.pickles.reader import Reader
 from hfa.scan.pickles.values import HEAD, LazyStr
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
     from typing import Any
 
-    from hfa.scan.pickles.handlers import Simulator
+    Simulator = Any  # hfa.scan.pickles.handlers.Simulator, which imports this module: used as type(sim)
 
 MIN_SIZE = 8  # the smallest pickle that imports something: "cos\nx\n."
 MAX_DEPTH = 3  # pickles in values in pickles ...
@@ -84,9 +85,17 @@ def _starts_pickle(sim: Simulator, head: bytes, whole: bool) -> bool:
         return False
     if not sim.work.charge(PROBE_COST):
         raise TooCostly("more opcodes than the scan's budget (values that may hold pickles)", sim.r.tell())
-    from hfa.scan.pickles.scan import probe_pickle  # the driver imports the handlers: imported at use
-
-    return probe_pickle(io.BytesIO(head), 0, len(head), soft_end=not whole)
+    # As hfa.scan.pickles.scan.probe_pickle does, with the simulator's own class (no import cycle).
+    probe = type(sim)(Reader(io.BytesIO(head), 0, len(head), stream=False, chunk=HEAD), None, mode="probe", budget=64)
+    try:
+        probe.run_pickle()
+    except Enough:
+        return True
+    except Truncated:
+        return bool(probe.imports) or (not whole and probe.ops >= 2)
+    except Malformed:
+        return bool(probe.imports)
+    return True  # a whole pickle, to its STOP
 
 
 def _decode(text: str, how: str) -> bytes | None:
@@ -153,9 +162,6 @@ def look(sim: Simulator, value: Any, at: int, opname: str) -> None:
 
 
 def _scan(sim: Simulator, value: Any, at: int, how: str, size: int) -> None:
-    from hfa.scan.pickles.handlers import Simulator
-    from hfa.scan.pickles.reader import Reader
-
     sim.nested_left -= 1
     where = f"nested in {'bytes' if how == 'bytes' else how + ' text'} at offset {at}"
     context = where if not sim.context else f"{sim.context} > {where}"
@@ -186,7 +192,7 @@ def _scan(sim: Simulator, value: Any, at: int, how: str, size: int) -> None:
         if data is None:
             return
         reader = Reader(io.BytesIO(data), 0, len(data), stream=False)
-    nested = Simulator(reader, sim.events, mode="plain", depth=sim.depth + 1, work=sim.work)
+    nested = type(sim)(reader, sim.events, mode="plain", depth=sim.depth + 1, work=sim.work)
     nested.context = context
     nested.pickle_index = sim.pickle_index
     nested.nested_left = sim.nested_left
