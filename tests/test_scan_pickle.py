@@ -110,7 +110,8 @@ def test_clean_stream_returns_empty_list() -> None:
         ("collections", "OrderedDict.fromkeys", Severity.CRITICAL),  # dotted, even under an allowed class
         ("numpy", "__builtins__", Severity.CRITICAL),
         ("somepkg", "Thing", Severity.HIGH),
-        ("datetime", "datetime", Severity.HIGH),
+        ("datetime", "datetime", None),  # a harmless constructor, allowed since issue 17
+        ("collections", "namedtuple", Severity.HIGH),
     ],
 )
 def test_classify_global(module: str, name: str, expected: Severity | None) -> None:

@@ -17,6 +17,23 @@ _SEV_HIGH = Severity.HIGH
 # What is dangerous. A module entry covers the module and all its submodules; a (module, names)
 # entry covers those attributes (and their own attributes: "Profile" covers "Profile.run").
 # Anything not allowlisted is at least "unknown" (high); this list decides what is critical.
+#
+# Sources (read 2026-12; public, each checked against the standard library of Python 3.10-3.14):
+# picklescan's _unsafe_globals (src/picklescan/scanner.py) and its advisories of 2025-2026
+# (GHSA-655q-fx9r-782v, -9gvj-pp9x-gcfr, -f7qq-56ww-84cr, -mjqp-26hc-grxg, -jgw4-cr84-mqxg,
+# -m273-6v24-x4m4, -4675-36f9-wf6r, -84r2-jw7c-4r5q, -vqmv-47xg-9wpr, -hgrh-qx5j-jfwx,
+# -r8g5-cgf2-4m4m, -x843-g5mx-g377, -3329-ghmp-jmv5, -cffc-mxrf-mhh4, -rrxm-2pvv-m66x,
+# -6556-fwc2-fg2p, -gx77-x2pv-48v7, -vvpj-8cmc-gx39: _aix_support, _pyrepl.pager, _osx_support,
+# uuid._get_command_stdout, platform._syscmd_ver, idlelib, lib2to3, torch._inductor.codecache,
+# torch.utils.collect_env, torch.fx.experimental.symbolic_shapes, pkgutil.resolve_name, importlib,
+# marshal); modelaudit's SUSPICIOUS_GLOBALS (modelaudit/suspicious_symbols.py); fickling's
+# UNSAFE_IMPORTS and its issue 190; modelscan PR 313. Added here from the standard library and
+# common packages by the same rule (runs code, a shell, touches files or the network):
+# dataclasses._create_fn / _FuncBuilder (exec), copyreg.add_extension (rebinds what EXT imports),
+# logging.handlers (files, sockets, SMTP, HTTP), readline (history files), tkinter (Tcl eval),
+# _sitebuiltins (help() pager, file readers), antigravity (a browser), cgitb (writes files),
+# jinja2 / mako (templates compile to Python), yaml.load and friends (any object), sympy's
+# sympify / lambdify / parse_expr (eval), numexpr.evaluate (eval), getpass (a terminal).
 
 
 def _words(text: str) -> frozenset[str]:
@@ -25,18 +42,21 @@ def _words(text: str) -> frozenset[str]:
 
 _DANGEROUS_MODULES: frozenset[str] = _words(
     """
-    _ctypes _frozen_importlib _frozen_importlib_external _imp _interpchannels _interpreters _lsprof
-    _multiprocessing _osx_support _pickle _posixsubprocess _signal _socket _sqlite3 _ssl _testcapi
-    _testinternalcapi _thread _winapi _winreg _xxsubinterpreters aiohttp asyncio atexit bdb bz2 cffi
+    _aix_support _ctypes _distutils_hack _frozen_importlib _frozen_importlib_external _imp
+    _interpchannels _interpreters _lsprof _multiprocessing _osx_support _pickle _posixsubprocess
+    _pyrepl _signal _sitebuiltins _socket _sqlite3 _ssl _testcapi _testinternalcapi _thread _tkinter
+    _winapi _winreg _xxsubinterpreters aiohttp antigravity asyncio atexit bdb bz2 cffi cgi cgitb
     cloudpickle code codeop commands compileall concurrent cPickle cProfile ctypes dbm dill distutils
-    doctest ensurepip faulthandler fcntl filecmp fileinput ftplib gc glob gzip http httplib httpx idlelib
-    imaplib imp importlib inspect joblib.numpy_pickle_compat jsonpickle keras.utils lib2to3 linecache
-    logging.config lzma mailbox mailcap marshal mlflow mmap msvcrt multiprocessing nntplib nt
+    doctest ensurepip faulthandler fcntl filecmp fileinput ftplib gc getpass glob gzip http httplib
+    httpx idlelib imaplib imp importlib inspect jinja2 joblib.numpy_pickle_compat jsonpickle
+    keras.utils lib2to3 linecache logging.config logging.handlers lzma mailbox mailcap mako marshal
+    mlflow mmap msilib msvcrt multiprocessing nntplib nt
     numpy.ctypeslib numpy.distutils numpy.f2py numpy.lib._format_impl numpy.lib._npyio_impl
     numpy.lib.format numpy.lib.npyio numpy.testing os pandas.io pathlib pdb pickle pickletools pip
     pkg_resources pkgutil platform popen2 poplib posix profile pty py_compile pydoc requests resource
-    runpy sched select selectors setuptools shelve shutil signal site smtpd smtplib socket socketserver
-    sqlite3 ssl subprocess sys tarfile telnetlib tempfile tensorflow.io termios test threading timeit
+    pstats readline rlcompleter runpy sched select selectors setuptools shelve shutil signal site smtpd
+    smtplib socket socketserver sqlite3 ssl subprocess sympy.parsing sympy.utilities.lambdify sys
+    tarfile telnetlib tempfile tensorflow.io termios test threading timeit tkinter turtle
     torch._dynamo torch._export torch._inductor torch.distributed torch.export torch.fx torch.hub
     torch.jit torch.multiprocessing torch.onnx torch.package torch.serialization
     torch.utils._config_module torch.utils.bottleneck torch.utils.collect_env torch.utils.cpp_extension
@@ -74,6 +94,14 @@ _DANGEROUS_NAMES: dict[str, frozenset[str]] = {
         """
     ),
     "codecs": _words("EncodedFile open StreamReaderWriter StreamRecoder"),
+    "copyreg": _words("add_extension clear_extension_cache constructor dispatch_table pickle remove_extension"),
+    "copy_reg": _words("add_extension clear_extension_cache constructor dispatch_table pickle remove_extension"),
+    "dataclasses": _words("_create_fn _FuncBuilder"),
+    "logging": _words("FileHandler basicConfig config handlers"),
+    "yaml": _words("FullLoader full_load full_load_all load load_all Loader unsafe_load unsafe_load_all UnsafeLoader"),
+    "sympy": _words("lambdify parse_expr sympify"),
+    "sympy.core.sympify": _words("sympify"),
+    "numexpr": _words("evaluate re_evaluate"),
     "weakref": _words("finalize"),
     "uuid": _words(
         """
@@ -118,9 +146,13 @@ _DANGEROUS_NAMES: dict[str, frozenset[str]] = {
 # Names that run code whatever module they come from (numpy.testing._private.utils.runstring, ...).
 _DANGEROUS_ANYWHERE: frozenset[str] = _words(
     """
-    __import__ _run_code check_call check_output eval exec exec_module execfile execl execlp execv execve
-    getoutput getstatusoutput import_module load_module load_source popen Popen resolve_name run_code
-    run_module run_path runcode runsource runstring spawnl spawnlp spawnv spawnve system
+    __import__ _get_command_stdout _read_cmd_output _read_output _run_code _run_module_code _syscmd_ver
+    assert_python_ok check_call check_output compile_file eval evaluate_guards_expression exec
+    exec_command exec_module execfile execl execle execlp execlpe execv execve execvp execvpe execWrapper
+    forkpty getoutput getstatusoutput import_module load_module load_source pipe_pager pipepager popen
+    Popen resolve_name run_and_read_all run_autograd_prof run_code run_cprofile run_module run_path
+    runcode runsource runstring spawnl spawnle spawnlp spawnlpe spawnv spawnve spawnvp spawnvpe system
+    tempfilepager
     """
 )
 
@@ -145,7 +177,7 @@ def _bad_attribute(module: str, name: str) -> str | None:
     if any(p.startswith("__") and p.endswith("__") and len(p) > 4 for p in parts):
         return "dunder attribute name"
     for part in module.split("."):
-        if part.startswith("__") and part.endswith("__") and part not in ("__builtin__", "__main__"):
+        if part.startswith("__") and part.endswith("__") and part not in ("__builtin__", "__main__", "__future__"):
             return "dunder module name"
     return None
 

@@ -47,6 +47,7 @@ def scan_legacy_torch(fp: BinaryIO, display: str, out: FileScan, start: int, end
         collect=True,
         stream=stream,
         continuation=True,
+        legacy_torch=True,
     )
     if not body.complete:
         return

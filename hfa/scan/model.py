@@ -179,6 +179,84 @@ DEFAULT_ALLOWLIST: tuple[str, ...] = (
     "numpy.dtype",
     "numpy.core.numeric._frombuffer",
     "numpy._core.numeric._frombuffer",
+    # -- harmless constructors and pure functions of the standard library (issue 17): each builds a
+    # value from the values it is given, or computes one; none imports, opens, runs or loops unbounded.
+    "__future__.annotations",  # a feature flag (a _Feature record); calling it fails
+    "__future__.division",  # the same, for each feature __future__ names
+    "__future__.absolute_import",
+    "__future__.print_function",
+    "__future__.unicode_literals",
+    "__future__.generator_stop",
+    "__future__.nested_scopes",
+    "__future__.generators",
+    "__future__.with_statement",
+    "__future__.barry_as_FLUFL",
+    "__future__._Feature",  # the record class of those flags: stores two version tuples and a flag
+    "collections.deque",  # a double-ended queue of the given items
+    "collections.Counter",  # a dict of counts
+    "collections.ChainMap",  # a view over the given mappings
+    "collections.UserDict",  # a dict wrapper
+    "collections.UserList",  # a list wrapper
+    "collections.UserString",  # a str wrapper
+    "collections.abc.Mapping",  # abstract base classes: cannot even be instantiated
+    "collections.abc.MutableMapping",
+    "collections.abc.Sequence",
+    "collections.abc.MutableSequence",
+    "collections.abc.Set",
+    "collections.abc.MutableSet",
+    "collections.abc.Iterable",
+    "collections.abc.Iterator",
+    "collections.abc.Collection",
+    "collections.abc.Container",
+    "collections.abc.Hashable",
+    "collections.abc.Sized",
+    "collections.abc.Callable",
+    "decimal.Decimal",  # a decimal number from a string or tuple
+    "fractions.Fraction",  # a rational number
+    "datetime.datetime",  # dates and times from their packed bytes or fields
+    "datetime.date",
+    "datetime.time",
+    "datetime.timedelta",
+    "datetime.timezone",
+    "datetime.tzinfo",
+    "uuid.UUID",  # a 128-bit value (uuid's command-running helpers stay denied)
+    "argparse.Namespace",  # attributes set from keywords (fairseq and Lightning keep args so)
+    "types.SimpleNamespace",  # the same, as a type
+    "builtins.len",  # pure functions of what the pickle built (pow is left out: unbounded work)
+    "builtins.abs",
+    "builtins.min",
+    "builtins.max",
+    "builtins.sum",
+    "builtins.round",
+    "builtins.divmod",
+    "builtins.sorted",
+    "builtins.reversed",
+    "builtins.enumerate",
+    "builtins.zip",
+    "builtins.repr",
+    "builtins.hash",
+    "builtins.ord",
+    "builtins.chr",
+    "builtins.NotImplemented",  # singletons
+    "builtins.Ellipsis",
+    "numpy.random._pickle.__randomstate_ctor",  # numpy's RNG states: a generator by its known name
+    "numpy.random._pickle.__generator_ctor",
+    "numpy.random._pickle.__bit_generator_ctor",
+    "torch.strided",  # tensor layouts, memory formats and the remaining dtypes: constants
+    "torch.sparse_coo",
+    "torch.sparse_csr",
+    "torch.contiguous_format",
+    "torch.channels_last",
+    "torch.preserve_format",
+    "torch.uint16",
+    "torch.uint32",
+    "torch.uint64",
+    "torch.complex32",
+    "torch.qint8",
+    "torch.quint8",
+    "torch.qint32",
+    "torch.float8_e4m3fnuz",
+    "torch.float8_e5m2fnuz",
 )
 
 

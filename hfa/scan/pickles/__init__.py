@@ -27,6 +27,12 @@ cannot be located and the stream is malformed. Because the same file could also 
 opcode are additionally scanned as a continuation ("shadow" scan) and any import found there is
 reported. ``joblib.load`` itself stays dangerous.
 
+Frames (protocol 4+) are enforced as CPython reads them (:mod:`~hfa.scan.pickles.reader`): an
+opcode that runs past its frame's end is critical, and the pickle is judged again as ``_pickle.c``
+reads it from a file. Values that hold pickles (bytes, latin-1, base64 or hex text) are scanned too
+(:mod:`~hfa.scan.pickles.nested`), and a pickle whose memo fetches build a huge shared structure is
+an expansion bomb (:mod:`~hfa.scan.pickles.expansion`).
+
 Interpret, then judge (as fickling separates its interpreter from its analysis): bytes flow
 through :mod:`~hfa.scan.pickles.reader` (bounded reads, payloads skipped) and
 :mod:`~hfa.scan.pickles.operands` into the machine (:mod:`~hfa.scan.pickles.machine`: stack, memo,

@@ -8,7 +8,9 @@ on it), an extension code imported, a stretch it could not follow. The judge
 a new check is one more observer method or one more rule there, not a change to the machine.
 Events arrive in stream order, with the byte offset of their opcode. ``context`` names the
 reading an event comes from: ``""`` for the pickle itself, :data:`SHADOW` for joblib array bytes
-read as opcodes (what ``pickle.load`` of a joblib file would run).
+read as opcodes (what ``pickle.load`` of a joblib file would run), :data:`DROPPED` for the reading of a
+pickle whose opcodes cross a frame's end as CPython reads it from a file (see
+:mod:`hfa.scan.pickles.reader`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
 MAIN = ""
 SHADOW = "in joblib array data, run if the file is opened with pickle.load instead of joblib.load"
+DROPPED = "as pickle.load reads it from a file, where an opcode that crosses its frame's end is read from there"
 
 
 class Observer:

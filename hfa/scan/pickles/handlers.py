@@ -10,10 +10,13 @@ import io
 
 from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
 from hfa.scan.pickles.events import SHADOW
+from hfa.scan.pickles.expansion import CONTAINERS, MAX_FETCHED, extra, weight
 from hfa.scan.pickles.machine import NOOP_PAIRS, Machine
+from hfa.scan.pickles.nested import BYTE_STARTS, ENCODED_CHARS, ENCODED_FIRST, LATIN1_STARTS, look
+from hfa.scan.pickles.nested import MIN_SIZE as MIN_NESTED
 from hfa.scan.pickles.opcodes import OPCODES, VALID_OPCODES
 from hfa.scan.pickles.operands import ARGUMENTS, materialise
-from hfa.scan.pickles.reader import Reader
+from hfa.scan.pickles.reader import MAX_NOTES, Reader
 from hfa.scan.pickles.values import (
     BIG,
     BUFFER,
@@ -24,8 +27,10 @@ from hfa.scan.pickles.values import (
     MAX_PIDS,
     RESULT,
     SHADOW_WINDOW,
+    STACK_CAP,
     DictValue,
     Global,
+    LazyStr,
     ListValue,
     Run,
     Tracked,
@@ -49,13 +54,14 @@ class Simulator(Machine):
         self.proto = v
 
     def _op_FRAME(self, n: int, at: int) -> None:
-        here = self.r.tell()
-        if self.r.end is not None and here + n > self.r.end:
-            raise Truncated(f"a frame of {n} bytes runs past the end of the stream", at)
-        self.frame_end = here + n
+        self.r.frame(n, at)
 
     def _op_STOP(self, _: None, at: int) -> bool:
         v = self._pop(at)
+        r = self.r
+        if r.frame_end is not None and r.base + r.pos < r.frame_end and len(r.mismatches) < MAX_NOTES:
+            # _Unframer has read the whole frame: a pickle.load after this one starts at the frame's end.
+            r.mismatches.append((at, "the pickle stops before its frame ends"))
         if self.collect:
             self.stop_values.append(v)
         else:
@@ -82,7 +88,19 @@ class Simulator(Machine):
             self._skip_noops()
 
     def _op_DUP(self, _: None, at: int) -> None:
-        self._push(self._top(at))
+        v = self._top(at)
+        self._push(v)
+        if v.__class__ in CONTAINERS and (v or v.__class__ is not tuple):
+            self._fetched(v)
+
+    def _fetched(self, v: Any) -> None:
+        """A container fetched again (GET, DUP): counted for :mod:`~hfa.scan.pickles.expansion`."""
+        self.fetches += 1
+        size, visited = weight(v)
+        self.expanded += size
+        self.work.ops_left -= visited
+        if len(self.fetched) < MAX_FETCHED:
+            self.fetched[id(v)] = (v, size)
 
     # memo
     def _memo_put(self, key: int, at: int) -> None:
@@ -107,12 +125,15 @@ class Simulator(Machine):
     def _memo_get(self, key: int, at: int) -> None:
         memo = self.memo
         if 0 <= key < len(memo):
-            self._push(memo[key])
-            return
-        try:
-            self._push(self.memo_far[key])
-        except KeyError:
-            raise Malformed(f"memo key {key} is read before it is written", at) from None
+            v = memo[key]
+        else:
+            try:
+                v = self.memo_far[key]
+            except KeyError:
+                raise Malformed(f"memo key {key} is read before it is written", at) from None
+        self._push(v)
+        if v.__class__ in CONTAINERS and (v or v.__class__ is not tuple):
+            self._fetched(v)
 
     def _int_key(self, line: Any, at: int) -> int:
         if isinstance(line, tuple):
@@ -189,12 +210,43 @@ class Simulator(Machine):
         self._push(v)
 
     _op_BININT = _op_BININT1 = _op_BININT2 = _op_LONG1 = _op_LONG4 = _plain_push
-    _op_BINFLOAT = _op_STRING = _op_BINSTRING = _op_SHORT_BINSTRING = _plain_push
-    _op_BINBYTES = _op_SHORT_BINBYTES = _op_BINBYTES8 = _plain_push
-    _op_UNICODE = _op_SHORT_BINUNICODE = _op_BINUNICODE = _op_BINUNICODE8 = _plain_push
+    _op_BINFLOAT = _plain_push
+
+    def _text_push(self, v: Any, at: int) -> None:
+        """A text literal: pushed, and looked into if it may hold a pickle (:mod:`~hfa.scan.pickles.nested`)."""
+        st = self.stack
+        st.append(v)
+        if len(st) > STACK_CAP:
+            self._fold()
+        if self.nest and (
+            v.__class__ is not str
+            or (
+                len(v) >= MIN_NESTED
+                and (
+                    v[0] in LATIN1_STARTS
+                    or (len(v) >= 2 * MIN_NESTED and v[0] in ENCODED_FIRST and not v.strip(ENCODED_CHARS))
+                )
+            )
+        ):
+            look(self, v, at, "")
+
+    def _bytes_push(self, v: Any, at: int) -> None:
+        """A bytes literal: pushed, and looked into if it may hold a pickle."""
+        st = self.stack
+        st.append(v)
+        if len(st) > STACK_CAP:
+            self._fold()
+        if self.nest and (v.__class__ is not bytes or (len(v) >= MIN_NESTED and v[0] in BYTE_STARTS)):
+            look(self, v, at, "")
+
+    _op_STRING = _op_BINSTRING = _op_SHORT_BINSTRING = _text_push
+    _op_BINBYTES = _op_SHORT_BINBYTES = _op_BINBYTES8 = _bytes_push
+    _op_UNICODE = _op_SHORT_BINUNICODE = _op_BINUNICODE = _op_BINUNICODE8 = _text_push
 
     def _op_BYTEARRAY8(self, v: Any, at: int) -> None:
         self._push(BIG)
+        if self.nest and (v.__class__ is LazyStr or (len(v) >= MIN_NESTED and v[0] in BYTE_STARTS)):
+            look(self, v, at, "")
 
     def _op_NEXT_BUFFER(self, _: None, at: int) -> None:
         self._push(BUFFER)
@@ -232,9 +284,12 @@ class Simulator(Machine):
         self._push(ListValue() if self.kept else BIG)
 
     def _op_LIST(self, _: None, at: int) -> None:
-        items = self._items(self._pop_mark(at))
+        popped = self._pop_mark(at)
+        items = self._items(popped)
         lst = ListValue(None if items is None else list(items))
-        lst.overflow = items is None
+        if items is None:
+            lst.overflow = True
+            lst.count = self._true_len(popped) + (extra(popped, self.fetched) if self.fetches else 0)
         self._push(lst)
 
     def _extend(self, target: Any, items: list[Any], at: int, opname: str) -> None:
@@ -242,10 +297,14 @@ class Simulator(Machine):
             return
         if isinstance(target, ListValue):
             if target.overflow:
+                target.count += len(items) + (extra(items, self.fetched) if self.fetches else 0)
                 return
             kept = self._items(items) if len(target.items) + len(items) <= self.keep_items else None
             if kept is None:
                 target.overflow = True
+                both = [*target.items, *items]
+                target.count = len(target.items) + self._true_len(items)
+                target.count += extra(both, self.fetched) if self.fetches else 0
                 target.items = []
             else:
                 target.items.extend(kept)
@@ -270,10 +329,14 @@ class Simulator(Machine):
             return
         if isinstance(target, DictValue):
             if target.overflow:
+                target.count += len(items) + (extra(items, self.fetched) if self.fetches else 0)
                 return
             kept = self._items(items) if len(target.pairs) * 2 + len(items) <= self.keep_items * 2 else None
             if kept is None:
                 target.overflow = True
+                both = [*(x for pair in target.pairs for x in pair), *items]
+                target.count = len(target.pairs) * 2 + self._true_len(items)
+                target.count += extra(both, self.fetched) if self.fetches else 0
                 target.pairs = []
             else:
                 target.pairs.extend(zip(kept[::2], kept[1::2], strict=True))
@@ -377,6 +440,17 @@ class Simulator(Machine):
         pid = self._pop(at)
         if self.collect and len(self.pids) < MAX_PIDS and isinstance(pid, tuple) and pid and pid[0] == "storage":
             self.pids.append(pid)
+        if (
+            self.legacy_torch
+            and isinstance(pid, tuple)
+            and len(pid) == 4
+            and pid[0] == "module"
+            and isinstance(pid[1], Global)
+        ):
+            # torch.serialization's legacy persistent_load returns data[0] of a ("module", class,
+            # source file, source) record: the class, imported by the GLOBAL inside the record.
+            self._push(pid[1])
+            return
         self._push(RESULT)
 
     def _op_BUILD(self, _: None, at: int) -> None:
@@ -412,7 +486,7 @@ class Simulator(Machine):
             raise Malformed("a joblib array wrapper with a bad alignment", at)
         r = self.r
         here = r.tell()
-        if self.frame_end is not None and here < self.frame_end:
+        if r.frame_end is not None and here < r.frame_end:
             raise Malformed("joblib array data placed inside a pickle frame", at)
         count = 1
         for x in shape:

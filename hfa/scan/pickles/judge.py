@@ -143,6 +143,39 @@ class Judge(Observer):
 
     # -- what the driver found about the stream as a whole ------------------------------------------
 
+    def expansion(self, fetches: int, expanded: int, ops: int, offset: int, pickle: int) -> None:
+        """A pickle that builds a huge shared structure from few opcodes (see :mod:`hfa.scan.pickles.expansion`)."""
+        self.issue(
+            Severity.HIGH,
+            "pickle.expansion",
+            f"cannot be proven safe: {fetches} fetches of shared containers build a structure of "
+            f"{expanded} elements from {ops} opcodes (an expansion bomb?)",
+            offset=offset,
+            pickle=pickle,
+            fetches=fetches,
+            expanded=expanded,
+            opcodes=ops,
+        )
+
+    def frames(self, overruns: list[tuple[int, int]], mismatches: list[tuple[int, str]]) -> None:
+        """Frames the stream breaks: readers disagree about what its bytes are (critical)."""
+        for here, frame_end in overruns:
+            self.issue(
+                Severity.CRITICAL,
+                "pickle.frame-overrun",
+                f"an opcode read at offset {here} runs past its frame's end at {frame_end}: CPython reads "
+                "such bytes differently from memory and from a file (a way to hide code from scanners)",
+                offset=here,
+                frame_end=frame_end,
+            )
+        for at, what in mismatches:
+            self.issue(
+                Severity.CRITICAL,
+                "pickle.frame-mismatch",
+                f"{what} (offset {at}): CPython's readers disagree about what follows",
+                offset=at,
+            )
+
     def malformed(self, reason: str, offset: int, **detail: Any) -> None:
         self.issue(Severity.HIGH, "pickle.malformed", f"cannot be proven safe: {reason}", offset=offset, **detail)
 

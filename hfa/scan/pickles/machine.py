@@ -10,6 +10,7 @@ from hfa.scan.denylist import importable
 from hfa.scan.limits import Work
 from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
 from hfa.scan.pickles.events import MAIN, SHADOW, Observer
+from hfa.scan.pickles.nested import MAX_VALUES as MAX_NESTED_VALUES
 from hfa.scan.pickles.values import (
     ARRAY_CLASSES,
     DTYPE_CLASSES,
@@ -71,6 +72,12 @@ class Machine:
         self.budget = budget
         self.depth = depth
         self.collect = collect
+        self.legacy_torch = False  # persistent ids are read as torch's legacy loader reads them
+        self.nest = mode in ("scan", "plain")  # look for pickles inside bytes and text values
+        self.nested_left = MAX_NESTED_VALUES
+        self.fetches = 0  # containers fetched again in this pickle (hfa.scan.pickles.expansion)
+        self.expanded = 0  # the elements they stand for
+        self.fetched: dict[int, tuple[Any, int]] = {}  # id -> (container, elements) of those fetched
         self.keep_items = keep_items
         self.context = SHADOW if mode == "shadow" else MAIN
         self.pickle_index = 0
@@ -86,7 +93,6 @@ class Machine:
         self.memo_far: dict[int, Any] = {}  # any other key (always >= len(memo))
         self.kept = KEEP_BUDGET
         self.proto = 0
-        self.frame_end: int | None = None
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -97,7 +103,9 @@ class Machine:
         self.memo = []
         self.memo_far = {}
         self.proto = 0
-        self.frame_end = None
+        self.r.frame_end = None  # an Unpickler of its own: no frame yet
+        self.fetches = self.expanded = 0
+        self.fetched = {}
         self.ops_in_pickle = 0
         table = self.TABLE
         r = self.r
@@ -115,7 +123,7 @@ class Machine:
                 else:
                     at = r.base + p
                     try:
-                        code = r.byte()
+                        code = r.opcode()
                     except Truncated:
                         raise Truncated("the stream ends before STOP (truncated pickle)", at) from None
                 entry = table[code]
@@ -143,7 +151,7 @@ class Machine:
         work = self.work
         while True:
             at = r.base + r.pos
-            code = r.byte()
+            code = r.opcode()
             entry = table[code]
             if entry is None:
                 return
@@ -160,6 +168,12 @@ class Machine:
     def _push(self, v: Any) -> None:
         st = self.stack
         st.append(v)
+        if len(st) > STACK_CAP:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Fold the bottom half of a stack segment past STACK_CAP into a count."""
+        st = self.stack
         if len(st) > STACK_CAP:
             half = STACK_CAP // 2
             head = st[:half]

@@ -11,7 +11,7 @@ import struct
 import sys
 
 from hfa.scan.pickles.errors import Malformed
-from hfa.scan.pickles.values import BIG, KEEP_BYTES, KEEP_STR, MAX_OPERAND, LazyStr, describe
+from hfa.scan.pickles.values import BIG, HEAD, KEEP_BYTES, KEEP_STR, MAX_OPERAND, LazyStr, describe
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
@@ -91,10 +91,14 @@ def _payload(r: Reader, n: int, keep: int, kind: str) -> Any:
     if n > sys.maxsize:
         raise Malformed(f"a length of {n} bytes exceeds what any unpickler accepts", r.tell())
     if n <= keep:
-        return r.read(n)
+        return r.read(n) if kind else r.read_through(n)
     at = r.tell()
-    r.skip(n)
-    return LazyStr(at, n, kind) if kind else BIG
+    lazy = LazyStr(at, n, kind or "bytes")
+    fe = r.frame_end
+    if fe is None or at + HEAD <= fe:  # its head, while it is at hand (hfa.scan.pickles.nested tests it)
+        lazy.head = r.peek_bytes(min(n, HEAD))
+    r.skip(n, not kind)
+    return lazy
 
 
 def _latin1(v: Any) -> Any:
@@ -208,7 +212,7 @@ def materialise(r: Reader, v: Any, at: int) -> str:
     """A STACK_GLOBAL operand as a str (a lazy string read back), or malformed."""
     if isinstance(v, str):
         return v
-    if isinstance(v, LazyStr):
+    if isinstance(v, LazyStr) and v.kind != "bytes":
         if v.size > MAX_OPERAND:
             raise Malformed(f"a STACK_GLOBAL operand of {v.size} bytes is too long to analyse", at)
         data = r.read_at(v.offset, v.size)

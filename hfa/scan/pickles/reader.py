@@ -1,5 +1,15 @@
 """A buffered reader over [start, end) of a file that skips payloads by seeking (or, on a stream of
 unknown size, by reading and discarding): the simulated unpickler's only way to the bytes.
+
+Frames (protocol 4+): the buffer never holds bytes past the current frame's end, so a read that
+crosses it is seen where it happens, at no cost to reads inside the frame. CPython reads such a
+read in two ways (Modules/_pickle.c, Python 3.8-3.14): from memory (``pickle.loads``) or through
+a file's ``peek`` it reads straight on; from a file without ``peek``, or after a frame of 8 KiB or
+more, ``load_frame`` has read the frame with ``read(n)``, and ``_Unpickler_ReadImpl`` drops what is
+left of it and reads the whole argument afresh from the frame's end (except the payload of
+BINBYTES and BYTEARRAY8, which ``_Unpickler_ReadInto`` reads straight on). The pure-Python
+``_Unframer`` raises "pickle exhausted before end of frame". A :class:`Reader` reads straight on
+and records each crossing in ``overruns``; with ``drop`` it reads as the file case does.
 """
 
 from __future__ import annotations
@@ -11,10 +21,24 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
 CHUNK = 1 << 16
+MAX_NOTES = 16  # frame overruns and mismatches remembered per reader
 
 
 class Reader:
-    __slots__ = ("base", "buf", "chunk", "end", "fp", "pos", "stream")
+    __slots__ = (
+        "base",
+        "buf",
+        "chunk",
+        "drop",
+        "end",
+        "fp",
+        "frame_end",
+        "mismatches",
+        "overruns",
+        "pos",
+        "stash",
+        "stream",
+    )
 
     def __init__(self, fp: BinaryIO, start: int, end: int | None, *, stream: bool, chunk: int = CHUNK) -> None:
         self.fp = fp
@@ -24,6 +48,11 @@ class Reader:
         self.pos = 0
         self.end = end  # absolute end, or None when unknown (a decompressing stream)
         self.stream = stream  # skip by reading (no reliable size), not by seeking
+        self.frame_end: int | None = None  # absolute end of the current frame; the buffer stops there
+        self.stash: tuple[int, bytes] | None = None  # bytes read past a frame's end, kept for after it
+        self.drop = False  # read a crossing as CPython does from a file (see the module docstring)
+        self.overruns: list[tuple[int, int]] = []  # (offset of the read, frame end) of reads that cross
+        self.mismatches: list[tuple[int, str]] = []  # (offset, what) of frames that disagree with the stream
 
     def tell(self) -> int:
         return self.base + self.pos
@@ -37,18 +66,69 @@ class Reader:
         """Make ``need`` bytes available at pos, or raise Truncated."""
         rest = self.buf[self.pos :]
         here = self.base + self.pos
+        fe = self.frame_end
+        if fe is not None and here + need > fe:  # an opcode's argument that crosses (or starts at) the frame's end
+            self.crossed(here)
+            if self.drop:
+                here, rest = fe, b""
+            self.frame_end = fe = None
         want = max(need - len(rest), self.chunk)
+        if fe is not None:  # fill only up to the frame's end
+            want = min(want, fe - here - len(rest))
         if self.end is not None:
             want = min(want, self.end - here - len(rest))
         data = b""
         if want > 0:
-            self.fp.seek(here + len(rest))
-            data = self.fp.read(want)
+            at = here + len(rest)
+            stash = self.stash
+            if stash is not None and stash[0] <= at < stash[0] + len(stash[1]):
+                data = stash[1][at - stash[0] : at - stash[0] + want]
+            else:
+                self.stash = None
+                self.fp.seek(at)
+                data = self.fp.read(want)
         self.buf = rest + data
         self.base = here
         self.pos = 0
         if len(self.buf) < need:
             raise Truncated("the stream ends in the middle of an opcode (truncated before STOP)", here)
+
+    def crossed(self, here: int) -> None:
+        """A read from ``here`` runs past the current frame's end."""
+        if len(self.overruns) < MAX_NOTES:
+            self.overruns.append((here, self.frame_end if self.frame_end is not None else here))
+
+    def frame(self, n: int, at: int) -> None:
+        """FRAME n: the next n bytes are a frame (as CPython's ``load_frame`` reads it)."""
+        here = self.tell()
+        fe = self.frame_end
+        if fe is not None and here < fe:
+            # _Unframer: "beginning of a new frame before end of current frame"; _pickle.c reads on.
+            if len(self.mismatches) < MAX_NOTES:
+                self.mismatches.append((at, "a FRAME starts before the current frame ends"))
+            if here + n <= fe:
+                return  # _pickle.c: the new frame is already buffered; its buffer still ends at fe
+            self.crossed(here)
+            if self.drop:
+                self.jump(fe)
+                here = fe
+            self.frame_end = None
+        if self.end is not None and here + n > self.end:
+            raise Truncated(f"a frame of {n} bytes runs past the end of the stream", at)
+        end = here + n
+        cut = end - self.base
+        if len(self.buf) > cut:  # keep what lies past the frame for later; the buffer stops at its end
+            self.stash = (self.base, self.buf)
+            self.buf = self.buf[self.pos : cut]
+            self.base = here
+            self.pos = 0
+        self.frame_end = end
+
+    def opcode(self) -> int:
+        """The byte of the next opcode (where a frame may end: it is then over)."""
+        if self.frame_end is not None and self.base + self.pos >= self.frame_end:
+            self.frame_end = None
+        return self.byte()
 
     def byte(self) -> int:
         p = self.pos
@@ -59,6 +139,8 @@ class Reader:
         return self.buf[p]
 
     def peek(self) -> int | None:
+        if self.frame_end is not None and self.base + self.pos >= self.frame_end:
+            self.frame_end = None  # a peek between pickles or opcodes
         try:
             if self.pos >= len(self.buf):
                 self._fill(1)
@@ -71,6 +153,8 @@ class Reader:
 
     def peek_bytes(self, n: int) -> bytes:
         """Up to n bytes from the current position, without consuming them."""
+        if self.frame_end is not None and self.base + self.pos >= self.frame_end:
+            self.frame_end = None
         try:  # noqa: SIM105 - contextlib is not imported by the scanner (see hfa.scan.model)
             self._fill(n)
         except Truncated:  # a short fill keeps what it got
@@ -86,12 +170,28 @@ class Reader:
         self.pos = q
         return self.buf[p:q]
 
-    def skip(self, n: int) -> None:
+    def read_through(self, n: int) -> bytes:
+        """A BINBYTES payload: _pickle.c reads it straight on across a frame's end, even from a file."""
+        if not self.drop:
+            return self.read(n)
+        self.drop = False
+        try:
+            return self.read(n)
+        finally:
+            self.drop = True
+
+    def skip(self, n: int, through: bool = False) -> None:
         p = self.pos + n
         if p <= len(self.buf):
             self.pos = p
             return
         target = self.base + p
+        fe = self.frame_end
+        if fe is not None and target > fe:
+            self.crossed(self.base + self.pos)
+            if self.drop and not through:
+                target = fe + n
+            self.frame_end = None
         if self.end is not None and target > self.end:
             raise Truncated(f"a payload of {n} bytes runs past the end of the stream", self.tell())
         if not self.stream and self.end is not None:
@@ -121,6 +221,8 @@ class Reader:
                 break
             self._fill(have + 1)
         # Too long to keep: scan for the newline chunk by chunk.
+        if self.frame_end is not None and self.base + len(self.buf) == self.frame_end:
+            self.crossed(start)
         if keep >= cap:
             raise Malformed(f"a text argument longer than {cap} bytes", start)
         length = len(self.buf) - self.pos

@@ -11,6 +11,8 @@ import io
 from hfa.scan.limits import Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
+from hfa.scan.pickles.events import DROPPED
+from hfa.scan.pickles.expansion import exceeds
 from hfa.scan.pickles.handlers import Simulator
 from hfa.scan.pickles.judge import Judge
 from hfa.scan.pickles.opcodes import VALID_OPCODES
@@ -69,6 +71,7 @@ def scan_pickles(
     trailing: bool = True,
     continuation: bool = False,
     work: Work | None = None,
+    legacy_torch: bool = False,
 ) -> PickleReport:
     """Scan pickles stacked in [start, end): at most ``max_pickles``, else until the end.
 
@@ -77,7 +80,8 @@ def scan_pickles(
     every STOP value and every torch storage persistent id is returned too. ``continuation``
     says [start, end) follows an earlier STOP, so its first byte is held to the same rule.
     ``work`` is the file's budget (default: one for [start, end) alone); past it the scan stops
-    with a ``scan.too-costly`` finding.
+    with a ``scan.too-costly`` finding. ``legacy_torch``: the pickles of a legacy ``torch.save`` file,
+    whose ``("module", class, ...)`` persistent ids torch resolves to the class.
     """
     if start is None:
         start = fp.tell()
@@ -89,6 +93,7 @@ def scan_pickles(
         work = Work(None if end is None else end - start)
     sim = Simulator(reader, judge, collect=collect, keep_items=keep_items, work=work)
     sim.pickle_index = first_index
+    sim.legacy_torch = legacy_torch
     done = 0
     complete = True
     while max_pickles is None or done < max_pickles:
@@ -113,6 +118,8 @@ def scan_pickles(
                     size=size,
                 )
             break
+        seen = len(reader.overruns)
+        broke = False
         try:
             sim.run_pickle()
         except TooCostly as exc:
@@ -120,13 +127,21 @@ def scan_pickles(
                 work.reported = True
                 judge.issue(Severity.HIGH, "scan.too-costly", f"cannot be proven safe: {exc.reason}", offset=exc.offset)
             complete = False
-            break
+            broke = True
         except Malformed as exc:
             judge.malformed(exc.reason, exc.offset, pickle=sim.pickle_index)
             complete = False
+            broke = True
+        if exceeds(sim.fetches, sim.expanded, sim.ops_in_pickle):
+            judge.expansion(sim.fetches, sim.expanded, sim.ops_in_pickle, here, sim.pickle_index)
+        if len(reader.overruns) > seen and not work.exhausted:
+            # What CPython runs when it reads this pickle from a file: frame rests dropped.
+            _dropped_reading(fp, here, end, stream or end is None, judge, work, sim.pickle_index)
+        if broke:
             break
         done += 1
         sim.pickle_index += 1
+    judge.frames(reader.overruns, reader.mismatches)
     for reason, at in sim.soft:
         judge.malformed(reason, at)
     return PickleReport(
@@ -137,6 +152,23 @@ def scan_pickles(
         storage_ids=sim.pids,
         complete=complete,
     )
+
+
+def _dropped_reading(
+    fp: BinaryIO, start: int, end: int | None, stream: bool, judge: Judge, work: Work, index: int
+) -> None:
+    """Scan the pickle at ``start`` again as ``_pickle.c`` reads it from a file: an argument that crosses
+    its frame's end is read afresh from there (:mod:`hfa.scan.pickles.reader`). Its imports and calls
+    are judged like any other, in the context :data:`~hfa.scan.pickles.events.DROPPED`."""
+    reader = Reader(fp, start, end, stream=stream)
+    reader.drop = True
+    sim = Simulator(reader, judge, mode="plain", work=work)
+    sim.context = DROPPED
+    sim.pickle_index = index
+    try:  # noqa: SIM105 - contextlib is not imported by the scanner (see hfa.scan.model)
+        sim.run_pickle()
+    except Malformed:  # CPython fails there too: nothing after it runs (a spent budget is reported by the caller)
+        pass
 
 
 def scan_pickle(

@@ -24,6 +24,7 @@ KEEP_BUDGET = 1 << 18  # container items kept per stream; past it new containers
 MAX_PIDS = 1 << 20  # persistent ids remembered (legacy torch storage layout)
 MAX_NESTING = 2  # nested pickles inside joblib object arrays
 SHADOW_WINDOW = 1 << 20  # look-ahead for shadow scans of a stream that cannot seek back cheaply
+HEAD = 4096  # bytes of a skipped payload kept, to tell whether it holds a nested pickle
 
 # joblib's array wrapper, recognised structurally (see the docstring of hfa.scan.pickles).
 JOBLIB_WRAPPERS: frozenset[tuple[str, str]] = frozenset(
@@ -86,35 +87,38 @@ class Tracked:
 class ListValue:
     """A list the pickle builds: its items while few enough to keep, else ``overflow``."""
 
-    __slots__ = ("items", "overflow")
+    __slots__ = ("count", "items", "overflow")
     LABEL = "list"
 
     def __init__(self, items: list[Any] | None = None) -> None:
         self.items: list[Any] = items if items is not None else []
         self.overflow = False
+        self.count = 0  # items not kept, once overflowed
 
 
 class DictValue:
     """A dict the pickle builds: its pairs while few enough to keep, else ``overflow``."""
 
-    __slots__ = ("overflow", "pairs")
+    __slots__ = ("count", "overflow", "pairs")
     LABEL = "dict"
 
     def __init__(self) -> None:
         self.pairs: list[tuple[Any, Any]] = []
         self.overflow = False
+        self.count = 0  # keys and values not kept, once overflowed
 
 
 class LazyStr:
     """A string too long to keep: where it is and how to decode it, read back only if needed."""
 
-    __slots__ = ("kind", "offset", "size")
+    __slots__ = ("head", "kind", "offset", "size")
     LABEL = "lazystr"
 
     def __init__(self, offset: int, size: int, kind: str) -> None:
         self.offset = offset
         self.size = size
-        self.kind = kind  # "utf8" | "latin1" | "string" (quoted, escaped) | "rawunicode"
+        self.head: bytes | None = None  # its first HEAD bytes, when they were at hand
+        self.kind = kind  # "utf8" | "latin1" | "string" (quoted, escaped) | "rawunicode" | "bytes" (a bytes payload)
 
 
 class Run:
