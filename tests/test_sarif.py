@@ -184,3 +184,18 @@ def test_lock_line_numbers() -> None:
         ("model", "org/a", 'x "q".txt'): 14,
     }
     assert line_numbers("not a lock") == {}
+
+
+def test_every_finding_code_in_the_source_has_a_sarif_rule() -> None:
+    """A code a Finding can carry has its own rule text (and so its own SARIF rule description)."""
+    import re
+    from pathlib import Path
+
+    import hfa
+    from hfa.scan.report import RULES
+
+    root = Path(hfa.__file__).parent
+    pattern = re.compile(r'"((?:pickle|archive|scan|lfs|safetensors|cache|lock|policy|hash|file|remote-code)\.[a-z-]+)"')
+    codes = {m for path in root.rglob("*.py") for m in pattern.findall(path.read_text())}
+    assert codes, "the pattern finds the codes"
+    assert sorted(codes - set(RULES)) == []
