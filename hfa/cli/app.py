@@ -72,6 +72,20 @@ COMMANDS: dict[str, tuple[str, str | Group]] = {
         ),
     ),
     "infer": ("infer", "infer"),
+    "jobs": (
+        "jobs",
+        Group(
+            "Batches submitted with `hfa infer --jsonl FILE --submit`: ls, status, wait, results, cancel, resume.",
+            {
+                "ls": "ls",
+                "status": "status",
+                "wait": "wait",
+                "results": "results",
+                "cancel": "cancel",
+                "resume": "resume",
+            },
+        ),
+    ),
 }
 
 

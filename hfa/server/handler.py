@@ -177,6 +177,11 @@ class Request:
             else:
                 raise HttpError(404, f"Not found: {self.command} / (inference needs hfa serve --infer)")
             return
+        if segs[:3] == ["api", "hfa", "jobs"]:
+            from hfa.server import job_routes
+
+            job_routes.handle(self, segs)
+            return
         if segs[0] == "api" and len(segs) >= 2 and segs[1] in PLURALS:
             repo_type = PLURALS[segs[1]]
             rest = segs[2:]

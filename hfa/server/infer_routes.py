@@ -137,7 +137,7 @@ def _answer(
 ) -> None:
     try:
         body = _read_body(handler) if method == "POST" else b""
-        model = _model(handler, service, repo_id)
+        model = served_model(handler, service, repo_id)
         if method == "POST":
             _post(handler, service, model, task, body)
         else:
@@ -172,7 +172,7 @@ def _split(store: ServedStore, parts: list[str]) -> tuple[str, list[str]]:
     return "/".join(parts[:n]), parts[n:]
 
 
-def _model(handler: InferHandler, service: InferenceService, repo_id: str) -> ModelFiles:
+def served_model(handler: InferHandler, service: InferenceService, repo_id: str) -> ModelFiles:
     try:
         repo, _rule = handler.repo_or_error("model", repo_id, files=True)  # --auth applies as for its files
     except HttpError as err:

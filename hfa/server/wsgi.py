@@ -75,6 +75,11 @@ class HubApp:
             from hfa.server.infer_routes import InferenceService
 
             self.infer = InferenceService(config.infer, self.store)
+        self.jobs: Any = None  # ServerJobs with --infer: jobs over HTTP (hfa.server.job_routes)
+        if config.infer is not None:
+            from hfa.server.job_routes import ServerJobs
+
+            self.jobs = ServerJobs(self.infer, config.jobs_dir or default_serve_jobs_dir(), max_jobs=config.max_jobs)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ, self)
@@ -109,9 +114,18 @@ class HubApp:
             self.request_log.clear()
 
     def close(self) -> None:
-        """Release the inference models."""
+        """Stop the jobs and release the inference models."""
+        if self.jobs is not None:
+            self.jobs.close()
         if self.infer is not None:
             self.infer.close()
+
+
+def default_serve_jobs_dir() -> Path:
+    """Where ``hfa serve --infer`` keeps the jobs it is sent: ``$HF_HOME/hfa/serve-jobs``."""
+    from hfa.config import hf_home
+
+    return hf_home() / "hfa" / "serve-jobs"
 
 
 def create_app(config: ServerConfig | None = None) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
