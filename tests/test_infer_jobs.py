@@ -15,6 +15,8 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from hfa.infer.pool import PoolConfig
 from hfa.server import HubServer, ServerConfig
 from hfa.testing import make_safetensors, model_card, write_repo
 
+ROOT = Path(__file__).resolve().parents[1]
 ANSWER = [{"label": "POSITIVE", "score": 0.75}, {"label": "NEGATIVE", "score": 0.25}]
 
 
@@ -444,3 +447,36 @@ def test_a_job_left_running_when_the_server_stopped_is_finished_when_it_starts(t
         _until(lambda: store.status(job_id)["status"] == "completed")
         doc = httpx.get(f"{srv.url}/api/hfa/jobs/{job_id}").json()
         assert doc["counts"] == {"total": 2, "completed": 2, "failed": 0}
+
+
+def test_a_job_runs_a_tiny_real_model_in_a_hfa_serve_infer_process(
+    tiny_cache: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hfa serve --infer` as its own process with the real engine (the infer extra): a tiny sentiment model."""
+    cache, _commits = tiny_cache
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "in.jsonl"
+    path.write_text('"I love this movie"\n{"id": "b", "inputs": "dreadful"}\n', encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hfa", "serve", "--cache-dir", str(cache), "--port", "0", "--infer",
+         "--infer-models", "tiny/bert-sentiment", "--infer-max-models", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:")
+        submitted = hfa("infer", "sentiment-analysis", "-m", "tiny/bert-sentiment", "--jsonl", str(path), "--submit",
+                        "--endpoint-url", url, "--json")  # fmt: skip
+        assert submitted.exit_code == 0, submitted.stderr
+        job_id = json.loads(submitted.stdout)["id"]
+        assert hfa("jobs", "wait", job_id, "--endpoint-url", url, "--timeout", "120").exit_code == 0
+        lines = [json.loads(line) for line in hfa("jobs", "results", job_id, "--endpoint-url", url).stdout.splitlines()]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert [line["id"] for line in lines] == [1, "b"]
+    for line in lines:
+        assert {item["label"] for item in line["result"]} <= {"POSITIVE", "NEGATIVE"}
