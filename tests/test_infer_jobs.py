@@ -130,9 +130,8 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: tuple[HubServe
     )
     yield tmp_path
     store = JobStore()
-    for job_id in store.ids():
-        status = store.status(job_id)
-        if status["worker_alive"] and status["pid"]:
+    for status in store.statuses():
+        if status.get("worker_alive") and status.get("pid"):
             os.kill(status["pid"], signal.SIGKILL)
 
 
@@ -480,3 +479,17 @@ def test_a_job_runs_a_tiny_real_model_in_a_hfa_serve_infer_process(
     assert [line["id"] for line in lines] == [1, "b"]
     for line in lines:
         assert {item["label"] for item in line["result"]} <= {"POSITIVE", "NEGATIVE"}
+
+
+def test_hostile_job_files_are_clear_errors(here: Path, served: tuple[HubServer, str]) -> None:
+    _, commit = served
+    job_id = _submit(commit, _jsonl(here / "in.jsonl", 1))
+    assert hfa("jobs", "wait", job_id, "--timeout", "60").exit_code == 0
+    folder = JobStore().folder(job_id)
+    (folder / "output.jsonl").write_bytes(b'[1]\n{"index": "x"}\n\xff\xfe\n' + (folder / "output.jsonl").read_bytes())
+    assert [json.loads(line)["id"] for line in hfa("jobs", "results", job_id).stdout.splitlines()] == ["r0"]
+    (folder / "status.json").write_bytes(b"\x00not json")
+    shown = hfa("jobs", "status", job_id)
+    assert shown.exit_code == 6 and "is not a job record" in shown.stderr
+    listed = hfa("jobs", "ls", "--json")
+    assert listed.exit_code == 0 and json.loads(listed.stdout)["jobs"][0]["status"] == "unreadable"

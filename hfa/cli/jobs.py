@@ -75,7 +75,7 @@ def ls(
         from hfa.infer.jobs import JobStore
 
         store = JobStore()
-        rows = [store.status(job_id) for job_id in store.ids()]
+        rows = store.statuses()
         out = ctx.out
 
         def human() -> None:

@@ -174,11 +174,11 @@ class JobStore:
 
     def status(self, job_id: str) -> dict[str, Any]:
         """The job's status document: its record, with counts from its files and a dead worker named."""
+        alive = self.worker_alive(job_id)  # first: a worker marks its job done before it lets go of the lock
         record = self.record(job_id)
         done = self.lines(job_id)
         failed = sum(1 for line in done.values() if "error" in line)
         state = record.get("status") if record.get("status") in STATES else "failed"
-        alive = self.worker_alive(job_id)
         cancel = (self.existing(job_id) / "cancel").exists()
         message = None
         if state not in TERMINAL and not alive:
@@ -205,6 +205,19 @@ class JobStore:
             "error": record.get("error"),
             "message": message,
         }
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """Every job's status, oldest first; a job whose files are unreadable says so as its status."""
+        found = []
+        for job_id in self.ids():
+            try:
+                found.append(self.status(job_id))
+            except HfaError as exc:
+                found.append(
+                    {"id": job_id, "status": "unreadable", "task": None, "model": None,
+                     "counts": {"total": 0, "completed": 0, "failed": 0}, "error": str(exc)}
+                )  # fmt: skip
+        return found
 
     def results(self, job_id: str) -> list[dict[str, Any]]:
         """The answered lines in input order, as a batch prints them."""
