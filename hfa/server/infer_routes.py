@@ -82,6 +82,7 @@ class InferenceService:
         self.config = config
         self.store = store
         self.pool = ModelPool(config)
+        self.jobs: Any = None  # the ServerJobs that use this pool (hfa.server.job_routes)
 
     def only_model(self) -> str | None:
         """The repo id of the one model this server runs (``--infer-models`` names one, or it serves one), else None."""
@@ -91,6 +92,8 @@ class InferenceService:
         return models[0].repo_id if len(models) == 1 else None
 
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
         self.pool.close()
 
 

@@ -80,6 +80,7 @@ class HubApp:
             from hfa.server.job_routes import ServerJobs
 
             self.jobs = ServerJobs(self.infer, config.jobs_dir or default_serve_jobs_dir(), max_jobs=config.max_jobs)
+            self.infer.jobs = self.jobs  # stopped first when the models are released
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ, self)
@@ -114,9 +115,7 @@ class HubApp:
             self.request_log.clear()
 
     def close(self) -> None:
-        """Stop the jobs and release the inference models."""
-        if self.jobs is not None:
-            self.jobs.close()
+        """Release the inference models."""
         if self.infer is not None:
             self.infer.close()
 
