@@ -493,3 +493,28 @@ def test_hostile_job_files_are_clear_errors(here: Path, served: tuple[HubServer,
     assert shown.exit_code == 6 and "is not a job record" in shown.stderr
     listed = hfa("jobs", "ls", "--json")
     assert listed.exit_code == 0 and json.loads(listed.stdout)["jobs"][0]["status"] == "unreadable"
+
+
+def test_a_server_stopped_mid_job_finishes_it_when_it_starts_again(tmp_path: Path) -> None:
+    class Steady(FakeEngine):
+        def run(self, inputs: Any, parameters: dict[str, Any]) -> Any:
+            time.sleep(0.05)
+            return [ANSWER]
+
+    _world(tmp_path / "c")
+    config = ServerConfig(
+        cache_dir=tmp_path / "c", infer=PoolConfig(loader=lambda m, t, **_: Steady(m, t)), jobs_dir=tmp_path / "jobs"
+    )
+    store = JobStore(tmp_path / "jobs")
+    lines = [json.dumps({"id": f"r{i}", "inputs": f"t{i}"}) for i in range(40)]
+    with HubServer(config) as srv:
+        job = {"task": "text-classification", "model": "org/cls", "lines": lines, "concurrency": 1}
+        job_id = httpx.post(f"{srv.url}/api/hfa/jobs", json=job).json()["id"]
+        _until(lambda: store.status(job_id)["counts"]["completed"] >= 2)
+    stopped = store.status(job_id)
+    assert stopped["status"] == "died" and stopped["counts"]["failed"] == 0 and stopped["counts"]["completed"] < 40
+    with HubServer(config) as srv:
+        _until(lambda: store.status(job_id)["status"] == "completed")
+        results = httpx.get(f"{srv.url}/api/hfa/jobs/{job_id}/results").text.splitlines()
+    assert [json.loads(line)["id"] for line in results] == [f"r{i}" for i in range(40)]
+    assert all("result" in json.loads(line) for line in results)

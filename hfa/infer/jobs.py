@@ -298,11 +298,14 @@ def run_job(
     *,
     concurrency: int,
     parse: Callable[[list[str]], Iterator[Any]],
+    stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
     """Answer the job's lines not answered yet, ``concurrency`` at once, appending each to its file.
 
     ``parse`` turns the input lines into batch requests (:func:`hfa.infer.batch.parse_lines`);
-    ``handle`` answers one. The caller holds the worker lock. Returns the final status.
+    ``handle`` answers one (raising :class:`JobCancelled` leaves a line unanswered). ``stop()`` true
+    ends the run early without finishing the job (a server stopping: it resumes when it starts again).
+    The caller holds the worker lock. Returns the status.
     """
     from hfa.infer.batch import run_batch
 
@@ -319,17 +322,20 @@ def run_job(
         for index, request in enumerate(parse(store.input_lines(job_id))):
             if index in done:
                 continue
-            if store.cancelled(job_id):
+            if store.cancelled(job_id) or stop():
                 return
             order.append((index, request))
             yield request
 
     def answer(request: Any) -> Any:
-        if store.cancelled(job_id):
+        try:
+            if store.cancelled(job_id) or stop():
+                raise JobCancelled("cancelled")
+            return handle(request)
+        except JobCancelled:  # not an answer: the line stays to be asked when the job resumes
             with guard:
                 skipped.add(id(request))
-            raise JobCancelled("cancelled")
-        return handle(request)
+            raise
 
     with _appender(folder / "output.jsonl") as out, _appender(folder / "errors.jsonl") as err:
         for line in run_batch(pending(), answer, concurrency=concurrency):
@@ -338,8 +344,10 @@ def run_job(
                 if id(request) in skipped:
                     continue
             (err if "error" in line else out)(_dumps({"index": index, **line}))
-    final = "cancelled" if store.cancelled(job_id) else "completed"
-    store.mark(job_id, status=final, finished_at=time.time())
+    if store.cancelled(job_id):
+        store.mark(job_id, status="cancelled", finished_at=time.time())
+    elif not stop():
+        store.mark(job_id, status="completed", finished_at=time.time())
     return store.status(job_id)
 
 

@@ -137,7 +137,8 @@ class ServerJobs:
         def parse(lines: list[str]) -> Any:
             return parse_lines(lines, task, dict(spec.get("parameters") or {}), context=spec.get("context"))
 
-        run_job(self.store, job_id, handle, concurrency=int(spec.get("concurrency") or 4), parse=parse)
+        concurrency = int(spec.get("concurrency") or 4)
+        run_job(self.store, job_id, handle, concurrency=concurrency, parse=parse, stop=lambda: self.stopping)
 
     def model_files(self, repo_id: str, commit: str) -> ModelFiles:
         from hfa.errors import NotFound
