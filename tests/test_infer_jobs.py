@@ -518,3 +518,10 @@ def test_a_server_stopped_mid_job_finishes_it_when_it_starts_again(tmp_path: Pat
         results = httpx.get(f"{srv.url}/api/hfa/jobs/{job_id}/results").text.splitlines()
     assert [json.loads(line)["id"] for line in results] == [f"r{i}" for i in range(40)]
     assert all("result" in json.loads(line) for line in results)
+
+
+def test_an_image_writing_task_is_not_a_job(here: Path) -> None:
+    (here / "in.jsonl").write_text('"a cat"\n', encoding="utf-8")
+    result = hfa("infer", "text-to-image", "-m", "org/cls", "--jsonl", "in.jsonl", "--submit")
+    assert result.exit_code == 2 and "hfa infer text-to-image --jsonl FILE --output DIR" in result.stderr
+    assert JobStore().ids() == []

@@ -103,6 +103,13 @@ class JobStore:
     def create(self, lines: Iterable[str], spec: dict[str, Any]) -> str:
         """A new job holding ``lines`` and ``spec``, status ``queued``; its id."""
         from hfa.cache import atomic_write_bytes
+        from hfa.infer.tasks import get_task
+
+        if get_task(str(spec.get("task"))).binary_output:
+            raise UsageError(
+                f"{spec.get('task')} writes images, which a job does not keep yet",
+                "run it as a batch: hfa infer text-to-image --jsonl FILE --output DIR",
+            )
 
         texts = [line.rstrip("\r\n") for line in lines]
         total = sum(1 for line in texts if line.strip())
