@@ -40,6 +40,7 @@ class ExitCode(IntEnum):
     ACCESS_DENIED = 4  # gated repository, missing or refused token
     NETWORK = 5  # the endpoint could not be reached or kept failing
     LOCAL = 6  # the local cache or file system refused (permissions, disk, corrupt layout)
+    PENDING = 7  # a job is not finished: `hfa jobs wait --timeout` passed, or its results were asked too early
     INTERNAL = 70  # a bug in hfa
     INTERRUPTED = 130  # Ctrl-C
     STDOUT_CLOSED = 141  # stdout was closed early (`| head`): stop quietly, as coreutils do (128 + SIGPIPE)
@@ -173,6 +174,12 @@ class LocalError(HfaError):
     exit_code = ExitCode.LOCAL
 
 
+class Pending(HfaError):
+    """A job is not finished (``hfa jobs wait`` timed out; results asked of a running job)."""
+
+    exit_code = ExitCode.PENDING
+
+
 @dataclass(frozen=True)
 class ExitCodeDoc:
     code: ExitCode
@@ -188,6 +195,10 @@ EXIT_CODES: tuple[ExitCodeDoc, ...] = (
     ExitCodeDoc(ExitCode.ACCESS_DENIED, "gated repository, or the token was refused"),
     ExitCodeDoc(ExitCode.NETWORK, "the endpoint could not be reached, kept failing, or offline mode forbids it"),
     ExitCodeDoc(ExitCode.LOCAL, "the local cache or file system refused (permissions, disk full, bad layout)"),
+    ExitCodeDoc(
+        ExitCode.PENDING,
+        "a job is not finished yet: `hfa jobs wait --timeout` ran out, or `hfa jobs results` was asked too early",
+    ),
     ExitCodeDoc(ExitCode.INTERNAL, "internal error: a bug in hfa (rerun with HFA_DEBUG=1 and report the traceback)"),
     ExitCodeDoc(ExitCode.INTERRUPTED, "interrupted (Ctrl-C)"),
     ExitCodeDoc(

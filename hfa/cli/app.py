@@ -45,7 +45,7 @@ def root(
     """Manage Hugging Face Hub assets like packages: find, pin, pull exactly what is needed, verify, work offline.
 
     Exit codes: 0 ok, 1 a check failed, 2 usage error, 3 not found, 4 access denied,
-    5 network, 6 local file system; see docs/cli.md.
+    5 network, 6 local file system, 7 a job not finished; see docs/cli.md.
     """
 
 

@@ -43,6 +43,19 @@ COMMANDS: dict[str, tuple[str, str | Group]] = {
     "policy": ("policy", Group({"check": "check"})),
     "offline": ("offline", Group({"status": "status", "env": "env", "run": "run"})),
     "infer": ("infer", "infer"),
+    "jobs": (
+        "jobs",
+        Group(
+            {
+                "ls": "ls",
+                "status": "status",
+                "wait": "wait",
+                "results": "results",
+                "cancel": "cancel",
+                "resume": "resume",
+            }
+        ),
+    ),
 }
 
 # command -> the first paragraph of its help (rich markup: `\\[` is a literal bracket).
@@ -60,6 +73,7 @@ SUMMARIES: dict[str, str] = {
     "cache": "Inspect and clean the cache: ls, rm, prune, gc (all with --dry-run).",
     "policy": "Check the lock against the \\[policy] of hfa.toml (licences, pickles, remote code...).",
     "offline": "Work without a network: status (is the lock's content here and sound), env, run.",
+    "jobs": "Batches submitted with `hfa infer --jsonl FILE --submit`: ls, status, wait, results, cancel, resume.",
     "infer": "Run a model on an input: one request, a JSONL batch (--jsonl), or a --selftest.",
 }
 

@@ -194,6 +194,15 @@ UsageOpt = Annotated[
         rich_help_panel=PANEL_RUN,
     ),
 ]
+SubmitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--submit",
+        help="With --jsonl: run the batch as a background job and print its id at once (`hfa jobs`);"
+        " with --endpoint-url, as a job of that `hfa serve --infer`.",
+        rich_help_panel=PANEL_RUN,
+    ),
+]
 SelftestOpt = Annotated[
     bool,
     typer.Option(
@@ -235,6 +244,7 @@ def infer(
     lock: InferLockOpt = None,
     selftest: SelftestOpt = False,
     usage: UsageOpt = False,
+    submit: SubmitOpt = False,
     endpoint: EndpointOpt = None,
     cache_dir: CacheDirOpt = None,
     token: TokenOpt = None,
@@ -305,6 +315,12 @@ def infer(
 
             local_options["lock"] = lockfile.read(lock)
         out = ctx.out
+        if submit:
+            if not jsonl or output is not None:
+                raise UsageError("--submit runs a --jsonl batch (without --output)", "pass --jsonl FILE --submit")
+            _submit(ctx, spec.name, model, jsonl, params, context, endpoint_url, lock_path, local, local_options,
+                    timeout, concurrency, not no_cache)  # fmt: skip
+            return
         providers = _providers(lock_path) if not (local or endpoint_url) else []
         if model is None and endpoint_url is None:
             from hfa.infer.defaults import default_for
@@ -334,6 +350,45 @@ def infer(
             _batch(ctx, session, jsonl, params, context, concurrency, output)
         else:
             _single(ctx, session, input_text, input_file, params, context, output)
+
+
+def _submit(
+    ctx: Ctx,
+    task: str,
+    model: str | None,
+    jsonl: str,
+    params: dict[str, Any],
+    context: str | None,
+    endpoint_url: str | None,
+    lock_path: Path,
+    local: bool,
+    local_options: dict[str, Any],
+    timeout: float,
+    concurrency: int,
+    use_cache: bool,
+) -> None:
+    from hfa.cli.jobs import submit_batch
+
+    if model is None and endpoint_url is None:
+        from hfa.infer.defaults import default_for
+
+        default = default_for(lock_path, task)  # the worker runs exactly the lock's commit
+        model = f"{default.repo_id}@{default.commit}"
+    submit_batch(
+        ctx,
+        task,
+        model=model,
+        jsonl=jsonl,
+        params=params,
+        context=context,
+        endpoint_url=endpoint_url,
+        lock=lock_path,
+        local=local,
+        local_options=local_options,
+        timeout=timeout,
+        concurrency=concurrency,
+        use_cache=use_cache,
+    )
 
 
 def _parse_parameters(text: str | None) -> dict[str, Any]:

@@ -11,6 +11,8 @@
 * :mod:`hfa.infer.orchestrator` :class:`Orchestrator`, the Python API; :mod:`hfa.infer.chain` the provider chain: ``[[infer.providers]]`` in
   order with fallback; :mod:`hfa.infer.providers` reads them, :mod:`hfa.infer.limits` keeps their
   limits and cooldowns; :mod:`hfa.infer.defaults` the task defaults pinned in the lock;
+* :mod:`hfa.infer.jobs` jobs on disk (submit now, collect later), :mod:`hfa.infer.jobrun` their
+  detached worker and :class:`Job`, :mod:`hfa.infer.jobs_remote` jobs on an ``hfa serve --infer``;
 * :mod:`hfa.infer.modelfiles` a model's files, its policy checks and staging (no torch);
 * :mod:`hfa.infer.pool`   the model pool ``hfa serve --infer`` loads engines into (no torch until a load);
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 from hfa.infer.batch import BatchRequest, parse_lines, run_batch
 from hfa.infer.cache import CachedRunner, ResultCache, cache_stats, clear_cache, default_cache_root
 from hfa.infer.client import Clock, InferenceAPI, make_runner, model_url, resolve_commit, token_for
+from hfa.infer.jobrun import Job
 from hfa.infer.orchestrator import Orchestrator
 from hfa.infer.session import Session
 from hfa.infer.tasks import Runner, Task, build_parameters, get_task, make_inputs, selftest
@@ -37,6 +40,7 @@ __all__ = [
     "CachedRunner",
     "Clock",
     "InferenceAPI",
+    "Job",
     "Orchestrator",
     "ResultCache",
     "Runner",

@@ -1,4 +1,5 @@
-"""The orchestrator as a Python API: ``Orchestrator.from_config(path).run(task, inputs)`` (docs/infer.md).
+"""The orchestrator as a Python API: ``Orchestrator.from_config(path).run(task, inputs)`` for one call,
+``.submit(task, inputs) -> Job`` for a background job (docs/infer.md).
 
 It reads the project's ``hfa.toml`` (``[[infer.providers]]``) and the task defaults of its
 ``hfa.lock``, and answers through :class:`hfa.infer.session.Session` — the result cache, the
@@ -8,9 +9,9 @@ provider chain (:mod:`hfa.infer.chain`), limits and cooldowns — as ``hfa infer
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfa.config import Settings
 from hfa.errors import UsageError
@@ -19,6 +20,9 @@ from hfa.infer.limits import StateStore
 from hfa.infer.providers import ProviderSpec
 from hfa.infer.tasks import Outcome, get_task
 
+if TYPE_CHECKING:
+    from hfa.infer.jobrun import Job
+
 __all__ = ["Orchestrator"]
 
 
@@ -26,7 +30,7 @@ class Orchestrator:
     """``hfa.toml``'s task defaults and providers as a library: ``run(task, inputs)`` for one call.
 
     Built on :class:`hfa.infer.session.Session` (one per task and model, kept), so the result cache,
-    limits and cooldowns behave as ``hfa infer``'s. A later ``submit()`` builds on the same sessions.
+    limits and cooldowns behave as ``hfa infer``'s; ``submit()`` runs a batch as a job (hfa.infer.jobrun).
     """
 
     def __init__(
@@ -113,3 +117,50 @@ class Orchestrator:
         check_parameters(session.spec, parameters)
         outcome: Outcome = session.cached.run_outcome(session.spec.name, make_inputs(session.spec, inputs), parameters)
         return outcome
+
+    def submit(
+        self,
+        task: str,
+        inputs: Iterable[Any],
+        *,
+        model: str | None = None,
+        concurrency: int = 4,
+        **parameters: Any,
+    ) -> Job:
+        """Run ``inputs`` (each as :meth:`run` takes it, or a batch line ``{"id", "inputs", "parameters"}``)
+        as a background job: a detached worker answers them with the batch engine, the providers and
+        limits of the project's ``hfa.toml``. Returns the :class:`~hfa.infer.jobrun.Job` at once;
+        ``job.wait(timeout)``, then ``job.result()`` (the lines in input order)."""
+        import json
+
+        from hfa.infer.defaults import default_for
+        from hfa.infer.jobrun import submit_local
+        from hfa.infer.jobs import JobStore
+        from hfa.infer.tasks import check_parameters
+
+        spec = get_task(task)
+        check_parameters(spec, parameters)
+        if concurrency < 1:
+            raise UsageError(f"concurrency must be at least 1, not {concurrency}", "pass concurrency=4")
+        if model is None:
+            if self.lock_path is None:
+                raise UsageError(f"No model given for {spec.name}", "pass model=, or a lock with a task default")
+            default = default_for(self.lock_path, spec.name)
+            model = f"{default.repo_id}@{default.commit}"
+        lines = [
+            json.dumps(item if isinstance(item, dict) and "inputs" in item else {"inputs": item}, ensure_ascii=False)
+            for item in inputs
+        ]
+        job_spec = {
+            "task": spec.name,
+            "model": model,
+            "parameters": parameters,
+            "context": None,
+            "concurrency": concurrency,
+            "timeout": self.timeout,
+            "use_cache": self.use_cache,
+            "local": False,
+            "local_options": {},
+            "lock": str(self.lock_path.resolve()) if self.lock_path is not None else None,
+        }
+        return submit_local(JobStore(), self.settings, lines, job_spec)

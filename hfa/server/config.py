@@ -39,4 +39,6 @@ class ServerConfig:
     upstream: str | None = None  # `hfa serve --upstream URL`: fetch what the cache lacks (hfa.server.mirror)
     upstream_token: str | None = field(default=None, repr=False)  # the mirror's own token for the upstream
     ttl: float = DEFAULT_TTL  # seconds a branch or tag resolved upstream is trusted
+    jobs_dir: Path | None = None  # --infer: where jobs sent over HTTP are kept (None: $HF_HOME/hfa/serve-jobs)
+    max_jobs: int = 2  # --infer: jobs run at once (more are refused with 429)
     allow_unsafe: bool = False  # the mirror also caches and serves known-dangerous pickles

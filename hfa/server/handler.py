@@ -1,8 +1,9 @@
 """One request to ``hfa serve``, as the WSGI app (hfa.server.wsgi) hands it over: routing, ``--auth``,
 and the answer it builds.
 
-It routes the URL to the Hub API answers (hfa.server.api), the Inference API (hfa.server.infer_routes)
-or a file download, and answers errors as huggingface_hub reads them. Every route is read-only; every
+It routes the URL to the Hub API answers (hfa.server.api), the Inference API (hfa.server.infer_routes),
+its jobs (hfa.server.job_routes) or a file download, and answers errors as huggingface_hub reads them.
+Every route but the jobs' is read-only (jobs write only under the server's jobs folder); every
 name that arrives in a URL is looked up in what the store lists, never joined onto a path, so nothing
 outside the cache can be reached. ``repo_or_error`` is the one gate of ``--auth``: every route goes
 through it. Connections, timeouts and the request head are the engine's (waitress) business.
@@ -206,6 +207,11 @@ class Request:
                 handle_root(self)  # InferenceClient(base_url=URL) posts here
             else:
                 raise HttpError(404, f"Not found: {self.command} / (inference needs hfa serve --infer)")
+            return
+        if segs[:3] == ["api", "hfa", "jobs"]:
+            from hfa.server import job_routes
+
+            job_routes.handle(self, segs)
             return
         if segs[0] == "api" and len(segs) >= 2 and segs[1] in PLURALS:
             repo_type = PLURALS[segs[1]]

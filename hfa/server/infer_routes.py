@@ -82,6 +82,7 @@ class InferenceService:
         self.config = config
         self.store = store
         self.pool = ModelPool(config)
+        self.jobs: Any = None  # the ServerJobs that use this pool (hfa.server.job_routes)
 
     def only_model(self) -> str | None:
         """The repo id of the one model this server runs (``--infer-models`` names one, or it serves one), else None."""
@@ -91,6 +92,8 @@ class InferenceService:
         return models[0].repo_id if len(models) == 1 else None
 
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
         self.pool.close()
 
 
@@ -137,7 +140,7 @@ def _answer(
 ) -> None:
     try:
         body = _read_body(handler) if method == "POST" else b""
-        model = _model(handler, service, repo_id)
+        model = served_model(handler, service, repo_id)
         if method == "POST":
             _post(handler, service, model, task, body)
         else:
@@ -172,7 +175,7 @@ def _split(store: ServedStore, parts: list[str]) -> tuple[str, list[str]]:
     return "/".join(parts[:n]), parts[n:]
 
 
-def _model(handler: InferHandler, service: InferenceService, repo_id: str) -> ModelFiles:
+def served_model(handler: InferHandler, service: InferenceService, repo_id: str) -> ModelFiles:
     try:
         repo, _rule = handler.repo_or_error("model", repo_id, files=True)  # --auth applies as for its files
     except HttpError as err:

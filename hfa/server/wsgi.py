@@ -88,6 +88,12 @@ class HubApp:
             from hfa.server.infer_routes import InferenceService
 
             self.infer = InferenceService(config.infer, self.store)
+        self.jobs: Any = None  # ServerJobs with --infer: jobs over HTTP (hfa.server.job_routes)
+        if config.infer is not None:
+            from hfa.server.job_routes import ServerJobs
+
+            self.jobs = ServerJobs(self.infer, config.jobs_dir or default_serve_jobs_dir(), max_jobs=config.max_jobs)
+            self.infer.jobs = self.jobs  # stopped first when the models are released
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ, self)
@@ -127,6 +133,13 @@ class HubApp:
             self.infer.close()
         if self._staging is not None:
             self._staging.cleanup()
+
+
+def default_serve_jobs_dir() -> Path:
+    """Where ``hfa serve --infer`` keeps the jobs it is sent: ``$HF_HOME/hfa/serve-jobs``."""
+    from hfa.config import hf_home
+
+    return hf_home() / "hfa" / "serve-jobs"
 
 
 def create_app(config: ServerConfig | None = None) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
