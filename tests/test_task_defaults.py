@@ -23,7 +23,11 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HubSe
     commit = write_repo(
         served,
         "org/cls",
-        {"README.md": model_card(pipeline_tag="text-classification"), "config.json": "{}", "model.safetensors": weights},
+        {
+            "README.md": model_card(pipeline_tag="text-classification"),
+            "config.json": "{}",
+            "model.safetensors": weights,
+        },
     )
     write_repo(served, "org/emb", {"README.md": model_card(pipeline_tag="feature-extraction"), "config.json": "{}"})
     project = tmp_path / "project"
@@ -84,7 +88,9 @@ def test_pin_check_reports_a_gone_default_and_hfa_toml_disagreeing(hub: tuple[Hu
     drift = {d["task"]: d for d in json.loads(result.stdout)["task_drift"]}
     assert list(drift) == ["feature-extraction"] and drift["feature-extraction"]["configured"] == "org/cls"
     text = hfa("pin", "--check").stdout
-    assert "task feature-extraction: hfa.toml names org/cls, the lock holds org/emb@main (`hfa pin` resolves it)" in text
+    assert (
+        "task feature-extraction: hfa.toml names org/cls, the lock holds org/emb@main (`hfa pin` resolves it)" in text
+    )
     lock = Path("hfa.lock")
     lock.write_text(lock.read_text().replace('repo = "org/cls"', 'repo = "org/gone"'))
     _toml("")

@@ -155,17 +155,17 @@ def _pull_from_lock(
         for default, why, r in defaults:
             pulled = [r, *r.dependencies]
             if dry_run:
-                todo = sum(1 for p in pulled for f in p.files if f.status == "would-download")
+                wanted = sum(1 for p in pulled for f in p.files if f.status == "would-download")
                 out.line(
                     f"task {default.task}: {default.display} at {r.commit[:12]} ({why}):"
-                    f" would fetch {todo} of {sum(len(p.files) for p in pulled)} file(s)"
+                    f" would fetch {wanted} of {sum(len(p.files) for p in pulled)} file(s)"
                 )
                 continue
-            fetched = sum(1 for p in pulled for f in p.files if f.status in ("downloaded", "resumed"))
+            got = sum(1 for p in pulled for f in p.files if f.status in ("downloaded", "resumed"))
             out.line(str(r.snapshot))
             out.success(
                 f"task {default.task}: {default.display} → {r.commit[:12]} ({why}): {len(r.files)} file(s),"
-                f" {fetched} fetched ({human_size(sum(p.bytes_downloaded for p in pulled))})"
+                f" {got} fetched ({human_size(sum(p.bytes_downloaded for p in pulled))})"
             )
         for r in result.results:
             fetched = sum(1 for f in r.files if f.status in ("downloaded", "resumed"))

@@ -80,7 +80,7 @@ class Session:
                 members,
                 route=ProvidersRoute,
                 timeout=timeout,
-                state=state if state is not None else StateStore(),
+                state=state if state is not None else StateStore(on_warning=on_warning),
                 on_event=on_event,
                 on_warning=on_warning,
                 model=repo_id,
