@@ -343,3 +343,26 @@ def test_two_processes_racing_on_cooldowns_lose_no_failure(here: Path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert StateStore().cooldowns()["racer"].failures == 30
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "http:///models"])
+def test_a_url_that_does_not_parse_is_a_usage_error(here: Path, url: str) -> None:
+    providers(("a", url, ""))
+    code, _doc, stderr = infer()
+    assert code == 2 and "needs a `url` (http or https)" in stderr, stderr
+    Path("hfa.toml").unlink()
+    result = hfa("infer", "text-classification", "-i", "x", "--endpoint-url", url.replace("//", "//u:pw1234@"))
+    assert result.exit_code == 2 and "Invalid --endpoint-url" in result.stderr, result.stderr
+    assert "pw1234" not in result.stderr
+
+
+def test_an_endpoint_urls_password_is_never_printed_nor_cached(here: Path, servers: list[Hostile]) -> None:
+    good = serve(servers, "ok")
+    url = good.url.replace("//", "//user:hunter2secret@")
+    for model in ([], ["-m", f"org/cls@{COMMIT}"]):
+        result = hfa("infer", "text-classification", *model, "-i", "x", "--json", "--endpoint-url", url)
+        assert result.exit_code == 0, result.stderr
+        assert "hunter2secret" not in result.stdout + result.stderr
+        assert json.loads(result.stdout)["route"].startswith("http://127.0.0.1:")
+    written = [p for p in Path(os.environ["HF_HOME"]).rglob("*.json") if "hunter2secret" in p.read_text()]
+    assert written == []

@@ -42,6 +42,7 @@ from hfa.errors import (
     NotFound,
     OfflineError,
     UsageError,
+    public_url,
 )
 from hfa.hub.requests import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from hfa.infer.tasks import Runner, Task, get_task
@@ -107,9 +108,13 @@ def model_url(settings: Settings, ref: RepoRef | None, endpoint_url: str | None 
             raise UsageError("No model given", "pass --model org/name, or --endpoint-url for a dedicated endpoint")
         return f"{inference_base(settings.endpoint)}/models/{ref.repo_id}", True
     url = endpoint_url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"Invalid --endpoint-url '{endpoint_url}'", "give a URL such as http://host:8080")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:  # an unclosed IPv6 address, a port out of range
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"Invalid --endpoint-url '{public_url(endpoint_url)}'", "give a URL such as http://host:8080")
     if "/models/" in parts.path + "/":
         return url, "/pipeline/" not in parts.path
     if ref is None:

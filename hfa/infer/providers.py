@@ -164,8 +164,8 @@ def _provider(table: Any, where: str) -> ProviderSpec:
         raise UsageError(f"{where}: `kind` must be one of {', '.join(KINDS)}, not {kind!r}", 'write kind = "endpoint"')
     url = table.get("url")
     if kind == "endpoint":
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        parts = _http_url(url)
+        if parts is None:
             raise UsageError(f"{where}: kind endpoint needs a `url` (http or https)", 'write url = "http://host:8080"')
         if parts.username or parts.password:
             raise UsageError(
@@ -226,6 +226,18 @@ def _provider(table: Any, where: str) -> ProviderSpec:
         rates=rates,
         chars_per_month=chars,
     )
+
+
+def _http_url(url: Any) -> Any:
+    """``url`` split, if it is an http(s) URL with a host and a valid port; else None."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:  # "http://[::1" (an unclosed IPv6 address), "http://h:99999"
+        return None
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def _strings(table: dict[str, Any], key: str, where: str) -> list[str] | None:
