@@ -92,6 +92,10 @@ class Hostile:
         elif mode.startswith("retry-after:"):
             data = b'{"error": "slow down"}'
             send(429, data, {"Retry-After": mode.split(":", 1)[1], "Content-Length": str(len(data))})
+        elif mode.startswith("headers:"):  # a 429 with these headers (name=value|name=value)
+            data = b'{"error": "slow down"}'
+            pairs = dict(p.split("=", 1) for p in mode.split(":", 1)[1].split("|"))
+            send(429, data, {**pairs, "Content-Length": str(len(data))})
         elif mode == "500":
             data = b'{"error": "internal"}'
             send(500, data, {"Content-Length": str(len(data))})
@@ -225,6 +229,26 @@ def test_a_retry_after_from_far_away_holds_a_provider_at_most_a_day(
     usage = hfa("infer", "usage")
     assert usage.exit_code == 0, usage.stderr
     assert "cooling down until" in usage.stdout
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "RateLimit-Remaining=nan|RateLimit-Reset=nan",
+        "RateLimit-Remaining=0|RateLimit-Reset=1e400",
+        "RateLimit=remaining=0, reset=inf",
+        "RateLimit=garbage,,==;;|Retry-After=nan",
+        "X-RateLimit-Remaining=-1|X-RateLimit-Reset=99999999999999999999|Retry-After=inf",
+    ],
+)
+def test_garbage_ratelimit_headers_leave_a_readable_state(here: Path, servers: list[Hostile], headers: str) -> None:
+    odd, good = serve(servers, f"headers:{headers}"), serve(servers, "ok")
+    providers(("odd", odd.url, ""), ("good", good.url, ""))
+    code, doc, stderr = infer("--timeout", "3")
+    assert code == 0 and doc["provider"] == "good", stderr
+    text = StateStore().cooldown_path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert StateStore().cooldowns()["odd"].until <= time.time() + ASKED_MAX + 1
 
 
 def test_a_state_file_from_far_away_is_read_safely(here: Path) -> None:

@@ -18,6 +18,7 @@ tries the providers in order:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -345,9 +346,10 @@ def _rate_limit_hold(headers: Any) -> float | None:
 
     def number(value: Any) -> float | None:
         try:
-            return float(str(value).strip())
+            found = float(str(value).strip())
         except (TypeError, ValueError):
             return None
+        return found if math.isfinite(found) else None  # nan, inf: unreadable
 
     remaining = reset = None
     for prefix in ("RateLimit-", "X-RateLimit-"):
