@@ -314,7 +314,7 @@ def test_a_store_that_may_not_be_written_degrades_with_a_warning(
     code, doc, stderr = infer("--timeout", "20")
     assert code == 0, stderr
     assert doc["provider"] == "good" and "may not be written" in stderr and "HFA_INFER_STATE" in stderr
-    assert stderr.count("may not be written") == 1
+    assert stderr.count("may not be written") == 2  # the limits and the cooldowns, once each
 
 
 def _nobody_python() -> list[str] | None:
@@ -390,3 +390,23 @@ def test_an_endpoint_urls_password_is_never_printed_nor_cached(here: Path, serve
         assert json.loads(result.stdout)["route"].startswith("http://127.0.0.1:")
     written = [p for p in Path(os.environ["HF_HOME"]).rglob("*.json") if "hunter2secret" in p.read_text()]
     assert written == []
+
+
+def test_links_in_the_state_store_are_never_followed(
+    here: Path, servers: list[Hostile], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    victim = tmp_path_factory.mktemp("victim") / "precious"
+    victim.write_text("precious")
+    bad, good = serve(servers, "500"), serve(servers, "ok")
+    store = StateStore()
+    store.root.mkdir(parents=True)
+    (store.root / "cooldowns.json.lock").symlink_to(victim)
+    providers(("bad", bad.url, ""), ("good", good.url, ""))
+    code, doc, stderr = infer("--timeout", "20")
+    assert code == 0 and doc["provider"] == "good", stderr  # the cooldown is kept for this run only
+    assert "cooldowns.json may not be written" in stderr
+    store.db_path.symlink_to(victim)
+    providers(("good", good.url, 'rate = "5/minute"'))
+    code, doc, stderr = infer()
+    assert code == 6 and "is a symbolic link; hfa does not follow it" in stderr
+    assert victim.read_text() == "precious"

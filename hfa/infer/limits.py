@@ -131,20 +131,23 @@ class StateStore:
         self.cooldown_path = self.root / "cooldowns.json"
         self.on_warning = on_warning
         self.degraded: str | None = None  # why the store is not written (None: it is)
+        self._off: set[str] = set()  # "limits", "cooldowns": not kept on disk in this process
         self._memory: dict[str, dict[str, Any]] = {}  # cooldowns that could not be written
         self._buckets: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     def _degrade(self, path: Path, exc: BaseException) -> None:
-        """The store may not be written here: say so once, then go on without it."""
-        if self.degraded is not None:
+        """``path`` (the limits or the cooldowns) may not be written here: say so once, then go on without it."""
+        what = "limits" if path == self.db_path else "cooldowns"
+        if what in self._off:
             return
+        self._off.add(what)
         reason = getattr(exc, "strerror", None) or str(exc)
-        self.degraded = f"{path}: {reason}"
+        self.degraded = self.degraded or f"{path}: {reason}"
+        effect = "limits are not counted" if what == "limits" else "cooldowns last only this run"
         if self.on_warning is not None:
             self.on_warning(
-                f"the limits and cooldowns store {self.root} may not be written ({reason}): limits are not"
-                " counted and cooldowns last only this run; set HFA_INFER_STATE to a folder of your own"
+                f"{path} may not be written ({reason}): {effect}; set HFA_INFER_STATE to a folder of your own"
             )
 
     # -- limits ---------------------------------------------------------------------------------
@@ -158,6 +161,11 @@ class StateStore:
         from pyrate_limiter import Rate, SQLiteBucket
 
         self._mkdir()
+        if self.db_path.is_symlink():  # SQLite would open (and write) whatever it points to
+            raise LocalError(
+                f"The limits store {self.db_path} is a symbolic link; hfa does not follow it",
+                f"delete {self.db_path} (its counts start again) or set HFA_INFER_STATE to another folder",
+            )
         table = "hfa_" + hashlib.sha256(f"{spec.name}\0{measure}".encode()).hexdigest()[:24]
         try:
             bucket = SQLiteBucket.init_from_file(
@@ -187,7 +195,7 @@ class StateStore:
             measures.append(("characters", chars))
         import sqlite3
 
-        if self.degraded is not None:
+        if "limits" in self._off:
             return None
         with self._lock:
             for measure, weight in measures:
@@ -305,7 +313,7 @@ class StateStore:
 
         new: dict[str, Any] | None = None
         try:
-            if self.degraded is not None:
+            if "cooldowns" in self._off:
                 raise _Unwritable(PermissionError(self.degraded))
             self._mkdir()
             with FileLock(str(self.cooldown_path) + ".lock", timeout=_LOCK_TIMEOUT):
@@ -323,12 +331,10 @@ class StateStore:
                 atomic_write_text(self.cooldown_path, json.dumps({"version": 1, "providers": entries}, sort_keys=True))
         except Timeout:
             raise LocalError(f"{self.cooldown_path} stayed locked", "another hfa holds it; retry") from None
-        except (_Unwritable, OSError) as exc:
+        except (_Unwritable, OSError, LocalError) as exc:
+            # Cooldowns only spare requests: any failure to keep them (another user's folder, a link
+            # where the lock goes, a folder named cooldowns.json) costs a warning, never the request.
             cause = exc.cause if isinstance(exc, _Unwritable) else exc
-            if not isinstance(exc, _Unwritable) and not _unwritable(exc) and not isinstance(exc, IsADirectoryError):
-                raise LocalError(
-                    f"Cannot write {self.cooldown_path}: {exc.strerror}", "check its folder's permissions"
-                ) from None
             self._degrade(self.cooldown_path, cause)  # kept in memory: this run still honours it
             new = change(self._memory.get(name) or self._read().get(name))
             if new is None:
