@@ -175,3 +175,25 @@ def pull_closure(
         )
     root.dependencies = [r for key, r in results.items() if key != _key(ref)]
     return root
+
+
+def pull_pinned(settings: Settings, ref: RepoRef, *, deps: bool = True, **kwargs: Any) -> PullResult:
+    """:func:`pull_closure` of ``ref`` at a commit with the default selection (a task default's model).
+
+    A commit never changes, so when hfa's record of its file list is in the cache the cache alone
+    answers (a warm pull makes no request); anything missing from it is fetched from ``source``
+    (default: :func:`hfa.pull.open_source`).
+    """
+    from hfa.resolve.selection import SelectOptions
+    from hfa.resolve.source import CacheSource
+
+    source = kwargs.pop("source", None)
+    if not settings.offline:
+        cache = CacheSource(settings.cache_dir)
+        try:
+            _, complete = cache.resolve(ref)
+            if complete:
+                return pull_closure(settings, ref, SelectOptions(), deps=deps, source=cache, **kwargs)
+        except HfaError:
+            pass  # not all of it in the cache: from the source
+    return pull_closure(settings, ref, SelectOptions(), deps=deps, source=source, **kwargs)

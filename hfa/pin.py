@@ -24,7 +24,7 @@ from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
 
 if TYPE_CHECKING:
-    from hfa.infer.defaults import TaskChange
+    from hfa.infer.defaults import TaskChange, TaskDrift
     from hfa.resolve.source import Source
 
 Key = tuple[str, str]
@@ -375,10 +375,11 @@ class CheckResult:
     lock_path: Path
     drift: list[RepoDiff]
     checked: int
+    tasks: list[TaskDrift] = field(default_factory=list)  # the task defaults, checked the same way
 
     @property
     def current(self) -> bool:
-        return not any(d.moved for d in self.drift)
+        return not any(d.moved for d in self.drift) and not any(t.moved for t in self.tasks)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -386,13 +387,17 @@ class CheckResult:
             "current": self.current,
             "checked": self.checked,
             "drift": [d.to_json() for d in self.drift if d.moved],
+            "tasks_checked": len(self.tasks),
+            "task_drift": [t.to_json() for t in self.tasks if t.moved],
         }
 
 
 def check(settings: Settings, lock_path: Path, refs: list[RepoRef]) -> CheckResult:
-    """Compare every entry with upstream; write nothing."""
+    """Compare every entry, and every task default, with upstream; write nothing."""
     lock = lockfile.read(lock_path)
-    entries = _select_entries(lock, lock_path, refs)
+    defaults = {t.repo_id for t in lock.tasks}
+    named = [r for r in refs if lock.get(r.repo_id, r.repo_type) is not None or r.repo_id not in defaults]
+    entries = _select_entries(lock, lock_path, named) if named or not refs else []
     drift: list[RepoDiff] = []
     for entry in entries:
         try:
@@ -411,4 +416,7 @@ def check(settings: Settings, lock_path: Path, refs: list[RepoRef]) -> CheckResu
         except HfaError:
             raise
         drift.append(diff(entry, fresh))
-    return CheckResult(lock_path, drift, len(entries))
+    from hfa.infer.defaults import check_tasks
+
+    tasks = check_tasks(settings, lock, _configured_tasks(lock_path), {r.repo_id for r in refs} if refs else None)
+    return CheckResult(lock_path, drift, len(entries), tasks)

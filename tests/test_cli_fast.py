@@ -154,3 +154,11 @@ def test_warm_pull_loads_no_scanner(server: HubServer, tmp_path: Path) -> None:
     unneeded = ("pydantic", "hfa.scan.scanner", "hfa.lock.lockfile")  # (huggingface_hub imports filelock itself)
     rc, heavy = _imports(["pull", "org/model", "--endpoint", server.url, "--cache-dir", str(cache)], tmp_path, unneeded)
     assert (rc, heavy) == (0, [])
+
+
+def test_plain_infer_loads_no_orchestrator_state(tmp_path: Path) -> None:
+    """Without hfa.toml, `hfa infer` neither imports the limits store nor pyrate-limiter nor SQLite."""
+    state = ("pyrate_limiter", "sqlite3", "hfa.infer.limits", "hfa.infer.orchestrator")
+    argv = ["infer", "text-classification", "-m", "org/x@" + "0" * 40, "-i", "hi", "--offline"]
+    rc, loaded = _imports(argv, tmp_path, state)
+    assert rc == 5 and loaded == []  # offline, nothing cached: exit 5, having loaded none of them

@@ -456,7 +456,7 @@ def _usage(ctx: Ctx, lock_path: Path) -> None:
     from hfa.infer.limits import StateStore, clock_time
 
     out = ctx.out
-    store = StateStore()
+    store = StateStore(on_warning=out.warn)
     providers = _providers(lock_path)
     cooldowns = store.cooldowns()
     now = time.time()
@@ -485,7 +485,8 @@ def _usage(ctx: Ctx, lock_path: Path) -> None:
                     f" {limit['left']} left{free}"
                 )
             if not row["limits"]:
-                out.line("  no limits")
+                limited = row["rate"] or row["chars_per_month"]
+                out.line("  limits not counted: the store may not be written here" if limited else "  no limits")
             if row["cooldown"]:
                 out.line(f"  cooling down until {clock_time(row['cooldown']['until'])}: {row['cooldown']['reason']}")
         out.line(f"state store: {store.root}")

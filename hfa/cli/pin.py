@@ -149,8 +149,12 @@ def pin(
                     if d.moved:
                         for line in d.lines():
                             out.line(line)
+                for t in report.tasks:
+                    if t.moved:
+                        out.line(t.line())
                 if report.current:
-                    out.success(f"{lock} is current ({report.checked} repo(s) checked).")
+                    tasks = f", {len(report.tasks)} task default(s)" if report.tasks else ""
+                    out.success(f"{lock} is current ({report.checked} repo(s){tasks} checked).")
 
             out.result(report.to_json(), human_check)
             if not report.current:

@@ -104,6 +104,7 @@ def _pull_from_lock(
     allow_unsafe: bool = False,
     source: Any = None,
     no_deps: bool = False,
+    tasks: bool = False,
 ) -> None:
     from hfa.errors import LockMismatch, UsageError, command_text
     from hfa.lock import lockfile
@@ -114,15 +115,24 @@ def _pull_from_lock(
         raise UsageError("--locked and --frozen contradict each other", "pass one of them")
     mode_args = ["--locked"] if locked else ["--frozen"] if frozen else []
     lock = lockfile.read(lock_path)
+    if tasks and repo is not None:
+        raise UsageError("--tasks pulls the lock's task defaults, not one REPO", "drop REPO, or drop --tasks")
     if repo is None:
         if sel.given():
             raise UsageError(
                 "selection options need a REPO argument", "the lock keeps each repo's selection; see `hfa pin`"
             )
-        entries = all_entries(lock, lock_path)
+        wanted = _task_defaults(lock, lock_path, tasks)
+        if not lock.repos and lock.tasks and not wanted:
+            raise UsageError(
+                f"{lock_path} names no repos, and no `local` provider in hfa.toml runs its task defaults",
+                f"fetch their models for `hfa infer --local`: {command_text('hfa', 'pull', '--tasks', *lock_args(lock_path))}",
+            )
+        entries = all_entries(lock, lock_path) if lock.repos or not wanted else []
         if no_deps:
             entries = [e for e in entries if e.direct]
     else:
+        wanted = []
         ref, options = repo_and_options(repo, repo_type, sel)
         given = sel.given() or options.quant is not None
         entries = [locked_entry(lock, lock_path, ref, options, given=given, locked=locked)]
@@ -150,9 +160,27 @@ def _pull_from_lock(
             raise
     for r in result.results:
         _warn_findings(ctx, r.findings)
+    defaults = _pull_task_defaults(ctx, lock, wanted, no_deps, dry_run, workers, allow_unsafe, source)
+    doc = result.to_json(lock_path)
+    doc["tasks"] = [{"task": d.task, "why": why, **r.to_json()} for d, why, r in defaults]
 
     def human() -> None:
         out = ctx.out
+        for default, why, r in defaults:
+            pulled = [r, *r.dependencies]
+            if dry_run:
+                wanted = sum(1 for p in pulled for f in p.files if f.status == "would-download")
+                out.line(
+                    f"task {default.task}: {default.display} at {r.commit[:12]} ({why}):"
+                    f" would fetch {wanted} of {sum(len(p.files) for p in pulled)} file(s)"
+                )
+                continue
+            got = sum(1 for p in pulled for f in p.files if f.status in ("downloaded", "resumed"))
+            out.line(str(r.snapshot))
+            out.success(
+                f"task {default.task}: {default.display} → {r.commit[:12]} ({why}): {len(r.files)} file(s),"
+                f" {got} fetched ({human_size(sum(p.bytes_downloaded for p in pulled))})"
+            )
         for r in result.results:
             fetched = sum(1 for f in r.files if f.status in ("downloaded", "resumed"))
             if dry_run:
@@ -165,9 +193,62 @@ def _pull_from_lock(
                     f" ({human_size(r.bytes_downloaded)})"
                 )
         if not dry_run:
-            out.info(f"{len(result.results)} repo(s) from {lock_path}, {result.requests} request(s).")
+            requests = result.requests + sum(r.requests for _, _, r in defaults)
+            more = f" and {len(defaults)} task default(s)" if defaults else ""
+            out.info(f"{len(result.results)} repo(s){more} from {lock_path}, {requests} request(s).")
 
-    ctx.out.result(result.to_json(lock_path), human)
+    ctx.out.result(doc, human)
+
+
+def _task_defaults(lock: Any, lock_path: Path, every: bool) -> list[tuple[Any, str]]:
+    """The lock's task defaults a ``local`` provider of hfa.toml runs (all of them with ``--tasks``), and why."""
+    from hfa.infer.defaults import defaults_to_pull
+    from hfa.infer.providers import parse_providers
+    from hfa.project import project_for_lock
+
+    if not lock.tasks:
+        return []
+    providers: list[Any] = []
+    if not every:
+        project = project_for_lock(lock_path)
+        providers = parse_providers(project.table("infer"), project.origin or "hfa.toml")
+    return defaults_to_pull(lock, providers, every=every)
+
+
+def _pull_task_defaults(
+    ctx: Ctx,
+    lock: Any,
+    wanted: list[tuple[Any, str]],
+    no_deps: bool,
+    dry_run: bool,
+    workers: int,
+    allow_unsafe: bool,
+    source: Any,
+) -> list[tuple[Any, str, Any]]:
+    """Pull each default of ``wanted`` at its pinned commit with the default selection: (default, why, PullResult)."""
+    from hfa.closure import pull_pinned
+    from hfa.store.local import LocalStore
+
+    out = []
+    for default, why in wanted:
+        ctx.out.debug(f"task {default.task}: pulling {default.display} at {default.commit} ({why})")
+        pulled = pull_pinned(
+            ctx.settings,
+            default.pinned_ref,
+            deps=not no_deps,
+            dry_run=dry_run,
+            workers=workers,
+            allow_unsafe=allow_unsafe,
+            source=source,
+        )
+        for r in [pulled, *pulled.dependencies]:
+            for warning in r.warnings:
+                ctx.out.warn(warning)
+            _warn_findings(ctx, r.findings)
+        if not dry_run and lock.get(default.repo_id) is None:  # as a lock pull does: the revision names the commit
+            LocalStore(ctx.settings.cache_dir, "model", default.repo_id).write_ref(default.revision, default.commit)
+        out.append((default, why, pulled))
+    return out
 
 
 def pull(
@@ -214,6 +295,14 @@ def pull(
             "--no-deps",
             help="Fetch just the repo (or the lock's directly pinned repos), not what it requires"
             " (an adapter's base model).",
+        ),
+    ] = False,
+    tasks: Annotated[
+        bool,
+        typer.Option(
+            "--tasks",
+            help="From the lock: also fetch the model of every task default (`hfa pin --task`), for"
+            " `hfa infer --local`. Without it, only those a `local` provider in hfa.toml runs.",
         ),
     ] = False,
     framework: FrameworkOpt = None,
@@ -274,7 +363,7 @@ def pull(
     )
     with guarded(ctx.out):
         source = _bucket_source(ctx, from_store, workers, offline) if from_store else None
-        _pull(ctx, repo, repo_type, sel, workers, dry_run, lock, locked, frozen, allow_unsafe, source, no_deps)
+        _pull(ctx, repo, repo_type, sel, workers, dry_run, lock, locked, frozen, allow_unsafe, source, no_deps, tasks)
 
 
 def _bucket_source(ctx: Ctx, url: str, workers: int, offline: bool) -> Any:
@@ -301,14 +390,19 @@ def _pull(
     allow_unsafe: bool,
     source: Any = None,
     no_deps: bool = False,
+    tasks: bool = False,
 ) -> None:
     from hfa.closure import pull_closure
 
     if repo is None or locked or frozen:
         _pull_from_lock(
-            ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe, source, no_deps
+            ctx, repo, repo_type, sel, lock, locked, frozen, workers, dry_run, allow_unsafe, source, no_deps, tasks
         )
         return
+    if tasks:
+        from hfa.errors import UsageError
+
+        raise UsageError("--tasks pulls the lock's task defaults, not one REPO", "drop REPO, or drop --tasks")
     if allow_unsafe:
         ctx.out.warn("--allow-unsafe: files that can run code when loaded will be published. Never load them.")
     ref, options = repo_and_options(repo, repo_type, sel)

@@ -20,6 +20,7 @@ As huggingface_hub's ``_http_backoff_base(..., stream=…)``, one function
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -115,9 +116,11 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None  # nan, inf: unreadable
     from email.utils import parsedate_to_datetime
 
     try:

@@ -27,11 +27,11 @@ when a request is made.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hfa.infer.batch import BatchRequest, parse_lines, run_batch
 from hfa.infer.cache import CachedRunner, ResultCache, cache_stats, clear_cache, default_cache_root
 from hfa.infer.client import Clock, InferenceAPI, make_runner, model_url, resolve_commit, token_for
-from hfa.infer.jobrun import Job
-from hfa.infer.orchestrator import Orchestrator
 from hfa.infer.session import Session
 from hfa.infer.tasks import Runner, Task, build_parameters, get_task, make_inputs, selftest
 
@@ -60,3 +60,16 @@ __all__ = [
     "selftest",
     "token_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Orchestrator`` and ``Job`` are imported on first use: a plain ``hfa infer`` never needs them."""
+    if name == "Job":
+        from hfa.infer.jobrun import Job
+
+        return Job
+    if name == "Orchestrator":
+        from hfa.infer.orchestrator import Orchestrator
+
+        return Orchestrator
+    raise AttributeError(f"module 'hfa.infer' has no attribute {name!r}")

@@ -136,7 +136,10 @@ class CachedRunner:
             provider = entry.get("provider")
             return Outcome(hit, provider=provider if isinstance(provider, str) else None, cached=True)
         outcome = self._run(task, inputs, parameters)
-        meta = {"route": self.runner.route, "model": self.model, "commit": self.commit, "task": get_task(task).name}
+        from hfa.errors import public_url
+
+        route = public_url(self.runner.route)  # an --endpoint-url's password is never written down
+        meta = {"route": route, "model": self.model, "commit": self.commit, "task": get_task(task).name}
         if outcome.provider is not None:
             meta["provider"] = outcome.provider
         with contextlib.suppress(OSError):  # a cache that cannot be written only costs a later request

@@ -18,12 +18,13 @@ tries the providers in order:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfa.config import Settings
 from hfa.errors import AccessDenied, CheckFailed, HfaError, NetworkError, NotFound, OfflineError, UsageError
@@ -37,10 +38,12 @@ from hfa.infer.client import (
     model_url,
     token_for,
 )
-from hfa.infer.limits import QUOTA_COOLDOWN, Refusal, StateStore, clock_time
 from hfa.infer.providers import ProviderSpec
 from hfa.infer.tasks import Outcome, Runner, Task, get_task
 from hfa.resolve.refs import RepoRef
+
+if TYPE_CHECKING:  # the store is imported only when a provider has limits or cooldowns to keep
+    from hfa.infer.limits import Refusal, StateStore
 
 __all__ = ["LimitReached", "Member", "NamedProviderAPI", "ProviderChain", "ProvidersRoute", "member_for"]
 
@@ -146,7 +149,12 @@ class ProviderChain:
             blocked: list[tuple[Member, float, str]] = []  # (member, free at (epoch), why)
             for member in pending:
                 name = member.spec.name
+                if tried and self.clock.now() >= deadline:  # the ones before used the time up: never asked
+                    trail.fallbacks.append(_fallback(name, f"not tried: the {self.timeout:g} s deadline passed"))
+                    continue
                 if member.persist and self.state is not None:
+                    from hfa.infer.limits import clock_time
+
                     cool = self.state.cooldown(name)
                     if cool is not None:
                         why = f"cooling down until {clock_time(cool.until)} ({cool.reason})"
@@ -258,6 +266,8 @@ class ProviderChain:
         if isinstance(exc, _Unavailable):
             pass  # could not start for this model (not cached, no extra): not the provider's fault
         elif isinstance(exc, NetworkError):
+            from hfa.infer.limits import QUOTA_COOLDOWN
+
             retry_after = details.get("retry_after")
             cool = float(retry_after) if isinstance(retry_after, (int, float)) else 0.0
             if details.get("reason") == "quota":
@@ -280,12 +290,16 @@ class ProviderChain:
         trail.fallbacks.append(_fallback(name, exc.message))
         self._say(f"provider '{name}' failed: {exc.message}")
         if cool is not None and member.persist and self.state is not None:
+            from hfa.infer.limits import clock_time
+
             cooled = self.state.cool(name, _short(exc.message), at_least=cool or None)
             self._say(f"provider '{name}': cooling down until {clock_time(cooled.until)}")
         return True
 
     def _exhausted(self, trail: _Attempt, last: HfaError | None, tried: int) -> HfaError:
         if last is not None and tried == 1 and len(self.members) == 1:
+            if isinstance(last, _Unavailable) and isinstance(last.__cause__, HfaError):
+                return last.__cause__  # e.g. --local without the extra, a token_env holding no token: as they are
             return last  # one provider: its own error, as a plain `hfa infer` gives it
         if last is None and len(trail.fallbacks) == 1:  # one provider, at a limit or cooling down
             return NetworkError(
@@ -332,9 +346,10 @@ def _rate_limit_hold(headers: Any) -> float | None:
 
     def number(value: Any) -> float | None:
         try:
-            return float(str(value).strip())
+            found = float(str(value).strip())
         except (TypeError, ValueError):
             return None
+        return found if math.isfinite(found) else None  # nan, inf: unreadable
 
     remaining = reset = None
     for prefix in ("RateLimit-", "X-RateLimit-"):
@@ -425,7 +440,12 @@ class NamedProviderAPI(InferenceAPI):
                 f"provider '{self.provider}': {spec.name} is not supported ({exc})",
                 "list the tasks it serves with tasks = [...] in hfa.toml",
             ) from None
-        client = InferenceClient(provider=self.provider, api_key=self._token, timeout=timeout)  # type: ignore[arg-type]
+        client = InferenceClient(
+            provider=self.provider,  # type: ignore[arg-type]
+            api_key=self._token,
+            timeout=timeout,
+            headers={"Accept-Encoding": "gzip, deflate"},  # what hfa decodes within its bound
+        )
         method = getattr(client, spec.method)
         if spec.input_kind == "qa":
             result = method(inputs["question"], inputs["context"], model=self.model, **kwargs)

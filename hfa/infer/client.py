@@ -42,6 +42,7 @@ from hfa.errors import (
     NotFound,
     OfflineError,
     UsageError,
+    public_url,
 )
 from hfa.hub.requests import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from hfa.infer.tasks import Runner, Task, get_task
@@ -107,9 +108,13 @@ def model_url(settings: Settings, ref: RepoRef | None, endpoint_url: str | None 
             raise UsageError("No model given", "pass --model org/name, or --endpoint-url for a dedicated endpoint")
         return f"{inference_base(settings.endpoint)}/models/{ref.repo_id}", True
     url = endpoint_url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"Invalid --endpoint-url '{endpoint_url}'", "give a URL such as http://host:8080")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:  # an unclosed IPv6 address, a port out of range
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"Invalid --endpoint-url '{public_url(endpoint_url)}'", "give a URL such as http://host:8080")
     if "/models/" in parts.path + "/":
         return url, "/pipeline/" not in parts.path
     if ref is None:
@@ -265,9 +270,10 @@ class InferenceAPI:
         from huggingface_hub import InferenceClient
 
         # authorization None: without it the client falls back to HF_TOKEN / the stored token, for any URL.
-        headers: dict[str, Any] = {"authorization": None}
+        # Only the encodings hfa decodes within its bound (_BoundedBody).
+        headers: dict[str, Any] = {"authorization": None, "Accept-Encoding": "gzip, deflate"}
         if self._token:
-            headers = {}
+            headers.pop("authorization")
         return InferenceClient(model=url, token=self._token, timeout=timeout, headers=headers)
 
     def run(self, task: str, inputs: Any, parameters: dict[str, Any]) -> Any:
@@ -305,10 +311,15 @@ class InferenceAPI:
                 remaining = deadline - self.clock.now()
             with self._lock:
                 self.requests_made += 1
+            from hfa.infer.bounded import AnswerTooSlow, bounded
+
             try:
-                return self._call(url, remaining, spec, inputs, kwargs)
+                with bounded(remaining):
+                    return self._call(url, remaining, spec, inputs, kwargs)
             except HfaError:
                 raise
+            except AnswerTooSlow:
+                raise self._deadline_error(url, "the answer was still arriving", status, retry_after) from None
             except Exception as exc:
                 loading, retry_after, last, status = self._classify(exc, spec, url, hooks)
             if loading is not None:
@@ -322,7 +333,9 @@ class InferenceAPI:
                     )
                 wait = self.retry.delay(retries, retry_after)
                 retries += 1
-            if wait >= deadline - self.clock.now() or (retry_after is not None and retry_after >= deadline - self.clock.now()):
+            if wait >= deadline - self.clock.now() or (
+                retry_after is not None and retry_after >= deadline - self.clock.now()
+            ):
                 raise self._deadline_error(url, last, status, retry_after)
             if self.on_wait is not None:
                 self.on_wait(f"{last}; retrying in {wait:.1f} s")
@@ -375,11 +388,30 @@ class InferenceAPI:
             error = self._final_error(status, message, http, task, url)
             error.details.setdefault("status", status)
             raise error
+        from hfa.infer.bounded import MAX_ANSWER_BYTES, AnswerTooLarge
+
+        if _in_chain(exc, AnswerTooLarge) is not None:
+            raise NetworkError(
+                f"{url} answered with more than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB; hfa stopped reading",
+                "check that the endpoint speaks the Inference API for this task",
+                details={"reason": "too-large"},
+            )
+        if _in_chain(exc, httpx2.TooManyRedirects) is not None:
+            raise NetworkError(
+                f"{url} redirected too many times", "check the provider's url", details={"reason": "redirects"}
+            )
         if _in_chain(exc, TimeoutError) is not None or _in_chain(exc, httpx2.TimeoutException) is not None:
             return None, None, "the request timed out", None
-        transport = _in_chain(exc, httpx2.TransportError) or _in_chain(exc, ConnectionError)
+        transport = (
+            _in_chain(exc, httpx2.TransportError)
+            or _in_chain(exc, ConnectionError)
+            or _in_chain(exc, httpx2.HTTPError)  # a body that cannot be decoded, and the like: the answer's fault
+        )
         if transport is not None:
-            return None, None, f"connection failed ({type(transport).__name__}: {transport})", None
+            text = f"{type(transport).__name__}: {transport}"
+            if self._token:
+                text = text.replace(self._token, "***")  # an error quoting the header it refused
+            return None, None, f"connection failed ({text})", None
         if isinstance(exc, (ValueError, KeyError, TypeError, IndexError)):
             raise CheckFailed(
                 f"{url} answered {task.name} with a body InferenceClient cannot read ({type(exc).__name__}: {exc})",

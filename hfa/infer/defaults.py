@@ -21,8 +21,11 @@ from hfa.resolve.refs import RepoRef
 
 __all__ = [
     "TaskChange",
+    "TaskDrift",
+    "check_tasks",
     "configured_tasks",
     "default_for",
+    "defaults_to_pull",
     "recommended_model",
     "resolve_default",
     "sync_tasks",
@@ -172,3 +175,92 @@ def default_for(lock_path: Path, task: str) -> TaskDefault:
     if default is None:
         raise UsageError(f"No model given and {lock_path} has no default for {name}", hint)
     return default
+
+
+@dataclass(frozen=True)
+class TaskDrift:
+    """``hfa pin --check`` on one task default: its revision now resolves to ``new_commit``, or cannot be
+    resolved (``error``), or ``hfa.toml`` names another model or revision (``configured``)."""
+
+    task: str
+    repo: str  # the default as pinned: REPO@REV
+    old_commit: str | None
+    new_commit: str | None
+    error: str | None = None
+    configured: str | None = None
+
+    @property
+    def moved(self) -> bool:
+        return bool(self.error or self.configured or self.old_commit != self.new_commit)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "repo": self.repo,
+            "old_commit": self.old_commit,
+            "new_commit": self.new_commit,
+            "error": self.error,
+            "configured": self.configured,
+        }
+
+    def line(self) -> str:
+        old = self.old_commit[:12] if self.old_commit else "(none)"
+        head = f"task {self.task}: "
+        if self.configured:
+            held = f"the lock holds {self.repo}" if self.old_commit else "the lock has no default"
+            return head + f"hfa.toml names {self.configured}, {held} (`hfa pin` resolves it)"
+        if self.error:
+            return head + f"{self.repo}: locked {old}, upstream: {self.error}"
+        new = self.new_commit[:12] if self.new_commit else "(none)"
+        return head + f"{self.repo}: {old} → {new}"
+
+
+def check_tasks(
+    settings: Settings, lock: Lock, configured: dict[str, str], repos: set[str] | None = None
+) -> list[TaskDrift]:
+    """Each task default of ``lock`` (and each task ``configured`` in ``[infer.tasks]``) against upstream:
+    its revision resolved again (writes nothing). ``repos``: only the defaults of these repo ids."""
+    from hfa.errors import AccessDenied
+    from hfa.pull import open_source
+
+    source = open_source(settings)
+    out: list[TaskDrift] = []
+    for task in sorted({t.task for t in lock.tasks} | set(configured)):
+        old = lock.task(task)
+        spec = configured.get(task)
+        wanted = RepoRef.parse(spec) if spec is not None else None
+        if repos is not None and not ({old.repo_id if old else None, wanted.repo_id if wanted else None} & repos):
+            continue
+        if wanted is not None and (
+            old is None or (old.repo_id, old.revision) != (wanted.repo_id, wanted.revision_or_default)
+        ):
+            out.append(TaskDrift(task, old.display if old else "", old.commit if old else None, None, configured=spec))
+            continue
+        assert old is not None
+        try:
+            resolved, _ = source.resolve(RepoRef(old.repo_id, "model", old.revision))
+        except (NotFound, AccessDenied, CheckFailed, UsageError) as exc:
+            out.append(TaskDrift(task, old.display, old.commit, None, error=exc.message))
+            continue
+        out.append(TaskDrift(task, old.display, old.commit, resolved.commit))
+    return out
+
+
+def defaults_to_pull(lock: Lock, providers: list[Any], *, every: bool = False) -> list[tuple[TaskDefault, str]]:
+    """The task defaults whose files ``hfa pull`` fetches, and why: with ``every`` (``--tasks``) all of
+    them, else those an enabled ``local`` provider of ``hfa.toml`` runs (its ``tasks``/``models`` admit
+    them). A default whose repo the lock pins at the same commit is pulled as that entry already."""
+    out: list[tuple[TaskDefault, str]] = []
+    for default in lock.tasks:
+        entry = lock.get(default.repo_id)
+        if entry is not None and entry.commit == default.commit:
+            continue
+        if every:
+            out.append((default, "--tasks"))
+            continue
+        runner = next(
+            (p for p in providers if p.kind == "local" and p.serves(default.task, default.repo_id) is None), None
+        )
+        if runner is not None:
+            out.append((default, f"provider '{runner.name}' runs it in-process"))
+    return out

@@ -34,6 +34,7 @@ __all__ = ["COOLDOWN_BASE", "COOLDOWN_MAX", "Cooldown", "Refusal", "StateStore",
 COOLDOWN_BASE = 30.0  # seconds after the first failure; doubles with each failure in a row
 COOLDOWN_MAX = 3600.0
 QUOTA_COOLDOWN = 3600.0  # a provider that says its quota is used up is not asked again for an hour
+ASKED_MAX = 86400.0  # the longest a provider's own Retry-After or RateLimit-Reset may hold it: a day
 _STATE_LIMIT = 1024 * 1024
 _LOCK_TIMEOUT = 30.0
 
@@ -46,8 +47,25 @@ def default_state_root() -> Path:
 
 
 def clock_time(at: float) -> str:
-    """``at`` (seconds since the epoch) as local HH:MM:SS."""
-    return time.strftime("%H:%M:%S", time.localtime(at))
+    """``at`` (seconds since the epoch) as local HH:MM:SS (with the date when it is not within a day)."""
+    try:
+        local = time.localtime(at)
+    except (OverflowError, ValueError, OSError):  # a state file may hold anything
+        return "a time out of range"
+    return time.strftime("%H:%M:%S" if abs(at - time.time()) < 86400 else "%Y-%m-%d %H:%M:%S", local)
+
+
+def _unwritable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the state store may not be written here (another user's, read-only)."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, PermissionError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    ):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("readonly" in text or "unable to open" in text)
 
 
 @dataclass(frozen=True)
@@ -84,11 +102,15 @@ def _ms(seconds: int) -> int:
 
 
 def _until(entry: Any) -> float:
-    """An entry's ``until`` as a number (0 when the file holds something else)."""
+    """An entry's ``until`` as a number (0 when the file holds something else; at most a day ahead, as
+    nothing hfa writes is further: a state file cannot shut a provider off for good)."""
     try:
-        return float(entry.get("until", 0) or 0) if isinstance(entry, dict) else 0.0
-    except (TypeError, ValueError):
+        until = float(entry.get("until", 0) or 0) if isinstance(entry, dict) else 0.0
+    except (TypeError, ValueError, OverflowError):
         return 0.0
+    if until != until:  # NaN
+        return 0.0
+    return min(until, time.time() + ASKED_MAX + COOLDOWN_MAX)
 
 
 def _store_error(path: Path, exc: Exception) -> LocalError:
@@ -101,12 +123,32 @@ def _store_error(path: Path, exc: Exception) -> LocalError:
 class StateStore:
     """Limits (pyrate-limiter over SQLite) and cooldowns (a JSON file) under one directory."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, on_warning: Any = None) -> None:
+        """``on_warning(text)``: told once when the store may not be written here (another user's, or
+        read-only); hfa then goes on without counting limits and keeps cooldowns in memory."""
         self.root = root if root is not None else default_state_root()
         self.db_path = self.root / "limits.sqlite"
         self.cooldown_path = self.root / "cooldowns.json"
+        self.on_warning = on_warning
+        self.degraded: str | None = None  # why the store is not written (None: it is)
+        self._off: set[str] = set()  # "limits", "cooldowns": not kept on disk in this process
+        self._memory: dict[str, dict[str, Any]] = {}  # cooldowns that could not be written
         self._buckets: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+
+    def _degrade(self, path: Path, exc: BaseException) -> None:
+        """``path`` (the limits or the cooldowns) may not be written here: say so once, then go on without it."""
+        what = "limits" if path == self.db_path else "cooldowns"
+        if what in self._off:
+            return
+        self._off.add(what)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        self.degraded = self.degraded or f"{path}: {reason}"
+        effect = "limits are not counted" if what == "limits" else "cooldowns last only this run"
+        if self.on_warning is not None:
+            self.on_warning(
+                f"{path} may not be written ({reason}): {effect}; set HFA_INFER_STATE to a folder of your own"
+            )
 
     # -- limits ---------------------------------------------------------------------------------
     def _bucket(self, spec: ProviderSpec, measure: str) -> Any:
@@ -119,6 +161,11 @@ class StateStore:
         from pyrate_limiter import Rate, SQLiteBucket
 
         self._mkdir()
+        if self.db_path.is_symlink():  # SQLite would open (and write) whatever it points to
+            raise LocalError(
+                f"The limits store {self.db_path} is a symbolic link; hfa does not follow it",
+                f"delete {self.db_path} (its counts start again) or set HFA_INFER_STATE to another folder",
+            )
         table = "hfa_" + hashlib.sha256(f"{spec.name}\0{measure}".encode()).hexdigest()[:24]
         try:
             bucket = SQLiteBucket.init_from_file(
@@ -133,6 +180,8 @@ class StateStore:
                 "list each period once; a longer period needs a larger, proportionally tighter limit",
             ) from None
         except Exception as exc:  # sqlite3.Error, OSError, a lock timeout: the store, not the request
+            if _unwritable(exc):
+                raise _Unwritable(exc) from None
             raise _store_error(self.db_path, exc) from None
         self._buckets[key] = (signature, bucket)
         return bucket
@@ -146,15 +195,23 @@ class StateStore:
             measures.append(("characters", chars))
         import sqlite3
 
+        if "limits" in self._off:
+            return None
         with self._lock:
             for measure, weight in measures:
-                bucket = self._bucket(spec, measure)
-                now = bucket.now()
-                with contextlib.suppress(Exception):
-                    bucket.leak(now)
                 try:
+                    bucket = self._bucket(spec, measure)
+                    now = bucket.now()
+                    with contextlib.suppress(Exception):
+                        bucket.leak(now)
                     decision = bucket.put_decision(RateItem(spec.name, now, weight))
+                except _Unwritable as exc:
+                    self._degrade(self.db_path, exc.cause)
+                    return None
                 except (sqlite3.Error, OSError) as exc:
+                    if _unwritable(exc):
+                        self._degrade(self.db_path, exc)
+                        return None
                     raise _store_error(self.db_path, exc) from None
                 if not decision.allowed:
                     failing = decision.failing_rate
@@ -176,17 +233,29 @@ class StateStore:
         for measure in ("requests", "characters"):
             if (measure == "requests" and not spec.rates) or (measure == "characters" and not spec.chars_per_month):
                 continue
-            bucket = self._bucket(spec, measure)
+            import sqlite3
+
+            try:
+                bucket = self._bucket(spec, measure)
+            except _Unwritable as exc:
+                self._degrade(self.db_path, exc.cause)
+                return []
             now = bucket.now()
             for rate in self._rates(spec, measure):
                 start = now - _ms(rate.seconds)
-                with self._lock, bucket.lock:
-                    cur = bucket.conn.execute(
-                        f'SELECT COUNT(*), MIN(item_timestamp) FROM "{bucket.table}" WHERE item_timestamp >= ?',
-                        (start,),
-                    )
-                    used, oldest = cur.fetchone()
-                    cur.close()
+                try:
+                    with self._lock, bucket.lock:
+                        cur = bucket.conn.execute(
+                            f'SELECT COUNT(*), MIN(item_timestamp) FROM "{bucket.table}" WHERE item_timestamp >= ?',
+                            (start,),
+                        )
+                        used, oldest = cur.fetchone()
+                        cur.close()
+                except (sqlite3.Error, OSError) as exc:
+                    if _unwritable(exc):
+                        self._degrade(self.db_path, exc)
+                        return []
+                    raise _store_error(self.db_path, exc) from None
                 left = max(0, rate.limit - used)
                 rows.append(
                     {
@@ -205,6 +274,8 @@ class StateStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            if _unwritable(exc):
+                raise _Unwritable(exc) from None
             raise LocalError(
                 f"Cannot create {self.root}: {exc.strerror}", "set HFA_INFER_STATE to a writable folder"
             ) from None
@@ -223,12 +294,10 @@ class StateStore:
 
     def cooldowns(self) -> dict[str, Cooldown]:
         out: dict[str, Cooldown] = {}
-        for name, raw in self._read().items():
+        for name, raw in {**self._read(), **self._memory}.items():
             try:
-                out[name] = Cooldown(
-                    float(raw["until"]), str(raw["reason"]), int(raw["failures"]), bool(raw.get("held"))
-                )
-            except (KeyError, TypeError, ValueError):
+                out[name] = Cooldown(_until(raw), str(raw["reason"])[:300], int(raw["failures"]), bool(raw.get("held")))
+            except (KeyError, TypeError, ValueError, OverflowError):
                 continue
         return out
 
@@ -242,12 +311,16 @@ class StateStore:
 
         from hfa.cache.layout import atomic_write_text
 
-        self._mkdir()
+        new: dict[str, Any] | None = None
         try:
+            if "cooldowns" in self._off:
+                raise _Unwritable(PermissionError(self.degraded))
+            self._mkdir()
             with FileLock(str(self.cooldown_path) + ".lock", timeout=_LOCK_TIMEOUT):
                 entries = self._read()
                 new = change(entries.get(name))
                 if new is None:
+                    self._memory.pop(name, None)
                     if name not in entries:
                         return None
                     entries.pop(name)
@@ -258,10 +331,16 @@ class StateStore:
                 atomic_write_text(self.cooldown_path, json.dumps({"version": 1, "providers": entries}, sort_keys=True))
         except Timeout:
             raise LocalError(f"{self.cooldown_path} stayed locked", "another hfa holds it; retry") from None
-        except OSError as exc:
-            raise LocalError(
-                f"Cannot write {self.cooldown_path}: {exc.strerror}", "check its folder's permissions"
-            ) from None
+        except (_Unwritable, OSError, LocalError) as exc:
+            # Cooldowns only spare requests: any failure to keep them (another user's folder, a link
+            # where the lock goes, a folder named cooldowns.json) costs a warning, never the request.
+            cause = exc.cause if isinstance(exc, _Unwritable) else exc
+            self._degrade(self.cooldown_path, cause)  # kept in memory: this run still honours it
+            new = change(self._memory.get(name) or self._read().get(name))
+            if new is None:
+                self._memory.pop(name, None)
+            else:
+                self._memory[name] = new
         return None if new is None else Cooldown(new["until"], new["reason"], new["failures"], new.get("held", False))
 
     def cool(self, name: str, reason: str, at_least: float | None = None, *, base: float = COOLDOWN_BASE) -> Cooldown:
@@ -270,8 +349,9 @@ class StateStore:
 
         def change(old: dict[str, Any] | None) -> dict[str, Any]:
             count = old.get("failures", 0) if old and not old.get("held") else 0
-            failures = (count if isinstance(count, int) and count >= 0 else 0) + 1
-            span = max(min(base * 2 ** (failures - 1), COOLDOWN_MAX), at_least or 0.0)
+            failures = min(count if isinstance(count, int) and count >= 0 else 0, 64) + 1
+            asked = min(at_least, ASKED_MAX) if at_least is not None and at_least == at_least else 0.0
+            span = max(min(base * 2 ** (failures - 1), COOLDOWN_MAX), asked)
             until = max(time.time() + span, _until(old))  # never shortens a hold
             return {"until": until, "reason": reason, "failures": failures, "held": False}
 
@@ -297,5 +377,13 @@ class StateStore:
 
     def clear(self, name: str) -> None:
         """``name`` answered: forget its failures."""
-        if name in self._read():
+        if name in self._read() or name in self._memory:
             self._update(name, lambda old: None)
+
+
+class _Unwritable(Exception):
+    """The store may not be written here (handled inside :class:`StateStore`)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause

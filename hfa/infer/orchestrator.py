@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from hfa.config import Settings
 from hfa.errors import UsageError
 from hfa.infer.client import DEFAULT_TIMEOUT
-from hfa.infer.limits import StateStore
-from hfa.infer.providers import ProviderSpec
 from hfa.infer.tasks import Outcome, get_task
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when an Orchestrator is made: `import hfa.infer` stays cheap
     from hfa.infer.jobrun import Job
+    from hfa.infer.limits import StateStore
+    from hfa.infer.providers import ProviderSpec
 
 __all__ = ["Orchestrator"]
 
@@ -49,7 +49,13 @@ class Orchestrator:
         self.lock_path = lock_path
         self.timeout = timeout
         self.use_cache = use_cache
-        self.state = state if state is not None else StateStore()
+        if state is None:
+            import logging
+
+            from hfa.infer.limits import StateStore
+
+            state = StateStore(on_warning=logging.getLogger("hfa.infer").warning)
+        self.state = state
         self.on_event = on_event
         self._sessions: dict[tuple[str, str | None], Any] = {}
         self._lock = threading.Lock()

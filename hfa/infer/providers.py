@@ -31,6 +31,7 @@ from hfa.errors import UsageError
 __all__ = ["KINDS", "PERIODS", "ProviderSpec", "RateSpec", "parse_providers", "parse_rate"]
 
 KINDS = ("endpoint", "hf-inference", "provider", "local")
+MAX_PROVIDERS = 64  # tables in one hfa.toml: each is tried in turn within one deadline
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 MONTH = 30 * 86400  # chars_per_month counts over a sliding 30 days
 _KEYS = {
@@ -99,10 +100,16 @@ class ProviderSpec:
         return None
 
     def token(self) -> str | None:
-        """The token from ``token_env`` (None when unset or empty)."""
+        """The token from ``token_env`` (None when unset or empty); UsageError, never echoing it, when it
+        holds what no HTTP header can carry (a line break, a space, a control character)."""
         if not self.token_env:
             return None
         value = os.environ.get(self.token_env, "").strip()
+        if value and (not value.isascii() or not value.isprintable() or any(c.isspace() for c in value)):
+            raise UsageError(
+                f"provider '{self.name}': ${self.token_env} holds spaces, line breaks or other characters no token has",
+                f"set {self.token_env} to the token alone",
+            )
         return value or None
 
     def describe(self) -> dict[str, Any]:
@@ -125,6 +132,11 @@ def parse_providers(infer_table: dict[str, Any], origin: str = "hfa.toml") -> li
     raw = infer_table.get("providers", [])
     if not isinstance(raw, list):
         raise UsageError(f"infer.providers in {origin} must be an array of tables", "write [[infer.providers]] tables")
+    if len(raw) > MAX_PROVIDERS:
+        raise UsageError(
+            f"{origin} lists {len(raw)} [[infer.providers]]; at most {MAX_PROVIDERS} are allowed",
+            "keep the providers you use (each is tried in turn within one --timeout)",
+        )
     specs: list[ProviderSpec] = []
     for i, table in enumerate(raw):
         spec = _provider(table, f"[[infer.providers]] #{i + 1} in {origin}")
@@ -152,8 +164,8 @@ def _provider(table: Any, where: str) -> ProviderSpec:
         raise UsageError(f"{where}: `kind` must be one of {', '.join(KINDS)}, not {kind!r}", 'write kind = "endpoint"')
     url = table.get("url")
     if kind == "endpoint":
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        parts = _http_url(url)
+        if parts is None:
             raise UsageError(f"{where}: kind endpoint needs a `url` (http or https)", 'write url = "http://host:8080"')
         if parts.username or parts.password:
             raise UsageError(
@@ -214,6 +226,18 @@ def _provider(table: Any, where: str) -> ProviderSpec:
         rates=rates,
         chars_per_month=chars,
     )
+
+
+def _http_url(url: Any) -> Any:
+    """``url`` split, if it is an http(s) URL with a host and a valid port; else None."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:  # "http://[::1" (an unclosed IPv6 address), "http://h:99999"
+        return None
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def _strings(table: dict[str, Any], key: str, where: str) -> list[str] | None:

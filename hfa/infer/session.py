@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfa.config import Settings
-from hfa.errors import LocalError, UsageError
+from hfa.errors import LocalError, UsageError, public_url
 from hfa.infer.batch import BatchRequest, parse_lines, run_batch
 from hfa.infer.cache import CachedRunner, ResultCache
 from hfa.infer.client import make_runner, resolve_commit
@@ -80,7 +80,7 @@ class Session:
                 members,
                 route=ProvidersRoute,
                 timeout=timeout,
-                state=state if state is not None else StateStore(),
+                state=state if state is not None else StateStore(on_warning=on_warning),
                 on_event=on_event,
                 on_warning=on_warning,
                 model=repo_id,
@@ -118,8 +118,8 @@ class Session:
                 use_cache = False
             else:
                 self.cache_note = f"cache key uses {self.ref.repo_id} at {self.commit} ({source})"
-        label = self.ref.repo_id if self.ref else self.runner.route
-        self.model_label = self.ref.display if self.ref else self.runner.route
+        label = self.ref.repo_id if self.ref else public_url(self.runner.route)
+        self.model_label = self.ref.display if self.ref else public_url(self.runner.route)
         self.cached = CachedRunner(self.runner, ResultCache() if use_cache else None, model=label, commit=self.commit)
 
     def describe(self, result: Any, cached: bool, outcome: Outcome | None = None) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class Session:
             "task": self.spec.name,
             "model": self.model_label,
             "commit": self.commit,
-            "route": self.runner.route,
+            "route": public_url(self.runner.route),
             "cached": cached,
         }
         if outcome is not None:
