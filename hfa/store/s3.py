@@ -264,9 +264,9 @@ class S3Store:
         except be.ClientError as exc:
             if precondition_failed(exc):
                 return False
-            raise s3_error(exc, key) from None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
         except Exception as exc:
-            raise s3_error(exc, key) from None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
         return True
 
     def delete(self, key: str) -> None:
@@ -295,13 +295,14 @@ class S3Store:
             data: bytes = answer["Body"].read(limit + 1)
         except be.ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if missing_ok and (status == 404 or exc.response.get("Error", {}).get("Code") == "NoSuchKey"):
-                return None
-            raise s3_error(exc, key) from None
+            code = exc.response.get("Error", {}).get("Code")
+            if missing_ok and code != "NoSuchBucket" and (status == 404 or code == "NoSuchKey"):
+                return None  # the object is absent (a missing bucket is an error of its own)
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
         except HfaError:
             raise
         except Exception as exc:
-            raise s3_error(exc, key) from None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
         if len(data) > limit:
             raise CheckFailed(
                 f"{self.location.url}: '{key}' is over {limit} bytes", "the bucket holds something else there"

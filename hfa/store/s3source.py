@@ -38,8 +38,10 @@ def read_manifest(s3: S3Store, ref: RepoRef, commit: str) -> Resolved:
     data = s3.get_bytes(key, limit=MANIFEST_LIMIT, missing_ok=True)
     if data is None:
         raise RevisionNotFound(
-            f"commit {commit[:12]} of '{ref.display}' is not in {s3.location.url}",
-            f"push it first: `hfa push --to {s3.location.url} {RepoRef(ref.repo_id, ref.repo_type, commit).display}`",
+            ref.repo_id,
+            commit,
+            message=f"commit {commit[:12]} of '{ref.display}' is not in {s3.location.url}",
+            hint=f"push it first: `hfa push --to {s3.location.url} {RepoRef(ref.repo_id, ref.repo_type, commit).display}`",
         )
     bad = CheckFailed(f"the manifest {key} in {s3.location.url} is not an hfa manifest", "push the repo again")
     try:
@@ -79,8 +81,10 @@ class S3Source:
         data = self.s3.get_bytes(key, limit=SMALL_LIMIT, missing_ok=True)
         if data is None:
             raise RevisionNotFound(
-                f"'{ref.display}' (revision '{revision}') is not in {self.s3.location.url}",
-                f"push it first: `hfa push --to {self.s3.location.url} {ref.display}`",
+                ref.repo_id,
+                revision,
+                message=f"'{ref.display}' (revision '{revision}') is not in {self.s3.location.url}",
+                hint=f"push it first: `hfa push --to {self.s3.location.url} {ref.display}`",
             )
         commit = data.decode("ascii", "replace").strip()
         if not SHA1_RE.fullmatch(commit):

@@ -1,0 +1,68 @@
+"""What a writer of the bucket can put there, against `hfa pull --from` and `hfa serve --store`: damaged
+manifests and refs are clear errors (never exit 70 or a 500), and one damaged repo does not hide the others."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import hfa
+
+from hfa.server import HubServer, ServerConfig
+from tests.s3.test_push_pull import _push, _seed
+
+COMMIT = "c" * 40
+
+
+def _put_repo(client, bucket: str, name: str, manifest: object) -> None:  # type: ignore[no-untyped-def]
+    base = f"fleet/repos/models/org/{name}"
+    client.put_object(Bucket=bucket, Key=f"{base}/refs/main", Body=COMMIT.encode())
+    client.put_object(Bucket=bucket, Key=f"{base}/card.json", Body=b"{}")
+    client.put_object(Bucket=bucket, Key=f"{base}/commits/{COMMIT}.json", Body=json.dumps(manifest).encode())
+
+
+@pytest.mark.parametrize("path", [5, ["x"], None, {"a": 1}])
+def test_a_manifest_path_that_is_not_a_string_is_refused(weed, bucket: str, tmp_path: Path, path: object) -> None:  # type: ignore[no-untyped-def]
+    _put_repo(weed.client(), bucket, "evil", {"commit": COMMIT, "files": [{"path": path, "size": 1, "blob_id": "a" * 40}]})
+    result = hfa("pull", "org/evil", "--all", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(tmp_path / "n"))
+    assert result.exit_code == 1, result.stderr
+    assert "internal error" not in result.stderr and "not a string" in result.stderr
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_a_damaged_manifest_gets_a_clear_502_and_search_still_lists_the_rest(  # type: ignore[no-untyped-def]
+    server, weed, bucket: str, tmp_path: Path
+) -> None:
+    assert _push(_seed(server, tmp_path), bucket, "org/model").exit_code == 0
+    _put_repo(weed.client(), bucket, "evil", {"commit": COMMIT, "files": [{"path": 5, "size": 1, "blob_id": "a" * 40}]})
+    with HubServer(ServerConfig(cache_dir=tmp_path / "none", store=f"s3://{bucket}/fleet")) as srv:
+        status, body = _get(f"{srv.url}/api/models/org/evil")
+        assert status == 502 and "manifest" in body and "hfa push --to" in body, body
+        status, body = _get(f"{srv.url}/api/models?search=o")
+        assert status == 200, body
+        assert [doc["id"] for doc in json.loads(body)] == ["org/model"]
+
+
+def test_a_repo_missing_from_the_bucket_is_named_plainly(bucket: str, tmp_path: Path) -> None:
+    result = hfa("pull", "org/none", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(tmp_path / "c"))
+    assert result.exit_code == 3, result.stderr
+    assert f"'org/none' (revision 'main') is not in s3://{bucket}/fleet/" in result.stderr
+    assert "Revision 'push it first" not in result.stderr
+    pinned = hfa("pull", f"org/none@{COMMIT}", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(tmp_path / "c"))
+    assert pinned.exit_code == 3 and f"commit {COMMIT[:12]} of" in pinned.stderr, pinned.stderr
+
+
+def test_a_missing_bucket_is_named_as_such_by_pull_from(bucket: str, tmp_path: Path) -> None:
+    result = hfa("pull", "org/model", "--from", f"s3://{bucket}-absent/fleet", "--cache-dir", str(tmp_path / "c"))
+    assert result.exit_code == 3, result.stderr
+    assert "does not exist" in result.stderr and f"{bucket}-absent" in result.stderr
