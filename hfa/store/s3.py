@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,30 @@ class S3Store:
         """Remove the object at ``key`` (absent is fine)."""
         with self._call(key):
             self.client.delete_object(Bucket=self.location.bucket, Key=key)
+
+    def age(self, key: str) -> float | None:
+        """Seconds since the object at ``key`` was last written, by the store's own clock (its ``Date``
+        header against the object's ``LastModified``: no replica's clock is trusted); None if absent."""
+        import botocore.exceptions as be
+        from email.utils import parsedate_to_datetime
+
+        self.requests_made += 1
+        try:
+            head = self.client.head_object(Bucket=self.location.bucket, Key=key)
+        except be.ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
+        except Exception as exc:
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
+        written = head.get("LastModified")
+        if written is None:
+            return None
+        try:
+            now = parsedate_to_datetime(head["ResponseMetadata"]["HTTPHeaders"]["date"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            now = time.time()
+        return max(0.0, now - written.timestamp())
 
     def exists(self, key: str) -> bool:
         return self.get_bytes(key, limit=0, missing_ok=True, head_only=True) is not None

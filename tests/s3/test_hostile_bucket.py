@@ -66,3 +66,32 @@ def test_a_missing_bucket_is_named_as_such_by_pull_from(bucket: str, tmp_path: P
     result = hfa("pull", "org/model", "--from", f"s3://{bucket}-absent/fleet", "--cache-dir", str(tmp_path / "c"))
     assert result.exit_code == 3, result.stderr
     assert "does not exist" in result.stderr and f"{bucket}-absent" in result.stderr
+
+
+def test_a_lease_expires_by_the_stores_clock_whatever_it_holds(weed, bucket: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A lease left by a crashed replica (or written by anyone) is taken over once not rewritten for
+    LEASE_STALE seconds: its content (a time in the future, or none) cannot make it last for ever."""
+    import time
+
+    from hfa.server import mirror_bucket
+    from hfa.server.bucket import BucketStore
+
+    monkeypatch.setattr(mirror_bucket, "LEASE_STALE", 1.0)
+    target = mirror_bucket.BucketTarget(BucketStore(f"s3://{bucket}/fleet"), tmp_path / "staging")
+    keys = [f"fleet/leases/{i}" for i in range(5)]
+    for key, content in zip(keys, [b"inf", b"nan", b"1e308", b"", b"\xff garbage"], strict=True):
+        weed.client().put_object(Bucket=bucket, Key=key, Body=content)
+    assert not any(target._stale(key) for key in keys)  # just written: held
+    time.sleep(2.2)
+    assert all(target._stale(key) for key in keys)
+    assert not target._stale("fleet/leases/absent")
+
+
+def test_a_fresh_lease_is_held_whatever_time_it_names(weed, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A replica whose clock is behind (its lease names an old time) still holds a lease it just wrote."""
+    from hfa.server import mirror_bucket
+    from hfa.server.bucket import BucketStore
+
+    target = mirror_bucket.BucketTarget(BucketStore(f"s3://{bucket}/fleet"), tmp_path / "staging")
+    weed.client().put_object(Bucket=bucket, Key="fleet/leases/y", Body=b"0")
+    assert not target._stale("fleet/leases/y")
