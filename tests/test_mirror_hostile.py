@@ -80,3 +80,86 @@ def test_a_silent_upstream_does_not_stop_the_mirror_serving_its_cache(  # type: 
         start = time.monotonic()
         assert _status(f"{mirror.url}/api/models/org/m0", 30) == 503
         assert time.monotonic() - start < 15
+
+
+def _redirecting_upstream(location: str) -> tuple[str, object]:
+    """An upstream whose repo info is fine and whose every file answer redirects to ``location``."""
+    import hashlib
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    data = b"hello\n"
+    info = {
+        "id": "org/m",
+        "sha": "a" * 40,
+        "siblings": [
+            {"rfilename": "w.bin", "size": len(data), "blobId": "b" * 40,
+             "lfs": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}},
+        ],
+    }  # fmt: skip
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/api/"):
+                body = json.dumps(info).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+            else:
+                body = b""
+                self.send_response(302)
+                self.send_header("Location", location)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_HEAD = do_GET
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://169.254.169.254/latest/meta-data/", "http://2852039166/x", "http://[::ffff:169.254.169.254]/x"],
+)
+def test_an_upstream_redirect_to_a_metadata_address_is_refused(  # type: ignore[no-untyped-def]
+    location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HFA_MAX_RETRIES", "0")
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "2")
+    url, server = _redirecting_upstream(location)
+    try:
+        with HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=url)) as mirror:
+            try:
+                urllib.request.urlopen(f"{mirror.url}/org/m/resolve/main/w.bin", timeout=30)
+                raise AssertionError("served")
+            except urllib.error.HTTPError as err:
+                assert err.code == 502 and "link-local" in err.read().decode()
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("169.254.169.254", True), ("2852039166", True), ("0xa9.0xfe.0xa9.0xfe", True), ("169.254.169.254.", True),
+        ("::ffff:169.254.169.254", True), ("[fe80::1]", True), ("fe80::1%eth0", True),
+        ("127.0.0.1", False), ("10.0.0.1", False), ("huggingface.co", False), ("cdn-lfs.hf.co", False), ("", False),
+    ],
+)  # fmt: skip
+def test_link_local_knows_every_spelling(host: str, expected: bool) -> None:
+    from hfa.hub.requests import link_local
+
+    assert link_local(host) is expected
+
+
+def test_a_redirect_from_a_link_local_endpoint_to_itself_is_followed() -> None:
+    from hfa.hub.requests import follow
+
+    assert follow("http://169.254.1.2:8080/a", "/b") == "http://169.254.1.2:8080/b"
