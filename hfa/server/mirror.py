@@ -107,7 +107,9 @@ class Mirror:
         A slow or silent upstream (or many requests for what it lacks) thus never holds every thread of
         the server: the others keep answering from the store."""
         if not self._waiting.acquire(blocking=False):
-            raise UpstreamBusy(503, "The mirror is busy waiting on the upstream Hub; retry", headers={"Retry-After": "5"})
+            raise UpstreamBusy(
+                503, "The mirror is busy waiting on the upstream Hub; retry", headers={"Retry-After": "5"}
+            )
         try:
             yield
         finally:

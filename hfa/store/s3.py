@@ -278,8 +278,9 @@ class S3Store:
     def age(self, key: str) -> float | None:
         """Seconds since the object at ``key`` was last written, by the store's own clock (its ``Date``
         header against the object's ``LastModified``: no replica's clock is trusted); None if absent."""
-        import botocore.exceptions as be
         from email.utils import parsedate_to_datetime
+
+        import botocore.exceptions as be
 
         self.requests_made += 1
         try:

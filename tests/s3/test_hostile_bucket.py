@@ -26,7 +26,9 @@ def _put_repo(client, bucket: str, name: str, manifest: object) -> None:  # type
 
 @pytest.mark.parametrize("path", [5, ["x"], None, {"a": 1}])
 def test_a_manifest_path_that_is_not_a_string_is_refused(weed, bucket: str, tmp_path: Path, path: object) -> None:  # type: ignore[no-untyped-def]
-    _put_repo(weed.client(), bucket, "evil", {"commit": COMMIT, "files": [{"path": path, "size": 1, "blob_id": "a" * 40}]})
+    _put_repo(
+        weed.client(), bucket, "evil", {"commit": COMMIT, "files": [{"path": path, "size": 1, "blob_id": "a" * 40}]}
+    )
     result = hfa("pull", "org/evil", "--all", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(tmp_path / "n"))
     assert result.exit_code == 1, result.stderr
     assert "internal error" not in result.stderr and "not a string" in result.stderr
