@@ -163,3 +163,27 @@ def test_a_redirect_from_a_link_local_endpoint_to_itself_is_followed() -> None:
     from hfa.hub.requests import follow
 
     assert follow("http://169.254.1.2:8080/a", "/b") == "http://169.254.1.2:8080/b"
+
+
+@pytest.mark.parametrize("revision", ["..%2F..%2F..%2Fblobs%2Fx", "a%2F.%2Fb", "x.lock", "main%2F", "a..b"])
+def test_a_revision_no_hub_has_is_never_asked_upstream(revision: str, tmp_path: Path) -> None:
+    """Revisions become ``refs/<revision>`` keys in the store: one git refuses is answered by the store
+    alone (not found), never asked upstream, never written."""
+    url, server = _redirecting_upstream("http://127.0.0.1:9/")  # it would answer any revision
+    asked = []
+    handler = server.RequestHandlerClass  # type: ignore[attr-defined]
+    original = handler.do_GET
+
+    def counting(self) -> None:  # type: ignore[no-untyped-def]
+        asked.append(self.path)
+        original(self)
+
+    handler.do_GET = counting
+    try:
+        with HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=url)) as mirror:
+            assert _status(f"{mirror.url}/api/models/org/m/revision/{revision}", 10) in (401, 404)  # not found
+            assert _status(f"{mirror.url}/org/m/resolve/{revision}/w.bin", 10) in (401, 404)
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+    assert asked == []
+    assert not list((tmp_path / "mirror").rglob("refs/*"))

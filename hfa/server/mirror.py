@@ -52,6 +52,21 @@ STREAM_MIN = 8 << 20  # blobs this big are streamed to clients while they arrive
 MAX_FLIGHTS = 64  # blobs fetched at once; more get a 503 with Retry-After
 
 
+def askable(revision: str) -> bool:
+    """``revision`` is a commit or a name git accepts for a ref: the only revisions asked upstream (and
+    recorded in the store as ``refs/<revision>``, which must not name ``..`` or a ``.lock``)."""
+    from hfa.cache.layout import check_ref_name
+    from hfa.errors import UsageError
+
+    if COMMIT_RE.fullmatch(revision):
+        return True
+    try:
+        check_ref_name(revision)
+    except UsageError:
+        return False
+    return True
+
+
 class UpstreamBusy(HttpError):
     """Every slot for requests waiting on the upstream is taken: what the store holds is still answered."""
 
@@ -193,6 +208,8 @@ class Mirror:
             if locked is None:
                 return None  # not locked: the store answers as without a mirror
             revision = locked
+        if revision is not None and not askable(revision):
+            return None  # no Hub has such a revision: the store answers, the upstream is not asked
         try:
             ref = RepoRef(repo_id, repo_type, revision)
             self._record(ref, self.resolved(ref))
@@ -220,8 +237,8 @@ class Mirror:
             if locked is None:
                 return None  # not locked: the store answers as without a mirror
             revision = locked
-        if path.startswith("/") or ".." in path.split("/"):
-            return None  # never a path the upstream can list: the store answers it
+        if path.startswith("/") or ".." in path.split("/") or not askable(revision):
+            return None  # never a path or revision the upstream can have: the store answers it
         if COMMIT_RE.match(revision) and self.target.present(repo_type, repo_id, revision, path):
             return None  # a commit's file never changes: no need to ask
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hfa.cache.hashing import SHA1_RE
+from hfa.cache.layout import check_ref_name
 from hfa.errors import CheckFailed, HfaError, NotFound, RevisionNotFound
 from hfa.hub.download import FetchOutcome, HashMismatch, expected_digest, new_hasher, verify_bytes
 from hfa.resolve.files import RemoteFile, Resolved
@@ -76,7 +77,7 @@ class S3Source:
     def commit_of(self, ref: RepoRef) -> str:
         if ref.pinned and ref.revision:
             return ref.revision
-        revision = ref.revision_or_default
+        revision = check_ref_name(ref.revision_or_default)  # it names a key: no '.', '..' or empty parts
         key = self.s3.repo_key(ref.repo_type, ref.repo_id, "refs", revision)
         data = self.s3.get_bytes(key, limit=SMALL_LIMIT, missing_ok=True)
         if data is None:

@@ -97,3 +97,10 @@ def test_a_fresh_lease_is_held_whatever_time_it_names(weed, bucket: str, tmp_pat
     target = mirror_bucket.BucketTarget(BucketStore(f"s3://{bucket}/fleet"), tmp_path / "staging")
     weed.client().put_object(Bucket=bucket, Key="fleet/leases/y", Body=b"0")
     assert not target._stale("fleet/leases/y")
+
+
+@pytest.mark.parametrize("revision", ["a/./b", "main/", "x.lock"])
+def test_pull_from_refuses_a_revision_git_refuses(bucket: str, tmp_path: Path, revision: str) -> None:
+    result = hfa("pull", f"org/model@{revision}", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(tmp_path))
+    assert result.exit_code == 2, result.stderr
+    assert "Invalid ref name" in result.stderr
