@@ -78,8 +78,10 @@ def parse_s3_url(url: str) -> S3Location:
     return S3Location(bucket, "".join(p + "/" for p in parts))
 
 
-def s3_error(exc: BaseException, what: str) -> HfaError:
-    """A boto3/botocore exception as the one HfaError it means (never an internal error)."""
+def s3_error(exc: BaseException, what: str, *, writing: bool = False) -> HfaError:
+    """A boto3/botocore exception as the one HfaError it means (never an internal error).
+
+    ``writing``: the request wrote; a refusal of valid credentials then names the write access missing."""
     import botocore.exceptions as be
 
     hint_creds = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for this bucket"
@@ -93,6 +95,12 @@ def s3_error(exc: BaseException, what: str) -> HfaError:
             return NotFound(f"the bucket of {what} does not exist", "create it, or check the s3:// URL")
         if code in ("NoSuchKey", "404", "NotFound") or status == 404:
             return NotFound(f"{what} is not in the bucket", "push it first: `hfa push --to s3://BUCKET/PREFIX REPO`")
+        if writing and code == "AccessDenied":
+            return AccessDenied(
+                f"the bucket refused to write {what} ({code}): these credentials may read it but not write",
+                "use an identity allowed s3:PutObject (and the multipart calls) under the prefix, e.g. another"
+                " AWS_PROFILE",
+            )
         if code in ("AccessDenied", "403", "SignatureDoesNotMatch", "InvalidAccessKeyId") or status == 403:
             return AccessDenied(f"the bucket refused access to {what} ({code or status})", hint_creds)
         if code in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"):
@@ -237,7 +245,7 @@ class S3Store:
             cause = exc.__context__ if not isinstance(exc, be.ClientError) else exc  # S3UploadFailedError wraps it
             if precondition_failed(exc) or precondition_failed(cause):
                 return False  # another pusher wrote it first: same key, same content
-            raise s3_error(cause if isinstance(cause, be.ClientError) else exc, what) from None
+            raise s3_error(cause if isinstance(cause, be.ClientError) else exc, what, writing=True) from None
         return True
 
     def open_blob(self, etag: str) -> Any:
@@ -265,9 +273,9 @@ class S3Store:
         except be.ClientError as exc:
             if precondition_failed(exc):
                 return False
-            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}", writing=True) from None
         except Exception as exc:
-            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}", writing=True) from None
         return True
 
     def delete(self, key: str) -> None:

@@ -104,3 +104,33 @@ def test_pull_from_refuses_a_revision_git_refuses(bucket: str, tmp_path: Path, r
     result = hfa("pull", f"org/model@{revision}", "--from", f"s3://{bucket}/fleet", "--cache-dir", str(tmp_path))
     assert result.exit_code == 2, result.stderr
     assert "Invalid ref name" in result.stderr
+
+
+def test_a_read_only_identity_is_told_it_may_not_write(tmp_path: Path) -> None:
+    """A push with credentials that may read but not write: the error says so, not 'set credentials'."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from hfa.errors import AccessDenied
+    from hfa.store.s3 import S3Store, parse_s3_url
+
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+        endpoint_url="http://127.0.0.1:9",
+    )
+    store = S3Store(parse_s3_url("s3://my-bucket/p"), client=client)
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"x")
+    with Stubber(client) as stub:
+        stub.add_client_error("put_object", service_error_code="AccessDenied", http_status_code=403)
+        stub.add_client_error("put_object", service_error_code="AccessDenied", http_status_code=403)
+        for call in (
+            lambda: store.put_bytes("p/refs/main", b"c" * 40, if_absent=False),
+            lambda: store.put_blob("a" * 64, blob, sha256_hex="a" * 64),
+        ):
+            with pytest.raises(AccessDenied) as caught:
+                call()
+            assert "may read it but not write" in caught.value.message and "s3:PutObject" in str(caught.value.hint)
