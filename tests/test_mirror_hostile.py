@@ -187,3 +187,30 @@ def test_a_revision_no_hub_has_is_never_asked_upstream(revision: str, tmp_path: 
         server.shutdown()  # type: ignore[attr-defined]
     assert asked == []
     assert not list((tmp_path / "mirror").rglob("refs/*"))
+
+
+def test_a_store_that_refuses_the_record_is_a_502_not_a_missing_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store the mirror may not write (a read-only bucket identity, a full disk): the client is told the
+    mirror cannot record it, and the operator sees why, instead of a 404 'Invalid rev id: None'."""
+    from hfa.errors import AccessDenied
+    from hfa.server.mirror_store import CacheTarget
+
+    def refuse(self, ref, resolved) -> None:  # type: ignore[no-untyped-def]
+        raise AccessDenied("the bucket refused to write s3://b/p/repos/models/org/m/commits/x.json (AccessDenied)")
+
+    monkeypatch.setattr(CacheTarget, "record", refuse)
+    url, server = _redirecting_upstream("http://127.0.0.1:9/")
+    try:
+        with HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=url)) as mirror:
+            for route in ("/api/models/org/m", "/org/m/resolve/main/w.bin"):
+                try:
+                    urllib.request.urlopen(mirror.url + route, timeout=10)
+                    raise AssertionError("served")
+                except urllib.error.HTTPError as err:
+                    body = err.read().decode()
+                    assert err.code == 502 and "cannot record" in body and "Invalid rev id" not in body, body
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+    assert "refused to write" in caplog.text

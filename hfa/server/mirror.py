@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from hfa.cache.hashing import COMMIT_RE
-from hfa.errors import HfaError, NetworkError
+from hfa.errors import HfaError, NetworkError, UsageError
 from hfa.server.mirror_flight import WAIT, Flight, upstream_error
 from hfa.server.wire import HttpError
 
@@ -182,8 +182,15 @@ class Mirror:
             return
         try:
             self.target.record(ref, resolved)
-        except HfaError as exc:  # a revision name the store cannot hold as a ref
+        except UsageError as exc:  # a revision name the store cannot hold as a ref
             raise HttpError(404, f"Invalid rev id: {ref.revision} ({exc.message})", "RevisionNotFound") from None
+        except HfaError as exc:  # the store refused the write (no write access, a full disk) or is down
+            log.error("cannot record %s@%s in the store: %s", ref.repo_id, resolved.commit[:12], exc)
+            raise HttpError(
+                503 if isinstance(exc, NetworkError) else 502,
+                f"The mirror cannot record this revision in its store: {exc.message}",
+                headers={"Retry-After": "5"},
+            ) from None
         with self._lock:
             if len(self._recorded) > 100_000:
                 self._recorded.clear()
