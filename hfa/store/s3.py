@@ -110,13 +110,25 @@ def s3_error(exc: BaseException, what: str, *, writing: bool = False) -> HfaErro
         return NetworkError(f"the bucket answered {code or status} for {what}", "retry; check AWS_ENDPOINT_URL")
     if isinstance(exc, be.EndpointConnectionError | be.ConnectionError | be.ReadTimeoutError):
         return NetworkError(f"cannot reach the bucket for {what}", "check AWS_ENDPOINT_URL and the network")
+    if isinstance(exc, be.ProfileNotFound | be.EndpointProviderError | be.InvalidRegionError | be.InvalidConfigError):
+        return UsageError(
+            f"the AWS configuration cannot reach {what}: {_redacted(exc)}",
+            "fix AWS_ENDPOINT_URL (http(s)://HOST:PORT), AWS_PROFILE or AWS_REGION",
+        )
     if isinstance(exc, be.BotoCoreError):
         return NetworkError(
-            f"S3 request for {what} failed: {exc}", "check AWS_ENDPOINT_URL, AWS_REGION and credentials"
+            f"S3 request for {what} failed: {_redacted(exc)}", "check AWS_ENDPOINT_URL, AWS_REGION and credentials"
         )
     if isinstance(exc, OSError):
         return LocalError(f"cannot read or write a local file for {what}: {exc.strerror or exc}", "check the disk")
     return NetworkError(f"S3 request for {what} failed: {type(exc).__name__}", "retry")
+
+
+def _redacted(exc: BaseException) -> str:
+    """``exc``'s text without the ``user:password@`` of any URL in it (an AWS_ENDPOINT_URL may hold one)."""
+    import re
+
+    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s`'\"]*@", r"\1", str(exc))
 
 
 def _make_client(workers: int) -> Any:
@@ -134,7 +146,15 @@ def _make_client(workers: int) -> Any:
         response_checksum_validation="when_required",
         signature_version="s3v4",  # presigned URLs too (boto3 would sign them with SigV2)
     )
-    return boto3.session.Session().client("s3", config=config)
+    import botocore.exceptions as be
+
+    try:
+        return boto3.session.Session().client("s3", config=config)
+    except (ValueError, be.BotoCoreError) as exc:  # an AWS_ENDPOINT_URL that is no URL, an unknown AWS_PROFILE
+        raise UsageError(
+            f"the AWS configuration is not usable: {_redacted(exc)}",
+            "fix AWS_ENDPOINT_URL (http(s)://HOST:PORT), AWS_PROFILE or AWS_REGION",
+        ) from None
 
 
 class S3Store:

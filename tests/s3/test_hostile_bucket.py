@@ -134,3 +134,31 @@ def test_a_read_only_identity_is_told_it_may_not_write(tmp_path: Path) -> None:
             with pytest.raises(AccessDenied) as caught:
                 call()
             assert "may read it but not write" in caught.value.message and "s3:PutObject" in str(caught.value.hint)
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"AWS_ENDPOINT_URL": "ftp://user:pw-never-printed@x"}, "was not a valid URI"),
+        ({"AWS_ENDPOINT_URL": "not a url"}, "Invalid endpoint"),
+        ({"AWS_ENDPOINT_URL": "http://user:pw-never-printed@[::1"}, "Invalid IPv6 URL"),
+        ({"AWS_PROFILE": "no-such-profile"}, "no-such-profile"),
+    ],
+)
+def test_an_unusable_aws_configuration_is_a_usage_error_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], said: str
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for args in (
+        ("pull", "org/model", "--from", "s3://my-bucket/p", "--cache-dir", str(tmp_path / "c")),
+        ("serve", "--store", "s3://my-bucket/p", "--port", "0"),
+    ):
+        result = hfa(*args)
+        assert result.exit_code == 2, result.stderr
+        assert said in result.stderr and "AWS_ENDPOINT_URL" in result.stderr
+        assert "pw-never-printed" not in result.stdout + result.stderr
