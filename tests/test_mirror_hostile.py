@@ -214,3 +214,15 @@ def test_a_store_that_refuses_the_record_is_a_502_not_a_missing_revision(
     finally:
         server.shutdown()  # type: ignore[attr-defined]
     assert "refused to write" in caplog.text
+
+
+def test_wsgi_factory_reads_the_ttl_from_env(tmp_path: Path) -> None:
+    """A mirror under gunicorn or waitress-serve is configured as `hfa serve --upstream URL --ttl N` is."""
+    from hfa.errors import UsageError
+    from hfa.server.wsgi import config_from_env
+
+    env = {"HFA_SERVE_CACHE": str(tmp_path), "HFA_SERVE_UPSTREAM": "http://127.0.0.1:9/", "HFA_SERVE_TTL": "60"}
+    assert config_from_env(env).ttl == 60.0
+    for bad in ("soon", "-1", "inf", "nan"):
+        with pytest.raises(UsageError, match="HFA_SERVE_TTL"):
+            config_from_env({**env, "HFA_SERVE_TTL": bad})
