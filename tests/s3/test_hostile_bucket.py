@@ -162,3 +162,58 @@ def test_an_unusable_aws_configuration_is_a_usage_error_without_its_password(
         assert result.exit_code == 2, result.stderr
         assert said in result.stderr and "AWS_ENDPOINT_URL" in result.stderr
         assert "pw-never-printed" not in result.stdout + result.stderr
+
+
+class _Parts:
+    """A minimal S3 client for resumable_upload: one unfinished upload of the key, which refuses SHA-256 parts
+    (begun by another tool without a checksum, as AWS answers: InvalidRequest, checksum type mismatch)."""
+
+    def __init__(self, algorithm: str | None) -> None:
+        self.algorithm = algorithm
+        self.created: list[str] = []
+        self.completed: list[str] = []
+
+    def list_multipart_uploads(self, **kw):  # type: ignore[no-untyped-def]
+        upload = {"Key": kw["Prefix"], "UploadId": "theirs", "Initiated": "2026-01-01"}
+        if self.algorithm:
+            upload["ChecksumAlgorithm"] = self.algorithm
+        return {"Uploads": [upload]}
+
+    def get_paginator(self, name: str):  # type: ignore[no-untyped-def]
+        class Pages:
+            def paginate(self, **kw):  # type: ignore[no-untyped-def]
+                return [{"Parts": []}]
+
+        return Pages()
+
+    def create_multipart_upload(self, **kw):  # type: ignore[no-untyped-def]
+        self.created.append(kw["ChecksumAlgorithm"])
+        return {"UploadId": "mine"}
+
+    def upload_part(self, **kw):  # type: ignore[no-untyped-def]
+        from botocore.exceptions import ClientError
+
+        if kw["UploadId"] == "theirs":
+            error = {"Code": "InvalidRequest", "Message": "Checksum Type mismatch occurred"}
+            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "UploadPart")
+        return {"ETag": '"e"'}
+
+    def complete_multipart_upload(self, **kw):  # type: ignore[no-untyped-def]
+        self.completed.append(kw["UploadId"])
+
+    def abort_multipart_upload(self, **kw):  # type: ignore[no-untyped-def]
+        raise AssertionError("hfa never aborts another pusher's upload")
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", None])
+def test_an_unfinished_upload_begun_without_sha256_does_not_block_the_push(
+    tmp_path: Path, algorithm: str | None
+) -> None:
+    from hfa.store.s3multipart import resumable_upload
+
+    source = tmp_path / "blob"
+    source.write_bytes(b"x" * 3000)
+    client = _Parts(algorithm)
+    wrote, sent = resumable_upload(client, "b", "p/blobs/k", source, 3000, 1024)
+    assert wrote and sent == 3000
+    assert client.created == ["SHA256"] and client.completed == ["mine"]
