@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["S3Fetcher", "S3Source", "read_manifest"]
 
 CHUNK = 1 << 20
+SMALL_FILE_LIMIT = 16 * 1024 * 1024  # an index or README read into memory (the Hub client's bound too)
 
 
 def read_manifest(s3: S3Store, ref: RepoRef, commit: str) -> Resolved:
@@ -100,6 +101,8 @@ class S3Source:
 
         data = read_cached(self.cache_dir, ref, f)
         if data is None:
+            if f.size > SMALL_FILE_LIMIT:  # as from the Hub (hfa.hub.client.OnlineHub.read_small)
+                raise CheckFailed(f"'{f.path}' is larger than {SMALL_FILE_LIMIT} bytes", "it is not a small file")
             body = self.s3.open_blob(f.etag)
             try:
                 data = body.read(f.size + 1)

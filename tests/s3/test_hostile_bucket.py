@@ -217,3 +217,21 @@ def test_an_unfinished_upload_begun_without_sha256_does_not_block_the_push(
     wrote, sent = resumable_upload(client, "b", "p/blobs/k", source, 3000, 1024)
     assert wrote and sent == 3000
     assert client.created == ["SHA256"] and client.completed == ["mine"]
+
+
+def test_a_small_file_the_manifest_calls_huge_is_not_read_into_memory(weed, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """read_small (indexes, READMEs) is bounded from the bucket as from the Hub: a manifest that lists an
+    index of 5 GB is refused before a byte of it is read."""
+    from hfa.errors import CheckFailed
+    from hfa.resolve.files import RemoteFile, Resolved
+    from hfa.resolve.refs import RepoRef
+    from hfa.store.s3 import S3Store, parse_s3_url
+    from hfa.store.s3source import S3Source
+
+    weed.client().put_object(Bucket=bucket, Key="fleet/blobs/" + "a" * 40, Body=b"{}")
+    source = S3Source(S3Store(parse_s3_url(f"s3://{bucket}/fleet")), tmp_path)
+    f = RemoteFile("model.safetensors.index.json", 5 << 30, "a" * 40, None)
+    ref = RepoRef("org/m")
+    resolved = Resolved(ref=ref, commit=COMMIT, files={f.path: f})
+    with pytest.raises(CheckFailed, match="larger than"):
+        source.read_small(ref, resolved, f)
