@@ -226,3 +226,22 @@ def test_wsgi_factory_reads_the_ttl_from_env(tmp_path: Path) -> None:
     for bad in ("soon", "-1", "inf", "nan"):
         with pytest.raises(UsageError, match="HFA_SERVE_TTL"):
             config_from_env({**env, "HFA_SERVE_TTL": bad})
+
+
+@pytest.mark.parametrize("mirror", [False, True], ids=["cache", "mirror"])
+def test_a_repo_id_too_long_for_a_file_name_is_not_found_not_a_500(tmp_path: Path, mirror: bool) -> None:
+    cache = tmp_path / "cache"
+    write_repo(cache, "org/cached", {"config.json": "{}"})
+    config = ServerConfig(cache_dir=cache, upstream="http://127.0.0.1:9" if mirror else None)
+    long = "a" * 300
+    with HubServer(config) as srv:
+        for route in (
+            f"/api/models/{long}",
+            f"/api/models/org/{long}",
+            f"/{long}/resolve/main/config.json",
+            f"/org/{long}/resolve/main/config.json",
+            f"/api/datasets/{long}/tree/main",
+            f"/{long}",
+        ):
+            assert _status(srv.url + route, 10) in (401, 404), route
+        assert _status(f"{srv.url}/org/cached/resolve/main/config.json", 10) == 200

@@ -197,6 +197,12 @@ class CacheStore:
         ]
 
     def _in_scope(self, repo_type: str, repo_id: str) -> bool:
+        """``repo_id`` is one a cache can hold (a client's name of 5,000 characters is not: the file system
+        would refuse its folder name) and the lock, if any, names it."""
+        from hfa.server.wire import valid_repo_id
+
+        if not valid_repo_id(repo_id):
+            return False
         return self.scope is None or (repo_type, repo_id) in self.scope.commits
 
     def repo(self, repo_type: str, repo_id: str) -> Repo | None:
