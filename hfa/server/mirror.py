@@ -56,7 +56,6 @@ def askable(revision: str) -> bool:
     """``revision`` is a commit or a name git accepts for a ref: the only revisions asked upstream (and
     recorded in the store as ``refs/<revision>``, which must not name ``..`` or a ``.lock``)."""
     from hfa.cache.layout import check_ref_name
-    from hfa.errors import UsageError
 
     if COMMIT_RE.fullmatch(revision):
         return True
