@@ -102,10 +102,10 @@ class RepoNotFound(NotFound):
 
 
 class RevisionNotFound(NotFound):
-    def __init__(self, repo_id: str, revision: str) -> None:
+    def __init__(self, repo_id: str, revision: str, *, message: str | None = None, hint: str | None = None) -> None:
         super().__init__(
-            f"Revision '{revision}' not found in '{repo_id}'",
-            "use a branch, a tag or a full 40-character commit that exists (see `hfa info`)",
+            message or f"Revision '{revision}' not found in '{repo_id}'",
+            hint or "use a branch, a tag or a full 40-character commit that exists (see `hfa info`)",
             details={"repo_id": repo_id, "revision": revision},
         )
         self.repo_id = repo_id

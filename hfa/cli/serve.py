@@ -303,7 +303,8 @@ def serve(
         try:
             sys.stdout.write(server.url + "\n")
             sys.stdout.flush()
-            ctx.out.info(f"Serving {store or cache_dir} at {server.url} (read-only). Stop with Ctrl-C.")
+            mode = "" if upstream is not None else " (read-only)"
+            ctx.out.info(f"Serving {store or cache_dir} at {server.url}{mode}. Stop with Ctrl-C.")
             if upstream is not None:
                 from hfa.errors import public_url
 

@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 from hfa.config import Settings, check_token
 from hfa.errors import (
     AccessDenied,
+    CheckFailed,
     EntryNotFound,
     GatedRepo,
     HfaError,
@@ -207,7 +208,32 @@ def follow(base: str, location: str, what: str = "a redirect") -> str:
             f"The endpoint sent a malformed URL in {what}: '{redact(location)}'",
             "check --endpoint / HF_ENDPOINT: the server (or a proxy before it) is broken",
         )
+    host = urlsplit(url).hostname or ""
+    if link_local(host) and not link_local(urlsplit(base).hostname or ""):
+        raise CheckFailed(
+            f"The endpoint sent {what} to the link-local address {host} (a cloud metadata service); refused",
+            "check --endpoint / HF_ENDPOINT: no Hub sends clients there",
+        )
     return url
+
+
+def link_local(host: str) -> bool:
+    """``host`` is a literal link-local address (169.254.0.0/16, fe80::/10), however spelled:
+    ``169.254.169.254``, ``2852039166``, ``0xa9.0xfe.0xa9.0xfe``, ``[::ffff:169.254.169.254]``."""
+    import ipaddress
+    import socket
+
+    text = host.strip("[]").rstrip(".").split("%")[0]
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text)
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(text))  # the forms the C resolver accepts
+        except (OSError, ValueError):
+            return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local
 
 
 def next_link(value: str | None) -> str | None:

@@ -47,6 +47,8 @@ class RemoteFile:
     @classmethod
     def checked(cls, path: str, size: Any, blob_id: Any, lfs_sha256: Any = None) -> RemoteFile:
         """Build from untrusted data (a server's answer): refuse unsafe paths and bad hashes."""
+        if not isinstance(path, str):
+            raise CheckFailed(f"The server listed a path that is not a string: {path!r:.80}", "check --endpoint")
         try:
             check_relpath(path)
         except UsageError:

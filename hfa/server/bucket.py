@@ -222,13 +222,29 @@ class BucketStore:
         return snap
 
     def _read_snapshot(self, repo: Repo, commit: str) -> Snapshot | None:
-        from hfa.errors import RevisionNotFound
+        from hfa.errors import CheckFailed, RevisionNotFound
         from hfa.store.s3source import read_manifest
 
+        bad_key = ("bad", repo.repo_type, repo.repo_id, commit)
+        with self._lock:
+            bad = self._timed.get(bad_key)
+        if bad is not None and time.monotonic() - bad[0] < TTL:
+            raise HttpError(502, bad[1].message)  # a damaged manifest is not read again (it may be big) before TTL
+        ref = RepoRef(repo.repo_id, repo.repo_type, commit)
         try:
-            resolved = read_manifest(self.s3, RepoRef(repo.repo_id, repo.repo_type, commit), commit)
+            resolved = read_manifest(self.s3, ref, commit)
         except RevisionNotFound:
             return None
+        except CheckFailed as err:  # a manifest that is too big, not JSON, or lists unsafe paths or bad hashes
+            log.warning("%s@%s in %s: %s", repo.repo_id, commit[:12], self.s3.location.url, err.message)
+            damaged = HttpError(
+                502,
+                f"the store's manifest of {repo.repo_id}@{commit[:12]} is damaged ({err.message}); "
+                f"push the repo again: hfa push --to {self.s3.location.url} {ref.display}",
+            )
+            with self._lock:
+                self._timed[bad_key] = (time.monotonic(), damaged)
+            raise damaged from None
         except HfaError as err:
             raise _unavailable(err) from None
         files = {f.path: FileEntry(f.path, f.size, None, f.blob_id, f.lfs_sha256) for f in resolved.files.values()}

@@ -26,10 +26,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from hfa.cache.hashing import COMMIT_RE
-from hfa.errors import HfaError, NetworkError
+from hfa.errors import HfaError, NetworkError, UsageError
 from hfa.server.mirror_flight import WAIT, Flight, upstream_error
 from hfa.server.wire import HttpError
 
@@ -50,19 +52,52 @@ STREAM_MIN = 8 << 20  # blobs this big are streamed to clients while they arrive
 MAX_FLIGHTS = 64  # blobs fetched at once; more get a 503 with Retry-After
 
 
+def askable(revision: str) -> bool:
+    """``revision`` is a commit or a name git accepts for a ref: the only revisions asked upstream (and
+    recorded in the store as ``refs/<revision>``, which must not name ``..`` or a ``.lock``)."""
+    from hfa.cache.layout import check_ref_name
+
+    if COMMIT_RE.fullmatch(revision):
+        return True
+    try:
+        check_ref_name(revision)
+    except UsageError:
+        return False
+    return True
+
+
+class UpstreamBusy(HttpError):
+    """Every slot for requests waiting on the upstream is taken: what the store holds is still answered."""
+
+
+class _Resolving:
+    """One upstream resolve of a revision under way: the requests that wait for it get its outcome."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Resolved | None = None
+        self.error: BaseException | None = None
+
+
 class Mirror:
     """Fetches what the served store lacks from the upstream Hub, verified. Thread-safe."""
 
     def __init__(self, config: ServerConfig, scope: LockScope | None, target: Target) -> None:
-        from hfa.config import Settings, normalize_endpoint
+        from hfa import config as cfg
         from hfa.hub.source import HubSource
 
         assert config.upstream is not None
-        self.settings = Settings(
+        self.settings = cfg.Settings(
             cache_dir=config.cache_dir,
-            endpoint=normalize_endpoint(config.upstream),
+            endpoint=cfg.normalize_endpoint(config.upstream),
             offline=False,
-            token=config.upstream_token,
+            token=config.upstream_token,  # the mirror's own token only (never HF_TOKEN, never a client's)
+            # the bounds of every upstream answer, from the same variables as hfa pull (docs/pull.md)
+            api_timeout=cfg.env_seconds("HF_HUB_ETAG_TIMEOUT", cfg.DEFAULT_API_TIMEOUT),
+            download_timeout=cfg.env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", cfg.DEFAULT_DOWNLOAD_TIMEOUT),
+            api_deadline=cfg.env_seconds("HFA_API_DEADLINE", cfg.DEFAULT_API_DEADLINE),
+            min_speed=cfg.env_count("HFA_MIN_SPEED", cfg.DEFAULT_MIN_SPEED),
+            min_speed_time=cfg.env_seconds("HFA_MIN_SPEED_TIME", cfg.DEFAULT_MIN_SPEED_TIME),
         )
         self.source: HubSource = HubSource(self.settings)
         self.target = target
@@ -71,40 +106,72 @@ class Mirror:
         self.allow_unsafe = config.allow_unsafe
         self._answers: dict[tuple[str, str, str | None], tuple[float | None, Resolved]] = {}
         self._recorded: dict[tuple[str, str, str | None, str], float | None] = {}
-        self._locks: dict[tuple[Any, ...], threading.Lock] = {}
         self._lock = threading.Lock()
         self._refused: dict[str, tuple[float, HttpError]] = {}  # etag -> (until, answer): no refetch per retry
         self._flights: dict[str, Flight] = {}
+        self._resolving: dict[tuple[str, str, str | None], _Resolving] = {}
+        # requests that may wait on the upstream at once: the other threads (a quarter, at least 2) keep
+        # serving what the store holds
+        self._waiting = threading.BoundedSemaphore(max(1, config.threads - max(2, config.threads // 4)))
 
-    def _flight_lock(self, key: tuple[Any, ...]) -> threading.Lock:
-        with self._lock:
-            return self._locks.setdefault(key, threading.Lock())
+    @contextmanager
+    def _upstream_wait(self) -> Iterator[None]:
+        """Hold one of the few slots for a request that waits on the upstream; none free: 503 at once.
+
+        A slow or silent upstream (or many requests for what it lacks) thus never holds every thread of
+        the server: the others keep answering from the store."""
+        if not self._waiting.acquire(blocking=False):
+            raise UpstreamBusy(
+                503, "The mirror is busy waiting on the upstream Hub; retry", headers={"Retry-After": "5"}
+            )
+        try:
+            yield
+        finally:
+            self._waiting.release()
 
     # -- answers -------------------------------------------------------------------------
     def resolved(self, ref: RepoRef) -> Resolved:
         """The upstream's answer for ``ref``: a commit's kept (and read back from the store once recorded
-        there), a branch's or tag's for ``ttl`` seconds."""
+        there), a branch's or tag's for ``ttl`` seconds. One upstream call per revision at a time: the
+        requests that come meanwhile get its outcome, answer or error (single flight)."""
         key = (ref.repo_type, ref.repo_id, ref.revision)
-        lock = self._flight_lock(("resolve", *key))
-        if not lock.acquire(timeout=WAIT):
-            raise HttpError(
-                503, "The mirror is busy resolving this revision upstream; retry", headers={"Retry-After": "5"}
-            )
-        try:
+        with self._lock:
             hit = self._answers.get(key)
             if hit is not None and (hit[0] is None or hit[0] > time.monotonic()):
                 return hit[1]
+            flight = self._resolving.get(key)
+            owner = flight is None
+            if flight is None:
+                flight = self._resolving[key] = _Resolving()
+        if not owner:
+            with self._upstream_wait():
+                if not flight.done.wait(WAIT):
+                    raise HttpError(
+                        503, "The mirror is busy resolving this revision upstream; retry", headers={"Retry-After": "5"}
+                    )
+            if flight.error is not None:
+                raise flight.error
+            assert flight.result is not None
+            return flight.result
+        try:
             resolved = self.target.recorded(ref) if ref.pinned else None
             if resolved is None:
-                resolved = self.source.resolve(ref)[0]
+                with self._upstream_wait():
+                    resolved = self.source.resolve(ref)[0]
             with self._lock:
                 if len(self._answers) > 100_000:
                     self._answers.clear()
                 self._answers[key] = (None if ref.pinned else time.monotonic() + self.ttl, resolved)
                 self._answers[(ref.repo_type, ref.repo_id, resolved.commit)] = (None, resolved)
+            flight.result = resolved
             return resolved
+        except BaseException as exc:
+            flight.error = exc
+            raise
         finally:
-            lock.release()
+            with self._lock:
+                self._resolving.pop(key, None)
+            flight.done.set()
 
     def _record(self, ref: RepoRef, resolved: Resolved) -> None:
         """Make the store list ``resolved`` (and name it by ``ref``'s revision), once per ``ttl``."""
@@ -114,8 +181,15 @@ class Mirror:
             return
         try:
             self.target.record(ref, resolved)
-        except HfaError as exc:  # a revision name the store cannot hold as a ref
+        except UsageError as exc:  # a revision name the store cannot hold as a ref
             raise HttpError(404, f"Invalid rev id: {ref.revision} ({exc.message})", "RevisionNotFound") from None
+        except HfaError as exc:  # the store refused the write (no write access, a full disk) or is down
+            log.error("cannot record %s@%s in the store: %s", ref.repo_id, resolved.commit[:12], exc)
+            raise HttpError(
+                503 if isinstance(exc, NetworkError) else 502,
+                f"The mirror cannot record this revision in its store: {exc.message}",
+                headers={"Retry-After": "5"},
+            ) from None
         with self._lock:
             if len(self._recorded) > 100_000:
                 self._recorded.clear()
@@ -140,6 +214,8 @@ class Mirror:
             if locked is None:
                 return None  # not locked: the store answers as without a mirror
             revision = locked
+        if revision is not None and not askable(revision):
+            return None  # no Hub has such a revision: the store answers, the upstream is not asked
         try:
             ref = RepoRef(repo_id, repo_type, revision)
             self._record(ref, self.resolved(ref))
@@ -167,8 +243,8 @@ class Mirror:
             if locked is None:
                 return None  # not locked: the store answers as without a mirror
             revision = locked
-        if path.startswith("/") or ".." in path.split("/"):
-            return None  # never a path the upstream can list: the store answers it
+        if path.startswith("/") or ".." in path.split("/") or not askable(revision):
+            return None  # never a path or revision the upstream can have: the store answers it
         if COMMIT_RE.match(revision) and self.target.present(repo_type, repo_id, revision, path):
             return None  # a commit's file never changes: no need to ask
         try:
@@ -180,7 +256,10 @@ class Mirror:
             self._record(ref, resolved)
             if not self.target.has(ref, resolved.commit, f):
                 flight = self._flight(ref, resolved, f)
-                flight.wait_ready(whole=f.size < STREAM_MIN or flight.partial is None)
+                with self._upstream_wait():
+                    flight.wait_ready(whole=f.size < STREAM_MIN or flight.partial is None)
+        except UpstreamBusy as err:
+            return err  # the store answers if it can
         except HttpError:
             raise
         except NetworkError as exc:

@@ -92,7 +92,7 @@ class BucketTarget:
         f = flight.f
         lease = self.s3.key("leases", f.etag)
         deadline = time.monotonic() + WAIT
-        while not self.s3.put_bytes(lease, str(time.time()).encode(), if_absent=True):
+        while not self.s3.put_bytes(lease, _lease_text(), if_absent=True):
             if self.s3.has(f.etag, f.size):
                 return False  # another replica fetched it
             if self._stale(lease):
@@ -125,19 +125,23 @@ class BucketTarget:
                 shutil.rmtree(self.staging / f.etag)  # the staging copy: the bucket has the blob now
 
     def _stale(self, lease: str) -> bool:
-        data = self.s3.get_bytes(lease, limit=64, missing_ok=True)
-        if data is None:
-            return False  # gone: the next put-if-absent may win it
-        try:
-            written = float(data.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return True
-        return time.time() - written > LEASE_STALE
+        """The lease was not rewritten for ``LEASE_STALE`` seconds by the store's clock (what it holds is not
+        trusted: a lease naming a time in the future, or no time, would never expire)."""
+        age = self.s3.age(lease)
+        return age is not None and age > LEASE_STALE
 
     def _keep(self, lease: str, stop: threading.Event) -> None:
         while not stop.wait(LEASE_REFRESH):
             with contextlib.suppress(HfaError):
-                self.s3.put_bytes(lease, str(time.time()).encode(), if_absent=False)
+                self.s3.put_bytes(lease, _lease_text(), if_absent=False)
+
+
+def _lease_text() -> bytes:
+    """What a lease holds: who took it and when, for people looking at the bucket (its age is its LastModified)."""
+    import os
+    import socket
+
+    return f"{socket.gethostname()} pid {os.getpid()} at {time.time():.0f}\n".encode()
 
 
 def _sha256(path: Path) -> str:

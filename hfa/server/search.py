@@ -55,8 +55,13 @@ def search_page(
             continue
         if author and repo.repo_id.split("/")[0] != author:
             continue
-        commit = store.default_commit(repo)
-        snap = store.snapshot(repo, commit) if commit else None
+        try:
+            commit = store.default_commit(repo)
+            snap = store.snapshot(repo, commit) if commit else None
+        except HttpError as err:
+            if err.status != 502:
+                raise
+            continue  # one repo the store cannot answer for (a damaged record) does not hide the others
         if snap is None:
             continue
         doc = info(repo, snap)

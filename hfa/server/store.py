@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, lfs_pointer, sha256_file
-from hfa.cache.layout import HFA_META, RepoDir, iter_repos, repo_folder_name
+from hfa.cache.layout import HFA_META, REPO_ID_RE, RepoDir, iter_repos, repo_folder_name
 from hfa.cache.walk import BLOB, FOLDER_LINK, walk_snapshot
 from hfa.resolve.card import parse_card
 from hfa.testing import is_lfs_path
@@ -198,6 +198,10 @@ class CacheStore:
         ]
 
     def _in_scope(self, repo_type: str, repo_id: str) -> bool:
+        """``repo_id`` is one a cache can hold (a client's name of 5,000 characters is not: the file system
+        would refuse its folder name) and the lock, if any, names it."""
+        if not REPO_ID_RE.match(repo_id) or ".." in repo_id or "--" in repo_id:
+            return False
         return self.scope is None or (repo_type, repo_id) in self.scope.commits
 
     def repo(self, repo_type: str, repo_id: str) -> Repo | None:

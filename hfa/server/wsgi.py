@@ -9,7 +9,8 @@ With no argument it reads ``HFA_SERVE_CACHE`` (default: the huggingface_hub cach
 ``HFA_SERVE_AUTH`` (an ``--auth`` TOML file), ``HFA_SERVE_LOCK`` (an ``hfa.lock`` to serve only
 what it names), ``HFA_SERVE_STORE`` (``s3://BUCKET/PREFIX``: serve a bucket instead of a cache),
 ``HFA_SERVE_REDIRECT=1`` (with a store: redirect downloads to presigned URLs), ``HFA_SERVE_UPSTREAM``
-(``--upstream``, into the cache or the store) and ``HFA_SERVE_UPSTREAM_TOKEN_FILE`` (``--upstream-token-file``). ``hfa serve`` runs the
+(``--upstream``, into the cache or the store), ``HFA_SERVE_UPSTREAM_TOKEN_FILE`` (``--upstream-token-file``)
+and ``HFA_SERVE_TTL`` (``--ttl``). ``hfa serve`` runs the
 app on waitress (hfa.server.http).
 
 Every answer carries ``X-Request-Id`` (the client's, when it sent a plain one, else a new one) and
@@ -160,7 +161,7 @@ def create_app(config: ServerConfig | None = None) -> Callable[[dict[str, Any], 
 def config_from_env(env: Any) -> ServerConfig:
     """A :class:`ServerConfig` from the ``HFA_SERVE_*`` variables (see the module doc)."""
     from hfa.server.auth import AuthPolicy, load_policy
-    from hfa.server.config import ServerConfig
+    from hfa.server.config import DEFAULT_TTL, ServerConfig
 
     cache = env.get("HFA_SERVE_CACHE")
     if not cache:
@@ -186,6 +187,16 @@ def config_from_env(env: Any) -> ServerConfig:
         from hfa.config import read_token_file
 
         token = read_token_file(Path(env["HFA_SERVE_UPSTREAM_TOKEN_FILE"]), "HFA_SERVE_UPSTREAM_TOKEN_FILE")
+    ttl = DEFAULT_TTL
+    if env.get("HFA_SERVE_TTL"):
+        try:
+            ttl = float(env["HFA_SERVE_TTL"])
+        except ValueError:
+            ttl = -1.0
+        if not 0 <= ttl < float("inf"):
+            from hfa.errors import UsageError
+
+            raise UsageError(f"HFA_SERVE_TTL must be seconds, not '{env['HFA_SERVE_TTL']}'", "set HFA_SERVE_TTL=300")
     return ServerConfig(
         cache_dir=Path(cache),
         auth=load_policy(Path(auth)) if auth else AuthPolicy(),
@@ -194,4 +205,5 @@ def config_from_env(env: Any) -> ServerConfig:
         redirect=env.get("HFA_SERVE_REDIRECT", "") in ("1", "true", "yes"),
         upstream=upstream,
         upstream_token=token,
+        ttl=ttl,
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,10 @@ def parse_s3_url(url: str) -> S3Location:
     return S3Location(bucket, "".join(p + "/" for p in parts))
 
 
-def s3_error(exc: BaseException, what: str) -> HfaError:
-    """A boto3/botocore exception as the one HfaError it means (never an internal error)."""
+def s3_error(exc: BaseException, what: str, *, writing: bool = False) -> HfaError:
+    """A boto3/botocore exception as the one HfaError it means (never an internal error).
+
+    ``writing``: the request wrote; a refusal of valid credentials then names the write access missing."""
     import botocore.exceptions as be
 
     hint_creds = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for this bucket"
@@ -92,6 +95,12 @@ def s3_error(exc: BaseException, what: str) -> HfaError:
             return NotFound(f"the bucket of {what} does not exist", "create it, or check the s3:// URL")
         if code in ("NoSuchKey", "404", "NotFound") or status == 404:
             return NotFound(f"{what} is not in the bucket", "push it first: `hfa push --to s3://BUCKET/PREFIX REPO`")
+        if writing and code == "AccessDenied":
+            return AccessDenied(
+                f"the bucket refused to write {what} ({code}): these credentials may read it but not write",
+                "use an identity allowed s3:PutObject (and the multipart calls) under the prefix, e.g. another"
+                " AWS_PROFILE",
+            )
         if code in ("AccessDenied", "403", "SignatureDoesNotMatch", "InvalidAccessKeyId") or status == 403:
             return AccessDenied(f"the bucket refused access to {what} ({code or status})", hint_creds)
         if code in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"):
@@ -101,13 +110,25 @@ def s3_error(exc: BaseException, what: str) -> HfaError:
         return NetworkError(f"the bucket answered {code or status} for {what}", "retry; check AWS_ENDPOINT_URL")
     if isinstance(exc, be.EndpointConnectionError | be.ConnectionError | be.ReadTimeoutError):
         return NetworkError(f"cannot reach the bucket for {what}", "check AWS_ENDPOINT_URL and the network")
+    if isinstance(exc, be.ProfileNotFound | be.EndpointProviderError | be.InvalidRegionError | be.InvalidConfigError):
+        return UsageError(
+            f"the AWS configuration cannot reach {what}: {_redacted(exc)}",
+            "fix AWS_ENDPOINT_URL (http(s)://HOST:PORT), AWS_PROFILE or AWS_REGION",
+        )
     if isinstance(exc, be.BotoCoreError):
         return NetworkError(
-            f"S3 request for {what} failed: {exc}", "check AWS_ENDPOINT_URL, AWS_REGION and credentials"
+            f"S3 request for {what} failed: {_redacted(exc)}", "check AWS_ENDPOINT_URL, AWS_REGION and credentials"
         )
     if isinstance(exc, OSError):
         return LocalError(f"cannot read or write a local file for {what}: {exc.strerror or exc}", "check the disk")
     return NetworkError(f"S3 request for {what} failed: {type(exc).__name__}", "retry")
+
+
+def _redacted(exc: BaseException) -> str:
+    """``exc``'s text without the ``user:password@`` of any URL in it (an AWS_ENDPOINT_URL may hold one)."""
+    import re
+
+    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s`'\"]*@", r"\1", str(exc))
 
 
 def _make_client(workers: int) -> Any:
@@ -125,7 +146,15 @@ def _make_client(workers: int) -> Any:
         response_checksum_validation="when_required",
         signature_version="s3v4",  # presigned URLs too (boto3 would sign them with SigV2)
     )
-    return boto3.session.Session().client("s3", config=config)
+    import botocore.exceptions as be
+
+    try:
+        return boto3.session.Session().client("s3", config=config)
+    except (ValueError, be.BotoCoreError) as exc:  # an AWS_ENDPOINT_URL that is no URL, an unknown AWS_PROFILE
+        raise UsageError(
+            f"the AWS configuration is not usable: {_redacted(exc)}",
+            "fix AWS_ENDPOINT_URL (http(s)://HOST:PORT), AWS_PROFILE or AWS_REGION",
+        ) from None
 
 
 class S3Store:
@@ -236,7 +265,7 @@ class S3Store:
             cause = exc.__context__ if not isinstance(exc, be.ClientError) else exc  # S3UploadFailedError wraps it
             if precondition_failed(exc) or precondition_failed(cause):
                 return False  # another pusher wrote it first: same key, same content
-            raise s3_error(cause if isinstance(cause, be.ClientError) else exc, what) from None
+            raise s3_error(cause if isinstance(cause, be.ClientError) else exc, what, writing=True) from None
         return True
 
     def open_blob(self, etag: str) -> Any:
@@ -264,15 +293,40 @@ class S3Store:
         except be.ClientError as exc:
             if precondition_failed(exc):
                 return False
-            raise s3_error(exc, key) from None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}", writing=True) from None
         except Exception as exc:
-            raise s3_error(exc, key) from None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}", writing=True) from None
         return True
 
     def delete(self, key: str) -> None:
         """Remove the object at ``key`` (absent is fine)."""
         with self._call(key):
             self.client.delete_object(Bucket=self.location.bucket, Key=key)
+
+    def age(self, key: str) -> float | None:
+        """Seconds since the object at ``key`` was last written, by the store's own clock (its ``Date``
+        header against the object's ``LastModified``: no replica's clock is trusted); None if absent."""
+        from email.utils import parsedate_to_datetime
+
+        import botocore.exceptions as be
+
+        self.requests_made += 1
+        try:
+            head = self.client.head_object(Bucket=self.location.bucket, Key=key)
+        except be.ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
+        except Exception as exc:
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
+        written = head.get("LastModified")
+        if written is None:
+            return None
+        try:
+            now = parsedate_to_datetime(head["ResponseMetadata"]["HTTPHeaders"]["date"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            now = time.time()
+        return max(0.0, now - written.timestamp())
 
     def exists(self, key: str) -> bool:
         return self.get_bytes(key, limit=0, missing_ok=True, head_only=True) is not None
@@ -295,13 +349,14 @@ class S3Store:
             data: bytes = answer["Body"].read(limit + 1)
         except be.ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if missing_ok and (status == 404 or exc.response.get("Error", {}).get("Code") == "NoSuchKey"):
-                return None
-            raise s3_error(exc, key) from None
+            code = exc.response.get("Error", {}).get("Code")
+            if missing_ok and code != "NoSuchBucket" and (status == 404 or code == "NoSuchKey"):
+                return None  # the object is absent (a missing bucket is an error of its own)
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
         except HfaError:
             raise
         except Exception as exc:
-            raise s3_error(exc, key) from None
+            raise s3_error(exc, f"s3://{self.location.bucket}/{key}") from None
         if len(data) > limit:
             raise CheckFailed(
                 f"{self.location.url}: '{key}' is over {limit} bytes", "the bucket holds something else there"

@@ -32,7 +32,11 @@ def _resume_point(client: Any, bucket: str, key: str) -> tuple[str | None, dict[
     import botocore.exceptions as be
 
     answer = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
-    mine = [u for u in answer.get("Uploads", []) if u.get("Key") == key and u.get("UploadId")]
+    mine = [
+        u
+        for u in answer.get("Uploads", [])
+        if u.get("Key") == key and u.get("UploadId") and u.get("ChecksumAlgorithm") in (None, "SHA256")
+    ]  # an upload begun with another checksum (or none, where the store says so) refuses SHA-256 parts
     if not mine:
         return None, {}
     newest = max(mine, key=lambda u: str(u.get("Initiated") or ""))
@@ -70,9 +74,34 @@ def resumable_upload(
     """Upload ``source`` (``size`` bytes) to ``key`` in parts of ``part_size``, continuing an unfinished
     upload of the key. Returns (whether this call completed the object, bytes sent). botocore errors
     propagate (the caller maps them); an interrupted call leaves its upload to be resumed."""
+    import botocore.exceptions as be
+
     upload_id, listed = _resume_point(client, bucket, key)
-    if upload_id is None:
-        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256")["UploadId"]
+    if upload_id is not None:
+        try:
+            return _upload(client, bucket, key, source, size, part_size, on_bytes, upload_id, listed)
+        except be.ClientError as exc:
+            if precondition_failed(exc) or exc.response.get("Error", {}).get("Code") not in _CANNOT_CONTINUE:
+                raise
+            # an upload this push cannot continue (begun by another tool without a SHA-256, or gone): its own
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256")["UploadId"]
+    return _upload(client, bucket, key, source, size, part_size, on_bytes, upload_id, {})
+
+
+_CANNOT_CONTINUE = ("InvalidRequest", "InvalidPart", "InvalidPartOrder", "NoSuchUpload", "InvalidArgument")
+
+
+def _upload(
+    client: Any,
+    bucket: str,
+    key: str,
+    source: Path,
+    size: int,
+    part_size: int,
+    on_bytes: Callable[[int], None] | None,
+    upload_id: str,
+    listed: dict[int, dict[str, Any]],
+) -> tuple[bool, int]:
     count = max(1, -(-size // part_size))
 
     def send(number: int) -> tuple[dict[str, Any], int]:

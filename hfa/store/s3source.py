@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hfa.cache.hashing import SHA1_RE
+from hfa.cache.layout import check_ref_name
 from hfa.errors import CheckFailed, HfaError, NotFound, RevisionNotFound
 from hfa.hub.download import FetchOutcome, HashMismatch, expected_digest, new_hasher, verify_bytes
 from hfa.resolve.files import RemoteFile, Resolved
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["S3Fetcher", "S3Source", "read_manifest"]
 
 CHUNK = 1 << 20
+SMALL_FILE_LIMIT = 16 * 1024 * 1024  # an index or README read into memory (the Hub client's bound too)
 
 
 def read_manifest(s3: S3Store, ref: RepoRef, commit: str) -> Resolved:
@@ -38,8 +40,10 @@ def read_manifest(s3: S3Store, ref: RepoRef, commit: str) -> Resolved:
     data = s3.get_bytes(key, limit=MANIFEST_LIMIT, missing_ok=True)
     if data is None:
         raise RevisionNotFound(
-            f"commit {commit[:12]} of '{ref.display}' is not in {s3.location.url}",
-            f"push it first: `hfa push --to {s3.location.url} {RepoRef(ref.repo_id, ref.repo_type, commit).display}`",
+            ref.repo_id,
+            commit,
+            message=f"commit {commit[:12]} of '{ref.display}' is not in {s3.location.url}",
+            hint=f"push it first: `hfa push --to {s3.location.url} {RepoRef(ref.repo_id, ref.repo_type, commit).display}`",
         )
     bad = CheckFailed(f"the manifest {key} in {s3.location.url} is not an hfa manifest", "push the repo again")
     try:
@@ -74,13 +78,15 @@ class S3Source:
     def commit_of(self, ref: RepoRef) -> str:
         if ref.pinned and ref.revision:
             return ref.revision
-        revision = ref.revision_or_default
+        revision = check_ref_name(ref.revision_or_default)  # it names a key: no '.', '..' or empty parts
         key = self.s3.repo_key(ref.repo_type, ref.repo_id, "refs", revision)
         data = self.s3.get_bytes(key, limit=SMALL_LIMIT, missing_ok=True)
         if data is None:
             raise RevisionNotFound(
-                f"'{ref.display}' (revision '{revision}') is not in {self.s3.location.url}",
-                f"push it first: `hfa push --to {self.s3.location.url} {ref.display}`",
+                ref.repo_id,
+                revision,
+                message=f"'{ref.display}' (revision '{revision}') is not in {self.s3.location.url}",
+                hint=f"push it first: `hfa push --to {self.s3.location.url} {ref.display}`",
             )
         commit = data.decode("ascii", "replace").strip()
         if not SHA1_RE.fullmatch(commit):
@@ -95,6 +101,8 @@ class S3Source:
 
         data = read_cached(self.cache_dir, ref, f)
         if data is None:
+            if f.size > SMALL_FILE_LIMIT:  # as from the Hub (hfa.hub.client.OnlineHub.read_small)
+                raise CheckFailed(f"'{f.path}' is larger than {SMALL_FILE_LIMIT} bytes", "it is not a small file")
             body = self.s3.open_blob(f.etag)
             try:
                 data = body.read(f.size + 1)
