@@ -242,6 +242,31 @@ DEFAULT_ALLOWLIST: tuple[str, ...] = (
     "numpy.random._pickle.__randomstate_ctor",  # numpy's RNG states: a generator by its known name
     "numpy.random._pickle.__generator_ctor",
     "numpy.random._pickle.__bit_generator_ctor",
+    # ... and what those constructors are given: the bit generator classes (seeded from the state the
+    # pickle holds) and the SeedSequence Cython writes through its unpickle helper, which only builds a
+    # SeedSequence (``SeedSequence.__new__`` of anything else fails) and sets its fields.
+    "numpy.random._mt19937.MT19937",
+    "numpy.random._pcg64.PCG64",
+    "numpy.random._pcg64.PCG64DXSM",
+    "numpy.random._philox.Philox",
+    "numpy.random._sfc64.SFC64",
+    "numpy.random.bit_generator.SeedSequence",
+    "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
+    # Paths (Lightning hparams, argparse namespaces, training arguments): the path classes build a path
+    # from strings and touch nothing (hfa.scan.denylist keeps the rest of pathlib, and any method reached
+    # through a dotted name such as ``Path.write_text``, critical). Python 3.13+ defines them in pathlib._local.
+    "pathlib.Path",
+    "pathlib.PosixPath",
+    "pathlib.WindowsPath",
+    "pathlib.PurePath",
+    "pathlib.PurePosixPath",
+    "pathlib.PureWindowsPath",
+    "pathlib._local.Path",
+    "pathlib._local.PosixPath",
+    "pathlib._local.WindowsPath",
+    "pathlib._local.PurePath",
+    "pathlib._local.PurePosixPath",
+    "pathlib._local.PureWindowsPath",
     "torch.strided",  # tensor layouts, memory formats and the remaining dtypes: constants
     "torch.sparse_coo",
     "torch.sparse_csr",
