@@ -333,6 +333,41 @@ def _whole_model(torch: object) -> object:
     return _net(torch)
 
 
+def _hf_rng_state(torch: object) -> object:
+    """What transformers' Trainer saves as rng_state.pth."""
+    import random
+
+    import numpy as np
+
+    random.seed(0)
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.RandomState(0).get_state(),
+        "cpu": torch.random.get_rng_state(),  # type: ignore[attr-defined]
+    }
+
+
+def _tensor_kinds(torch: object) -> object:
+    """Tensors of other dtypes and layouts: bfloat16, complex, sparse, quantized, channels_last, a Parameter."""
+    import warnings
+
+    t: object = torch
+    x = t.arange(16, dtype=t.float32).reshape(1, 1, 4, 4)  # type: ignore[attr-defined]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized tensors are deprecated; checkpoints still hold them
+        q = t.quantize_per_tensor(x, 0.1, 0, t.qint8)  # type: ignore[attr-defined]
+    return {
+        "bf16": x.to(t.bfloat16),  # type: ignore[attr-defined]
+        "c64": t.complex(x, x),  # type: ignore[attr-defined]
+        "sparse": t.eye(3).to_sparse(),  # type: ignore[attr-defined]
+        "q": q,
+        "cl": x.contiguous(memory_format=t.channels_last),  # type: ignore[attr-defined]
+        "p": t.nn.Parameter(t.ones(2)),  # type: ignore[attr-defined]
+        "i64": t.tensor([1, 2, 3]),  # type: ignore[attr-defined]
+        "bool": t.tensor([True, False]),  # type: ignore[attr-defined]
+    }
+
+
 def numpy_dumps(proto: int) -> bytes | None:
     try:
         import numpy as np
@@ -519,6 +554,9 @@ def classic() -> Iterator[Sample]:
     yield bad("benign-pickle-then-evil-zip", "model.pt",
               pickle.dumps([1], protocol=2) + real_zip([("archive/data.pkl", EVIL)]), "classic",
               "fickling test_polyglot.py")  # fmt: skip
+    benign_pkl = pickle.dumps({"w": [1.0]}, protocol=2)
+    dup = build_zip([Member("archive/data.pkl", benign_pkl), Member("archive/data.pkl", EVIL)])
+    yield bad("zip-duplicate-member-second-evil", "model.pt", dup, "classic", "modelaudit zip tests (duplicate names)")
     yield bad("stacked-pickles-second-evil", "model.pkl", pickle.dumps({"a": 1}, protocol=4) + EVIL4, "classic",
               "picklescan multiple pickles")  # fmt: skip
 
@@ -901,7 +939,8 @@ def benign() -> Iterator[Sample]:
         fmt = "legacy" if legacy else "zip"
         for name, factory in (("state-dict", _state_dict), ("tied-weights", _tied),
                               ("training-checkpoint", _training_checkpoint),
-                              ("lightning-checkpoint", _lightning_checkpoint)):  # fmt: skip
+                              ("lightning-checkpoint", _lightning_checkpoint), ("hf-rng-state", _hf_rng_state),
+                              ("tensor-kinds", _tensor_kinds)):  # fmt: skip
             data = torch_save(factory, legacy=legacy)
             if data is not None:
                 filename = "epoch=2.ckpt" if "lightning" in name else "pytorch_model.bin"

@@ -91,6 +91,13 @@ def test_the_rest_of_pathlib_stays_critical(module: str, name: str) -> None:
     assert verdict is not None and verdict[0] is Severity.CRITICAL
 
 
+def test_torch_layout_lookup_is_allowed_and_the_rest_of_torch_serialization_is_not() -> None:
+    assert classify_global("torch.serialization", "_get_layout", POLICY) is None  # sparse tensors' layouts
+    for name in ("load", "_get_layout.__globals__", "_load", "_get_restore_location"):
+        verdict = classify_global("torch.serialization", name, POLICY)
+        assert verdict is not None and verdict[0] is Severity.CRITICAL, name
+
+
 def test_a_path_method_by_stack_global_is_critical_and_a_path_is_clean() -> None:
     evil = call("pathlib", "Path.write_text", "x", proto=4)
     found = scan_pickle(io.BytesIO(evil), "m.pkl", POLICY)

@@ -143,14 +143,20 @@ _DANGEROUS_NAMES: dict[str, frozenset[str]] = {
     ),
     "sklearn.externals.joblib": _words("load"),
 }
-# Plain classes of a denied module: building one touches nothing. The path classes build a path from
-# strings (Lightning hparams, argparse namespaces and training arguments hold them); pathlib._local is
-# where Python 3.13+ defines them. Only the bare names: a method reached through one (``Path.write_text``,
-# ``Path.unlink`` by a dotted name) is critical like every dotted name, and the rest of pathlib stays denied.
-_PLAIN_CLASSES: frozenset[tuple[str, str]] = frozenset(
-    (module, name)
-    for module in ("pathlib", "pathlib._local")
-    for name in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")
+# Plain names of a denied module: calling one touches nothing. The path classes build a path from
+# strings (Lightning hparams, argparse namespaces and training arguments hold them; pathlib._local is
+# where Python 3.13+ defines them); torch.serialization._get_layout looks a sparse tensor's layout up
+# by name. Only the bare names: a method reached through one (``Path.write_text``, ``Path.unlink`` by a
+# dotted name) is critical like every dotted name, and the rest of each module stays denied.
+_PLAIN_NAMES: frozenset[tuple[str, str]] = frozenset(
+    [
+        *(
+            (module, name)
+            for module in ("pathlib", "pathlib._local")
+            for name in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")
+        ),
+        ("torch.serialization", "_get_layout"),
+    ]
 )
 # Names that run code whatever module they come from (numpy.testing._private.utils.runstring, ...).
 _DANGEROUS_ANYWHERE: frozenset[str] = _words(
@@ -204,7 +210,7 @@ def _in_module(module: str, prefixes: frozenset[str]) -> bool:
 
 
 def _denied(module: str, name: str) -> bool:
-    if (module, name) in _PLAIN_CLASSES:
+    if (module, name) in _PLAIN_NAMES:
         return False
     if _in_module(module, _DANGEROUS_MODULES) or _in_module(f"{module}.{name}", _DANGEROUS_MODULES):
         return True

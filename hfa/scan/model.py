@@ -282,6 +282,30 @@ DEFAULT_ALLOWLIST: tuple[str, ...] = (
     "torch.qint32",
     "torch.float8_e4m3fnuz",
     "torch.float8_e5m2fnuz",
+    # Quantized tensors' storages and schemes, the storages of old CUDA checkpoints, and the lookup of a
+    # sparse tensor's layout by name (a dict of torch's layout constants): torch's weights_only loader
+    # allows each of them (torch/_weights_only_unpickler.py).
+    "torch.QInt8Storage",
+    "torch.QUInt8Storage",
+    "torch.QInt32Storage",
+    "torch.QUInt4x2Storage",
+    "torch.QUInt2x4Storage",
+    "torch.per_tensor_symmetric",
+    "torch.per_channel_symmetric",
+    "torch.per_channel_affine_float_qparams",
+    "torch.cuda.FloatStorage",
+    "torch.cuda.DoubleStorage",
+    "torch.cuda.HalfStorage",
+    "torch.cuda.BFloat16Storage",
+    "torch.cuda.LongStorage",
+    "torch.cuda.IntStorage",
+    "torch.cuda.ShortStorage",
+    "torch.cuda.CharStorage",
+    "torch.cuda.ByteStorage",
+    "torch.cuda.BoolStorage",
+    "torch.cuda.ComplexFloatStorage",
+    "torch.cuda.ComplexDoubleStorage",
+    "torch.serialization._get_layout",
 )
 
 
