@@ -24,6 +24,7 @@ Used by tests/test_scan_corpus17.py (the verdicts) and bench/bench_corpus.py (hf
 
 from __future__ import annotations
 
+import array
 import base64
 import bz2
 import collections
@@ -32,12 +33,16 @@ import decimal
 import fractions
 import functools
 import gzip
+import http
 import io
+import ipaddress
 import lzma
 import os
 import pickle
+import re
 import struct
 import tarfile
+import time
 import uuid
 import zipfile
 import zlib
@@ -898,6 +903,17 @@ def benign() -> Iterator[Sample]:
         ("date-time-delta", (datetime.date(2026, 1, 2), datetime.time(12, 30), datetime.timedelta(days=1))),
         ("uuid", uuid.UUID("12345678-1234-5678-1234-567812345678")),
         ("paths", {"data": Path("/data/train"), "pure": PurePosixPath("/usr/local"), "win": PureWindowsPath("C:/x")}),
+        (
+            "stdlib-values",
+            {
+                "pat": re.compile(r"'s|'t| ?\w+| ?\d+"),
+                "status": http.HTTPStatus.OK,
+                "addr": ipaddress.ip_address("10.0.0.1"),
+                "net": ipaddress.ip_network("fe80::/64"),
+                "when": time.gmtime(0),
+                "ids": array.array("l", [1, 2, 3]),
+            },
+        ),
         ("complex-set-range", (complex(1, 2), {1, 2}, frozenset("ab"), range(5), slice(1, 9, 2), bytearray(b"xy"))),
         (
             "hashes-and-tokens",

@@ -146,7 +146,7 @@ _DANGEROUS_NAMES: dict[str, frozenset[str]] = {
 # Plain names of a denied module: calling one touches nothing. The path classes build a path from
 # strings (Lightning hparams, argparse namespaces and training arguments hold them; pathlib._local is
 # where Python 3.13+ defines them); torch.serialization._get_layout looks a sparse tensor's layout up
-# by name. Only the bare names: a method reached through one (``Path.write_text``, ``Path.unlink`` by a
+# by name; http.HTTPStatus is an IntEnum. Only the bare names: a method reached through one (``Path.write_text``, ``Path.unlink`` by a
 # dotted name) is critical like every dotted name, and the rest of each module stays denied.
 _PLAIN_NAMES: frozenset[tuple[str, str]] = frozenset(
     [
@@ -156,6 +156,7 @@ _PLAIN_NAMES: frozenset[tuple[str, str]] = frozenset(
             for name in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")
         ),
         ("torch.serialization", "_get_layout"),
+        ("http", "HTTPStatus"),  # an IntEnum of status codes
     ]
 )
 # Names that run code whatever module they come from (numpy.testing._private.utils.runstring, ...).

@@ -220,6 +220,17 @@ DEFAULT_ALLOWLIST: tuple[str, ...] = (
     "datetime.timezone",
     "datetime.tzinfo",
     "uuid.UUID",  # a 128-bit value (uuid's command-running helpers stay denied)
+    "re._compile",  # a compiled regular expression (tokenizers keep their split pattern so): pattern and flags
+    "array.array",  # a typed array of numbers
+    "array._array_reconstructor",  # ... from its bytes (its first argument must be an array type)
+    "ipaddress.IPv4Address",  # addresses and networks: values parsed from strings or ints
+    "ipaddress.IPv6Address",
+    "ipaddress.IPv4Network",
+    "ipaddress.IPv6Network",
+    "ipaddress.IPv4Interface",
+    "ipaddress.IPv6Interface",
+    "time.struct_time",  # the tuple time.gmtime() returns
+    "http.HTTPStatus",  # an IntEnum of status codes (the rest of http stays denied: hfa.scan.denylist)
     "argparse.Namespace",  # attributes set from keywords (fairseq and Lightning keep args so)
     "types.SimpleNamespace",  # the same, as a type
     "builtins.len",  # pure functions of what the pickle built (pow is left out: unbounded work)
