@@ -143,6 +143,22 @@ _DANGEROUS_NAMES: dict[str, frozenset[str]] = {
     ),
     "sklearn.externals.joblib": _words("load"),
 }
+# Plain names of a denied module: calling one touches nothing. The path classes build a path from
+# strings (Lightning hparams, argparse namespaces and training arguments hold them; pathlib._local is
+# where Python 3.13+ defines them); torch.serialization._get_layout looks a sparse tensor's layout up
+# by name; http.HTTPStatus is an IntEnum. Only the bare names: a method reached through one (``Path.write_text``, ``Path.unlink`` by a
+# dotted name) is critical like every dotted name, and the rest of each module stays denied.
+_PLAIN_NAMES: frozenset[tuple[str, str]] = frozenset(
+    [
+        *(
+            (module, name)
+            for module in ("pathlib", "pathlib._local")
+            for name in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")
+        ),
+        ("torch.serialization", "_get_layout"),
+        ("http", "HTTPStatus"),  # an IntEnum of status codes
+    ]
+)
 # Names that run code whatever module they come from (numpy.testing._private.utils.runstring, ...).
 _DANGEROUS_ANYWHERE: frozenset[str] = _words(
     """
@@ -195,6 +211,8 @@ def _in_module(module: str, prefixes: frozenset[str]) -> bool:
 
 
 def _denied(module: str, name: str) -> bool:
+    if (module, name) in _PLAIN_NAMES:
+        return False
     if _in_module(module, _DANGEROUS_MODULES) or _in_module(f"{module}.{name}", _DANGEROUS_MODULES):
         return True
     head = name.split(".", 1)[0]

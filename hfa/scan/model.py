@@ -220,6 +220,17 @@ DEFAULT_ALLOWLIST: tuple[str, ...] = (
     "datetime.timezone",
     "datetime.tzinfo",
     "uuid.UUID",  # a 128-bit value (uuid's command-running helpers stay denied)
+    "re._compile",  # a compiled regular expression (tokenizers keep their split pattern so): pattern and flags
+    "array.array",  # a typed array of numbers
+    "array._array_reconstructor",  # ... from its bytes (its first argument must be an array type)
+    "ipaddress.IPv4Address",  # addresses and networks: values parsed from strings or ints
+    "ipaddress.IPv6Address",
+    "ipaddress.IPv4Network",
+    "ipaddress.IPv6Network",
+    "ipaddress.IPv4Interface",
+    "ipaddress.IPv6Interface",
+    "time.struct_time",  # the tuple time.gmtime() returns
+    "http.HTTPStatus",  # an IntEnum of status codes (the rest of http stays denied: hfa.scan.denylist)
     "argparse.Namespace",  # attributes set from keywords (fairseq and Lightning keep args so)
     "types.SimpleNamespace",  # the same, as a type
     "builtins.len",  # pure functions of what the pickle built (pow is left out: unbounded work)
@@ -242,6 +253,31 @@ DEFAULT_ALLOWLIST: tuple[str, ...] = (
     "numpy.random._pickle.__randomstate_ctor",  # numpy's RNG states: a generator by its known name
     "numpy.random._pickle.__generator_ctor",
     "numpy.random._pickle.__bit_generator_ctor",
+    # ... and what those constructors are given: the bit generator classes (seeded from the state the
+    # pickle holds) and the SeedSequence Cython writes through its unpickle helper, which only builds a
+    # SeedSequence (``SeedSequence.__new__`` of anything else fails) and sets its fields.
+    "numpy.random._mt19937.MT19937",
+    "numpy.random._pcg64.PCG64",
+    "numpy.random._pcg64.PCG64DXSM",
+    "numpy.random._philox.Philox",
+    "numpy.random._sfc64.SFC64",
+    "numpy.random.bit_generator.SeedSequence",
+    "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
+    # Paths (Lightning hparams, argparse namespaces, training arguments): the path classes build a path
+    # from strings and touch nothing (hfa.scan.denylist keeps the rest of pathlib, and any method reached
+    # through a dotted name such as ``Path.write_text``, critical). Python 3.13+ defines them in pathlib._local.
+    "pathlib.Path",
+    "pathlib.PosixPath",
+    "pathlib.WindowsPath",
+    "pathlib.PurePath",
+    "pathlib.PurePosixPath",
+    "pathlib.PureWindowsPath",
+    "pathlib._local.Path",
+    "pathlib._local.PosixPath",
+    "pathlib._local.WindowsPath",
+    "pathlib._local.PurePath",
+    "pathlib._local.PurePosixPath",
+    "pathlib._local.PureWindowsPath",
     "torch.strided",  # tensor layouts, memory formats and the remaining dtypes: constants
     "torch.sparse_coo",
     "torch.sparse_csr",
@@ -257,6 +293,30 @@ DEFAULT_ALLOWLIST: tuple[str, ...] = (
     "torch.qint32",
     "torch.float8_e4m3fnuz",
     "torch.float8_e5m2fnuz",
+    # Quantized tensors' storages and schemes, the storages of old CUDA checkpoints, and the lookup of a
+    # sparse tensor's layout by name (a dict of torch's layout constants): torch's weights_only loader
+    # allows each of them (torch/_weights_only_unpickler.py).
+    "torch.QInt8Storage",
+    "torch.QUInt8Storage",
+    "torch.QInt32Storage",
+    "torch.QUInt4x2Storage",
+    "torch.QUInt2x4Storage",
+    "torch.per_tensor_symmetric",
+    "torch.per_channel_symmetric",
+    "torch.per_channel_affine_float_qparams",
+    "torch.cuda.FloatStorage",
+    "torch.cuda.DoubleStorage",
+    "torch.cuda.HalfStorage",
+    "torch.cuda.BFloat16Storage",
+    "torch.cuda.LongStorage",
+    "torch.cuda.IntStorage",
+    "torch.cuda.ShortStorage",
+    "torch.cuda.CharStorage",
+    "torch.cuda.ByteStorage",
+    "torch.cuda.BoolStorage",
+    "torch.cuda.ComplexFloatStorage",
+    "torch.cuda.ComplexDoubleStorage",
+    "torch.serialization._get_layout",
 )
 
 

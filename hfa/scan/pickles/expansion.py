@@ -4,7 +4,7 @@ is cheap (the elements are shared); whatever walks the result (a printer, a deep
 framework's state-dict loader) exhausts memory or time.
 
 The machine counts, per pickle, each fetch of a container (GET, BINGET, LONG_BINGET, DUP of a list,
-dict or non-empty tuple) and the size that container stands for once expanded (its elements, and
+dict or non-empty tuple, a tuple too long to keep included) and the size that container stands for once expanded (its elements, and
 theirs, counted as often as they are referenced; found by a walk that visits each shared container
 once; an overflowed list or dict, too long to keep, counts the items it had). The bound is the one
 expat puts on XML entity expansion (an activation threshold and an amplification factor): over
@@ -20,7 +20,7 @@ Past it the pickle is ``pickle.expansion`` (high): it cannot be proven safe to u
 
 from __future__ import annotations
 
-from hfa.scan.pickles.values import DictValue, ListValue
+from hfa.scan.pickles.values import BigTuple, DictValue, ListValue
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ EXPANDED_FLOOR = 1 << 20  # elements: below it, walking the result costs millise
 EXPANDED_PER_OP = 100  # elements per opcode (expat's default amplification factor)
 MAX_FETCHED = 1 << 16  # fetched containers remembered per pickle (to weigh overflowed containers)
 WALK_NODES = 4096  # containers one weighing visits; past it the weight is what it has counted
-CONTAINERS = frozenset({ListValue, DictValue, tuple})
+CONTAINERS = frozenset({ListValue, DictValue, tuple, BigTuple})
 
 
 def weight(value: Any) -> tuple[int, int]:
@@ -77,6 +77,8 @@ def extra(items: list[Any], fetched: dict[int, tuple[Any, int]]) -> int:
 def _items(v: Any) -> Any:
     if v.__class__ is tuple:
         return v
+    if v.__class__ is BigTuple:
+        return ()  # counted in its count
     if v.__class__ is ListValue:
         return v.items
     return [x for pair in v.pairs for x in pair]

@@ -28,6 +28,7 @@ from hfa.scan.pickles.values import (
     RESULT,
     SHADOW_WINDOW,
     STACK_CAP,
+    BigTuple,
     DictValue,
     Global,
     LazyStr,
@@ -259,12 +260,18 @@ class Simulator(Machine):
         self._push(())
 
     def _op_TUPLE(self, _: None, at: int) -> None:
-        items = self._items(self._pop_mark(at))
-        self._push(BIG if items is None else tuple(items))
+        popped = self._pop_mark(at)
+        items = self._items(popped)
+        self._push(self._big_tuple(popped) if items is None else tuple(items))
+
+    def _big_tuple(self, popped: Any) -> BigTuple:
+        """A tuple too long to keep, weighed as an overflowed list is (a wide tuple of fetched tuples is
+        an expansion bomb too)."""
+        return BigTuple(self._true_len(popped) + (extra(list(popped), self.fetched) if self.fetches else 0))
 
     def _small_tuple(self, items: tuple[Any, ...]) -> Any:
         if self.kept < len(items):
-            return BIG
+            return self._big_tuple(items)
         self.kept -= len(items)
         return items
 

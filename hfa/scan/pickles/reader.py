@@ -36,6 +36,7 @@ class Reader:
         "mismatches",
         "overruns",
         "pos",
+        "short",
         "stash",
         "stream",
     )
@@ -53,6 +54,7 @@ class Reader:
         self.drop = False  # read a crossing as CPython does from a file (see the module docstring)
         self.overruns: list[tuple[int, int]] = []  # (offset of the read, frame end) of reads that cross
         self.mismatches: list[tuple[int, str]] = []  # (offset, what) of frames that disagree with the stream
+        self.short: tuple[int, int] | None = None  # (offset, declared size) of the first frame past the end
 
     def tell(self) -> int:
         return self.base + self.pos
@@ -114,7 +116,14 @@ class Reader:
                 here = fe
             self.frame_end = None
         if self.end is not None and here + n > self.end:
-            raise Truncated(f"a frame of {n} bytes runs past the end of the stream", at)
+            # _pickle.c refuses it ("pickle data was truncated") before running anything in it; the
+            # pure-Python _Unframer (pickle._Unpickler, which joblib's and dill's unpicklers subclass)
+            # reads what there is and runs it. So the rest of the stream is read and judged (as no frame:
+            # an opcode cut short at the end is a truncation, not a crossing).
+            if self.short is None:
+                self.short = (at, n)
+            self.frame_end = None
+            return
         end = here + n
         cut = end - self.base
         if len(self.buf) > cut:  # keep what lies past the frame for later; the buffer stops at its end

@@ -142,6 +142,9 @@ def scan_pickles(
         done += 1
         sim.pickle_index += 1
     judge.frames(reader.overruns, reader.mismatches)
+    if reader.short is not None:
+        judge.malformed(f"a frame of {reader.short[1]} bytes runs past the end of the stream", reader.short[0])
+        complete = False
     for reason, at in sim.soft:
         judge.malformed(reason, at)
     return PickleReport(

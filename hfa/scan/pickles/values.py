@@ -50,6 +50,17 @@ class Opaque:
         return f"<{self.what}>"
 
 
+class BigTuple(Opaque):
+    """A tuple too long to keep: the elements it stands for (for :mod:`hfa.scan.pickles.expansion`),
+    its items' own expansion included for those fetched from the memo or by DUP."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        super().__init__("large literal")
+        self.count = count
+
+
 RESULT = Opaque("result of a call")  # the object a REDUCE/NEWOBJ/BUILD/persistent load produced
 BIG = Opaque("large literal")  # bytes, ints, sets and containers too large to keep
 LOST = Opaque("unknown item")  # an item folded away from a very deep stack, or an unknown extension
