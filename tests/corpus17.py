@@ -507,7 +507,7 @@ def classic() -> Iterator[Sample]:
     # str('os') as STACK_GLOBAL's module: what CPython imports is os
     a = Asm(4).call("builtins", "str", s("os")).str("system").op("STACK_GLOBAL").tuple(s("id")).op("REDUCE")
     yield bad("stack-global-module-from-str-call", "model.pkl", a.stop(), "classic",
-              "modelscan PR 313 (non-string STACK_GLOBAL operands)", HIGH)  # fmt: skip
+              "modelscan PR 313 (non-string STACK_GLOBAL operands)")  # fmt: skip
     # torch zips: the payload as data.pkl, injected before a real state dict, and in a stray member
     sd = torch_save(_state_dict)
     if sd is not None:

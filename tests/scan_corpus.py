@@ -497,7 +497,7 @@ def _memo_cases() -> Iterator[Case]:
     a = Asm(4).int(1).str("system").op("STACK_GLOBAL").op("STOP")
     yield Case("stack-global-int-operand", a.bytes(), "high", ("pickle.malformed",))
     a = Asm(4).call("builtins", "str", s("os")).str("system").op("STACK_GLOBAL").tuple(s("id")).op("REDUCE")
-    yield Case("stack-global-operand-from-call", a.stop(), "high", ("pickle.malformed",))
+    yield Case("stack-global-operand-from-call", a.stop(), "critical", ("pickle.computed-import",))
 
 
 def cases() -> Iterator[Case]:

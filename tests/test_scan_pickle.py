@@ -207,10 +207,11 @@ def test_deep_stacks_are_folded_not_held() -> None:
     n = 200_000
     data = b"\x80\x02(" + b"K\x01" * n + b"t."
     assert scan(data) == []
-    # Popping back down through the folded part loses track: used as an operand it fails closed.
+    # Popping back down through the folded part loses track: used as STACK_GLOBAL's operands it fails
+    # closed, as critical (CPython imports os.system here: the folded operands are "os" and "system").
     data = b"\x80\x02X\x02\x00\x00\x00osX\x06\x00\x00\x00system" + b"N" * n + b"0" * n + b"\x93."
     found = scan(data)
-    assert "pickle.malformed" in codes(found)
+    assert "pickle.computed-import" in codes(found)
 
 
 def test_nested_marks_are_capped() -> None:
@@ -416,3 +417,26 @@ def test_the_opcode_table_is_pickletools_own() -> None:
     expected = tuple((op.code, op.name, op.arg.name if op.arg else None) for op in pickletools.opcodes)
     assert expected == OPCODES  # a new protocol's opcodes must be added (with handlers) before it is trusted
     assert {ord(op.code) for op in pickletools.opcodes} == VALID_OPCODES
+
+
+def test_a_stack_global_of_a_computed_name_is_critical(tmp_path) -> None:
+    """builtins.str('os') as STACK_GLOBAL's module: CPython imports os (modelscan PR 313); a name the
+    scan cannot know at load time reaches any global, so it is critical, not merely malformed."""
+    from hfa.scan.model import ScanPolicy, Severity
+    from hfa.scan.scanner import scan_file
+
+    body = (
+        b"\x80\x04"
+        + b"\x8c\x08builtins\x8c\x03str\x93"  # builtins.str
+        + b"\x8c\x02os\x85R"  # ('os',) REDUCE -> computed module name
+        + b"\x8c\x06system\x93"  # STACK_GLOBAL(<result>, 'system')
+        + b"\x8c\x02id\x85R."
+    )
+    path = tmp_path / "model.pkl"
+    path.write_bytes(body)
+    found = scan_file(path, "model.pkl", ScanPolicy())
+    assert any(f.code == "pickle.computed-import" and f.severity == Severity.CRITICAL for f in found), found
+    # a STACK_GLOBAL of bytes operands fails in CPython before anything runs: malformed (high), as before
+    path.write_bytes(b"\x80\x04C\x02osC\x06system\x93.")
+    codes = {(f.code, f.severity) for f in scan_file(path, "model.pkl", ScanPolicy())}
+    assert ("pickle.malformed", Severity.HIGH) in codes and not any(c == "pickle.computed-import" for c, _ in codes)

@@ -29,6 +29,7 @@ RULES: dict[str, str] = {
     "pickle.global-mutation": "A pickle mutates an imported global (BUILD/SETITEM/APPEND on it)",
     "pickle.frame-overrun": "A pickle opcode runs past the end of its FRAME: readers disagree on what it executes",
     "pickle.frame-mismatch": "A pickle FRAME that disagrees with the stream (a frame inside a frame, STOP before its end)",
+    "pickle.computed-import": "A pickle's STACK_GLOBAL imports a name computed at load time: any global can be reached",
     "pickle.expansion": "A pickle that builds a huge shared structure from few bytes (a billion-laughs bomb)",
     "pickle.trailing-data": "Bytes after the last pickle that do not start another one",
     "archive.too-large": "An archive member that decompresses beyond the limit (a decompression bomb?)",

@@ -13,6 +13,11 @@ class Malformed(Exception):
         self.offset = offset
 
 
+class ComputedImport(Malformed):
+    """A STACK_GLOBAL whose module or name is no literal but the result of a call: CPython imports
+    whatever the call returns (``builtins.str('os')`` reaches ``os.system``), so any global can be reached."""
+
+
 class Truncated(Malformed):
     """The stream ends before the pickle does."""
 

@@ -176,6 +176,11 @@ class Judge(Observer):
                 offset=at,
             )
 
+    def computed_import(self, reason: str, offset: int, **detail: Any) -> None:
+        self.issue(
+            Severity.CRITICAL, "pickle.computed-import", f"{reason}: any global can be reached", offset=offset, **detail
+        )
+
     def malformed(self, reason: str, offset: int, **detail: Any) -> None:
         self.issue(Severity.HIGH, "pickle.malformed", f"cannot be proven safe: {reason}", offset=offset, **detail)
 

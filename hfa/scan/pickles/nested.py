@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 
-from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
+from hfa.scan.pickles.errors import ComputedImport, Enough, Malformed, TooCostly, Truncated
 from hfa.scan.pickles.reader import Reader
 from hfa.scan.pickles.values import HEAD, LazyStr
 
@@ -200,6 +200,9 @@ def _scan(sim: Simulator, value: Any, at: int, how: str, size: int) -> None:
         nested.run_pickle()
     except TooCostly:
         raise
+    except ComputedImport as exc:
+        if sim.events is not None:
+            sim.events.computed_import(f"{exc.reason}, {context}", exc.offset)
     except Malformed:
         pass  # pickle.loads fails there too; what it imported before is reported
     finally:

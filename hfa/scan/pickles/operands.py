@@ -10,8 +10,8 @@ import codecs
 import struct
 import sys
 
-from hfa.scan.pickles.errors import Malformed
-from hfa.scan.pickles.values import BIG, HEAD, KEEP_BYTES, KEEP_STR, MAX_OPERAND, LazyStr, describe
+from hfa.scan.pickles.errors import ComputedImport, Malformed
+from hfa.scan.pickles.values import BIG, HEAD, KEEP_BYTES, KEEP_STR, LOST, MAX_OPERAND, RESULT, LazyStr, describe
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
@@ -226,4 +226,6 @@ def materialise(r: Reader, v: Any, at: int) -> str:
         if v.kind == "string":
             return _decode_string(data, at)
         return data.decode("raw-unicode-escape", "replace")
+    if v is RESULT or v is LOST:  # computed at load time: CPython imports whatever it turns out to be
+        raise ComputedImport(f"STACK_GLOBAL imports a name computed at load time ({describe(v)})", at)
     raise Malformed(f"STACK_GLOBAL operand is not a string ({describe(v)})", at)

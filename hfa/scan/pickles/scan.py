@@ -10,7 +10,7 @@ import io
 
 from hfa.scan.limits import Work
 from hfa.scan.model import Finding, ScanPolicy, Severity
-from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
+from hfa.scan.pickles.errors import ComputedImport, Enough, Malformed, TooCostly, Truncated
 from hfa.scan.pickles.events import DROPPED
 from hfa.scan.pickles.expansion import exceeds
 from hfa.scan.pickles.handlers import Simulator
@@ -128,6 +128,10 @@ def scan_pickles(
                 judge.issue(Severity.HIGH, "scan.too-costly", f"cannot be proven safe: {exc.reason}", offset=exc.offset)
             complete = False
             broke = True
+        except ComputedImport as exc:
+            judge.computed_import(exc.reason, exc.offset, pickle=sim.pickle_index)
+            complete = False
+            broke = True
         except Malformed as exc:
             judge.malformed(exc.reason, exc.offset, pickle=sim.pickle_index)
             complete = False
@@ -168,8 +172,10 @@ def _dropped_reading(
     sim = Simulator(reader, judge, mode="plain", work=work)
     sim.context = DROPPED
     sim.pickle_index = index
-    try:  # noqa: SIM105 - contextlib is not imported by the scanner (see hfa.scan.model)
+    try:
         sim.run_pickle()
+    except ComputedImport as exc:
+        judge.computed_import(exc.reason, exc.offset, pickle=index)
     except Malformed:  # CPython fails there too: nothing after it runs (a spent budget is reported by the caller)
         pass
 
