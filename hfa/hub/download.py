@@ -223,6 +223,7 @@ class Fetcher:
         mismatches = 0
         transient = 0
         downloaded = 0
+        _drop_odd_partial(partial)
         resumed = partial.exists()
         retries = self.hub.retry.retries
         settings = self.hub.settings
@@ -455,6 +456,19 @@ class Fetcher:
                     raise HashMismatch(f"'{f.path}' is longer than its listed size {f.size}")
                 break
         return received
+
+
+def _drop_odd_partial(partial: Path) -> None:
+    """Remove a partial that is no regular file (a link, a FIFO): never read from (it may never end) nor
+    written through (it may point out of the cache)."""
+    import stat
+
+    try:
+        mode = partial.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        partial.unlink()  # a folder there is an error (exit 6): not hfa's to remove
 
 
 class _Inline:

@@ -30,7 +30,9 @@ each range, and a body that breaks off is resumed within its range up to ``HFA_M
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +59,8 @@ RANGES_PER_CONNECTION = 4
 SAVE_EVERY = 0.05  # seconds between records of progress (a kill loses at most what came in since)
 RECORD_FORMAT = 1
 RECORD_LIMIT = 4 << 20  # a record longer than this is not read (a 1 TB file in 16 MiB ranges takes ~1 MB)
+_ALLOW = frozenset({416})  # answered, not raised: a range the server will not serve is a fallback (check)
+_CDN_ALLOW = _ALLOW | {403}  # ... and a CDN's refusal, its signed URL expired (expired)
 
 
 class Fallback(Exception):
@@ -174,13 +178,15 @@ def load_done(record: Path, partial: Path, etag: str, size: int) -> tuple[list[t
     another file, or does not fit the partial, is never trusted.
     """
     try:
-        st = partial.stat()
+        st = partial.lstat()
     except FileNotFoundError:
         record.unlink(missing_ok=True)
         return [], None
+    if not stat.S_ISREG(st.st_mode):  # a link, a FIFO: never read from nor written through
+        _discard(record, partial)
+        return None
     try:
-        with record.open("rb") as fp:
-            raw = fp.read(RECORD_LIMIT + 1)
+        raw = _read_record(record)
     except FileNotFoundError:
         if st.st_size < size:
             return ([(0, st.st_size)] if st.st_size else []), None
@@ -215,6 +221,28 @@ def load_done(record: Path, partial: Path, etag: str, size: int) -> tuple[list[t
             return None
         pos = b
     return done, validator
+
+
+def _read_record(record: Path) -> bytes:
+    """At most ``RECORD_LIMIT + 1`` bytes of the record, a regular file, never waiting: a link, a FIFO or a
+    device there is an OSError (the record is not trusted)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(record, flags)
+    with os.fdopen(fd, "rb") as fp:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{record} is not a regular file")
+        return fp.read(RECORD_LIMIT + 1)
+
+
+def _open_partial(partial: Path) -> int:
+    """The partial file opened for writing in place; never through a link (a partial is no link, and one that
+    is is removed first, by :func:`load_done`)."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(partial, flags, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(partial))
+    return fd
 
 
 def _discard(record: Path, partial: Path) -> None:
@@ -340,6 +368,7 @@ class _Ranged:
         while not s.done:
             if self.cancel.is_set() or self.error is not None:
                 raise NetworkError(f"Download of '{self.f.path}' cancelled", "rerun the command to resume")
+            asked = s.size - s.filled
             try:
                 if self.request(s, buffer):
                     continue
@@ -350,6 +379,11 @@ class _Ranged:
             except Exception as exc:
                 if not isinstance(exc, _BodyEnded) and not is_transient(exc):
                     raise
+                if (asked - (s.size - s.filled)) * 4 >= asked:
+                    # A try that brought a quarter of what it asked for is progress, not a failure: a server
+                    # that cuts every other answer still delivers (at most ~log(range, 4/3) tries, ~60 for 16 MiB).
+                    tries = 0
+                    continue
                 tries += 1
                 if tries > retries:
                     raise NetworkError(
@@ -372,7 +406,7 @@ class _Ranged:
             headers={"Range": f"bytes={first}-{last}"},
             ref=self.ref,
             path=self.f.path,
-            allow=frozenset({403}) if cdn else frozenset(),
+            allow=_CDN_ALLOW if cdn else _ALLOW,
         ) as response:
             if response.status_code == 403:
                 self.expired(url)
@@ -486,7 +520,7 @@ def fetch_ranged(
     spread = -(-f.size // (connections.limit * RANGES_PER_CONNECTION))
     segments = plan_segments(f.size, min(range_size, max(MIN_RANGE, spread)), done)
     _save(record, f.etag, f.size, validator, segments)  # first the record: a sized partial never lacks one
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = _open_partial(partial)
     stop = threading.Event()
     job: _Ranged | None = None
     try:
