@@ -83,7 +83,9 @@ def test_wrong_206_answers_never_publish_wrong_bytes(origin, tmp_path: Path, kin
         elif kind == "multipart":
             headers.pop("Content-Range")
             headers["Content-Type"] = "multipart/byteranges; boundary=XX"
-            body = b"--XX\r\nContent-Range: bytes %d-%d/%d\r\n\r\n" % (first, last, len(data)) + body + b"\r\n--XX--\r\n"
+            body = (
+                b"--XX\r\nContent-Range: bytes %d-%d/%d\r\n\r\n" % (first, last, len(data)) + body + b"\r\n--XX--\r\n"
+            )
             headers["Content-Length"] = str(len(body))
         elif kind.startswith("chunked"):
             headers.pop("Content-Length")
@@ -162,7 +164,12 @@ def _cdn_front(origin: HubServer, cdn_answer):
     def answer(h, first, last, data):
         if h.headers.get("Host", "").startswith("127.0.0.1"):
             port = h.server.server_address[1]
-            send(h, 302, {"Location": f"http://localhost:{port}{h.path}?sig={random.random()}", "Content-Length": "0"}, b"")
+            send(
+                h,
+                302,
+                {"Location": f"http://localhost:{port}{h.path}?sig={random.random()}", "Content-Length": "0"},
+                b"",
+            )
         else:
             cdn_answer(h, first, last, data)
 
