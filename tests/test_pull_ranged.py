@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hfa.errors import ExitCode
-from hfa.hub.ranged import load_done, plan_segments
+from hfa.hub.ranged import MAX_RANGES, RECORD_LIMIT, load_done, plan_segments, range_bytes
 from hfa.server import HubServer, ServerConfig
 from hfa.server.faults import Fault, FaultPlan
 from hfa.testing import write_repo
@@ -373,6 +373,9 @@ def test_the_connection_bound_holds_for_files_and_ranges_together(tmp_path: Path
     [
         ("HFA_MAX_CONNECTIONS", "0"),
         ("HFA_MAX_CONNECTIONS", "many"),
+        ("HFA_MAX_CONNECTIONS", "abc"),
+        ("HFA_MAX_CONNECTIONS", "-1"),
+        ("HFA_MAX_CONNECTIONS", "100000"),  # a thread and a socket each: refused as --connections 100000 is
         ("HFA_RANGE_SIZE", "0"),
         ("HFA_RANGED_THRESHOLD", "-1"),
     ],
@@ -382,9 +385,39 @@ def test_bad_settings_exit_2_naming_the_variable(tmp_path: Path, name: str, valu
         "pull", "org/x", "--cache-dir", str(tmp_path / "c"), "--endpoint", "http://127.0.0.1:9", env={name: value}
     )
     assert result.exit_code == ExitCode.USAGE, result.stderr
-    assert name in result.stderr
+    assert name in result.stderr and f"set {name}=" in result.stderr
 
 
-def test_connections_option_is_bounded(tmp_path: Path) -> None:
-    result = hfa("pull", "org/x", "--connections", "0", "--cache-dir", str(tmp_path / "c"))
+@pytest.mark.parametrize("value", ["0", "-1", "257", "100000", "abc"])
+def test_connections_option_is_bounded(tmp_path: Path, value: str) -> None:
+    result = hfa("pull", "org/x", "--connections", value, "--cache-dir", str(tmp_path / "c"))
     assert result.exit_code == ExitCode.USAGE
+    assert "--connections" in result.stderr
+
+
+def test_load_done_refuses_hostile_records_without_failing(tmp_path: Path) -> None:
+    """Deeply nested, oversized, or holding more intervals than any run writes: not trusted, never an error."""
+    partial, record = tmp_path / "p", tmp_path / "r.json"
+    many = [[2 * i, 2 * i + 1] for i in range(5 * MAX_RANGES)]
+    for text in (
+        b"[" * 200_000,
+        b'{"format": 1, "done": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b" " * (RECORD_LIMIT + 10),
+        json.dumps({"format": 1, "etag": "e", "size": 10 * MAX_RANGES, "validator": None, "done": many}).encode(),
+    ):
+        partial.write_bytes(b"x" * 10 * MAX_RANGES)
+        record.write_bytes(text)
+        assert load_done(record, partial, "e", 10 * MAX_RANGES) is None
+        assert not partial.exists() and not record.exists()
+
+
+@pytest.mark.parametrize("size", [1, 1000, 64 << 20, 10 << 30, 1 << 40])
+@pytest.mark.parametrize("range_size", [1, 1000, 16 << 20])
+@pytest.mark.parametrize("connections", [1, 16, 256])
+def test_a_file_is_cut_into_a_bounded_number_of_ranges(size: int, range_size: int, connections: int) -> None:
+    """HFA_RANGE_SIZE=1 on a 1 TB file must not plan a trillion ranges (memory, requests)."""
+    cut = range_bytes(size, range_size, connections)
+    assert 1 <= cut and -(-size // cut) <= MAX_RANGES
+    assert cut <= max(range_size, -(-size // MAX_RANGES))  # HFA_RANGE_SIZE is the largest range unless too many
+    if size < (1 << 30):
+        assert len(plan_segments(size, cut, [])) <= MAX_RANGES

@@ -186,7 +186,7 @@ def pull(
         int | None,
         typer.Option(
             help="Connections open at once for the whole pull, shared by files and by the ranges of big files"
-            " (default: HFA_MAX_CONNECTIONS, else 16).",
+            " (default: HFA_MAX_CONNECTIONS, else 16; at most 256).",
             min=1,
             max=256,
             show_default=False,

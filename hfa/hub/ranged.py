@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from hfa.hub.client import OnlineHub
     from hfa.resolve.files import RemoteFile
 
-__all__ = ["Connections", "Fallback", "RangedResult", "fetch_ranged", "load_done", "plan_segments"]
+__all__ = ["Connections", "Fallback", "RangedResult", "fetch_ranged", "load_done", "plan_segments", "range_bytes"]
 
 CHUNK = 1 << 20
 # A file is cut into about RANGES_PER_CONNECTION ranges per connection (handed out in order, so the hashed
@@ -56,6 +56,7 @@ CHUNK = 1 << 20
 # connection): 1 range per connection 1.05 / 1.30 s, 2: 0.91 / 1.08 s, 4: 0.62 / 0.93 s; one stream 0.86 s.
 MIN_RANGE = 4 << 20
 RANGES_PER_CONNECTION = 4
+MAX_RANGES = 4096  # ranges one file is cut into at most: a tiny HFA_RANGE_SIZE is raised to fit (bounded memory, requests)
 SAVE_EVERY = 0.05  # seconds between records of progress (a kill loses at most what came in since)
 RECORD_FORMAT = 1
 RECORD_LIMIT = 4 << 20  # a record longer than this is not read (a 1 TB file in 16 MiB ranges takes ~1 MB)
@@ -139,6 +140,13 @@ class Segment:
         return self.filled >= self.size
 
 
+def range_bytes(size: int, range_size: int, connections: int) -> int:
+    """How big the ranges of a ``size``-byte file are: about :data:`RANGES_PER_CONNECTION` per connection, of
+    :data:`MIN_RANGE` to ``range_size`` bytes, and never more than :data:`MAX_RANGES` of them."""
+    spread = -(-size // (max(1, connections) * RANGES_PER_CONNECTION))
+    return max(1, min(range_size, max(MIN_RANGE, spread)), -(-size // MAX_RANGES))
+
+
 def plan_segments(size: int, range_size: int, done: list[tuple[int, int]]) -> list[Segment]:
     """Segments covering ``[0, size)`` in order: each done interval as one filled segment, the rest cut
     at multiples of ``range_size``."""
@@ -195,10 +203,10 @@ def load_done(record: Path, partial: Path, etag: str, size: int) -> tuple[list[t
     except OSError:
         _discard(record, partial)
         return None
-    import json
+    from hfa import jsonsafe
 
     try:
-        doc: Any = json.loads(raw) if len(raw) <= RECORD_LIMIT else None
+        doc: Any = jsonsafe.loads(raw, max_depth=4) if len(raw) <= RECORD_LIMIT else None
         ok = (
             isinstance(doc, dict)
             and doc.get("format") == RECORD_FORMAT
@@ -212,6 +220,9 @@ def load_done(record: Path, partial: Path, etag: str, size: int) -> tuple[list[t
         _discard(record, partial)
         return None
     if not ok or not (validator is None or isinstance(validator, str)):
+        _discard(record, partial)
+        return None
+    if len(done) > 4 * MAX_RANGES:  # more than any run of hfa records: not worth planning around
         _discard(record, partial)
         return None
     pos = 0
@@ -517,8 +528,7 @@ def fetch_ranged(
     loaded = load_done(record, partial, f.etag, f.size)
     done, validator = loaded if loaded is not None else ([], None)
     fresh = not done
-    spread = -(-f.size // (connections.limit * RANGES_PER_CONNECTION))
-    segments = plan_segments(f.size, min(range_size, max(MIN_RANGE, spread)), done)
+    segments = plan_segments(f.size, range_bytes(f.size, range_size, connections.limit), done)
     _save(record, f.etag, f.size, validator, segments)  # first the record: a sized partial never lacks one
     fd = _open_partial(partial)
     stop = threading.Event()
