@@ -126,6 +126,9 @@ class Fetcher:
         self._cancel = threading.Event()
         self.connections = Connections(connections)
         self.on_big_file = on_big_file  # a ranged file starts: what counts its bytes (its own progress line)
+        # Told how many bytes from the start of the partial file are written, as that grows (a reader following
+        # the partial while it fills, the mirror's: a ranged partial is sized to the file, holes and all).
+        self.on_prefix: Callable[[int], None] | None = None
         self._unstarted = 0
         self._count = threading.Lock()
         self._worker = threading.local()  # .pool: this thread is one of fetch_all's workers
@@ -298,6 +301,8 @@ class Fetcher:
         received = 0
         vouched = False
         fresh = offset == 0  # every byte hashed comes from this request
+        if self.on_prefix is not None:
+            self.on_prefix(offset)
         if offset < f.size:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             url = self.hub.file_url(self.ref, self.commit, f.path)
@@ -309,6 +314,8 @@ class Fetcher:
                     offset = 0
                     fresh = True
                     hasher = new_hasher(f)
+                    if self.on_prefix is not None:
+                        self.on_prefix(0)
                 elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                     raise _BodyEnded(0, f"the server answered no range from byte {offset}")
                 if response.length is not None and response.length != f.size - offset:
@@ -371,6 +378,7 @@ class Fetcher:
                 hasher=new_hasher(f),
                 on_bytes=on_bytes,
                 check_first=lambda response: self._check_answer(f, response.headers),
+                on_prefix=self.on_prefix,
             )
         except Fallback as exc:
             raise _Fallback(getattr(exc, "received", 0), str(exc)) from None
@@ -451,6 +459,8 @@ class Fetcher:
                 behind.wrote(n)
             received += n
             self.on_bytes(n)
+            if self.on_prefix is not None:
+                self.on_prefix(f.size - remaining + received)
             if received == remaining:
                 if response.readinto(bytearray(1)):  # a body longer than listed: never published
                     raise HashMismatch(f"'{f.path}' is longer than its listed size {f.size}")

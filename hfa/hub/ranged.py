@@ -56,7 +56,9 @@ CHUNK = 1 << 20
 # connection): 1 range per connection 1.05 / 1.30 s, 2: 0.91 / 1.08 s, 4: 0.62 / 0.93 s; one stream 0.86 s.
 MIN_RANGE = 4 << 20
 RANGES_PER_CONNECTION = 4
-MAX_RANGES = 4096  # ranges one file is cut into at most: a tiny HFA_RANGE_SIZE is raised to fit (bounded memory, requests)
+MAX_RANGES = (
+    4096  # ranges one file is cut into at most: a tiny HFA_RANGE_SIZE is raised to fit (bounded memory, requests)
+)
 SAVE_EVERY = 0.05  # seconds between records of progress (a kill loses at most what came in since)
 RECORD_FORMAT = 1
 RECORD_LIMIT = 4 << 20  # a record longer than this is not read (a 1 TB file in 16 MiB ranges takes ~1 MB)
@@ -484,7 +486,7 @@ class _Ranged:
                 raise Fallback(f"the file's ETag changed during the download ({self.validator} -> {etag})")
 
     # -- the hashing thread ----------------------------------------------------------------
-    def hash_prefix(self, hasher: Any, stop: threading.Event) -> None:
+    def hash_prefix(self, hasher: Any, stop: threading.Event, on_prefix: Callable[[int], None] | None) -> None:
         """Hash the file from byte 0 as its contiguous prefix grows, read back with ``preadv``."""
         size = self.f.size
         hashed = 0
@@ -502,6 +504,8 @@ class _Ranged:
                     raise OSError(f"the partial file of '{self.f.path}' is shorter than written")
                 hasher.update(view[:n])
                 hashed += n
+                if on_prefix is not None:
+                    on_prefix(hashed)
 
 
 def fetch_ranged(
@@ -518,8 +522,12 @@ def fetch_ranged(
     hasher: Any,
     on_bytes: Callable[[int], None],
     check_first: Callable[[Any], bool] | None = None,
+    on_prefix: Callable[[int], None] | None = None,
 ) -> RangedResult:
     """Fetch what the partial lacks as parallel ranges; return what arrived and the whole file's digest.
+
+    ``on_prefix`` is told how many bytes from the start are written and hashed, as that grows (the partial
+    is sized to the file at once: a reader following it must not read past that, into holes).
 
     The calling thread holds one slot of ``connections`` and fetches ranges itself; helper
     threads take more slots while ranges are left. Raises :class:`Fallback` (the partial then
@@ -554,7 +562,11 @@ def fetch_ranged(
             save=save,
             validator=validator,
         )
-        hashing = threading.Thread(target=_guarded(job, job.hash_prefix), args=(hasher, stop), name="hfa-hash")
+        if on_prefix is not None:
+            on_prefix(0)
+        hashing = threading.Thread(
+            target=_guarded(job, job.hash_prefix), args=(hasher, stop, on_prefix), name="hfa-hash"
+        )
         hashing.start()
         helpers: list[threading.Thread] = []
         try:
