@@ -292,3 +292,41 @@ def test_a_partial_that_is_no_regular_file_is_not_written_through(
     result = _pull_bounded(origin.url, cache, HFA_RANGED_THRESHOLD=threshold)  # ranged, and one stream
     _ok(result, cache)
     assert outside.read_bytes() == b"keep me"
+
+
+def test_a_full_disk_is_a_clear_error_and_the_rerun_resumes(origin, tmp_path: Path, monkeypatch) -> None:
+    """ENOSPC mid-download (os.pwrite, then the record's write): exit 6 naming it, no blob, no stray
+    file; once there is room, the rerun fetches only what the record lacks."""
+    import errno
+    import os
+
+    cache = tmp_path / "c"
+    real_pwrite = os.pwrite
+    real_write_text = Path.write_text
+    written = 0
+
+    def pwrite(fd, data, offset):
+        nonlocal written
+        if written >= 7000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written += len(data)
+        return real_pwrite(fd, data, offset)
+
+    def write_text(self, text, *args, **kwargs):
+        if written >= 7000 and self.name.endswith(".tmp"):
+            real_write_text(self, text[:10], *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    result = _pull(origin.url, cache, HFA_MAX_CONNECTIONS="1")
+    assert result.exit_code == ExitCode.LOCAL, result.stderr
+    assert "No space left on device" in result.stderr
+    _no_blob(cache)
+    assert not list(cache.rglob("*.tmp"))
+    monkeypatch.undo()
+    result = _pull(origin.url, cache, HFA_MAX_CONNECTIONS="1")
+    doc = _ok(result, cache)
+    assert 0 < doc["files"][0]["bytes_downloaded"] <= SIZE - 6000  # the last range's record did not fit
+    assert doc["files"][0]["status"] == "resumed"

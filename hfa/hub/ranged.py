@@ -270,8 +270,12 @@ def _save(record: Path, etag: str, size: int, validator: str | None, segments: l
     doc = {"format": RECORD_FORMAT, "etag": etag, "size": size, "validator": validator, "done": _intervals(segments)}
     record.parent.mkdir(parents=True, exist_ok=True)
     tmp = record.with_name(f".{record.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(doc), encoding="utf-8")
-    os.replace(tmp, record)
+    try:
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmp, record)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written record behind
+        raise
 
 
 @dataclass
