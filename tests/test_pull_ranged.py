@@ -421,3 +421,61 @@ def test_a_file_is_cut_into_a_bounded_number_of_ranges(size: int, range_size: in
     assert cut <= max(range_size, -(-size // MAX_RANGES))  # HFA_RANGE_SIZE is the largest range unless too many
     if size < (1 << 30):
         assert len(plan_segments(size, cut, [])) <= MAX_RANGES
+
+
+def test_two_pulls_of_one_big_file_at_once_fetch_it_once(served, tmp_path: Path) -> None:
+    srv, plan, root = served
+    size = 4 * 1024 * 1024
+    content = _content(size)
+    repo = _repo(root, content)
+    plan.faults.append(Fault("throttle", path=BIG, rate=2 * 1024 * 1024, times=-1))  # ~0.5 s with 4 connections
+    cache = tmp_path / "cache"
+    env = {**os.environ, **_env(1, 256 * 1024, 4)}
+    procs = [
+        subprocess.Popen(_pull_cmd(srv.url, cache, repo), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()
+        assert (Path(json.loads(out)["snapshot"]) / BIG).read_bytes() == content
+    statuses = sorted(_file(json.loads(out))["status"] for out, _ in outs)
+    assert statuses == ["cached", "downloaded"]  # one waited on the blob's lock, then found it there
+    assert plan.sent[BIG] == size
+    assert corrupt_blobs(cache) == []
+
+
+def test_ctrl_c_mid_ranged_pull_exits_130_and_the_rerun_resumes(served, tmp_path: Path) -> None:
+    srv, plan, root = served
+    size = 8 * 1024 * 1024
+    content = _content(size)
+    repo = _repo(root, content)
+    plan.faults.append(Fault("throttle", path=BIG, rate=1024 * 1024, times=-1))  # 4 connections: ~2 s
+    cache = tmp_path / "cache"
+    partial, record = _blob_paths(cache, repo, content)
+    env = {**os.environ, **_env(1, 256 * 1024, 4)}
+    proc = subprocess.Popen(_pull_cmd(srv.url, cache, repo), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (record.exists() and partial.exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
+    assert time.monotonic() - started < 5  # no waiting for ranges in flight to finish
+    assert "Traceback" not in err.decode()
+    assert corrupt_blobs(cache) == []
+    loaded = load_done(record, partial, partial.name.removesuffix(".incomplete"), size)
+    assert loaded is not None
+    had = sum(b - a for a, b in loaded[0])
+    assert 0 < had < size
+    plan.faults.clear()
+    plan.sent.clear()
+    result = _pull(srv, repo, cache, _env(1, 256 * 1024, 4))
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (Path(doc["snapshot"]) / BIG).read_bytes() == content
+    f = _file(doc)
+    assert f["status"] == "resumed" and f["bytes_downloaded"] == size - had == plan.sent[BIG]
+    assert f["seconds"] > 0 and 1 <= f["connections"] <= 4

@@ -330,3 +330,43 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_resumes(origin, tmp_path: Pa
     doc = _ok(result, cache)
     assert 0 < doc["files"][0]["bytes_downloaded"] <= SIZE - 6000  # the last range's record did not fit
     assert doc["files"][0]["status"] == "resumed"
+
+
+def test_ctrl_c_with_a_range_stalled_exits_at_once(origin, tmp_path: Path) -> None:
+    """A read blocked on a server that stopped sending ends when Ctrl-C comes, not at HF_HUB_DOWNLOAD_TIMEOUT."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    release = threading.Event()
+    answered = threading.Event()
+
+    def answer(h, first, last, data):
+        h.send_response(206)
+        for k, v in _range_headers(h, first, last, data).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data[first : first + 10])
+        h.wfile.flush()
+        answered.set()
+        release.wait(60)
+
+    env = {**os.environ, "HFA_RANGED_THRESHOLD": "1", "HFA_RANGE_SIZE": "1000", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
+    with HostileFront(origin.url, answer) as front:
+        cmd = [sys.executable, "-m", "hfa", "pull", "org/big", "--endpoint", front.url, "--cache-dir", str(tmp_path)]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert answered.wait(30)
+            time.sleep(0.5)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=30)
+            took = time.monotonic() - started
+        finally:
+            release.set()
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
+    assert took < 5
+    _no_blob(tmp_path)

@@ -110,7 +110,7 @@ class Fetcher:
         connections: int = DEFAULT_MAX_CONNECTIONS,
         on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
     ) -> None:
-        from hfa.hub.ranged import Connections
+        from hfa.hub.ranged import Connections, InFlight
 
         self._hub = hub  # or what makes it, called when a byte must cross the network
         # The expected hashes come from a lock: a server that disagrees is reported at once
@@ -124,6 +124,7 @@ class Fetcher:
         self.on_file = on_file or (lambda o: None)
         self.inspect = inspect  # called on verified bytes before they are published; may raise
         self._cancel = threading.Event()
+        self._inflight = InFlight(self._cancel)  # set the event through it: blocked reads end at once
         self.connections = Connections(connections)
         self.on_big_file = on_big_file  # a ranged file starts: what counts its bytes (its own progress line)
         # Told how many bytes from the start of the partial file are written, as that grows (a reader following
@@ -160,8 +161,8 @@ class Fetcher:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [fut for fut in done if fut.exception() is not None]
             if failed:
-                # Let running downloads stop at their next chunk; their partials stay for a resume.
-                self._cancel.set()
+                # Stop running downloads now; their partials stay for a resume.
+                self._inflight.cancel()
                 for fut in futures:
                     fut.cancel()
                 wait(futures)
@@ -171,7 +172,7 @@ class Fetcher:
             for fut, f in futures.items():
                 results[f.path] = fut.result()
         except BaseException:
-            self._cancel.set()
+            self._inflight.cancel()  # Ctrl-C: reads blocked on a stalled server end now, not at their timeout
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
@@ -306,7 +307,10 @@ class Fetcher:
         if offset < f.size:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             url = self.hub.file_url(self.ref, self.commit, f.path)
-            with self.hub.stream(url, headers=headers, ref=self.ref, path=f.path, allow=_RESUME_STATUSES) as response:
+            with (
+                self.hub.stream(url, headers=headers, ref=self.ref, path=f.path, allow=_RESUME_STATUSES) as response,
+                self._inflight.track(response),
+            ):
                 vouched = self._check_answer(f, response.headers)
                 if response.status_code == 416:  # the partial is no prefix of this file: start again
                     raise HashMismatch(f"'{f.path}' cannot be resumed from byte {offset}")
@@ -379,6 +383,7 @@ class Fetcher:
                 on_bytes=on_bytes,
                 check_first=lambda response: self._check_answer(f, response.headers),
                 on_prefix=self.on_prefix,
+                inflight=self._inflight,
             )
         except Fallback as exc:
             raise _Fallback(getattr(exc, "received", 0), str(exc)) from None

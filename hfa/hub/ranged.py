@@ -35,7 +35,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,16 @@ if TYPE_CHECKING:
     from hfa.hub.client import OnlineHub
     from hfa.resolve.files import RemoteFile
 
-__all__ = ["Connections", "Fallback", "RangedResult", "fetch_ranged", "load_done", "plan_segments", "range_bytes"]
+__all__ = [
+    "Connections",
+    "Fallback",
+    "InFlight",
+    "RangedResult",
+    "fetch_ranged",
+    "load_done",
+    "plan_segments",
+    "range_bytes",
+]
 
 CHUNK = 1 << 20
 # A file is cut into about RANGES_PER_CONNECTION ranges per connection (handed out in order, so the hashed
@@ -124,6 +134,35 @@ class Connections:
 
     def give_back(self) -> None:
         self._give()
+
+
+class InFlight:
+    """The responses a pull is reading, so that cancelling it (Ctrl-C, a failure) ends their blocked reads at
+    once rather than after ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds of a stalled server."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel_event = cancel
+        self._lock = threading.Lock()
+        self._live: set[Any] = set()
+
+    @contextmanager
+    def track(self, response: Any) -> Iterator[Any]:
+        with self._lock:
+            self._live.add(response)
+            if self.cancel_event.is_set():
+                response.abort()
+        try:
+            yield response
+        finally:
+            with self._lock:
+                self._live.discard(response)
+
+    def cancel(self) -> None:
+        """Set the pull's cancel event and end every read in flight."""
+        with self._lock:
+            self.cancel_event.set()
+            for response in self._live:
+                response.abort()
 
 
 @dataclass
@@ -303,8 +342,10 @@ class _Ranged:
         on_bytes: Callable[[int], None],
         save: Callable[[list[Segment], str | None], None],
         validator: str | None,
+        inflight: InFlight | None = None,
     ) -> None:
         self.hub = hub
+        self.inflight = inflight or InFlight(cancel)
         self.f = f
         self.fd = fd
         self.segments = segments
@@ -418,13 +459,16 @@ class _Ranged:
         last = s.end - 1
         url = self.url
         cdn = origin(url) != origin(self.hub.settings.endpoint)
-        with self.hub.stream(
-            url,
-            headers={"Range": f"bytes={first}-{last}"},
-            ref=self.ref,
-            path=self.f.path,
-            allow=_CDN_ALLOW if cdn else _ALLOW,
-        ) as response:
+        with (
+            self.hub.stream(
+                url,
+                headers={"Range": f"bytes={first}-{last}"},
+                ref=self.ref,
+                path=self.f.path,
+                allow=_CDN_ALLOW if cdn else _ALLOW,
+            ) as response,
+            self.inflight.track(response),
+        ):
             if response.status_code == 403:
                 self.expired(url)
                 return True
@@ -527,6 +571,7 @@ def fetch_ranged(
     on_bytes: Callable[[int], None],
     check_first: Callable[[Any], bool] | None = None,
     on_prefix: Callable[[int], None] | None = None,
+    inflight: InFlight | None = None,
 ) -> RangedResult:
     """Fetch what the partial lacks as parallel ranges; return what arrived and the whole file's digest.
 
@@ -565,6 +610,7 @@ def fetch_ranged(
             on_bytes=on_bytes,
             save=save,
             validator=validator,
+            inflight=inflight,
         )
         if on_prefix is not None:
             on_prefix(0)
