@@ -479,3 +479,24 @@ def test_ctrl_c_mid_ranged_pull_exits_130_and_the_rerun_resumes(served, tmp_path
     f = _file(doc)
     assert f["status"] == "resumed" and f["bytes_downloaded"] == size - had == plan.sent[BIG]
     assert f["seconds"] > 0 and 1 <= f["connections"] <= 4
+
+
+def test_a_big_file_fetched_again_keeps_one_progress_line() -> None:
+    """A ranged file whose bytes failed the hash is fetched again: its line starts over, no stale line stays."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from hfa.cli.pull import RichProgress
+    from hfa.hub.download import FetchOutcome
+    from hfa.resolve.files import RemoteFile
+
+    progress = Progress(console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    bars = RichProgress(progress)
+    bars.start(1000, 1)
+    f = RemoteFile(path=BIG, size=1000, blob_id="0" * 40, lfs_sha256="1" * 64)
+    bars.big_file(f)(600)
+    bars.big_file(f)(1000)  # the second try
+    assert len(progress.tasks) == 2  # the files line and one line for the big file
+    assert progress.tasks[1].completed == 1000
+    bars.file_done(FetchOutcome(BIG, "1" * 64, 1000, "downloaded", 1600))
+    assert len(progress.tasks) == 1
