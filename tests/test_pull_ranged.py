@@ -172,6 +172,28 @@ def test_a_ranged_partial_without_a_good_record_is_fetched_again(served, tmp_pat
     assert result.exit_code == 0, result.stderr
     assert (Path(json.loads(result.stdout)["snapshot"]) / BIG).read_bytes() == content
     assert plan.sent[BIG] == 10_000
+    assert _file(json.loads(result.stdout))["status"] == "downloaded"  # nothing of the partial was kept
+
+
+@pytest.mark.parametrize("change", ["truncated", "extended", "other_size_record"])
+def test_a_partial_changed_between_runs_is_not_trusted(served, tmp_path: Path, change: str) -> None:
+    srv, plan, root = served
+    content = _content(10_000)
+    repo = _repo(root, content)
+    cache = tmp_path / "c"
+    partial, record = _blob_paths(cache, repo, content)
+    partial.parent.mkdir(parents=True)
+    record.parent.mkdir(parents=True)
+    etag = partial.name.removesuffix(".incomplete")
+    size = 10_000 + (1 if change == "other_size_record" else 0)
+    record.write_text(json.dumps({"format": 1, "etag": etag, "size": size, "validator": None, "done": [[0, 5000]]}))
+    partial.write_bytes({"truncated": b"\0" * 4000, "extended": b"\0" * 10_001}.get(change, b"\0" * 10_000))
+    result = _pull(srv, repo, cache, _env(1, 1000))
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (Path(doc["snapshot"]) / BIG).read_bytes() == content
+    assert plan.sent[BIG] == 10_000 == _file(doc)["bytes_downloaded"]
+    assert corrupt_blobs(cache) == []
 
 
 def test_a_record_claiming_wrong_bytes_fails_the_hash_and_nothing_wrong_is_published(served, tmp_path: Path) -> None:

@@ -237,8 +237,8 @@ class Fetcher:
                 raise NetworkError(f"Download of '{f.path}' cancelled", "rerun the command to resume")
             try:
                 if ranged:
-                    received, used = self._ranged_attempt(f, partial, record)
-                    return downloaded + received, used, resumed
+                    received, used, fresh = self._ranged_attempt(f, partial, record)
+                    return downloaded + received, used, resumed and not fresh  # a partial not trusted: downloaded
                 downloaded += self._attempt(f, partial)
                 return downloaded, 1, resumed
             except _Fallback as exc:
@@ -357,8 +357,11 @@ class Fetcher:
         self.store.publish(f.etag, partial)
         self.store.partial_record(f.etag).unlink(missing_ok=True)
 
-    def _ranged_attempt(self, f: RemoteFile, partial: Path, record: Path) -> tuple[int, int]:
-        """Fetch what the partial lacks as parallel ranges; publish when verified. (bytes received, connections)."""
+    def _ranged_attempt(self, f: RemoteFile, partial: Path, record: Path) -> tuple[int, int, bool]:
+        """Fetch what the partial lacks as parallel ranges; publish when verified.
+
+        Returns (bytes received, connections, fresh: no byte of an earlier run was kept).
+        """
         from hfa.hub.ranged import Fallback, fetch_ranged
 
         count = self.on_big_file(f) if self.on_big_file is not None else None
@@ -388,7 +391,7 @@ class Fetcher:
         except Fallback as exc:
             raise _Fallback(getattr(exc, "received", 0), str(exc)) from None
         self._publish(f, partial, result.digest, result.fresh, result.vouched)
-        return result.received, result.connections
+        return result.received, result.connections, result.fresh
 
     def _check_answer(self, f: RemoteFile, headers: Any) -> bool:
         """The answer is from the commit asked for (and, from a lock, of the lock's hash); True if it vouches."""
