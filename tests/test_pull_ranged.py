@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hfa.errors import ExitCode
-from hfa.hub.ranged import MAX_RANGES, RECORD_LIMIT, load_done, plan_segments, range_bytes
+from hfa.hub.partials import MAX_RANGES, RECORD_LIMIT, load_done, plan_segments, range_bytes
 from hfa.server import HubServer, ServerConfig
 from hfa.server.faults import Fault, FaultPlan
 from hfa.testing import write_repo
@@ -522,3 +522,32 @@ def test_a_big_file_fetched_again_keeps_one_progress_line() -> None:
     assert progress.tasks[1].completed == 1000
     bars.file_done(FetchOutcome(BIG, "1" * 64, 1000, "downloaded", 1600))
     assert len(progress.tasks) == 1
+
+
+def test_a_partial_cut_short_while_hashing_is_a_local_error(tmp_path: Path) -> None:
+    """Another program truncating the partial under a ranged download: exit 6 naming it, never 70."""
+    import hashlib
+
+    from hfa.errors import LocalError
+    from hfa.hub.ranged import Connections, _Ranged
+
+    fd = os.open(tmp_path / "p", os.O_RDWR | os.O_CREAT)
+    try:
+        os.ftruncate(fd, 100)
+        job = _Ranged(
+            None,  # type: ignore[arg-type]
+            type("F", (), {"path": BIG, "size": 1000})(),  # type: ignore[arg-type]
+            fd,
+            plan_segments(1000, 1000, [(0, 1000)]),
+            url="http://x",
+            ref=None,
+            cancel=threading.Event(),
+            on_bytes=lambda n: None,
+            save=lambda s, v: None,
+            validator=None,
+        )
+        assert Connections(1).limit == 1
+        with pytest.raises(LocalError, match="shorter"):
+            job.hash_prefix(hashlib.sha256(), threading.Event(), None)
+    finally:
+        os.close(fd)

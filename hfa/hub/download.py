@@ -222,12 +222,14 @@ class Fetcher:
 
     def _download_held(self, f: RemoteFile) -> tuple[int, int, bool]:
         """(bytes received, connections used, resumed) of a verified, published download."""
+        from hfa.hub.partials import drop_odd_partial
+
         partial = self.store.partial(f.etag)
         record = self.store.partial_record(f.etag)
         mismatches = 0
         transient = 0
         downloaded = 0
-        _drop_odd_partial(partial)
+        drop_odd_partial(partial)
         resumed = partial.exists()
         retries = self.hub.retry.retries
         settings = self.hub.settings
@@ -474,19 +476,6 @@ class Fetcher:
                     raise HashMismatch(f"'{f.path}' is longer than its listed size {f.size}")
                 break
         return received
-
-
-def _drop_odd_partial(partial: Path) -> None:
-    """Remove a partial that is no regular file (a link, a FIFO): never read from (it may never end) nor
-    written through (it may point out of the cache)."""
-    import stat
-
-    try:
-        mode = partial.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(mode):
-        partial.unlink()  # a folder there is an error (exit 6): not hfa's to remove
 
 
 class _Inline:

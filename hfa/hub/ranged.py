@@ -1,7 +1,8 @@
 """Big files as parallel ``Range`` requests over separate connections, into the one partial file.
 
-A file of ``Settings.ranged_threshold`` bytes or more (``HFA_RANGED_THRESHOLD``, default 64 MiB)
-is cut into ranges of ``Settings.range_size`` bytes (``HFA_RANGE_SIZE``, default 16 MiB). The
+A file of ``Settings.ranged_threshold`` bytes or more (``HFA_RANGED_THRESHOLD``, default 32 MiB)
+is cut into ranges of at most ``Settings.range_size`` bytes (``HFA_RANGE_SIZE``, default 16 MiB;
+never more than :data:`~hfa.hub.partials.MAX_RANGES` ranges, :func:`~hfa.hub.partials.range_bytes`). The
 first range is asked of the endpoint (following its redirect to a CDN, as every download does);
 that answer tells whether the server plays along (``206``, ``Accept-Ranges: bytes``, the
 ``Content-Range`` asked for). The other ranges then go to where the redirect ended, each over
@@ -13,26 +14,26 @@ prefix of the file as it fills (ranges are handed out in order, so the prefix gr
 reads it back from the page cache; when the last range lands, only its tail is left to hash.
 
 Resume at range granularity: the ranges complete so far are recorded (atomically, by rename) in
-a small JSON record (:meth:`~hfa.store.BlobStore.partial_record`); the next run fetches only the
+a small JSON record (:mod:`hfa.hub.partials`); the next run fetches only the
 others. A partial without a record is one of today's single-stream partials when it is shorter
 than the file (its bytes are the file's prefix, resumed), and is fetched again otherwise; a
 record that cannot be read is never trusted (the partial is fetched again).
 
-A server that does not play along (a ``200`` to a ranged request, a changed ``ETag``, a
+A server that does not play along (a ``200`` or a ``416`` to a ranged request, a changed ``ETag``, a
 ``Content-Range`` other than the one asked for, no ``Accept-Ranges: bytes``) ends the ranged
 attempt with :class:`Fallback`: the caller keeps the contiguous prefix and fetches the rest as
 one stream. A signed CDN URL that stops working mid-download (``403`` from a host other than
 the endpoint) is resolved through the endpoint again; a URL refused again before it served a
 range ends the download. Every request goes through
 the one request loop (:meth:`~hfa.hub.requests.Session.send`): its retries and bounds hold for
-each range, and a body that breaks off is resumed within its range up to ``HFA_MAX_RETRIES`` times.
+each range, and a body that breaks off is resumed within its range up to ``HFA_MAX_RETRIES`` times
+(a try that brought a quarter of what it asked for does not count). Cancelling the pull
+(:class:`InFlight`) ends reads blocked on a stalled server at once.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,37 +42,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfa.errors import AccessDenied, CheckFailed, NetworkError
+from hfa.errors import AccessDenied, CheckFailed, LocalError, NetworkError
 from hfa.hub.classify import error_reason, is_transient
+from hfa.hub.partials import (
+    Segment,
+    load_done,
+    open_partial,
+    plan_segments,
+    range_bytes,
+    save_record,
+)
 
 if TYPE_CHECKING:
     from hfa.hub.client import OnlineHub
     from hfa.resolve.files import RemoteFile
 
-__all__ = [
-    "Connections",
-    "Fallback",
-    "InFlight",
-    "RangedResult",
-    "fetch_ranged",
-    "load_done",
-    "plan_segments",
-    "range_bytes",
-]
+__all__ = ["Connections", "Fallback", "InFlight", "RangedResult", "fetch_ranged"]
 
 CHUNK = 1 << 20
-# A file is cut into about RANGES_PER_CONNECTION ranges per connection (handed out in order, so the hashed
-# prefix keeps up and the connections finish together), of MIN_RANGE to Settings.range_size bytes: a range
-# costs a request, a round trip on a real link. 256 MiB, 16 connections, median of 5 (loopback / 40 MB/s per
-# connection): 1 range per connection 1.05 / 1.30 s, 2: 0.91 / 1.08 s, 4: 0.62 / 0.93 s; one stream 0.86 s.
-MIN_RANGE = 4 << 20
-RANGES_PER_CONNECTION = 4
-MAX_RANGES = (
-    4096  # ranges one file is cut into at most: a tiny HFA_RANGE_SIZE is raised to fit (bounded memory, requests)
-)
 SAVE_EVERY = 0.05  # seconds between records of progress (a kill loses at most what came in since)
-RECORD_FORMAT = 1
-RECORD_LIMIT = 4 << 20  # a record longer than this is not read (a 1 TB file in 16 MiB ranges takes ~1 MB)
 _ALLOW = frozenset({416})  # answered, not raised: a range the server will not serve is a fallback (check)
 _CDN_ALLOW = _ALLOW | {403}  # ... and a CDN's refusal, its signed URL expired (expired)
 
@@ -163,158 +152,6 @@ class InFlight:
             self.cancel_event.set()
             for response in self._live:
                 response.abort()
-
-
-@dataclass
-class Segment:
-    start: int
-    end: int  # exclusive
-    filled: int = 0  # bytes written from ``start`` on, contiguous
-    taken: bool = False
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
-
-    @property
-    def done(self) -> bool:
-        return self.filled >= self.size
-
-
-def range_bytes(size: int, range_size: int, connections: int) -> int:
-    """How big the ranges of a ``size``-byte file are: about :data:`RANGES_PER_CONNECTION` per connection, of
-    :data:`MIN_RANGE` to ``range_size`` bytes, and never more than :data:`MAX_RANGES` of them."""
-    spread = -(-size // (max(1, connections) * RANGES_PER_CONNECTION))
-    return max(1, min(range_size, max(MIN_RANGE, spread)), -(-size // MAX_RANGES))
-
-
-def plan_segments(size: int, range_size: int, done: list[tuple[int, int]]) -> list[Segment]:
-    """Segments covering ``[0, size)`` in order: each done interval as one filled segment, the rest cut
-    at multiples of ``range_size``."""
-    segments: list[Segment] = []
-    pos = 0
-    for a, b in [*sorted(done), (size, size)]:
-        while pos < a:
-            cut = min(a, (pos // range_size + 1) * range_size)
-            segments.append(Segment(pos, cut))
-            pos = cut
-        if b > a:
-            segments.append(Segment(a, b, b - a))
-            pos = b
-    return segments
-
-
-def _intervals(segments: list[Segment]) -> list[list[int]]:
-    """The bytes written, merged into [start, end) intervals: each segment's filled prefix (a range is
-    written in order, so a range cut off by a kill keeps what it had)."""
-    out: list[list[int]] = []
-    for s in segments:
-        if s.filled <= 0:
-            continue
-        end = s.start + min(s.filled, s.size)
-        if out and out[-1][1] == s.start:
-            out[-1][1] = end
-        else:
-            out.append([s.start, end])
-    return out
-
-
-def load_done(record: Path, partial: Path, etag: str, size: int) -> tuple[list[tuple[int, int]], str | None] | None:
-    """(done intervals, validator) a partial can be resumed from, or None: start again (both are removed).
-
-    No record: a partial shorter than the file is a single-stream prefix, kept; one of the full
-    size may be a ranged partial with holes, fetched again. A record that cannot be read, names
-    another file, or does not fit the partial, is never trusted.
-    """
-    try:
-        st = partial.lstat()
-    except FileNotFoundError:
-        record.unlink(missing_ok=True)
-        return [], None
-    if not stat.S_ISREG(st.st_mode):  # a link, a FIFO: never read from nor written through
-        _discard(record, partial)
-        return None
-    try:
-        raw = _read_record(record)
-    except FileNotFoundError:
-        if st.st_size < size:
-            return ([(0, st.st_size)] if st.st_size else []), None
-        _discard(record, partial)
-        return None
-    except OSError:
-        _discard(record, partial)
-        return None
-    from hfa import jsonsafe
-
-    try:
-        doc: Any = jsonsafe.loads(raw, max_depth=4) if len(raw) <= RECORD_LIMIT else None
-        ok = (
-            isinstance(doc, dict)
-            and doc.get("format") == RECORD_FORMAT
-            and doc.get("etag") == etag
-            and doc.get("size") == size
-            and st.st_size == size
-        )
-        done = [(int(a), int(b)) for a, b in doc["done"]] if ok else []
-        validator = doc.get("validator") if ok else None
-    except (ValueError, TypeError, KeyError):
-        _discard(record, partial)
-        return None
-    if not ok or not (validator is None or isinstance(validator, str)):
-        _discard(record, partial)
-        return None
-    if len(done) > 4 * MAX_RANGES:  # more than any run of hfa records: not worth planning around
-        _discard(record, partial)
-        return None
-    pos = 0
-    for a, b in done:
-        if not pos <= a < b <= size:
-            _discard(record, partial)
-            return None
-        pos = b
-    return done, validator
-
-
-def _read_record(record: Path) -> bytes:
-    """At most ``RECORD_LIMIT + 1`` bytes of the record, a regular file, never waiting: a link, a FIFO or a
-    device there is an OSError (the record is not trusted)."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(record, flags)
-    with os.fdopen(fd, "rb") as fp:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{record} is not a regular file")
-        return fp.read(RECORD_LIMIT + 1)
-
-
-def _open_partial(partial: Path) -> int:
-    """The partial file opened for writing in place; never through a link (a partial is no link, and one that
-    is is removed first, by :func:`load_done`)."""
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(partial, flags, 0o666)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(partial))
-    return fd
-
-
-def _discard(record: Path, partial: Path) -> None:
-    record.unlink(missing_ok=True)
-    partial.unlink(missing_ok=True)
-
-
-def _save(record: Path, etag: str, size: int, validator: str | None, segments: list[Segment]) -> None:
-    """The record, replaced in one rename (no fsync: the final hash, not the record, vouches for the bytes)."""
-    import json
-
-    doc = {"format": RECORD_FORMAT, "etag": etag, "size": size, "validator": validator, "done": _intervals(segments)}
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_name(f".{record.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, record)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written record behind
-        raise
 
 
 @dataclass
@@ -549,7 +386,10 @@ class _Ranged:
             while hashed < target:
                 n = os.preadv(self.fd, [view[: min(CHUNK, target - hashed)]], hashed)
                 if n <= 0:
-                    raise OSError(f"the partial file of '{self.f.path}' is shorter than written")
+                    raise LocalError(
+                        f"The partial file of '{self.f.path}' became shorter than what was written into it",
+                        "another program changed the cache (--cache-dir); rerun the command",
+                    )
                 hasher.update(view[:n])
                 hashed += n
                 if on_prefix is not None:
@@ -586,8 +426,8 @@ def fetch_ranged(
     done, validator = loaded if loaded is not None else ([], None)
     fresh = not done
     segments = plan_segments(f.size, range_bytes(f.size, range_size, connections.limit), done)
-    _save(record, f.etag, f.size, validator, segments)  # first the record: a sized partial never lacks one
-    fd = _open_partial(partial)
+    save_record(record, f.etag, f.size, validator, segments)  # first the record: a sized partial never lacks one
+    fd = open_partial(partial)
     stop = threading.Event()
     job: _Ranged | None = None
     try:
@@ -597,7 +437,7 @@ def fetch_ranged(
 
         def save(segs: list[Segment], valid: str | None) -> None:
             with save_lock:
-                _save(record, f.etag, f.size, valid, segs)
+                save_record(record, f.etag, f.size, valid, segs)
 
         job = _Ranged(
             hub,
