@@ -69,7 +69,7 @@ def test_416_to_every_range_falls_back_to_one_stream(origin, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    "kind", ["long_length", "other_total", "multipart", "chunked_long", "chunked_short", "shifted"]
+    "kind", ["long_length", "other_total", "multipart", "chunked_long", "chunked_short", "shifted", "trailing_garbage"]
 )
 def test_wrong_206_answers_never_publish_wrong_bytes(origin, tmp_path: Path, kind: str) -> None:
     def answer(h, first, last, data):
@@ -92,6 +92,8 @@ def test_wrong_206_answers_never_publish_wrong_bytes(origin, tmp_path: Path, kin
             headers["Transfer-Encoding"] = "chunked"
             raw = body + b"y" * 500 if kind == "chunked_long" else body[: (len(body) + 1) // 2]
             body = b"%x\r\n" % len(raw) + raw + b"\r\n0\r\n\r\n"
+        elif kind == "trailing_garbage":  # more bytes than the Content-Length, on a kept-alive connection
+            body += b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + b"x" * 50
         elif kind == "shifted":  # the right Content-Range, other bytes
             body = data[first + 1 : last + 2].ljust(len(body), b"z")
         send(h, 206, headers, body)
@@ -370,3 +372,31 @@ def test_ctrl_c_with_a_range_stalled_exits_at_once(origin, tmp_path: Path) -> No
     assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
     assert took < 5
     _no_blob(tmp_path)
+
+
+def test_a_fallback_does_not_wait_for_a_stalled_range(origin, tmp_path: Path) -> None:
+    """One range stalls, another answers 200 (no ranges after all): the file falls back to one stream at once,
+    without waiting HF_HUB_DOWNLOAD_TIMEOUT for the stalled read."""
+    release = threading.Event()
+
+    def answer(h, first, last, data):
+        if first == 0:
+            send(h, 206, _range_headers(h, first, last, data), data[first : last + 1])
+        elif first == 1000:
+            h.send_response(206)
+            for k, v in _range_headers(h, first, last, data).items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(data[first : first + 10])
+            h.wfile.flush()
+            release.wait(60)
+        else:
+            time.sleep(0.5)  # the stalled range is in flight by now
+            send(h, 200, {"Content-Length": str(len(data)), "ETag": h.etag}, data)
+
+    started = time.monotonic()
+    with HostileFront(origin.url, answer) as front:
+        result = _pull(front.url, tmp_path / "c", HF_HUB_DOWNLOAD_TIMEOUT="30", HFA_MAX_CONNECTIONS="2")
+        release.set()
+    _ok(result, tmp_path / "c")
+    assert time.monotonic() - started < 15

@@ -182,7 +182,8 @@ class _Ranged:
         inflight: InFlight | None = None,
     ) -> None:
         self.hub = hub
-        self.inflight = inflight or InFlight(cancel)
+        self.inflight = inflight or InFlight(cancel)  # the pull's: a cancel ends every read
+        self.own = InFlight(threading.Event())  # this file's: once it failed, its other ranges stop at once
         self.f = f
         self.fd = fd
         self.segments = segments
@@ -236,6 +237,7 @@ class _Ranged:
                 self.error = exc
             self.lock.notify_all()
         self.ready.set()
+        self.own.cancel()  # ranges blocked on a stalled server need not be waited for
 
     # -- a worker: fetch ranges until none is left -----------------------------------------
     def work(self, first: Segment | None = None) -> None:
@@ -272,6 +274,10 @@ class _Ranged:
             except (Fallback, AccessDenied, CheckFailed):
                 raise
             except Exception as exc:
+                if self.cancel.is_set() or self.error is not None:  # its read was ended on purpose: no retry
+                    raise NetworkError(
+                        f"Download of '{self.f.path}' cancelled", "rerun the command to resume"
+                    ) from None
                 if not isinstance(exc, _BodyEnded) and not is_transient(exc):
                     raise
                 if (asked - (s.size - s.filled)) * 4 >= asked:
@@ -305,6 +311,7 @@ class _Ranged:
                 allow=_CDN_ALLOW if cdn else _ALLOW,
             ) as response,
             self.inflight.track(response),
+            self.own.track(response),
         ):
             if response.status_code == 403:
                 self.expired(url)
