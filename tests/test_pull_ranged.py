@@ -551,3 +551,16 @@ def test_a_partial_cut_short_while_hashing_is_a_local_error(tmp_path: Path) -> N
             job.hash_prefix(hashlib.sha256(), threading.Event(), None)
     finally:
         os.close(fd)
+
+
+def test_quiet_ranged_pull_prints_only_the_snapshot(served, tmp_path: Path) -> None:
+    srv, _plan, root = served
+    content = _content(20_000)
+    repo = _repo(root, content)
+    cache = tmp_path / "c"
+    result = hfa("pull", repo, "--endpoint", srv.url, "--cache-dir", str(cache), "-q", env=_env(1, 1000, 4))
+    assert result.exit_code == 0, result.stderr
+    snapshot = Path(result.stdout.strip())
+    assert (snapshot / BIG).read_bytes() == content
+    assert not [line for line in result.stderr.splitlines() if BIG in line and "Warning" not in line]
+    assert "files 0/" not in result.stderr and "/s" not in result.stderr
