@@ -176,6 +176,7 @@ DEFAULT_API_DEADLINE = 60.0  # seconds a listing or search answer may take in al
 DEFAULT_MIN_SPEED = 1024  # bytes/s a download must keep up ... (HFA_MIN_SPEED; 0: no such rule)
 DEFAULT_MIN_SPEED_TIME = 30.0  # ... over every this many seconds (HFA_MIN_SPEED_TIME)
 DEFAULT_MAX_CONNECTIONS = 16  # connections to one host a pull opens at once (HFA_MAX_CONNECTIONS, --connections)
+MOST_CONNECTIONS = 256  # ... at most: a thread and a socket each
 DEFAULT_RANGED_THRESHOLD = 32 << 20  # files this big are fetched as parallel ranges (HFA_RANGED_THRESHOLD)
 DEFAULT_RANGE_SIZE = 16 << 20  # ... of this many bytes each (HFA_RANGE_SIZE)
 
@@ -207,9 +208,13 @@ def env_count(name: str, default: int) -> int:
     return int(raw)
 
 
-def env_positive(name: str, default: int) -> int:
-    """A whole number above 0 from the environment, else ``default``; refuses anything else."""
+def env_positive(name: str, default: int, most: int | None = None) -> int:
+    """A whole number above 0 (and at most ``most``) from the environment, else ``default``; refuses anything else."""
     value = env_count(name, default)
+    if most is not None and not 1 <= value <= most:
+        raise UsageError(
+            f"{name} must be a whole number from 1 to {most}, not '{value}'", f"set {name}={default}, or unset it"
+        )
     if value == 0:
         raise UsageError(f"{name} must be a whole number above 0, not '0'", f"set {name}={default}, or unset it")
     return value
@@ -269,7 +274,7 @@ class Settings:
             min_speed=env_count("HFA_MIN_SPEED", DEFAULT_MIN_SPEED),
             min_speed_time=env_seconds("HFA_MIN_SPEED_TIME", DEFAULT_MIN_SPEED_TIME),
             # parallel ranged downloads of big files (docs/pull.md "Big files")
-            max_connections=env_positive("HFA_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS),
+            max_connections=env_positive("HFA_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, MOST_CONNECTIONS),
             ranged_threshold=env_count("HFA_RANGED_THRESHOLD", DEFAULT_RANGED_THRESHOLD),
             range_size=env_positive("HFA_RANGE_SIZE", DEFAULT_RANGE_SIZE),
         )

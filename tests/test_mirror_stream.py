@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import itertools
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -113,3 +114,30 @@ def test_streamed_bytes_that_fail_verification_are_cut(
         client_blobs = tmp_path / "c" / "models--org--big" / "blobs"
         assert not client_blobs.exists() or all(p.name.endswith(".incomplete") for p in client_blobs.iterdir())
         assert gets(upstream, BIG) == 1  # the refusal is remembered: the client's retry fetched nothing
+
+
+def test_a_big_file_fetched_as_ranges_streams_only_written_bytes(
+    big_upstream: tuple[HubServer, dict[str, bytes]], tmp_path: Path
+) -> None:
+    """The mirror fetches a big miss as parallel ranges into a partial sized to the whole file: clients are
+    streamed its written prefix as it grows, never the holes (zeros) between ranges still coming."""
+    from dataclasses import replace
+
+    from hfa.hub.source import HubSource
+
+    upstream, files = big_upstream
+    with HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=upstream.url, threads=16)) as mirror:
+        m = mirror.hub.mirror
+        m.settings = replace(m.settings, ranged_threshold=1 << 20, range_size=1 << 20, max_connections=4)
+        m.source = HubSource(m.settings)
+        url = hf_hub_url("org/big", BIG, endpoint=mirror.url)
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            got = answer.read()
+        assert got == files[BIG]
+    ranged = [p for m_, p in upstream.requests if m_ == "GET" and p.endswith(BIG)]
+    assert len(ranged) > 1  # it was fetched as ranges
+    spans: dict[str, list[float]] = {}  # a connection is open at least from its first request to its last
+    for when, peer in upstream.config.faults.started:
+        spans.setdefault(peer, [when, when])[1] = when
+    edges = sorted([(a, 0) for a, _ in spans.values()] + [(b, 1) for _, b in spans.values()])
+    assert max(itertools.accumulate(1 if kind == 0 else -1 for _, kind in edges)) <= 4  # the bound held

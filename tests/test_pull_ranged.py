@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hfa.errors import ExitCode
-from hfa.hub.ranged import load_done, plan_segments
+from hfa.hub.partials import MAX_RANGES, RECORD_LIMIT, load_done, plan_segments, range_bytes
 from hfa.server import HubServer, ServerConfig
 from hfa.server.faults import Fault, FaultPlan
 from hfa.testing import write_repo
@@ -172,6 +172,28 @@ def test_a_ranged_partial_without_a_good_record_is_fetched_again(served, tmp_pat
     assert result.exit_code == 0, result.stderr
     assert (Path(json.loads(result.stdout)["snapshot"]) / BIG).read_bytes() == content
     assert plan.sent[BIG] == 10_000
+    assert _file(json.loads(result.stdout))["status"] == "downloaded"  # nothing of the partial was kept
+
+
+@pytest.mark.parametrize("change", ["truncated", "extended", "other_size_record"])
+def test_a_partial_changed_between_runs_is_not_trusted(served, tmp_path: Path, change: str) -> None:
+    srv, plan, root = served
+    content = _content(10_000)
+    repo = _repo(root, content)
+    cache = tmp_path / "c"
+    partial, record = _blob_paths(cache, repo, content)
+    partial.parent.mkdir(parents=True)
+    record.parent.mkdir(parents=True)
+    etag = partial.name.removesuffix(".incomplete")
+    size = 10_000 + (1 if change == "other_size_record" else 0)
+    record.write_text(json.dumps({"format": 1, "etag": etag, "size": size, "validator": None, "done": [[0, 5000]]}))
+    partial.write_bytes({"truncated": b"\0" * 4000, "extended": b"\0" * 10_001}.get(change, b"\0" * 10_000))
+    result = _pull(srv, repo, cache, _env(1, 1000))
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (Path(doc["snapshot"]) / BIG).read_bytes() == content
+    assert plan.sent[BIG] == 10_000 == _file(doc)["bytes_downloaded"]
+    assert corrupt_blobs(cache) == []
 
 
 def test_a_record_claiming_wrong_bytes_fails_the_hash_and_nothing_wrong_is_published(served, tmp_path: Path) -> None:
@@ -373,6 +395,9 @@ def test_the_connection_bound_holds_for_files_and_ranges_together(tmp_path: Path
     [
         ("HFA_MAX_CONNECTIONS", "0"),
         ("HFA_MAX_CONNECTIONS", "many"),
+        ("HFA_MAX_CONNECTIONS", "abc"),
+        ("HFA_MAX_CONNECTIONS", "-1"),
+        ("HFA_MAX_CONNECTIONS", "100000"),  # a thread and a socket each: refused as --connections 100000 is
         ("HFA_RANGE_SIZE", "0"),
         ("HFA_RANGED_THRESHOLD", "-1"),
     ],
@@ -382,9 +407,160 @@ def test_bad_settings_exit_2_naming_the_variable(tmp_path: Path, name: str, valu
         "pull", "org/x", "--cache-dir", str(tmp_path / "c"), "--endpoint", "http://127.0.0.1:9", env={name: value}
     )
     assert result.exit_code == ExitCode.USAGE, result.stderr
-    assert name in result.stderr
+    assert name in result.stderr and f"set {name}=" in result.stderr
 
 
-def test_connections_option_is_bounded(tmp_path: Path) -> None:
-    result = hfa("pull", "org/x", "--connections", "0", "--cache-dir", str(tmp_path / "c"))
+@pytest.mark.parametrize("value", ["0", "-1", "257", "100000", "abc"])
+def test_connections_option_is_bounded(tmp_path: Path, value: str) -> None:
+    result = hfa("pull", "org/x", "--connections", value, "--cache-dir", str(tmp_path / "c"))
     assert result.exit_code == ExitCode.USAGE
+    assert "--connections" in result.stderr
+
+
+def test_load_done_refuses_hostile_records_without_failing(tmp_path: Path) -> None:
+    """Deeply nested, oversized, or holding more intervals than any run writes: not trusted, never an error."""
+    partial, record = tmp_path / "p", tmp_path / "r.json"
+    many = [[2 * i, 2 * i + 1] for i in range(5 * MAX_RANGES)]
+    for text in (
+        b"[" * 200_000,
+        b'{"format": 1, "done": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b" " * (RECORD_LIMIT + 10),
+        json.dumps({"format": 1, "etag": "e", "size": 10 * MAX_RANGES, "validator": None, "done": many}).encode(),
+    ):
+        partial.write_bytes(b"x" * 10 * MAX_RANGES)
+        record.write_bytes(text)
+        assert load_done(record, partial, "e", 10 * MAX_RANGES) is None
+        assert not partial.exists() and not record.exists()
+
+
+@pytest.mark.parametrize("size", [1, 1000, 64 << 20, 10 << 30, 1 << 40])
+@pytest.mark.parametrize("range_size", [1, 1000, 16 << 20])
+@pytest.mark.parametrize("connections", [1, 16, 256])
+def test_a_file_is_cut_into_a_bounded_number_of_ranges(size: int, range_size: int, connections: int) -> None:
+    """HFA_RANGE_SIZE=1 on a 1 TB file must not plan a trillion ranges (memory, requests)."""
+    cut = range_bytes(size, range_size, connections)
+    assert cut >= 1 and -(-size // cut) <= MAX_RANGES
+    assert cut <= max(range_size, -(-size // MAX_RANGES))  # HFA_RANGE_SIZE is the largest range unless too many
+    if size < (1 << 30):
+        assert len(plan_segments(size, cut, [])) <= MAX_RANGES
+
+
+def test_two_pulls_of_one_big_file_at_once_fetch_it_once(served, tmp_path: Path) -> None:
+    srv, plan, root = served
+    size = 4 * 1024 * 1024
+    content = _content(size)
+    repo = _repo(root, content)
+    plan.faults.append(Fault("throttle", path=BIG, rate=2 * 1024 * 1024, times=-1))  # ~0.5 s with 4 connections
+    cache = tmp_path / "cache"
+    env = {**os.environ, **_env(1, 256 * 1024, 4)}
+    procs = [
+        subprocess.Popen(_pull_cmd(srv.url, cache, repo), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()
+        assert (Path(json.loads(out)["snapshot"]) / BIG).read_bytes() == content
+    statuses = sorted(_file(json.loads(out))["status"] for out, _ in outs)
+    assert statuses == ["cached", "downloaded"]  # one waited on the blob's lock, then found it there
+    assert plan.sent[BIG] == size
+    assert corrupt_blobs(cache) == []
+
+
+def test_ctrl_c_mid_ranged_pull_exits_130_and_the_rerun_resumes(served, tmp_path: Path) -> None:
+    srv, plan, root = served
+    size = 8 * 1024 * 1024
+    content = _content(size)
+    repo = _repo(root, content)
+    plan.faults.append(Fault("throttle", path=BIG, rate=1024 * 1024, times=-1))  # 4 connections: ~2 s
+    cache = tmp_path / "cache"
+    partial, record = _blob_paths(cache, repo, content)
+    env = {**os.environ, **_env(1, 256 * 1024, 4)}
+    proc = subprocess.Popen(_pull_cmd(srv.url, cache, repo), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (record.exists() and partial.exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
+    assert time.monotonic() - started < 5  # no waiting for ranges in flight to finish
+    assert "Traceback" not in err.decode()
+    assert corrupt_blobs(cache) == []
+    loaded = load_done(record, partial, partial.name.removesuffix(".incomplete"), size)
+    assert loaded is not None
+    had = sum(b - a for a, b in loaded[0])
+    assert 0 < had < size
+    plan.faults.clear()
+    plan.sent.clear()
+    result = _pull(srv, repo, cache, _env(1, 256 * 1024, 4))
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (Path(doc["snapshot"]) / BIG).read_bytes() == content
+    f = _file(doc)
+    assert f["status"] == "resumed" and f["bytes_downloaded"] == size - had == plan.sent[BIG]
+    assert f["seconds"] > 0 and 1 <= f["connections"] <= 4
+
+
+def test_a_big_file_fetched_again_keeps_one_progress_line() -> None:
+    """A ranged file whose bytes failed the hash is fetched again: its line starts over, no stale line stays."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from hfa.cli.pull import RichProgress
+    from hfa.hub.download import FetchOutcome
+    from hfa.resolve.files import RemoteFile
+
+    progress = Progress(console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    bars = RichProgress(progress)
+    bars.start(1000, 1)
+    f = RemoteFile(path=BIG, size=1000, blob_id="0" * 40, lfs_sha256="1" * 64)
+    bars.big_file(f)(600)
+    bars.big_file(f)(1000)  # the second try
+    assert len(progress.tasks) == 2  # the files line and one line for the big file
+    assert progress.tasks[1].completed == 1000
+    bars.file_done(FetchOutcome(BIG, "1" * 64, 1000, "downloaded", 1600))
+    assert len(progress.tasks) == 1
+
+
+def test_a_partial_cut_short_while_hashing_is_a_local_error(tmp_path: Path) -> None:
+    """Another program truncating the partial under a ranged download: exit 6 naming it, never 70."""
+    import hashlib
+
+    from hfa.errors import LocalError
+    from hfa.hub.ranged import Connections, _Ranged
+
+    fd = os.open(tmp_path / "p", os.O_RDWR | os.O_CREAT)
+    try:
+        os.ftruncate(fd, 100)
+        job = _Ranged(
+            None,  # type: ignore[arg-type]
+            type("F", (), {"path": BIG, "size": 1000})(),  # type: ignore[arg-type]
+            fd,
+            plan_segments(1000, 1000, [(0, 1000)]),
+            url="http://x",
+            ref=None,
+            cancel=threading.Event(),
+            on_bytes=lambda n: None,
+            save=lambda s, v: None,
+            validator=None,
+        )
+        assert Connections(1).limit == 1
+        with pytest.raises(LocalError, match="shorter"):
+            job.hash_prefix(hashlib.sha256(), threading.Event(), None)
+    finally:
+        os.close(fd)
+
+
+def test_quiet_ranged_pull_prints_only_the_snapshot(served, tmp_path: Path) -> None:
+    srv, _plan, root = served
+    content = _content(20_000)
+    repo = _repo(root, content)
+    cache = tmp_path / "c"
+    result = hfa("pull", repo, "--endpoint", srv.url, "--cache-dir", str(cache), "-q", env=_env(1, 1000, 4))
+    assert result.exit_code == 0, result.stderr
+    snapshot = Path(result.stdout.strip())
+    assert (snapshot / BIG).read_bytes() == content
+    assert not [line for line in result.stderr.splitlines() if BIG in line and "Warning" not in line]
+    assert "files 0/" not in result.stderr and "/s" not in result.stderr

@@ -63,8 +63,11 @@ class RichProgress:
 
     def big_file(self, f: Any) -> Any:
         """A line of its own for a file fetched as parallel ranges: its aggregate speed over all its connections."""
-        task = self.progress.add_task(f"  {f.path}", total=f.size)
-        self.big[f.path] = task
+        task = self.big.get(f.path)
+        if task is None:
+            task = self.big[f.path] = self.progress.add_task(f"  {f.path}", total=f.size)
+        else:  # fetched again (its bytes failed the hash): the same line, from the start
+            self.progress.reset(task, total=f.size)
 
         def count(nbytes: int) -> None:
             self.progress.update(task, advance=nbytes)
@@ -267,7 +270,7 @@ def pull(
         int | None,
         typer.Option(
             help="Connections open at once for the whole pull, shared by files and by the ranges of big files"
-            " (default: HFA_MAX_CONNECTIONS, else 16).",
+            " (default: HFA_MAX_CONNECTIONS, else 16; at most 256).",
             min=1,
             max=256,
             show_default=False,

@@ -110,7 +110,7 @@ class Fetcher:
         connections: int = DEFAULT_MAX_CONNECTIONS,
         on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
     ) -> None:
-        from hfa.hub.ranged import Connections
+        from hfa.hub.ranged import Connections, InFlight
 
         self._hub = hub  # or what makes it, called when a byte must cross the network
         # The expected hashes come from a lock: a server that disagrees is reported at once
@@ -124,8 +124,12 @@ class Fetcher:
         self.on_file = on_file or (lambda o: None)
         self.inspect = inspect  # called on verified bytes before they are published; may raise
         self._cancel = threading.Event()
+        self._inflight = InFlight(self._cancel)  # set the event through it: blocked reads end at once
         self.connections = Connections(connections)
         self.on_big_file = on_big_file  # a ranged file starts: what counts its bytes (its own progress line)
+        # Told how many bytes from the start of the partial file are written, as that grows (a reader following
+        # the partial while it fills, the mirror's: a ranged partial is sized to the file, holes and all).
+        self.on_prefix: Callable[[int], None] | None = None
         self._unstarted = 0
         self._count = threading.Lock()
         self._worker = threading.local()  # .pool: this thread is one of fetch_all's workers
@@ -157,8 +161,8 @@ class Fetcher:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [fut for fut in done if fut.exception() is not None]
             if failed:
-                # Let running downloads stop at their next chunk; their partials stay for a resume.
-                self._cancel.set()
+                # Stop running downloads now; their partials stay for a resume.
+                self._inflight.cancel()
                 for fut in futures:
                     fut.cancel()
                 wait(futures)
@@ -168,7 +172,7 @@ class Fetcher:
             for fut, f in futures.items():
                 results[f.path] = fut.result()
         except BaseException:
-            self._cancel.set()
+            self._inflight.cancel()  # Ctrl-C: reads blocked on a stalled server end now, not at their timeout
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
@@ -218,11 +222,14 @@ class Fetcher:
 
     def _download_held(self, f: RemoteFile) -> tuple[int, int, bool]:
         """(bytes received, connections used, resumed) of a verified, published download."""
+        from hfa.hub.partials import drop_odd_partial
+
         partial = self.store.partial(f.etag)
         record = self.store.partial_record(f.etag)
         mismatches = 0
         transient = 0
         downloaded = 0
+        drop_odd_partial(partial)
         resumed = partial.exists()
         retries = self.hub.retry.retries
         settings = self.hub.settings
@@ -232,8 +239,8 @@ class Fetcher:
                 raise NetworkError(f"Download of '{f.path}' cancelled", "rerun the command to resume")
             try:
                 if ranged:
-                    received, used = self._ranged_attempt(f, partial, record)
-                    return downloaded + received, used, resumed
+                    received, used, fresh = self._ranged_attempt(f, partial, record)
+                    return downloaded + received, used, resumed and not fresh  # a partial not trusted: downloaded
                 downloaded += self._attempt(f, partial)
                 return downloaded, 1, resumed
             except _Fallback as exc:
@@ -297,10 +304,15 @@ class Fetcher:
         received = 0
         vouched = False
         fresh = offset == 0  # every byte hashed comes from this request
+        if self.on_prefix is not None:
+            self.on_prefix(offset)
         if offset < f.size:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             url = self.hub.file_url(self.ref, self.commit, f.path)
-            with self.hub.stream(url, headers=headers, ref=self.ref, path=f.path, allow=_RESUME_STATUSES) as response:
+            with (
+                self.hub.stream(url, headers=headers, ref=self.ref, path=f.path, allow=_RESUME_STATUSES) as response,
+                self._inflight.track(response),
+            ):
                 vouched = self._check_answer(f, response.headers)
                 if response.status_code == 416:  # the partial is no prefix of this file: start again
                     raise HashMismatch(f"'{f.path}' cannot be resumed from byte {offset}")
@@ -308,6 +320,8 @@ class Fetcher:
                     offset = 0
                     fresh = True
                     hasher = new_hasher(f)
+                    if self.on_prefix is not None:
+                        self.on_prefix(0)
                 elif offset and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                     raise _BodyEnded(0, f"the server answered no range from byte {offset}")
                 if response.length is not None and response.length != f.size - offset:
@@ -345,8 +359,11 @@ class Fetcher:
         self.store.publish(f.etag, partial)
         self.store.partial_record(f.etag).unlink(missing_ok=True)
 
-    def _ranged_attempt(self, f: RemoteFile, partial: Path, record: Path) -> tuple[int, int]:
-        """Fetch what the partial lacks as parallel ranges; publish when verified. (bytes received, connections)."""
+    def _ranged_attempt(self, f: RemoteFile, partial: Path, record: Path) -> tuple[int, int, bool]:
+        """Fetch what the partial lacks as parallel ranges; publish when verified.
+
+        Returns (bytes received, connections, fresh: no byte of an earlier run was kept).
+        """
         from hfa.hub.ranged import Fallback, fetch_ranged
 
         count = self.on_big_file(f) if self.on_big_file is not None else None
@@ -370,11 +387,13 @@ class Fetcher:
                 hasher=new_hasher(f),
                 on_bytes=on_bytes,
                 check_first=lambda response: self._check_answer(f, response.headers),
+                on_prefix=self.on_prefix,
+                inflight=self._inflight,
             )
         except Fallback as exc:
             raise _Fallback(getattr(exc, "received", 0), str(exc)) from None
         self._publish(f, partial, result.digest, result.fresh, result.vouched)
-        return result.received, result.connections
+        return result.received, result.connections, result.fresh
 
     def _check_answer(self, f: RemoteFile, headers: Any) -> bool:
         """The answer is from the commit asked for (and, from a lock, of the lock's hash); True if it vouches."""
@@ -450,6 +469,8 @@ class Fetcher:
                 behind.wrote(n)
             received += n
             self.on_bytes(n)
+            if self.on_prefix is not None:
+                self.on_prefix(f.size - remaining + received)
             if received == remaining:
                 if response.readinto(bytearray(1)):  # a body longer than listed: never published
                     raise HashMismatch(f"'{f.path}' is longer than its listed size {f.size}")

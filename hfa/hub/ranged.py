@@ -1,7 +1,8 @@
 """Big files as parallel ``Range`` requests over separate connections, into the one partial file.
 
-A file of ``Settings.ranged_threshold`` bytes or more (``HFA_RANGED_THRESHOLD``, default 64 MiB)
-is cut into ranges of ``Settings.range_size`` bytes (``HFA_RANGE_SIZE``, default 16 MiB). The
+A file of ``Settings.ranged_threshold`` bytes or more (``HFA_RANGED_THRESHOLD``, default 32 MiB)
+is cut into ranges of at most ``Settings.range_size`` bytes (``HFA_RANGE_SIZE``, default 16 MiB;
+never more than :data:`~hfa.hub.partials.MAX_RANGES` ranges, :func:`~hfa.hub.partials.range_bytes`). The
 first range is asked of the endpoint (following its redirect to a CDN, as every download does);
 that answer tells whether the server plays along (``206``, ``Accept-Ranges: bytes``, the
 ``Content-Range`` asked for). The other ranges then go to where the redirect ended, each over
@@ -13,19 +14,21 @@ prefix of the file as it fills (ranges are handed out in order, so the prefix gr
 reads it back from the page cache; when the last range lands, only its tail is left to hash.
 
 Resume at range granularity: the ranges complete so far are recorded (atomically, by rename) in
-a small JSON record (:meth:`~hfa.store.BlobStore.partial_record`); the next run fetches only the
+a small JSON record (:mod:`hfa.hub.partials`); the next run fetches only the
 others. A partial without a record is one of today's single-stream partials when it is shorter
 than the file (its bytes are the file's prefix, resumed), and is fetched again otherwise; a
 record that cannot be read is never trusted (the partial is fetched again).
 
-A server that does not play along (a ``200`` to a ranged request, a changed ``ETag``, a
+A server that does not play along (a ``200`` or a ``416`` to a ranged request, a changed ``ETag``, a
 ``Content-Range`` other than the one asked for, no ``Accept-Ranges: bytes``) ends the ranged
 attempt with :class:`Fallback`: the caller keeps the contiguous prefix and fetches the rest as
 one stream. A signed CDN URL that stops working mid-download (``403`` from a host other than
 the endpoint) is resolved through the endpoint again; a URL refused again before it served a
 range ends the download. Every request goes through
 the one request loop (:meth:`~hfa.hub.requests.Session.send`): its retries and bounds hold for
-each range, and a body that breaks off is resumed within its range up to ``HFA_MAX_RETRIES`` times.
+each range, and a body that breaks off is resumed within its range up to ``HFA_MAX_RETRIES`` times
+(a try that brought a quarter of what it asked for does not count). Cancelling the pull
+(:class:`InFlight`) ends reads blocked on a stalled server at once.
 """
 
 from __future__ import annotations
@@ -33,30 +36,33 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfa.errors import AccessDenied, CheckFailed, NetworkError
+from hfa.errors import AccessDenied, CheckFailed, LocalError, NetworkError
 from hfa.hub.classify import error_reason, is_transient
+from hfa.hub.partials import (
+    Segment,
+    load_done,
+    open_partial,
+    plan_segments,
+    range_bytes,
+    save_record,
+)
 
 if TYPE_CHECKING:
     from hfa.hub.client import OnlineHub
     from hfa.resolve.files import RemoteFile
 
-__all__ = ["Connections", "Fallback", "RangedResult", "fetch_ranged", "load_done", "plan_segments"]
+__all__ = ["Connections", "Fallback", "InFlight", "RangedResult", "fetch_ranged"]
 
 CHUNK = 1 << 20
-# A file is cut into about RANGES_PER_CONNECTION ranges per connection (handed out in order, so the hashed
-# prefix keeps up and the connections finish together), of MIN_RANGE to Settings.range_size bytes: a range
-# costs a request, a round trip on a real link. 256 MiB, 16 connections, median of 5 (loopback / 40 MB/s per
-# connection): 1 range per connection 1.05 / 1.30 s, 2: 0.91 / 1.08 s, 4: 0.62 / 0.93 s; one stream 0.86 s.
-MIN_RANGE = 4 << 20
-RANGES_PER_CONNECTION = 4
 SAVE_EVERY = 0.05  # seconds between records of progress (a kill loses at most what came in since)
-RECORD_FORMAT = 1
-RECORD_LIMIT = 4 << 20  # a record longer than this is not read (a 1 TB file in 16 MiB ranges takes ~1 MB)
+_ALLOW = frozenset({416})  # answered, not raised: a range the server will not serve is a fallback (check)
+_CDN_ALLOW = _ALLOW | {403}  # ... and a CDN's refusal, its signed URL expired (expired)
 
 
 class Fallback(Exception):
@@ -119,118 +125,33 @@ class Connections:
         self._give()
 
 
-@dataclass
-class Segment:
-    start: int
-    end: int  # exclusive
-    filled: int = 0  # bytes written from ``start`` on, contiguous
-    taken: bool = False
+class InFlight:
+    """The responses a pull is reading, so that cancelling it (Ctrl-C, a failure) ends their blocked reads at
+    once rather than after ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds of a stalled server."""
 
-    @property
-    def size(self) -> int:
-        return self.end - self.start
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel_event = cancel
+        self._lock = threading.Lock()
+        self._live: set[Any] = set()
 
-    @property
-    def done(self) -> bool:
-        return self.filled >= self.size
+    @contextmanager
+    def track(self, response: Any) -> Iterator[Any]:
+        with self._lock:
+            self._live.add(response)
+            if self.cancel_event.is_set():
+                response.abort()
+        try:
+            yield response
+        finally:
+            with self._lock:
+                self._live.discard(response)
 
-
-def plan_segments(size: int, range_size: int, done: list[tuple[int, int]]) -> list[Segment]:
-    """Segments covering ``[0, size)`` in order: each done interval as one filled segment, the rest cut
-    at multiples of ``range_size``."""
-    segments: list[Segment] = []
-    pos = 0
-    for a, b in [*sorted(done), (size, size)]:
-        while pos < a:
-            cut = min(a, (pos // range_size + 1) * range_size)
-            segments.append(Segment(pos, cut))
-            pos = cut
-        if b > a:
-            segments.append(Segment(a, b, b - a))
-            pos = b
-    return segments
-
-
-def _intervals(segments: list[Segment]) -> list[list[int]]:
-    """The bytes written, merged into [start, end) intervals: each segment's filled prefix (a range is
-    written in order, so a range cut off by a kill keeps what it had)."""
-    out: list[list[int]] = []
-    for s in segments:
-        if s.filled <= 0:
-            continue
-        end = s.start + min(s.filled, s.size)
-        if out and out[-1][1] == s.start:
-            out[-1][1] = end
-        else:
-            out.append([s.start, end])
-    return out
-
-
-def load_done(record: Path, partial: Path, etag: str, size: int) -> tuple[list[tuple[int, int]], str | None] | None:
-    """(done intervals, validator) a partial can be resumed from, or None: start again (both are removed).
-
-    No record: a partial shorter than the file is a single-stream prefix, kept; one of the full
-    size may be a ranged partial with holes, fetched again. A record that cannot be read, names
-    another file, or does not fit the partial, is never trusted.
-    """
-    try:
-        st = partial.stat()
-    except FileNotFoundError:
-        record.unlink(missing_ok=True)
-        return [], None
-    try:
-        with record.open("rb") as fp:
-            raw = fp.read(RECORD_LIMIT + 1)
-    except FileNotFoundError:
-        if st.st_size < size:
-            return ([(0, st.st_size)] if st.st_size else []), None
-        _discard(record, partial)
-        return None
-    except OSError:
-        _discard(record, partial)
-        return None
-    import json
-
-    try:
-        doc: Any = json.loads(raw) if len(raw) <= RECORD_LIMIT else None
-        ok = (
-            isinstance(doc, dict)
-            and doc.get("format") == RECORD_FORMAT
-            and doc.get("etag") == etag
-            and doc.get("size") == size
-            and st.st_size == size
-        )
-        done = [(int(a), int(b)) for a, b in doc["done"]] if ok else []
-        validator = doc.get("validator") if ok else None
-    except (ValueError, TypeError, KeyError):
-        _discard(record, partial)
-        return None
-    if not ok or not (validator is None or isinstance(validator, str)):
-        _discard(record, partial)
-        return None
-    pos = 0
-    for a, b in done:
-        if not pos <= a < b <= size:
-            _discard(record, partial)
-            return None
-        pos = b
-    return done, validator
-
-
-def _discard(record: Path, partial: Path) -> None:
-    record.unlink(missing_ok=True)
-    partial.unlink(missing_ok=True)
-
-
-def _save(record: Path, etag: str, size: int, validator: str | None, segments: list[Segment]) -> None:
-    """The record, replaced in one rename (no fsync: the final hash, not the record, vouches for the bytes)."""
-    import json
-
-    doc = {"format": RECORD_FORMAT, "etag": etag, "size": size, "validator": validator, "done": _intervals(segments)}
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_name(f".{record.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(doc), encoding="utf-8")
-    os.replace(tmp, record)
+    def cancel(self) -> None:
+        """Set the pull's cancel event and end every read in flight."""
+        with self._lock:
+            self.cancel_event.set()
+            for response in self._live:
+                response.abort()
 
 
 @dataclass
@@ -258,8 +179,11 @@ class _Ranged:
         on_bytes: Callable[[int], None],
         save: Callable[[list[Segment], str | None], None],
         validator: str | None,
+        inflight: InFlight | None = None,
     ) -> None:
         self.hub = hub
+        self.inflight = inflight or InFlight(cancel)  # the pull's: a cancel ends every read
+        self.own = InFlight(threading.Event())  # this file's: once it failed, its other ranges stop at once
         self.f = f
         self.fd = fd
         self.segments = segments
@@ -313,6 +237,7 @@ class _Ranged:
                 self.error = exc
             self.lock.notify_all()
         self.ready.set()
+        self.own.cancel()  # ranges blocked on a stalled server need not be waited for
 
     # -- a worker: fetch ranges until none is left -----------------------------------------
     def work(self, first: Segment | None = None) -> None:
@@ -340,6 +265,7 @@ class _Ranged:
         while not s.done:
             if self.cancel.is_set() or self.error is not None:
                 raise NetworkError(f"Download of '{self.f.path}' cancelled", "rerun the command to resume")
+            asked = s.size - s.filled
             try:
                 if self.request(s, buffer):
                     continue
@@ -348,8 +274,17 @@ class _Ranged:
             except (Fallback, AccessDenied, CheckFailed):
                 raise
             except Exception as exc:
+                if self.cancel.is_set() or self.error is not None:  # its read was ended on purpose: no retry
+                    raise NetworkError(
+                        f"Download of '{self.f.path}' cancelled", "rerun the command to resume"
+                    ) from None
                 if not isinstance(exc, _BodyEnded) and not is_transient(exc):
                     raise
+                if (asked - (s.size - s.filled)) * 4 >= asked:
+                    # A try that brought a quarter of what it asked for is progress, not a failure: a server
+                    # that cuts every other answer still delivers (at most ~log(range, 4/3) tries, ~60 for 16 MiB).
+                    tries = 0
+                    continue
                 tries += 1
                 if tries > retries:
                     raise NetworkError(
@@ -367,13 +302,17 @@ class _Ranged:
         last = s.end - 1
         url = self.url
         cdn = origin(url) != origin(self.hub.settings.endpoint)
-        with self.hub.stream(
-            url,
-            headers={"Range": f"bytes={first}-{last}"},
-            ref=self.ref,
-            path=self.f.path,
-            allow=frozenset({403}) if cdn else frozenset(),
-        ) as response:
+        with (
+            self.hub.stream(
+                url,
+                headers={"Range": f"bytes={first}-{last}"},
+                ref=self.ref,
+                path=self.f.path,
+                allow=_CDN_ALLOW if cdn else _ALLOW,
+            ) as response,
+            self.inflight.track(response),
+            self.own.track(response),
+        ):
             if response.status_code == 403:
                 self.expired(url)
                 return True
@@ -439,7 +378,7 @@ class _Ranged:
                 raise Fallback(f"the file's ETag changed during the download ({self.validator} -> {etag})")
 
     # -- the hashing thread ----------------------------------------------------------------
-    def hash_prefix(self, hasher: Any, stop: threading.Event) -> None:
+    def hash_prefix(self, hasher: Any, stop: threading.Event, on_prefix: Callable[[int], None] | None) -> None:
         """Hash the file from byte 0 as its contiguous prefix grows, read back with ``preadv``."""
         size = self.f.size
         hashed = 0
@@ -454,9 +393,14 @@ class _Ranged:
             while hashed < target:
                 n = os.preadv(self.fd, [view[: min(CHUNK, target - hashed)]], hashed)
                 if n <= 0:
-                    raise OSError(f"the partial file of '{self.f.path}' is shorter than written")
+                    raise LocalError(
+                        f"The partial file of '{self.f.path}' became shorter than what was written into it",
+                        "another program changed the cache (--cache-dir); rerun the command",
+                    )
                 hasher.update(view[:n])
                 hashed += n
+                if on_prefix is not None:
+                    on_prefix(hashed)
 
 
 def fetch_ranged(
@@ -473,8 +417,13 @@ def fetch_ranged(
     hasher: Any,
     on_bytes: Callable[[int], None],
     check_first: Callable[[Any], bool] | None = None,
+    on_prefix: Callable[[int], None] | None = None,
+    inflight: InFlight | None = None,
 ) -> RangedResult:
     """Fetch what the partial lacks as parallel ranges; return what arrived and the whole file's digest.
+
+    ``on_prefix`` is told how many bytes from the start are written and hashed, as that grows (the partial
+    is sized to the file at once: a reader following it must not read past that, into holes).
 
     The calling thread holds one slot of ``connections`` and fetches ranges itself; helper
     threads take more slots while ranges are left. Raises :class:`Fallback` (the partial then
@@ -483,10 +432,9 @@ def fetch_ranged(
     loaded = load_done(record, partial, f.etag, f.size)
     done, validator = loaded if loaded is not None else ([], None)
     fresh = not done
-    spread = -(-f.size // (connections.limit * RANGES_PER_CONNECTION))
-    segments = plan_segments(f.size, min(range_size, max(MIN_RANGE, spread)), done)
-    _save(record, f.etag, f.size, validator, segments)  # first the record: a sized partial never lacks one
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    segments = plan_segments(f.size, range_bytes(f.size, range_size, connections.limit), done)
+    save_record(record, f.etag, f.size, validator, segments)  # first the record: a sized partial never lacks one
+    fd = open_partial(partial)
     stop = threading.Event()
     job: _Ranged | None = None
     try:
@@ -496,7 +444,7 @@ def fetch_ranged(
 
         def save(segs: list[Segment], valid: str | None) -> None:
             with save_lock:
-                _save(record, f.etag, f.size, valid, segs)
+                save_record(record, f.etag, f.size, valid, segs)
 
         job = _Ranged(
             hub,
@@ -509,8 +457,13 @@ def fetch_ranged(
             on_bytes=on_bytes,
             save=save,
             validator=validator,
+            inflight=inflight,
         )
-        hashing = threading.Thread(target=_guarded(job, job.hash_prefix), args=(hasher, stop), name="hfa-hash")
+        if on_prefix is not None:
+            on_prefix(0)
+        hashing = threading.Thread(
+            target=_guarded(job, job.hash_prefix), args=(hasher, stop, on_prefix), name="hfa-hash"
+        )
         hashing.start()
         helpers: list[threading.Thread] = []
         try:

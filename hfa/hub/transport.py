@@ -251,6 +251,18 @@ class Response:
         while data := self._raw.read(chunk):
             yield data
 
+    def abort(self) -> None:
+        """From another thread: end a read of the body blocked on the network at once (Ctrl-C). The body then
+        ends early, and the connection is closed, never reused."""
+        import socket
+        from contextlib import suppress
+
+        conn = self._conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
         """Give the connection back when the body was read to its end and the server keeps it open."""
         conn, self._conn = self._conn, None

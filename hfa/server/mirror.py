@@ -301,6 +301,7 @@ class Mirror:
             inspect=content_inspector([], self.allow_unsafe),
             on_bytes=flight.arrived,
         )
+        fetcher.on_prefix = flight.written  # a ranged partial is sized to the file: stream its written prefix
         try:
             fetched = self.target.fetch(flight, fetcher)
         except (UnsafeContent, HashMismatch) as exc:

@@ -12,7 +12,6 @@ client's own size check fails; the mirror caches nothing (the fetch never publis
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
@@ -59,6 +58,7 @@ class Flight:
         self.partial = partial  # where the bytes arrive (None: not streamable, wait for the end)
         self.blob = blob  # where they are once published
         self.received = 0
+        self.prefix = 0  # bytes from the start of the partial that are written (readers never read past it)
         self.error: HttpError | None = None
         self.done = threading.Event()
         self._cond = threading.Condition()
@@ -97,6 +97,12 @@ class Flight:
             self.received += n
             self._cond.notify_all()
 
+    def written(self, prefix: int) -> None:
+        """The first ``prefix`` bytes of the partial file are written (the fetcher's ``on_prefix``)."""
+        with self._cond:
+            self.prefix = prefix
+            self._cond.notify_all()
+
     def wait_ready(self, whole: bool) -> None:
         """Until the fetch has sent bytes (``whole``: until it ended); HttpError if it failed or took too long."""
         deadline = time.monotonic() + WAIT
@@ -112,17 +118,18 @@ class Flight:
             raise self.error
 
     def wait_more(self, seen: int, timeout: float) -> None:
-        """Until more than ``seen`` bytes arrived, the fetch ended, or ``timeout`` seconds passed."""
+        """Until the written prefix grew past ``seen`` bytes, the fetch ended, or ``timeout`` seconds passed."""
         with self._cond:
-            if self.received == seen and not self.done.is_set():
+            if self.prefix <= seen and not self.done.is_set():
                 self._cond.wait(timeout)
 
 
-def _open(path: Path | None) -> io.BufferedReader | None:
+def _open(path: Path | None, buffered: bool = True) -> Any:
+    """``path`` open for reading (unbuffered: a partial file, whose holes a read-ahead would keep), or None."""
     if path is None:
         return None
     try:
-        return os.fdopen(os.open(path, os.O_RDONLY | _NOFOLLOW), "rb")
+        return os.fdopen(os.open(path, os.O_RDONLY | _NOFOLLOW), "rb", buffering=-1 if buffered else 0)
     except OSError:
         return None
 
@@ -143,12 +150,14 @@ class GrowingFile:
         flight = self.flight
         last_progress = time.monotonic()
         while True:
-            seen = flight.received
+            seen = flight.prefix
             done = flight.done.is_set()
             if self.fp is None and not done:
-                self.fp = _open(flight.partial)
+                self.fp = _open(flight.partial, buffered=False)
             if self.fp is not None:
-                data: bytes = self.fp.read(n)
+                # Only what is written: a ranged fetch sizes its partial to the file first, holes and all.
+                ready = n if self._finishing else min(n, seen - self.pos)
+                data: bytes = self.fp.read(ready) if ready > 0 else b""
                 if data:
                     self.pos += len(data)
                     return data
@@ -168,7 +177,7 @@ class GrowingFile:
             if time.monotonic() - last_progress > STALL:
                 raise FetchFailed(f"no bytes from upstream for {STALL:.0f} s")
             flight.wait_more(seen, 0.5)
-            if flight.received != seen:
+            if flight.prefix != seen:
                 last_progress = time.monotonic()
 
     def close(self) -> None:

@@ -1,0 +1,92 @@
+"""A hostile front for ranged downloads: forwards everything to a real ``hfa serve`` except the
+file GETs with a ``Range`` header, which a test's ``answer(handler, first, last, data)`` answers."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+Answer = Callable[[Any, int, int, bytes], None]
+
+
+class HostileFront:
+    def __init__(self, upstream: str, answer: Answer) -> None:
+        self.upstream = urlsplit(upstream)
+        self.answer = answer
+        self.ranged = 0
+        self.lock = threading.Lock()
+        self.headers_seen: list[dict[str, str]] = []
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                front._forward(self, "HEAD")
+
+            def do_GET(self) -> None:
+                with front.lock:
+                    front.headers_seen.append(dict(self.headers))
+                rng = self.headers.get("Range")
+                if rng and "/resolve/" in self.path and rng.startswith("bytes=") and "-" in rng:
+                    a, _, b = rng[6:].partition("-")
+                    status, headers, body = front._fetch("GET", self.path, {})
+                    if status == 200 and b:
+                        with front.lock:
+                            front.ranged += 1
+                        self.etag = headers.get("ETag", "")
+                        front.answer(self, int(a), int(b), body)
+                        return
+                front._forward(self, "GET")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _fetch(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        try:
+            conn.request(method, path, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.headers, r.read()
+        finally:
+            conn.close()
+
+    def _forward(self, h: Any, method: str) -> None:
+        keep = {k: v for k, v in h.headers.items() if k.lower() in ("range", "authorization", "accept")}
+        status, headers, body = self._fetch(method, h.path, keep)
+        h.send_response(status)
+        for k, v in headers.items():
+            if k.lower() not in ("connection", "transfer-encoding", "server", "date"):
+                h.send_header(k, v)
+        h.end_headers()
+        if method == "GET":
+            h.wfile.write(body)
+
+    def __enter__(self) -> HostileFront:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def send(h: Any, status: int, headers: dict[str, str], body: bytes, close: bool = False) -> None:
+    h.send_response(status)
+    for k, v in headers.items():
+        h.send_header(k, v)
+    if close:
+        h.send_header("Connection", "close")
+        h.close_connection = True
+    h.end_headers()
+    h.wfile.write(body)
+    h.wfile.flush()
