@@ -141,3 +141,40 @@ def test_a_big_file_fetched_as_ranges_streams_only_written_bytes(
         spans.setdefault(peer, [when, when])[1] = when
     edges = sorted([(a, 0) for a, _ in spans.values()] + [(b, 1) for _, b in spans.values()])
     assert max(itertools.accumulate(1 if kind == 0 else -1 for _, kind in edges)) <= 4  # the bound held
+
+
+def test_the_mirror_bounds_upstream_connections_across_all_its_fetches(tmp_path: Path) -> None:
+    """Two big misses fetched at once share the mirror's one bound (HFA_MAX_CONNECTIONS), instead of
+    each fetch opening its own 16."""
+    from dataclasses import replace
+
+    from hfa.hub.source import HubSource
+
+    files = {
+        name: make_safetensors({"w": ("F32", [1 << 20])}, seed=i)
+        for i, name in enumerate(("a.safetensors", "b.safetensors"))
+    }
+    write_repo(tmp_path / "up", "org/big", files)
+    plan = FaultPlan([Fault("throttle", path="*.safetensors", times=-1, rate=2 << 20)])
+    with (
+        HubServer(ServerConfig(cache_dir=tmp_path / "up", faults=plan)) as upstream,
+        HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=upstream.url, threads=16)) as mirror,
+    ):
+        m = mirror.hub.mirror
+        m.settings = replace(m.settings, ranged_threshold=1 << 20, range_size=1 << 18, max_connections=3)
+        m.source = HubSource(m.settings)
+
+        def get(name: str) -> bytes:
+            with urllib.request.urlopen(hf_hub_url("org/big", name, endpoint=mirror.url), timeout=60) as answer:
+                return answer.read()
+
+        with ThreadPoolExecutor(2) as pool:
+            got = dict(zip(files, pool.map(get, files)))
+        assert got == files
+        spans: dict[str, list[float]] = {}
+        for when, peer in upstream.config.faults.started:
+            spans.setdefault(peer, [when, when])[1] = when
+    ranged = [p for m_, p in upstream.requests if m_ == "GET" and p.endswith(".safetensors")]
+    assert len(ranged) > 4  # both were fetched as ranges
+    edges = sorted([(a, 0) for a, _ in spans.values()] + [(b, 1) for _, b in spans.values()])
+    assert max(itertools.accumulate(1 if kind == 0 else -1 for _, kind in edges)) <= 3  # one bound for both

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfa.cache.hashing import COMMIT_RE
 from hfa.errors import HfaError, NetworkError, UsageError
+from hfa.hub.ranged import Connections
 from hfa.server.mirror_flight import WAIT, Flight, upstream_error
 from hfa.server.wire import HttpError
 
@@ -98,6 +99,8 @@ class Mirror:
             api_deadline=cfg.env_seconds("HFA_API_DEADLINE", cfg.DEFAULT_API_DEADLINE),
             min_speed=cfg.env_count("HFA_MIN_SPEED", cfg.DEFAULT_MIN_SPEED),
             min_speed_time=cfg.env_seconds("HFA_MIN_SPEED_TIME", cfg.DEFAULT_MIN_SPEED_TIME),
+            # one bound on the upstream connections of all the mirror's fetches at once (see _run)
+            max_connections=cfg.env_positive("HFA_MAX_CONNECTIONS", cfg.DEFAULT_MAX_CONNECTIONS, cfg.MOST_CONNECTIONS),
         )
         self.source: HubSource = HubSource(self.settings)
         self.target = target
@@ -108,6 +111,7 @@ class Mirror:
         self._recorded: dict[tuple[str, str, str | None, str], float | None] = {}
         self._lock = threading.Lock()
         self._refused: dict[str, tuple[float, HttpError]] = {}  # etag -> (until, answer): no refetch per retry
+        self._connections: Connections | None = None  # shared by every fetch: made from the settings on first use
         self._flights: dict[str, Flight] = {}
         self._resolving: dict[tuple[str, str, str | None], _Resolving] = {}
         # requests that may wait on the upstream at once: the other threads (a quarter, at least 2) keep
@@ -302,6 +306,10 @@ class Mirror:
             on_bytes=flight.arrived,
         )
         fetcher.on_prefix = flight.written  # a ranged partial is sized to the file: stream its written prefix
+        with self._lock:  # every flight's files and ranges count against one bound, not 16 each
+            if self._connections is None:
+                self._connections = Connections(self.settings.max_connections)
+            fetcher.connections = self._connections
         try:
             fetched = self.target.fetch(flight, fetcher)
         except (UnsafeContent, HashMismatch) as exc:
