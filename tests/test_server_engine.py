@@ -271,14 +271,14 @@ def _get_head(sock: socket.socket, path: str) -> tuple[bytes, bytes]:
 def test_file_bodies_are_the_exact_bytes_asked_for_across_many_sends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ranged: bool, sendfile: bool
 ) -> None:
-    """File answers go out with os.sendfile in slices (hfa.server.http.SendfileBuffer), or where there
-    is none through waitress' reads; a small slice makes one answer take many sends. A Range answer
+    """File answers go out with os.sendfile (hfa.server.http.SendfileBody), or read a chunk at a time
+    (FileBody); small slices make one answer take many sends, partial ones among them. A Range answer
     starts at the range and stops at its end."""
     import hfa.server.http as engine
 
     monkeypatch.setattr(engine, "SENDFILE_MAX", 100_003)
     monkeypatch.setattr(engine, "SEND_CHUNK", 100_003)
-    monkeypatch.setattr(engine, "USE_SENDFILE", sendfile and engine.USE_SENDFILE)
+    monkeypatch.setenv("HFA_SERVE_SENDFILE", "1" if sendfile else "0")
     data = os.urandom(3 * 1024 * 1024 + 7)
     write_repo(tmp_path / "cache", "org/big", {"big.bin": data})
     start, end = (12_345, 2_500_000) if ranged else (0, len(data) - 1)
@@ -304,9 +304,7 @@ def test_a_file_that_shrinks_while_it_is_sent_closes_the_connection_at_once(
 ) -> None:
     """The client gets a short body and the connection is closed at once; before, the engine found
     nothing more to send, was told the socket was writable, again and again, until the timeout."""
-    import hfa.server.http as engine
-
-    monkeypatch.setattr(engine, "USE_SENDFILE", sendfile and engine.USE_SENDFILE)
+    monkeypatch.setenv("HFA_SERVE_SENDFILE", "1" if sendfile else "0")
     data = os.urandom(32 * 1024 * 1024)
     write_repo(tmp_path / "cache", "org/big", {"big.bin": data})
     blob = next(p for p in (tmp_path / "cache").rglob("blobs/*") if p.stat().st_size == len(data))
@@ -324,6 +322,17 @@ def test_a_file_that_shrinks_while_it_is_sent_closes_the_connection_at_once(
     # A short body (the client's size check fails). Its bytes past the cut are not checked: the
     # socket buffer holds sendfile's references to the file's pages, and the kernel zeroes those.
     assert len(body) < len(data) and body[:65536] == data[:65536]
+
+
+def test_sendfile_only_when_asked_for_and_on_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hfa.server.http as engine
+
+    monkeypatch.setattr(engine, "USE_SENDFILE", True)
+    assert engine.file_wrapper() is engine.FileBody
+    monkeypatch.setenv("HFA_SERVE_SENDFILE", "1")
+    assert engine.file_wrapper() is engine.SendfileBody
+    monkeypatch.setattr(engine, "USE_SENDFILE", False)  # not Linux
+    assert engine.file_wrapper() is engine.FileBody
 
 
 def _rss(pid: int) -> int:

@@ -8,14 +8,14 @@ channels are asynchronous, a stalled client holds no thread); it is pure Python,
 runs on every platform. Threads run the app; the I/O loop reads requests and writes answers.
 
 How file bodies go out: waitress sends a ``wsgi.file_wrapper`` body by reading ``SO_SNDBUF`` bytes
-(4 MiB on loopback) from the file into a bytes object and sending what the socket takes (about a
-third), then reading again from where the send stopped: 0.18-0.24 CPU seconds per GiB, more than
-``http.server`` (0.12). On Linux the engine gives the app :class:`SendfileBuffer` as its
-``wsgi.file_wrapper`` instead, and :class:`HubChannel` sends it with ``os.sendfile`` from the
-descriptor the app opened (no copy through Python; 0.07 s per GiB, see docs/serve.md "Sizing").
-The bytes sent are the same: from the file's position when the app returned it, at most its
-Content-Length, and a file that ends early closes the connection (the client sees a short body).
-Elsewhere waitress' own reads are used, 1 MiB at a time (:data:`SEND_CHUNK`).
+(4 MiB on loopback) from the file for every send and dropping what the socket did not take (about
+two thirds): 1 GiB to curl at 743 MB/s and 0.36 CPU s/GiB, half of ``http.server``'s speed. The
+engine gives the app :class:`FileBody` as its ``wsgi.file_wrapper`` instead: 256 KiB ``pread``s, each
+byte read once, the rest of a chunk sent from memory next time; 2,170 MB/s and 0.15 s/GiB, 1.07x
+``http.server`` (bench/bench_serve.py, docs/serve.md "Sizing"). ``HFA_SERVE_SENDFILE=1`` sends them
+with ``os.sendfile`` instead (Linux; slower to a client on the same host, see :func:`file_wrapper`).
+Either way the bytes are those from the file's position when the app returned it (a Range's
+start), at most its Content-Length; a file that ends early closes the connection.
 
 Configured for a hostile network:
 
@@ -55,7 +55,7 @@ from hfa.server.config import DEFAULT_TIMEOUT, ServerConfig
 from hfa.server.handler import SERVER
 from hfa.server.wsgi import HubApp, create_app
 
-__all__ = ["HubServer", "SendfileBuffer", "ServerConfig", "fd_bound_connections"]
+__all__ = ["FileBody", "HubServer", "SendfileBody", "ServerConfig", "fd_bound_connections", "file_wrapper"]
 
 log = logging.getLogger("hfa.serve")
 
@@ -63,7 +63,7 @@ MAX_HEADER = 64 * 1024
 MAX_BODY = 64 * 1024 * 1024 + 1024  # the largest inference request (hfa.server.infer_routes.MAX_BODY)
 _FDS_RESERVED = 64  # descriptors kept for the listening socket, logs, the cache's files
 _TICK = 0.2  # seconds between checks of timeouts and of a stop request
-SEND_CHUNK = 1 << 20  # bytes waitress reads from an answer's buffer for one send (else SO_SNDBUF: up to 4 MiB)
+SEND_CHUNK = 256 << 10  # bytes read from an answer's file or buffer for one send (waitress: SO_SNDBUF, up to 4 MiB)
 SENDFILE_MAX = 16 << 20  # bytes asked of one os.sendfile (the kernel sends what the socket buffer takes)
 # Answers the app streams (a bucket's or an upstream's bytes, 1 MiB chunks): the app's thread waits
 # while more than OUTBUF_HIGH is queued on its connection, and a connection's queue is kept in memory
@@ -113,15 +113,18 @@ class FileSlice:
         return self.count
 
 
-class SendfileBuffer(ReadOnlyFileBasedBuffer):
-    """``wsgi.file_wrapper`` under :class:`HubServer` on Linux: a file body that :class:`HubChannel`
-    sends with ``os.sendfile``. It sends from the file's position when :meth:`prepare` is called (the
-    app seeks to a Range's start first) and at most the answer's Content-Length; it keeps its own
-    offset, so nothing else moves the file's position under it."""
+class FileBody(ReadOnlyFileBasedBuffer):
+    """``wsgi.file_wrapper`` under :class:`HubServer`: a file body that waitress sends from the file's
+    position when it calls :meth:`prepare` (the app seeks to a Range's start first), at most the
+    answer's Content-Length. It keeps its own offset (nothing else moves the file's position under it)
+    and reads with ``os.pread``, :data:`SEND_CHUNK` bytes at a time, each byte once: the part of a
+    chunk the socket did not take is sent from memory next time, not read again (waitress' own
+    buffer reads ``SO_SNDBUF`` bytes for every send and drops what was not sent)."""
 
     def __init__(self, file: Any, block_size: int = SEND_CHUNK) -> None:
         super().__init__(file, block_size)
         self.offset = 0
+        self._chunk = memoryview(b"")  # bytes of the file from self.offset, read and not yet sent
 
     def prepare(self, size: int | None = None) -> int:
         self.offset = self.file.tell()
@@ -129,14 +132,39 @@ class SendfileBuffer(ReadOnlyFileBasedBuffer):
         self.remain = left if size is None else min(left, size)
         return int(self.remain)
 
-    def get(self, numbytes: int = -1, skip: bool = False) -> FileSlice:
-        return FileSlice(self.file.fileno(), self.offset, min(self.remain, SENDFILE_MAX))
+    def get(self, numbytes: int = -1, skip: bool = False) -> Any:
+        if not self._chunk:
+            self._chunk = memoryview(os.pread(self.file.fileno(), min(self.remain, SEND_CHUNK), self.offset))
+        return self._chunk  # empty when the file ended early (HubChannel.send then closes the connection)
 
     def skip(self, numbytes: int, allow_prune: int = 0) -> None:
         if numbytes > self.remain:
             raise ValueError(f"Can't skip {numbytes} bytes in buffer of {self.remain} bytes")
         self.offset += numbytes
         self.remain -= numbytes
+        self._chunk = self._chunk[numbytes:]
+
+    def close(self) -> None:
+        self._chunk = memoryview(b"")
+        super().close()
+
+
+class SendfileBody(FileBody):
+    """A :class:`FileBody` that :class:`HubChannel` sends with ``os.sendfile`` (Linux): no copy through
+    Python (see :func:`file_wrapper`)."""
+
+    def get(self, numbytes: int = -1, skip: bool = False) -> FileSlice:
+        return FileSlice(self.file.fileno(), self.offset, min(self.remain, SENDFILE_MAX))
+
+
+def file_wrapper() -> type[FileBody]:
+    """The file body class of a new :class:`HubServer`: :class:`FileBody`, or :class:`SendfileBody` with
+    ``HFA_SERVE_SENDFILE=1`` on Linux. Copying is the default because it measured faster: to curl on
+    loopback, 1 GiB at 2,170 MB/s copied against 1,479 MB/s with sendfile (9 rounds, 2 cores; the
+    receiver then reads the bytes from memory instead of the CPU's cache), with about the same server
+    CPU (0.15-0.16 s/GiB). Over a real network sendfile may save the server's copy; not measured here."""
+    wanted = os.environ.get("HFA_SERVE_SENDFILE", "").strip().lower() in ("1", "true", "yes")
+    return SendfileBody if wanted and USE_SENDFILE else FileBody
 
 
 class FileEndedEarly(OSError):
@@ -145,7 +173,7 @@ class FileEndedEarly(OSError):
 
 class HubChannel(HTTPChannel):
     """waitress' connection, noting when the request head now being read began to arrive; it sends
-    :class:`SendfileBuffer` bodies with ``os.sendfile`` and reads other buffers 1 MiB at a time."""
+    :class:`SendfileBody` bodies with ``os.sendfile`` and reads other buffers :data:`SEND_CHUNK` at a time."""
 
     head_since: float | None = None
 
@@ -302,17 +330,19 @@ class HubServer:
         dispatcher.set_thread_count(config.threads)
         self._map: dict[int, Any] = {}
         self._dispatcher = dispatcher
-        engine_app = self._with_sendfile if USE_SENDFILE else self.app
-        self._server = HubWSGIServer(engine_app, self._map, dispatcher=dispatcher, adj=adj, sockinfo=adj.listen[0])
+        self._file_wrapper = file_wrapper()
+        self._server = HubWSGIServer(
+            self._engine_app, self._map, dispatcher=dispatcher, adj=adj, sockinfo=adj.listen[0]
+        )
         self._server.timeout = config.timeout
         self._stop = threading.Event()
         self._grace = 0.0
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def _with_sendfile(self, environ: dict[str, Any], start_response: Any) -> Any:
-        """The app, given :class:`SendfileBuffer` as its ``wsgi.file_wrapper`` (sent by :class:`HubChannel`)."""
-        environ["wsgi.file_wrapper"] = SendfileBuffer
+    def _engine_app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """The app, given :class:`FileBody` or :class:`SendfileBody` as its ``wsgi.file_wrapper``."""
+        environ["wsgi.file_wrapper"] = self._file_wrapper
         return self.app(environ, start_response)
 
     @property
