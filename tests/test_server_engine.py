@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -385,3 +386,47 @@ def test_50_slow_readers_of_a_big_file_all_progress_and_the_server_memory_stays_
             s.close()
         proc.kill()
         proc.wait()
+
+
+def test_a_streamed_answer_to_a_client_that_does_not_read_is_queued_in_memory_and_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer the app streams (as a bucket's bytes are, 1 MiB at a time) to a client that reads
+    nothing: the app is held once ~1 MiB is queued (waitress' default let 16 MiB pile up), and the
+    queue never goes to a temporary file (waitress' default wrote every streamed byte to one)."""
+    from waitress import buffers
+
+    spilled: list[int] = []
+    real_init = buffers.TempfileBasedBuffer.__init__
+
+    def spy(self: object, *args: object, **kwargs: object) -> None:
+        spilled.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(buffers.TempfileBasedBuffer, "__init__", spy)
+    produced = [0]
+    size = 64 * 1024 * 1024
+
+    def streaming_app(environ: dict, start_response: Callable[..., object]) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", str(size))])
+
+        def body() -> Iterator[bytes]:
+            chunk = b"x" * (1024 * 1024)
+            for _ in range(size // len(chunk)):
+                produced[0] += len(chunk)
+                yield chunk
+
+        return body()
+
+    srv = HubServer(ServerConfig(cache_dir=tmp_path, timeout=30))
+    srv.app = streaming_app
+    with srv:
+        host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            head, _ = _get_head(sock, "/anything")
+            assert head.startswith(b"HTTP/1.1 200")
+            time.sleep(1.5)  # the app fills what the sockets and the queue take, then waits
+            # the queue (1 MiB and a chunk) plus what the kernel's socket buffers hold (<= 8 MiB here)
+            assert produced[0] <= 12 * 1024 * 1024, f"{produced[0] >> 20} MiB produced for a client reading nothing"
+    assert not spilled, "a streamed answer was queued in a temporary file"
