@@ -103,7 +103,7 @@ def fd_bound_connections(wanted: int) -> int:
 
 
 class FileSlice:
-    """What :meth:`SendfileBuffer.get` hands waitress to send: ``count`` bytes of ``fd`` from ``offset``."""
+    """What :meth:`SendfileBody.get` hands waitress to send: ``count`` bytes of ``fd`` from ``offset``."""
 
     __slots__ = ("count", "fd", "offset")
 
@@ -185,7 +185,7 @@ class HubChannel(HTTPChannel):
     def send(self, data: Any, do_close: bool = True) -> int:
         if not isinstance(data, FileSlice):
             if not data:  # waitress reads only buffers with bytes left: nothing read is a file that ended early
-                raise self._ended_early(1)
+                raise self._ended_early()
             return int(super().send(data, do_close))
         try:
             sent = os.sendfile(self.socket.fileno(), data.fd, data.offset, data.count)
@@ -198,13 +198,13 @@ class HubChannel(HTTPChannel):
                 return 0
             raise
         if sent == 0 and data.count:
-            raise self._ended_early(data.count)
+            raise self._ended_early()
         return sent
 
-    def _ended_early(self, count: int) -> FileEndedEarly:
+    def _ended_early(self) -> FileEndedEarly:
         # The file ended before the Content-Length: stop (waitress closes the connection on an OSError)
         # rather than be told "writable" and find nothing to send, again and again until the timeout.
-        log.warning("a file being sent ended early (%d+ bytes short); closing the connection", count)
+        log.warning("a file being sent ended before its Content-Length; closing the connection")
         return FileEndedEarly(errno.EIO, "file ended early")
 
     def received(self, data: bytes) -> bool:
