@@ -322,9 +322,7 @@ class InferenceAPI:
                     )
                 wait = self.retry.delay(retries, retry_after)
                 retries += 1
-            if wait >= deadline - self.clock.now() or (
-                retry_after is not None and retry_after >= deadline - self.clock.now()
-            ):
+            if wait >= deadline - self.clock.now() or (retry_after is not None and retry_after >= deadline - self.clock.now()):
                 raise self._deadline_error(url, last, status, retry_after)
             if self.on_wait is not None:
                 self.on_wait(f"{last}; retrying in {wait:.1f} s")
