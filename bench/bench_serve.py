@@ -1,10 +1,32 @@
-"""Download throughput of ``hfa serve`` against ``python -m http.server``, and hf_hub_download from hfa serve.
+"""Download throughput of ``hfa serve`` against ``python -m http.server`` and the pre-waitress hfa server,
+and hf_hub_download from hfa serve.
 
-One LFS file (1 GiB; 64 MiB with --quick) is written straight into a huggingface_hub cache
-under /tmp; ``python -m http.server`` serves a hard link to the same blob, so both servers
-read the same inode from the same page cache. The same ``curl -o /dev/null`` fetches each
-(one warm-up, then interleaved timed runs); the median of the per-pair throughput ratios
-hfa/http.server is the result (goal >= 1.0), with each server's CPU time per GiB beside it.
+One LFS file (1 GiB; 64 MiB with --quick) is written straight into a huggingface_hub cache under
+/tmp; ``python -m http.server`` serves a hard link to the same blob, so every server reads the same
+inode from the same page cache. The servers, side by side in one run:
+
+- ``hfa serve``: this tree's server (the WSGI app on waitress; file answers read 256 KiB at a time,
+  each byte once, and sent from memory);
+- ``hfa serve, sendfile``: the same with ``HFA_SERVE_SENDFILE=1`` (on Linux): file answers sent with
+  ``os.sendfile`` (an option; see hfa.server.http.file_wrapper);
+- ``http.server``: ``python -m http.server`` (a thread per connection, 64 KiB reads and ``sendall``);
+- ``hfa serve (pre-waitress)``: hfa's own ``http.server``-based server as it was before waitress
+  (commit 2ff5dc1, the parent of "hfa serve is a WSGI app ... run by waitress"; it is no longer in
+  the tree), extracted from git history with ``git archive`` and run with this venv; a row says
+  so when there is no history (a shallow clone);
+- ``HFA_BENCH_SERVE_REVS=REV[,REV…]``: more hfa servers from git revisions, e.g. the branch point of
+  a change, for a before/after in the same run.
+
+The same ``curl -o /dev/null`` fetches the file from each (one warm-up each, then rounds in which
+every server is fetched once, in an order rotated each round). Figures:
+
+- MB/s per server: the median over rounds of curl's own size/time (wall clock of one fetch);
+- ratio hfa/peer: the median over rounds of (hfa MB/s / peer MB/s) within the same round (adjacent
+  fetches, so a slow drift of a shared machine cancels out); goal >= 1.0 against http.server;
+- CPU s/GiB: the server process's user+system CPU time (``/proc/PID/stat``, all its threads)
+  across all timed fetches, divided by the GiB it served: what serving costs the machine, which
+  wall time on a loaded machine hides. curl's own CPU (receiving) is not in it.
+
 Then ``hf_hub_download`` fetches the file from hfa serve into a fresh cache (in a subprocess,
 timing only the call), beside curl writing the same file to disk as the baseline. Only
 127.0.0.1 is contacted; servers and temp files are removed even when something fails.
@@ -18,10 +40,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
 from _common import (
+    ROOT,
     bench_tmpdir,
     clean_env,
     goal_met,
@@ -43,6 +67,11 @@ FILENAME = "model.safetensors"
 START_TIMEOUT = 30  # seconds for a server to print its address
 FETCH_TIMEOUT = 180  # seconds for one curl fetch
 HF_TIMEOUT = 300  # seconds for one hf_hub_download subprocess
+PRE_WAITRESS = "2ff5dc11a3945c97515864b504b18fa264728726"  # the last commit with hfa's http.server-based server
+HFA = "hfa serve"
+PEER = "http.server"
+OLD = "hfa serve (pre-waitress)"
+SENDFILE = "hfa serve, sendfile"
 
 HF_DOWNLOAD = r"""
 import json, os, sys, time
@@ -68,6 +97,44 @@ def _start_http_server(directory: Path, log: Path) -> tuple[subprocess.Popen[byt
         stop_process(proc)
         raise
     return proc, f"http://127.0.0.1:{match.group(1)}"
+
+
+def _hfa_at(rev: str, dest: Path) -> Path:
+    """The ``hfa`` package as it was at git revision ``rev``, extracted under ``dest``; return ``dest``."""
+    dest.mkdir(parents=True)
+    proc = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "hfa"], capture_output=True, timeout=120
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"git archive {rev}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+    tar = dest / "hfa.tar"
+    tar.write_bytes(proc.stdout)
+    with tarfile.open(tar) as archive:
+        archive.extractall(dest, filter="data")
+    tar.unlink()
+    return dest
+
+
+def _start_hfa_from(tree: Path, cache: Path, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m hfa serve`` of ``cache`` with the hfa package of ``tree`` first on the path."""
+    argv = [sys.executable, "-m", "hfa", "serve", "--cache-dir", str(cache), "--host", "127.0.0.1", "--port", "0"]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            cwd=tree,
+            env=clean_env(PYTHONPATH=str(tree), **env),
+        )
+    try:
+        url = read_line(proc, START_TIMEOUT)
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"hfa serve ({tree.name}) printed {url!r}; log: {log_tail(log)}")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc, url.rstrip("/")
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -147,39 +214,53 @@ def run(quick: bool) -> list[dict[str, Any]]:
         procs.append(hfa_proc)
         hs_proc, hs_url = _start_http_server(www, tmp / "http-server.log")
         procs.append(hs_proc)
-        urls = {
-            "hfa serve": f"{hfa_url}/{REPO_ID}/resolve/main/{FILENAME}",
-            "http.server": f"{hs_url}/{FILENAME}",
-        }
-        servers = {"hfa serve": hfa_proc, "http.server": hs_proc}
-        for url in urls.values():  # warm-up (and a check that both serve the whole file)
+        path = f"/{REPO_ID}/resolve/main/{FILENAME}"
+        urls = {HFA: hfa_url + path, PEER: f"{hs_url}/{FILENAME}"}
+        servers = {HFA: hfa_proc, PEER: hs_proc}
+        missing: dict[str, str] = {}  # a server that could not be measured: why
+        revs = [(OLD, PRE_WAITRESS)] + [
+            (f"hfa serve @{r.strip()}", r.strip())
+            for r in os.environ.get("HFA_BENCH_SERVE_REVS", "").split(",")
+            if r.strip()
+        ]
+        if sys.platform.startswith("linux"):  # this tree's server with os.sendfile
+            proc, url = _start_hfa_from(ROOT, cache, tmp / "sendfile.log", HFA_SERVE_SENDFILE="1")
+            procs.append(proc)
+            urls[SENDFILE], servers[SENDFILE] = url + path, proc
+        for i, (name, rev) in enumerate(revs):
+            try:
+                tree = _hfa_at(rev, tmp / f"rev{i}")
+                proc, url = _start_hfa_from(tree, cache, tmp / f"rev{i}.log")
+            except (OSError, RuntimeError, subprocess.SubprocessError, tarfile.TarError) as exc:
+                missing[name] = f"not measured: {str(exc).splitlines()[0][:200]}"
+                continue
+            procs.append(proc)
+            urls[name], servers[name] = url + path, proc
+        for url in urls.values():  # warm-up (and a check that every server sends the whole file)
             _curl(url, size)
         rates: dict[str, list[float]] = {name: [] for name in urls}
         cpu: dict[str, list[float]] = {name: [] for name in urls}
+        names = list(urls)
         for i in range(runs):
-            order = list(urls) if i % 2 == 0 else list(reversed(urls))  # alternate who goes first
+            order = names[i % len(names) :] + names[: i % len(names)]  # rotate who goes first
             for name in order:
                 before = _cpu_seconds(servers[name].pid)
                 rates[name].append(_curl(urls[name], size)[1])
                 after = _cpu_seconds(servers[name].pid)
                 if before is not None and after is not None:
                     cpu[name].append(after - before)
-        med = {name: median(r) for name, r in rates.items()}
-        best = {name: max(r) for name, r in rates.items()}
-        # Runs come in adjacent pairs: the median of per-pair ratios cancels slow drifts of the machine.
-        ratio = median([a / b for a, b in zip(rates["hfa serve"], rates["http.server"], strict=True)])
-        cpu_note = {  # summed over all runs: /proc counts in clock ticks, too coarse for one small fetch
-            name: f", server CPU {sum(c) / (len(c) * size / GIB):.2f} s/GiB" if c else "" for name, c in cpu.items()
-        }
+        # http.server and the older servers are no longer needed; stop them so they do not compete for CPU.
+        for name, proc in servers.items():
+            if name != HFA:
+                stop_process(proc)
+        throughput_rows = _throughput_rows(names, rates, cpu, missing, runs, size)
 
-        # http.server is no longer needed; stop it so it does not compete for CPU.
-        stop_process(hs_proc)
         # Writing to disk is a large part of any download: curl writing a file is the baseline for hf_hub_download.
         to_file: list[float] = []
         downloads: list[dict[str, Any]] = []
         for _ in range(hf_runs):
             os.sync()  # do not let one run pay for the previous run's write-back
-            to_file.append(_curl(urls["hfa serve"], size, str(tmp / "curl-out.bin"))[0])
+            to_file.append(_curl(urls[HFA], size, str(tmp / "curl-out.bin"))[0])
             (tmp / "curl-out.bin").unlink()
             os.sync()
             downloads.append(_hf_download(hfa_url, tmp, size))
@@ -194,26 +275,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
     mib = f"{size // MIB} MiB file"
     return [
-        row(
-            "hfa serve GET (curl)",
-            med["hfa serve"] / MB,
-            "MB/s",
-            detail=f"median of {runs}, best {best['hfa serve'] / MB:,.0f} MB/s, {mib}{cpu_note['hfa serve']}",
-        ),
-        row(
-            "http.server GET (curl)",
-            med["http.server"] / MB,
-            "MB/s",
-            detail=f"median of {runs}, best {best['http.server'] / MB:,.0f} MB/s, {mib}{cpu_note['http.server']}",
-        ),
-        row(
-            "serve throughput hfa/http.server",
-            ratio,
-            "x",
-            GOAL,
-            goal_met(ratio, GOAL),
-            f"median of {runs} paired runs; ratio of bests {best['hfa serve'] / best['http.server']:.2f}",
-        ),
+        *throughput_rows,
         row(
             "curl to a file from hfa serve",
             curl_file,
@@ -234,6 +296,53 @@ def run(quick: bool) -> list[dict[str, Any]]:
             detail=f"{fastest['download_s'] / curl_file:.2f}x the time of curl to a file",
         ),
     ]
+
+
+def _throughput_rows(
+    names: list[str],
+    rates: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    missing: dict[str, str],
+    runs: int,
+    size: int,
+) -> list[dict[str, Any]]:
+    """A row per server (median MB/s, CPU s/GiB), then hfa's ratio to each peer (median of per-round ratios)."""
+    mib = f"{size // MIB} MiB file"
+    rows = []
+    for name in names:
+        c = cpu[name]  # summed over all runs: /proc counts in clock ticks, too coarse for one small fetch
+        cpu_note = f", server CPU {sum(c) / (len(c) * size / GIB):.3f} s/GiB" if c else ""
+        rows.append(
+            row(
+                f"{name} GET (curl)",
+                median(rates[name]) / MB,
+                "MB/s",
+                detail=f"median of {runs}, best {max(rates[name]) / MB:,.0f} MB/s, {mib}{cpu_note}",
+            )
+        )
+    for name in names:
+        c = cpu[name]
+        if c:
+            rows.append(row(f"{name} CPU per GiB served", sum(c) / (len(c) * size / GIB), "s", detail="user+sys"))
+    for name, why in missing.items():
+        rows.append(row(f"{name} GET (curl)", None, "MB/s", detail=why))
+    for name in names:
+        if name == HFA:
+            continue
+        ratio = median([a / b for a, b in zip(rates[HFA], rates[name], strict=True)])
+        best = max(rates[HFA]) / max(rates[name])
+        goal = GOAL if name == PEER else None
+        rows.append(
+            row(
+                f"serve throughput hfa/{name}",
+                ratio,
+                "x",
+                goal,
+                goal_met(ratio, GOAL) if goal else None,
+                f"median of {runs} per-round ratios; ratio of bests {best:.2f}",
+            )
+        )
+    return rows
 
 
 if __name__ == "__main__":
