@@ -169,7 +169,7 @@ def test_the_mirror_bounds_upstream_connections_across_all_its_fetches(tmp_path:
                 return answer.read()
 
         with ThreadPoolExecutor(2) as pool:
-            got = dict(zip(files, pool.map(get, files)))
+            got = dict(zip(files, pool.map(get, files), strict=True))
         assert got == files
         spans: dict[str, list[float]] = {}
         for when, peer in upstream.config.faults.started:
