@@ -122,14 +122,11 @@ def test_sigterm_with_no_download_exits_at_once(world: World) -> None:
 
 
 def test_50_concurrent_clients_all_get_verified_bytes(tmp_path: Path) -> None:
-    """Issue 14 asks for a 200 MB model. Measured here (2026-12-06, 2 cores shared, load average 15):
-    50 clients of 200 MB took 104 s (10 GB written and hashed by the clients, on the same 2 cores as
-    the server), past the suite's 60 s bound for one test, and 5 clients were cut for not reading
-    for --timeout under that load and resumed (55 GETs, every digest right). So the suite uses
-    20 MiB (the same code path: file_wrapper, 50 connections, 1/10 the bytes); set
-    HFA_TEST_200MB=1 to run the full size (then resumes are allowed)."""
-    full = os.environ.get("HFA_TEST_200MB") == "1"
-    data = os.urandom(200_000_000 if full else 20 * 1024 * 1024)
+    """Issue 14's figure: 50 concurrent `hf download` clients of a 200 MB model all get verified bytes.
+    Measured here (2026-12-07, 2 cores, load average 3-4, the clients in this process beside the server):
+    32 s. The clients write and hash 10 GB on the same 2 cores as the server; one cut for not reading
+    within --timeout under load resumes, so a few extra GETs are allowed."""
+    data = os.urandom(200_000_000)
     write_repo(tmp_path / "cache", "org/big", {"model.safetensors": data})
     want = hashlib.sha256(data).hexdigest()
     with HubServer(ServerConfig(cache_dir=tmp_path / "cache")) as srv:
@@ -146,9 +143,9 @@ def test_50_concurrent_clients_all_get_verified_bytes(tmp_path: Path) -> None:
         with ThreadPoolExecutor(50) as pool:
             digests = list(pool.map(one, range(50)))
         assert digests == [want] * 50
-        assert time.monotonic() - start < (600 if full else 120)
+        assert time.monotonic() - start < 300
         gets = sum(1 for m, p in srv.requests if m == "GET" and p.endswith("model.safetensors"))
-        assert gets == 50 or (full and gets >= 50)
+        assert gets >= 50
 
 
 def test_300_stalled_clients_do_not_stop_a_download_and_are_closed_after_the_timeout(
