@@ -223,17 +223,13 @@ def submit_batch(
 ) -> None:
     """``hfa infer TASK --jsonl FILE --submit``: write the job and start its worker (or send it to
     ``endpoint_url``'s ``hfa serve --infer``); print its id at once."""
-    import sys
-
-    from hfa.errors import LocalError, UsageError
+    from hfa.errors import UsageError
 
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, not {concurrency}", "pass --concurrency 4")
-    try:
-        text = sys.stdin.read() if jsonl == "-" else Path(jsonl).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LocalError(f"Cannot read --jsonl '{jsonl}': {exc}", "pass a UTF-8 JSON-lines file or -") from None
-    lines = text.splitlines()
+    from hfa.infer.batch import read_jsonl
+
+    lines = read_jsonl(jsonl)
     out = ctx.out
     if endpoint_url:
         from hfa.infer.jobs_remote import RemoteJobs
