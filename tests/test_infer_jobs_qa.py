@@ -330,3 +330,15 @@ def test_hostile_bodies_are_refused_and_a_full_server_says_when(tmp_path: Path) 
         refused = next(a for a in answers if a.status_code == 429)
         assert refused.headers["Retry-After"].isdigit()
         gate.set()
+
+
+def test_a_record_naming_pid_1_is_never_signalled(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = store.create(['"a"'], SPEC)
+    store.mark(job_id, status="running", pid=1)
+    sent: list[Any] = []
+    monkeypatch.setattr(os, "kill", lambda *args: sent.append(args))
+    monkeypatch.setattr(os, "killpg", lambda *args: sent.append(args))
+    status = store.status(job_id)
+    assert status["status"] == "died" and status["pid"] == 1 and not status["worker_alive"]
+    assert store.cancel(job_id)["status"] == "cancelled"
+    assert sent == []
