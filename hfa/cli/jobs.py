@@ -235,7 +235,7 @@ def submit_batch(
         from hfa.infer.jobs_remote import RemoteJobs
 
         out.add_secret(endpoint_url)
-        doc = {"task": task, "model": model, "parameters": params, "context": context, "lines": lines}
+        doc: dict[str, Any] = {"task": task, "model": model, "parameters": params, "context": context, "lines": lines}
         doc["concurrency"] = min(concurrency, 16)
         answer = RemoteJobs(endpoint_url, ctx.settings.token).submit(doc)
         shown = {"id": answer["id"], "status": answer.get("status", "queued")}
