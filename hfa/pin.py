@@ -8,6 +8,7 @@ dropped when the lock is written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,12 +80,13 @@ def _resolve(
     return entry, warnings, found
 
 
-def _enforce(lock_path: Path, entries: list[LockedRepo], result: PinResult) -> None:
-    """Refuse (PolicyViolation, the lock untouched) entries the policy beside the lock forbids;
-    exceptions that clear a violation become warnings, so the output shows them."""
+def _enforce(lock_path: Path, entries: list[LockedRepo], result: PinResult, tasks: Sequence[TaskChange] = ()) -> None:
+    """Refuse (PolicyViolation, the lock untouched) entries, and task defaults resolved here (``tasks``),
+    that the policy beside the lock forbids; exceptions that clear a violation become warnings."""
     from hfa.policy import enforce, load_policy
 
-    cleared = enforce(load_policy(lock_path), entries, doing=f"{lock_path} left unchanged")
+    fresh = [c.new for c in tasks if c.new is not c.old]  # a default kept as it was is not judged again
+    cleared = enforce(load_policy(lock_path), entries, doing=f"{lock_path} left unchanged", tasks=fresh)
     result.warnings += [f"policy: {v.text()}" for v in cleared]
 
 
@@ -272,6 +274,7 @@ def normalise(lock_path: Path, settings: Settings | None = None) -> PinResult:
         if settings is None:
             raise UsageError("resolving [infer.tasks] needs settings", "call normalise(lock_path, settings)")
         lock, result.tasks = sync_tasks(settings, lock, configured)
+        _enforce(lock_path, [], result, result.tasks)
     result.written = lockfile.write(lock_path, lock)
     return result
 
@@ -284,6 +287,7 @@ def pin_task(settings: Settings, lock_path: Path, task: str, spec: str | None) -
     name = canonical_task(task)
     new = resolve_default(settings, name, spec)
     result = PinResult(lock_path, tasks=[TaskChange(name, lock.task(name), new)])
+    _enforce(lock_path, [], result, result.tasks)
     configured = _configured_tasks(lock_path).get(name)
     if configured is not None and RepoRef.parse(configured).display != new.display:
         result.warnings.append(
@@ -359,14 +363,18 @@ def upgrade(
         lock, tasks = sync_tasks(settings, lock, configured, upgrade=True, only=canonical_task(task) if task else None)
         if task is not None:
             result = PinResult(lock_path, tasks=tasks)
+            _enforce(lock_path, [], result, tasks)
             result.written = lockfile.write(lock_path, lock)
             return result
     entries = _select_entries(lock, lock_path, refs)
     if deps and not refs:
         entries = [e for e in entries if e.direct]
     requests = [PinRequest(e.ref, e.selection) for e in entries]
+    judged = PinResult(lock_path)
+    _enforce(lock_path, [], judged, tasks)  # before _closure writes the lock
     result = _closure(settings, lock_path, lock, requests, deps=deps, upgrading=True)
     result.tasks = tasks
+    result.warnings = judged.warnings + result.warnings
     return result
 
 

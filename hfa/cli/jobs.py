@@ -223,23 +223,19 @@ def submit_batch(
 ) -> None:
     """``hfa infer TASK --jsonl FILE --submit``: write the job and start its worker (or send it to
     ``endpoint_url``'s ``hfa serve --infer``); print its id at once."""
-    import sys
-
-    from hfa.errors import LocalError, UsageError
+    from hfa.errors import UsageError
 
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, not {concurrency}", "pass --concurrency 4")
-    try:
-        text = sys.stdin.read() if jsonl == "-" else Path(jsonl).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LocalError(f"Cannot read --jsonl '{jsonl}': {exc}", "pass a UTF-8 JSON-lines file or -") from None
-    lines = text.splitlines()
+    from hfa.infer.batch import read_jsonl
+
+    lines = read_jsonl(jsonl)
     out = ctx.out
     if endpoint_url:
         from hfa.infer.jobs_remote import RemoteJobs
 
         out.add_secret(endpoint_url)
-        doc = {"task": task, "model": model, "parameters": params, "context": context, "lines": lines}
+        doc: dict[str, Any] = {"task": task, "model": model, "parameters": params, "context": context, "lines": lines}
         doc["concurrency"] = min(concurrency, 16)
         answer = RemoteJobs(endpoint_url, ctx.settings.token).submit(doc)
         shown = {"id": answer["id"], "status": answer.get("status", "queued")}

@@ -22,7 +22,7 @@ def check(
     quiet: QuietOpt = 0,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Check every repo of the lock against the \\[policy] of hfa.toml beside it; exit 1 on a violation.
+    """Check the lock's repos and task defaults against the \\[policy] of hfa.toml beside it; exit 1 on a violation.
 
     Licences, pickle files, remote code, gating, size and sources, judged from what the lock
     records (and, for `pickle = "scan"`, the cached files); no network. Exceptions with their
@@ -45,9 +45,12 @@ def check(
                 'add one to hfa.toml beside the lock, e.g. [policy.licenses] deny = ["cc-by-nc-4.0"] (docs/policy.md)',
             )
         locked = lockfile.read(lock)
-        violations = check_entries(policy, locked.repos, cache_dir=ctx.settings.cache_dir, strict=True)
+        violations = check_entries(
+            policy, locked.repos, cache_dir=ctx.settings.cache_dir, strict=True, tasks=locked.tasks
+        )
         found = findings(violations)
         locked_keys = {(e.repo_type, e.repo_id.lower()) for e in locked.repos}
+        locked_keys |= {("model", t.repo_id.lower()) for t in locked.tasks}
         unused = [x for x in policy.exceptions if (x.repo_type, x.repo_id.lower()) not in locked_keys]
         for x in unused:  # as cargo-deny does: an exception for a repo no longer locked is stale
             ctx.out.warn(
@@ -62,6 +65,7 @@ def check(
             "lock": str(lock),
             "policy": policy.origin,
             "repos": len(locked.repos),
+            "tasks": len(locked.tasks),
             "passed": not failing,
             "violations": [v.to_json() for v in violations],
             "findings": [f.to_json() for f in found],
@@ -74,7 +78,11 @@ def check(
                 out.line(line)
             cleared = len(violations) - len(failing)
             tail = f", {cleared} allowed by exception" if cleared else ""
-            summary = f"Checked {len(locked.repos)} repo(s) of {lock} against {policy.origin}: {len(failing)} violation(s){tail}."
+            defaults = f" and {len(locked.tasks)} task default(s)" if locked.tasks else ""
+            summary = (
+                f"Checked {len(locked.repos)} repo(s){defaults} of {lock} against {policy.origin}:"
+                f" {len(failing)} violation(s){tail}."
+            )
             if failing:
                 out.info(summary)
             else:

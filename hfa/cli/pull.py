@@ -85,11 +85,14 @@ def _warn_findings(ctx: Ctx, findings: list[Any]) -> None:
             ctx.out.warn(f"{f.severity.label}: {f.path}: {f.message} [{f.code}]")
 
 
-def _check_policy(ctx: Ctx, lock_path: Path, entries: list[Any]) -> None:
-    """Refuse, before anything is fetched, entries the policy beside the lock forbids (docs/policy.md)."""
+def _check_policy(ctx: Ctx, lock_path: Path, entries: list[Any], tasks: tuple[Any, ...] | list[Any] = ()) -> None:
+    """Refuse, before anything is fetched, entries (and task defaults) the policy beside the lock forbids
+    (docs/policy.md)."""
     from hfa.policy import enforce, load_policy
 
-    cleared = enforce(load_policy(lock_path), entries, doing="nothing was fetched", cache_dir=ctx.settings.cache_dir)
+    cleared = enforce(
+        load_policy(lock_path), entries, doing="nothing was fetched", cache_dir=ctx.settings.cache_dir, tasks=tasks
+    )
     for v in cleared:
         ctx.out.warn(f"policy: {v.text()}")
 
@@ -141,7 +144,7 @@ def _pull_from_lock(
         entries = [locked_entry(lock, lock_path, ref, options, given=given, locked=locked)]
         if not no_deps:
             entries += lock.requires(entries[0])
-    _check_policy(ctx, lock_path, entries)
+    _check_policy(ctx, lock_path, entries, [default for default, _ in wanted])
     retry = command_text("hfa", "pull", *([entries[0].ref.display] if repo else []), *mode_args, *lock_args(lock_path))
     with ctx.out.progress(transient=True) as bar:
         sink = RichProgress(bar) if bar is not None else None

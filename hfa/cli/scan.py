@@ -197,7 +197,9 @@ def verify(
 
             rules = project.load_policy(lock)
             if rules.declared:
-                found = project.findings(project.check_entries(rules, locked.repos, cache_dir=cache, strict=True))
+                found = project.findings(
+                    project.check_entries(rules, locked.repos, cache_dir=cache, strict=True, tasks=locked.tasks)
+                )
                 findings = sorted(findings + found, key=lambda f: (-f.severity, f.path, f.code))
         doc = report.to_json()
         doc["findings"] = [f.to_json() for f in findings]

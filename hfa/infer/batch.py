@@ -78,6 +78,60 @@ def parse_lines(
             yield request
 
 
+MAX_INPUT_LINE = 16 * 1024 * 1024  # bytes of one request line; a longer one is refused before anything runs
+
+
+def read_jsonl(source: str, *, limit: int = MAX_INPUT_LINE) -> list[str]:
+    """The lines of the JSON-lines file ``source`` (``-``: stdin), read to the end.
+
+    Lines end at ``\n`` only (and a ``\r`` before it): a U+2028 or a form feed inside a JSON
+    string is text, not a line break, as JSON-lines readers split. Each line is checked to be
+    UTF-8 (a byte-order mark at the start is dropped) and at most ``limit`` bytes, so a file
+    with a line of gigabytes is refused without being held in memory. Errors name the line.
+    """
+    import sys
+
+    from hfa.errors import LocalError
+
+    where = "stdin" if source == "-" else f"'{source}'"
+    try:
+        fp = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise LocalError(
+            f"Cannot read --jsonl {where}: {exc.strerror or exc}", "pass a UTF-8 JSON-lines file or -"
+        ) from None
+    lines: list[str] = []
+    try:
+        while True:
+            try:
+                raw = fp.readline(limit + 1)
+            except OSError as exc:
+                raise LocalError(
+                    f"Cannot read --jsonl {where}: {exc.strerror or exc}", "pass a UTF-8 JSON-lines file or -"
+                ) from None
+            if not raw:
+                return lines
+            number = len(lines) + 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                raise UsageError(
+                    f"Line {number} of --jsonl {where} is over {limit // (1 << 20)} MiB",
+                    "split the request, or send the input as a file the task reads",
+                )
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(
+                    f"Line {number} of --jsonl {where} is not UTF-8 (byte {exc.start + 1} of the line)",
+                    "save the file as UTF-8 (e.g. iconv -t UTF-8)",
+                ) from None
+            if number == 1:
+                text = text.removeprefix("\ufeff")
+            lines.append(text.removesuffix("\n").removesuffix("\r"))
+    finally:
+        if fp is not sys.stdin.buffer:
+            fp.close()
+
+
 def describe_error(exc: BaseException) -> str:
     err = from_exception(exc)
     return str(err) if err is not None else f"internal error: {type(exc).__name__}: {exc}"

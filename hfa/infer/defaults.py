@@ -16,7 +16,7 @@ from typing import Any
 
 from hfa.config import Settings
 from hfa.errors import CheckFailed, NotFound, UsageError, command_text
-from hfa.lock.lockfile import Lock, TaskDefault
+from hfa.lock.lockfile import Lock, TaskDefault, TaskFacts
 from hfa.resolve.refs import RepoRef
 
 __all__ = [
@@ -123,13 +123,39 @@ def recommended_model(settings: Settings, task: str) -> str:
 
 
 def resolve_default(settings: Settings, task: str, spec: str | None) -> TaskDefault:
-    """``spec`` (or the endpoint's recommended model) resolved to a commit, as a task default."""
-    from hfa.hub.client import OnlineHub
-
+    """``spec`` (or the endpoint's recommended model) resolved to a commit, as a task default, with the
+    facts a policy judges (:class:`~hfa.lock.lockfile.TaskFacts`): the repo's licence, gating and remote
+    code, and the size and pickles of the files ``hfa pull`` fetches for it (the default selection)."""
     task = canonical_task(task)
     ref = _model_ref(spec if spec is not None else recommended_model(settings, task), f"the model for {task}")
-    commit = OnlineHub(settings).resolve(ref).commit
-    return TaskDefault(task, ref.repo_id, ref.revision_or_default, commit)
+    commit, facts = _resolve_with_facts(settings, ref)
+    return TaskDefault(task, ref.repo_id, ref.revision_or_default, commit, facts)
+
+
+def _resolve_with_facts(settings: Settings, ref: RepoRef) -> tuple[str, TaskFacts | None]:
+    from hfa.errors import CheckFailed
+    from hfa.lock.lockfile import LockedFile
+    from hfa.policy.facts import record_facts
+    from hfa.pull import open_source, plan
+    from hfa.resolve.files import RemoteFile
+    from hfa.resolve.kinds import classify
+    from hfa.resolve.selection import SelectOptions
+
+    source = open_source(settings)
+    resolved, selection, _, _ = plan(settings, ref, SelectOptions(), need_quant=False, source=source)
+    if resolved.source == "cache":  # offline: the cache cannot say whether the Hub gates it (as for a repo)
+        return resolved.commit, None
+
+    def read(f: RemoteFile) -> bytes | None:
+        try:
+            return source.read_small(ref, resolved, f)
+        except CheckFailed:
+            return None
+
+    chosen = [resolved.files[p] for p in selection.selected]
+    pickles = tuple(sorted(LockedFile.from_remote(f) for f in chosen if classify(f.path) == "pickle"))
+    facts = record_facts(resolved, selection.selected, read)
+    return resolved.commit, TaskFacts(facts, sum(f.size for f in chosen), pickles)
 
 
 def sync_tasks(

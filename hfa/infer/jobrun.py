@@ -216,8 +216,9 @@ def _session(settings: Settings, spec: dict[str, Any]) -> Any:
     )
 
 
-def work(store: JobStore, job_id: str) -> dict[str, Any]:
-    """Answer the job (the caller holds its worker lock): build its session, run the lines. Its status."""
+def work(store: JobStore, job_id: str, stop: Any = lambda: False) -> dict[str, Any]:
+    """Answer the job (the caller holds its worker lock): build its session, run the lines. Its status.
+    ``stop()`` true: send nothing more, keep what was answered, leave the job to resume."""
     from hfa.infer.batch import parse_lines
     from hfa.infer.tasks import get_task
 
@@ -240,15 +241,30 @@ def work(store: JobStore, job_id: str) -> dict[str, Any]:
 
     from hfa.infer.jobs import run_job
 
-    return run_job(store, job_id, handle, concurrency=int(spec.get("concurrency") or 4), parse=parse)
+    return run_job(store, job_id, handle, concurrency=int(spec.get("concurrency") or 4), parse=parse, stop=stop)
 
 
 def main(argv: list[str]) -> int:
     """``python -m hfa.infer.jobrun ID FD``: the worker (FD is the job's locked worker lock)."""
+    import signal
+    import threading
+
     job_id, fd = check_job_id(argv[0]), int(argv[1])
     store = JobStore()
+    stopping = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        # SIGTERM stops it gracefully: nothing more is sent, the answers in flight are written, the job
+        # is left to `hfa jobs resume` (a second SIGTERM ends it at once).
+        stopping.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
-        status = work(store, job_id)
+        status = work(store, job_id, stopping.is_set)
+        if stopping.is_set() and status["status"] not in TERMINAL:
+            store.mark(job_id, error=f"the worker was stopped (SIGTERM); finish it with `hfa jobs resume {job_id}`")
+            status = store.status(job_id)
     except Exception as exc:  # said in the job's status; the traceback goes to worker.log
         store.mark(job_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:1000], finished_at=time.time())
         raise

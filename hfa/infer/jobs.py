@@ -29,6 +29,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 from collections import deque
@@ -53,6 +54,7 @@ JOB_ID_RE = re.compile(r"job-[0-9a-f]{24}")
 STATES = ("queued", "running", "cancelling", "completed", "failed", "cancelled", "died")
 TERMINAL = ("completed", "failed", "cancelled")
 MAX_LINE_BYTES = 1 << 20  # a results line longer than this is refused when read back
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def default_jobs_root() -> Path:
@@ -146,10 +148,12 @@ class JobStore:
         return _load_object(self.existing(job_id) / "status.json")
 
     def input_lines(self, job_id: str) -> list[str]:
+        """The request lines as submitted (split on ``\n`` only: a U+2028 inside a JSON string is text)."""
         try:
-            return (self.existing(job_id) / "input.jsonl").read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
+            data = _read_regular(self.existing(job_id) / "input.jsonl").decode("utf-8")
+        except (OSError, UnicodeDecodeError, HfaError) as exc:
             raise LocalError(f"Cannot read the input of job {job_id}: {exc}", "submit it again") from None
+        return data.split("\n")[:-1] if data.endswith("\n") else data.split("\n") if data else []
 
     def ids(self) -> list[str]:
         """Every job id under the root, oldest first."""
@@ -165,14 +169,17 @@ class JobStore:
                 found.append((created, entry.name))
         return [name for _, name in sorted(found)]
 
-    def lines(self, job_id: str) -> dict[int, dict[str, Any]]:
-        """The answered lines (output and errors) by index; a torn or foreign line is ignored."""
+    def lines(self, job_id: str, total: int | None = None) -> dict[int, dict[str, Any]]:
+        """The answered lines (output and errors) by index; a torn or foreign line is ignored, as is
+        one whose index is not one of the job's requests (``0 <= index < total``)."""
         folder = self.existing(job_id)
+        if total is None:
+            total = _total(self.record(job_id))
         done: dict[int, dict[str, Any]] = {}
         for name in ("output.jsonl", "errors.jsonl"):
             for doc in _read_lines(folder / name):
                 index = doc.pop("index", None)
-                if isinstance(index, int) and index >= 0 and index not in done:
+                if type(index) is int and 0 <= index < total and index not in done:
                     done[index] = doc
         return done
 
@@ -183,7 +190,8 @@ class JobStore:
         """The job's status document: its record, with counts from its files and a dead worker named."""
         alive = self.worker_alive(job_id)  # first: a worker marks its job done before it lets go of the lock
         record = self.record(job_id)
-        done = self.lines(job_id)
+        total = _total(record)
+        done = self.lines(job_id, total)
         failed = sum(1 for line in done.values() if "error" in line)
         state = record.get("status") if record.get("status") in STATES else "failed"
         cancel = (self.existing(job_id) / "cancel").exists()
@@ -191,13 +199,13 @@ class JobStore:
         if state not in TERMINAL and not alive:
             if cancel:
                 state = "cancelled"
-                self.mark(job_id, status="cancelled", finished_at=time.time())
+                with contextlib.suppress(OSError, HfaError):  # a reader (another user) may not write it
+                    self.mark(job_id, status="cancelled", finished_at=time.time())
             else:
                 state = "died"
                 message = f"worker died; finish the job with `hfa jobs resume {job_id}`"
         elif state in ("queued", "running") and cancel:
             state = "cancelling"
-        total = int(record.get("total") or 0)
         return {
             "id": job_id,
             "status": state,
@@ -247,7 +255,11 @@ class JobStore:
         status = self.status(job_id)
         if status["status"] in TERMINAL:
             return status
-        atomic_write_bytes(self.existing(job_id) / "cancel", b"")
+        folder = self.existing(job_id)
+        try:
+            atomic_write_bytes(folder / "cancel", b"")
+        except PermissionError:
+            raise not_yours(folder, job_id, "cancel") from None
         return self.status(job_id)
 
     def cancelled(self, job_id: str) -> bool:
@@ -261,7 +273,31 @@ class JobStore:
     # -- the worker's side ---------------------------------------------------------------------------
     def take_lock(self, job_id: str) -> int | None:
         """Hold the job's worker lock: its descriptor, or None when a live worker holds it."""
-        return acquire_lock(self.existing(job_id) / "worker.lock")
+        folder = self.existing(job_id)
+        try:
+            return acquire_lock(folder / "worker.lock")
+        except PermissionError:
+            raise not_yours(folder, job_id, "resume") from None
+
+
+def not_yours(folder: Path, job_id: str, action: str) -> HfaError:
+    """The error for ``action`` on a job another user owns: they may read it (its files are 0644), not change it."""
+    from hfa.errors import AccessDenied
+
+    try:
+        owner = folder.stat().st_uid
+    except OSError:
+        owner = -1
+    try:
+        import pwd
+
+        name = pwd.getpwuid(owner).pw_name
+    except (ImportError, KeyError):
+        name = f"uid {owner}"
+    return AccessDenied(
+        f"Job {job_id} belongs to {name}: you may read it, but not {action} it",
+        f"ask {name} to run `hfa jobs {action} {job_id}` (or use your own HFA_JOBS_DIR)",
+    )
 
 
 # -- the worker lock (flock: the kernel releases it when its holder dies, even by kill -9) ----------
@@ -274,7 +310,7 @@ def acquire_lock(path: Path) -> int | None:
     """
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -285,15 +321,20 @@ def acquire_lock(path: Path) -> int | None:
 
 def lock_held(path: Path) -> bool:
     """Whether a live process holds ``path``'s lock."""
-    if not path.exists():
-        return False
+    import fcntl
+
+    # Read-only: another user reads a job (its files are 0644) and can still tell a live worker
+    # (flock works on any open descriptor); a lock file it cannot open at all says nothing alive.
     try:
-        fd = acquire_lock(path)
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return False
-    if fd is None:
-        return True
-    os.close(fd)  # closing the descriptor releases the lock
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # the worker holds it (exclusively)
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
     return False
 
 
@@ -360,8 +401,21 @@ def run_job(
 
 @contextlib.contextmanager
 def _appender(path: Path) -> Iterator[Callable[[bytes], None]]:
-    """Append whole lines to ``path``, each flushed to disk before the next (mode 0o666 less umask)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o666)
+    """Append whole lines to ``path``, each flushed to disk before the next (mode 0o666 less umask).
+    A link or anything but a regular file there is refused: results are never written elsewhere."""
+    try:
+        fd = os.open(
+            path,
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+            0o666,
+        )
+    except OSError as exc:
+        raise LocalError(
+            f"Cannot write {path}: {exc.strerror}", f"remove it; the job's folder is {path.parent}"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LocalError(f"{path} is not a regular file", f"remove it; the job's folder is {path.parent}")
 
     def write(data: bytes) -> None:
         os.write(fd, data)
@@ -374,40 +428,86 @@ def _appender(path: Path) -> Iterator[Callable[[bytes], None]]:
 
 
 def _cut_torn_tail(path: Path) -> None:
-    """Drop a last line left without its newline (a worker killed while writing it)."""
+    """Drop a last line left without its newline (a worker killed while writing it); reads only the tail."""
     try:
-        with open(path, "rb+") as fp:
-            data = fp.read()
-            if data and not data.endswith(b"\n"):
-                fp.truncate(data.rfind(b"\n") + 1)
+        fd = os.open(path, os.O_RDWR | _NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise LocalError(
+            f"Cannot open {path}: {exc.strerror}", f"remove it; the job's folder is {path.parent}"
+        ) from None
+    try:
+        size = os.fstat(fd).st_size
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LocalError(f"{path} is not a regular file", f"remove it; the job's folder is {path.parent}")
+        end = size
+        while end > 0:  # back from the end to the last newline, a block at a time
+            start = max(0, end - 65536)
+            block = os.pread(fd, end - start, start)
+            if start + len(block) == size and block.endswith(b"\n"):
+                return
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                os.ftruncate(fd, start + cut + 1)
+                return
+            end = start
+        if size:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def _read_regular(path: Path) -> bytes:
+    """All of ``path`` if it is a regular file (no link followed, a FIFO never waited on)."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fp:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LocalError(f"{path} is not a regular file", f"remove the job's folder {path.parent}")
+        return fp.read()
 
 
 def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a results file, streamed; anything but a regular file (a link, a FIFO) reads
+    as empty, a line over :data:`MAX_LINE_BYTES` or not JSON is skipped, the torn tail never read."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
         return
-    for raw in data.split(b"\n")[:-1]:  # the part after the last newline is torn: never read
-        if len(raw) > MAX_LINE_BYTES:
-            continue
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            continue  # not ours
-        if isinstance(doc, dict):
-            yield doc
+    with os.fdopen(fd, "rb") as fp:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        while True:
+            raw = fp.readline(MAX_LINE_BYTES + 1)
+            if not raw.endswith(b"\n"):
+                if len(raw) <= MAX_LINE_BYTES:
+                    return  # the end: nothing more, or a torn last line
+                while raw and not raw.endswith(b"\n"):  # skip the rest of an over-long line
+                    raw = fp.readline(MAX_LINE_BYTES + 1)
+                continue
+            try:
+                doc = json.loads(raw)
+            except (ValueError, RecursionError):
+                continue  # not ours
+            if isinstance(doc, dict):
+                yield doc
+
+
+def _total(record: dict[str, Any]) -> int:
+    total = record.get("total")
+    return total if type(total) is int and total >= 0 else 0
 
 
 def _load_object(path: Path) -> dict[str, Any]:
     from hfa.config import read_small_file
 
+    if path.is_symlink():  # a record is never a link: it would be read (and trusted) from elsewhere
+        raise LocalError(f"{path} is a link, not a job record", f"remove the job's folder {path.parent}")
     try:
         doc = json.loads(read_small_file(path, 1 << 20, "job file"))
     except FileNotFoundError:
         raise NotFound(f"{path} is missing", f"the job's folder {path.parent} is incomplete: remove it") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
         raise LocalError(f"{path} is not a job record", f"remove the job's folder {path.parent}")

@@ -188,10 +188,9 @@ class Session:
             raise UsageError("--output with --jsonl is only for text-to-image", "redirect stdout to save the results")
         if source == "-":
             return sys.stdin, None
-        try:
-            lines = Path(source).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LocalError(f"Cannot read --jsonl '{source}': {exc}", "pass a UTF-8 JSON-lines file or -") from None
+        from hfa.infer.batch import read_jsonl
+
+        lines = read_jsonl(source)
         return lines, sum(1 for line in lines if line.strip())
 
     def run_batch(

@@ -1,15 +1,17 @@
-"""Small value types of a lock entry: who requires it (``required-by``, lock format 2) and the
-facts a policy needs (``facts``). The lock model and its TOML form are in :mod:`hfa.lock.lockfile`."""
+"""Small value types of a lock: a locked file, who requires an entry (``required-by``, lock format 2), the
+facts a policy needs (``facts``) and a task default (``[[task]]``) with its own. The lock model and its TOML form are in :mod:`hfa.lock.lockfile`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from hfa.cache.hashing import git_sha1, lfs_pointer
+from hfa.resolve.files import RemoteFile
 from hfa.resolve.refs import RepoRef
 
-__all__ = ["LockedFacts", "Requirer", "requirement_problem"]
+__all__ = ["LockedFacts", "LockedFile", "Requirer", "TaskDefault", "TaskFacts", "requirement_problem"]
 
 
 @dataclass(frozen=True, order=True)
@@ -44,6 +46,60 @@ class LockedFacts:
     license: tuple[str, ...] = ()
     gated: bool = False
     remote_code: bool = False
+
+
+@dataclass(frozen=True, order=True)
+class LockedFile:
+    path: str
+    size: int
+    algo: str  # "sha256" (LFS files) or "git-sha1"
+    digest: str
+
+    @property
+    def hash(self) -> str:
+        return f"{self.algo}:{self.digest}"
+
+    @classmethod
+    def from_remote(cls, f: RemoteFile) -> LockedFile:
+        if f.lfs_sha256:
+            return cls(f.path, f.size, "sha256", f.lfs_sha256)
+        return cls(f.path, f.size, "git-sha1", f.blob_id)
+
+    def to_remote(self) -> RemoteFile:
+        if self.algo == "sha256":
+            return RemoteFile(self.path, self.size, git_sha1(lfs_pointer(self.digest, self.size)), self.digest)
+        return RemoteFile(self.path, self.size, self.digest)
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """A task default as the policy sees it, recorded at pin time: the repo's facts, and of the files
+    ``hfa pull`` fetches for it (the default selection) their total ``size`` and the ``pickles``
+    among them (with their hashes, so ``pickle = "scan"`` finds them in the cache)."""
+
+    facts: LockedFacts
+    size: int
+    pickles: tuple[LockedFile, ...] = ()
+
+
+@dataclass(frozen=True, order=True)
+class TaskDefault:
+    """The model ``hfa infer TASK`` runs when no ``--model`` is given, pinned (``[[task]]``, version 2)."""
+
+    task: str  # the canonical task name (aliases are resolved before pinning)
+    repo_id: str
+    revision: str
+    commit: str
+    # what the policy needs (``facts``); None: a lock written before they were recorded, or an offline pin
+    facts: TaskFacts | None = field(default=None, compare=False)
+
+    @property
+    def pinned_ref(self) -> RepoRef:
+        return RepoRef(self.repo_id, "model", self.commit)
+
+    @property
+    def display(self) -> str:
+        return RepoRef(self.repo_id, "model", self.revision).display
 
 
 def requirement_problem(repos: Sequence[Any]) -> tuple[Any, str] | None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, lfs_pointer
+from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE
 from hfa.cache.layout import atomic_write_text, check_relpath, validate_repo_id
 from hfa.config import TomlError, toml_loads
 from hfa.errors import HfaError, LocalError, UsageError
-from hfa.lock.entries import LockedFacts, Requirer, requirement_problem
+from hfa.lock.entries import LockedFacts, LockedFile, Requirer, TaskDefault, TaskFacts, requirement_problem
 from hfa.resolve.files import RemoteFile
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import SelectOptions
@@ -40,34 +40,13 @@ _OPTIONAL_REPO_KEYS = ("facts",)  # written by hfa since policy (docs/lockfile.m
 _FACT_KEYS = ("gated", "license", "remote_code")
 _FILE_KEYS = ("path", "size", "hash")
 _TASK_KEYS = ("task", "repo", "revision", "commit")
+_OPTIONAL_TASK_KEYS = ("facts",)  # written by hfa since task defaults are judged by the policy
+_TASK_FACT_KEYS = (*_FACT_KEYS, "size", "pickles")
 _TASK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 class LockError(UsageError):
     """The lock cannot be read (exit 2): it names the file and the line."""
-
-
-@dataclass(frozen=True, order=True)
-class LockedFile:
-    path: str
-    size: int
-    algo: str  # "sha256" (LFS files) or "git-sha1"
-    digest: str
-
-    @property
-    def hash(self) -> str:
-        return f"{self.algo}:{self.digest}"
-
-    @classmethod
-    def from_remote(cls, f: RemoteFile) -> LockedFile:
-        if f.lfs_sha256:
-            return cls(f.path, f.size, "sha256", f.lfs_sha256)
-        return cls(f.path, f.size, "git-sha1", f.blob_id)
-
-    def to_remote(self) -> RemoteFile:
-        if self.algo == "sha256":
-            return RemoteFile(self.path, self.size, git_sha1(lfs_pointer(self.digest, self.size)), self.digest)
-        return RemoteFile(self.path, self.size, self.digest)
 
 
 @dataclass(frozen=True)
@@ -107,24 +86,6 @@ class LockedRepo:
             sorted(set(self.required_by), key=lambda r: (r.repo_id.lower(), r.repo_id, r.repo_type, r.reason))
         )
         return replace(self, files=tuple(sorted(self.files)), required_by=required, direct=self.direct or not required)
-
-
-@dataclass(frozen=True, order=True)
-class TaskDefault:
-    """The model ``hfa infer TASK`` runs when no ``--model`` is given, pinned (``[[task]]``, version 2)."""
-
-    task: str  # the canonical task name (aliases are resolved before pinning)
-    repo_id: str
-    revision: str
-    commit: str
-
-    @property
-    def pinned_ref(self) -> RepoRef:
-        return RepoRef(self.repo_id, "model", self.commit)
-
-    @property
-    def display(self) -> str:
-        return RepoRef(self.repo_id, "model", self.revision).display
 
 
 @dataclass(frozen=True)
@@ -223,6 +184,8 @@ def dumps(lock: Lock) -> str:
             table.add("repo", default.repo_id)
             table.add("revision", default.revision)
             table.add("commit", default.commit)
+            if default.facts is not None:
+                table.add("facts", _task_facts_table(default.facts))
             tasks.append(table)
         doc.add("task", tasks)
     text = tomlkit.dumps(doc)
@@ -250,6 +213,23 @@ def _facts_table(facts: LockedFacts) -> Any:
     if facts.license:
         table.add("license", facts.license[0] if len(facts.license) == 1 else list(facts.license))
     table.add("remote_code", facts.remote_code)
+    return table
+
+
+def _task_facts_table(task_facts: TaskFacts) -> Any:
+    import tomlkit
+
+    table = _facts_table(task_facts.facts)
+    if task_facts.pickles:
+        pickles = tomlkit.array()
+        for f in sorted(task_facts.pickles):
+            item = tomlkit.inline_table()
+            item.add("path", f.path)
+            item.add("size", f.size)
+            item.add("hash", f.hash)
+            pickles.append(item)
+        table.add("pickles", pickles)
+    table.add("size", task_facts.size)
     return table
 
 
@@ -444,8 +424,10 @@ def _tasks(ctx: _Ctx, raw_tasks: Any) -> tuple[TaskDefault, ...]:
         near: str | int | None = _nth_line(ctx.text, "[[task]]", i)
         if not isinstance(raw, dict):
             raise ctx.fail(f"task default #{i + 1} is not a table", near)
-        if set(raw) != set(_TASK_KEYS):
-            raise ctx.fail(f"task default #{i + 1} must have exactly task, repo, revision and commit", near)
+        if not set(_TASK_KEYS) <= set(raw) or set(raw) - {*_TASK_KEYS, *_OPTIONAL_TASK_KEYS}:
+            raise ctx.fail(
+                f"task default #{i + 1} must have exactly task, repo, revision and commit (and optionally facts)", near
+            )
         task, repo_id, revision, commit = (raw[k] for k in _TASK_KEYS)
         if not isinstance(task, str) or not _TASK_NAME_RE.fullmatch(task):
             raise ctx.fail(f"task default #{i + 1}: invalid task name {task!r}", near)
@@ -461,7 +443,8 @@ def _tasks(ctx: _Ctx, raw_tasks: Any) -> tuple[TaskDefault, ...]:
             raise ctx.fail(f"task default '{task}': `commit` must be 40 lowercase hex digits, not {commit!r}", near)
         if task in out:
             raise ctx.fail(f"task '{task}' has two defaults", near)
-        out[task] = TaskDefault(task, repo_id, revision, commit)
+        facts = _task_facts(ctx, f"task default '{task}'", raw["facts"], near) if "facts" in raw else None
+        out[task] = TaskDefault(task, repo_id, revision, commit, facts)
     return tuple(sorted(out.values()))
 
 
@@ -555,6 +538,20 @@ def _facts(ctx: _Ctx, label: str, raw: Any, near: str | int | None) -> LockedFac
     if not isinstance(licenses, list) or not all(isinstance(x, str) and x and x.isprintable() for x in licenses):
         raise ctx.fail(f"{label}: facts `license` must be a licence id or a list of them", near)
     return LockedFacts(tuple(licenses), gated, remote_code)
+
+
+def _task_facts(ctx: _Ctx, label: str, raw: Any, near: str | int | None) -> TaskFacts:
+    if not isinstance(raw, dict) or set(raw) - set(_TASK_FACT_KEYS) or "size" not in raw:
+        raise ctx.fail(f"{label}: `facts` must be a table of {', '.join(_TASK_FACT_KEYS)} (size required)", near)
+    facts = _facts(ctx, label, {k: v for k, v in raw.items() if k in _FACT_KEYS}, near)
+    size = raw["size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ctx.fail(f"{label}: facts `size` must be a number of bytes, not {size!r}", near)
+    pickles = raw.get("pickles", [])
+    if not isinstance(pickles, list):
+        raise ctx.fail(f"{label}: facts `pickles` must be a list of files (path, size, hash)", near)
+    files = tuple(_file(ctx, label, j, item, near) for j, item in enumerate(pickles))
+    return TaskFacts(facts, size, files)
 
 
 _HASH_RE = re.compile(r"(sha256|git-sha1):([0-9a-f]+)")

@@ -15,13 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from hfa.errors import CheckFailed
-from hfa.lock.lockfile import LockedRepo
-from hfa.policy.facts import RepoFacts, entry_facts
+from hfa.lock.lockfile import LockedRepo, TaskDefault
+from hfa.policy.facts import RepoFacts, entry_facts, task_facts
 from hfa.policy.rules import Policy, PolicyException
 
 __all__ = ["PolicyViolation", "Violation", "check_entries", "enforce", "evaluate", "findings"]
 
-_UNKNOWN_HINT = "not recorded in the lock (written by an older hfa): record it with `hfa pin --upgrade {repo}`"
+_UNKNOWN_HINT = "not recorded in the lock (written by an older hfa): record it with `{fix}`"
+
+
+def _upgrade_command(facts: RepoFacts) -> str:
+    from hfa.errors import command_text
+
+    if facts.task:
+        return command_text("hfa", "pin", "--upgrade", "--task", facts.task)
+    return command_text("hfa", "pin", "--upgrade", facts.label)
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Violation:
     message: str
     path: str = ""  # the file it is about (a pickle), else ""
     exception: PolicyException | None = None
+    task: str = ""  # the task whose default (``[[task]]``) this is about, else "" (a ``[[repo]]``)
 
     @property
     def cleared(self) -> bool:
@@ -45,8 +54,13 @@ class Violation:
         """``repo@commit12[/path]``: how findings on a lock entry are named (and located, in SARIF)."""
         return f"{self.repo}@{self.commit[:12]}" + (f"/{self.path}" if self.path else "")
 
+    @property
+    def subject(self) -> str:
+        """What breaks the rule: ``org/name``, or ``task default TASK (org/name)``."""
+        return f"task default {self.task} ({self.repo})" if self.task else self.repo
+
     def text(self) -> str:
-        return f"{self.repo}: {self.message}" + (
+        return f"{self.subject}: {self.message}" + (
             f" (allowed by exception: {self.exception.reason})" if self.exception else ""
         )
 
@@ -60,6 +74,8 @@ class Violation:
         }
         if self.path:
             doc["path"] = self.path
+        if self.task:
+            doc["task"] = self.task
         if self.exception is not None:
             doc["exception"] = {"reason": self.exception.reason}
         return doc
@@ -83,7 +99,7 @@ def evaluate(
 
     def unknown(rule: str, what: str) -> None:
         if strict:
-            found.append((rule, "unknown", f"{what} is {_UNKNOWN_HINT.format(repo=facts.label)}", ""))
+            found.append((rule, "unknown", f"{what} is {_UNKNOWN_HINT.format(fix=_upgrade_command(facts))}", ""))
 
     licenses = facts.licenses
     if policy.license_allow is not None or policy.license_deny:
@@ -99,7 +115,9 @@ def evaluate(
                 found.append(
                     ("license", "none", f"its card names no licence ({policy.key('licenses.allow')} is set)", "")
                 )
-    if policy.pickle == "deny":
+    if policy.pickle != "allow" and facts.pickle_files is None:
+        unknown("pickle", "whether the files it loads are pickles")
+    elif policy.pickle == "deny":
         for path in facts.pickles:
             found.append(("pickle", path, f"'{path}' is a pickle file and {policy.key('pickle')} is \"deny\"", path))
     elif policy.pickle == "scan" and strict:
@@ -121,7 +139,9 @@ def evaluate(
             found.append(("gated", "true", f'it is gated and {policy.key("gated")} is "deny"', ""))
         elif facts.gated is None:
             unknown("gated", "whether it is gated")
-    if policy.max_size is not None and facts.size > policy.max_size:
+    if policy.max_size is not None and facts.size is None:
+        unknown("max_size", "the size of its files")
+    elif policy.max_size is not None and facts.size is not None and facts.size > policy.max_size:
         found.append(
             (
                 "max_size",
@@ -134,7 +154,14 @@ def evaluate(
         found.append(("sources", facts.author, f"its author '{facts.author}' is not in {policy.key('sources')}", ""))
     return [
         Violation(
-            rule, facts.label, facts.commit, value, message, path, policy.excepted(facts.repo_id, facts.repo_type, rule)
+            rule,
+            facts.label,
+            facts.commit,
+            value,
+            message,
+            path,
+            policy.excepted(facts.repo_id, facts.repo_type, rule),
+            facts.task,
         )
         for rule, value, message, path in found
     ]
@@ -151,7 +178,7 @@ def _scan_pickles(policy: Policy, facts: RepoFacts, cache_dir: Path | None) -> l
     out: list[tuple[str, str, str, str]] = []
     key = policy.key("pickle")
     writer = CacheWriter(cache_dir, facts.repo_type, facts.repo_id) if cache_dir is not None else None
-    for f in facts.pickle_files:
+    for f in facts.pickle_files or ():
         path = f.path
         if writer is None or not writer.has_blob(f.etag, f.size):
             out.append(
@@ -177,47 +204,66 @@ def _scan_pickles(policy: Policy, facts: RepoFacts, cache_dir: Path | None) -> l
 
 
 def check_entries(
-    policy: Policy, entries: Sequence[LockedRepo], *, cache_dir: Path | None = None, strict: bool = False
+    policy: Policy,
+    entries: Sequence[LockedRepo],
+    *,
+    cache_dir: Path | None = None,
+    strict: bool = False,
+    tasks: Sequence[TaskDefault] = (),
 ) -> list[Violation]:
-    """Every violation of ``entries`` (lock entries, dependencies included), in lock order."""
+    """Every violation of ``entries`` (lock entries, dependencies included), in lock order, then of the
+    task defaults ``tasks`` (``[[task]]``, judged on the facts recorded when they were pinned)."""
     out: list[Violation] = []
     for entry in entries:
         out += evaluate(policy, entry_facts(entry, cache_dir), strict=strict, cache_dir=cache_dir)
+    for default in tasks:
+        out += evaluate(policy, task_facts(default), strict=strict, cache_dir=cache_dir)
     return out
 
 
 def enforce(
-    policy: Policy, entries: Sequence[LockedRepo], *, doing: str, cache_dir: Path | None = None
+    policy: Policy,
+    entries: Sequence[LockedRepo],
+    *,
+    doing: str,
+    cache_dir: Path | None = None,
+    tasks: Sequence[TaskDefault] = (),
 ) -> list[Violation]:
-    """Raise :class:`PolicyViolation` naming every uncleared violation of ``entries``; return the cleared ones.
+    """Raise :class:`PolicyViolation` naming every uncleared violation of ``entries`` (and of the task
+    defaults ``tasks``); return the cleared ones.
 
     ``doing`` ends the message: what was not done ("hfa.lock left unchanged", "nothing was fetched").
     """
     if not policy.declared:
         return []
-    found = check_entries(policy, entries, cache_dir=cache_dir)
+    found = check_entries(policy, entries, cache_dir=cache_dir, tasks=tasks)
     failing = [v for v in found if not v.cleared]
     if failing:
         # A dependency is named with who requires it (and why): the user asked for that one, not this.
         requirers = {_label(e.repo_id, e.repo_type): e.required_by for e in entries}
 
         def text(v: Violation) -> str:
-            by = requirers.get(v.repo, ())
+            by = () if v.task else requirers.get(v.repo, ())
             return v.text() + (f" (required by {', '.join(f'{r.display}: {r.reason}' for r in by)})" if by else "")
 
         shown = "; ".join(text(v) for v in failing[:5]) + (f"; and {len(failing) - 5} more" if len(failing) > 5 else "")
         first = failing[0]
-        by_first = requirers.get(first.repo, ())
+        by_first = () if first.task else requirers.get(first.repo, ())
         no_deps = f"; or pin {by_first[0].display} with --no-deps" if by_first else ""
         violations = []
         for v in failing:
             doc = v.to_json()
-            if requirers.get(v.repo):
+            if requirers.get(v.repo) and not v.task:
                 doc["required_by"] = [r.to_json() for r in requirers[v.repo]]
             violations.append(doc)
         raise PolicyViolation(
             f"Policy of {policy.origin} refuses it: {shown} ({doing})",
-            "choose another repo or revision, or add an exception with a reason to the policy:"
+            (
+                f"choose another model for {first.task} (`hfa pin --task {first.task} org/model`)"
+                if first.task
+                else "choose another repo or revision"
+            )
+            + ", or add an exception with a reason to the policy:"
             f' [[{policy.prefix}.exceptions]] repo = "{first.repo}", allow = ["{first.rule}"], reason = "…"'
             f" (docs/policy.md){no_deps}",
             details={"violations": violations},
@@ -237,10 +283,13 @@ def findings(violations: Iterable[Violation]) -> list[Any]:
     out = []
     for v in violations:
         detail: dict[str, Any] = {"rule": v.rule, "value": v.value}
+        said = f"task default {v.task}: {v.message}" if v.task else v.message
+        if v.task:
+            detail["task"] = v.task
         if v.exception is not None:
             detail["reason"] = v.exception.reason
-            message = f"{v.message}; allowed by exception: {v.exception.reason}"
+            message = f"{said}; allowed by exception: {v.exception.reason}"
             out.append(Finding(Severity.INFO, "policy.exception", message, v.where, detail))
         else:
-            out.append(Finding(Severity.HIGH, f"policy.{v.rule.replace('_', '-')}", v.message, v.where, detail))
+            out.append(Finding(Severity.HIGH, f"policy.{v.rule.replace('_', '-')}", said, v.where, detail))
     return out

@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hfa.lock.lockfile import LockedFacts, LockedRepo
+from hfa.lock.lockfile import LockedFacts, LockedRepo, TaskDefault
 from hfa.resolve.files import RemoteFile, Resolved
 
-__all__ = ["RepoFacts", "card_licenses", "entry_facts", "record_facts"]
+__all__ = ["RepoFacts", "card_licenses", "entry_facts", "record_facts", "task_facts"]
 
 SMALL = 4 * 1024 * 1024  # a card or config.json larger than this is not read for facts
 
@@ -33,12 +33,13 @@ class RepoFacts:
     licenses: tuple[str, ...] | None
     gated: bool | None
     remote_code: bool | None
-    size: int
-    pickle_files: tuple[RemoteFile, ...]  # selected files that are pickles (by name: .bin, .pt, .pth, .ckpt, .pkl)
+    size: int | None  # None: not known (a task default pinned before its facts were recorded)
+    pickle_files: tuple[RemoteFile, ...] | None  # selected files that are pickles (.bin, .pt, .pth, .ckpt, .pkl)
+    task: str = ""  # set when these are the facts of a task default (``[[task]]``), not of a ``[[repo]]``
 
     @property
     def pickles(self) -> tuple[str, ...]:
-        return tuple(f.path for f in self.pickle_files)
+        return tuple(f.path for f in self.pickle_files or ())
 
     @property
     def label(self) -> str:
@@ -122,3 +123,22 @@ def entry_facts(entry: LockedRepo, cache_dir: Path | None = None) -> RepoFacts:
             elif config.size <= SMALL and (data := read_cached(cache_dir, entry.pinned_ref, config)) is not None:
                 remote_code = _auto_map(data)
     return replace(facts, licenses=licenses, remote_code=remote_code)
+
+
+def task_facts(default: TaskDefault) -> RepoFacts:
+    """A task default (``[[task]]``) as a policy sees it: the facts recorded when it was pinned (the
+    repo's, and the size and pickles of its default selection), else nothing known but its author."""
+    recorded = default.facts
+    if recorded is None:
+        return RepoFacts(default.repo_id, "model", default.commit, None, None, None, None, None, default.task)
+    return RepoFacts(
+        default.repo_id,
+        "model",
+        default.commit,
+        recorded.facts.license,
+        recorded.facts.gated,
+        recorded.facts.remote_code,
+        recorded.size,
+        tuple(f.to_remote() for f in recorded.pickles),
+        default.task,
+    )

@@ -59,7 +59,7 @@ class ServerJobs:
             except HfaError as exc:
                 log.warning("job %s cannot be resumed: %s", job_id, exc)
 
-    def submit(self, doc: dict[str, Any], model: ModelFiles) -> dict[str, Any]:
+    def submit(self, doc: dict[str, Any], model: ModelFiles, *, owner: str | None = None) -> dict[str, Any]:
         from hfa.infer.tasks import get_task
 
         task = get_task(doc["task"]).name
@@ -72,6 +72,8 @@ class ServerJobs:
             "context": doc.get("context"),
             "concurrency": doc.get("concurrency") or 4,
         }
+        if owner is not None:
+            spec["owner"] = owner  # the token's name (--auth), never the token
         with self._lock:
             if len(self.running) >= self.max_jobs:
                 raise HttpError(
@@ -173,7 +175,7 @@ def handle(request: Request, segs: list[str]) -> bool:
             raise HttpError(400, "Not a job id (job- and 24 hex digits)")
         if not (jobs.store.root / job_id / "status.json").is_file():
             raise HttpError(404, f"No job {job_id} here")
-        _may_read(request, jobs.store.spec(job_id)["model"])
+        _may_read(request, jobs.store.spec(job_id))
         if rest[1:] == [] and method != "POST":
             request.send_json(jobs.store.status(job_id))
         elif rest[1:] == ["results"] and method != "POST":
@@ -187,8 +189,23 @@ def handle(request: Request, segs: list[str]) -> bool:
     return True
 
 
-def _may_read(request: Request, repo_id: str) -> None:
-    request.repo_or_error("model", repo_id, files=True)  # --auth: as for the model's files
+def _may_read(request: Request, spec: dict[str, Any]) -> None:
+    """--auth: reading a job needs what reading its model's files needs; and a job submitted with a token
+    is its owner's (the token's name is recorded, never the token): another token, or none, gets 404."""
+    repo_id = spec.get("model")
+    if not isinstance(repo_id, str):
+        raise HttpError(404, "Not found")
+    _repo, rule = request.repo_or_error("model", repo_id, files=True)
+    owner = spec.get("owner")
+    if owner is not None and (rule is None or rule.name != owner):
+        raise HttpError(401 if request.token() is None else 404, "No such job for this token")
+
+
+def _owner(request: Request) -> str | None:
+    """The name of the token that submits a job (--auth), recorded as the job's owner."""
+    auth = request.server.config.auth
+    rule = auth.who(request.token()) if auth is not None else None
+    return rule.name if rule is not None else None
 
 
 def _submit(request: Request, jobs: ServerJobs) -> None:
@@ -202,7 +219,7 @@ def _submit(request: Request, jobs: ServerJobs) -> None:
         raise HttpError(413, f"A job is at most {MAX_JOB_BODY // (1 << 20)} MiB; split it")
     try:
         doc = json.loads(request.read_body(int(declared)) or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise HttpError(400, "The body is not valid JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("task"), str) or not isinstance(doc.get("lines"), list):
         raise HttpError(400, 'Send {"task": "…", "model": "org/name", "lines": [{"inputs": …}, …]}')
@@ -236,7 +253,7 @@ def _submit(request: Request, jobs: ServerJobs) -> None:
 
         status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, ModelRefused) else 400
         raise HttpError(status, str(exc)) from None
-    request.send_json(jobs.submit({**doc, "task": task, "concurrency": concurrency}, model))
+    request.send_json(jobs.submit({**doc, "task": task, "concurrency": concurrency}, model, owner=_owner(request)))
 
 
 def _results(request: Request, jobs: ServerJobs, job_id: str) -> None:
