@@ -208,7 +208,7 @@ def enforce(
         shown = "; ".join(text(v) for v in failing[:5]) + (f"; and {len(failing) - 5} more" if len(failing) > 5 else "")
         first = failing[0]
         by_first = requirers.get(first.repo, ())
-        no_deps = f"; or pin {by_first[0].display} with --no-deps" if by_first else ""
+        no_deps = f"; or `hfa pin {by_first[0].display} --no-deps`" if by_first else ""
         violations = []
         for v in failing:
             doc = v.to_json()
