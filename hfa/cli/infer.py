@@ -215,14 +215,14 @@ SelftestOpt = Annotated[
 
 def infer(
     task: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="text-generation, text-classification (sentiment-analysis), summarization, translation, "
             "question-answering, zero-shot-classification, text-to-image, image-classification, "
             "feature-extraction (embeddings); or `usage` (as --usage).",
             show_default=False,
         ),
-    ],
+    ] = None,
     model: ModelOpt = None,
     input_text: InputOpt = None,
     input_file: InputFileOpt = None,
@@ -277,6 +277,8 @@ def infer(
         if usage or task == "usage":
             _usage(ctx, lock_path)
             return
+        if task is None:  # optional only so that `hfa infer --usage` needs none
+            raise UsageError("Missing argument 'TASK'", "e.g. hfa infer embeddings --input 'hello'; see hfa infer -h")
         spec = get_task(task)
         sources = [
             name

@@ -128,7 +128,7 @@ def _revision(value: Any, where: str, repo_id: str, target: str) -> str | None:
         shown = repr(value)[:80] if isinstance(value, str) else f"a {type(value).__name__}"
         raise DependencyError(
             f"{repo_id}'s {where} names {target} at the revision {shown}, which is not a branch, tag or commit",
-            f"fix it upstream, or take the repo alone with --no-deps and pin its base yourself",
+            "fix it upstream, or take the repo alone with --no-deps and pin its base yourself",
         )
     return value
 
