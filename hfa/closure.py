@@ -83,12 +83,12 @@ class Walk:
 
     def run(self, roots: list[RepoRef]) -> None:
         for ref in roots:  # every root first: a requirement then meets the revision the user asked for
-            self.nodes[_key(ref)] = ref
+            self.nodes[ref.key] = ref
         for ref in roots:
             self._visit(ref, [], None)
 
     def _visit(self, ref: RepoRef, path: list[RepoRef], via: Edge | None) -> None:
-        key = _key(ref)
+        key = ref.key
         if key in self._done:
             return
         self._done.add(key)
@@ -101,8 +101,8 @@ class Walk:
         for req in reqs or []:
             target = self._target(ref, req)
             chain = [*path, ref]
-            if any(_key(p) == _key(target) for p in chain):
-                start = next(i for i, p in enumerate(chain) if _key(p) == _key(target))
+            if any(p.key == target.key for p in chain):
+                start = next(i for i, p in enumerate(chain) if p.key == target.key)
                 cycle = [p.repo_id for p in chain[start:]] + [target.repo_id]
                 raise DependencyError(
                     f"dependency cycle: {' → '.join(cycle)} ({ref.repo_id}: {req.reason})",
@@ -141,10 +141,6 @@ class Walk:
         return ref
 
 
-def _key(ref: RepoRef) -> Key:
-    return (ref.repo_id, ref.repo_type)
-
-
 def naming(exc: HfaError, edge: Edge, no_deps: str) -> HfaError:
     """``exc`` (resolving ``edge.target``) with the repository that requires it, and why, in its message;
     its hint ends with ``no_deps``, the command that does without the dependency."""
@@ -167,7 +163,7 @@ def pull_closure(
 
     def visit(node: RepoRef) -> list[Requirement]:
         result = pull(settings, node, options if node == ref else SelectOptions(), source=source, **kwargs)
-        results[_key(node)] = result
+        results[node.key] = result
         if not deps or result.resolved is None:
             return []
         found = requirements(source, result.resolved)
@@ -176,12 +172,10 @@ def pull_closure(
 
     walk = Walk(visit, command="hfa pull")
     walk.run([ref])
-    root = results[_key(ref)]
+    root = results[ref.key]
     for edge in walk.edges:
-        results[_key(edge.target)].required_by.append(
-            {"repo": edge.requirer.display, "reason": edge.requirement.reason}
-        )
-    root.dependencies = [r for key, r in results.items() if key != _key(ref)]
+        results[edge.target.key].required_by.append({"repo": edge.requirer.display, "reason": edge.requirement.reason})
+    root.dependencies = [r for key, r in results.items() if key != ref.key]
     return root
 
 

@@ -69,12 +69,6 @@ class PolicyViolation(CheckFailed):
     """What would be pinned or pulled breaks the policy (exit 1)."""
 
 
-def _size(n: int) -> str:
-    from hfa.output import human_size
-
-    return human_size(n)
-
-
 def evaluate(
     policy: Policy, facts: RepoFacts, *, strict: bool = False, cache_dir: Path | None = None
 ) -> list[Violation]:
@@ -122,11 +116,13 @@ def evaluate(
         elif facts.gated is None:
             unknown("gated", "whether it is gated")
     if policy.max_size is not None and facts.size > policy.max_size:
+        from hfa.output import human_size
+
         found.append(
             (
                 "max_size",
                 str(facts.size),
-                f"its files total {_size(facts.size)}, over {policy.key('max_size')} ({_size(policy.max_size)})",
+                f"its files total {human_size(facts.size)}, over {policy.key('max_size')} ({human_size(policy.max_size)})",
                 "",
             )
         )

@@ -73,7 +73,8 @@ class Dependencies:
             return
         if len(bucket) >= MAX_REQUIREMENTS:
             raise DependencyError(
-                f"more than {MAX_REQUIREMENTS} repositories are named as dependencies", "take the repo alone with --no-deps (`hfa pin REPO --no-deps`, `hfa pull REPO --no-deps`)"
+                f"more than {MAX_REQUIREMENTS} repositories are named as dependencies",
+                "take the repo alone with --no-deps (`hfa pin REPO --no-deps`, `hfa pull REPO --no-deps`)",
             )
         bucket.append(req)
 
@@ -184,7 +185,9 @@ def _named(deps: Dependencies, repo_id: str, value: Any, where: str, revision: A
 
 def _adapter(deps: Dependencies, repo_id: str, doc: Any) -> None:
     if not isinstance(doc, dict):
-        raise DependencyError(f"{ADAPTER_CONFIG} of {repo_id} is not a JSON object", "take the repo alone with --no-deps")
+        raise DependencyError(
+            f"{ADAPTER_CONFIG} of {repo_id} is not a JSON object", "take the repo alone with --no-deps"
+        )
     _named(deps, repo_id, doc.get("base_model_name_or_path"), f"{ADAPTER_CONFIG} base_model_name_or_path",
            doc.get("revision"))  # fmt: skip
 
@@ -230,7 +233,9 @@ def _st_modules(deps: Dependencies, repo_id: str, doc: Any, files: Mapping[str, 
 
 def _modular(deps: Dependencies, repo_id: str, doc: Any) -> None:
     if not isinstance(doc, dict):
-        raise DependencyError(f"{MODULAR_INDEX} of {repo_id} is not a JSON object", "take the repo alone with --no-deps")
+        raise DependencyError(
+            f"{MODULAR_INDEX} of {repo_id} is not a JSON object", "take the repo alone with --no-deps"
+        )
     for name, spec in sorted(doc.items())[: MAX_REQUIREMENTS * 4]:
         if name.startswith("_") or not isinstance(spec, list) or len(spec) < 3 or not isinstance(spec[2], dict):
             continue
