@@ -255,7 +255,7 @@ def infer(
 ) -> None:
     """Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
 
-    Without --model, the lock's default for the task runs (`hfa pin --task TASK`). With [[infer.providers]] in hfa.toml, requests go to the providers in order, falling over to the next, within their limits (`hfa infer usage`).
+    Without --model, the lock's default for the task runs (`hfa pin --task TASK`). With \\[\\[infer.providers]] in hfa.toml, requests go to the providers in order, falling over to the next, within their limits (`hfa infer usage`).
 
     A batch writes one line per request, in input order, and exits 1 if any line failed. See docs/infer.md.
     """
