@@ -40,7 +40,8 @@ def test_help_paragraphs_are_single_lines(path: list[str], cmd: object) -> None:
 
 @pytest.mark.parametrize(("path", "cmd"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
 def test_bracketed_names_survive_rich_markup(path: list[str], cmd: object) -> None:
-    raw = (getattr(cmd, "help", None) or "").replace("\\[", "[")
+    texts = [getattr(cmd, "help", None) or ""] + [getattr(p, "help", None) or "" for p in getattr(cmd, "params", [])]
+    raw = " ".join(texts).replace("\\[", "[")
     wanted = set(MARKUP_LIKE.findall(raw))
     result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1"})
     assert result.exit_code == 0, result.output
