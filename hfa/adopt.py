@@ -9,7 +9,7 @@ anything pulled (docs/offline.md, "Adopting a folder").
 * **Hashes, as the Hub names blobs.** A file is an LFS file (blob named by its sha256) when DIR's
   ``.gitattributes`` gives it ``filter=lfs``, or when the Hub would refuse it outside LFS (10 MiB or
   more, or binary: a NUL byte in its first 8000 bytes); without a ``.gitattributes``, the Hub's
-  default patterns decide (``*.safetensors``, ``*.bin``, ... see :data:`hfa.testing.LFS_PATTERNS`).
+  default patterns decide (``*.safetensors``, ``*.bin``, ... see :data:`hfa.cache.hashing.LFS_PATTERNS`).
   Every other file is a git blob (named by its git sha1). A git clone's ``.git/index``, when
   readable, decides instead, exactly (its entry is the content's git sha1, or its LFS pointer's),
   and a file it does not account for (changed, untracked, deleted) is refused.
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfa.cache.hashing import COMMIT_RE, git_sha1, lfs_pointer
+from hfa.cache.hashing import COMMIT_RE, LFS_HEAD, LFS_SIZE, git_sha1, is_lfs_path, lfs_pointer
 from hfa.cache.layout import check_ref_name, check_relpath, new_file, validate_repo_id
 from hfa.errors import CheckFailed, UsageError
 from hfa.resolve.files import RemoteFile
@@ -56,8 +56,7 @@ __all__ = [
 
 MAX_FILES = 200_000
 MAX_GITATTRIBUTES = 1024 * 1024
-HEAD_BYTES = 8000
-LFS_SIZE = 10 * 1024 * 1024
+HEAD_BYTES = LFS_HEAD
 CHUNK = 4 << 20
 CONTENT_COMMIT_HEADER = b"hfa-import-v1\n"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -228,8 +227,6 @@ def _attr_match(pattern: str, path: str) -> bool:
 
 def is_lfs_file(path: str, size: int, head: bytes, attributes: GitAttributes) -> bool:
     """Whether the Hub stores this file in LFS (so its blob is named by sha256); see the module's rule."""
-    from hfa.testing import is_lfs_path
-
     said = attributes.lfs(path)
     if said:
         return True

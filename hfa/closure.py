@@ -70,23 +70,25 @@ class Walk:
 
     ``visit(ref)`` resolves a repository and returns its requirements, or None when it is kept
     as it is (not expanded: a pin already in the lock). ``revision_of(repo_id)`` is the revision
-    a requirement without one takes (the lock's, else None: the default branch).
+    a requirement without one takes (the lock's, else None: the default branch). An error's hint
+    names ``command`` with the root the user named and ``--no-deps``, ready to paste.
     """
 
     visit: Callable[[RepoRef], list[Requirement] | None]
     revision_of: Callable[[str], str | None] = lambda _repo_id: None
+    command: str = "hfa pin"  # the command a hint names (`hfa pin REPO --no-deps`, `hfa pull REPO --no-deps`)
     nodes: dict[Key, RepoRef] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
     _done: set[Key] = field(default_factory=set)
 
     def run(self, roots: list[RepoRef]) -> None:
         for ref in roots:  # every root first: a requirement then meets the revision the user asked for
-            self.nodes[_key(ref)] = ref
+            self.nodes[ref.key] = ref
         for ref in roots:
             self._visit(ref, [], None)
 
     def _visit(self, ref: RepoRef, path: list[RepoRef], via: Edge | None) -> None:
-        key = _key(ref)
+        key = ref.key
         if key in self._done:
             return
         self._done.add(key)
@@ -95,21 +97,25 @@ class Walk:
         except DependencyError:
             raise
         except HfaError as exc:
-            raise naming(exc, via) if via is not None else exc from None
+            raise naming(exc, via, self.no_deps(path)) if via is not None else exc from None
         for req in reqs or []:
             target = self._target(ref, req)
             chain = [*path, ref]
-            if any(_key(p) == _key(target) for p in chain):
-                start = next(i for i, p in enumerate(chain) if _key(p) == _key(target))
+            if any(p.key == target.key for p in chain):
+                start = next(i for i, p in enumerate(chain) if p.key == target.key)
                 cycle = [p.repo_id for p in chain[start:]] + [target.repo_id]
                 raise DependencyError(
                     f"dependency cycle: {' → '.join(cycle)} ({ref.repo_id}: {req.reason})",
-                    f"a model cannot require itself; pin {ref.repo_id} with --no-deps",
+                    f"a model cannot require itself; take the repo alone with {self.no_deps(chain)}",
                     details={"cycle": cycle},
                 )
             edge = Edge(ref, target, req)
             self.edges.append(edge)
             self._visit(target, chain, edge)
+
+    def no_deps(self, chain: list[RepoRef]) -> str:
+        """The command that takes the root of ``chain`` (what the user named) without its dependencies."""
+        return f"`{self.command} {chain[0].display} --no-deps`" if chain else f"`{self.command} REPO --no-deps`"
 
     def _target(self, requirer: RepoRef, req: Requirement) -> RepoRef:
         key = (req.repo_id, "model")
@@ -122,27 +128,25 @@ class Walk:
                     raise DependencyError(
                         f"{requirer.display} requires {req.repo_id}@{req.revision} ({req.reason}), but"
                         f" {known.display} is required too; a lock holds one revision of a repository",
-                        f"pin {requirer.repo_id} with --no-deps, then pin {req.repo_id} at the revision you want",
+                        f"take {requirer.repo_id} alone with `{self.command} {requirer.repo_id} --no-deps`,"
+                        f" then name {req.repo_id} at the revision you want",
                     )
             return known
         if len(self.nodes) >= MAX_CLOSURE:
             raise DependencyError(
                 f"the closure of the repos given holds more than {MAX_CLOSURE} repositories",
-                "pin with --no-deps and name the dependencies you need",
+                f"pass --no-deps to `{self.command}` and name the dependencies you need",
             )
         ref = self.nodes[key] = RepoRef(req.repo_id, "model", req.revision or self.revision_of(req.repo_id))
         return ref
 
 
-def _key(ref: RepoRef) -> Key:
-    return (ref.repo_id, ref.repo_type)
-
-
-def naming(exc: HfaError, edge: Edge) -> HfaError:
-    """``exc`` (resolving ``edge.target``) with the repository that requires it, and why, in its message."""
+def naming(exc: HfaError, edge: Edge, no_deps: str) -> HfaError:
+    """``exc`` (resolving ``edge.target``) with the repository that requires it, and why, in its message;
+    its hint ends with ``no_deps``, the command that does without the dependency."""
     exc.message = f"{edge.what}: {exc.message}"
     exc.args = (exc.message,)
-    exc.hint = f"{exc.hint}; or pin {edge.requirer.repo_id} with --no-deps" if exc.hint else None
+    exc.hint = f"{exc.hint}; or take the repo alone with {no_deps}" if exc.hint else None
     return exc
 
 
@@ -159,21 +163,19 @@ def pull_closure(
 
     def visit(node: RepoRef) -> list[Requirement]:
         result = pull(settings, node, options if node == ref else SelectOptions(), source=source, **kwargs)
-        results[_key(node)] = result
+        results[node.key] = result
         if not deps or result.resolved is None:
             return []
         found = requirements(source, result.resolved)
         result.warnings += [f"{node.repo_id}: {note}" for note in found.notes]
         return found.requires
 
-    walk = Walk(visit)
+    walk = Walk(visit, command="hfa pull")
     walk.run([ref])
-    root = results[_key(ref)]
+    root = results[ref.key]
     for edge in walk.edges:
-        results[_key(edge.target)].required_by.append(
-            {"repo": edge.requirer.display, "reason": edge.requirement.reason}
-        )
-    root.dependencies = [r for key, r in results.items() if key != _key(ref)]
+        results[edge.target.key].required_by.append({"repo": edge.requirer.display, "reason": edge.requirement.reason})
+    root.dependencies = [r for key, r in results.items() if key != ref.key]
     return root
 
 

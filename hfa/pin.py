@@ -140,10 +140,6 @@ def pin_many(settings: Settings, lock_path: Path, requests: list[PinRequest], *,
     return _closure(settings, lock_path, lock, requests, deps=deps, upgrading=False)
 
 
-def _key(ref: RepoRef) -> Key:
-    return (ref.repo_id, ref.repo_type)
-
-
 def _closure(
     settings: Settings, lock_path: Path, lock: Lock, requests: list[PinRequest], *, deps: bool, upgrading: bool
 ) -> PinResult:
@@ -156,13 +152,13 @@ def _closure(
 
     source = open_source(settings)
     result = PinResult(lock_path)
-    asked = {_key(r.ref): r for r in requests}
+    asked = {r.ref.key: r for r in requests}
     fresh: dict[Key, LockedRepo] = {}
     expanded: set[Key] = set()
     several = lock_path if len(requests) > 1 else None
 
     def visit(ref: RepoRef) -> list[Requirement] | None:
-        key = _key(ref)
+        key = ref.key
         request, existing = asked.get(key), lock.get(*key)
         if request is None and existing is not None and not upgrading:
             if ref.revision in (None, existing.revision, existing.commit):
@@ -199,7 +195,7 @@ def _closure(
     # Who requires what: the edges of every repository resolved here are replaced by the new ones.
     edges = {r.key: {q for q in r.required_by if q.key not in expanded} for r in lock.repos}
     for edge in walk.edges:
-        edges.setdefault(_key(edge.target), set()).add(
+        edges.setdefault(edge.target.key, set()).add(
             Requirer(edge.requirer.repo_id, edge.requirer.repo_type, edge.requirement.reason)
         )
     new = lock
@@ -222,8 +218,7 @@ def _closure(
 
 
 def _split(display: str) -> Key:
-    ref = RepoRef.parse(display)
-    return (ref.repo_id, ref.repo_type)
+    return RepoRef.parse(display).key
 
 
 def _reachable(lock: Lock) -> tuple[Lock, list[LockedRepo]]:
@@ -307,7 +302,7 @@ def remove_many(lock_path: Path, refs: list[RepoRef]) -> PinResult:
     An entry that another entry (not removed with it) requires is refused, naming who requires it.
     """
     lock = lockfile.read(lock_path)
-    keys = {_key(ref) for ref in refs}
+    keys = {ref.key for ref in refs}
     for ref in refs:
         entry = lock.get(ref.repo_id, ref.repo_type)
         if entry is None:

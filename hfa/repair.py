@@ -106,6 +106,8 @@ def _replace_stubs(hub: Any, report: VerifyReport, folder: Path, repo: str | Non
     ref, commit = _origin(folder, repo)
     if commit is None:
         commit = hub.resolve(ref).commit
+    elif ref.revision is None:
+        ref = RepoRef(ref.repo_id, ref.repo_type, commit)  # an error names the clone's commit, not "main"
     lines: list[str] = []
     for file, rel, oid, size in report.stubs:
         f = RemoteFile(rel, size, git_sha1(lfs_pointer(oid, size)), oid)

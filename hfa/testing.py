@@ -9,7 +9,6 @@ counts) go to the optional ``.hfa.json`` sidecar that huggingface_hub ignores.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -18,27 +17,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hfa.cache.hashing import git_sha1, lfs_pointer
+from hfa.cache.hashing import git_sha1, is_lfs_path, lfs_pointer
 from hfa.cache.layout import HFA_META, RepoDir, check_relpath, new_file, validate_repo_id
 
-# The patterns of the Hub's default .gitattributes, and its 10 MB rule.
-LFS_PATTERNS = (
-    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib", "*.lfs.*",
-    "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet", "*.pb",
-    "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors", "*.tar.*", "*.tar", "*.tflite",
-    "*.tgz", "*.wasm", "*.xz", "*.zip", "*.zst", "*tfevents*", "*.gguf", "*.ggml", "*.mp3", "*.wav",
-    "*.png", "*.jpg", "*.jpeg", "*.webp",
-)  # fmt: skip
-LFS_SIZE = 10 * 1024 * 1024
-
 FileContent = bytes | str | Path
-
-
-def is_lfs_path(path: str, size: int, head: bytes = b"") -> bool:
-    name = path.rsplit("/", 1)[-1]
-    if any(fnmatch.fnmatch(name, pat) for pat in LFS_PATTERNS):
-        return True
-    return size >= LFS_SIZE or b"\0" in head[:8000]
 
 
 def _iso(ts: datetime) -> str:

@@ -54,9 +54,20 @@ step "hfa pull (from the lock; zero requests when everything is cached)"
 step "hfa verify --lock hfa.lock (offline: every hash, every link, the content scan)"
 (cd "$work" && hfa verify --lock hfa.lock --cache-dir "$work/hfa-cache")
 
-step "hfa pull hfa-demo/lfs-stub, then hfa scan: a Git-LFS pointer stub where weights should be"
-hfa pull hfa-demo/lfs-stub --endpoint "$url" --cache-dir "$work/hfa-cache" -q >/dev/null 2>&1 || true
-hfa scan hfa-demo/lfs-stub --cache-dir "$work/hfa-cache" || echo "(exit $?: the stub is a finding, as it must be)"
+step "hfa pull hfa-demo/lfs-stub: a Git-LFS pointer stub where weights should be is refused"
+if hfa pull hfa-demo/lfs-stub --endpoint "$url" --cache-dir "$work/hfa-cache" -q >/dev/null 2>"$work/err"; then
+  echo "unexpected: the stub was published"; exit 1
+else
+  echo "refused, as it must be (exit $?): $(cat "$work/err")"
+fi
+
+step "hfa pull --allow-unsafe, then hfa scan: the stub, published on request, is a finding"
+hfa pull hfa-demo/lfs-stub --allow-unsafe --endpoint "$url" --cache-dir "$work/hfa-cache" -q >/dev/null 2>&1
+if hfa scan hfa-demo/lfs-stub --cache-dir "$work/hfa-cache"; then
+  echo "unexpected: the scan found nothing"; exit 1
+else
+  echo "(exit $?: the stub is a finding, as it must be)"
+fi
 
 step "hfa pin --check (CI: has upstream moved?)"
 (cd "$work" && hfa pin --check --endpoint "$url")

@@ -269,6 +269,23 @@ def test_modules_stay_readable(scope: str) -> None:
     assert big == {}, f"modules over {MAX_LINES} lines: {big}"
 
 
+# -- the test-world builder stays out of the product ------------------------------------------------
+TESTING_USERS = {"hfa.testing", "hfa.demo"}  # the demo builds its world with it
+
+
+def test_no_product_module_imports_the_test_world_builder() -> None:
+    """hfa.testing builds worlds for tests, benchmarks and the demo; a rule the product needs (which
+    files the Hub keeps in LFS) lives in the product (hfa.cache.hashing.is_lfs_path) and testing uses it."""
+    users = sorted(
+        f"{name}:{i.line}"
+        for name in modules()
+        if name not in TESTING_USERS
+        for i in imports(name)
+        if i.target == "hfa.testing" and not i.typing_only
+    )
+    assert users == [], f"modules importing hfa.testing: {users}"
+
+
 # -- the public face of hfa.infer --------------------------------------------------------------------
 def test_every_package_lists_its_public_names() -> None:
     for name in modules():

@@ -221,6 +221,16 @@ def test_help_does_not_import_heavy_modules() -> None:
     assert out == ""
 
 
+def test_every_exit_code_has_a_documented_meaning() -> None:
+    """A code added to ExitCode (as 7, pending, was) must reach the table docs/cli.md is generated from."""
+    assert sorted(d.code for d in EXIT_CODES) == sorted(ExitCode)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    summary = readme[readme.index("Exit codes are stable") :][:400]
+    for code in ExitCode:
+        if code not in (ExitCode.INTERNAL, ExitCode.INTERRUPTED):  # the README names the ones a user acts on
+            assert f"{code.value} " in summary, f"README's exit-code line lacks {code.value}"
+
+
 def test_exit_code_table_is_documented() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
     for entry in EXIT_CODES:

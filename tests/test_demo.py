@@ -101,5 +101,7 @@ def test_demo_script_leaves_home_untouched(tmp_path: Path) -> None:
         env.pop(var, None)
     result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # The LFS-stub step used to print "no findings": pull refuses the stub, so the scan saw none.
+    assert "the stub is a finding, as it must be" in result.stdout
     assert list(home.iterdir()) == []
     assert list(tmp_path.glob("hfa-demo.*")) == []  # its work folder is removed too

@@ -189,7 +189,8 @@ def test_cycle_is_a_clear_error_and_the_lock_is_untouched(deps_server: HubServer
     before = lock.read_text()
     result = run(deps_server.url, "pin", "cycle/a", lock=lock)
     assert result.exit_code == ExitCode.CHECK_FAILED
-    assert "dependency cycle: cycle/a → cycle/b → cycle/a" in result.stderr and "--no-deps" in result.stderr
+    assert "dependency cycle: cycle/a → cycle/b → cycle/a" in result.stderr
+    assert "`hfa pin cycle/a --no-deps`" in result.stderr  # the root the user named, ready to paste
     assert lock.read_text() == before
     assert run(deps_server.url, "pin", "cycle/a", "--no-deps", lock=lock).exit_code == 0
 
@@ -199,7 +200,7 @@ def test_missing_dependency_names_who_requires_it(deps_server: HubServer, tmp_pa
     result = run(deps_server.url, "pin", "org/orphan", lock=lock)
     assert result.exit_code == ExitCode.NOT_FOUND
     assert f"nobody/there, required by org/orphan ({REASON}): Model 'nobody/there' not found" in result.stderr
-    assert "--no-deps" in result.stderr
+    assert "`hfa pin org/orphan --no-deps`" in result.stderr
     assert not lock.exists()
 
 
@@ -302,6 +303,10 @@ def test_ad_hoc_pull_of_a_cycle_fails_cleanly(deps_server: HubServer, tmp_path: 
     result = hfa("pull", "cycle/b", "--endpoint", deps_server.url, "--cache-dir", str(tmp_path / "c"))
     assert result.exit_code == ExitCode.CHECK_FAILED
     assert "dependency cycle: cycle/b → cycle/a → cycle/b" in result.stderr
+    # the hint names the command that was run (it used to say "pin cycle/a" to a pull), and it works
+    assert "`hfa pull cycle/b --no-deps`" in result.stderr
+    again = hfa("pull", "cycle/b", "--no-deps", "--endpoint", deps_server.url, "--cache-dir", str(tmp_path / "c"))
+    assert again.exit_code == 0, again.stderr
 
 
 def test_locked_pull_fetches_the_closure_and_no_deps_skips_it(deps_server: HubServer, tmp_path: Path) -> None:
@@ -430,7 +435,7 @@ def test_a_dependency_the_policy_refuses_is_named_with_who_requires_it(deps_serv
         f"base/model: licence 'apache-2.0' is denied by policy.licenses.deny (required by org/adapter: {REASON})"
         in (result.stderr)
     )
-    assert "or pin org/adapter with --no-deps" in result.stderr
+    assert "or `hfa pin org/adapter --no-deps`" in result.stderr
     doc = json.loads(run(deps_server.url, "pin", "org/adapter", "--json", lock=lock).stdout)
     assert doc["error"]["details"]["violations"][0]["required_by"] == [{"repo": "org/adapter", "reason": REASON}]
     # the hint works when pasted; a pull from a lock pinned before the policy names the requirer too

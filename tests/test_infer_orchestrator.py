@@ -361,6 +361,10 @@ def test_a_limit_falls_over_then_exits_with_the_time_it_frees(here: Path, served
     assert usage["store"] == str(StateStore().root)
     human = hfa("infer", "--usage", "text-classification")
     assert "requests: 2 of 2 per minute used, 0 left, next free at" in human.stderr + human.stdout
+    # as the README and docs/infer.md write it: no TASK (it used to be "Missing argument 'TASK'", exit 2)
+    bare = hfa("infer", "--usage")
+    assert bare.exit_code == 0, bare.stderr
+    assert "requests: 2 of 2 per minute used, 0 left, next free at" in bare.stderr + bare.stdout
 
 
 def test_a_limit_falls_over_to_the_next_provider(here: Path, served: tuple[HubServer, str], stubs: list[Stub]) -> None:
@@ -571,3 +575,9 @@ def test_a_named_provider_without_the_task_falls_over(here: Path, served: tuple[
     code, doc, stderr = infer_json("-m", f"org/cls@{commit}", "-i", "x", "--no-cache")
     assert code == 0, stderr
     assert doc["provider"] == "mirror" and "not supported" in doc["fallbacks"][0]["error"]
+
+
+def test_infer_without_a_task_is_a_usage_error_naming_it(here: Path) -> None:
+    result = hfa("infer", "-i", "hello")
+    assert result.exit_code == 2
+    assert "Missing argument 'TASK'" in result.stderr and "hfa infer embeddings" in result.stderr

@@ -135,6 +135,21 @@ def test_fix_replaces_lfs_stubs_in_a_git_clone(server: HubServer, world: World, 
     assert (clone / "model.safetensors").read_bytes() == content
 
 
+def test_fix_of_a_clone_at_a_commit_upstream_lacks_names_that_commit(
+    server: HubServer, world: World, tmp_path: Path
+) -> None:
+    """It said "Revision 'main' not found": the clone's HEAD was asked for, but the message named main."""
+    clone = tmp_path / "clone"
+    (clone / ".git").mkdir(parents=True)
+    (clone / ".git" / "config").write_text('[remote "origin"]\n\turl = https://huggingface.co/org/model\n')
+    local = "0123456789abcdef0123456789abcdef01234567"  # a local commit, never pushed
+    (clone / ".git" / "HEAD").write_text(local + "\n")
+    (clone / "model.safetensors").write_bytes(lfs_pointer_stub(world.contents["org/model@v2"]["model.safetensors"]))
+    result = hfa("verify", str(clone), "--fix", "--endpoint", server.url)
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert local in result.stderr and "'main'" not in result.stderr
+
+
 def test_scan_folder_cache_and_repo(pulled: Path, tmp_path: Path) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()

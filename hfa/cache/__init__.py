@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         git_sha1,
         git_sha1_file,
         is_blob_name,
+        is_lfs_path,
         lfs_pointer,
         sha256_file,
     )
@@ -145,6 +146,7 @@ __all__ = [
     "inode_of",
     "is_blob_name",
     "is_inside",
+    "is_lfs_path",
     "is_real_dir",
     "iter_repos",
     "lfs_pointer",
@@ -198,6 +200,7 @@ _HOME = {
         "git_sha1",
         "git_sha1_file",
         "is_blob_name",
+        "is_lfs_path",
         "lfs_pointer",
         "sha256_file",
     ),

@@ -22,6 +22,28 @@ def is_blob_name(name: str) -> bool:
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 CHUNK = 1 << 20
 
+# The patterns of the Hub's default .gitattributes, and its 10 MB rule: which files the Hub keeps in
+# LFS (so their blobs are named by sha256) when nothing else says.
+LFS_PATTERNS = (
+    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib", "*.lfs.*",
+    "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet", "*.pb",
+    "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors", "*.tar.*", "*.tar", "*.tflite",
+    "*.tgz", "*.wasm", "*.xz", "*.zip", "*.zst", "*tfevents*", "*.gguf", "*.ggml", "*.mp3", "*.wav",
+    "*.png", "*.jpg", "*.jpeg", "*.webp",
+)  # fmt: skip
+LFS_SIZE = 10 * 1024 * 1024
+LFS_HEAD = 8000  # bytes of a file's start searched for a NUL (binary: LFS), as git does
+
+
+def is_lfs_path(path: str, size: int, head: bytes = b"") -> bool:
+    """Whether the Hub's defaults keep this file in LFS: a default pattern, 10 MB or more, or binary."""
+    import fnmatch
+
+    name = path.rsplit("/", 1)[-1]
+    if any(fnmatch.fnmatch(name, pat) for pat in LFS_PATTERNS):
+        return True
+    return size >= LFS_SIZE or b"\0" in head[:LFS_HEAD]
+
 
 def git_sha1(data: bytes) -> str:
     """The git blob id of ``data`` (sha1 over ``blob <len>\\0`` + data)."""

@@ -49,9 +49,17 @@ def root(
     """
 
 
-def command_help(name: str, function: Any) -> str:
-    """The help of command ``name``: its summary (hfa.cli.commands) and its function's docstring."""
+def command_help(name: str | None, function: Any) -> str:
+    """The help of command ``name``: its summary (hfa.cli.commands) and its function's docstring; for a
+    subcommand (``name`` None), the docstring alone, its first paragraph the summary.
+
+    Each paragraph is one line, as typer's rich help wants it: it keeps a paragraph's line breaks
+    (after the first), so a docstring wrapped at 100 columns would print ragged in 80.
+    """
     doc = inspect.cleandoc(function.__doc__ or "").strip()  # a one-line docstring keeps its closing indent
+    doc = "\n\n".join(" ".join(p.split("\n")) for p in doc.split("\n\n"))
+    if name is None:
+        return doc
     return SUMMARIES[name] + (f"\n\n{doc}" if doc else "")
 
 
@@ -62,7 +70,8 @@ def mount(app: typer.Typer, name: str) -> None:
     if isinstance(target, Group):
         group = typer.Typer(help=SUMMARIES[name], no_args_is_help=True, cls=FastGroup)
         for sub, function in target.commands.items():
-            group.command(sub, cls=FastCommand)(getattr(module, function))
+            sub_function = getattr(module, function)
+            group.command(sub, cls=FastCommand, help=command_help(None, sub_function))(sub_function)
         app.add_typer(group, name=name)
     else:
         function = getattr(module, target)

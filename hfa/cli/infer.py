@@ -215,14 +215,14 @@ SelftestOpt = Annotated[
 
 def infer(
     task: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="text-generation, text-classification (sentiment-analysis), summarization, translation, "
             "question-answering, zero-shot-classification, text-to-image, image-classification, "
             "feature-extraction (embeddings); or `usage` (as --usage).",
             show_default=False,
         ),
-    ],
+    ] = None,
     model: ModelOpt = None,
     input_text: InputOpt = None,
     input_file: InputFileOpt = None,
@@ -255,7 +255,7 @@ def infer(
 ) -> None:
     """Requests go to the Inference API route of --endpoint (or to --endpoint-url), retried on 429 and 5xx, waiting while a model loads, within one --timeout per request. Identical requests are answered from the result cache.
 
-    Without --model, the lock's default for the task runs (`hfa pin --task TASK`). With [[infer.providers]] in hfa.toml, requests go to the providers in order, falling over to the next, within their limits (`hfa infer usage`).
+    Without --model, the lock's default for the task runs (`hfa pin --task TASK`). With \\[\\[infer.providers]] in hfa.toml, requests go to the providers in order, falling over to the next, within their limits (`hfa infer usage`).
 
     A batch writes one line per request, in input order, and exits 1 if any line failed. See docs/infer.md.
     """
@@ -277,6 +277,8 @@ def infer(
         if usage or task == "usage":
             _usage(ctx, lock_path)
             return
+        if task is None:  # optional only so that `hfa infer --usage` needs none
+            raise UsageError("Missing argument 'TASK'", "e.g. hfa infer embeddings --input 'hello'; see hfa infer -h")
         spec = get_task(task)
         sources = [
             name

@@ -92,7 +92,7 @@ def pin(
 ) -> None:
     """`hfa pin REPO\\[@REV]` adds or updates an entry, and one for each repo it requires (an adapter's
     base model), recording who requires it and why; `hfa pin` alone normalises the lock without
-    network (but resolves the task defaults hfa.toml's [infer.tasks] adds or changes); `--upgrade`
+    network (but resolves the task defaults hfa.toml's \\[infer.tasks] adds or changes); `--upgrade`
     moves pins (and their closure) and task defaults and reports what moved; `--check` reports drift
     for CI. `hfa pin --task TASK \\[REPO\\[@REV]]` pins the model `hfa infer TASK` runs without --model.
     Several repos are pinned all or nothing. Selection options apply to every repo named, except

@@ -85,12 +85,6 @@ class PolicyViolation(CheckFailed):
     """What would be pinned or pulled breaks the policy (exit 1)."""
 
 
-def _size(n: int) -> str:
-    from hfa.output import human_size
-
-    return human_size(n)
-
-
 def evaluate(
     policy: Policy, facts: RepoFacts, *, strict: bool = False, cache_dir: Path | None = None
 ) -> list[Violation]:
@@ -142,11 +136,13 @@ def evaluate(
     if policy.max_size is not None and facts.size is None:
         unknown("max_size", "the size of its files")
     elif policy.max_size is not None and facts.size is not None and facts.size > policy.max_size:
+        from hfa.output import human_size
+
         found.append(
             (
                 "max_size",
                 str(facts.size),
-                f"its files total {_size(facts.size)}, over {policy.key('max_size')} ({_size(policy.max_size)})",
+                f"its files total {human_size(facts.size)}, over {policy.key('max_size')} ({human_size(policy.max_size)})",
                 "",
             )
         )
@@ -249,7 +245,7 @@ def enforce(
         shown = "; ".join(text(v) for v in failing[:5]) + (f"; and {len(failing) - 5} more" if len(failing) > 5 else "")
         first = failing[0]
         by_first = () if first.task else requirers.get(first.repo, ())
-        no_deps = f"; or pin {by_first[0].display} with --no-deps" if by_first else ""
+        no_deps = f"; or `hfa pin {by_first[0].display} --no-deps`" if by_first else ""
         violations = []
         for v in failing:
             doc = v.to_json()

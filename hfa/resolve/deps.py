@@ -73,7 +73,8 @@ class Dependencies:
             return
         if len(bucket) >= MAX_REQUIREMENTS:
             raise DependencyError(
-                f"more than {MAX_REQUIREMENTS} repositories are named as dependencies", "pin it with --no-deps"
+                f"more than {MAX_REQUIREMENTS} repositories are named as dependencies",
+                "take the repo alone with --no-deps (`hfa pin REPO --no-deps`, `hfa pull REPO --no-deps`)",
             )
         bucket.append(req)
 
@@ -128,7 +129,7 @@ def _revision(value: Any, where: str, repo_id: str, target: str) -> str | None:
         shown = repr(value)[:80] if isinstance(value, str) else f"a {type(value).__name__}"
         raise DependencyError(
             f"{repo_id}'s {where} names {target} at the revision {shown}, which is not a branch, tag or commit",
-            f"fix it upstream, or pin {repo_id} with --no-deps and pin its base yourself",
+            "fix it upstream, or take the repo alone with --no-deps and pin its base yourself",
         )
     return value
 
@@ -137,7 +138,7 @@ def read_json(read: Callable[[str], bytes], f: RemoteFile, repo: str) -> Any:
     """The bounded, depth-limited JSON of ``f``; anything else is a :class:`DependencyError` naming it."""
     from hfa import jsonsafe
 
-    hint = f"fix {f.path} upstream, or pin {repo} with --no-deps"
+    hint = f"fix {f.path} upstream, or take the repo alone with --no-deps"
     if f.size > MAX_CONFIG_BYTES:
         raise DependencyError(f"{f.path} of {repo} is {f.size} bytes, more than {MAX_CONFIG_BYTES}", hint)
     data = read(f.path)
@@ -184,7 +185,9 @@ def _named(deps: Dependencies, repo_id: str, value: Any, where: str, revision: A
 
 def _adapter(deps: Dependencies, repo_id: str, doc: Any) -> None:
     if not isinstance(doc, dict):
-        raise DependencyError(f"{ADAPTER_CONFIG} of {repo_id} is not a JSON object", f"pin {repo_id} with --no-deps")
+        raise DependencyError(
+            f"{ADAPTER_CONFIG} of {repo_id} is not a JSON object", "take the repo alone with --no-deps"
+        )
     _named(deps, repo_id, doc.get("base_model_name_or_path"), f"{ADAPTER_CONFIG} base_model_name_or_path",
            doc.get("revision"))  # fmt: skip
 
@@ -216,7 +219,7 @@ def _card(deps: Dependencies, repo_id: str, card: Mapping[str, Any], files: Mapp
 
 def _st_modules(deps: Dependencies, repo_id: str, doc: Any, files: Mapping[str, RemoteFile]) -> None:
     if not isinstance(doc, list):
-        raise DependencyError(f"{ST_MODULES} of {repo_id} is not a JSON list", f"pin {repo_id} with --no-deps")
+        raise DependencyError(f"{ST_MODULES} of {repo_id} is not a JSON list", "take the repo alone with --no-deps")
     for module in doc[: MAX_REQUIREMENTS * 4]:
         if not isinstance(module, dict):
             continue
@@ -230,7 +233,9 @@ def _st_modules(deps: Dependencies, repo_id: str, doc: Any, files: Mapping[str, 
 
 def _modular(deps: Dependencies, repo_id: str, doc: Any) -> None:
     if not isinstance(doc, dict):
-        raise DependencyError(f"{MODULAR_INDEX} of {repo_id} is not a JSON object", f"pin {repo_id} with --no-deps")
+        raise DependencyError(
+            f"{MODULAR_INDEX} of {repo_id} is not a JSON object", "take the repo alone with --no-deps"
+        )
     for name, spec in sorted(doc.items())[: MAX_REQUIREMENTS * 4]:
         if name.startswith("_") or not isinstance(spec, list) or len(spec) < 3 or not isinstance(spec[2], dict):
             continue

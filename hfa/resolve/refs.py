@@ -79,6 +79,11 @@ class RepoRef:
         return repo_folder_name(self.repo_id, self.repo_type)
 
     @property
+    def key(self) -> tuple[str, str]:
+        """``(repo_id, repo_type)``: one repository whatever its revision (as a lock entry's ``key``)."""
+        return (self.repo_id, self.repo_type)
+
+    @property
     def display(self) -> str:
         prefix = "" if self.repo_type == "model" else f"{self.repo_type}s/"
         return f"{prefix}{self.repo_id}" + (f"@{self.revision}" if self.revision else "")

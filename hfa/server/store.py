@@ -23,11 +23,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from hfa.cache.hashing import COMMIT_RE, SHA1_RE, SHA256_RE, git_sha1, git_sha1_file, lfs_pointer, sha256_file
+from hfa.cache.hashing import (
+    COMMIT_RE,
+    SHA1_RE,
+    SHA256_RE,
+    git_sha1,
+    git_sha1_file,
+    is_lfs_path,
+    lfs_pointer,
+    sha256_file,
+)
 from hfa.cache.layout import HFA_META, REPO_ID_RE, RepoDir, iter_repos, repo_folder_name
 from hfa.cache.walk import BLOB, FOLDER_LINK, walk_snapshot
 from hfa.resolve.card import parse_card
-from hfa.testing import is_lfs_path
 
 log = logging.getLogger("hfa.serve")
 _MAX_WARNED = 10_000  # paths remembered so each unreadable file is logged once
