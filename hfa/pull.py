@@ -245,7 +245,14 @@ def pull(
     started_at = time.monotonic()
     store = LocalStore(settings.cache_dir, ref.repo_type, ref.repo_id)
     source = source or open_source(settings)
-    resolved, warnings = _resolve(source, ref, options)
+    # A repo not in the cache yet is surely fetched: its download modules load while the listing is awaited.
+    load_ahead = getattr(source, "load_ahead", None)
+    loading = load_ahead() if load_ahead and not dry_run and not store.repo.path.exists() else None
+    try:
+        resolved, warnings = _resolve(source, ref, options)
+    finally:
+        if loading is not None:
+            loading.join()
     findings: list[Any] = []
     sink = _LateStart(progress) if progress else None
     fetcher = source.fetcher(

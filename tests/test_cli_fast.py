@@ -154,3 +154,31 @@ def test_warm_pull_loads_no_scanner(server: HubServer, tmp_path: Path) -> None:
     unneeded = ("pydantic", "hfa.scan.scanner", "hfa.lock.lockfile")  # (huggingface_hub imports filelock itself)
     rc, heavy = _imports(["pull", "org/model", "--endpoint", server.url, "--cache-dir", str(cache)], tmp_path, unneeded)
     assert (rc, heavy) == (0, [])
+
+
+LOADED_BY = """
+import sys, threading
+by = {}
+sys.addaudithook(lambda ev, args: ev == "import" and by.setdefault(args[0], threading.current_thread().name))
+from hfa.cli.app import main
+sys.argv = ['hfa', *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print({m: by.get(m) for m in ("filelock._core", "hfa.scan.pickles")})  # (import_module raises no audit event)
+"""
+
+
+def test_a_cold_pull_loads_the_download_modules_while_the_listing_is_awaited(server: HubServer, tmp_path: Path) -> None:
+    """Not on the first worker (every worker would wait for the import); a warm pull loads none of it."""
+    cache = tmp_path / "cache"
+    argv = ["pull", "org/model", "--endpoint", server.url, "--cache-dir", str(cache), "-q"]
+
+    def loaded_by() -> str:
+        proc = subprocess.run([sys.executable, "-c", LOADED_BY, *argv], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().splitlines()[-1]
+
+    assert loaded_by() == "{'filelock._core': 'hfa-load-ahead', 'hfa.scan.pickles': 'hfa-load-ahead'}"
+    assert loaded_by() == "{'filelock._core': None, 'hfa.scan.pickles': None}"  # warm: no thread, no scanner

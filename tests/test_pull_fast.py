@@ -114,9 +114,7 @@ def test_a_failing_download_fetched_ahead_fails_the_pull(sharded: tuple[HubServe
     assert corrupt_blobs(cache) == []
 
 
-def test_the_index_is_read_while_the_other_files_download(
-    sharded: tuple[HubServer, FaultPlan], tmp_path: Path
-) -> None:
+def test_the_index_is_read_while_the_other_files_download(sharded: tuple[HubServer, FaultPlan], tmp_path: Path) -> None:
     """The files the index cannot change are fetched at once: the index answer waits for config.json's GET
     (it would wait in vain, for 10 s, if the pull read the index before asking for anything else)."""
     srv, plan = sharded
@@ -139,9 +137,7 @@ def test_the_index_is_read_while_the_other_files_download(
     assert doc["requests"] == 8  # the listing and one GET per file: nothing fetched twice
 
 
-def test_a_bad_index_lets_the_files_already_coming_finish(
-    sharded: tuple[HubServer, FaultPlan], tmp_path: Path
-) -> None:
+def test_a_bad_index_lets_the_files_already_coming_finish(sharded: tuple[HubServer, FaultPlan], tmp_path: Path) -> None:
     """config.json is on its way when the index turns out broken: it is finished and verified, not cut off;
     no shard is fetched."""
     srv, plan = sharded
