@@ -9,7 +9,9 @@ that hit only requests with a ``Range`` header: ``ignore_range`` (a ``200`` with
 ``etag_change`` (another ``ETag``), ``bad_range`` (a ``Content-Range`` other than the one asked
 for), ``no_accept_ranges`` (no ``Accept-Ranges``). ``cdn`` redirects a file's GETs to another origin
 (``localhost`` for ``127.0.0.1``: the same server) with a signed URL that answers ``403`` after
-``expire_after`` GETs, as a CDN's expiring signature does. The plan counts the body bytes its
+``expire_after`` GETs, as a CDN's expiring signature does. ``hold`` answers a file only once a GET of
+another file (``until``, a glob) has come, or ``delay`` seconds passed (``held`` says which): a test
+can tell that a client asks for files at once rather than one after the other. The plan counts the body bytes its
 file answers announce, by path (``sent``), so a test can tell what a resume fetched again.
 
 The plan is carried out by :class:`FaultMiddleware`, a WSGI middleware that
@@ -144,7 +146,7 @@ class FaultMiddleware:
             if fault is not None and fault.kind == "slow":
                 time.sleep(fault.delay)
             elif fault is not None and fault.kind == "hold":
-                self.plan.hold(path, fault)
+                self.plan.hold(str(path), fault)
             elif fault is not None and fault.kind == "status":
                 message = f"Injected HTTP {fault.status}"
                 body = json.dumps({"error": message}).encode()
