@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,6 +80,8 @@ def guarded(out: Output, stop: type[BaseException] = SystemExit) -> Iterator[Non
         err = from_exception(exc)
         debug = os.environ.get("HFA_DEBUG", "").strip() not in ("", "0")
         if debug:
+            import traceback  # only with HFA_DEBUG: every command imports this module
+
             out.stderr.write(out.redact("".join(traceback.format_exception(exc))))
         if err is None:
             fail(
