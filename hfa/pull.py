@@ -331,13 +331,15 @@ def pull(
         result.elapsed = time.monotonic() - started_at
         return result
 
-    if sink:
-        fetched = todo + [resolved.files[p] for p in started]
-        sink.start(sum(f.size for f in fetched), len(fetched))
+    fetched = todo + [resolved.files[p] for p in started]
     if batch is None:
+        if sink:
+            sink.start(sum(f.size for f in fetched), len(fetched))
         outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
     else:
         try:
+            if sink:
+                sink.start(sum(f.size for f in fetched), len(fetched))
             batch.add(todo)
             outcomes = batch.finish()
         except BaseException:

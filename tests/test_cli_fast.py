@@ -170,10 +170,12 @@ print({m: by.get(m) for m in ("filelock._core", "hfa.scan.pickles")})  # (import
 """
 
 
-def test_a_cold_pull_loads_the_download_modules_while_the_listing_is_awaited(server: HubServer, tmp_path: Path) -> None:
+def test_a_cold_pull_loads_the_download_modules_while_the_listing_is_awaited(
+    fresh_server: HubServer, tmp_path: Path
+) -> None:
     """Not on the first worker (every worker would wait for the import); a warm pull loads none of it."""
     cache = tmp_path / "cache"
-    argv = ["pull", "org/model", "--endpoint", server.url, "--cache-dir", str(cache), "-q"]
+    argv = ["pull", "org/model", "--endpoint", fresh_server.url, "--cache-dir", str(cache), "-q"]
 
     def loaded_by() -> str:
         proc = subprocess.run([sys.executable, "-c", LOADED_BY, *argv], capture_output=True, text=True, timeout=60)

@@ -8,12 +8,14 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN
+from conftest import TOKEN, build_world
 
-from hfa.server import HubServer
+from hfa.server import HubServer, ServerConfig
+from hfa.server.auth import load_policy
 
 RUN = """
 import sys
@@ -50,6 +52,14 @@ def _same(text: str, cache: Path) -> str:
     text = text.replace(str(cache), "CACHE")
     text = re.sub(r"in \d+\.\ds\b", "in Ts", text)
     return re.sub(r'"(elapsed_seconds|seconds)": [0-9.e-]+', r'"\1": 0', text)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """This module's own server: its many pulls would change the session server's download counts."""
+    world = build_world(tmp_path_factory.mktemp("plain-pull-world"))
+    with HubServer(ServerConfig(cache_dir=world.cache_dir, auth=load_policy(world.auth_file))) as srv:
+        yield srv
 
 
 PLAIN = [
