@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from hfa.config import Settings
-from hfa.errors import CheckFailed, command_text
+from hfa.errors import CheckFailed, HfaError, command_text
 from hfa.hub.download import DEFAULT_WORKERS, FetchOutcome
 from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.kinds import WEIGHT_KINDS, classify
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import Decision, Selection, SelectOptions, select
 from hfa.resolve.source import CacheSource, MissingFiles, Source
 from hfa.store import LocalStore
 
 if TYPE_CHECKING:
+    from hfa.hub.batch import Batch
     from hfa.lock.lockfile import LockedRepo
 
 __all__ = [
@@ -240,41 +242,67 @@ def pull(
     source: Source | None = None,
 ) -> PullResult:
     """Fetch what ``ref`` needs into the cache, from ``source`` (default: :func:`open_source`)."""
-    started = time.monotonic()
+    started_at = time.monotonic()
     store = LocalStore(settings.cache_dir, ref.repo_type, ref.repo_id)
     source = source or open_source(settings)
-    resolved, warnings = _resolve(source, ref, options)
+    # A repo not in the cache yet is surely fetched: its download modules load while the listing is awaited.
+    load_ahead = getattr(source, "load_ahead", None)
+    loading = load_ahead() if load_ahead and not dry_run and not store.repo.path.exists() else None
+    try:
+        resolved, warnings = _resolve(source, ref, options)
+    finally:
+        if loading is not None:
+            loading.join()
     findings: list[Any] = []
+    sink = _LateStart(progress) if progress else None
     fetcher = source.fetcher(
         store,
         ref,
         resolved.commit,
         retry=pull_command(ref, options),
         workers=workers,
-        on_bytes=progress.advance if progress else None,
-        on_file=progress.file_done if progress else None,
+        on_bytes=sink.advance if sink else None,
+        on_file=sink.file_done if sink else None,
         inspect=content_inspector(findings, allow_unsafe),
         on_big_file=getattr(progress, "big_file", None),
     )
-    # Files settled without the pool: an index read here, or already in the snapshot (nothing to do: a warm
-    # pull takes no lock and starts no thread).
+    # Files settled without the pool: already in the snapshot (nothing to do: a warm pull takes no lock and
+    # starts no thread), or an index read by a fetcher that takes no files while it runs.
     early: dict[str, FetchOutcome] = {}
+    # Asked once per file. A snapshot folder that is not there yet (a cold pull) has nothing linked: a file
+    # linked meanwhile by another pull is found by its worker, under the blob's lock, and reported cached.
+    known: dict[str, bool] = (
+        {} if store.repo.snapshot(resolved.commit).exists() else dict.fromkeys(resolved.files, False)
+    )
 
     def linked(f: RemoteFile) -> bool:
-        if store.linked(resolved.commit, f.path, f.etag, f.size):
+        ok = known.get(f.path)
+        if ok is None:
+            ok = known[f.path] = store.linked(resolved.commit, f.path, f.etag, f.size)
+        if ok:
             early[f.path] = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
-            return True
-        return False
+        return ok
+
+    # Online, the files the index cannot change (all but the weights) start at once, the index first: it is
+    # read while they download, and the shards it names join the same workers (see hfa.hub.batch).
+    batch, started = (None, set()) if dry_run else _start_sure(fetcher, resolved, options, ref.repo_type, linked)
 
     def read_index(path: str) -> bytes:
         f = resolved.files[path]
         if dry_run:
             return source.read_small(ref, resolved, f)
-        if not linked(f):
+        if batch is not None and path in started:
+            batch.result(path)
+        elif not linked(f):
             early[path] = fetcher.fetch_one(f)
         return store.path(f.etag).read_bytes()
 
-    selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=read_index)
+    try:
+        selection = select(resolved.files, options, repo_type=ref.repo_type, read_index=read_index)
+    except BaseException as exc:
+        if batch is not None:  # the files already coming are finished (a refused index), unless interrupted
+            batch.abort(cancel=not isinstance(exc, HfaError))
+        raise
     chosen = [d for d in selection.decisions if d.selected]
     snapshot = store.repo.snapshot(resolved.commit)
     result = PullResult(
@@ -288,7 +316,11 @@ def pull(
         warnings=warnings,
         resolved=resolved,
     )
-    todo = [f for f in (resolved.files[d.path] for d in chosen) if f.path not in early and not linked(f)]
+    todo = [
+        f
+        for f in (resolved.files[d.path] for d in chosen)
+        if f.path not in early and f.path not in started and not linked(f)
+    ]
     if dry_run:
         fetcher.check([f for f in todo if not store.has(f.etag, f.size)])
         for d in chosen:
@@ -296,12 +328,23 @@ def pull(
             cached = f.path in early or store.has(f.etag, f.size)
             result.files.append(_report(f, d, "cached" if cached else "would-download"))
         result.requests = source.requests_made
-        result.elapsed = time.monotonic() - started
+        result.elapsed = time.monotonic() - started_at
         return result
 
-    if progress:
-        progress.start(sum(f.size for f in todo), len(todo))
-    outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
+    fetched = todo + [resolved.files[p] for p in started]
+    if batch is None:
+        if sink:
+            sink.start(sum(f.size for f in fetched), len(fetched))
+        outcomes = {o.path: o for o in fetcher.fetch_all(todo)}
+    else:
+        try:
+            if sink:
+                sink.start(sum(f.size for f in fetched), len(fetched))
+            batch.add(todo)
+            outcomes = batch.finish()
+        except BaseException:
+            batch.abort()
+            raise
     outcomes.update(early)
     for d in chosen:
         o = outcomes[d.path]
@@ -314,8 +357,78 @@ def pull(
         store.write_tree_record(resolved.commit, [f.to_json() for f in resolved.files.values()])
     result.findings = sorted(findings, key=lambda x: (-x.severity, x.path))
     result.requests = source.requests_made
-    result.elapsed = time.monotonic() - started
+    result.elapsed = time.monotonic() - started_at
     return result
+
+
+def _start_sure(
+    fetcher: Any, resolved: Resolved, options: SelectOptions, repo_type: str, linked: Callable[[RemoteFile], bool]
+) -> tuple[Batch | None, set[str]]:
+    """Start fetching the files selected whatever the shard indexes say; (the batch, their paths).
+
+    Only weights depend on an index (which shards it names): every other decision is the same with
+    or without reading one, so a selection that reads none tells those files apart. (None, set())
+    when the fetcher takes no files while it runs (offline, a bucket) or the options are refused
+    (the real selection says why).
+    """
+    if not hasattr(fetcher, "start"):
+        return None, set()
+    try:
+        probe = select(resolved.files, options, repo_type=repo_type, read_index=None)
+    except HfaError:
+        return None, set()
+    # Whether each file is linked already is asked now, before the workers compete for the interpreter.
+    selected = [d for d in probe.decisions if d.selected and not linked(resolved.files[d.path])]
+    sure = [resolved.files[d.path] for d in selected if d.kind not in WEIGHT_KINDS]
+    if not sure:
+        return None, set()
+    indexes = [f for f in sure if classify(f.path) == "index"]
+    batch: Batch = fetcher.start()
+    try:
+        batch.add(indexes)  # first: the selection waits for them
+        batch.add([f for f in sure if f not in indexes])
+    except BaseException:
+        batch.abort()
+        raise
+    return batch, {f.path for f in sure}
+
+
+class _LateStart:
+    """A :class:`Progress` told its totals after downloads began: what came before is passed on at ``start``."""
+
+    def __init__(self, progress: Progress) -> None:
+        import threading
+
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._started = False
+        self._bytes = 0
+        self._done: list[FetchOutcome] = []
+
+    def start(self, total_bytes: int, total_files: int) -> None:
+        with self._lock:
+            self.progress.start(total_bytes, total_files)
+            if self._bytes:
+                self.progress.advance(self._bytes)
+            for outcome in self._done:
+                self.progress.file_done(outcome)
+            self._started = True
+
+    def advance(self, nbytes: int) -> None:
+        if not self._started:
+            with self._lock:
+                if not self._started:
+                    self._bytes += nbytes
+                    return
+        self.progress.advance(nbytes)
+
+    def file_done(self, outcome: FetchOutcome) -> None:
+        if not self._started:
+            with self._lock:
+                if not self._started:
+                    self._done.append(outcome)
+                    return
+        self.progress.file_done(outcome)
 
 
 # -- from the lock ---------------------------------------------------------------------------

@@ -162,3 +162,33 @@ def test_plain_infer_loads_no_orchestrator_state(tmp_path: Path) -> None:
     argv = ["infer", "text-classification", "-m", "org/x@" + "0" * 40, "-i", "hi", "--offline"]
     rc, loaded = _imports(argv, tmp_path, state)
     assert rc == 5 and loaded == []  # offline, nothing cached: exit 5, having loaded none of them
+
+
+LOADED_BY = """
+import sys, threading
+by = {}
+sys.addaudithook(lambda ev, args: ev == "import" and by.setdefault(args[0], threading.current_thread().name))
+from hfa.cli.app import main
+sys.argv = ['hfa', *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print({m: by.get(m) for m in ("filelock._core", "hfa.scan.pickles")})  # (import_module raises no audit event)
+"""
+
+
+def test_a_cold_pull_loads_the_download_modules_while_the_listing_is_awaited(
+    fresh_server: HubServer, tmp_path: Path
+) -> None:
+    """Not on the first worker (every worker would wait for the import); a warm pull loads none of it."""
+    cache = tmp_path / "cache"
+    argv = ["pull", "org/model", "--endpoint", fresh_server.url, "--cache-dir", str(cache), "-q"]
+
+    def loaded_by() -> str:
+        proc = subprocess.run([sys.executable, "-c", LOADED_BY, *argv], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().splitlines()[-1]
+
+    assert loaded_by() == "{'filelock._core': 'hfa-load-ahead', 'hfa.scan.pickles': 'hfa-load-ahead'}"
+    assert loaded_by() == "{'filelock._core': None, 'hfa.scan.pickles': None}"  # warm: no thread, no scanner

@@ -112,3 +112,75 @@ def test_a_failing_download_fetched_ahead_fails_the_pull(sharded: tuple[HubServe
     assert result.exit_code != 0
     assert "tokenizer.json" in result.stderr
     assert corrupt_blobs(cache) == []
+
+
+def test_the_index_is_read_while_the_other_files_download(sharded: tuple[HubServer, FaultPlan], tmp_path: Path) -> None:
+    """The files the index cannot change are fetched at once: the index answer waits for config.json's GET
+    (it would wait in vain, for 10 s, if the pull read the index before asking for anything else)."""
+    srv, plan = sharded
+    plan.faults.append(Fault("hold", path="model.safetensors.index.json", until="config.json", delay=10.0))
+    cache = tmp_path / "cache"
+    result = _pull(srv, cache)
+    assert result.exit_code == 0, result.stderr
+    assert plan.held == [("model.safetensors.index.json", True)]
+    doc = json.loads(result.stdout)
+    assert {f["path"] for f in doc["files"]} == {
+        "config.json",
+        "tokenizer.json",
+        "README.md",
+        "notes/extra.txt",
+        "model.safetensors.index.json",
+        "model-00001-of-00003.safetensors",
+        "model-00002-of-00003.safetensors",
+    }
+    assert {f["status"] for f in doc["files"]} == {"downloaded"}
+    assert doc["requests"] == 8  # the listing and one GET per file: nothing fetched twice
+
+
+def test_a_bad_index_lets_the_files_already_coming_finish(sharded: tuple[HubServer, FaultPlan], tmp_path: Path) -> None:
+    """config.json is on its way when the index turns out broken: it is finished and verified, not cut off;
+    no shard is fetched."""
+    srv, plan = sharded
+    plan.faults.append(Fault("hold", path="model.safetensors.index.json", until="config.json", delay=10.0))
+    plan.faults.append(Fault("slow", path="config.json", delay=0.3))
+    cache = tmp_path / "cache"
+    result = _pull(srv, cache, "org/bad-index")
+    assert result.exit_code == 1
+    assert "model.safetensors.index.json" in result.stderr
+    assert plan.held == [("model.safetensors.index.json", True)]
+    assert corrupt_blobs(cache) == []
+    assert not list(cache.glob("*/blobs/*.incomplete"))
+    assert not any("safetensors" in p and "index" not in p for _, p in srv.requests if "/resolve/" in p)
+
+
+def test_progress_counts_every_file_the_pull_fetches(sharded: tuple[HubServer, FaultPlan], tmp_path: Path) -> None:
+    """Files start before the totals are known (the index is still being read): the progress is told the
+    totals of everything fetched, the index included, and every byte and file, in that order."""
+    from hfa.config import Settings
+    from hfa.pull import pull
+    from hfa.resolve.refs import RepoRef
+    from hfa.resolve.selection import SelectOptions
+
+    srv, _ = sharded
+    events: list[tuple[str, int]] = []
+
+    class Recorder:
+        def start(self, total_bytes: int, total_files: int) -> None:
+            events.append(("start", total_bytes))
+            events.append(("files", total_files))
+
+        def advance(self, nbytes: int) -> None:
+            events.append(("bytes", nbytes))
+
+        def file_done(self, outcome: Any) -> None:
+            events.append(("done", 1))
+
+        def big_file(self, f: Any) -> Any:
+            return lambda n: None
+
+    settings = Settings.resolve(cache_dir=tmp_path / "cache", endpoint=srv.url)
+    result = pull(settings, RepoRef.parse(REPO), SelectOptions(), progress=Recorder())
+    total = sum(f.size for f in result.files)
+    assert events[:2] == [("start", total), ("files", 7)]
+    assert sum(n for kind, n in events if kind == "bytes") == total
+    assert sum(n for kind, n in events if kind == "done") == 7

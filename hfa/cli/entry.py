@@ -1,5 +1,6 @@
-"""The ``hfa`` console script: ``hfa --help`` (:func:`hfa.cli.plainhelp.root_help`) and ``hfa scan``
-with plain arguments (:func:`hfa.cli.scanning.scan_plain`) run without the CLI framework;
+"""The ``hfa`` console script: ``hfa --help`` (:func:`hfa.cli.plainhelp.root_help`), ``hfa scan``
+(:func:`hfa.cli.scanning.scan_plain`) and ``hfa pull`` (:func:`hfa.cli.pulling.pull_plain`) with
+plain arguments run without the CLI framework;
 everything else, and anything those paths decline, is :func:`hfa.cli.app.main`.
 
 When the command is done, the process ends: :func:`main` freezes the garbage collector's objects
@@ -30,6 +31,12 @@ def run(args: list[str]) -> None:
         from hfa.cli.scanning import scan_plain
 
         code = scan_plain(args[1:])
+        if code is not None:
+            sys.exit(code)
+    elif args[:1] == ["pull"]:
+        from hfa.cli.pulling import pull_plain
+
+        code = pull_plain(args[1:])
         if code is not None:
             sys.exit(code)
     from hfa.cli.app import main as full

@@ -27,8 +27,7 @@ from hfa.resolve.files import RemoteFile
 from hfa.resolve.refs import RepoRef
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
+    from hfa.hub.batch import Batch
     from hfa.hub.client import OnlineHub
     from hfa.store import BlobStore
 
@@ -130,9 +129,7 @@ class Fetcher:
         # Told how many bytes from the start of the partial file are written, as that grows (a reader following
         # the partial while it fills, the mirror's: a ranged partial is sized to the file, holes and all).
         self.on_prefix: Callable[[int], None] | None = None
-        self._unstarted = 0
-        self._count = threading.Lock()
-        self._worker = threading.local()  # .pool: this thread is one of fetch_all's workers
+        self._worker = threading.local()  # .pool: this thread is one of a batch's workers
 
     @property
     def hub(self) -> OnlineHub:
@@ -145,51 +142,37 @@ class Fetcher:
         """Fetch every file (largest first) in parallel; raise the first failure after the others settle."""
         if not files:
             return []
-        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # not needed when all is cached
-
-        from hfa.hub.transport import close_idle
-
-        order = sorted(files, key=lambda f: (-f.size, f.path))
-        results: dict[str, FetchOutcome] = {}
-        close_idle()  # this thread's listing connection: the workers' connections are all the bound counts
-        self._unstarted = len(order)
-        workers = min(self.workers, self.connections.limit)
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hfa-fetch")
-        futures: dict[Future[FetchOutcome], RemoteFile] = {}
+        batch = self.start()
         try:
-            futures = {pool.submit(self._task, f): f for f in order}
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [fut for fut in done if fut.exception() is not None]
-            if failed:
-                # Stop running downloads now; their partials stay for a resume.
-                self._inflight.cancel()
-                for fut in futures:
-                    fut.cancel()
-                wait(futures)
-                exc = failed[0].exception()
-                assert exc is not None
-                raise exc
-            for fut, f in futures.items():
-                results[f.path] = fut.result()
+            batch.add(files)
+            results = batch.finish()
         except BaseException:
-            self._inflight.cancel()  # Ctrl-C: reads blocked on a stalled server end now, not at their timeout
-            pool.shutdown(wait=True, cancel_futures=True)
+            batch.abort()
             raise
-        pool.shutdown(wait=True)
         return [results[f.path] for f in sorted(files, key=lambda f: f.path)]
 
-    def _task(self, f: RemoteFile) -> FetchOutcome:
-        """``fetch_one`` on a worker: it keeps its connection slot while files are left to start."""
-        with self._count:
-            self._unstarted -= 1
+    def start(self) -> Batch:
+        """Workers that fetch files as they are added (:class:`~hfa.hub.batch.Batch`): a pull adds the files
+        it is sure of while it reads the shard index, and the shards once it has."""
+        from hfa.hub.batch import Batch
+        from hfa.hub.transport import close_idle
+
+        close_idle()  # this thread's listing connection: the workers' connections are all the bound counts
+        return Batch(self)
+
+    def fetch_in_pool(self, f: RemoteFile) -> FetchOutcome:
+        """``fetch_one`` on a batch's worker: it keeps its connection slot (and connection) between files."""
         self._worker.pool = True
-        try:
-            return self.fetch_one(f)
-        finally:
-            with self._count:
-                last = self._unstarted <= 0
-            if last:
-                self.connections.release_held()  # nothing left for this worker: its slot goes to range helpers
+        return self.fetch_one(f)
+
+    def release_slot(self) -> None:
+        """This worker has nothing left to start: its slot goes to the range helpers of big files."""
+        self.connections.release_held()
+
+    def cancel(self) -> None:
+        """Stop running downloads now: reads blocked on a stalled server end at once (not at their timeout),
+        the others at their next chunk; their partials stay for a resume."""
+        self._inflight.cancel()
 
     def check(self, files: list[RemoteFile]) -> None:
         """Whether ``files`` can be fetched: from an endpoint, any listed file can (its answer tells)."""

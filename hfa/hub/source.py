@@ -24,6 +24,27 @@ if TYPE_CHECKING:
 
 __all__ = ["HubSource"]
 
+# What the first download of a pull imports (hfa.hub.download, hfa.pull.content_inspector, the cache's lock).
+_DOWNLOAD_MODULES = (
+    "hashlib",
+    "filelock",
+    "hfa.hub.ranged",
+    "hfa.hub.batch",
+    "hfa.scan.model",
+    "hfa.scan.scanner",
+    "hfa.scan.archive",
+)
+
+
+def _load_download_modules() -> None:
+    from importlib import import_module
+
+    for name in _DOWNLOAD_MODULES:
+        try:
+            import_module(name)
+        except Exception:  # the download's own import reports it
+            continue
+
 
 class HubSource:
     """Answers from the endpoint of ``settings``; small files already in the cache are read from there."""
@@ -43,6 +64,22 @@ class HubSource:
 
                 self._hub = OnlineHub(self.settings)
             return self._hub
+
+    def load_ahead(self) -> threading.Thread | None:
+        """Load what downloads need on another thread while this one waits for the listing (a cold pull).
+
+        The HTTP stack is loaded here first, so the thread runs while this one waits on the network, not
+        while it imports: the file lock library (~30 ms of CPU), hashlib and the content scanner are then
+        loaded before the first worker asks for them, instead of holding up every worker at once. Join it
+        before the downloads start (no import then runs on two threads at once).
+        """
+        try:
+            self.hub  # noqa: B018 - the client and its HTTP stack, on this thread
+        except Exception:  # resolve() reports it
+            return None
+        thread = threading.Thread(target=_load_download_modules, name="hfa-load-ahead")
+        thread.start()
+        return thread
 
     @property
     def requests_made(self) -> int:

@@ -9,7 +9,9 @@ that hit only requests with a ``Range`` header: ``ignore_range`` (a ``200`` with
 ``etag_change`` (another ``ETag``), ``bad_range`` (a ``Content-Range`` other than the one asked
 for), ``no_accept_ranges`` (no ``Accept-Ranges``). ``cdn`` redirects a file's GETs to another origin
 (``localhost`` for ``127.0.0.1``: the same server) with a signed URL that answers ``403`` after
-``expire_after`` GETs, as a CDN's expiring signature does. The plan counts the body bytes its
+``expire_after`` GETs, as a CDN's expiring signature does. ``hold`` answers a file only once a GET of
+another file (``until``, a glob) has come, or ``delay`` seconds passed (``held`` says which): a test
+can tell that a client asks for files at once rather than one after the other. The plan counts the body bytes its
 file answers announce, by path (``sent``), so a test can tell what a resume fetched again.
 
 The plan is carried out by :class:`FaultMiddleware`, a WSGI middleware that
@@ -30,7 +32,7 @@ from typing import Any
 from hfa.server.wire import header_safe
 
 RANGE_KINDS = ("ignore_range", "etag_change", "bad_range", "no_accept_ranges")  # only on ranged GETs
-KINDS = ("status", "drop", "truncate", "corrupt", "long_length", "slow", "throttle", "cdn", *RANGE_KINDS)
+KINDS = ("status", "drop", "truncate", "corrupt", "long_length", "slow", "hold", "throttle", "cdn", *RANGE_KINDS)
 CDN_PARAM = "hfa-cdn-signature"
 BROKEN_BODY = ("drop", "truncate", "corrupt", "long_length")  # kinds that send a wrong body, then close
 
@@ -43,7 +45,8 @@ class Fault:
     status: int = 500  # for "status"
     retry_after: str | None = None  # for "status" (e.g. with 429)
     after_bytes: int = 0  # "drop"/"truncate": bytes sent before the connection is cut
-    delay: float = 0.0  # "slow": seconds before answering
+    delay: float = 0.0  # "slow": seconds before answering; "hold": the most seconds it waits
+    until: str = ""  # "hold": answer once a GET of a file matching this glob has come (or ``delay`` passed)
     rate: int = 0  # "throttle" (and broken bodies, when set): bytes per second for the body
     expire_after: int = 0  # "cdn": GETs one signed URL answers before it is refused with 403 (0: never)
 
@@ -61,6 +64,23 @@ class FaultPlan:
     sent: dict[str, int] = field(default_factory=dict)  # body bytes announced (Content-Length) by file answers 200/206
     started: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, client addr:port) per request
     _signed: dict[str, int] = field(default_factory=dict, repr=False)  # "cdn": GETs each signature answered
+    held: list[tuple[str, bool]] = field(default_factory=list)  # "hold": (path, released by the GET it waited for)
+    _arrived: list[str] = field(default_factory=list, repr=False)  # file paths GET, in the order they came
+    _came: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def arrived(self, path: str) -> None:
+        with self._came:
+            self._arrived.append(path)
+            self._came.notify_all()
+
+    def hold(self, path: str, fault: Fault) -> None:
+        """A "hold" fault: wait until a file matching ``fault.until`` has been asked for, at most ``fault.delay``."""
+        with self._came:
+            came = self._came.wait_for(
+                lambda: any(fnmatch.fnmatchcase(p, fault.until) for p in self._arrived), fault.delay
+            )
+        with self._lock:
+            self.held.append((path, bool(came)))
 
     def started_request(self, peer: str) -> None:
         with self._lock:
@@ -115,6 +135,8 @@ class FaultMiddleware:
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             path = environ.get("hfa.file")
+            if path and get:
+                self.plan.arrived(path)
             fault = self.plan.take(path, later) if path and get else None
             if path and get and status[:3] in ("200", "206"):
                 self.plan.count_sent(path, sum(int(v) for k, v in headers if k.lower() == "content-length"))
@@ -123,6 +145,8 @@ class FaultMiddleware:
                 fault = None
             if fault is not None and fault.kind == "slow":
                 time.sleep(fault.delay)
+            elif fault is not None and fault.kind == "hold":
+                self.plan.hold(str(path), fault)
             elif fault is not None and fault.kind == "status":
                 message = f"Injected HTTP {fault.status}"
                 body = json.dumps({"error": message}).encode()
