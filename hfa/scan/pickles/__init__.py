@@ -21,8 +21,9 @@ joblib: ``joblib.numpy_pickle.NumpyArrayWrapper`` is recognised structurally, ne
 name. When a pickle builds such a wrapper (an empty instance, then ``BUILD`` with a literal
 state of shape, dtype and alignment), the raw array bytes that joblib writes right after the
 ``BUILD`` opcode are skipped (or, for object arrays, scanned as the nested pickle joblib writes
-there). The wrapper global itself is therefore not reported; used any other way the array data
-cannot be located and the stream is malformed. Because the same file could also be opened with
+there). The wrapper global is therefore not reported once its array data is located; imported and
+never used so (only imported, or read as ``pickle.load`` reads it) it is an unknown global like any
+other, and a wrapper whose array data cannot be located makes the stream malformed. Because the same file could also be opened with
 ``pickle.load``, which would read those array bytes as opcodes, bytes that start with a valid
 opcode are additionally scanned as a continuation ("shadow" scan) and any import found there is
 reported. ``joblib.load`` itself stays dangerous.

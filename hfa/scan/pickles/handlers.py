@@ -16,7 +16,7 @@ from hfa.scan.pickles.nested import BYTE_STARTS, ENCODED_CHARS, ENCODED_FIRST, L
 from hfa.scan.pickles.nested import MIN_SIZE as MIN_NESTED
 from hfa.scan.pickles.opcodes import OPCODES, VALID_OPCODES
 from hfa.scan.pickles.operands import ARGUMENTS, materialise
-from hfa.scan.pickles.reader import MAX_NOTES, Reader
+from hfa.scan.pickles.reader import Reader
 from hfa.scan.pickles.values import (
     BIG,
     BUFFER,
@@ -59,10 +59,7 @@ class Simulator(Machine):
 
     def _op_STOP(self, _: None, at: int) -> bool:
         v = self._pop(at)
-        r = self.r
-        if r.frame_end is not None and r.base + r.pos < r.frame_end and len(r.mismatches) < MAX_NOTES:
-            # _Unframer has read the whole frame: a pickle.load after this one starts at the frame's end.
-            r.mismatches.append((at, "the pickle stops before its frame ends"))
+        self.r.stopped(at)
         if self.collect:
             self.stop_values.append(v)
         else:
@@ -499,6 +496,8 @@ class Simulator(Machine):
         for x in shape:
             count *= x
         itemsize, hasobject = info
+        if isinstance(wrapper.args, Global):
+            self.events.followed(wrapper.args, self.context)
         if hasobject:
             # joblib writes the array with pickle.dump (protocol 2) right here: scan that pickle.
             if self.depth >= MAX_NESTING:

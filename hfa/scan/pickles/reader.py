@@ -8,8 +8,18 @@ a file's ``peek`` it reads straight on; from a file without ``peek``, or after a
 more, ``load_frame`` has read the frame with ``read(n)``, and ``_Unpickler_ReadImpl`` drops what is
 left of it and reads the whole argument afresh from the frame's end (except the payload of
 BINBYTES and BYTEARRAY8, which ``_Unpickler_ReadInto`` reads straight on). The pure-Python
-``_Unframer`` raises "pickle exhausted before end of frame". A :class:`Reader` reads straight on
-and records each crossing in ``overruns``; with ``drop`` it reads as the file case does.
+``_Unframer`` raises "pickle exhausted before end of frame". A pickle that STOPs inside a frame
+read with ``read(n)`` (or by ``_Unframer``) leaves the file at the frame's end: the next
+``pickle.load`` starts there, not after the STOP.
+
+Which way a frame is read from a file with ``peek`` (``open(path, "rb")``) depends on how much of
+the file's buffer is left when the frame starts: ``_pickle.c`` peeks (and reads straight on) when
+the frame fits in what ``peek`` returns, else reads it with ``read(n)``. So in one pickle some
+frames may be read one way and some the other (tests/test_scan_differential.py finds such files).
+A :class:`Reader` therefore takes a ``plan``: for each frame that matters (a read crosses its end,
+or a STOP comes before it), in the order met, whether it was read with ``read(n)``; frames past the
+plan are read as ``default`` says (False: straight on). It records each crossing in ``overruns``
+and counts the frames that mattered in ``choices``, so that the driver can judge every other plan.
 """
 
 from __future__ import annotations
@@ -28,17 +38,20 @@ class Reader:
     __slots__ = (
         "base",
         "buf",
+        "choices",
         "chunk",
-        "drop",
+        "default",
         "end",
         "fp",
         "frame_end",
         "mismatches",
         "overruns",
+        "plan",
         "pos",
         "short",
         "stash",
         "stream",
+        "through",
     )
 
     def __init__(self, fp: BinaryIO, start: int, end: int | None, *, stream: bool, chunk: int = CHUNK) -> None:
@@ -51,7 +64,10 @@ class Reader:
         self.stream = stream  # skip by reading (no reliable size), not by seeking
         self.frame_end: int | None = None  # absolute end of the current frame; the buffer stops there
         self.stash: tuple[int, bytes] | None = None  # bytes read past a frame's end, kept for after it
-        self.drop = False  # read a crossing as CPython does from a file (see the module docstring)
+        self.plan: tuple[bool, ...] = ()  # per frame that matters: read with read(n)? (see the module docstring)
+        self.default = False  # the same, for frames past the plan
+        self.choices = 0  # frames that mattered so far
+        self.through = False  # a BINBYTES payload is being read: straight on, however the frame was read
         self.overruns: list[tuple[int, int]] = []  # (offset of the read, frame end) of reads that cross
         self.mismatches: list[tuple[int, str]] = []  # (offset, what) of frames that disagree with the stream
         self.short: tuple[int, int] | None = None  # (offset, declared size) of the first frame past the end
@@ -71,7 +87,7 @@ class Reader:
         fe = self.frame_end
         if fe is not None and here + need > fe:  # an opcode's argument that crosses (or starts at) the frame's end
             self.crossed(here)
-            if self.drop:
+            if not self.through and self.dropping():
                 here, rest = fe, b""
             self.frame_end = fe = None
         want = max(need - len(rest), self.chunk)
@@ -95,6 +111,24 @@ class Reader:
         if len(self.buf) < need:
             raise Truncated("the stream ends in the middle of an opcode (truncated before STOP)", here)
 
+    def dropping(self) -> bool:
+        """Whether the frame that matters now was read with ``read(n)``: the plan's next decision."""
+        i = self.choices
+        self.choices = i + 1
+        return self.plan[i] if i < len(self.plan) else self.default
+
+    def stopped(self, at: int) -> None:
+        """A STOP at ``at``: if it comes before the current frame's end, a reader that read the frame with
+        ``read(n)`` starts the next pickle at the frame's end (``_Unframer`` has read the whole frame)."""
+        fe = self.frame_end
+        if fe is None or self.base + self.pos >= fe:
+            return
+        if len(self.mismatches) < MAX_NOTES:
+            self.mismatches.append((at, "the pickle stops before its frame ends"))
+        if self.dropping():
+            self.jump(fe)
+        self.frame_end = None
+
     def crossed(self, here: int) -> None:
         """A read from ``here`` runs past the current frame's end."""
         if len(self.overruns) < MAX_NOTES:
@@ -111,7 +145,7 @@ class Reader:
             if here + n <= fe:
                 return  # _pickle.c: the new frame is already buffered; its buffer still ends at fe
             self.crossed(here)
-            if self.drop:
+            if self.dropping():
                 self.jump(fe)
                 here = fe
             self.frame_end = None
@@ -181,13 +215,11 @@ class Reader:
 
     def read_through(self, n: int) -> bytes:
         """A BINBYTES payload: _pickle.c reads it straight on across a frame's end, even from a file."""
-        if not self.drop:
-            return self.read(n)
-        self.drop = False
+        self.through = True
         try:
             return self.read(n)
         finally:
-            self.drop = True
+            self.through = False
 
     def skip(self, n: int, through: bool = False) -> None:
         p = self.pos + n
@@ -198,7 +230,7 @@ class Reader:
         fe = self.frame_end
         if fe is not None and target > fe:
             self.crossed(self.base + self.pos)
-            if self.drop and not through:
+            if not through and self.dropping():
                 target = fe + n
             self.frame_end = None
         if self.end is not None and target > self.end:
