@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 16
 MAX_NOTES = 16  # frame overruns and mismatches remembered per reader
+MAX_OFFSET = (1 << 63) - 1  # no file reaches past this (a seek there overflows): what lies beyond is nothing
 
 
 class Reader:
@@ -46,6 +47,7 @@ class Reader:
         "frame_end",
         "mismatches",
         "overruns",
+        "partial_lines",
         "plan",
         "pos",
         "short",
@@ -68,6 +70,7 @@ class Reader:
         self.default = False  # the same, for frames past the plan
         self.choices = 0  # frames that mattered so far
         self.through = False  # a BINBYTES payload is being read: straight on, however the frame was read
+        self.partial_lines = False  # the range ends where the stream does: a line cut by it is read (line_or_rest)
         self.overruns: list[tuple[int, int]] = []  # (offset of the read, frame end) of reads that cross
         self.mismatches: list[tuple[int, str]] = []  # (offset, what) of frames that disagree with the stream
         self.short: tuple[int, int] | None = None  # (offset, declared size) of the first frame past the end
@@ -101,7 +104,7 @@ class Reader:
             stash = self.stash
             if stash is not None and stash[0] <= at < stash[0] + len(stash[1]):
                 data = stash[1][at - stash[0] : at - stash[0] + want]
-            else:
+            elif at < MAX_OFFSET:
                 self.stash = None
                 self.fp.seek(at)
                 data = self.fp.read(want)
@@ -278,6 +281,22 @@ class Reader:
                 return (start, length + i)
             length += len(self.buf)
             self.jump(self.base + len(self.buf))
+
+    def line_or_rest(self, keep: int) -> tuple[bytes, bool]:
+        """The next line without its newline, and True; or, where the stream ends before a newline outside a
+        frame, what is left of it, and False: the pure-Python unpickler's ``readline`` returns that as a line
+        (and ``[:-1]`` cuts its last byte), where ``_pickle.c`` and ``_Unframer`` within a frame fail."""
+        outside = self.partial_lines and (self.frame_end is None or self.tell() >= self.frame_end)
+        try:
+            line = self.readline(keep, keep)
+        except Truncated:
+            if not outside:
+                raise
+            rest = self.buf[self.pos :]
+            self.pos = len(self.buf)
+            return rest, False
+        assert isinstance(line, bytes)
+        return line, True
 
     def read_at(self, offset: int, size: int) -> bytes:
         """Read back bytes already passed (a lazy string); the reader's position is unchanged."""

@@ -89,6 +89,7 @@ def scan_pickles(
         end = _file_end(fp)
     judge = Judge(display, policy)
     reader = Reader(fp, start, end, stream=stream or end is None)
+    reader.partial_lines = True
     if work is None:
         work = Work(None if end is None else end - start)
     sim = Simulator(reader, judge, collect=collect, keep_items=keep_items, work=work)
@@ -216,6 +217,7 @@ def _reading(
     reader = Reader(fp, start, end, stream=stream)
     reader.plan = plan
     reader.default = default
+    reader.partial_lines = True
     sim = Simulator(reader, judge, mode="plain", work=work)
     sim.context = DROPPED
     sim.pickle_index = first_index
