@@ -614,3 +614,21 @@ def test_a_joblib_wrapper_whose_array_cannot_be_located_is_read_on_as_pickle_loa
     assert ("posix", "system") in _imports(found)
     assert any(f.code == "pickle.malformed" and "joblib array wrapper" in f.message for f in found)
     check(oracle, data)
+
+
+def frame_in_a_stopped_frame() -> bytes:
+    """A pickle that STOPs inside its frame, and a next pickle whose own frame ends one byte before that
+    frame does, with a BINBYTES length that crosses both ends: read straight on (``pickle.loads``) the length
+    is 0 and the import runs. hfa kept the bytes past the first frame only up to that frame's end and read
+    the length as truncated."""
+    inner_tail = b"\x80\x04" + _frame(3) + b"N0B" + b"\x00"
+    head = b"\x80\x04N."
+    return _frame(len(head) + len(inner_tail)) + head + inner_tail + b"\x00\x00\x00c__main__\nEvil\n0N."
+
+
+def test_a_frame_inside_a_frame_a_pickle_stopped_in(oracle: Oracle) -> None:
+    data = frame_in_a_stopped_frame()
+    answer = oracle.ask(data)
+    assert answer is not None and ["__main__", "Evil"] in answer["imports"]["c-file-peek"]
+    assert ("__main__", "Evil") in _imports(scan(data))
+    check(oracle, data)

@@ -104,6 +104,9 @@ class Reader:
             stash = self.stash
             if stash is not None and stash[0] <= at < stash[0] + len(stash[1]):
                 data = stash[1][at - stash[0] : at - stash[0] + want]
+                if len(data) < want:  # the stash ends first (it was cut at an earlier frame's end): read on
+                    self.fp.seek(at + len(data))
+                    data += self.fp.read(want - len(data))
             elif at < MAX_OFFSET:
                 self.stash = None
                 self.fp.seek(at)
