@@ -83,8 +83,9 @@ class Reader:
         self.buf = b""
         self.pos = 0
 
-    def _fill(self, need: int) -> None:
-        """Make ``need`` bytes available at pos, or raise Truncated."""
+    def _fill(self, need: int, line: bool = False) -> None:
+        """Make ``need`` bytes available at pos, or raise Truncated. ``line``: a line is being read, ``need``
+        is one byte more than the buffer holds (after a frame's rest is dropped, one byte)."""
         rest = self.buf[self.pos :]
         here = self.base + self.pos
         fe = self.frame_end
@@ -92,6 +93,8 @@ class Reader:
             self.crossed(here)
             if not self.through and self.dropping():
                 here, rest = fe, b""
+                if line:  # _pickle.c reads the whole line afresh from the frame's end
+                    need = 1
             self.frame_end = fe = None
         want = max(need - len(rest), self.chunk)
         if fe is not None:  # fill only up to the frame's end
@@ -266,7 +269,7 @@ class Reader:
             have = len(self.buf) - self.pos
             if have > keep:
                 break
-            self._fill(have + 1)
+            self._fill(have + 1, line=True)
         # Too long to keep: scan for the newline chunk by chunk.
         if self.frame_end is not None and self.base + len(self.buf) == self.frame_end:
             self.crossed(start)
