@@ -200,7 +200,9 @@ class Builder:
     def push_str(self, value: str | None = None) -> None:
         v = self.text() if value is None else value
         raw = _u(v)
-        kind = self.pick(["SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"])
+        kind = self.pick(
+            ["SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"]
+        )
         if kind == "SHORT_BINUNICODE" and len(raw) < 256:
             chunk = b"\x8c" + bytes([len(raw)]) + raw
         elif kind == "BINUNICODE8":
@@ -241,8 +243,22 @@ class Builder:
 
     def push_scalar(self) -> None:
         self.emit(
-            self.pick([b"N", b"\x88", b"\x89", b"K\x07", b"J\xff\xff\xff\xff", b"I12\n", b"I01\n", b"L5L\n",
-                       b"\x8a\x01\x05", b"F1.5\n", b"G" + struct.pack(">d", 2.5), b"M\x01\x02"]),
+            self.pick(
+                [
+                    b"N",
+                    b"\x88",
+                    b"\x89",
+                    b"K\x07",
+                    b"J\xff\xff\xff\xff",
+                    b"I12\n",
+                    b"I01\n",
+                    b"L5L\n",
+                    b"\x8a\x01\x05",
+                    b"F1.5\n",
+                    b"G" + struct.pack(">d", 2.5),
+                    b"M\x01\x02",
+                ]
+            ),
             0,
             "v",
         )
@@ -353,7 +369,11 @@ class Builder:
             self.call()
         elif what == 8:
             code = self.pick([0xF0, 0x1234, 0x7FFF0001, 0x55])
-            op = b"\x82" + bytes([code]) if code < 256 else (b"\x83" + _len(code, 2) if code < 65536 else b"\x84" + _len(code, 4))
+            op = (
+                b"\x82" + bytes([code])
+                if code < 256
+                else (b"\x83" + _len(code, 2) if code < 65536 else b"\x84" + _len(code, 4))
+            )
             self.emit(op, 0, "g")
         else:
             self.emit(self.pick([b"]", b"}", b")", b"\x8f"]), 0, "v")
@@ -443,7 +463,7 @@ def streams(draw: Any) -> bytes:
     chunks: list[bytes] = []
     for _ in range(draw(st.integers(1, 3))):
         if draw(st.integers(0, 5)) == 0:
-            chunks += [b"\x80\x04"] + draw(straddle())
+            chunks += [b"\x80\x04", *draw(straddle())]
         else:
             chunks += draw(pickle_chunks())
     out = bytearray()
