@@ -21,15 +21,18 @@ joblib: ``joblib.numpy_pickle.NumpyArrayWrapper`` is recognised structurally, ne
 name. When a pickle builds such a wrapper (an empty instance, then ``BUILD`` with a literal
 state of shape, dtype and alignment), the raw array bytes that joblib writes right after the
 ``BUILD`` opcode are skipped (or, for object arrays, scanned as the nested pickle joblib writes
-there). The wrapper global itself is therefore not reported; used any other way the array data
-cannot be located and the stream is malformed. Because the same file could also be opened with
+there). The wrapper global is therefore not reported once its array data is located; imported and
+never used so (only imported, or read as ``pickle.load`` reads it) it is an unknown global like any
+other, and a wrapper whose array data cannot be located is malformed (the pickle is read on, as
+``pickle.load`` reads it). Because the same file could also be opened with
 ``pickle.load``, which would read those array bytes as opcodes, bytes that start with a valid
 opcode are additionally scanned as a continuation ("shadow" scan) and any import found there is
 reported. ``joblib.load`` itself stays dangerous.
 
 Frames (protocol 4+) are enforced as CPython reads them (:mod:`~hfa.scan.pickles.reader`): an
-opcode that runs past its frame's end is critical, and the pickle is judged again as ``_pickle.c``
-reads it from a file. Values that hold pickles (bytes, latin-1, base64 or hex text) are scanned too
+opcode that runs past its frame's end is critical, and the stream is judged again in every way
+``_pickle.c`` may read its frames from a file (straight on, or the frame's rest dropped, frame by
+frame). tests/test_scan_differential.py holds the scanner to CPython's own unpicklers. Values that hold pickles (bytes, latin-1, base64 or hex text) are scanned too
 (:mod:`~hfa.scan.pickles.nested`), and a pickle whose memo fetches build a huge shared structure is
 an expansion bomb (:mod:`~hfa.scan.pickles.expansion`).
 

@@ -8,9 +8,8 @@ on it), an extension code imported, a stretch it could not follow. The judge
 a new check is one more observer method or one more rule there, not a change to the machine.
 Events arrive in stream order, with the byte offset of their opcode. ``context`` names the
 reading an event comes from: ``""`` for the pickle itself, :data:`SHADOW` for joblib array bytes
-read as opcodes (what ``pickle.load`` of a joblib file would run), :data:`DROPPED` for the reading of a
-pickle whose opcodes cross a frame's end as CPython reads it from a file (see
-:mod:`hfa.scan.pickles.reader`).
+read as opcodes (what ``pickle.load`` of a joblib file would run), :data:`DROPPED` for the other readings of a
+stream whose frames CPython's file readers may read another way (see :mod:`hfa.scan.pickles.reader`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 
 MAIN = ""
 SHADOW = "in joblib array data, run if the file is opened with pickle.load instead of joblib.load"
-DROPPED = "as pickle.load reads it from a file, where an opcode that crosses its frame's end is read from there"
+DROPPED = "as pickle.load may read it from a file, where an opcode that crosses its frame's end is read from there"
 
 
 class Observer:
@@ -39,6 +38,9 @@ class Observer:
 
     def mutated(self, target: Any, at: int, opcode: str, context: str) -> None:
         """BUILD, SETITEM(S), APPEND(S) or ADDITEMS changes ``target`` in place (not a list or dict the pickle built)."""
+
+    def followed(self, glob: Global, context: str) -> None:
+        """joblib's array wrapper ``glob`` was used as joblib uses it: its array data was located."""
 
     def extension(self, code: int, at: int, opcode: str) -> None:
         """EXT1/2/4 imports an extension code that no copyreg registry here knows."""

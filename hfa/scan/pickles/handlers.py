@@ -16,7 +16,7 @@ from hfa.scan.pickles.nested import BYTE_STARTS, ENCODED_CHARS, ENCODED_FIRST, L
 from hfa.scan.pickles.nested import MIN_SIZE as MIN_NESTED
 from hfa.scan.pickles.opcodes import OPCODES, VALID_OPCODES
 from hfa.scan.pickles.operands import ARGUMENTS, materialise
-from hfa.scan.pickles.reader import MAX_NOTES, Reader
+from hfa.scan.pickles.reader import Reader
 from hfa.scan.pickles.values import (
     BIG,
     BUFFER,
@@ -59,10 +59,7 @@ class Simulator(Machine):
 
     def _op_STOP(self, _: None, at: int) -> bool:
         v = self._pop(at)
-        r = self.r
-        if r.frame_end is not None and r.base + r.pos < r.frame_end and len(r.mismatches) < MAX_NOTES:
-            # _Unframer has read the whole frame: a pickle.load after this one starts at the frame's end.
-            r.mismatches.append((at, "the pickle stops before its frame ends"))
+        self.r.stopped(at)
         if self.collect:
             self.stop_values.append(v)
         else:
@@ -475,34 +472,43 @@ class Simulator(Machine):
     # -- joblib arrays -------------------------------------------------------------------------------
 
     def _joblib_array(self, wrapper: Tracked, at: int) -> None:
+        """The array data joblib writes after a wrapper's BUILD: skipped (shadow-scanned as ``pickle.load`` would
+        read it), or the nested pickle of an object array. A wrapper whose data cannot be located is malformed
+        (``joblib.load`` fails there) and the pickle is read on as ``pickle.load`` reads it."""
         state = wrapper.state
         if not isinstance(state, DictValue) or state.overflow:
-            raise Malformed("a joblib array wrapper whose state cannot be read", at)
+            return self._soft("a joblib array wrapper whose state cannot be read", at)
         fields = {k: v for k, v in state.pairs if isinstance(k, str)}
         shape = fields.get("shape")
         if not isinstance(shape, tuple) or not all(type(x) is int and x >= 0 for x in shape):
-            raise Malformed("a joblib array wrapper without a literal shape", at)
+            return self._soft("a joblib array wrapper without a literal shape", at)
         info = dtype_info(fields.get("dtype"))
         if info is None:
-            raise Malformed("a joblib array wrapper whose dtype cannot be read", at)
+            return self._soft("a joblib array wrapper whose dtype cannot be read", at)
         subclass = fields.get("subclass")
         if not isinstance(subclass, Global):
-            raise Malformed("a joblib array wrapper without an array class", at)
+            return self._soft("a joblib array wrapper without an array class", at)
         align = fields.get("numpy_array_alignment_bytes")
         if align is not None and type(align) is not int:
-            raise Malformed("a joblib array wrapper with a bad alignment", at)
+            return self._soft("a joblib array wrapper with a bad alignment", at)
         r = self.r
         here = r.tell()
         if r.frame_end is not None and here < r.frame_end:
-            raise Malformed("joblib array data placed inside a pickle frame", at)
+            return self._soft("joblib array data placed inside a pickle frame", at)
         count = 1
         for x in shape:
             count *= x
         itemsize, hasobject = info
+        if isinstance(wrapper.args, Global):
+            self.events.followed(wrapper.args, self.context)
         if hasobject:
-            # joblib writes the array with pickle.dump (protocol 2) right here: scan that pickle.
+            # joblib writes the array with pickle.dump (protocol 2) right here: scan that pickle, and (as for
+            # other arrays) its bytes as pickle.load reads them: more opcodes of this pickle, on its stack.
             if self.depth >= MAX_NESTING:
                 raise Malformed("joblib object arrays nested too deeply", at)
+            first = r.peek()
+            if first is not None and first in VALID_OPCODES:
+                self._shadow(here, r.end if r.end is not None else here + SHADOW_WINDOW)
             nested = Simulator(r, self.events, mode="plain", depth=self.depth + 1, work=self.work)
             nested.context = self.context
             nested.pickle_index = self.pickle_index

@@ -75,6 +75,7 @@ class Judge(Observer):
         self.issues: list[Finding] = []
         self._issue_keys: set[tuple[str, str]] = set()
         self._verdicts: dict[tuple[str, str], tuple[Severity, str, str | None] | None] = {}
+        self._followed: set[tuple[str, str, str]] = set()
 
     def verdict(self, module: str, name: str) -> tuple[Severity, str, str | None] | None:
         key = (module, name)
@@ -85,8 +86,6 @@ class Judge(Observer):
     # -- events ------------------------------------------------------------------------------------
 
     def imported(self, glob: Global, opcode: str, pickle: int, context: str) -> None:
-        if glob.kind == "joblib":
-            return  # followed by the machine: its array data is located, or the stream is malformed
         verdict = self.verdict(glob.module, glob.name)
         if verdict is None:
             return
@@ -98,6 +97,9 @@ class Judge(Observer):
             )
         else:
             hit.count += 1
+
+    def followed(self, glob: Global, context: str) -> None:
+        self._followed.add((glob.module, glob.name, context))
 
     def called(self, func: Any, args: Any, at: int, opcode: str, context: str) -> None:
         if isinstance(func, Global):
@@ -195,7 +197,9 @@ class Judge(Observer):
 
     def findings(self) -> list[Finding]:
         out: list[Finding] = []
-        for hit in self.globals.values():
+        for key, hit in self.globals.items():
+            if key in self._followed:
+                continue  # joblib's array wrapper, used as joblib.load uses it (hfa.scan.pickles)
             dangerous = hit.severity >= Severity.CRITICAL
             code = "pickle.dangerous-global" if dangerous else "pickle.unknown-global"
             what = "a dangerous" if dangerous else "an unknown"

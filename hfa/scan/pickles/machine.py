@@ -250,7 +250,7 @@ class Machine:
                 return Tracked("dtype", args)
             if func.kind == "joblib":
                 # Any instance counts: joblib reads array bytes after BUILD on whatever instance.
-                return Tracked("joblib")
+                return Tracked("joblib", func)
             if (
                 func.kind == "reconstructor"
                 and isinstance(args, tuple)
@@ -258,7 +258,7 @@ class Machine:
                 and isinstance(args[0], Global)
                 and args[0].kind == "joblib"
             ):
-                return Tracked("joblib")
+                return Tracked("joblib", args[0])
         return RESULT
 
     def _mutation(self, target: Any, at: int, opname: str) -> None:

@@ -72,16 +72,20 @@ def line(r: Reader) -> bytes | tuple[int, int]:
 
 
 def pair(r: Reader) -> tuple[Any, Any]:
+    """The module and name lines of GLOBAL and INST. Where the stream ends without their newlines, the
+    pure-Python unpickler (which joblib's and dill's subclass) still imports what its ``readline()[:-1]``
+    leaves: the rest of the stream but its last byte, and an empty name (see ``Reader.line_or_rest``)."""
     at = r.tell()
-    lines = []
-    for _ in range(2):
-        text = r.readline(MAX_OPERAND, MAX_OPERAND)
-        assert isinstance(text, bytes)
-        try:
-            lines.append(text.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise Malformed("a GLOBAL/INST name that is not UTF-8", at) from None
-    return lines[0], lines[1]
+    module, whole = r.line_or_rest(MAX_OPERAND)
+    if whole:
+        name, whole = r.line_or_rest(MAX_OPERAND)
+        lines = [module, name if whole else name[:-1]]
+    else:
+        lines = [module[:-1], b""]
+    try:
+        return lines[0].decode("utf-8"), lines[1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise Malformed("a GLOBAL/INST name that is not UTF-8", at) from None
 
 
 def _payload(r: Reader, n: int, keep: int, kind: str) -> Any:

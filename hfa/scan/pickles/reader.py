@@ -8,8 +8,18 @@ a file's ``peek`` it reads straight on; from a file without ``peek``, or after a
 more, ``load_frame`` has read the frame with ``read(n)``, and ``_Unpickler_ReadImpl`` drops what is
 left of it and reads the whole argument afresh from the frame's end (except the payload of
 BINBYTES and BYTEARRAY8, which ``_Unpickler_ReadInto`` reads straight on). The pure-Python
-``_Unframer`` raises "pickle exhausted before end of frame". A :class:`Reader` reads straight on
-and records each crossing in ``overruns``; with ``drop`` it reads as the file case does.
+``_Unframer`` raises "pickle exhausted before end of frame". A pickle that STOPs inside a frame
+read with ``read(n)`` (or by ``_Unframer``) leaves the file at the frame's end: the next
+``pickle.load`` starts there, not after the STOP.
+
+Which way a frame is read from a file with ``peek`` (``open(path, "rb")``) depends on how much of
+the file's buffer is left when the frame starts: ``_pickle.c`` peeks (and reads straight on) when
+the frame fits in what ``peek`` returns, else reads it with ``read(n)``. So in one pickle some
+frames may be read one way and some the other (tests/test_scan_differential.py finds such files).
+A :class:`Reader` therefore takes a ``plan``: for each frame that matters (a read crosses its end,
+or a STOP comes before it), in the order met, whether it was read with ``read(n)``; frames past the
+plan are read as ``default`` says (False: straight on). It records each crossing in ``overruns``
+and counts the frames that mattered in ``choices``, so that the driver can judge every other plan.
 """
 
 from __future__ import annotations
@@ -22,23 +32,28 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 16
 MAX_NOTES = 16  # frame overruns and mismatches remembered per reader
+MAX_OFFSET = (1 << 63) - 1  # no file reaches past this (a seek there overflows): what lies beyond is nothing
 
 
 class Reader:
     __slots__ = (
         "base",
         "buf",
+        "choices",
         "chunk",
-        "drop",
+        "default",
         "end",
         "fp",
         "frame_end",
         "mismatches",
         "overruns",
+        "partial_lines",
+        "plan",
         "pos",
         "short",
         "stash",
         "stream",
+        "through",
     )
 
     def __init__(self, fp: BinaryIO, start: int, end: int | None, *, stream: bool, chunk: int = CHUNK) -> None:
@@ -51,7 +66,11 @@ class Reader:
         self.stream = stream  # skip by reading (no reliable size), not by seeking
         self.frame_end: int | None = None  # absolute end of the current frame; the buffer stops there
         self.stash: tuple[int, bytes] | None = None  # bytes read past a frame's end, kept for after it
-        self.drop = False  # read a crossing as CPython does from a file (see the module docstring)
+        self.plan: tuple[bool, ...] = ()  # per frame that matters: read with read(n)? (see the module docstring)
+        self.default = False  # the same, for frames past the plan
+        self.choices = 0  # frames that mattered so far
+        self.through = False  # a BINBYTES payload is being read: straight on, however the frame was read
+        self.partial_lines = False  # the range ends where the stream does: a line cut by it is read (line_or_rest)
         self.overruns: list[tuple[int, int]] = []  # (offset of the read, frame end) of reads that cross
         self.mismatches: list[tuple[int, str]] = []  # (offset, what) of frames that disagree with the stream
         self.short: tuple[int, int] | None = None  # (offset, declared size) of the first frame past the end
@@ -64,15 +83,18 @@ class Reader:
         self.buf = b""
         self.pos = 0
 
-    def _fill(self, need: int) -> None:
-        """Make ``need`` bytes available at pos, or raise Truncated."""
+    def _fill(self, need: int, line: bool = False) -> None:
+        """Make ``need`` bytes available at pos, or raise Truncated. ``line``: a line is being read, ``need``
+        is one byte more than the buffer holds (after a frame's rest is dropped, one byte)."""
         rest = self.buf[self.pos :]
         here = self.base + self.pos
         fe = self.frame_end
         if fe is not None and here + need > fe:  # an opcode's argument that crosses (or starts at) the frame's end
             self.crossed(here)
-            if self.drop:
+            if not self.through and self.dropping():
                 here, rest = fe, b""
+                if line:  # _pickle.c reads the whole line afresh from the frame's end
+                    need = 1
             self.frame_end = fe = None
         want = max(need - len(rest), self.chunk)
         if fe is not None:  # fill only up to the frame's end
@@ -85,7 +107,10 @@ class Reader:
             stash = self.stash
             if stash is not None and stash[0] <= at < stash[0] + len(stash[1]):
                 data = stash[1][at - stash[0] : at - stash[0] + want]
-            else:
+                if len(data) < want:  # the stash ends first (it was cut at an earlier frame's end): read on
+                    self.fp.seek(at + len(data))
+                    data += self.fp.read(want - len(data))
+            elif at < MAX_OFFSET:
                 self.stash = None
                 self.fp.seek(at)
                 data = self.fp.read(want)
@@ -94,6 +119,24 @@ class Reader:
         self.pos = 0
         if len(self.buf) < need:
             raise Truncated("the stream ends in the middle of an opcode (truncated before STOP)", here)
+
+    def dropping(self) -> bool:
+        """Whether the frame that matters now was read with ``read(n)``: the plan's next decision."""
+        i = self.choices
+        self.choices = i + 1
+        return self.plan[i] if i < len(self.plan) else self.default
+
+    def stopped(self, at: int) -> None:
+        """A STOP at ``at``: if it comes before the current frame's end, a reader that read the frame with
+        ``read(n)`` starts the next pickle at the frame's end (``_Unframer`` has read the whole frame)."""
+        fe = self.frame_end
+        if fe is None or self.base + self.pos >= fe:
+            return
+        if len(self.mismatches) < MAX_NOTES:
+            self.mismatches.append((at, "the pickle stops before its frame ends"))
+        if self.dropping():
+            self.jump(fe)
+        self.frame_end = None
 
     def crossed(self, here: int) -> None:
         """A read from ``here`` runs past the current frame's end."""
@@ -111,7 +154,7 @@ class Reader:
             if here + n <= fe:
                 return  # _pickle.c: the new frame is already buffered; its buffer still ends at fe
             self.crossed(here)
-            if self.drop:
+            if self.dropping():
                 self.jump(fe)
                 here = fe
             self.frame_end = None
@@ -181,13 +224,11 @@ class Reader:
 
     def read_through(self, n: int) -> bytes:
         """A BINBYTES payload: _pickle.c reads it straight on across a frame's end, even from a file."""
-        if not self.drop:
-            return self.read(n)
-        self.drop = False
+        self.through = True
         try:
             return self.read(n)
         finally:
-            self.drop = True
+            self.through = False
 
     def skip(self, n: int, through: bool = False) -> None:
         p = self.pos + n
@@ -198,7 +239,7 @@ class Reader:
         fe = self.frame_end
         if fe is not None and target > fe:
             self.crossed(self.base + self.pos)
-            if self.drop and not through:
+            if not through and self.dropping():
                 target = fe + n
             self.frame_end = None
         if self.end is not None and target > self.end:
@@ -228,7 +269,7 @@ class Reader:
             have = len(self.buf) - self.pos
             if have > keep:
                 break
-            self._fill(have + 1)
+            self._fill(have + 1, line=True)
         # Too long to keep: scan for the newline chunk by chunk.
         if self.frame_end is not None and self.base + len(self.buf) == self.frame_end:
             self.crossed(start)
@@ -246,6 +287,22 @@ class Reader:
                 return (start, length + i)
             length += len(self.buf)
             self.jump(self.base + len(self.buf))
+
+    def line_or_rest(self, keep: int) -> tuple[bytes, bool]:
+        """The next line without its newline, and True; or, where the stream ends before a newline outside a
+        frame, what is left of it, and False: the pure-Python unpickler's ``readline`` returns that as a line
+        (and ``[:-1]`` cuts its last byte), where ``_pickle.c`` and ``_Unframer`` within a frame fail."""
+        outside = self.partial_lines and (self.frame_end is None or self.tell() >= self.frame_end)
+        try:
+            line = self.readline(keep, keep)
+        except Truncated:
+            if not outside:
+                raise
+            rest = self.buf[self.pos :]
+            self.pos = len(self.buf)
+            return rest, False
+        assert isinstance(line, bytes)
+        return line, True
 
     def read_at(self, offset: int, size: int) -> bytes:
         """Read back bytes already passed (a lazy string); the reader's position is unchanged."""

@@ -89,6 +89,7 @@ def scan_pickles(
         end = _file_end(fp)
     judge = Judge(display, policy)
     reader = Reader(fp, start, end, stream=stream or end is None)
+    reader.partial_lines = True
     if work is None:
         work = Work(None if end is None else end - start)
     sim = Simulator(reader, judge, collect=collect, keep_items=keep_items, work=work)
@@ -118,7 +119,6 @@ def scan_pickles(
                     size=size,
                 )
             break
-        seen = len(reader.overruns)
         broke = False
         try:
             sim.run_pickle()
@@ -138,13 +138,13 @@ def scan_pickles(
             broke = True
         if exceeds(sim.fetches, sim.expanded, sim.ops_in_pickle):
             judge.expansion(sim.fetches, sim.expanded, sim.ops_in_pickle, here, sim.pickle_index)
-        if len(reader.overruns) > seen and not work.exhausted:
-            # What CPython runs when it reads this pickle from a file: frame rests dropped.
-            _dropped_reading(fp, here, end, stream or end is None, judge, work, sim.pickle_index)
         if broke:
             break
         done += 1
         sim.pickle_index += 1
+    if reader.choices and not work.exhausted:
+        # Frames that CPython's file readers may read another way: judge what each other way runs.
+        _other_readings(fp, start, end, stream or end is None, judge, work, first_index, reader.choices, max_pickles)
     judge.frames(reader.overruns, reader.mismatches)
     if reader.short is not None:
         judge.malformed(f"a frame of {reader.short[1]} bytes runs past the end of the stream", reader.short[0])
@@ -161,23 +161,86 @@ def scan_pickles(
     )
 
 
-def _dropped_reading(
-    fp: BinaryIO, start: int, end: int | None, stream: bool, judge: Judge, work: Work, index: int
+MAX_READINGS = 64  # other readings of a stream's frames judged; past it one finding
+
+
+def _other_readings(
+    fp: BinaryIO,
+    start: int,
+    end: int | None,
+    stream: bool,
+    judge: Judge,
+    work: Work,
+    first_index: int,
+    met: int,
+    max_pickles: int | None,
 ) -> None:
-    """Scan the pickle at ``start`` again as ``_pickle.c`` reads it from a file: an argument that crosses
-    its frame's end is read afresh from there (:mod:`hfa.scan.pickles.reader`). Its imports and calls
-    are judged like any other, in the context :data:`~hfa.scan.pickles.events.DROPPED`."""
+    """Scan the pickles at ``start`` again for every other way CPython's file readers may read their frames
+    (:mod:`hfa.scan.pickles.reader`): the main scan read every frame that matters straight on (``met`` of
+    them); here first every one with ``read(n)`` (``pickle.load`` of a file without ``peek``, the pure-Python
+    unpickler), then each mix of the two (a file with ``peek``), each frame met deciding afresh, up to
+    :data:`MAX_READINGS`. Their imports and calls are judged like any other, in the context
+    :data:`~hfa.scan.pickles.events.DROPPED`."""
+    every = _reading(fp, start, end, stream, judge, work, first_index, (), True, max_pickles)
+    all_dropped = (True,) * every
+    # Each plan is a prefix of decisions (True: read with read(n)); frames past it are read straight on.
+    # A plan whose run meets more frames than it decides spawns one plan per later frame read with read(n):
+    # together they are every sequence of decisions, each run once.
+    queue = [(False,) * j + (True,) for j in range(met)]
+    runs = 1
+    while queue and not work.exhausted:
+        plan = queue.pop(0)
+        if plan == all_dropped:
+            continue
+        if runs >= MAX_READINGS:
+            judge.malformed(f"its frames can be read in more than {MAX_READINGS} ways: not all were judged", start)
+            return
+        runs += 1
+        seen = _reading(fp, start, end, stream, judge, work, first_index, plan, False, max_pickles)
+        queue.extend(plan + (False,) * j + (True,) for j in range(seen - len(plan)))
+
+
+def _reading(
+    fp: BinaryIO,
+    start: int,
+    end: int | None,
+    stream: bool,
+    judge: Judge,
+    work: Work,
+    first_index: int,
+    plan: tuple[bool, ...],
+    default: bool,
+    max_pickles: int | None,
+) -> int:
+    """One reading of the stacked pickles at ``start`` (as ``pickle.load`` called again and again reads them),
+    with frames read as ``plan`` and ``default`` say; returns how many frames mattered."""
     reader = Reader(fp, start, end, stream=stream)
-    reader.drop = True
+    reader.plan = plan
+    reader.default = default
+    reader.partial_lines = True
     sim = Simulator(reader, judge, mode="plain", work=work)
     sim.context = DROPPED
-    sim.pickle_index = index
-    try:
-        sim.run_pickle()
-    except ComputedImport as exc:
-        judge.computed_import(exc.reason, exc.offset, pickle=index)
-    except Malformed:  # CPython fails there too: nothing after it runs (a spent budget is reported by the caller)
-        pass
+    sim.pickle_index = first_index
+    done = 0
+    while max_pickles is None or done < max_pickles:
+        first = reader.peek()
+        if first is None or first not in VALID_OPCODES:
+            break
+        try:
+            sim.run_pickle()
+        except TooCostly as exc:
+            if not work.reported:
+                work.reported = True
+                judge.issue(Severity.HIGH, "scan.too-costly", f"cannot be proven safe: {exc.reason}", offset=exc.offset)
+            break
+        except ComputedImport as exc:
+            judge.computed_import(exc.reason, exc.offset, pickle=sim.pickle_index)
+            break
+        except Malformed:  # CPython fails there too: nothing after it runs
+            break
+        done += 1
+        sim.pickle_index += 1
+    return reader.choices
 
 
 def scan_pickle(
