@@ -55,8 +55,14 @@ def test_corpus_verdict(sample: Sample, tmp_path: Path) -> None:
 
 
 def test_the_corpus_covers_every_class_and_protocol() -> None:
+    import importlib.util
+
     classes = {s.klass for s in SAMPLES if s.label == "malicious"}
-    assert classes >= {"classic", "1", "2", "3", "4", "5", "6", "8", "9"}  # 7 is the benign set
+    # 7 is the benign set; 9's samples are real legacy torch saves, built only where torch is (the
+    # infer extra, which the lowest-Python run leaves out; tests/test_scan_legacy_modules.py has a
+    # hand-built one that runs everywhere)
+    torch = {"9"} if importlib.util.find_spec("torch") is not None else set()
+    assert classes >= {"classic", "1", "2", "3", "4", "5", "6", "8"} | torch
     names = {s.name for s in SAMPLES}
     assert {f"os-system-reduce-p{p}" for p in range(6)} <= names
     assert len([s for s in SAMPLES if s.label == "benign"]) >= 100
