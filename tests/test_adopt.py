@@ -180,7 +180,6 @@ def test_linked_ref_is_not_followed(tmp_path: Path) -> None:
     assert read_head(folder) is None
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
 def test_real_git_clone(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "clone")
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
@@ -215,7 +214,6 @@ def git_clone_like(folder: Path) -> str:
     return git(folder, "rev-parse", "HEAD").strip()
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
 @pytest.mark.parametrize("version", ["2", "3", "4"])
 def test_git_index_decides_lfs_exactly(tmp_path: Path, version: str) -> None:
     folder = tmp_path / "clone"
@@ -229,7 +227,6 @@ def test_git_index_decides_lfs_exactly(tmp_path: Path, version: str) -> None:
     assert names["model.safetensors"] == git_sha1(WEIGHTS)  # git holds it whole: a plain git blob
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
 @pytest.mark.parametrize("change", ["changed", "untracked", "deleted"])
 def test_a_clone_that_is_not_its_commit_is_refused(tmp_path: Path, change: str) -> None:
     folder, cache = tmp_path / "clone", tmp_path / "cache"
