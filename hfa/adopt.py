@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from hfa.cache.hashing import COMMIT_RE, LFS_HEAD, LFS_SIZE, git_sha1, is_lfs_path, lfs_pointer
-from hfa.cache.layout import check_ref_name, check_relpath, new_file, validate_repo_id
+from hfa.cache.layout import NotRegular, check_ref_name, check_relpath, new_file, open_regular, validate_repo_id
 from hfa.errors import CheckFailed, UsageError
 from hfa.resolve.files import RemoteFile
 from hfa.store import LocalStore
@@ -59,7 +59,6 @@ MAX_GITATTRIBUTES = 1024 * 1024
 HEAD_BYTES = LFS_HEAD
 CHUNK = 4 << 20
 CONTENT_COMMIT_HEADER = b"hfa-import-v1\n"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 @dataclass(frozen=True)
@@ -421,12 +420,11 @@ def _copy(store: LocalStore, fp: Any, rel: str, size: int, lfs: bool, *, both: b
 @contextlib.contextmanager
 def _open_regular(path: Path, rel: str) -> Any:
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        fd, _ = open_regular(path)
+    except NotRegular:
+        raise CheckFailed(f"{rel} is not a regular file", "replace it by the file it stands for") from None
     except OSError as exc:
         raise CheckFailed(f"Cannot read {rel}: {exc.strerror}", "check the file's permissions") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # judged before a file object refuses a folder
-        os.close(fd)
-        raise CheckFailed(f"{rel} is not a regular file", "replace it by the file it stands for")
     with os.fdopen(fd, "rb") as fp:
         yield fp
 

@@ -14,6 +14,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from hfa.cache.layout import open_regular
+
 __all__ = ["GitHead", "read_head", "read_index", "read_origin_url", "read_small"]
 
 MAX_SMALL = 4096  # HEAD, a loose ref
@@ -21,7 +23,6 @@ MAX_PACKED = 16 * 1024 * 1024  # packed-refs
 MAX_CONFIG = 1024 * 1024
 _COMMIT = re.compile(r"[0-9a-f]{40}\Z")
 _REF = re.compile(r"refs/[A-Za-z0-9._\-/]{1,255}\Z")
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 @dataclass(frozen=True)
@@ -40,21 +41,13 @@ def _git_dir(root: Path) -> Path | None:
 
 
 def _open_regular(path: Path, limit: int) -> int | None:
-    """A descriptor of ``path`` when it is a regular file (not a link) of at most ``limit`` bytes, else None.
-
-    Judged on the descriptor before any file object wraps it: Python's refuses a folder with
-    IsADirectoryError, which would escape the callers (a ``.git/HEAD`` that is a folder).
-    """
+    """A descriptor of ``path`` when it is a regular file (not a link) of at most ``limit`` bytes, else None
+    (:func:`hfa.cache.layout.open_regular`: a ``.git/HEAD`` that is a folder or a FIFO is no metadata)."""
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        fd, st = open_regular(path)
     except OSError:
         return None
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        os.close(fd)
-        return None
-    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+    if st.st_size > limit:
         os.close(fd)
         return None
     return fd

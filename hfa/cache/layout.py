@@ -227,6 +227,28 @@ def iter_repos(cache_dir: Path) -> list[RepoDir]:
     return repos
 
 
+class NotRegular(OSError):
+    """What :func:`open_regular` found is a folder, a FIFO, a device or a socket, not a file."""
+
+
+def open_regular(path: Path) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of ``path`` and its stat, when it is a regular file: never through a
+    link (OSError), never waiting on a FIFO, and judged on the descriptor before any file object
+    wraps it (Python's refuses a folder with IsADirectoryError). Anything else raises
+    :class:`NotRegular`; the caller says it in its own words."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotRegular(f"{path} is not a regular file")
+    return fd, st
+
+
 # -- writing -------------------------------------------------------------------------
 HFA_DIR = ".hfa"  # per-repo folder of hfa's own records (huggingface_hub ignores it)
 

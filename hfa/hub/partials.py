@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hfa.cache.layout import open_regular
+
 __all__ = [
     "MAX_RANGES",
     "MIN_RANGE",
@@ -162,11 +164,8 @@ def load_done(record: Path, partial: Path, etag: str, size: int) -> tuple[list[t
 def read_record(record: Path) -> bytes:
     """At most ``RECORD_LIMIT + 1`` bytes of the record, a regular file, never waiting: a link, a FIFO or a
     device there is an OSError (the record is not trusted)."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(record, flags)
+    fd, _ = open_regular(record)
     with os.fdopen(fd, "rb") as fp:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{record} is not a regular file")
         return fp.read(RECORD_LIMIT + 1)
 
 
