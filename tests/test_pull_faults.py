@@ -356,12 +356,11 @@ def test_concurrent_processes_pull_the_same_repo(tmp_path: Path) -> None:
 
 
 def test_write_behind_hands_every_written_range_to_the_disk_in_order(monkeypatch, tmp_path: Path) -> None:
-    import hfa.hub.download
+    import hfa.hub.partials
 
     calls: list[tuple[int, int, int, int]] = []
-    monkeypatch.setattr(hfa.hub.download, "_SFR", lambda fd, start, n, flags: calls.append((fd, start, n, flags)) or 0)
-    monkeypatch.setattr(hfa.hub.download, "WRITE_BEHIND", 100)
-    behind = hfa.hub.download._WriteBehind(7, 1000)  # resuming at byte 1000
+    monkeypatch.setattr(hfa.hub.partials, "_SFR", lambda fd, start, n, flags: calls.append((fd, start, n, flags)) or 0)
+    behind = hfa.hub.partials.WriteBehind(7, 1000, 100)  # resuming at byte 1000
     for n in (60, 60, 30, 99, 1, 5):
         behind.wrote(n)
     assert calls == [
@@ -371,20 +370,20 @@ def test_write_behind_hands_every_written_range_to_the_disk_in_order(monkeypatch
 
 
 def test_write_behind_is_a_no_op_without_sync_file_range(monkeypatch) -> None:
-    import hfa.hub.download
+    import hfa.hub.partials
 
-    monkeypatch.setattr(hfa.hub.download, "_SFR", False)
-    behind = hfa.hub.download._WriteBehind(7, 0)
+    monkeypatch.setattr(hfa.hub.partials, "_SFR", False)
+    behind = hfa.hub.partials.WriteBehind(7, 0, 100)
     behind.wrote(1 << 40)  # would call nothing, raise nothing
     assert behind.call is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
 def test_sync_file_range_is_found_and_accepts_a_file(monkeypatch, tmp_path: Path) -> None:
-    import hfa.hub.download
+    import hfa.hub.partials
 
-    monkeypatch.setattr(hfa.hub.download, "_SFR", None)
-    call = hfa.hub.download._sync_file_range()
+    monkeypatch.setattr(hfa.hub.partials, "_SFR", None)
+    call = hfa.hub.partials.sync_file_range()
     assert call is not None
     with (tmp_path / "f").open("wb", buffering=0) as fp:
         fp.write(b"x" * 8192)

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from hfa.errors import ExitCode
 from hfa.hub.partials import MAX_RANGES, RECORD_LIMIT, load_done, plan_segments, range_bytes
+from hfa.hub.ranged import connections_for
 from hfa.server import HubServer, ServerConfig
 from hfa.server.faults import Fault, FaultPlan
 from hfa.testing import write_repo
@@ -39,7 +40,12 @@ def _content(size: int, seed: int = 7) -> bytes:
 
 
 def _env(threshold: int, range_size: int, connections: int | None = None, retries: str = "3") -> dict[str, str]:
-    env = {"HFA_RANGED_THRESHOLD": str(threshold), "HFA_RANGE_SIZE": str(range_size), "HFA_MAX_RETRIES": retries}
+    env = {
+        "HFA_RANGED_THRESHOLD": str(threshold),
+        "HFA_RANGE_SIZE": str(range_size),
+        "HFA_MAX_RETRIES": retries,
+        "HFA_RANGED_TARGET": "0",  # every connection at once: the tests of the adaptive count set their own
+    }
     if connections is not None:
         env["HFA_MAX_CONNECTIONS"] = str(connections)
     return env
@@ -103,10 +109,12 @@ def test_ranges_reassemble_to_the_right_bytes_around_every_boundary(served, tmp_
     k = data.draw(st.integers(1, 6), label="ranges")
     size = max(1, k * range_size + data.draw(st.sampled_from([-1, 0, 1]), label="delta"))
     connections = data.draw(st.integers(1, 6), label="connections")
+    # every connection at once; one stream after the timed first range; the timed first range, then all
+    target = data.draw(st.sampled_from(["0", "1", "1000000000000"]), label="target")
     content = _content(size, seed=size)
     repo = _repo(root, content)
     cache = tmp_path / f"cache-{repo[6:]}"
-    result = _pull(srv, repo, cache, _env(1, range_size, connections))
+    result = _pull(srv, repo, cache, {**_env(1, range_size, connections), "HFA_RANGED_TARGET": target})
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert (Path(doc["snapshot"]) / BIG).read_bytes() == content
@@ -229,15 +237,17 @@ def _pull_cmd(url: str, cache: Path, repo: str) -> list[str]:
     return [sys.executable, "-m", "hfa", "pull", repo, "--endpoint", url, "--cache-dir", str(cache), "--json"]
 
 
-def test_kill_at_random_points_then_resume_fetches_only_missing_ranges(served, tmp_path: Path) -> None:
-    """SIGKILL a ranged pull at random points: never a wrong blob; the rerun fetches exactly what the record lacks."""
+@pytest.mark.parametrize("target", ["0", "1"], ids=["every-connection", "one-stream"])
+def test_kill_at_random_points_then_resume_fetches_only_missing_ranges(served, tmp_path: Path, target: str) -> None:
+    """SIGKILL a ranged pull at random points: never a wrong blob; the rerun fetches exactly what the record lacks.
+    Over 4 connections, and over the one stream a first connection that reaches HFA_RANGED_TARGET keeps."""
     srv, plan, root = served
     size = 16 * 1024 * 1024  # 4 connections at 1 MB/s each: over 4 s, more than the kills below leave it
     content = _content(size)
     repo = _repo(root, content)
     plan.faults.append(Fault("throttle", path=BIG, rate=1024 * 1024, times=-1))  # 1 MB/s per range answer
     cache = tmp_path / "cache"
-    env = {**os.environ, **_env(1, 256 * 1024, 4, retries="2")}
+    env = {**os.environ, **_env(1, 256 * 1024, 4, retries="2"), "HFA_RANGED_TARGET": target}
     rng = random.Random(3)
     partial, record = _blob_paths(cache, repo, content)
     saw_record = False
@@ -333,6 +343,60 @@ def test_a_range_that_breaks_off_is_resumed_within_the_range(served, tmp_path: P
     assert result.exit_code == 0, result.stderr
     assert (Path(json.loads(result.stdout)["snapshot"]) / BIG).read_bytes() == content
     assert plan.sent[BIG] < 20_000 + 3 * 1000  # only the broken ranges' rest was asked again
+
+
+# -- how many connections: measured ---------------------------------------------------------------
+
+
+@given(
+    rate=st.floats(0, 1e12, allow_nan=False),
+    faster=st.floats(1, 100),
+    target=st.integers(0, 10**12),
+    limit=st.integers(1, 256),
+)
+def test_connections_for_a_rate_stay_in_bounds_and_fall_as_the_rate_rises(
+    rate: float, faster: float, target: int, limit: int
+) -> None:
+    n = connections_for(rate, target, limit)
+    assert 1 <= n <= limit
+    assert connections_for(rate * faster, target, limit) <= n  # a faster first connection never gets more
+    assert connections_for(rate, 0, limit) == limit  # 0: every connection at once
+
+
+def test_connections_for_the_figures_of_docs_pull() -> None:
+    target = 1_000_000_000
+    assert connections_for(40e6, target, 16) == 16  # a CDN edge capping each connection at 40 MB/s
+    assert connections_for(300e6, target, 16) == 3
+    assert connections_for(900e6, target, 16) == 1  # loopback, a fast LAN: one stream
+    assert connections_for(0, target, 16) == 16  # a first connection that brought nothing yet
+
+
+def test_a_first_connection_that_reaches_the_target_keeps_the_file_to_itself(served, tmp_path: Path) -> None:
+    """One stream: its first range is timed, then every range left is asked for in one request."""
+    srv, plan, root = served
+    content = _content(50_000)
+    repo = _repo(root, content)
+    result = _pull(srv, repo, tmp_path / "c", {**_env(1, 1000, 4), "HFA_RANGED_TARGET": "1"})
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (Path(doc["snapshot"]) / BIG).read_bytes() == content
+    assert _file(doc)["connections"] == 1
+    gets = [p for m, p in srv.requests if m == "GET" and p.endswith(BIG)]
+    assert len(gets) == 2, gets  # the timed first range, then the other 49 in one request
+    assert plan.sent[BIG] == len(content)
+
+
+def test_a_capped_first_connection_gets_every_connection_granted(served, tmp_path: Path) -> None:
+    srv, plan, root = served
+    content = _content(200_000)
+    repo = _repo(root, content)
+    plan.faults.append(Fault("throttle", path=BIG, rate=400_000, times=-1))  # ~0.15 s with 4 connections
+    result = _pull(srv, repo, tmp_path / "c", {**_env(1, 10_000, 4), "HFA_RANGED_TARGET": "1000000000"})
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (Path(doc["snapshot"]) / BIG).read_bytes() == content
+    assert _file(doc)["connections"] == 4  # 1 GB/s wanted, ~0.4 MB/s per connection: all 4
+    assert plan.sent[BIG] == len(content)
 
 
 # -- one bound on connections ----------------------------------------------------------------------

@@ -32,7 +32,13 @@ def origin(tmp_path: Path) -> Iterator[HubServer]:
 
 
 def _pull(url: str, cache: Path, *args: str, **env: str):
-    base = {"HFA_RANGED_THRESHOLD": "1", "HFA_RANGE_SIZE": "1000", "HFA_MAX_CONNECTIONS": "4", "HFA_MAX_RETRIES": "2"}
+    base = {
+        "HFA_RANGED_THRESHOLD": "1",
+        "HFA_RANGE_SIZE": "1000",
+        "HFA_MAX_CONNECTIONS": "4",
+        "HFA_MAX_RETRIES": "2",
+        "HFA_RANGED_TARGET": "0",  # every connection at once (test_pull_ranged tests the measured count)
+    }
     return hfa("pull", "org/big", "--endpoint", url, "--cache-dir", str(cache), "--json", *args, env={**base, **env})
 
 
@@ -298,7 +304,8 @@ def test_a_partial_that_is_no_regular_file_is_not_written_through(
 
 def test_a_full_disk_is_a_clear_error_and_the_rerun_resumes(origin, tmp_path: Path, monkeypatch) -> None:
     """ENOSPC mid-download (os.pwrite, then the record's write): exit 6 naming it, no blob, no stray
-    file; once there is room, the rerun fetches only what the record lacks."""
+    file; once there is room, the rerun fetches only what the record lacks. Two connections: each range is
+    recorded as it completes (one stream records what it wrote every 50 ms, test_pull_ranged's kill test)."""
     import errno
     import os
 
@@ -322,13 +329,13 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_resumes(origin, tmp_path: Pa
 
     monkeypatch.setattr(os, "pwrite", pwrite)
     monkeypatch.setattr(Path, "write_text", write_text)
-    result = _pull(origin.url, cache, HFA_MAX_CONNECTIONS="1")
+    result = _pull(origin.url, cache, HFA_MAX_CONNECTIONS="2")
     assert result.exit_code == ExitCode.LOCAL, result.stderr
     assert "No space left on device" in result.stderr
     _no_blob(cache)
     assert not list(cache.rglob("*.tmp"))
     monkeypatch.undo()
-    result = _pull(origin.url, cache, HFA_MAX_CONNECTIONS="1")
+    result = _pull(origin.url, cache, HFA_MAX_CONNECTIONS="2")
     doc = _ok(result, cache)
     assert 0 < doc["files"][0]["bytes_downloaded"] <= SIZE - 6000  # the last range's record did not fit
     assert doc["files"][0]["status"] == "resumed"
@@ -354,7 +361,13 @@ def test_ctrl_c_with_a_range_stalled_exits_at_once(origin, tmp_path: Path) -> No
         answered.set()
         release.wait(60)
 
-    env = {**os.environ, "HFA_RANGED_THRESHOLD": "1", "HFA_RANGE_SIZE": "1000", "HF_HUB_DOWNLOAD_TIMEOUT": "60"}
+    env = {
+        **os.environ,
+        "HFA_RANGED_THRESHOLD": "1",
+        "HFA_RANGE_SIZE": "1000",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "60",
+        "HFA_RANGED_TARGET": "0",
+    }
     with HostileFront(origin.url, answer) as front:
         cmd = [sys.executable, "-m", "hfa", "pull", "org/big", "--endpoint", front.url, "--cache-dir", str(tmp_path)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -29,11 +29,12 @@ from hfa.resolve.refs import RepoRef
 if TYPE_CHECKING:
     from hfa.hub.batch import Batch
     from hfa.hub.client import OnlineHub
+    from hfa.hub.partials import WriteBehind
     from hfa.store import BlobStore
 
 CHUNK = 1 << 20
 PIPELINE_MIN = 16 * CHUNK  # bodies this large are hashed on a second thread while they stream
-WRITE_BEHIND = 32 * CHUNK  # and handed to the disk every this many bytes (see _WriteBehind)
+WRITE_BEHIND = 32 * CHUNK  # and handed to the disk every this many bytes (hfa.hub.partials.WriteBehind)
 _RESUME_STATUSES = frozenset({416})  # answered, not raised: fetch handles them
 DEFAULT_WORKERS = 16  # I/O-bound: many small files want many connections (bench/bench_pull.py)
 _POSITIONAL_IO = hasattr(os, "pwrite") and hasattr(os, "preadv")  # what ranged downloads write and hash with
@@ -372,6 +373,7 @@ class Fetcher:
                 check_first=lambda response: self._check_answer(f, response.headers),
                 on_prefix=self.on_prefix,
                 inflight=self._inflight,
+                target=self.hub.settings.ranged_target,
             )
         except Fallback as exc:
             raise _Fallback(getattr(exc, "received", 0), str(exc)) from None
@@ -419,8 +421,10 @@ class Fetcher:
         remaining = f.size - offset
         if remaining < PIPELINE_MIN:
             return self._copy(f, response, fp, remaining, _Inline(hasher, min(CHUNK, remaining) or 1))
+        from hfa.hub.partials import WriteBehind
+
         with _Pipelined(hasher) as hashing:
-            return self._copy(f, response, fp, remaining, hashing, _WriteBehind(fp.fileno(), offset))
+            return self._copy(f, response, fp, remaining, hashing, WriteBehind(fp.fileno(), offset, WRITE_BEHIND))
 
     def _copy(
         self,
@@ -429,7 +433,7 @@ class Fetcher:
         fp: Any,
         remaining: int,
         hashing: _Inline | _Pipelined,
-        behind: _WriteBehind | None = None,
+        behind: WriteBehind | None = None,
     ) -> int:
         """Read the body into a free buffer, write it, hand it on to be hashed; until the body ends."""
         received = 0
@@ -476,52 +480,6 @@ class _Inline:
 
     def hand_off(self, buffer: bytearray, n: int) -> None:
         self.hasher.update(memoryview(buffer)[:n])
-
-
-class _WriteBehind:
-    """Start writing a large file to disk while it downloads, so the fsync before publishing is short.
-
-    Every ``WRITE_BEHIND`` bytes, Linux's ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` queues the
-    range just written for write-back without waiting for it (PostgreSQL's ``*_flush_after`` does
-    the same). Elsewhere, or if the call is refused, it does nothing: the fsync still makes the
-    blob durable before it is published; this only moves the disk's work earlier.
-    """
-
-    def __init__(self, fd: int, offset: int) -> None:
-        self.fd = fd
-        self.start = offset
-        self.pending = 0
-        self.call = _sync_file_range()
-
-    def wrote(self, n: int) -> None:
-        self.pending += n
-        if self.pending >= WRITE_BEHIND and self.call is not None:
-            self.call(self.fd, self.start, self.pending, 2)  # SYNC_FILE_RANGE_WRITE; errors ignored
-            self.start += self.pending
-            self.pending = 0
-
-
-_SFR: Any = None
-
-
-def _sync_file_range() -> Any:
-    """libc's sync_file_range on Linux (ctypes, loaded once), else None."""
-    global _SFR
-    if _SFR is None:
-        _SFR = False
-        import sys
-
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-                fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-                fn.restype = ctypes.c_int
-                _SFR = fn
-            except (OSError, AttributeError):  # pragma: no cover - a libc without it
-                _SFR = False
-    return _SFR or None
 
 
 class _Pipelined:

@@ -27,6 +27,7 @@ __all__ = [
     "RECORD_FORMAT",
     "RECORD_LIMIT",
     "Segment",
+    "WriteBehind",
     "discard",
     "drop_odd_partial",
     "intervals",
@@ -36,6 +37,7 @@ __all__ = [
     "range_bytes",
     "read_record",
     "save_record",
+    "sync_file_range",
 ]
 
 # A file is cut into about RANGES_PER_CONNECTION ranges per connection (handed out in order, so the hashed
@@ -209,3 +211,57 @@ def drop_odd_partial(partial: Path) -> None:
         return
     if not stat.S_ISREG(mode):
         partial.unlink()  # a folder there is an error (exit 6): not hfa's to remove
+
+
+class WriteBehind:
+    """Start writing a large file to disk while it downloads, so the fsync before publishing is short.
+
+    Every ``every`` bytes written from ``offset`` on, Linux's ``sync_file_range(SYNC_FILE_RANGE_WRITE)``
+    queues the range just written for write-back without waiting for it (PostgreSQL's
+    ``*_flush_after`` does the same). Elsewhere, or if the call is refused, it does nothing: the
+    fsync still makes the blob durable before it is published; this only moves the disk's work
+    earlier. Without it a ranged pull of 256 MiB spent ~0.15 s in its final fsync (a disk that
+    writes ~750 MB/s).
+    """
+
+    def __init__(self, fd: int, offset: int, every: int) -> None:
+        self.fd = fd
+        self.start = offset
+        self.every = every
+        self.pending = 0
+        self.call = sync_file_range()
+
+    def wrote(self, n: int) -> None:
+        self.pending += n
+        if self.pending >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand what was written since the last call to the disk now (the end of a range)."""
+        if self.pending and self.call is not None:
+            self.call(self.fd, self.start, self.pending, 2)  # SYNC_FILE_RANGE_WRITE; errors ignored
+        self.start += self.pending
+        self.pending = 0
+
+
+_SFR: Any = None
+
+
+def sync_file_range() -> Any:
+    """libc's sync_file_range on Linux (ctypes, loaded once), else None."""
+    global _SFR
+    if _SFR is None:
+        _SFR = False
+        import sys
+
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+                fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _SFR = fn
+            except (OSError, AttributeError):  # pragma: no cover - a libc without it
+                _SFR = False
+    return _SFR or None

@@ -5,9 +5,17 @@ is cut into ranges of at most ``Settings.range_size`` bytes (``HFA_RANGE_SIZE``,
 never more than :data:`~hfa.hub.partials.MAX_RANGES` ranges, :func:`~hfa.hub.partials.range_bytes`). The
 first range is asked of the endpoint (following its redirect to a CDN, as every download does);
 that answer tells whether the server plays along (``206``, ``Accept-Ranges: bytes``, the
-``Content-Range`` asked for). The other ranges then go to where the redirect ended, each over
-its own connection, as many at once as :class:`Connections` grants, written with ``pwrite`` at
-their offsets into the partial file, which was sized to the whole file first (no second copy).
+``Content-Range`` asked for). Ranges are written with ``pwrite`` at their offsets into the
+partial file, which was sized to the whole file first (no second copy).
+
+How many connections is measured, not assumed: the first connection's first range is timed over
+``PROBE_BYTES`` or ``PROBE_SECONDS`` (or to its end, if sooner), and more connections are added only
+as far as its rate falls short of ``Settings.ranged_target`` (``HFA_RANGED_TARGET``, bytes/s; about
+what one core hashes and a fast disk writes). A link that caps each connection (a CDN edge, 40 MB/s)
+gets every connection :class:`Connections` grants; a link where one connection already reaches the
+target (loopback, a fast LAN) keeps one stream, which asks for all the ranges left in one request
+and costs the least CPU there. ``HFA_RANGED_TARGET=0`` opens every connection at once. Ranges are
+asked of where the first answer's redirect ended.
 
 Every byte is verified before the blob is published: a hashing thread follows the contiguous
 prefix of the file as it fills (ranges are handed out in order, so the prefix grows steadily) and
@@ -37,7 +45,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +54,7 @@ from hfa.errors import AccessDenied, CheckFailed, LocalError, NetworkError
 from hfa.hub.classify import error_reason, is_transient
 from hfa.hub.partials import (
     Segment,
+    WriteBehind,
     load_done,
     open_partial,
     plan_segments,
@@ -57,9 +66,12 @@ if TYPE_CHECKING:
     from hfa.hub.client import OnlineHub
     from hfa.resolve.files import RemoteFile
 
-__all__ = ["Connections", "Fallback", "InFlight", "RangedResult", "fetch_ranged"]
+__all__ = ["Connections", "Fallback", "InFlight", "RangedResult", "connections_for", "fetch_ranged"]
 
 CHUNK = 1 << 20
+FLUSH_EVERY = 4 << 20  # written bytes handed to the disk this often (partials.WriteBehind)
+PROBE_BYTES = 8 << 20  # the first connection's rate is taken over this much of its body, its first range ...
+PROBE_SECONDS = 0.015  # ... or this long, whichever comes first
 SAVE_EVERY = 0.05  # seconds between records of progress (a kill loses at most what came in since)
 _ALLOW = frozenset({416})  # answered, not raised: a range the server will not serve is a fallback (check)
 _CDN_ALLOW = _ALLOW | {403}  # ... and a CDN's refusal, its signed URL expired (expired)
@@ -163,6 +175,26 @@ class RangedResult:
     vouched: bool  # the server's own hash header matched the lock's
 
 
+class _Claim:
+    """The ranges one worker took, ``segments[i]`` to the one that ends at ``end``, filled in order."""
+
+    def __init__(self, segments: list[Segment], i: int, end: int) -> None:
+        self.segments = segments
+        self.i = i
+        self.end = end
+
+    def segment(self) -> Segment:
+        """The range being filled (the first of the claim that is not done)."""
+        while self.segments[self.i].done and self.segments[self.i].end < self.end:
+            self.i += 1
+        return self.segments[self.i]
+
+    def at(self) -> int:
+        """The first byte the claim lacks (``end`` once it is whole)."""
+        s = self.segment()
+        return s.start + s.filled if not s.done else self.end
+
+
 class _Ranged:
     """One ranged download: the shared state of its workers and its hashing thread."""
 
@@ -180,6 +212,8 @@ class _Ranged:
         save: Callable[[list[Segment], str | None], None],
         validator: str | None,
         inflight: InFlight | None = None,
+        limit: int = 1,
+        target: int = 0,
     ) -> None:
         self.hub = hub
         self.inflight = inflight or InFlight(cancel)  # the pull's: a cancel ends every read
@@ -203,6 +237,16 @@ class _Ranged:
         self.active = 0
         self.peak = 0
         self.ready = threading.Event()  # the first answer showed the server serves ranges (or it failed)
+        self.index = {seg.start: i for i, seg in enumerate(segments)}
+        self.target = target  # bytes/s the connections aim for together (0: every connection at once)
+        self.wanted = connections_for(0, target, limit) if target <= 0 else 1  # connections (the probe decides)
+        self.decided = threading.Event()  # ... known (or the download ended): helpers wait for it
+        if target <= 0:
+            self.decided.set()
+        self.probe_start: float | None = None  # when the first connection's body began
+        self.probe_bytes = 0  # ... and what it has brought since
+        self.limit = max(1, limit)
+        self.rate = 0.0  # the first connection's measured rate (bytes/s), once decided
         self.saved = time.monotonic()
         self.on_first: Callable[[Any], bool] | None = None  # the caller's checks of the first answer
         self.vouched = False  # ... which said the server's own hash is the lock's
@@ -231,12 +275,29 @@ class _Ranged:
         s = self.segments[self.first_open]
         return s.start + s.filled
 
+    def probed(self, n: int) -> None:
+        """The first connection brought ``n`` more bytes while the count is undecided (call under the lock)."""
+        now = time.monotonic()
+        self.probe_bytes += n
+        start = self.probe_start if self.probe_start is not None else now
+        if self.probe_bytes >= PROBE_BYTES or now - start >= PROBE_SECONDS:
+            self.decide(now)
+
+    def decide(self, now: float) -> None:
+        """How many connections: as many as it takes, at the first one's rate, to reach the target (under the lock)."""
+        if self.decided.is_set() or self.probe_start is None:
+            return
+        self.rate = self.probe_bytes / max(now - self.probe_start, 1e-3)
+        self.wanted = connections_for(self.rate, self.target, self.limit)
+        self.decided.set()
+
     def fail(self, exc: BaseException) -> None:
         with self.lock:
             if self.error is None or (isinstance(exc, Fallback) and not isinstance(self.error, Fallback)):
                 self.error = exc
             self.lock.notify_all()
         self.ready.set()
+        self.decided.set()
         self.own.cancel()  # ranges blocked on a stalled server need not be waited for
 
     # -- a worker: fetch ranges until none is left -----------------------------------------
@@ -259,18 +320,21 @@ class _Ranged:
                 self.active -= 1
 
     def fetch(self, s: Segment, buffer: bytearray) -> None:
-        """One range, to its end: the body resumed within the range when it breaks off."""
+        """``s`` (and, for a worker alone, the untouched ranges after it: :meth:`claim`) to its end: the body
+        resumed within what was claimed when it breaks off."""
         retries = self.hub.retry.retries
         tries = 0
-        while not s.done:
+        with self.lock:
+            claim = self.claim(s)
+        while (at := claim.at()) < claim.end:
             if self.cancel.is_set() or self.error is not None:
                 raise NetworkError(f"Download of '{self.f.path}' cancelled", "rerun the command to resume")
-            asked = s.size - s.filled
+            asked = claim.end - at
             try:
-                if self.request(s, buffer):
+                if self.request(claim, buffer):
                     continue
-                if not s.done:
-                    raise _BodyEnded(f"the body ended at byte {s.start + s.filled} of {s.end}")
+                if claim.at() < claim.end:
+                    raise _BodyEnded(f"the body ended at byte {claim.at()} of {claim.end}")
             except (Fallback, AccessDenied, CheckFailed):
                 raise
             except Exception as exc:
@@ -280,7 +344,7 @@ class _Ranged:
                     ) from None
                 if not isinstance(exc, _BodyEnded) and not is_transient(exc):
                     raise
-                if (asked - (s.size - s.filled)) * 4 >= asked:
+                if (claim.at() - at) * 4 >= asked:
                     # A try that brought a quarter of what it asked for is progress, not a failure: a server
                     # that cuts every other answer still delivers (at most ~log(range, 4/3) tries, ~60 for 16 MiB).
                     tries = 0
@@ -288,18 +352,35 @@ class _Ranged:
                 tries += 1
                 if tries > retries:
                     raise NetworkError(
-                        f"Download of '{self.f.path}' (bytes {s.start}-{s.end - 1}) kept failing"
+                        f"Download of '{self.f.path}' (bytes {claim.at()}-{claim.end - 1}) kept failing"
                         f" ({tries} tries: {error_reason(exc) if not isinstance(exc, _BodyEnded) else exc})",
                         "check --endpoint / HF_ENDPOINT and the network, then rerun: it resumes where it stopped",
                     ) from None
                 self.hub.retry.wait(tries - 1)
+        if not self.decided.is_set():
+            with self.lock:
+                self.decide(time.monotonic())  # the first range ended before the probe did: judged by it
 
-    def request(self, s: Segment, buffer: bytearray) -> bool:
-        """Ask for what ``s`` lacks and write what comes; True when the URL was resolved anew (ask again)."""
+    def claim(self, s: Segment) -> _Claim:
+        """What a worker that took ``s`` asks for (call under the lock): ``s`` alone, unless the count is
+        decided to be one connection: then the untouched ranges after it too (one request for them all, no
+        round trip per range). The ranges claimed are taken at once: no other worker asks for them."""
+        i = self.index[s.start]
+        end = s.end
+        if self.decided.is_set() and self.wanted <= 1:
+            for nxt in self.segments[i + 1 :]:
+                if nxt.taken or nxt.filled:
+                    break
+                nxt.taken = True
+                end = nxt.end
+        return _Claim(self.segments, i, end)
+
+    def request(self, claim: _Claim, buffer: bytearray) -> bool:
+        """Ask for what ``claim`` lacks and write what comes; True when the URL was resolved anew (ask again)."""
         from hfa.hub.requests import origin
 
-        first = s.start + s.filled
-        last = s.end - 1
+        first = claim.at()
+        last = claim.end - 1
         url = self.url
         cdn = origin(url) != origin(self.hub.settings.endpoint)
         with (
@@ -317,25 +398,37 @@ class _Ranged:
                 self.expired(url)
                 return True
             self.check(response, first, last)
+            with self.lock:
+                if self.probe_start is None:
+                    self.probe_start = time.monotonic()  # the first answer's headers: the probe's clock starts
             view = memoryview(buffer)
-            want = last + 1 - first
-            got = 0
-            while got < want and not self.cancel.is_set():
-                n = response.readinto(view[: min(len(buffer), want - got)])
-                if not n:
-                    break
-                done = 0
-                while done < n:
-                    done += os.pwrite(self.fd, view[done:n], first + got + done)
-                got += n
-                with self.lock:
-                    s.filled += n
-                    self.received += n
-                    self.lock.notify_all()
-                    if time.monotonic() - self.saved >= SAVE_EVERY:
-                        self.saved = time.monotonic()
-                        self.save(self.segments, self.validator)
-                self.on_bytes(n)
+            behind = WriteBehind(self.fd, first, FLUSH_EVERY)
+            at = first
+            s = claim.segment()
+            try:
+                while at <= last and not self.cancel.is_set():
+                    n = response.readinto(view[: min(len(buffer), s.end - at)])
+                    if not n:
+                        break
+                    done = 0
+                    while done < n:
+                        done += os.pwrite(self.fd, view[done:n], at + done)
+                    at += n
+                    behind.wrote(n)
+                    with self.lock:
+                        s.filled += n
+                        self.received += n
+                        if not self.decided.is_set():
+                            self.probed(n)
+                        if s.done and at <= last:
+                            s = claim.segment()
+                        self.lock.notify_all()
+                        if time.monotonic() - self.saved >= SAVE_EVERY:
+                            self.saved = time.monotonic()
+                            self.save(self.segments, self.validator)
+                    self.on_bytes(n)
+            finally:
+                behind.flush()
         return False
 
     def expired(self, url: str) -> None:
@@ -419,6 +512,7 @@ def fetch_ranged(
     check_first: Callable[[Any], bool] | None = None,
     on_prefix: Callable[[int], None] | None = None,
     inflight: InFlight | None = None,
+    target: int = 0,
 ) -> RangedResult:
     """Fetch what the partial lacks as parallel ranges; return what arrived and the whole file's digest.
 
@@ -426,7 +520,8 @@ def fetch_ranged(
     is sized to the file at once: a reader following it must not read past that, into holes).
 
     The calling thread holds one slot of ``connections`` and fetches ranges itself; helper
-    threads take more slots while ranges are left. Raises :class:`Fallback` (the partial then
+    threads take more slots while ranges are left, as many as its measured rate says it takes to
+    reach ``target`` bytes/s (0: every slot at once). Raises :class:`Fallback` (the partial then
     holds a contiguous prefix and no record) when the server does not serve ranges as asked.
     """
     loaded = load_done(record, partial, f.etag, f.size)
@@ -458,6 +553,8 @@ def fetch_ranged(
             save=save,
             validator=validator,
             inflight=inflight,
+            limit=connections.limit,
+            target=target,
         )
         if on_prefix is not None:
             on_prefix(0)
@@ -471,14 +568,15 @@ def fetch_ranged(
             if first is not None:
                 job.on_first = check_first
                 wanted = min(connections.limit, sum(1 for s in segments if not s.done)) - 1
-                for i in range(max(0, wanted)):  # they wait for the first answer's headers
-                    t = threading.Thread(target=_helper, args=(job, connections), name=f"hfa-range-{i}")
+                for i in range(max(0, wanted)):  # they wait for the count of connections to be decided
+                    t = threading.Thread(target=_helper, args=(job, connections, i + 1), name=f"hfa-range-{i}")
                     t.start()
                     helpers.append(t)
                 job.work(first)
         except BaseException as exc:
             job.fail(exc)
         finally:
+            job.decided.set()  # the first connection finished alone (or failed): waiting helpers stop
             for t in helpers:
                 t.join()
             stop.set()
@@ -486,6 +584,9 @@ def fetch_ranged(
                 job.lock.notify_all()
         hashing.join()
         if job.error is not None:
+            if not isinstance(job.error, Fallback):
+                with suppress(OSError):  # what was written is kept for the rerun (a full disk keeps the last record)
+                    save(segments, job.validator)
             raise job.error
         if job.prefix() < f.size:  # pragma: no cover - every segment done means the prefix is whole
             raise NetworkError(f"Download of '{f.path}' stopped early", "rerun the command to resume")
@@ -501,6 +602,14 @@ def fetch_ranged(
         os.close(fd)
 
 
+def connections_for(rate: float, target: int, limit: int) -> int:
+    """How many connections a file gets when its first one brings ``rate`` bytes/s: as many as reach ``target``
+    bytes/s together (rounded to the nearest), from 1 to ``limit``; ``target`` 0 means ``limit``."""
+    if target <= 0:
+        return max(1, limit)
+    return max(1, min(limit, int(target / max(rate, 1.0) + 0.5)))
+
+
 def _guarded(job: _Ranged, fn: Callable[..., None]) -> Callable[..., None]:
     def run(*args: Any) -> None:
         try:
@@ -511,12 +620,19 @@ def _guarded(job: _Ranged, fn: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def _helper(job: _Ranged, connections: Connections) -> None:
-    """Once the first answer is in, take a connection slot when one is free and fetch ranges while any
-    are left; give it back."""
-    while not job.ready.wait(0.05):
+def _helper(job: _Ranged, connections: Connections, rank: int) -> None:
+    """Once the count of connections is decided and it includes this one (``rank`` 1 is the second
+    connection), take a connection slot when one is free and fetch ranges while any are left; give it
+    back. A first connection that stalls before its probe ends is judged by what it brought so far."""
+    while not (job.ready.wait(0.02) and job.decided.wait(0.02)):  # the first answer: where ranges go, ...
         if job.cancel.is_set() or job.error is not None:
             return
+        with job.lock:  # ... and how many connections
+            now = time.monotonic()
+            if job.probe_start is not None and now - job.probe_start >= PROBE_SECONDS:
+                job.decide(now)
+    if rank >= job.wanted:
+        return
     while job.has_work() and not job.cancel.is_set():
         if connections.try_take(0.05):
             try:
