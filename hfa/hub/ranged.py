@@ -239,7 +239,7 @@ class _Ranged:
         self.ready = threading.Event()  # the first answer showed the server serves ranges (or it failed)
         self.index = {seg.start: i for i, seg in enumerate(segments)}
         self.target = target  # bytes/s the connections aim for together (0: every connection at once)
-        self.wanted = connections_for(0, target, limit) if target <= 0 else 1  # connections (the probe decides)
+        self.wanted = max(1, limit) if target <= 0 else 1  # connections this file is to use (the probe decides)
         self.decided = threading.Event()  # ... known (or the download ended): helpers wait for it
         if target <= 0:
             self.decided.set()
