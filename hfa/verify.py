@@ -8,6 +8,10 @@
 * every locked file is present with the locked hash; missing and extra files reported;
 * ``.incomplete`` leftovers, dangling refs and stale locks reported;
 * the content scan (pickle, archives, LFS stubs, safetensors, remote code) over the files.
+
+Verifying a cache or a lock starts hashing as soon as it knows the blobs: what only the checks and
+the scan need (the scanner, and through it the pickle and archive readers) is imported by the
+functions that run while the blobs hash, not by this module.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from hfa.cache.layout import RepoDir, iter_repos
 from hfa.cache.walk import BLOB, DANGLING, ESCAPES, FOLDER_LINK, NOT_A_BLOB, SnapshotFile, snapshot_file, walk_snapshot
 from hfa.resolve.refs import RepoRef
 from hfa.scan.model import Finding, ScanPolicy, Severity
-from hfa.scan.scanner import Target, iter_folder, scan_targets
 
 if TYPE_CHECKING:  # a lock is read by the caller; verifying a cache never imports the lock module
     from hfa.lock.lockfile import Lock
+    from hfa.scan.scanner import Target
 
 CHUNK = 4 << 20
 STALE_LOCK_AGE = 3600.0
@@ -107,6 +111,8 @@ class _ScanMeanwhile:
 
     def __call__(self) -> None:
         if self.enabled:
+            from hfa.scan.scanner import scan_targets
+
             targets, policy, workers = self.args
             self.report = scan_targets(targets, policy, workers=workers)
 
@@ -311,6 +317,8 @@ def _check_snapshot(
     users: dict[str, list[tuple[RepoDir, str, str]]],
     report: VerifyReport,
 ) -> list[Finding]:
+    from hfa.scan.scanner import Target
+
     findings: list[Finding] = []
     label = f"{repo.label}@{commit[:12]}"
     for entry in walk_snapshot(repo, commit):
@@ -360,6 +368,8 @@ def verify_lock(
     cache_dir: Path, lock: Lock, policy: ScanPolicy, *, scan: bool = True, workers: int | None = None
 ) -> VerifyReport:
     """Every locked file present in its snapshot with the locked hash; extra snapshot files reported."""
+    from hfa.scan.scanner import Target
+
     started = time.monotonic()
     workers = workers or max(1, os.cpu_count() or 1)
     report = VerifyReport()
@@ -443,6 +453,8 @@ def _content_hash(real: Path, algo: str, hashed: tuple[str, int]) -> str:
 
 def verify_folder(root: Path, policy: ScanPolicy, *, workers: int | None = None) -> VerifyReport:
     """A plain folder (a git clone, a local_dir download): the content scan, LFS stubs included."""
+    from hfa.scan.scanner import Target, iter_folder, scan_targets
+
     started = time.monotonic()
     report = VerifyReport(repos=[str(root)])
     if root.is_file():

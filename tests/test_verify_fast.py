@@ -1,6 +1,7 @@
 """`hfa verify` keeps the hashing on the critical path alone: the checks and the content scan run on
 the main thread while the blobs hash, with the findings in the order they had when they ran after,
-and verifying a cache imports neither the lock module nor filelock (issue 18)."""
+and verifying a cache imports neither the lock module nor filelock, nor the scanner before the
+blobs hash (issue 18)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ def test_verifying_a_cache_imports_no_lock_module(tmp_path: Path) -> None:
     write_repo(cache, "org/model", {"config.json": b"{}", "README.md": b"# hi\n"})
     proc = subprocess.run([sys.executable, "-c", RUN, str(cache)], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["0", "[]"], proc.stderr
+
+
+def test_the_scanner_is_imported_while_the_blobs_hash() -> None:
+    """Before the first blob is hashed, verify needs no scanner: the checks and the scan that run
+    meanwhile import it (and the pickle and archive readers through it)."""
+    code = "import sys, hfa.verify; print(sorted(m for m in sys.modules if m.startswith('hfa.scan.')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["['hfa.scan.model']"], proc.stderr
 
 
 def test_meanwhile_runs_while_the_blobs_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

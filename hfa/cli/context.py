@@ -1,10 +1,10 @@
 """The context every command gets and the one error mapping, free of typer.
 
 :mod:`hfa.cli.options` gives them to the typer commands, where a command ends with typer's
-``Exit``; the plain paths of the console script (``hfa scan``, ``hfa pull`` with plain arguments,
-see :mod:`hfa.cli.entry`) use them as they are, where it ends with ``SystemExit``: the same
-message, document and exit code either way. ``stop`` is the exception class that ends a command
-(called with the exit code).
+``Exit``; the plain paths of the console script (``hfa scan``, ``hfa pull``, ``hfa verify`` with
+plain arguments, see :mod:`hfa.cli.entry`) use them as they are, where it ends with
+``SystemExit``: the same message, document and exit code either way. ``stop`` is the exception
+class that ends a command (called with the exit code).
 """
 
 from __future__ import annotations

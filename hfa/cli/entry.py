@@ -1,7 +1,7 @@
 """The ``hfa`` console script: ``hfa --help`` (:func:`hfa.cli.plainhelp.root_help`), ``hfa scan``
-(:func:`hfa.cli.scanning.scan_plain`) and ``hfa pull`` (:func:`hfa.cli.pulling.pull_plain`) with
-plain arguments run without the CLI framework;
-everything else, and anything those paths decline, is :func:`hfa.cli.app.main`.
+(:func:`hfa.cli.scanning.scan_plain`), ``hfa pull`` (:func:`hfa.cli.pulling.pull_plain`) and
+``hfa verify`` (:func:`hfa.cli.verifying.verify_plain`) with plain arguments run without the CLI
+framework; everything else, and anything those paths decline, is :func:`hfa.cli.app.main`.
 
 When the command is done, the process ends: :func:`main` freezes the garbage collector's objects
 first (``gc.freeze``), so the interpreter's last collection at exit does not walk every object
@@ -37,6 +37,12 @@ def run(args: list[str]) -> None:
         from hfa.cli.pulling import pull_plain
 
         code = pull_plain(args[1:])
+        if code is not None:
+            sys.exit(code)
+    elif args[:1] == ["verify"]:
+        from hfa.cli.verifying import verify_plain
+
+        code = verify_plain(args[1:])
         if code is not None:
             sys.exit(code)
     from hfa.cli.app import main as full

@@ -2,10 +2,12 @@
 
 ``hfa scan`` with plain arguments usually runs without this module (hfa.cli.scanning explains
 why); its checks' options are declared from the one table both paths read, ``SCAN_OPTIONS``.
+So does ``hfa verify`` with only the common options (hfa.cli.verifying): this module declares
+its options, and its body is :func:`hfa.cli.verifying.run_verify`.
 """
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -22,7 +24,8 @@ from hfa.cli.options import (
     VerboseOpt,
     guarded,
 )
-from hfa.cli.scanning import SCAN_OPTIONS, count_text, finish
+from hfa.cli.scanning import DEFAULT_FAIL_ON, SCAN_OPTIONS
+from hfa.cli.verifying import run_verify
 
 CHECKS = "Checks"
 
@@ -60,7 +63,7 @@ def scan(
             show_default=False,
         ),
     ] = None,
-    fail_on: FailOnOpt = "high",
+    fail_on: FailOnOpt = DEFAULT_FAIL_ON,
     sarif: SarifOpt = None,
     allowlist: AllowlistOpt = None,
     endpoint: EndpointOpt = None,
@@ -118,7 +121,7 @@ def verify(
             autocompletion=complete_repo,
         ),
     ] = None,
-    fail_on: FailOnOpt = "high",
+    fail_on: FailOnOpt = DEFAULT_FAIL_ON,
     sarif: SarifOpt = None,
     allowlist: AllowlistOpt = None,
     endpoint: EndpointOpt = None,
@@ -142,74 +145,14 @@ def verify(
         verbose=verbose,
     )
     with guarded(ctx.out):
-        from hfa import verify as core
-        from hfa.errors import UsageError
-        from hfa.resolve.refs import RepoRef
-        from hfa.scan.policy import load_policy
-        from hfa.scan.report import Locator
-
-        policy, notes = load_policy(allowlist)
-        cache = ctx.settings.cache_dir
-        folder = Path(target) if target is not None and Path(target).exists() else None
-        if lock is not None and target is not None:
-            raise UsageError("give either a target or --lock", "e.g. hfa verify --lock hfa.lock")
-        if target is not None and folder is None and core.looks_like_path(target):
-            raise UsageError(f"No such file or folder: {target}", "check the path, or give REPO[@REV] of a cached repo")
-        if folder is None and not cache.is_dir():
-            raise UsageError(
-                f"No cache at {cache}: the folder does not exist",
-                "check --cache-dir / HF_HUB_CACHE, or pull something first with `hfa pull REPO`",
-            )
-        # SARIF: a folder's files are on disk; a cache's are cache entries; a lock's point at its lines.
-        on_disk = {n.path for n in notes}
-        locate = Locator() if folder is not None else Locator(logical=lambda p: p not in on_disk, cache_dir=cache)
-        locked = None
-        if lock is not None:
-            from hfa.lock import lockfile
-
-            locked = lockfile.read(lock)
-            entries = [(e.repo_type, e.repo_id, e.commit) for e in locked.repos]
-            from hfa.config import LOCK_FILE_LIMIT, read_small_file
-
-            text = read_small_file(lock, LOCK_FILE_LIMIT, "lock file", "--lock").decode("utf-8")  # bounded, as read()
-            locate = locate.with_lock(lock, text, entries)
-
-        def run() -> Any:
-            if locked is not None:
-                return core.verify_lock(cache, locked, policy, scan=not no_scan)
-            if folder is not None:
-                return core.verify_folder(folder, policy)
-            refs = [RepoRef.parse(target)] if target else None
-            return core.verify_cache(cache, refs, policy, scan=not no_scan)
-
-        report = run()
-        if fix:
-            from hfa.repair import repair
-
-            fixed = repair(ctx.settings, report, lock=lock, folder=folder, repo=repo)
-            for line in fixed:
-                ctx.out.info(line)
-            if fixed:
-                report = run()
-        findings = notes + report.findings
-        if locked is not None:  # the policy beside the lock, when there is one (docs/policy.md)
-            from hfa import policy as project
-
-            rules = project.load_policy(lock)
-            if rules.declared:
-                found = project.findings(
-                    project.check_entries(rules, locked.repos, cache_dir=cache, strict=True, tasks=locked.tasks)
-                )
-                findings = sorted(findings + found, key=lambda f: (-f.severity, f.path, f.code))
-        doc = report.to_json()
-        doc["findings"] = [f.to_json() for f in findings]
-        if locked is not None and len(findings) != len(notes) + len(report.findings):
-            from hfa.scan.report import counts
-
-            doc["counts"] = counts(findings)
-        summary = (
-            f"Verified {len(report.repos)} target(s), {report.blobs} blob(s), "
-            f"{report.bytes_hashed / 1e6:.1f} MB hashed, {report.files} file(s) scanned in "
-            f"{report.elapsed:.1f}s: {count_text(findings)}."
+        run_verify(
+            ctx,
+            target,
+            lock=lock,
+            fix=fix,
+            no_scan=no_scan,
+            repo=repo,
+            fail_on=fail_on,
+            sarif=sarif,
+            allowlist=allowlist,
         )
-        finish(ctx.out, findings, fail_on, sarif, doc, summary, locate, "hfa-verify")

@@ -1,4 +1,4 @@
-"""The body of ``hfa scan`` (and the report of ``hfa verify``), and ``hfa scan``'s path without typer.
+"""The body of ``hfa scan`` (and the report of ``hfa verify``, :mod:`hfa.cli.verifying`), and ``hfa scan``'s path without typer.
 
 Why a second path: ``hfa scan PATH...`` is often run once per file (a loader hook, a pre-commit
 check), where start-up is most of its time; importing the CLI framework (typer, and its rich
@@ -70,6 +70,7 @@ class ScanOption:
         self.help = help
 
 
+DEFAULT_FAIL_ON = "high"  # --fail-on of hfa scan and hfa verify, when not given
 # parameter name of the command -> its option
 SCAN_OPTIONS = {
     "fail_on": ScanOption(
@@ -121,7 +122,7 @@ def scan_plain(argv: list[str]) -> int | None:
 
         settings = Settings.resolve()
         out.add_secret(settings.token)
-        fail_on = values.get("fail_on", "high")
+        fail_on = values.get("fail_on", DEFAULT_FAIL_ON)
         Severity.parse(fail_on)  # a bad level raises: the full CLI reports it
         scanned = scan(settings.cache_dir, names, Path(allowlist) if allowlist else None)
         finish_scan(out, scanned, fail_on, Path(sarif) if sarif else None)
