@@ -35,7 +35,7 @@ the endpoint) is resolved through the endpoint again; a URL refused again before
 range ends the download. Every request goes through
 the one request loop (:meth:`~hfa.hub.requests.Session.send`): its retries and bounds hold for
 each range, and a body that breaks off is resumed within its range up to ``HFA_MAX_RETRIES`` times
-(a try that brought a quarter of what it asked for does not count). Cancelling the pull
+(a try that brought a quarter of what it asked for, at most a range's worth, does not count). Cancelling the pull
 (:class:`InFlight`) ends reads blocked on a stalled server at once.
 """
 
@@ -329,7 +329,7 @@ class _Ranged:
         while (at := claim.at()) < claim.end:
             if self.cancel.is_set() or self.error is not None:
                 raise NetworkError(f"Download of '{self.f.path}' cancelled", "rerun the command to resume")
-            asked = claim.end - at
+            asked = min(claim.end - at, claim.segment().size)  # a range's worth, also of a long claim
             try:
                 if self.request(claim, buffer):
                     continue
@@ -345,8 +345,10 @@ class _Ranged:
                 if not isinstance(exc, _BodyEnded) and not is_transient(exc):
                     raise
                 if (claim.at() - at) * 4 >= asked:
-                    # A try that brought a quarter of what it asked for is progress, not a failure: a server
-                    # that cuts every other answer still delivers (at most ~log(range, 4/3) tries, ~60 for 16 MiB).
+                    # A try that brought a quarter of what it asked for (of a range, for one stream's long claim:
+                    # a server that cuts each answer after a fixed count serves it as it serves the ranges) is
+                    # progress, not a failure: a server that cuts every other answer still delivers (at most
+                    # ~log(range, 4/3) tries a range, ~60 for 16 MiB).
                     tries = 0
                     continue
                 tries += 1
