@@ -73,3 +73,194 @@ def test_a_server_that_cuts_every_answer_after_a_fixed_count_still_delivers(orig
         result = _pull(front.url, tmp_path / "c")
     doc = _ok(result, tmp_path / "c")
     assert doc["files"][0]["connections"] == 1
+
+
+def _paths(cache: Path) -> tuple[Path, Path]:
+    import hashlib
+
+    folder = cache / "models--org--big"
+    etag = hashlib.sha256(CONTENT).hexdigest()
+    return folder / "blobs" / f"{etag}.incomplete", folder / ".hfa" / "partials" / f"{etag}.json"
+
+
+def _recorded(cache: Path) -> list[list[int]]:
+    _partial, record = _paths(cache)
+    return json.loads(record.read_text())["done"]
+
+
+def _start(h, first: int, last: int, data: bytes, upto: int) -> None:
+    """Headers of a good answer and the body up to byte ``upto`` (exclusive), then nothing more."""
+    h.send_response(206)
+    for k, v in _headers(h, first, last).items():
+        h.send_header(k, v)
+    h.end_headers()
+    h.wfile.write(data[first:upto])
+    h.wfile.flush()
+
+
+def test_the_long_request_stalling_ends_the_pull_and_the_rerun_fetches_the_rest(origin, tmp_path: Path) -> None:
+    """The first range comes at once; the one request for the rest sends 5000 bytes, then nothing, and asked again
+    nothing at all: the pull ends at HF_HUB_DOWNLOAD_TIMEOUT (exit 5), the record holds what the long request
+    wrote, the rerun asks only for the rest."""
+    release = threading.Event()
+    asked: list[tuple[int, int]] = []
+
+    def answer(h, first, last, data):
+        asked.append((first, last))
+        if last - first + 1 > 1000:  # the long request
+            _start(h, first, last, data, first + (5000 if first == 1000 else 0))
+            release.wait(30)
+            return
+        send(h, 206, _headers(h, first, last), data[first : last + 1])
+
+    cache = tmp_path / "c"
+    started = time.monotonic()
+    with HostileFront(origin.url, answer) as front:
+        result = _pull(front.url, cache, HF_HUB_DOWNLOAD_TIMEOUT="1", HFA_MAX_RETRIES="0")
+        release.set()
+    assert result.exit_code == ExitCode.NETWORK, result.stderr
+    assert time.monotonic() - started < 8
+    assert asked == [(0, 999), (1000, SIZE - 1), (6000, SIZE - 1)]
+    assert _recorded(cache) == [[0, 6000]]
+    asked.clear()
+    with HostileFront(origin.url, lambda h, a, b, d: send(h, 206, _headers(h, a, b), d[a : b + 1])) as front:
+        doc = _ok(_pull(front.url, cache), cache)
+    assert doc["files"][0]["bytes_downloaded"] == SIZE - 6000
+    assert doc["files"][0]["status"] == "resumed"
+
+
+# The pull in a child whose record writes are slow once Ctrl-C has come: the final record (what came since the
+# last one) is written only if the process waits for the download thread after Ctrl-C, as it must.
+_SLOW_RECORD_AFTER_CTRL_C = """
+import signal, sys, time
+import hfa.hub.ranged as ranged
+interrupted = []
+def on_int(signum, frame):
+    interrupted.append(True)
+    raise KeyboardInterrupt
+signal.signal(signal.SIGINT, on_int)
+save = ranged.save_record
+def slow_save(*args, **kwargs):
+    if interrupted:
+        time.sleep(0.3)
+    save(*args, **kwargs)
+ranged.save_record = slow_save
+from hfa.cli.entry import main
+sys.argv[0] = "hfa"
+main()
+"""
+
+
+def test_ctrl_c_while_the_long_request_stalls_exits_130_at_once_and_records_what_came(origin, tmp_path: Path) -> None:
+    """The long request sends 3000 bytes at once, then nothing; Ctrl-C: exit 130 within a second or so, and the
+    record holds the 3000 bytes (the final record, written after Ctrl-C: CPython 3.10-3.12 marked the download
+    thread stopped when Ctrl-C cut short the join waiting for it, and the process exited without it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    release = threading.Event()
+    stalled = threading.Event()
+
+    def answer(h, first, last, data):
+        if last - first + 1 > 1000:
+            _start(h, first, last, data, first + 3000)
+            stalled.set()
+            release.wait(30)
+            return
+        send(h, 206, _headers(h, first, last), data[first : last + 1])
+
+    env = {
+        **os.environ,
+        "HFA_RANGED_THRESHOLD": "1",
+        "HFA_RANGE_SIZE": "1000",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "60",
+        "HFA_RANGED_TARGET": "1",
+    }
+    cache = tmp_path / "c"
+    with HostileFront(origin.url, answer) as front:
+        cmd = [sys.executable, "-c", _SLOW_RECORD_AFTER_CTRL_C, "pull", "org/big", "--endpoint", front.url]
+        proc = subprocess.Popen(
+            [*cmd, "--cache-dir", str(cache)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            assert stalled.wait(8)
+            time.sleep(0.3)  # past the last 50 ms record
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=8)
+            took = time.monotonic() - started
+        finally:
+            release.set()
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
+    assert took < 3
+    assert _recorded(cache) == [[0, 4000]], err.decode()
+
+
+def test_ctrl_c_while_the_calling_thread_waits_for_stalled_helpers_stops_them(origin, tmp_path: Path) -> None:
+    """A file fetched on the main thread (hfa verify --fix): it has fetched every range but one a helper waits on,
+    stalled, when Ctrl-C comes. The helper's read is ended and waited for, the record written, then the
+    KeyboardInterrupt raised: no thread of the download outlives it (it wrote on into a closed descriptor,
+    whose number the next open file reuses)."""
+    import signal
+
+    from hfa.config import Settings
+    from hfa.hub.client import OnlineHub
+    from hfa.hub.download import Fetcher
+    from hfa.resolve.refs import RepoRef
+    from hfa.store import LocalStore
+
+    release = threading.Event()
+    stalled = threading.Event()
+
+    def answer(h, first, last, data):
+        if first == 1000:
+            _start(h, first, last, data, first + 100)
+            stalled.set()
+            release.wait(30)
+            return
+        send(h, 206, _headers(h, first, last), data[first : last + 1])
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    cache = tmp_path / "c"
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        with HostileFront(origin.url, answer) as front:
+            settings = Settings(
+                cache_dir=cache,
+                endpoint=front.url,
+                offline=False,
+                ranged_threshold=1,
+                range_size=1000,
+                ranged_target=0,
+                max_connections=4,
+            )
+            hub = OnlineHub(settings)
+            ref = RepoRef("org/big")
+            resolved = hub.resolve(ref)
+            fetcher = Fetcher(hub, LocalStore(cache, "model", "org/big"), ref, resolved.commit, connections=4)
+
+            def ctrl_c() -> None:
+                stalled.wait(8)
+                time.sleep(0.5)  # the other ranges are in: the main thread waits for the helpers
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+            threading.Thread(target=ctrl_c, daemon=True).start()
+            started = time.monotonic()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    fetcher.fetch_one(resolved.files[BIG])
+                took = time.monotonic() - started
+                left = [t.name for t in threading.enumerate() if t.name.startswith(("hfa-range", "hfa-hash"))]
+            finally:
+                release.set()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert left == []
+    assert took < 5
+    assert _recorded(cache) == [[0, 1100], [2000, SIZE]]

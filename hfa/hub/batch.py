@@ -38,6 +38,7 @@ class Batch:
         self._open = True
         self._idle = 0  # workers waiting for a file
         self._threads: list[threading.Thread] = []
+        self._running = 0  # workers not yet through (the waits count these, never Thread.join: see _settle)
         self._results: dict[str, FetchOutcome] = {}
         self._failure: BaseException | None = None
 
@@ -49,12 +50,20 @@ class Batch:
             if not self._open:
                 raise RuntimeError("files added to a closed batch")
             self._queue.extend(sorted(files, key=lambda f: (-f.size, f.path)))
-            wanted = min(self.limit - len(self._threads), len(self._queue) - self._idle)
+            wanted = max(0, min(self.limit - len(self._threads), len(self._queue) - self._idle))
+            self._running += wanted
             self._cond.notify_all()
-        for _ in range(max(0, wanted)):
+        for i in range(wanted):
             thread = threading.Thread(target=self._work, name=f"hfa-fetch_{len(self._threads)}")
             self._threads.append(thread)
-            thread.start()
+            try:
+                thread.start()
+            except BaseException:
+                with self._cond:
+                    self._running -= wanted - i  # never to run: not waited for
+                    self._threads.remove(thread)
+                    self._cond.notify_all()
+                raise
 
     def result(self, path: str) -> FetchOutcome:
         """The outcome of ``path`` (added before), waiting for it; the batch's first failure if there is one."""
@@ -73,8 +82,7 @@ class Batch:
             self._open = False
             self._cond.notify_all()
         try:
-            for thread in self._threads:
-                thread.join()
+            self._settle()
         except BaseException:  # Ctrl-C while waiting: stop the workers, keep the partials
             self.abort()
             raise
@@ -91,8 +99,19 @@ class Batch:
             self._open = False
             self._queue.clear()
             self._cond.notify_all()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Wait until every worker is through (its partial's last record written).
+
+        On the condition, not with Thread.join: on CPython 3.10 to 3.12 a Ctrl-C that cuts a join short marks the
+        thread stopped while it still runs (threading's _wait_for_tstate_lock releases the lock the running
+        thread holds), so the abort after it did not wait, and the process exited before the download thread
+        wrote what had come since its last record."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._running == 0)
         for thread in self._threads:
-            thread.join()
+            thread.join()  # through already: returns at once
 
     def _next(self) -> RemoteFile | None:
         with self._cond:
@@ -122,3 +141,6 @@ class Batch:
                     self._cond.notify_all()
         finally:
             fetcher.release_slot()  # nothing left for this worker: its slot goes to range helpers
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
