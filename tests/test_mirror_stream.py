@@ -178,3 +178,33 @@ def test_the_mirror_bounds_upstream_connections_across_all_its_fetches(tmp_path:
     assert len(ranged) > 4  # both were fetched as ranges
     edges = sorted([(a, 0) for a, _ in spans.values()] + [(b, 1) for _, b in spans.values()])
     assert max(itertools.accumulate(1 if kind == 0 else -1 for _, kind in edges)) <= 3  # one bound for both
+
+
+def test_a_big_miss_fetched_as_one_measured_stream_streams_its_prefix(
+    big_upstream: tuple[HubServer, dict[str, bytes]], tmp_path: Path
+) -> None:
+    """The mirror's first range reaches HFA_RANGED_TARGET: the rest comes in one request filling many ranges,
+    and clients are streamed the prefix as it grows (the hashing thread follows it across the ranges)."""
+    from dataclasses import replace
+
+    from hfa.hub.source import HubSource
+
+    upstream, files = big_upstream
+    sha = hashlib.sha256(files[BIG]).hexdigest()
+    with HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=upstream.url, threads=16)) as mirror:
+        m = mirror.hub.mirror
+        m.settings = replace(m.settings, ranged_threshold=1 << 20, range_size=1 << 20, ranged_target=1)
+        m.source = HubSource(m.settings)
+        url = hf_hub_url("org/big", BIG, endpoint=mirror.url)
+        with ThreadPoolExecutor(3) as pool:
+            others = [pool.submit(lambda: urllib.request.urlopen(url, timeout=30).read()) for _ in range(3)]
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                first = answer.read(3 << 20)  # past the first range: from the one long request
+                still_fetching = m.running(sha) is not None
+                rest = answer.read()
+            results = [f.result(timeout=30) for f in others]
+    assert still_fetching
+    assert first + rest == files[BIG]
+    assert all(r == files[BIG] for r in results)
+    assert gets(upstream, BIG) == 2  # the timed first range, then the rest in one request
+    assert mirror_blobs(tmp_path / "mirror") == [sha]

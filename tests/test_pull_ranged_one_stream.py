@@ -264,3 +264,219 @@ def test_ctrl_c_while_the_calling_thread_waits_for_stalled_helpers_stops_them(or
     assert left == []
     assert took < 5
     assert _recorded(cache) == [[0, 1100], [2000, SIZE]]
+
+
+# -- the long request answered wrong -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "200",
+        "416",
+        "other_range",
+        "other_etag",
+        "no_accept_ranges",
+        "long_length",
+        "extra_bytes",
+        "short",
+        "chunked_long",
+        "chunked_short",
+    ],
+)
+def test_the_long_request_answered_wrong(origin, tmp_path: Path, kind: str) -> None:
+    """The timed first range is answered right, the one request for the rest wrong: the file falls back to one
+    stream from what is written (or the extra bytes are never read), the right bytes are published."""
+    longs: list[int] = []
+
+    def answer(h, first, last, data):
+        headers = _headers(h, first, last)
+        body = data[first : last + 1]
+        if last - first + 1 > 1000 and not longs:
+            longs.append(first)
+            if kind == "200":
+                return send(h, 200, {"Content-Length": str(SIZE), "ETag": h.etag}, data)
+            if kind == "416":
+                return send(h, 416, {"Content-Range": f"bytes */{SIZE}", "Content-Length": "0"}, b"")
+            if kind == "other_range":
+                headers["Content-Range"] = f"bytes {first}-{last - 1}/{SIZE}"
+            elif kind == "other_etag":
+                headers["ETag"] = '"another"'
+            elif kind == "no_accept_ranges":
+                headers.pop("Accept-Ranges")
+            elif kind == "long_length":
+                headers["Content-Length"] = str(len(body) + 10)
+                body += b"x" * 10
+            elif kind == "extra_bytes":  # more than the Content-Length, on a kept-alive connection
+                body += b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + b"x" * 5000
+            elif kind == "short":
+                headers["Content-Length"] = str(len(body) - 1)
+                body = body[:-1]
+            elif kind.startswith("chunked"):
+                headers.pop("Content-Length")
+                headers["Transfer-Encoding"] = "chunked"
+                raw = body + b"y" * 5000 if kind == "chunked_long" else body[: len(body) // 2]
+                body = b"%x\r\n" % len(raw) + raw + b"\r\n0\r\n\r\n"
+        send(h, 206, headers, body)
+
+    with HostileFront(origin.url, answer) as front:
+        result = _pull(front.url, tmp_path / "c")
+    _ok(result, tmp_path / "c")
+    assert longs == [1000]
+    assert front.ranged <= 4
+
+
+def test_a_corrupt_byte_in_the_long_request_is_never_published(origin, tmp_path: Path) -> None:
+    """One byte flipped deep in the one request for the rest: the hash fails, the file is fetched again (right,
+    this time); flipped every time, the pull fails (exit 1) and no blob is published."""
+    flips: list[int] = []
+    always = False
+
+    def answer(h, first, last, data):
+        body = bytearray(data[first : last + 1])
+        if last - first + 1 > 1000 and (always or not flips):
+            flips.append(first)
+            body[12_345 - first] ^= 1
+        send(h, 206, _headers(h, first, last), bytes(body))
+
+    with HostileFront(origin.url, answer) as front:
+        _ok(_pull(front.url, tmp_path / "c"), tmp_path / "c")
+        assert len(flips) == 1
+        always = True
+        result = _pull(front.url, tmp_path / "c2", HFA_MAX_RETRIES="1")
+    assert result.exit_code == ExitCode.CHECK_FAILED, result.stderr
+    assert corrupt_blobs(tmp_path / "c2") == []
+    assert not [b for b in (tmp_path / "c2").glob("*/blobs/*") if not b.name.endswith(".incomplete")]
+
+
+def test_a_first_answer_with_headers_and_no_body_lets_the_helpers_decide(origin, tmp_path: Path) -> None:
+    """The first range's headers come, its body does not: the helpers judge it by the clock (nothing in 15 ms:
+    every connection) and fetch the rest; the first range is asked again once its read times out."""
+    release = threading.Event()
+    firsts: list[int] = []
+
+    def answer(h, first, last, data):
+        if first == 0 and not firsts:
+            firsts.append(first)
+            _start(h, first, last, data, 0)
+            release.wait(30)
+            return
+        send(h, 206, _headers(h, first, last), data[first : last + 1])
+
+    started = time.monotonic()
+    with HostileFront(origin.url, answer) as front:
+        result = _pull(front.url, tmp_path / "c", HFA_RANGED_TARGET="1000000000", HF_HUB_DOWNLOAD_TIMEOUT="2")
+        release.set()
+    doc = _ok(result, tmp_path / "c")
+    assert doc["files"][0]["connections"] == 4
+    assert time.monotonic() - started < 8
+
+
+# -- resume and odd settings -----------------------------------------------------------------------------
+
+
+def _seed(cache: Path, done: list[list[int]]) -> None:
+    """A partial holding ``done`` (the rest zeros) and its record, as a run killed there leaves them."""
+    partial, record = _paths(cache)
+    partial.parent.mkdir(parents=True)
+    record.parent.mkdir(parents=True)
+    data = bytearray(SIZE)
+    for a, b in done:
+        data[a:b] = CONTENT[a:b]
+    partial.write_bytes(bytes(data))
+    etag = partial.name.removesuffix(".incomplete")
+    record.write_text(json.dumps({"format": 1, "etag": etag, "size": SIZE, "validator": None, "done": done}))
+
+
+@pytest.mark.parametrize("target", ["1", "0"], ids=["one-stream", "every-connection"])
+@pytest.mark.parametrize(
+    "done",
+    [
+        [[0, 3000], [5000, 5500], [9000, SIZE]],  # holes as every connection at once leaves them
+        [[0, 6123]],  # one stream cut inside a range
+        [[0, 999]],  # the first range but its last byte
+        [[1, SIZE]],  # all but the first byte
+        [[2500, 2501], [17_000, 17_001]],  # two single bytes
+    ],
+    ids=["holes", "inside-a-range", "first-range-short", "first-byte", "two-bytes"],
+)
+def test_a_record_of_either_mode_is_resumed_by_either(origin, tmp_path: Path, done: list[list[int]], target: str):
+    cache = tmp_path / "c"
+    _seed(cache, done)
+    asked: list[tuple[int, int]] = []
+
+    def answer(h, first, last, data):
+        asked.append((first, last))
+        send(h, 206, _headers(h, first, last), data[first : last + 1])
+
+    with HostileFront(origin.url, answer) as front:
+        doc = _ok(_pull(front.url, cache, HFA_RANGED_TARGET=target), cache)
+    had = sum(b - a for a, b in done)
+    assert doc["files"][0]["bytes_downloaded"] == SIZE - had
+    assert sum(b + 1 - a for a, b in asked) == SIZE - had  # nothing asked twice, nothing recorded asked again
+    if target == "1":  # the timed range, then one request per hole left
+        holes = [(a, b) for (_, a), (b, _) in zip([[0, 0], *done], [*done, [SIZE, SIZE]], strict=True) if b > a]
+        assert len(asked) <= len(holes) + 1
+
+
+@pytest.mark.parametrize(
+    ("env", "requests"),
+    [
+        ({"HFA_MAX_CONNECTIONS": "1"}, 2),  # --connections 1: timed, then the rest in one request
+        ({"HFA_MAX_CONNECTIONS": "1", "HFA_RANGED_TARGET": "0"}, 1),  # nothing to measure: one request
+        ({"HFA_MAX_CONNECTIONS": "1", "HFA_RANGED_TARGET": "1000000000000"}, 2),
+        ({"HFA_RANGE_SIZE": str(SIZE)}, 1),  # one range: the first is the whole file
+        ({"HFA_RANGE_SIZE": str(10 * SIZE)}, 1),
+        ({"HFA_RANGED_THRESHOLD": "0"}, None),  # every file ranged
+        ({"HFA_RANGE_SIZE": str(SIZE - 1)}, 2),  # a first range of all but the last byte
+    ],
+    ids=[
+        "connections-1",
+        "connections-1-target-0",
+        "connections-1-huge-target",
+        "one-range",
+        "range-over-size",
+        "threshold-0",
+        "last-byte-alone",
+    ],
+)
+def test_odd_settings_with_the_measured_path(origin, tmp_path: Path, env: dict[str, str], requests: int | None):
+    asked: list[tuple[int, int]] = []
+
+    def answer(h, first, last, data):
+        asked.append((first, last))
+        send(h, 206, _headers(h, first, last), data[first : last + 1])
+
+    with HostileFront(origin.url, answer) as front:
+        doc = _ok(_pull(front.url, tmp_path / "c", **env), tmp_path / "c")
+    assert doc["files"][0]["connections"] == 1
+    if requests is not None:
+        assert len(asked) == requests, asked
+    assert sum(b + 1 - a for a, b in asked) == SIZE
+
+
+def test_a_long_request_that_trickles_is_cut_by_the_min_speed_rule(origin, tmp_path: Path) -> None:
+    """The rest dripped at ~200 bytes/s (each try less than a quarter of a range): cut after HFA_MIN_SPEED_TIME,
+    asked again HFA_MAX_RETRIES times, then exit 5, the timed range recorded. (What dripped into a read the rule
+    cut short before it filled is not kept: a read asks for up to a range's rest, 1 MiB at most.)"""
+    stop = threading.Event()
+
+    def answer(h, first, last, data):
+        if last - first + 1 <= 1000:
+            return send(h, 206, _headers(h, first, last), data[first : last + 1])
+        _start(h, first, last, data, first)
+        for at in range(first, last + 1, 20):
+            if stop.wait(0.1):
+                return
+            h.wfile.write(data[at : min(at + 20, last + 1)])
+            h.wfile.flush()
+
+    cache = tmp_path / "c"
+    started = time.monotonic()
+    with HostileFront(origin.url, answer) as front:
+        result = _pull(front.url, cache, HFA_MIN_SPEED="1024", HFA_MIN_SPEED_TIME="1", HFA_MAX_RETRIES="1")
+        stop.set()
+    assert result.exit_code == ExitCode.NETWORK, result.stderr
+    assert "slower than 1024 bytes/s" in result.stderr
+    assert time.monotonic() - started < 8
+    assert _recorded(cache) == [[0, 1000]]
