@@ -181,20 +181,17 @@ def test_the_mirror_bounds_upstream_connections_across_all_its_fetches(tmp_path:
 
 
 def test_a_big_miss_fetched_as_one_measured_stream_streams_its_prefix(
-    big_upstream: tuple[HubServer, dict[str, bytes]], tmp_path: Path
+    big_upstream: tuple[HubServer, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The mirror's first range reaches HFA_RANGED_TARGET: the rest comes in one request filling many ranges,
-    and clients are streamed the prefix as it grows (the hashing thread follows it across the ranges)."""
-    from dataclasses import replace
-
-    from hfa.hub.source import HubSource
-
+    and clients are streamed the prefix as it grows (the hashing thread follows it across the ranges). The
+    ranged settings come from the server's environment, as hfa pull's do (the mirror ignored them)."""
+    for name, value in (("HFA_RANGED_THRESHOLD", 1 << 20), ("HFA_RANGE_SIZE", 1 << 20), ("HFA_RANGED_TARGET", 1)):
+        monkeypatch.setenv(name, str(value))
     upstream, files = big_upstream
     sha = hashlib.sha256(files[BIG]).hexdigest()
     with HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=upstream.url, threads=16)) as mirror:
         m = mirror.hub.mirror
-        m.settings = replace(m.settings, ranged_threshold=1 << 20, range_size=1 << 20, ranged_target=1)
-        m.source = HubSource(m.settings)
         url = hf_hub_url("org/big", BIG, endpoint=mirror.url)
         with ThreadPoolExecutor(3) as pool:
             others = [pool.submit(lambda: urllib.request.urlopen(url, timeout=30).read()) for _ in range(3)]
