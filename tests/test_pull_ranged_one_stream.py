@@ -480,3 +480,77 @@ def test_a_long_request_that_trickles_is_cut_by_the_min_speed_rule(origin, tmp_p
     assert "slower than 1024 bytes/s" in result.stderr
     assert time.monotonic() - started < 8
     assert _recorded(cache) == [[0, 1000]]
+
+
+def test_a_failure_ends_the_wait_for_a_lock_another_process_holds(tmp_path: Path) -> None:
+    """Another download of one blob holds its lock (hf download, another pull) when another file of the pull
+    fails: the pull ends with that failure at once, not once the other download is done (its worker waited
+    on the lock, which nothing cancelled)."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    from hfa.server.faults import Fault, FaultPlan
+
+    write_repo(tmp_path / "served", "org/two", {BIG: CONTENT, "config.json": b"{}"}, lfs={BIG: True})
+    plan = FaultPlan([Fault("status", path="config.json", status=404, times=-1)])
+    cache = tmp_path / "c"
+    locks = cache / ".locks" / "models--org--two"
+    locks.mkdir(parents=True)
+    env = {**os.environ, "HFA_RANGED_THRESHOLD": "1", "HFA_RANGE_SIZE": "1000"}
+    with (
+        HubServer(ServerConfig(cache_dir=tmp_path / "served", faults=plan)) as srv,
+        FileLock(str(locks / f"{hashlib.sha256(CONTENT).hexdigest()}.lock")),
+    ):
+        cmd = [sys.executable, "-m", "hfa", "pull", "org/two", "--endpoint", srv.url, "--cache-dir", str(cache)]
+        started = time.monotonic()
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=8)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the pull waited for the lock another process holds")
+    assert done.returncode == ExitCode.NOT_FOUND, done.stderr
+    assert "config.json" in done.stderr
+    assert time.monotonic() - started < 6
+
+
+@pytest.mark.parametrize("threshold", ["1", "100000"], ids=["ranged", "one-stream-below-threshold"])
+def test_ctrl_c_while_the_server_holds_back_its_headers_exits_within_a_second(
+    origin, tmp_path: Path, threshold: str
+) -> None:
+    """The file's GET is sent and its answer never starts (nothing can cancel a wait for headers): Ctrl-C exits
+    130 after the second the other downloads get to write their records, not at HF_HUB_DOWNLOAD_TIMEOUT (a
+    ranged pull waited for it; a thread left waiting no longer keeps the process)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    release = threading.Event()
+    asked = threading.Event()
+
+    def hold(h, *args) -> bool:
+        asked.set()
+        release.wait(30)
+        return True
+
+    env = {**os.environ, "HFA_RANGED_THRESHOLD": threshold, "HFA_RANGE_SIZE": "1000", "HF_HUB_DOWNLOAD_TIMEOUT": "30"}
+    with HostileFront(origin.url, hold, whole=hold) as front:
+        cmd = [sys.executable, "-m", "hfa", "pull", "org/big", "--endpoint", front.url, "--cache-dir", str(tmp_path)]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert asked.wait(8)
+            time.sleep(0.3)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=6)
+            took = time.monotonic() - started
+        finally:
+            release.set()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
+    assert took < 2.5

@@ -182,7 +182,7 @@ class Fetcher:
     def fetch_one(self, f: RemoteFile) -> FetchOutcome:
         store = self.store
         # Under the blob's lock, so `hfa cache prune/gc` cannot remove the blob between check and link.
-        with store.lock(f.etag):
+        with store.lock(f.etag, cancel=self._cancel):  # a cancel ends a wait for another process's download
             if store.has(f.etag, f.size):
                 outcome = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
             else:
