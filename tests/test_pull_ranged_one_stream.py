@@ -328,7 +328,8 @@ def test_the_long_request_answered_wrong(origin, tmp_path: Path, kind: str) -> N
 
 def test_a_corrupt_byte_in_the_long_request_is_never_published(origin, tmp_path: Path) -> None:
     """One byte flipped deep in the one request for the rest: the hash fails, the file is fetched again (right,
-    this time); flipped every time, the pull fails (exit 1) and no blob is published."""
+    this time), and both tries count as downloaded (the corrupt one was not); flipped every time, the pull fails
+    (exit 1) and no blob is published."""
     flips: list[int] = []
     always = False
 
@@ -340,8 +341,9 @@ def test_a_corrupt_byte_in_the_long_request_is_never_published(origin, tmp_path:
         send(h, 206, _headers(h, first, last), bytes(body))
 
     with HostileFront(origin.url, answer) as front:
-        _ok(_pull(front.url, tmp_path / "c"), tmp_path / "c")
+        doc = _ok(_pull(front.url, tmp_path / "c"), tmp_path / "c")
         assert len(flips) == 1
+        assert doc["files"][0]["bytes_downloaded"] == 2 * SIZE  # the corrupt try's bytes crossed the network too
         always = True
         result = _pull(front.url, tmp_path / "c2", HFA_MAX_RETRIES="1")
     assert result.exit_code == ExitCode.CHECK_FAILED, result.stderr
