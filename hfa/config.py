@@ -185,31 +185,48 @@ DEFAULT_RANGE_SIZE = 16 << 20  # ... of this many bytes each (HFA_RANGE_SIZE)
 DEFAULT_RANGED_TARGET = 1_000_000_000
 
 
+MOST_SECONDS = 10**9  # ~31 years: a socket's timeout and a wait take at most ~9.2e9 s (more: OverflowError)
+MOST_COUNT = 10**18  # bytes, bytes/s: beyond any file or link, and still a float's exact whole number
+
+
+def _whole(raw: str, most: int) -> int | None:
+    """``raw`` as a whole number from 0 to ``most``, or None (a sign, a decimal point, a non-ASCII digit, too
+    many digits: never handed to int(), which refuses more than 4300 digits with a ValueError)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw.lstrip("0")) > len(str(most)):
+        return None
+    value = int(raw)
+    return value if value <= most else None
+
+
 def env_seconds(name: str, default: float) -> float:
-    """Whole seconds above 0 from the environment, else ``default``; refuses anything else.
+    """Whole seconds from 1 to :data:`MOST_SECONDS` from the environment, else ``default``; refuses anything else.
 
     Whole numbers only: huggingface_hub reads the same variables with ``int()`` when it is imported.
     """
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+    value = _whole(raw, MOST_SECONDS)
+    if value is None or value < 1:
         raise UsageError(
-            f"{name} must be a whole number of seconds above 0, not '{raw}'", f"set {name}=60, or unset it"
+            f"{name} must be a whole number of seconds from 1 to {MOST_SECONDS}, not '{raw[:40]}'",
+            f"set {name}=60, or unset it",
         )
-    return float(int(raw))
+    return float(value)
 
 
 def env_count(name: str, default: int) -> int:
-    """A whole number of 0 or more from the environment, else ``default``; refuses anything else."""
+    """A whole number from 0 to :data:`MOST_COUNT` from the environment, else ``default``; refuses anything else."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isascii() or not raw.isdigit():
+    value = _whole(raw, MOST_COUNT)
+    if value is None:
         raise UsageError(
-            f"{name} must be a whole number of 0 or more, not '{raw}'", f"set {name}={default}, or unset it"
+            f"{name} must be a whole number from 0 to {MOST_COUNT}, not '{raw[:40]}'",
+            f"set {name}={default}, or unset it",
         )
-    return int(raw)
+    return value
 
 
 def env_positive(name: str, default: int, most: int | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ class _FolderStore:
     def path(self, etag: str) -> Path:
         return self.dest
 
-    def lock(self, etag: str) -> Any:
+    def lock(self, etag: str, *, cancel: threading.Event | None = None) -> Any:
         return contextlib.nullcontext()
 
     def partial(self, etag: str) -> Path:

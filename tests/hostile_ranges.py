@@ -1,5 +1,6 @@
 """A hostile front for ranged downloads: forwards everything to a real ``hfa serve`` except the
-file GETs with a ``Range`` header, which a test's ``answer(handler, first, last, data)`` answers."""
+file GETs with a ``Range`` header, which a test's ``answer(handler, first, last, data)`` answers (and
+those without one, when a ``whole(handler)`` is given and returns True: it answered them)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ Answer = Callable[[Any, int, int, bytes], None]
 
 
 class HostileFront:
-    def __init__(self, upstream: str, answer: Answer) -> None:
+    def __init__(self, upstream: str, answer: Answer, whole: Callable[[Any], bool] | None = None) -> None:
         self.upstream = urlsplit(upstream)
         self.answer = answer
+        self.whole = whole  # the file GETs without a Range header: answered by it when it returns True
         self.ranged = 0
         self.lock = threading.Lock()
         self.headers_seen: list[dict[str, str]] = []
@@ -44,6 +46,8 @@ class HostileFront:
                         self.etag = headers.get("ETag", "")
                         front.answer(self, int(a), int(b), body)
                         return
+                if not rng and "/resolve/" in self.path and front.whole is not None and front.whole(self):
+                    return
                 front._forward(self, "GET")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -178,3 +178,63 @@ def test_the_mirror_bounds_upstream_connections_across_all_its_fetches(tmp_path:
     assert len(ranged) > 4  # both were fetched as ranges
     edges = sorted([(a, 0) for a, _ in spans.values()] + [(b, 1) for _, b in spans.values()])
     assert max(itertools.accumulate(1 if kind == 0 else -1 for _, kind in edges)) <= 3  # one bound for both
+
+
+def test_a_big_miss_fetched_as_one_measured_stream_streams_its_prefix(
+    big_upstream: tuple[HubServer, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mirror's first range reaches HFA_RANGED_TARGET: the rest comes in one request filling many ranges,
+    and clients are streamed the prefix as it grows (the hashing thread follows it across the ranges). The
+    ranged settings come from the server's environment, as hfa pull's do (the mirror ignored them)."""
+    for name, value in (("HFA_RANGED_THRESHOLD", 1 << 20), ("HFA_RANGE_SIZE", 1 << 20), ("HFA_RANGED_TARGET", 1)):
+        monkeypatch.setenv(name, str(value))
+    upstream, files = big_upstream
+    sha = hashlib.sha256(files[BIG]).hexdigest()
+    with HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=upstream.url, threads=16)) as mirror:
+        m = mirror.hub.mirror
+        url = hf_hub_url("org/big", BIG, endpoint=mirror.url)
+        with ThreadPoolExecutor(3) as pool:
+            others = [pool.submit(lambda: urllib.request.urlopen(url, timeout=30).read()) for _ in range(3)]
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                first = answer.read(3 << 20)  # past the first range: from the one long request
+                still_fetching = m.running(sha) is not None
+                rest = answer.read()
+            results = [f.result(timeout=30) for f in others]
+    assert still_fetching
+    assert first + rest == files[BIG]
+    assert all(r == files[BIG] for r in results)
+    assert gets(upstream, BIG) == 2  # the timed first range, then the rest in one request
+    assert mirror_blobs(tmp_path / "mirror") == [sha]
+
+
+def test_a_corrupt_byte_in_one_measured_stream_is_never_cached_nor_streamed_whole(
+    big_upstream: tuple[HubServer, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One stream fills the big miss; a byte of its long request is off: the client streaming the prefix is cut
+    before the end, the mirror caches nothing and answers 502 after."""
+    for name, value in (("HFA_RANGED_THRESHOLD", 1 << 20), ("HFA_RANGE_SIZE", 1 << 20), ("HFA_RANGED_TARGET", 1)):
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("HFA_MAX_RETRIES", "0")
+    upstream, files = big_upstream
+    assert upstream.config.faults is not None
+    # the first answer (the timed range) is right; the second, the long one, has its first byte flipped
+    upstream.config.faults.faults[:] = [
+        Fault("throttle", path=BIG, times=1, rate=RATE),
+        Fault("corrupt", path=BIG, times=-1, rate=RATE),
+    ]
+    size = len(files[BIG])
+    with HubServer(ServerConfig(cache_dir=tmp_path / "mirror", upstream=upstream.url, threads=16)) as mirror:
+        url = hf_hub_url("org/big", BIG, endpoint=mirror.url)
+        got = b""
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.headers["Content-Length"] == str(size)
+            try:
+                while chunk := answer.read(1 << 20):
+                    got += chunk
+            except http.client.IncompleteRead as exc:
+                got += exc.partial
+        assert len(got) < size
+        assert got[: 1 << 20] == files[BIG][: 1 << 20]  # the timed range, right
+        assert head_status(url) == 502
+        assert mirror_blobs(tmp_path / "mirror") == []
+    assert gets(upstream, BIG) == 2  # the timed range, the long request: no more (MAX_RETRIES 0)

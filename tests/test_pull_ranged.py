@@ -468,7 +468,16 @@ def test_the_connection_bound_holds_for_files_and_ranges_together(tmp_path: Path
         ("HFA_MAX_CONNECTIONS", "100000"),  # a thread and a socket each: refused as --connections 100000 is
         ("HFA_RANGE_SIZE", "0"),
         ("HFA_RANGED_THRESHOLD", "-1"),
+        ("HFA_RANGED_TARGET", "-1"),
+        ("HFA_RANGED_TARGET", "fast"),
+        ("HFA_RANGED_TARGET", "1e9"),
+        ("HFA_RANGED_TARGET", "1" + "0" * 400),  # int, but no float: connections_for overflowed (exit 70)
+        ("HFA_RANGED_TARGET", "9" * 5000),  # more digits than int() takes: a ValueError (exit 70)
+        ("HFA_RANGED_THRESHOLD", "9" * 5000),
+        ("HF_HUB_DOWNLOAD_TIMEOUT", "1000000000000"),  # no socket takes it: OverflowError (exit 70)
+        ("HFA_MIN_SPEED_TIME", "1" + "0" * 400),
     ],
+    ids=lambda v: v if len(v) < 30 else f"{v[:3]}...{len(v)}-digits",
 )
 def test_bad_settings_exit_2_naming_the_variable(tmp_path: Path, name: str, value: str) -> None:
     result = hfa(

@@ -12,12 +12,12 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from hfa.errors import LocalError, UsageError
+from hfa.errors import LocalError, NetworkError, UsageError
 
 REPO_TYPES = ("model", "dataset", "space")
 _PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
@@ -321,6 +321,26 @@ def atomic_symlink(target: str, link: Path) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _unless_cancelled(lock: Any, cancel: threading.Event) -> Iterator[Any]:
+    from filelock import Timeout
+
+    while True:
+        try:
+            lock.acquire(timeout=0.1)
+            break
+        except Timeout:
+            if cancel.is_set():
+                raise NetworkError(
+                    "Cancelled while waiting for another download of the same file (its lock is held)",
+                    "rerun the command",
+                ) from None
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 class CacheWriter:
     """Publishes verified blobs, snapshot links and refs for one repository.
 
@@ -373,12 +393,15 @@ class CacheWriter:
         """The lock huggingface_hub takes for the same blob, so hfa and hf never race on it."""
         return self.cache_dir / ".locks" / repo_folder_name(self.repo.repo_id, self.repo.repo_type) / f"{etag}.lock"
 
-    def lock(self, etag: str, timeout: float = -1) -> Any:
+    def lock(self, etag: str, timeout: float = -1, *, cancel: threading.Event | None = None) -> Any:
+        """The blob's file lock; with ``cancel``, a context manager whose wait for it (another process fetching
+        the same blob holds it) ends when ``cancel`` is set (Ctrl-C), with :class:`NetworkError`."""
         from filelock import FileLock
 
         path = self.lock_path(etag)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(path), timeout=timeout)
+        lock = FileLock(str(path), timeout=timeout)
+        return lock if cancel is None else _unless_cancelled(lock, cancel)
 
     def has_blob(self, etag: str, size: int) -> bool:
         try:

@@ -12,11 +12,15 @@ files may come, and gives the slot back once the batch is closed and nothing is 
 so a big file's range helpers can use it. The first failure cancels the rest: files not yet
 started are dropped, running downloads stop at their next chunk (their partials stay for a
 resume), and :meth:`~Batch.finish` raises that first failure once every worker has settled.
+Ctrl-C cancels them too, and is raised once they have written their partials' records, or after
+:data:`CANCEL_GRACE` seconds: a worker left waiting where nothing cancels it (a server's headers)
+is a daemon thread, which never keeps the process.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -24,7 +28,9 @@ if TYPE_CHECKING:
     from hfa.hub.download import Fetcher, FetchOutcome
     from hfa.resolve.files import RemoteFile
 
-__all__ = ["Batch"]
+__all__ = ["CANCEL_GRACE", "Batch"]
+
+CANCEL_GRACE = 1.0  # seconds cancelled workers get to end their reads and write their partials' records
 
 
 class Batch:
@@ -38,8 +44,10 @@ class Batch:
         self._open = True
         self._idle = 0  # workers waiting for a file
         self._threads: list[threading.Thread] = []
+        self._running = 0  # workers not yet through (the waits count these, never Thread.join: see _wait)
         self._results: dict[str, FetchOutcome] = {}
         self._failure: BaseException | None = None
+        self._give_up: float | None = None  # once cancelled: when the waits for the workers end (CANCEL_GRACE)
 
     def add(self, files: list[RemoteFile]) -> None:
         """Queue ``files`` (largest first) behind those already queued; start workers as they are needed."""
@@ -49,12 +57,20 @@ class Batch:
             if not self._open:
                 raise RuntimeError("files added to a closed batch")
             self._queue.extend(sorted(files, key=lambda f: (-f.size, f.path)))
-            wanted = min(self.limit - len(self._threads), len(self._queue) - self._idle)
+            wanted = max(0, min(self.limit - len(self._threads), len(self._queue) - self._idle))
+            self._running += wanted
             self._cond.notify_all()
-        for _ in range(max(0, wanted)):
-            thread = threading.Thread(target=self._work, name=f"hfa-fetch_{len(self._threads)}")
+        for i in range(wanted):
+            thread = threading.Thread(target=self._work, name=f"hfa-fetch_{len(self._threads)}", daemon=True)
             self._threads.append(thread)
-            thread.start()
+            try:
+                thread.start()
+            except BaseException:
+                with self._cond:
+                    self._running -= wanted - i  # never to run: not waited for
+                    self._threads.remove(thread)
+                    self._cond.notify_all()
+                raise
 
     def result(self, path: str) -> FetchOutcome:
         """The outcome of ``path`` (added before), waiting for it; the batch's first failure if there is one."""
@@ -72,27 +88,52 @@ class Batch:
         with self._cond:
             self._open = False
             self._cond.notify_all()
-        try:
-            for thread in self._threads:
-                thread.join()
-        except BaseException:  # Ctrl-C while waiting: stop the workers, keep the partials
-            self.abort()
-            raise
+        self._wait()  # Ctrl-C meanwhile: the workers are cancelled (their partials stay), then it is raised
         if self._failure is not None:
             raise self._failure
         return dict(self._results)
 
     def abort(self, cancel: bool = True) -> None:
         """Drop what has not started, cancel what runs (it stops at its next chunk; with ``cancel=False`` it
-        finishes, verified), and wait for the workers."""
+        finishes, verified), and wait for the workers (cancelled: at most :data:`CANCEL_GRACE` seconds)."""
         if cancel:
-            self.fetcher.cancel()
+            self._cancel()
         with self._cond:
             self._open = False
             self._queue.clear()
             self._cond.notify_all()
-        for thread in self._threads:
-            thread.join()
+        self._wait()
+
+    def _cancel(self) -> None:
+        if self._give_up is None:
+            self._give_up = time.monotonic() + CANCEL_GRACE
+        self.fetcher.cancel()
+
+    def _wait(self) -> None:
+        """Wait until every worker is through; once they are cancelled, at most until ``CANCEL_GRACE`` seconds
+        after. A Ctrl-C meanwhile cancels them, and is raised after that wait.
+
+        Waited for on the condition, never with Thread.join: on CPython 3.10 to 3.12 a Ctrl-C that cuts a join
+        short marks the thread stopped while it still runs (threading's _wait_for_tstate_lock releases the lock
+        the thread holds), so nothing waited for it, and the process exited before the download thread wrote
+        what had come since its last record. A worker still not through after the grace waits where nothing
+        cancels it (a connect, a server's headers, a retry's pause: all bounded by the timeouts); it is a daemon
+        thread, so it never keeps the process from exiting."""
+
+        def through() -> bool:
+            with self._cond:
+                left = None if self._give_up is None else max(0.0, self._give_up - time.monotonic())
+                return self._cond.wait_for(lambda: self._running == 0, left)
+
+        try:
+            done = through()
+        except BaseException:  # Ctrl-C
+            self._cancel()
+            through()
+            raise
+        if done:
+            for thread in self._threads:
+                thread.join()  # through already: returns at once
 
     def _next(self) -> RemoteFile | None:
         with self._cond:
@@ -122,3 +163,6 @@ class Batch:
                     self._cond.notify_all()
         finally:
             fetcher.release_slot()  # nothing left for this worker: its slot goes to range helpers
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()

@@ -45,6 +45,7 @@ class HashMismatch(CheckFailed):
 
     actual: str | None = None  # the digest of what arrived, when the whole body did
     vouched: bool = False  # the server's own hash header named the expected digest
+    received: int = 0  # bytes that crossed the network for the attempt it ends (counted as downloaded all the same)
 
 
 class _Fallback(Exception):
@@ -182,7 +183,7 @@ class Fetcher:
     def fetch_one(self, f: RemoteFile) -> FetchOutcome:
         store = self.store
         # Under the blob's lock, so `hfa cache prune/gc` cannot remove the blob between check and link.
-        with store.lock(f.etag):
+        with store.lock(f.etag, cancel=self._cancel):  # a cancel ends a wait for another process's download
             if store.has(f.etag, f.size):
                 outcome = FetchOutcome(f.path, f.etag, f.size, "cached", 0)
             else:
@@ -231,6 +232,7 @@ class Fetcher:
                 downloaded += exc.args[0]
                 ranged = False  # the server does not serve ranges as asked: one stream, from the prefix kept
             except HashMismatch as exc:
+                downloaded += exc.received
                 partial.unlink(missing_ok=True)
                 record.unlink(missing_ok=True)
                 if self.locked and exc.actual is not None and not exc.vouched:
@@ -324,7 +326,11 @@ class Fetcher:
                         os.fsync(fp.fileno())
             if offset < f.size:
                 raise _BodyEnded(received, f"the body ended at byte {offset} of {f.size}")
-        self._publish(f, partial, hasher.hexdigest(), fresh, vouched)
+        try:
+            self._publish(f, partial, hasher.hexdigest(), fresh, vouched)
+        except HashMismatch as exc:
+            exc.received = received
+            raise
         return received
 
     def _publish(self, f: RemoteFile, partial: Path, digest: str, fresh: bool, vouched: bool) -> None:
@@ -377,7 +383,11 @@ class Fetcher:
             )
         except Fallback as exc:
             raise _Fallback(getattr(exc, "received", 0), str(exc)) from None
-        self._publish(f, partial, result.digest, result.fresh, result.vouched)
+        try:
+            self._publish(f, partial, result.digest, result.fresh, result.vouched)
+        except HashMismatch as exc:
+            exc.received = result.received
+            raise
         return result.received, result.connections, result.fresh
 
     def _check_answer(self, f: RemoteFile, headers: Any) -> bool:

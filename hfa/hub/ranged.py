@@ -35,7 +35,7 @@ the endpoint) is resolved through the endpoint again; a URL refused again before
 range ends the download. Every request goes through
 the one request loop (:meth:`~hfa.hub.requests.Session.send`): its retries and bounds hold for
 each range, and a body that breaks off is resumed within its range up to ``HFA_MAX_RETRIES`` times
-(a try that brought a quarter of what it asked for does not count). Cancelling the pull
+(a try that brought a quarter of what it asked for, at most a range's worth, does not count). Cancelling the pull
 (:class:`InFlight`) ends reads blocked on a stalled server at once.
 """
 
@@ -329,7 +329,7 @@ class _Ranged:
         while (at := claim.at()) < claim.end:
             if self.cancel.is_set() or self.error is not None:
                 raise NetworkError(f"Download of '{self.f.path}' cancelled", "rerun the command to resume")
-            asked = claim.end - at
+            asked = min(claim.end - at, claim.segment().size)  # a range's worth, also of a long claim
             try:
                 if self.request(claim, buffer):
                     continue
@@ -345,8 +345,10 @@ class _Ranged:
                 if not isinstance(exc, _BodyEnded) and not is_transient(exc):
                     raise
                 if (claim.at() - at) * 4 >= asked:
-                    # A try that brought a quarter of what it asked for is progress, not a failure: a server
-                    # that cuts every other answer still delivers (at most ~log(range, 4/3) tries, ~60 for 16 MiB).
+                    # A try that brought a quarter of what it asked for (of a range, for one stream's long claim:
+                    # a server that cuts each answer after a fixed count serves it as it serves the ranges) is
+                    # progress, not a failure: a server that cuts every other answer still delivers (at most
+                    # ~log(range, 4/3) tries a range, ~60 for 16 MiB).
                     tries = 0
                     continue
                 tries += 1
@@ -558,36 +560,31 @@ def fetch_ranged(
         )
         if on_prefix is not None:
             on_prefix(0)
-        hashing = threading.Thread(
-            target=_guarded(job, job.hash_prefix), args=(hasher, stop, on_prefix), name="hfa-hash"
-        )
-        hashing.start()
-        helpers: list[threading.Thread] = []
+        hashing: list[_Thread] = []
+        helpers: list[_Thread] = []
         try:
+            hashing.append(_Thread(_guarded(job, job.hash_prefix), (hasher, stop, on_prefix), "hfa-hash"))
             first = job.take()
             if first is not None:
                 job.on_first = check_first
                 wanted = min(connections.limit, sum(1 for s in segments if not s.done)) - 1
                 for i in range(max(0, wanted)):  # they wait for the count of connections to be decided
-                    t = threading.Thread(target=_helper, args=(job, connections, i + 1), name=f"hfa-range-{i}")
-                    t.start()
-                    helpers.append(t)
+                    helpers.append(_Thread(_helper, (job, connections, i + 1), f"hfa-range-{i}"))
                 job.work(first)
         except BaseException as exc:
             job.fail(exc)
         finally:
             job.decided.set()  # the first connection finished alone (or failed): waiting helpers stop
-            for t in helpers:
-                t.join()
+            interrupted = _settle(job, helpers)
             stop.set()
             with job.lock:
                 job.lock.notify_all()
-        hashing.join()
+            interrupted = _settle(job, hashing) or interrupted
         if job.error is not None:
             if not isinstance(job.error, Fallback):
                 with suppress(OSError):  # what was written is kept for the rerun (a full disk keeps the last record)
                     save(segments, job.validator)
-            raise job.error
+            raise interrupted or job.error
         if job.prefix() < f.size:  # pragma: no cover - every segment done means the prefix is whole
             raise NetworkError(f"Download of '{f.path}' stopped early", "rerun the command to resume")
         os.fsync(fd)
@@ -608,6 +605,42 @@ def connections_for(rate: float, target: int, limit: int) -> int:
     if target <= 0:
         return max(1, limit)
     return max(1, min(limit, int(target / max(rate, 1.0) + 0.5)))
+
+
+class _Thread:
+    """A thread of one ranged download, started at once, whose end :func:`_settle` waits for."""
+
+    def __init__(self, target: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
+        self.through = threading.Event()
+
+        def run() -> None:
+            try:
+                target(*args)
+            finally:
+                self.through.set()
+
+        self.thread = threading.Thread(target=run, name=name)
+        self.thread.start()
+
+
+def _settle(job: _Ranged, threads: list[_Thread]) -> BaseException | None:
+    """Wait until ``threads`` are through; an exception raised in this thread meanwhile (Ctrl-C's, on the main
+    thread) fails the job, so that their reads end at once, and is returned once they are through.
+
+    Never Thread.join under a signal: on CPython 3.10 to 3.12 a Ctrl-C that cuts a join short marks the thread
+    stopped while it still runs, and it went on writing into the partial's descriptor after it was closed (a
+    number the next file opened reuses)."""
+    interrupted: BaseException | None = None
+    for t in threads:
+        while True:
+            try:
+                t.through.wait()
+                break
+            except BaseException as exc:
+                interrupted = interrupted or exc
+                job.fail(exc)
+        t.thread.join()  # through: returns at once
+    return interrupted
 
 
 def _guarded(job: _Ranged, fn: Callable[..., None]) -> Callable[..., None]:

@@ -101,6 +101,10 @@ class Mirror:
             min_speed_time=cfg.env_seconds("HFA_MIN_SPEED_TIME", cfg.DEFAULT_MIN_SPEED_TIME),
             # one bound on the upstream connections of all the mirror's fetches at once (see _run)
             max_connections=cfg.env_positive("HFA_MAX_CONNECTIONS", cfg.DEFAULT_MAX_CONNECTIONS, cfg.MOST_CONNECTIONS),
+            # big misses as parallel ranges, as hfa pull fetches them (docs/pull.md "Big files")
+            ranged_threshold=cfg.env_count("HFA_RANGED_THRESHOLD", cfg.DEFAULT_RANGED_THRESHOLD),
+            range_size=cfg.env_positive("HFA_RANGE_SIZE", cfg.DEFAULT_RANGE_SIZE),
+            ranged_target=cfg.env_count("HFA_RANGED_TARGET", cfg.DEFAULT_RANGED_TARGET),
         )
         self.source: HubSource = HubSource(self.settings)
         self.target = target

@@ -18,6 +18,7 @@ partial files, locks or snapshot links to offer, so it is not itself a :class:`B
 
 from __future__ import annotations
 
+import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,8 +39,9 @@ class BlobStore(Protocol):
         """Where the published blob is read (it may not exist)."""
         ...
 
-    def lock(self, etag: str) -> AbstractContextManager[Any]:
-        """Held while a blob is checked, fetched, published or linked: no other writer (or gc) races."""
+    def lock(self, etag: str, *, cancel: threading.Event | None = None) -> AbstractContextManager[Any]:
+        """Held while a blob is checked, fetched, published or linked: no other writer (or gc) races. A set
+        ``cancel`` ends the wait for it (another process holds it) with :class:`~hfa.errors.NetworkError`."""
         ...
 
     def partial(self, etag: str) -> Path:
