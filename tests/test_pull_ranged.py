@@ -606,7 +606,8 @@ def test_a_partial_cut_short_while_hashing_is_a_local_error(tmp_path: Path) -> N
     import hashlib
 
     from hfa.errors import LocalError
-    from hfa.hub.ranged import Connections, _Ranged
+    from hfa.hub.connections import Connections
+    from hfa.hub.ranged import _Ranged
 
     fd = os.open(tmp_path / "p", os.O_RDWR | os.O_CREAT)
     try:

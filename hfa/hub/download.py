@@ -1,7 +1,7 @@
 """Parallel, resumable downloads into a blob store, every byte verified while it streams.
 
 Files are fetched in parallel (``workers``), under one bound on the connections held at once
-(:class:`~hfa.hub.ranged.Connections`, ``--connections`` / ``HFA_MAX_CONNECTIONS``). A file of
+(:class:`~hfa.hub.connections.Connections`, ``--connections`` / ``HFA_MAX_CONNECTIONS``). A file of
 ``HFA_RANGED_THRESHOLD`` bytes or more is itself fetched as parallel ranges
 (:mod:`hfa.hub.ranged`), sharing that bound; a smaller one, or one whose server does not serve
 ranges as asked, as one stream. A file is fetched into its :class:`~hfa.store.BlobStore`'s partial file (in the local cache
@@ -111,7 +111,7 @@ class Fetcher:
         connections: int = DEFAULT_MAX_CONNECTIONS,
         on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
     ) -> None:
-        from hfa.hub.ranged import Connections, InFlight
+        from hfa.hub.connections import Connections, InFlight
 
         self._hub = hub  # or what makes it, called when a byte must cross the network
         # The expected hashes come from a lock: a server that disagrees is reported at once

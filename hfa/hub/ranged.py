@@ -12,7 +12,7 @@ How many connections is measured, not assumed: the first connection's first rang
 ``PROBE_BYTES`` or ``PROBE_SECONDS`` (or to its end, if sooner), and more connections are added only
 as far as its rate falls short of ``Settings.ranged_target`` (``HFA_RANGED_TARGET``, bytes/s; about
 what one core hashes and a fast disk writes). A link that caps each connection (a CDN edge, 40 MB/s)
-gets every connection :class:`Connections` grants; a link where one connection already reaches the
+gets every connection :class:`~hfa.hub.connections.Connections` grants; a link where one connection already reaches the
 target (loopback, a fast LAN) keeps one stream, which asks for all the ranges left in one request
 and costs the least CPU there. ``HFA_RANGED_TARGET=0`` opens every connection at once. Ranges are
 asked of where the first answer's redirect ended.
@@ -36,7 +36,7 @@ range ends the download. Every request goes through
 the one request loop (:meth:`~hfa.hub.requests.Session.send`): its retries and bounds hold for
 each range, and a body that breaks off is resumed within its range up to ``HFA_MAX_RETRIES`` times
 (a try that brought a quarter of what it asked for, at most a range's worth, does not count). Cancelling the pull
-(:class:`InFlight`) ends reads blocked on a stalled server at once.
+(:class:`~hfa.hub.connections.InFlight`) ends reads blocked on a stalled server at once.
 """
 
 from __future__ import annotations
@@ -44,14 +44,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfa.errors import AccessDenied, CheckFailed, LocalError, NetworkError
 from hfa.hub.classify import error_reason, is_transient
+from hfa.hub.connections import Connections, InFlight
 from hfa.hub.partials import (
     Segment,
     WriteBehind,
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
     from hfa.hub.client import OnlineHub
     from hfa.resolve.files import RemoteFile
 
-__all__ = ["Connections", "Fallback", "InFlight", "RangedResult", "connections_for", "fetch_ranged"]
+__all__ = ["Fallback", "RangedResult", "connections_for", "fetch_ranged"]
 
 CHUNK = 1 << 20
 FLUSH_EVERY = 4 << 20  # written bytes handed to the disk this often (partials.WriteBehind)
@@ -83,87 +84,6 @@ class Fallback(Exception):
 
 class _BodyEnded(Exception):
     """A range's body stopped early; resumed within the range."""
-
-
-class Connections:
-    """One bound on the connections a pull holds at once, shared by file workers and range helpers.
-
-    A file worker :meth:`hold`\\ s a slot while it has files to fetch (its one keep-alive
-    connection lives in it); a range helper :meth:`try_take`\\ s one for as long as it fetches
-    ranges. Whoever gives a slot back first closes its thread's idle connections, so the
-    slots count sockets.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self._free = self.limit
-        self._cond = threading.Condition()
-        self._held = threading.local()
-
-    def _take(self, timeout: float | None) -> bool:
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._free > 0, timeout):
-                return False
-            self._free -= 1
-            return True
-
-    def _give(self) -> None:
-        from hfa.hub.transport import close_idle
-
-        close_idle()
-        with self._cond:
-            self._free += 1
-            self._cond.notify()
-
-    def hold(self, cancel: threading.Event) -> bool:
-        """Take a slot for this thread to keep (until :meth:`release_held`); False if it holds one already."""
-        if getattr(self._held, "slot", False):
-            return False
-        while not self._take(0.2):
-            if cancel.is_set():
-                raise NetworkError("Download cancelled", "rerun the command to resume")
-        self._held.slot = True
-        return True
-
-    def release_held(self) -> None:
-        if getattr(self._held, "slot", False):
-            self._held.slot = False
-            self._give()
-
-    def try_take(self, timeout: float) -> bool:
-        return self._take(timeout)
-
-    def give_back(self) -> None:
-        self._give()
-
-
-class InFlight:
-    """The responses a pull is reading, so that cancelling it (Ctrl-C, a failure) ends their blocked reads at
-    once rather than after ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds of a stalled server."""
-
-    def __init__(self, cancel: threading.Event) -> None:
-        self.cancel_event = cancel
-        self._lock = threading.Lock()
-        self._live: set[Any] = set()
-
-    @contextmanager
-    def track(self, response: Any) -> Iterator[Any]:
-        with self._lock:
-            self._live.add(response)
-            if self.cancel_event.is_set():
-                response.abort()
-        try:
-            yield response
-        finally:
-            with self._lock:
-                self._live.discard(response)
-
-    def cancel(self) -> None:
-        """Set the pull's cancel event and end every read in flight."""
-        with self._lock:
-            self.cancel_event.set()
-            for response in self._live:
-                response.abort()
 
 
 @dataclass

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfa.cache.hashing import COMMIT_RE
 from hfa.errors import HfaError, NetworkError, UsageError
-from hfa.hub.ranged import Connections
+from hfa.hub.connections import Connections
 from hfa.server.mirror_flight import WAIT, Flight, upstream_error
 from hfa.server.wire import HttpError
 
