@@ -371,7 +371,8 @@ def test_connections_for_the_figures_of_docs_pull() -> None:
     target = 1_000_000_000
     assert connections_for(40e6, target, 16) == 16  # a CDN edge capping each connection at 40 MB/s
     assert connections_for(300e6, target, 16) == 3
-    assert connections_for(900e6, target, 16) == 1  # loopback, a fast LAN: one stream
+    assert connections_for(340e6, target, 16) == 1  # a third of the target: loopback, a LAN: one stream
+    assert connections_for(900e6, target, 16) == 1
     assert connections_for(0, target, 16) == 16  # a first connection that brought nothing yet
 
 
