@@ -577,15 +577,16 @@ def _guarded(job: _Ranged, fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def _helper(job: _Ranged, connections: Connections, rank: int) -> None:
-    """Once the count of connections is decided and it includes this one (``rank`` 1 is the second
-    connection), take a connection slot when one is free and fetch ranges while any are left; give it
-    back. A first connection that stalls before its probe ends is judged by what it brought so far."""
-    while not (job.ready.wait(0.02) and job.decided.wait(0.02)):  # the first answer: where ranges go, ...
+    """Once the count is decided and includes this one (``rank`` 1: the second connection), fetch ranges on
+    a free slot while any are left. A first connection stalled in its probe is judged by what it brought."""
+    while not job.ready.wait(0.05):  # the first answer: where ranges go
         if job.cancel.is_set() or job.error is not None:
             return
-        with job.lock:  # ... and how many connections
-            now = time.monotonic()
-            if job.probe_start is not None and now - job.probe_start >= PROBE_SECONDS:
+    while not job.decided.wait(PROBE_SECONDS / 4):  # how many connections (the clock checked often: ~15 ms)
+        with job.lock:
+            if job.cancel.is_set() or job.error is not None:
+                return
+            if job.probe_start is not None and (now := time.monotonic()) - job.probe_start >= PROBE_SECONDS:
                 job.decide(now)
     if rank >= job.wanted:
         return
