@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from hfa.config import Settings, url_credentials
 from hfa.errors import ExitCode, error_document, from_exception
 from hfa.output import Output, OutputClosed, silence, stream_closed
 
-__all__ = ["Ctx", "fail", "guarded", "stop_quietly"]
+__all__ = ["Ctx", "PlainArgs", "fail", "guarded", "parse_plain", "stop_quietly"]
 
 C = TypeVar("C", bound="Ctx")
 
@@ -118,3 +118,39 @@ def stop_quietly(out: Output | None = None, stop: type[BaseException] = SystemEx
     """stdout was closed by its reader (``| head``): no message, exit 141 as coreutils' SIGPIPE death."""
     silence(out.stdout if out is not None else sys.stdout)
     raise stop(int(ExitCode.STDOUT_CLOSED)) from None
+
+
+@dataclass
+class PlainArgs:
+    """The arguments of a command run without typer (:mod:`hfa.cli.entry`), as :func:`parse_plain` read them."""
+
+    counts: dict[str, int]  # each flag's parameter name -> how often it was given
+    values: dict[str, str]  # each value option's parameter name -> its value
+    positionals: list[str]
+
+
+def parse_plain(
+    argv: list[str], flags: Mapping[str, str], options: Mapping[str, str], positional: Callable[[str], bool] = bool
+) -> PlainArgs | None:
+    """Read ``argv`` for a plain path: ``flags`` and ``options`` map each spelling to the command's parameter
+    name; an option takes its value as ``--opt V`` or ``--opt=V``, at most once. None for anything else
+    (another option, ``--help``, ``--``, a repeated or empty value, an argument ``positional`` refuses):
+    the full CLI then runs the command and says what is wrong."""
+    counts = dict.fromkeys(flags.values(), 0)
+    values: dict[str, str] = {}
+    positionals: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        if arg in flags:
+            counts[flags[arg]] += 1
+        elif flag in options and options[flag] not in values:
+            value = value if eq else next(args, "")
+            if not value or value.startswith("-"):
+                return None
+            values[options[flag]] = value
+        elif arg.startswith("-") or not positional(arg):
+            return None
+        else:
+            positionals.append(arg)
+    return PlainArgs(counts, values, positionals)

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hfa.cli.context import Ctx, guarded
+from hfa.cli.context import Ctx, guarded, parse_plain
 from hfa.cli.selecting import SelectionArgs, repo_and_options
 from hfa.output import human_size
 
@@ -33,23 +33,10 @@ PLAIN_FLAGS = {"-q": "quiet", "--quiet": "quiet", "-v": "verbose", "--verbose": 
 
 def pull_plain(argv: list[str]) -> int | None:
     """Run ``hfa pull ARGV`` without typer when it is one repo and common options; None: it is not."""
-    counts = {"quiet": 0, "verbose": 0, "json_output": 0}
-    values: dict[str, str] = {}
-    repos: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        flag, eq, value = arg.partition("=")
-        if arg in PLAIN_FLAGS:
-            counts[PLAIN_FLAGS[arg]] += 1
-        elif flag in PLAIN_VALUES and PLAIN_VALUES[flag] not in values:
-            value = value if eq else next(args, "")
-            if not value or value.startswith("-"):
-                return None
-            values[PLAIN_VALUES[flag]] = value
-        elif arg.startswith("-") or not arg:
-            return None  # another option, --help, `--`, a repeated value: the full CLI
-        else:
-            repos.append(arg)
+    parsed = parse_plain(argv, PLAIN_FLAGS, PLAIN_VALUES)
+    if parsed is None:
+        return None  # another option, --help, `--`, a repeated value: the full CLI
+    counts, values, repos = parsed.counts, parsed.values, parsed.positionals
     cache_dir = values.get("cache_dir")
     if len(repos) != 1 or counts["json_output"] > 1 or (cache_dir is not None and os.path.isfile(cache_dir)):
         return None  # no repo or several, a repeated flag, a file where a folder goes: the full CLI's message

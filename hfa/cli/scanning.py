@@ -88,23 +88,12 @@ _BY_FLAG = {option.flag: name for name, option in SCAN_OPTIONS.items()}
 
 def scan_plain(argv: list[str]) -> int | None:
     """Run ``hfa scan ARGV`` without typer when it is plain and clean (see above); None: it is not."""
-    opts: dict[str, Any] = {"quiet": 0, "verbose": 0, "json_output": 0}
-    values: dict[str, str] = {}
-    names: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        flag, eq, value = arg.partition("=")
-        if arg in PLAIN_COMMON:
-            opts[PLAIN_COMMON[arg]] += 1
-        elif flag in _BY_FLAG and _BY_FLAG[flag] not in values:
-            value = value if eq else next(args, "")
-            if not value or value.startswith("-"):
-                return None
-            values[_BY_FLAG[flag]] = value
-        elif arg.startswith("-") or not os.path.exists(arg):
-            return None  # another option, --help, `--`, a repo id, a missing path: the full CLI
-        else:
-            names.append(arg)
+    from hfa.cli.context import parse_plain  # with hfa.config, which the scan reads anyway
+
+    parsed = parse_plain(argv, PLAIN_COMMON, _BY_FLAG, os.path.exists)
+    if parsed is None:
+        return None  # another option, --help, `--`, a repo id, a missing path: the full CLI
+    opts, values, names = parsed.counts, parsed.values, parsed.positionals
     sarif, allowlist = values.get("sarif"), values.get("allowlist")
     if not names or opts["json_output"] > 1 or any(f is not None and os.path.isdir(f) for f in (sarif, allowlist)):
         return None  # a repeated flag, or a folder where a file goes: the full CLI's message

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hfa.cli.context import Ctx, guarded
+from hfa.cli.context import Ctx, guarded, parse_plain
 from hfa.cli.scanning import DEFAULT_FAIL_ON, count_text, finish
 
 __all__ = ["PLAIN_FLAGS", "PLAIN_VALUES", "run_verify", "verify_plain"]
@@ -41,23 +41,10 @@ _COUNTED = ("quiet", "verbose")  # -qq, -vv count; the other flags given twice g
 def verify_plain(argv: list[str]) -> int | None:
     """Run ``hfa verify ARGV`` without typer when it is at most one target and the options above;
     None: it is not."""
-    counts = {"quiet": 0, "verbose": 0, "json_output": 0, "offline": 0, "no_scan": 0}
-    values: dict[str, str] = {}
-    targets: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        flag, eq, value = arg.partition("=")
-        if arg in PLAIN_FLAGS:
-            counts[PLAIN_FLAGS[arg]] += 1
-        elif flag in PLAIN_VALUES and PLAIN_VALUES[flag] not in values:
-            value = value if eq else next(args, "")
-            if not value or value.startswith("-"):
-                return None
-            values[PLAIN_VALUES[flag]] = value
-        elif arg.startswith("-") or not arg:
-            return None  # another option, --help, `--`, a repeated value: the full CLI
-        else:
-            targets.append(arg)
+    parsed = parse_plain(argv, PLAIN_FLAGS, PLAIN_VALUES)
+    if parsed is None:
+        return None  # another option, --help, `--`, a repeated value: the full CLI
+    counts, values, targets = parsed.counts, parsed.values, parsed.positionals
     cache_dir = values.get("cache_dir")
     repeated = any(n > 1 for name, n in counts.items() if name not in _COUNTED)
     if len(targets) > 1 or repeated or (cache_dir is not None and os.path.isfile(cache_dir)):
