@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -49,3 +51,35 @@ def snapshot_listing(cache: Path, folder: str, commit: str) -> dict[str, str]:
             assert real.parent == (cache / folder / "blobs").resolve(), real
             out[link.relative_to(snap).as_posix()] = real.name
     return out
+
+
+_ENTRY = """
+import sys
+from {module} import main
+sys.argv = ["hfa", *{argv!r}]
+try:
+    main()
+    rc = 0
+except SystemExit as exc:
+    rc = exc.code or 0
+sys.stdout.flush()
+sys.stderr.write("\\n@@ %s %s\\n" % (rc, "typer" in sys.modules))
+"""
+
+
+def run_entry(module: str, argv: list[str], cwd: Path, drop: tuple[str, ...] = ("COLUMNS",)) -> tuple[int, str, str, bool]:
+    """``hfa argv`` through ``module``'s main in a fresh interpreter (the plain paths' tests run the console
+    script's ``hfa.cli.entry`` and typer's ``hfa.cli.app`` on the same arguments): exit code, stdout, stderr,
+    whether typer was loaded. ``drop``: environment variables the child does not get."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    proc = subprocess.run(
+        [sys.executable, "-c", _ENTRY.format(module=module, argv=argv)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+    )
+    stderr, _, marker = proc.stderr.rstrip("\n").rpartition("\n@@ ")
+    rc, typer_loaded = marker.split()
+    return int(rc), proc.stdout, stderr, typer_loaded == "True"

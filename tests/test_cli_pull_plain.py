@@ -4,47 +4,20 @@ does and writes exactly what the full CLI does; everything else falls through to
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import TOKEN, build_world
+from helpers import run_entry
 
 from hfa.server import HubServer, ServerConfig
 from hfa.server.auth import load_policy
 
-RUN = """
-import sys
-from {module} import main
-sys.argv = ["hfa", *{argv!r}]
-try:
-    main()
-    rc = 0
-except SystemExit as exc:
-    rc = exc.code or 0
-sys.stdout.flush()
-sys.stderr.write("\\n@@ %s %s\\n" % (rc, "typer" in sys.modules))
-"""
-
 
 def _run(module: str, argv: list[str], cwd: Path) -> tuple[int, str, str, bool]:
-    """``hfa argv`` through ``module``'s main in a fresh interpreter: exit code, stdout, stderr, typer loaded."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "HF_TOKEN", "HF_ENDPOINT")}
-    proc = subprocess.run(
-        [sys.executable, "-c", RUN.format(module=module, argv=argv)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=60,
-    )
-    stderr, _, marker = proc.stderr.rstrip("\n").rpartition("\n@@ ")
-    rc, typer_loaded = marker.split()
-    return int(rc), proc.stdout, stderr, typer_loaded == "True"
+    return run_entry(module, argv, cwd, drop=("COLUMNS", "HF_TOKEN", "HF_ENDPOINT"))
 
 
 def _same(text: str, cache: Path) -> str:
