@@ -477,6 +477,10 @@ def test_the_connection_bound_holds_for_files_and_ranges_together(tmp_path: Path
         ("HFA_RANGED_THRESHOLD", "9" * 5000),
         ("HF_HUB_DOWNLOAD_TIMEOUT", "1000000000000"),  # no socket takes it: OverflowError (exit 70)
         ("HFA_MIN_SPEED_TIME", "1" + "0" * 400),
+        ("HFA_MAX_RETRIES", "-1"),  # int() took it, and it meant 0
+        ("HFA_MAX_RETRIES", "1_0"),  # int() took it as 10
+        ("HFA_MAX_RETRIES", "101"),
+        ("HFA_MAX_RETRIES", "9" * 5000),
     ],
     ids=lambda v: v if len(v) < 30 else f"{v[:3]}...{len(v)}-digits",
 )

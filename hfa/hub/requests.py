@@ -21,7 +21,6 @@ As huggingface_hub's ``_http_backoff_base(..., stream=…)``, one function
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urljoin, urlsplit
 
-from hfa.config import Settings, check_token
+from hfa.config import Settings, check_token, env_count
 from hfa.errors import (
     AccessDenied,
     CheckFailed,
@@ -69,6 +68,9 @@ MAX_HOPS = 10  # redirects followed for one request
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # what a URL may hold as is (requests' requote_uri keeps the same)
 
 
+MOST_RETRIES = 100  # HFA_MAX_RETRIES at most (about 13 minutes of backoff at 8 s a try)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hfa retries: ``retries`` more tries after the first, backoff doubling from ``base``.
@@ -85,12 +87,13 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
-        raw = os.environ.get("HFA_MAX_RETRIES", "").strip()
-        try:
-            retries = int(raw) if raw else cls.retries
-        except ValueError:
-            raise UsageError(f"HFA_MAX_RETRIES must be a number, not '{raw}'", "set it to 0 or more") from None
-        return cls(retries=max(0, retries))
+        retries = env_count("HFA_MAX_RETRIES", cls.retries)
+        if retries > MOST_RETRIES:  # each retry waits up to max_wait: more would only hide a dead endpoint
+            raise UsageError(
+                f"HFA_MAX_RETRIES must be a whole number from 0 to {MOST_RETRIES}, not '{retries}'",
+                f"set HFA_MAX_RETRIES={cls.retries}, or unset it",
+            )
+        return cls(retries=retries)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before try number ``attempt + 1`` (attempt counts from 0)."""
