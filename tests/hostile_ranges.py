@@ -1,15 +1,26 @@
 """A hostile front for ranged downloads: forwards everything to a real ``hfa serve`` except the
 file GETs with a ``Range`` header, which a test's ``answer(handler, first, last, data)`` answers (and
-those without one, when a ``whole(handler)`` is given and returns True: it answered them)."""
+those without one, when a ``whole(handler)`` is given and returns True: it answered them).
+
+And what the tests of hostile ranged servers share: the origin serving ``org/big`` (:func:`serve_big`),
+a small-range pull of it (:func:`pull_big`), its checks (:func:`pulled_right`), and range headers."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from helpers import corrupt_blobs, hfa
+
+from hfa.server import HubServer, ServerConfig
+from hfa.testing import write_repo
 
 Answer = Callable[[Any, int, int, bytes], None]
 
@@ -94,3 +105,48 @@ def send(h: Any, status: int, headers: dict[str, str], body: bytes, close: bool 
     h.end_headers()
     h.wfile.write(body)
     h.wfile.flush()
+
+
+BIG = "weights.safetensors"
+
+
+@contextmanager
+def serve_big(tmp_path: Path, content: bytes) -> Iterator[HubServer]:
+    """An ``hfa serve`` of ``org/big``, one LFS file ``BIG`` holding ``content``."""
+    root = tmp_path / "served"
+    write_repo(root, "org/big", {BIG: content}, lfs={BIG: True})
+    with HubServer(ServerConfig(cache_dir=root)) as srv:
+        yield srv
+
+
+def pull_big(url: str, cache: Path, *args: str, target: str, **env: str) -> Any:
+    """``hfa pull org/big --json`` in 1000-byte ranges over at most 4 connections; ``target``: HFA_RANGED_TARGET
+    (``"0"`` every connection at once, ``"1"`` the measured one stream)."""
+    base = {
+        "HFA_RANGED_THRESHOLD": "1",
+        "HFA_RANGE_SIZE": "1000",
+        "HFA_MAX_CONNECTIONS": "4",
+        "HFA_MAX_RETRIES": "2",
+        "HFA_RANGED_TARGET": target,
+    }
+    return hfa("pull", "org/big", "--endpoint", url, "--cache-dir", str(cache), "--json", *args, env={**base, **env})
+
+
+def pulled_right(result: Any, cache: Path, content: bytes) -> dict[str, Any]:
+    """The pull exited 0 with ``content`` in its snapshot and no corrupt blob; its JSON document."""
+    assert result.exit_code == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout)
+    assert (Path(doc["snapshot"]) / BIG).read_bytes() == content
+    assert corrupt_blobs(cache) == []
+    return doc
+
+
+def range_headers(h: Any, first: int, last: int, size: int, **extra: str) -> dict[str, str]:
+    """The headers of a right answer to ``bytes=first-last`` of a ``size``-byte file."""
+    return {
+        "Content-Range": f"bytes {first}-{last}/{size}",
+        "Content-Length": str(last + 1 - first),
+        "Accept-Ranges": "bytes",
+        "ETag": h.etag,
+        **extra,
+    }

@@ -11,43 +11,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import corrupt_blobs, hfa
-from hostile_ranges import HostileFront, send
+from helpers import corrupt_blobs
+from hostile_ranges import HostileFront, pull_big, pulled_right, range_headers, send, serve_big
 
 from hfa.errors import ExitCode
-from hfa.server import HubServer, ServerConfig
-from hfa.testing import write_repo
+from hfa.server import HubServer
 
-BIG = "weights.safetensors"
 SIZE = 20_000
 CONTENT = random.Random(5).randbytes(SIZE)
 
 
 @pytest.fixture
 def origin(tmp_path: Path) -> Iterator[HubServer]:
-    root = tmp_path / "served"
-    write_repo(root, "org/big", {BIG: CONTENT}, lfs={BIG: True})
-    with HubServer(ServerConfig(cache_dir=root)) as srv:
+    with serve_big(tmp_path, CONTENT) as srv:
         yield srv
 
 
 def _pull(url: str, cache: Path, *args: str, **env: str):
-    base = {
-        "HFA_RANGED_THRESHOLD": "1",
-        "HFA_RANGE_SIZE": "1000",
-        "HFA_MAX_CONNECTIONS": "4",
-        "HFA_MAX_RETRIES": "2",
-        "HFA_RANGED_TARGET": "0",  # every connection at once (test_pull_ranged tests the measured count)
-    }
-    return hfa("pull", "org/big", "--endpoint", url, "--cache-dir", str(cache), "--json", *args, env={**base, **env})
+    return pull_big(url, cache, *args, target="0", **env)  # every connection at once (test_pull_ranged tests the measured count)
 
 
 def _ok(result, cache: Path) -> dict:
-    assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)
-    assert (Path(doc["snapshot"]) / BIG).read_bytes() == CONTENT
-    assert corrupt_blobs(cache) == []
-    return doc
+    return pulled_right(result, cache, CONTENT)
 
 
 def _no_blob(cache: Path) -> None:
@@ -56,13 +41,7 @@ def _no_blob(cache: Path) -> None:
 
 
 def _range_headers(h, first: int, last: int, data: bytes, **extra: str) -> dict[str, str]:
-    return {
-        "Content-Range": f"bytes {first}-{last}/{len(data)}",
-        "Content-Length": str(last + 1 - first),
-        "Accept-Ranges": "bytes",
-        "ETag": h.etag,
-        **extra,
-    }
+    return range_headers(h, first, last, len(data), **extra)
 
 
 def test_416_to_every_range_falls_back_to_one_stream(origin, tmp_path: Path) -> None:
