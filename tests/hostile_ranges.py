@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,3 +153,25 @@ def range_headers(h: Any, first: int, last: int, size: int, **extra: str) -> dic
         "ETag": h.etag,
         **extra,
     }
+
+
+def interrupt(
+    cmd: list[str], env: dict[str, str], reached: threading.Event, release: threading.Event, *, settle: float, wait: float
+) -> tuple[int, str, float]:
+    """Run ``cmd``, send it SIGINT ``settle`` seconds after ``reached`` is set (by the front's answer), and wait at
+    most ``wait`` seconds for it to end; ``release`` then lets the front's held answers go. (exit code, stderr,
+    seconds from SIGINT to exit). A process still running at the end is killed."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert reached.wait(30), "the pull never reached the point to interrupt"
+        time.sleep(settle)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=wait)
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err.decode("utf-8", "replace"), took

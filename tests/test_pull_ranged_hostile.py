@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import corrupt_blobs
-from hostile_ranges import HostileFront, pull_big, pulled_right, range_headers, send, serve_big
+from hostile_ranges import HostileFront, interrupt, pull_big, pulled_right, range_headers, send, serve_big
 
 from hfa.errors import ExitCode
 from hfa.server import HubServer
@@ -332,8 +332,6 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_resumes(origin, tmp_path: Pa
 def test_ctrl_c_with_a_range_stalled_exits_at_once(origin, tmp_path: Path) -> None:
     """A read blocked on a server that stopped sending ends when Ctrl-C comes, not at HF_HUB_DOWNLOAD_TIMEOUT."""
     import os
-    import signal
-    import subprocess
     import sys
 
     release = threading.Event()
@@ -358,19 +356,8 @@ def test_ctrl_c_with_a_range_stalled_exits_at_once(origin, tmp_path: Path) -> No
     }
     with HostileFront(origin.url, answer) as front:
         cmd = [sys.executable, "-m", "hfa", "pull", "org/big", "--endpoint", front.url, "--cache-dir", str(tmp_path)]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            assert answered.wait(30)
-            time.sleep(0.5)
-            started = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            _out, err = proc.communicate(timeout=30)
-            took = time.monotonic() - started
-        finally:
-            release.set()
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
+        code, err, took = interrupt(cmd, env, answered, release, settle=0.5, wait=30)
+    assert code == ExitCode.INTERRUPTED, err
     assert took < 5
     _no_blob(tmp_path)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers import corrupt_blobs
-from hostile_ranges import BIG, HostileFront, pull_big, pulled_right, range_headers, send, serve_big
+from hostile_ranges import BIG, HostileFront, interrupt, pull_big, pulled_right, range_headers, send, serve_big
 
 from hfa.errors import ExitCode
 from hfa.server import HubServer, ServerConfig
@@ -136,8 +136,6 @@ def test_ctrl_c_while_the_long_request_stalls_exits_130_at_once_and_records_what
     record holds the 3000 bytes (the final record, written after Ctrl-C: CPython 3.10-3.12 marked the download
     thread stopped when Ctrl-C cut short the join waiting for it, and the process exited without it)."""
     import os
-    import signal
-    import subprocess
     import sys
 
     release = threading.Event()
@@ -161,23 +159,11 @@ def test_ctrl_c_while_the_long_request_stalls_exits_130_at_once_and_records_what
     cache = tmp_path / "c"
     with HostileFront(origin.url, answer) as front:
         cmd = [sys.executable, "-c", _SLOW_RECORD_AFTER_CTRL_C, "pull", "org/big", "--endpoint", front.url]
-        proc = subprocess.Popen(
-            [*cmd, "--cache-dir", str(cache)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        try:
-            assert stalled.wait(8)
-            time.sleep(0.3)  # past the last 50 ms record
-            started = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            _out, err = proc.communicate(timeout=8)
-            took = time.monotonic() - started
-        finally:
-            release.set()
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
+        # SIGINT once past the last 50 ms record
+        code, err, took = interrupt([*cmd, "--cache-dir", str(cache)], env, stalled, release, settle=0.3, wait=8)
+    assert code == ExitCode.INTERRUPTED, err
     assert took < 3
-    assert _recorded(cache) == [[0, 4000]], err.decode()
+    assert _recorded(cache) == [[0, 4000]], err
 
 
 def test_ctrl_c_while_the_calling_thread_waits_for_stalled_helpers_stops_them(origin, tmp_path: Path) -> None:
@@ -506,8 +492,6 @@ def test_ctrl_c_while_the_server_holds_back_its_headers_exits_within_a_second(
     130 after the second the other downloads get to write their records, not at HF_HUB_DOWNLOAD_TIMEOUT (a
     ranged pull waited for it; a thread left waiting no longer keeps the process)."""
     import os
-    import signal
-    import subprocess
     import sys
 
     release = threading.Event()
@@ -521,18 +505,6 @@ def test_ctrl_c_while_the_server_holds_back_its_headers_exits_within_a_second(
     env = {**os.environ, "HFA_RANGED_THRESHOLD": threshold, "HFA_RANGE_SIZE": "1000", "HF_HUB_DOWNLOAD_TIMEOUT": "30"}
     with HostileFront(origin.url, hold, whole=hold) as front:
         cmd = [sys.executable, "-m", "hfa", "pull", "org/big", "--endpoint", front.url, "--cache-dir", str(tmp_path)]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            assert asked.wait(8)
-            time.sleep(0.3)
-            started = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            _out, err = proc.communicate(timeout=6)
-            took = time.monotonic() - started
-        finally:
-            release.set()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
+        code, err, took = interrupt(cmd, env, asked, release, settle=0.3, wait=6)
+    assert code == ExitCode.INTERRUPTED, err
     assert took < 2.5
