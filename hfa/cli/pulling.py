@@ -93,6 +93,14 @@ class RichProgress:
         return count
 
 
+def warn_pulled(ctx: Ctx, result: Any) -> None:
+    """The warnings and findings of a pull and of each dependency it pulled."""
+    for r in [result, *result.dependencies]:
+        for warning in r.warnings:
+            ctx.out.warn(warning)
+        warn_findings(ctx, r.findings)
+
+
 def warn_findings(ctx: Ctx, findings: list[Any]) -> None:
     if not findings:
         return
@@ -265,10 +273,7 @@ def _pull_task_defaults(
             allow_unsafe=allow_unsafe,
             source=source,
         )
-        for r in [pulled, *pulled.dependencies]:
-            for warning in r.warnings:
-                ctx.out.warn(warning)
-            warn_findings(ctx, r.findings)
+        warn_pulled(ctx, pulled)
         if not dry_run and lock.get(default.repo_id) is None:  # as a lock pull does: the revision names the commit
             LocalStore(ctx.settings.cache_dir, "model", default.repo_id).write_ref(default.revision, default.commit)
         out.append((default, why, pulled))
@@ -328,10 +333,7 @@ def run_pull(
             allow_unsafe=allow_unsafe,
             source=source,
         )
-    for r in [result, *result.dependencies]:
-        for warning in r.warnings:
-            ctx.out.warn(warning)
-        warn_findings(ctx, r.findings)
+    warn_pulled(ctx, result)
 
     def human() -> None:
         out = ctx.out
