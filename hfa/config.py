@@ -288,19 +288,28 @@ class Settings:
             endpoint=normalize_endpoint(endpoint or default_endpoint()),
             offline=offline or env_true("HF_HUB_OFFLINE") or env_true("TRANSFORMERS_OFFLINE"),
             token=token,
-            # huggingface_hub's names: its metadata requests (HEAD) and its downloads.
-            api_timeout=env_seconds("HF_HUB_ETAG_TIMEOUT", DEFAULT_API_TIMEOUT),
-            download_timeout=env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT),
-            # hfa's own bounds on a whole answer (docs/pull.md, docs/security.md "Limits")
-            api_deadline=env_seconds("HFA_API_DEADLINE", DEFAULT_API_DEADLINE),
-            min_speed=env_count("HFA_MIN_SPEED", DEFAULT_MIN_SPEED),
-            min_speed_time=env_seconds("HFA_MIN_SPEED_TIME", DEFAULT_MIN_SPEED_TIME),
-            # parallel ranged downloads of big files (docs/pull.md "Big files")
-            max_connections=env_positive("HFA_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, MOST_CONNECTIONS),
-            ranged_threshold=env_count("HFA_RANGED_THRESHOLD", DEFAULT_RANGED_THRESHOLD),
-            range_size=env_positive("HFA_RANGE_SIZE", DEFAULT_RANGE_SIZE),
-            ranged_target=env_count("HFA_RANGED_TARGET", DEFAULT_RANGED_TARGET),
+            **env_bounds(),
         )
+
+
+def env_bounds() -> dict[str, Any]:
+    """The :class:`Settings` every client of a Hub reads from the environment, checked: its timeouts, speed
+    rules and connections. One list for ``hfa`` and for ``hfa serve --upstream`` (whose endpoint, token and
+    cache are its own): a mirror that built its own copy once missed the ranged-download variables."""
+    return {
+        # huggingface_hub's names: its metadata requests (HEAD) and its downloads.
+        "api_timeout": env_seconds("HF_HUB_ETAG_TIMEOUT", DEFAULT_API_TIMEOUT),
+        "download_timeout": env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT),
+        # hfa's own bounds on a whole answer (docs/pull.md, docs/security.md "Limits")
+        "api_deadline": env_seconds("HFA_API_DEADLINE", DEFAULT_API_DEADLINE),
+        "min_speed": env_count("HFA_MIN_SPEED", DEFAULT_MIN_SPEED),
+        "min_speed_time": env_seconds("HFA_MIN_SPEED_TIME", DEFAULT_MIN_SPEED_TIME),
+        # parallel ranged downloads of big files (docs/pull.md "Big files")
+        "max_connections": env_positive("HFA_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, MOST_CONNECTIONS),
+        "ranged_threshold": env_count("HFA_RANGED_THRESHOLD", DEFAULT_RANGED_THRESHOLD),
+        "range_size": env_positive("HFA_RANGE_SIZE", DEFAULT_RANGE_SIZE),
+        "ranged_target": env_count("HFA_RANGED_TARGET", DEFAULT_RANGED_TARGET),
+    }
 
 
 def read_token_file(path: Path, option: str) -> str:

@@ -93,18 +93,9 @@ class Mirror:
             endpoint=cfg.normalize_endpoint(config.upstream),
             offline=False,
             token=config.upstream_token,  # the mirror's own token only (never HF_TOKEN, never a client's)
-            # the bounds of every upstream answer, from the same variables as hfa pull (docs/pull.md)
-            api_timeout=cfg.env_seconds("HF_HUB_ETAG_TIMEOUT", cfg.DEFAULT_API_TIMEOUT),
-            download_timeout=cfg.env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", cfg.DEFAULT_DOWNLOAD_TIMEOUT),
-            api_deadline=cfg.env_seconds("HFA_API_DEADLINE", cfg.DEFAULT_API_DEADLINE),
-            min_speed=cfg.env_count("HFA_MIN_SPEED", cfg.DEFAULT_MIN_SPEED),
-            min_speed_time=cfg.env_seconds("HFA_MIN_SPEED_TIME", cfg.DEFAULT_MIN_SPEED_TIME),
-            # one bound on the upstream connections of all the mirror's fetches at once (see _run)
-            max_connections=cfg.env_positive("HFA_MAX_CONNECTIONS", cfg.DEFAULT_MAX_CONNECTIONS, cfg.MOST_CONNECTIONS),
-            # big misses as parallel ranges, as hfa pull fetches them (docs/pull.md "Big files")
-            ranged_threshold=cfg.env_count("HFA_RANGED_THRESHOLD", cfg.DEFAULT_RANGED_THRESHOLD),
-            range_size=cfg.env_positive("HFA_RANGE_SIZE", cfg.DEFAULT_RANGE_SIZE),
-            ranged_target=cfg.env_count("HFA_RANGED_TARGET", cfg.DEFAULT_RANGED_TARGET),
+            # the bounds of every upstream answer, from the same variables as hfa pull (docs/pull.md); one
+            # bound on the upstream connections of all the mirror's fetches at once (see _run)
+            **cfg.env_bounds(),
         )
         self.source: HubSource = HubSource(self.settings)
         self.target = target
