@@ -194,12 +194,13 @@ def _dispatch(
     if found == "npy":
         _scan_npy(fp, display, out, start, end, stream)
         return True
+    named = unsupported_name(display.rsplit("!", 1)[-1]) if found is None else None
+    if named is not None:  # x.rar, x.7z whose content is no 7z: a container the scanner cannot open
+        out.unsupported_container(display, named, by_name=True)  # whatever else its bytes say
     if head and head[0] in VALID_OPCODES and (expect or probe_pickle(fp, start, end, stream=stream)):
         _scan_pickle_file(fp, display, out, start, end, stream, depth)  # expected: fails closed if broken
         return True
-    named = unsupported_name(display.rsplit("!", 1)[-1]) if found is None else None
-    if named is not None:  # x.rar, x.7z whose content is no 7z: a container the scanner cannot open
-        out.unsupported_container(display, named, by_name=True)
+    if named is not None:
         return True
     if expect:
         what = "empty" if not head else "not a pickle, nor an archive or stream the scanner reads"
