@@ -8,6 +8,7 @@ its root.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import stat
@@ -137,7 +138,7 @@ class RepoDir:
     repo_type: str
     repo_id: str
 
-    @property
+    @functools.cached_property  # asked for on every path of every file of a pull
     def path(self) -> Path:
         return self.cache_dir / repo_folder_name(self.repo_id, self.repo_type)
 
@@ -146,15 +147,15 @@ class RepoDir:
         """How commands name it: ``org/name`` for a model, ``datasets/org/name`` otherwise."""
         return self.repo_id if self.repo_type == "model" else f"{plural(self.repo_type)}/{self.repo_id}"
 
-    @property
+    @functools.cached_property
     def blobs(self) -> Path:
         return self.path / "blobs"
 
-    @property
+    @functools.cached_property
     def snapshots(self) -> Path:
         return self.path / "snapshots"
 
-    @property
+    @functools.cached_property
     def refs(self) -> Path:
         return self.path / "refs"
 
@@ -301,9 +302,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_symlink(target: str, link: Path) -> None:
-    """Point ``link`` at ``target`` (relative), replacing what was there in one rename."""
-    link.parent.mkdir(parents=True, exist_ok=True)
+def atomic_symlink(target: str, link: Path, *, made: bool = False) -> None:
+    """Point ``link`` at ``target`` (relative), replacing what was there in one rename (``made``: its folder
+    exists)."""
+    if not made:
+        link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.parent / f".{link.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         with contextlib.suppress(FileNotFoundError):
@@ -351,6 +354,12 @@ class CacheWriter:
     def __init__(self, cache_dir: Path, repo_type: str, repo_id: str) -> None:
         self.repo = RepoDir(Path(cache_dir), repo_type, repo_id)
         self.cache_dir = Path(cache_dir)
+        # Folders this writer has seen to be real folders, and snapshot folders it has seen to resolve
+        # inside their snapshot: a pull of many files checks each once, not once per file. (A folder
+        # swapped for a link while a command runs was never caught: every check is before the use.)
+        self._real: set[Path] = set()
+        self._inside: set[Path] = set()
+        self._made: set[Path] = set()
 
     def blob_path(self, etag: str) -> Path:
         """``blobs/<etag>``; refuses a linked (or non-folder) repo folder or ``blobs/`` (:class:`LocalError`)."""
@@ -371,23 +380,32 @@ class CacheWriter:
         self.check_folders(self.repo.path, self.repo.path / HFA_DIR, folder)
         return folder / f"{etag}.json"
 
-    @staticmethod
-    def check_folders(*folders: Path) -> None:
+    def check_folders(self, *folders: Path) -> None:
         """Each folder is a real folder or absent: never a link (which could lead out of the cache) or a file."""
         import shlex
 
         for folder in folders:
+            if folder in self._real:
+                continue
             try:
                 st = os.lstat(folder)
             except FileNotFoundError:
                 continue
-            if not stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode):
+                self._real.add(folder)
+            else:
                 quoted = shlex.quote(str(folder))
                 raise LocalError(
                     f"Refusing {folder}: it is a link or a file, not a folder (hfa never reads or writes the cache"
                     " through a link)",
                     f"move it aside (`mv {quoted} {shlex.quote(str(folder) + '.moved')}`), then run this again",
                 )
+
+    def make_folder(self, folder: Path) -> None:
+        """``folder`` and its parents, once per writer (its callers have checked what must not be a link)."""
+        if folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(folder)
 
     def lock_path(self, etag: str) -> Path:
         """The lock huggingface_hub takes for the same blob, so hfa and hf never race on it."""
@@ -399,7 +417,7 @@ class CacheWriter:
         from filelock import FileLock
 
         path = self.lock_path(etag)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.make_folder(path.parent)
         lock = FileLock(str(path), timeout=timeout)
         return lock if cancel is None else _unless_cancelled(lock, cancel)
 
@@ -412,17 +430,25 @@ class CacheWriter:
 
     def link(self, commit: str, relpath: str, etag: str) -> Path:
         """``snapshots/<commit>/<relpath>`` -> ``../../blobs/<etag>`` (relative)."""
-        blob = self.blob_path(etag)
+        self.blob_path(etag)  # checks the name and the folders
         snap = self.repo.snapshot(commit)
         self.check_folders(self.repo.snapshots, snap)
-        snap.mkdir(parents=True, exist_ok=True)
-        link = safe_entry(snap, relpath)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        safe_entry(snap, relpath)  # again, now that parents exist: no symlinked folder may lead out
-        target = os.path.relpath(blob, link.parent)
-        if link.is_symlink() and os.readlink(link) == target:
-            return link
-        atomic_symlink(target, link)
+        self.make_folder(snap)
+        rel = check_relpath(relpath)
+        link = snap.joinpath(*rel.parts)
+        if link.parent not in self._inside:
+            safe_entry(snap, relpath)
+            self.make_folder(link.parent)
+            safe_entry(snap, relpath)  # again, now that parents exist: no symlinked folder may lead out
+            self._inside.add(link.parent)
+        # snapshots/<commit>/<dirs>/<name> -> ../../<dirs as ..>/blobs/<etag>, as os.path.relpath gives it
+        target = "../" * (len(rel.parts) + 1) + f"blobs/{etag}"
+        try:
+            if os.readlink(link) == target:
+                return link
+        except OSError:
+            pass  # absent, or no link: replaced below
+        atomic_symlink(target, link, made=True)
         return link
 
     def linked_ok(self, commit: str, relpath: str, etag: str, size: int) -> bool:

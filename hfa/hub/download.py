@@ -214,8 +214,7 @@ class Fetcher:
         mismatches = 0
         transient = 0
         downloaded = 0
-        drop_odd_partial(partial)
-        resumed = partial.exists()
+        resumed = drop_odd_partial(partial)
         retries = self.hub.retry.retries
         settings = self.hub.settings
         ranged = f.size >= max(1, settings.ranged_threshold) and _POSITIONAL_IO
@@ -226,7 +225,7 @@ class Fetcher:
                 if ranged:
                     received, used, fresh = self._ranged_attempt(f, partial, record)
                     return downloaded + received, used, resumed and not fresh  # a partial not trusted: downloaded
-                downloaded += self._attempt(f, partial)
+                downloaded += self._attempt(f, partial, record)
                 return downloaded, 1, resumed
             except _Fallback as exc:
                 downloaded += exc.args[0]
@@ -274,12 +273,15 @@ class Fetcher:
                     ) from None
                 self.hub.retry.wait(transient - 1)
 
-    def _attempt(self, f: RemoteFile, partial: Path) -> int:
+    def _attempt(self, f: RemoteFile, partial: Path, record: Path) -> int:
         """One request; returns the bytes received. Publishes the blob when the digest matches."""
         hasher = new_hasher(f)
         offset = 0
-        if partial.exists():
-            size = partial.stat().st_size
+        try:
+            size: int | None = partial.stat().st_size
+        except FileNotFoundError:
+            size = None
+        if size is not None:
             if size > f.size:
                 partial.unlink()
             else:
@@ -315,7 +317,7 @@ class Fetcher:
                     raise _BodyEnded(
                         0, f"the server announced {response.length} bytes, the listing says {f.size - offset}"
                     )
-                mode = "r+b" if offset and partial.exists() else "wb"
+                mode = "r+b" if offset else "wb"  # a prefix kept is a partial that exists
                 with partial.open(mode, buffering=0) as fp:
                     fp.seek(offset)
                     fp.truncate()
@@ -327,13 +329,13 @@ class Fetcher:
             if offset < f.size:
                 raise _BodyEnded(received, f"the body ended at byte {offset} of {f.size}")
         try:
-            self._publish(f, partial, hasher.hexdigest(), fresh, vouched)
+            self._publish(f, partial, record, hasher.hexdigest(), fresh, vouched)
         except HashMismatch as exc:
             exc.received = received
             raise
         return received
 
-    def _publish(self, f: RemoteFile, partial: Path, digest: str, fresh: bool, vouched: bool) -> None:
+    def _publish(self, f: RemoteFile, partial: Path, record: Path, digest: str, fresh: bool, vouched: bool) -> None:
         """Publish the partial when ``digest`` (of all of it) is the listing's; else HashMismatch."""
         if digest != expected_digest(f):
             mismatch = HashMismatch(f"'{f.path}' does not match its {f.hash_algo}")
@@ -347,7 +349,7 @@ class Fetcher:
                 partial.unlink(missing_ok=True)  # refused content never stays, not even as a partial
                 raise
         self.store.publish(f.etag, partial)
-        self.store.partial_record(f.etag).unlink(missing_ok=True)
+        record.unlink(missing_ok=True)
 
     def _ranged_attempt(self, f: RemoteFile, partial: Path, record: Path) -> tuple[int, int, bool]:
         """Fetch what the partial lacks as parallel ranges; publish when verified.
@@ -384,7 +386,7 @@ class Fetcher:
         except Fallback as exc:
             raise _Fallback(getattr(exc, "received", 0), str(exc)) from None
         try:
-            self._publish(f, partial, result.digest, result.fresh, result.vouched)
+            self._publish(f, partial, record, result.digest, result.fresh, result.vouched)
         except HashMismatch as exc:
             exc.received = result.received
             raise

@@ -202,15 +202,17 @@ def save_record(record: Path, etag: str, size: int, validator: str | None, segme
         raise
 
 
-def drop_odd_partial(partial: Path) -> None:
+def drop_odd_partial(partial: Path) -> bool:
     """Remove a partial that is no regular file (a link, a FIFO): never read from (it may never end) nor
-    written through (it may point out of the cache)."""
+    written through (it may point out of the cache). True when a regular partial is there to resume."""
     try:
         mode = partial.lstat().st_mode
     except FileNotFoundError:
-        return
+        return False
     if not stat.S_ISREG(mode):
         partial.unlink()  # a folder there is an error (exit 6): not hfa's to remove
+        return False
+    return True
 
 
 class WriteBehind:

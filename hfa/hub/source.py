@@ -74,7 +74,8 @@ class HubSource:
         before the downloads start (no import then runs on two threads at once).
         """
         try:
-            self.hub  # noqa: B018 - the client and its HTTP stack, on this thread
+            self.hub  # noqa: B018 - the client, on this thread
+            import hfa.hub.transport  # noqa: F401 - its HTTP stack (http.client, ~15 ms), needed first
         except Exception:  # resolve() reports it
             return None
         thread = threading.Thread(target=_load_download_modules, name="hfa-load-ahead")

@@ -27,7 +27,7 @@ class LocalStore(CacheWriter):
 
     def partial(self, etag: str) -> Path:
         partial = self.partial_path(etag)
-        partial.parent.mkdir(parents=True, exist_ok=True)
+        self.make_folder(partial.parent)
         return partial
 
     def partial_record(self, etag: str) -> Path:
@@ -35,7 +35,7 @@ class LocalStore(CacheWriter):
 
     def publish(self, etag: str, source: Path, *, keep_source: bool = False) -> Path:
         dest = self.blob_path(etag)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.make_folder(dest.parent)
         if not keep_source:
             os.replace(source, dest)
             return dest
