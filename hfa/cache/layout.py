@@ -354,11 +354,9 @@ class CacheWriter:
     def __init__(self, cache_dir: Path, repo_type: str, repo_id: str) -> None:
         self.repo = RepoDir(Path(cache_dir), repo_type, repo_id)
         self.cache_dir = Path(cache_dir)
-        # Folders this writer has seen to be real folders, and snapshot folders it has seen to resolve
-        # inside their snapshot: a pull of many files checks each once, not once per file. (A folder
-        # swapped for a link while a command runs was never caught: every check is before the use.)
-        self._real: set[Path] = set()
-        self._inside: set[Path] = set()
+        # Folders this writer has made (or found): a pull of many files makes each once, not once per file.
+        # What must not be a link is still checked on every use: another user of a shared cache may swap a
+        # folder for a link while a long pull runs.
         self._made: set[Path] = set()
 
     def blob_path(self, etag: str) -> Path:
@@ -385,15 +383,11 @@ class CacheWriter:
         import shlex
 
         for folder in folders:
-            if folder in self._real:
-                continue
             try:
                 st = os.lstat(folder)
             except FileNotFoundError:
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                self._real.add(folder)
-            else:
+            if not stat.S_ISDIR(st.st_mode):
                 quoted = shlex.quote(str(folder))
                 raise LocalError(
                     f"Refusing {folder}: it is a link or a file, not a folder (hfa never reads or writes the cache"
@@ -436,11 +430,17 @@ class CacheWriter:
         self.make_folder(snap)
         rel = check_relpath(relpath)
         link = snap.joinpath(*rel.parts)
-        if link.parent not in self._inside:
-            safe_entry(snap, relpath)
-            self.make_folder(link.parent)
-            safe_entry(snap, relpath)  # again, now that parents exist: no symlinked folder may lead out
-            self._inside.add(link.parent)
+        folder = snap
+        for part in rel.parts[:-1]:  # each folder on the way a real folder (made if missing), never a link
+            folder = folder / part
+            try:
+                mode = os.lstat(folder).st_mode
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(folder)
+                mode = os.lstat(folder).st_mode
+            if not stat.S_ISDIR(mode):
+                raise UsageError(f"Refusing path '{relpath}' that leaves {snap}", "remove the link or the '..'")
         # snapshots/<commit>/<dirs>/<name> -> ../../<dirs as ..>/blobs/<etag>, as os.path.relpath gives it
         target = "../" * (len(rel.parts) + 1) + f"blobs/{etag}"
         try:
