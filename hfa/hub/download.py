@@ -275,20 +275,25 @@ class Fetcher:
 
     def _attempt(self, f: RemoteFile, partial: Path, record: Path) -> int:
         """One request; returns the bytes received. Publishes the blob when the digest matches."""
+        from hfa.cache.layout import open_regular
+        from hfa.hub.partials import drop_odd_partial, open_partial
+
         hasher = new_hasher(f)
         offset = 0
-        try:
-            size: int | None = partial.stat().st_size
+        try:  # never through a link, never a FIFO: a retry's partial may have been swapped since the first try
+            fd, st = open_regular(partial)
         except FileNotFoundError:
-            size = None
-        if size is not None:
-            if size > f.size:
-                partial.unlink()
-            else:
-                with partial.open("rb") as fp:
+            pass
+        except OSError:  # a link (ELOOP) or no regular file: removed (a folder: exit 6), then downloaded afresh
+            drop_odd_partial(partial)
+        else:
+            with os.fdopen(fd, "rb") as fp:
+                if st.st_size > f.size:
+                    partial.unlink()
+                else:
                     while chunk := fp.read(CHUNK):
                         hasher.update(chunk)
-                offset = size
+                    offset = st.st_size
         received = 0
         vouched = False
         fresh = offset == 0  # every byte hashed comes from this request
@@ -317,8 +322,8 @@ class Fetcher:
                     raise _BodyEnded(
                         0, f"the server announced {response.length} bytes, the listing says {f.size - offset}"
                     )
-                mode = "r+b" if offset else "wb"  # a prefix kept is a partial that exists
-                with partial.open(mode, buffering=0) as fp:
+                # never through a link; a prefix kept is a partial that must still be there (ENOENT: exit 6)
+                with os.fdopen(open_partial(partial, create=not offset), "r+b", buffering=0) as fp:
                     fp.seek(offset)
                     fp.truncate()
                     try:

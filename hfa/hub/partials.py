@@ -171,10 +171,11 @@ def read_record(record: Path) -> bytes:
         return fp.read(RECORD_LIMIT + 1)
 
 
-def open_partial(partial: Path) -> int:
+def open_partial(partial: Path, *, create: bool = True) -> int:
     """The partial file opened for writing in place; never through a link (a partial is no link, and one that
-    is is removed first, by :func:`load_done`)."""
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    is is removed first, by :func:`load_done` or :func:`drop_odd_partial`), never a FIFO. ``create=False``: the
+    partial whose prefix is kept must still be there (a new empty one would keep zeros, not that prefix)."""
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
     fd = os.open(partial, flags, 0o666)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
