@@ -128,3 +128,26 @@ def test_a_folder_swapped_for_a_link_during_a_pull_is_refused_for_the_files_afte
     with pytest.raises(HfaError, match="Refusing"):
         store.has("c" * 40, 1)
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("planted", ["link inside", "file"])
+def test_a_snapshot_folder_that_is_a_link_or_a_file_is_a_local_error_naming_it(
+    many: HubServer, tmp_path: Path, planted: str
+) -> None:
+    # The cache's state, not the path asked for: exit 6 with the folder named and how to move it aside,
+    # as for blobs/ or the snapshot folder (before: exit 2, "Refusing path 'data/part-01.txt' that leaves ...").
+    cache = tmp_path / "cache"
+    first = hfa("pull", "org/many", "--endpoint", many.url, "--cache-dir", str(cache), "--json")
+    assert first.exit_code == 0, first.stderr
+    snap = cache / FOLDER / "snapshots" / json.loads(first.stdout)["commit"]
+    (snap / "data").rename(tmp_path / "data.moved")
+    if planted == "file":
+        (snap / "data").write_text("not a folder")
+    else:
+        (snap / "inside").mkdir()
+        (snap / "data").symlink_to("inside")
+    result = hfa("pull", "org/many", "--endpoint", many.url, "--cache-dir", str(cache))
+    assert result.exit_code == 6, result.stderr
+    assert f"Refusing {snap / 'data'}: it is a link or a file, not a folder" in result.stderr
+    assert "move it aside" in result.stderr
+    assert not (planted == "link inside" and list((snap / "inside").iterdir()))

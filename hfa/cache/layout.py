@@ -344,6 +344,16 @@ def _unless_cancelled(lock: Any, cancel: threading.Event) -> Iterator[Any]:
         lock.release()
 
 
+def _not_a_folder(folder: Path) -> LocalError:
+    import shlex
+
+    quoted = shlex.quote(str(folder))
+    return LocalError(
+        f"Refusing {folder}: it is a link or a file, not a folder (hfa never reads or writes the cache through a link)",
+        f"move it aside (`mv {quoted} {shlex.quote(str(folder) + '.moved')}`), then run this again",
+    )
+
+
 class CacheWriter:
     """Publishes verified blobs, snapshot links and refs for one repository.
 
@@ -380,20 +390,13 @@ class CacheWriter:
 
     def check_folders(self, *folders: Path) -> None:
         """Each folder is a real folder or absent: never a link (which could lead out of the cache) or a file."""
-        import shlex
-
         for folder in folders:
             try:
                 st = os.lstat(folder)
             except FileNotFoundError:
                 continue
             if not stat.S_ISDIR(st.st_mode):
-                quoted = shlex.quote(str(folder))
-                raise LocalError(
-                    f"Refusing {folder}: it is a link or a file, not a folder (hfa never reads or writes the cache"
-                    " through a link)",
-                    f"move it aside (`mv {quoted} {shlex.quote(str(folder) + '.moved')}`), then run this again",
-                )
+                raise _not_a_folder(folder)
 
     def make_folder(self, folder: Path) -> None:
         """``folder`` and its parents, once per writer (its callers have checked what must not be a link)."""
@@ -439,8 +442,8 @@ class CacheWriter:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(folder)
                 mode = os.lstat(folder).st_mode
-            if not stat.S_ISDIR(mode):
-                raise UsageError(f"Refusing path '{relpath}' that leaves {snap}", "remove the link or the '..'")
+            if not stat.S_ISDIR(mode):  # the cache's state, not the path asked for: exit 6, as check_folders
+                raise _not_a_folder(folder)
         # snapshots/<commit>/<dirs>/<name> -> ../../<dirs as ..>/blobs/<etag>, as os.path.relpath gives it
         target = "../" * (len(rel.parts) + 1) + f"blobs/{etag}"
         try:
