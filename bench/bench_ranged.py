@@ -5,10 +5,11 @@ and curl (one connection), side by side in one run.
 One ``hfa serve`` (a subprocess) serves ``bench/ranged``: one ``model.safetensors`` of 256 MiB
 (64 MiB with --quick). ``bench/throttle.py`` (a subprocess) relays it at 40 MB/s per connection.
 Every tool runs as a subprocess into a fresh folder (wall time, start-up included); runs rotate
-which tool goes first; each figure is the median of 5 runs (1 with --quick): single runs on this
+which tool goes first; each figure is a median (1 run each with --quick): single runs on this
 2-core machine vary by up to 2x (the proxy, the server and the client share the cores). On the
 capped link the tools that take about a second (hfa, hf_transfer) rotate among themselves for 9
-runs each, and the one-connection tools (hf download, curl: 7 s a run) for 3 after them: a run
+runs each, and the one-connection tools (hf download, curl: 7 s a run) for 3 after them; the
+unthrottled rows take 5 runs each. A run
 right after 7 s with the cores mostly idle (curl, or a 7 s sleep) measured ~0.25 s slower
 whichever tool it was (hfa 0.94-0.98 s against 0.70-0.76 s, hf_transfer-16 0.97-1.17 s against
 0.71-0.86 s), and in one rotation of all five hfa followed curl in 4 rounds of 5. The fast runs
@@ -215,12 +216,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
         stop_process(proxy)
         stop_process(server)
         shutil.rmtree(tmp, ignore_errors=True)
-    return _rows(size, runs, slow, fast, resume, twice, at_kill)
+    return _rows(size, slow, fast, resume, twice, at_kill)
 
 
 def _rows(
     size: int,
-    runs: int,
     slow: dict[str, list[float]],
     fast: dict[str, list[float]],
     resume: float,

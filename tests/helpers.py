@@ -55,31 +55,49 @@ def snapshot_listing(cache: Path, folder: str, commit: str) -> dict[str, str]:
 
 _ENTRY = """
 import sys
+sys.argv = [{prog!r}, *{argv!r}]
 from {module} import main
-sys.argv = ["hfa", *{argv!r}]
 try:
     main()
     rc = 0
 except SystemExit as exc:
     rc = exc.code or 0
 sys.stdout.flush()
-sys.stderr.write("\\n@@ %s %s\\n" % (rc, "typer" in sys.modules))
+sys.stderr.write("\\n@@ %s %s\\n" % (rc, ",".join(m for m in ("typer", "rich", "click") if m in sys.modules)))
 """
 
 
-def run_entry(module: str, argv: list[str], cwd: Path, drop: tuple[str, ...] = ("COLUMNS",)) -> tuple[int, str, str, bool]:
-    """``hfa argv`` through ``module``'s main in a fresh interpreter (the plain paths' tests run the console
-    script's ``hfa.cli.entry`` and typer's ``hfa.cli.app`` on the same arguments): exit code, stdout, stderr,
-    whether typer was loaded. ``drop``: environment variables the child does not get."""
-    env = {k: v for k, v in os.environ.items() if k not in drop}
+def entry_code(module: str, argv: list[str], prog: str = "hfa") -> str:
+    """Python source that runs ``prog argv`` through ``module``'s main, then writes ``@@ RC LOADED`` (its exit
+    code, and which of typer, rich and click it loaded) as the last line of stderr."""
+    return _ENTRY.format(module=module, argv=argv, prog=prog)
+
+
+def run_child(
+    module: str, argv: list[str], env: dict[str, str], cwd: Path | None = None, prog: str = "hfa"
+) -> tuple[int, str, str, list[str]]:
+    """:func:`entry_code` in a fresh interpreter: exit code, stdout, stderr (without the marker), and the
+    modules of typer, rich and click it loaded."""
     proc = subprocess.run(
-        [sys.executable, "-c", _ENTRY.format(module=module, argv=argv)],
+        [sys.executable, "-c", entry_code(module, argv, prog)],
         capture_output=True,
         text=True,
         cwd=cwd,
         env=env,
         timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     stderr, _, marker = proc.stderr.rstrip("\n").rpartition("\n@@ ")
-    rc, typer_loaded = marker.split()
-    return int(rc), proc.stdout, stderr, typer_loaded == "True"
+    rc, _, loaded = marker.partition(" ")
+    return int(rc), proc.stdout, stderr, [m for m in loaded.split(",") if m]
+
+
+def run_entry(
+    module: str, argv: list[str], cwd: Path, drop: tuple[str, ...] = ("COLUMNS",)
+) -> tuple[int, str, str, bool]:
+    """``hfa argv`` through ``module``'s main in a fresh interpreter (the plain paths' tests run the console
+    script's ``hfa.cli.entry`` and typer's ``hfa.cli.app`` on the same arguments): exit code, stdout, stderr,
+    whether typer was loaded. ``drop``: environment variables the child does not get."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    rc, out, err, loaded = run_child(module, argv, env, cwd)
+    return rc, out, err, "typer" in loaded

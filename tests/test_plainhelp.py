@@ -12,24 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import entry_code, run_child
 from typer.main import get_command
 
 from hfa.cli import app as app_module
 from hfa.cli import plainhelp
 from hfa.cli.commands import COMMANDS, SUMMARIES
-
-RUN = """
-import sys
-sys.argv = ["/some/bin/hfa", *{argv!r}]
-from {module} import main
-try:
-    main()
-    rc = 0
-except SystemExit as exc:
-    rc = exc.code or 0
-sys.stdout.flush()
-sys.stderr.write("\\n@@ %s %s\\n" % (rc, ",".join(m for m in ("typer", "rich", "click") if m in sys.modules)))
-"""
 
 
 def _typers_help(width: int, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -56,16 +44,8 @@ def test_plain_help_equals_typers_at_every_width(monkeypatch: pytest.MonkeyPatch
 
 
 def _run(argv: list[str], env: dict[str, str], module: str = "hfa.cli.entry") -> tuple[int, str, list[str]]:
-    proc = subprocess.run(
-        [sys.executable, "-c", RUN.format(module=module, argv=argv)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    rc, loaded = proc.stderr.rsplit("@@ ", 1)[1].split(" ", 1)
-    return int(rc), proc.stdout, [m for m in loaded.strip().split(",") if m]
+    rc, out, _, loaded = run_child(module, argv, env, prog="/some/bin/hfa")
+    return rc, out, loaded
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -181,7 +161,7 @@ def test_every_command_has_one_summary_and_its_help_starts_with_it() -> None:
 
 
 def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
-    code = RUN.format(module="hfa.cli.entry", argv=["--help"])
+    code = entry_code("hfa.cli.entry", ["--help"], prog="/some/bin/hfa")
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,

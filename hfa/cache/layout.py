@@ -302,11 +302,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_symlink(target: str, link: Path, *, made: bool = False) -> None:
-    """Point ``link`` at ``target`` (relative), replacing what was there in one rename (``made``: its folder
-    exists)."""
-    if not made:
-        link.parent.mkdir(parents=True, exist_ok=True)
+def atomic_symlink(target: str, link: Path) -> None:
+    """Point ``link`` at ``target`` (relative), replacing what was there in one rename; its folder exists."""
     tmp = link.parent / f".{link.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         with contextlib.suppress(FileNotFoundError):
@@ -451,7 +448,7 @@ class CacheWriter:
                 return link
         except OSError:
             pass  # absent, or no link: replaced below
-        atomic_symlink(target, link, made=True)
+        atomic_symlink(target, link)
         return link
 
     def linked_ok(self, commit: str, relpath: str, etag: str, size: int) -> bool:
