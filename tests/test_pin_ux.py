@@ -378,6 +378,7 @@ def test_cache_write_failures_name_the_real_path(tmp_path: Path, monkeypatch: py
         (lambda p: atomic_symlink("b", p), "s/f"),
     ):
         path = tmp_path / target
+        path.parent.mkdir()  # both writers are handed a folder that exists
         with pytest.raises(PermissionError) as caught:
             write(path)
         assert caught.value.filename == str(path)
