@@ -19,6 +19,7 @@ from typing import Any
 
 from hfa.cache.layout import RepoDir, iter_repos
 from hfa.lock.lockfile import Lock
+from hfa.resolve.filters import NO_FILTERS, SearchFilters
 
 __all__ = ["LocalRepo", "cached_repo_ids", "describe", "search_local"]
 
@@ -117,14 +118,8 @@ def search_local(
     lock: Lock | None,
     repo_type: str | None = None,
     query: str | None = None,
+    filters: SearchFilters = NO_FILTERS,
     *,
-    author: str | None = None,
-    task: str | None = None,
-    library: str | None = None,
-    licenses: tuple[str, ...] = (),
-    languages: tuple[str, ...] = (),
-    tags: tuple[str, ...] = (),
-    gated: bool | None = None,
     limit: int = 20,
 ) -> list[LocalRepo]:
     """The cached and locked repos (of ``repo_type``, if given) that match; sorted by type, then id."""
@@ -138,24 +133,25 @@ def search_local(
         item = found.setdefault((entry.repo_type, entry.repo_id), LocalRepo(entry.repo_id, entry.repo_type))
         item.locked = entry.revision
     needle = (query or "").lower()
+    f = filters
     out: list[LocalRepo] = []
     for item in sorted(found.values(), key=lambda r: (r.repo_type, r.repo_id.lower())):
         fields = [item.repo_id, item.license or "", item.task or "", item.library or "", *item.tags]
         if needle and not any(needle in f.lower() for f in fields):
             continue
-        if author and item.repo_id.split("/")[0] != author:
+        if f.author and item.repo_id.split("/")[0] != f.author:
             continue
-        if task and item.task != task:
+        if f.task and item.task != f.task:
             continue
-        if library and item.library != library:
+        if f.library and item.library != f.library:
             continue
-        if licenses and item.license not in licenses:
+        if f.licenses and item.license not in f.licenses:
             continue
-        if languages and not set(languages) & set(item.languages):
+        if f.languages and not set(f.languages) & set(item.languages):
             continue
-        if tags and not set(tags) <= set(item.tags) | set(item.languages):
+        if f.tags and not set(f.tags) <= set(item.tags) | set(item.languages):
             continue
-        if gated is not None and item.gated != gated:
+        if f.gated is not None and item.gated != f.gated:
             continue
         out.append(item)
         if len(out) >= limit:

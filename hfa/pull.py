@@ -22,7 +22,7 @@ from hfa.resolve.files import RemoteFile, Resolved
 from hfa.resolve.kinds import WEIGHT_KINDS, classify
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.selection import Decision, Selection, SelectOptions, select
-from hfa.resolve.source import CacheSource, MissingFiles, Source
+from hfa.resolve.source import CacheSource, FetchOptions, MissingFiles, Source
 from hfa.store import LocalStore
 
 if TYPE_CHECKING:
@@ -259,12 +259,14 @@ def pull(
         store,
         ref,
         resolved.commit,
-        retry=pull_command(ref, options),
-        workers=workers,
-        on_bytes=sink.advance if sink else None,
-        on_file=sink.file_done if sink else None,
-        inspect=content_inspector(findings, allow_unsafe),
-        on_big_file=getattr(progress, "big_file", None),
+        FetchOptions(
+            retry=pull_command(ref, options),
+            workers=workers,
+            on_bytes=sink.advance if sink else None,
+            on_file=sink.file_done if sink else None,
+            inspect=content_inspector(findings, allow_unsafe),
+            on_big_file=getattr(progress, "big_file", None),
+        ),
     )
     # Files settled without the pool: already in the snapshot (nothing to do: a warm pull takes no lock and
     # starts no thread), or an index read by a fetcher that takes no files while it runs.
@@ -494,14 +496,16 @@ def pull_locked(
                 store,
                 entry.pinned_ref,
                 entry.commit,
-                retry=retry_command,
-                named=entry.ref,
-                workers=workers,
-                on_bytes=progress.advance if progress else None,
-                on_file=progress.file_done if progress else None,
-                inspect=content_inspector(result.findings, allow_unsafe),
-                locked=True,
-                on_big_file=getattr(progress, "big_file", None),
+                FetchOptions(
+                    retry=retry_command,
+                    named=entry.ref,
+                    workers=workers,
+                    on_bytes=progress.advance if progress else None,
+                    on_file=progress.file_done if progress else None,
+                    inspect=content_inspector(result.findings, allow_unsafe),
+                    locked=True,
+                    on_big_file=getattr(progress, "big_file", None),
+                ),
             )
             need_network = [f for f in todo if not store.has(f.etag, f.size)]
             fetcher.check(need_network)

@@ -16,6 +16,7 @@ from helpers import hfa
 from hfa.cli.complete import complete_repo
 from hfa.errors import ExitCode
 from hfa.hub.client import search_params
+from hfa.resolve.filters import SearchFilters
 from hfa.server import HubServer, ServerConfig
 from hfa.testing import model_card, write_repo
 
@@ -81,14 +82,16 @@ def test_serve_answers_huggingface_hubs_own_filters(lang_server: HubServer) -> N
 
 
 def test_search_params_match_huggingface_hub() -> None:
-    assert search_params("dataset", "q", licenses=("mit",), languages=("fr",), task="translation", gated=False) == [
+    assert search_params(
+        "dataset", "q", SearchFilters(licenses=("mit",), languages=("fr",), task="translation", gated=False)
+    ) == [
         ("search", "q"),
         ("filter", "license:mit"),
         ("filter", "language:fr"),
         ("filter", "task_categories:translation"),
         ("gated", "false"),
     ]
-    assert search_params("model", None, library="gguf", languages=("en",), tags=("x",), task="t") == [
+    assert search_params("model", None, SearchFilters(library="gguf", languages=("en",), tags=("x",), task="t")) == [
         ("pipeline_tag", "t"),
         ("filter", "gguf"),
         ("filter", "en"),

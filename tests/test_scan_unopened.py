@@ -11,14 +11,17 @@ Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
+import lzma
 import random
 import struct
 import zipfile
 import zlib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -79,6 +82,23 @@ def test_a_name_that_says_archive_with_content_not_opened_is_a_finding(name: str
     for content in (b"", b"\x00\x01\x02", b"plain text\n", RANDOM):
         found = scan(content, name)
         assert codes(found) == {"archive.unsupported-container"}, (name, content[:8])
+
+
+@pytest.mark.parametrize(
+    ("name", "compress"),
+    [
+        ("x.rar.gz", gzip.compress),
+        ("model.7z.xz", lzma.compress),
+        ("x.cab.bz2", bz2.compress),
+        ("a.Z.gz", gzip.compress),
+    ],
+)
+def test_a_compressed_stream_named_as_an_archive_is_a_finding_as_the_archive_is(name: str, compress: Any) -> None:
+    # The stream is scanned under the file's name: x.rar.gz decompresses to something named .rar, a finding
+    # whatever its bytes are (as x.rar alone is). Before, a gzipped non-RAR named x.rar.gz passed clean.
+    for content in (b"plain text\n", RANDOM):
+        assert codes(scan(compress(content), name)) == {"archive.unsupported-container"}, (name, content[:8])
+    assert scan(gzip.compress(b"plain text\n"), "notes.txt.gz") is None  # a stream named as no archive: as before
 
 
 # Bytes that start with EXT1 (0x82): pickle.load would look extension 178 up in copyreg first.

@@ -1,7 +1,7 @@
 """``hfa search``: find models, datasets and spaces on the endpoint, or (``--offline``) in the cache and the lock."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -17,6 +17,7 @@ from hfa.cli.options import (
     guarded,
 )
 from hfa.cli.selection import RepoTypeOpt
+from hfa.resolve.filters import SearchFilters
 
 _PREFIXES = {"datasets/": "dataset", "spaces/": "space", "models/": "model"}
 
@@ -89,15 +90,15 @@ def search(
                 query, kind = query[len(prefix) :] or None, prefixed_type
         if kind is not None and kind not in ("model", "dataset", "space"):
             raise UsageError(f"Unknown repo type '{kind}'", "use model, dataset or space")
-        filters = {
-            "author": author,
-            "task": task,
-            "library": library,
-            "licenses": tuple(license_ or ()),
-            "languages": tuple(language or ()),
-            "tags": tuple(tag or ()),
-            "gated": gated,
-        }
+        filters = SearchFilters(
+            author=author,
+            task=task,
+            library=library,
+            licenses=tuple(license_ or ()),
+            languages=tuple(language or ()),
+            tags=tuple(tag or ()),
+            gated=gated,
+        )
         if ctx.settings.offline:
             _search_here(ctx, kind, query, filters, limit, lock)
             return
@@ -105,13 +106,13 @@ def search(
 
 
 def _search_endpoint(
-    ctx: Ctx, kind: str, query: str | None, filters: dict[str, Any], sort: str | None, limit: int
+    ctx: Ctx, kind: str, query: str | None, filters: SearchFilters, sort: str | None, limit: int
 ) -> None:
     from hfa.errors import NetworkError, OfflineError
     from hfa.hub.client import OnlineHub
 
     try:
-        found = OnlineHub(ctx.settings).search(kind, query, sort=sort, limit=limit, **filters)
+        found = OnlineHub(ctx.settings).search(kind, query, filters, sort=sort, limit=limit)
     except NetworkError as exc:
         if not isinstance(exc, OfflineError):
             exc.hint = "check --endpoint / HF_ENDPOINT and your network, then retry"
@@ -136,13 +137,13 @@ def _search_endpoint(
 
 
 def _search_here(
-    ctx: Ctx, kind: str | None, query: str | None, filters: dict[str, Any], limit: int, lock_path: Path
+    ctx: Ctx, kind: str | None, query: str | None, filters: SearchFilters, limit: int, lock_path: Path
 ) -> None:
     from hfa.discover import search_local
     from hfa.lock import lockfile
 
     lock = lockfile.read(lock_path, missing_ok=True)
-    found = search_local(ctx.settings.cache_dir, lock, kind, query, limit=limit, **filters)
+    found = search_local(ctx.settings.cache_dir, lock, kind, query, filters, limit=limit)
 
     def human() -> None:
         if not found:

@@ -20,6 +20,7 @@ from hfa.cache.hashing import COMMIT_RE
 from hfa.errors import CheckFailed, UsageError
 from hfa.hub.requests import Session, follow, next_link
 from hfa.resolve.files import RemoteFile, Resolved
+from hfa.resolve.filters import NO_FILTERS, SearchFilters
 from hfa.resolve.refs import RepoRef
 
 if TYPE_CHECKING:
@@ -72,44 +73,34 @@ def _iso(value: Any) -> str | None:
     return datetime.fromisoformat(base + zone).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def search_params(
-    repo_type: str,
-    query: str | None,
-    *,
-    author: str | None = None,
-    task: str | None = None,
-    library: str | None = None,
-    licenses: tuple[str, ...] = (),
-    languages: tuple[str, ...] = (),
-    tags: tuple[str, ...] = (),
-    gated: bool | None = None,
-) -> list[tuple[str, Any]]:
+def search_params(repo_type: str, query: str | None, filters: SearchFilters = NO_FILTERS) -> list[tuple[str, Any]]:
     """The query of a Hub search as huggingface_hub 2.x builds it: ``filter`` (repeated) carries the
     library, tags, ``license:X`` and the language (plain ``en`` for models, ``language:en`` for datasets,
     as the Hub tags them); a model's task is ``pipeline_tag``, a dataset's ``task_categories:X``;
     ``gated=true|false`` (models and datasets: the Hub has no gated spaces)."""
     if repo_type not in ("model", "dataset", "space"):
         raise UsageError(f"Unknown repo type '{repo_type}'", "use model, dataset or space")
-    if gated is not None and repo_type == "space":
+    f = filters
+    if f.gated is not None and repo_type == "space":
         raise UsageError("Spaces are never gated: --gated/--no-gated is for models and datasets", "drop it")
     params: list[tuple[str, Any]] = []
-    filters: list[str] = []
-    if library:
-        filters.append(library if repo_type == "model" else _prefixed("library", library))
-    filters += [_prefixed("license", x) for x in licenses]
-    filters += [x if repo_type == "model" else _prefixed("language", x) for x in languages]
-    filters += list(tags)
-    if task:
+    tags: list[str] = []
+    if f.library:
+        tags.append(f.library if repo_type == "model" else _prefixed("library", f.library))
+    tags += [_prefixed("license", x) for x in f.licenses]
+    tags += [x if repo_type == "model" else _prefixed("language", x) for x in f.languages]
+    tags += list(f.tags)
+    if f.task:
         if repo_type == "model":
-            params.append(("pipeline_tag", task))
+            params.append(("pipeline_tag", f.task))
         else:
-            filters.append(_prefixed("task_categories", task))
-    for key, value in (("search", query), ("author", author)):
+            tags.append(_prefixed("task_categories", f.task))
+    for key, value in (("search", query), ("author", f.author)):
         if value:
             params.append((key, value))
-    params += [("filter", f) for f in filters]
-    if gated is not None:
-        params.append(("gated", "true" if gated else "false"))
+    params += [("filter", t) for t in tags]
+    if f.gated is not None:
+        params.append(("gated", "true" if f.gated else "false"))
     return params
 
 
@@ -291,20 +282,15 @@ class OnlineHub(Session):
         sort: str | None = None,
         limit: int = 20,
     ) -> list[ModelSummary]:
-        return self.search("model", query, author=author, task=task, library=library, sort=sort, limit=limit)
+        filters = SearchFilters(author=author, task=task, library=library)
+        return self.search("model", query, filters, sort=sort, limit=limit)
 
     def search(
         self,
         repo_type: str = "model",
         query: str | None = None,
+        filters: SearchFilters = NO_FILTERS,
         *,
-        author: str | None = None,
-        task: str | None = None,
-        library: str | None = None,
-        licenses: tuple[str, ...] = (),
-        languages: tuple[str, ...] = (),
-        tags: tuple[str, ...] = (),
-        gated: bool | None = None,
         sort: str | None = None,
         limit: int = 20,
     ) -> list[ModelSummary]:
@@ -314,17 +300,7 @@ class OnlineHub(Session):
             raise UsageError(f"--limit must be at least 1, not {limit}", "pass --limit 20 or another positive number")
         if sort is not None and sort not in SORT_CHOICES:
             raise UsageError(f"Unknown sort '{sort}'", f"use one of: {', '.join(SORT_CHOICES)}")
-        params = search_params(
-            repo_type,
-            query,
-            author=author,
-            task=task,
-            library=library,
-            licenses=licenses,
-            languages=languages,
-            tags=tags,
-            gated=gated,
-        )
+        params = search_params(repo_type, query, filters)
         params.insert(0, ("limit", limit))
         if sort:
             params += [("sort", _SORT_PARAM.get(sort, sort)), ("direction", -1)]

@@ -29,6 +29,7 @@ from hfa.resolve.refs import RepoRef
 if TYPE_CHECKING:
     from hfa.hub.batch import Batch
     from hfa.hub.client import OnlineHub
+    from hfa.hub.connections import Connections
     from hfa.hub.partials import WriteBehind
     from hfa.store import BlobStore
 
@@ -108,8 +109,9 @@ class Fetcher:
         on_file: Callable[[FetchOutcome], None] | None = None,
         inspect: Callable[[RemoteFile, Path], None] | None = None,
         locked: bool = False,
-        connections: int = DEFAULT_MAX_CONNECTIONS,
+        connections: int | Connections = DEFAULT_MAX_CONNECTIONS,
         on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
+        on_prefix: Callable[[int], None] | None = None,
     ) -> None:
         from hfa.hub.connections import Connections, InFlight
 
@@ -126,11 +128,12 @@ class Fetcher:
         self.inspect = inspect  # called on verified bytes before they are published; may raise
         self._cancel = threading.Event()
         self._inflight = InFlight(self._cancel)  # set the event through it: blocked reads end at once
-        self.connections = Connections(connections)
+        # A count, or a bound shared with other fetchers (the mirror's, across its flights).
+        self.connections = connections if isinstance(connections, Connections) else Connections(connections)
         self.on_big_file = on_big_file  # a ranged file starts: what counts its bytes (its own progress line)
         # Told how many bytes from the start of the partial file are written, as that grows (a reader following
         # the partial while it fills, the mirror's: a ranged partial is sized to the file, holes and all).
-        self.on_prefix: Callable[[int], None] | None = None
+        self.on_prefix = on_prefix
         self._worker = threading.local()  # .pool: this thread is one of a batch's workers
 
     @property

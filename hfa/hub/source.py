@@ -7,19 +7,18 @@ The client is created on first use: a pull whose files are all in the cache (a w
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hfa.config import Settings
 from hfa.errors import HfaError, RepoNotFound
-from hfa.hub.download import Fetcher, FetchOutcome, verify_bytes
+from hfa.hub.download import Fetcher, verify_bytes
 from hfa.resolve.files import RemoteFile, Resolved
 from hfa.resolve.refs import RepoRef
 from hfa.resolve.resolver import read_cached
 
 if TYPE_CHECKING:
     from hfa.hub.client import OnlineHub
+    from hfa.resolve.source import FetchOptions
     from hfa.store import BlobStore
 
 __all__ = ["HubSource"]
@@ -110,31 +109,18 @@ class HubSource:
         verify_bytes(f, data)
         return data
 
-    def fetcher(
-        self,
-        store: BlobStore,
-        ref: RepoRef,
-        commit: str,
-        *,
-        retry: str,
-        named: RepoRef | None = None,
-        workers: int,
-        on_bytes: Callable[[int], None] | None = None,
-        on_file: Callable[[FetchOutcome], None] | None = None,
-        inspect: Callable[[RemoteFile, Path], None] | None = None,
-        locked: bool = False,
-        on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
-    ) -> Fetcher:
+    def fetcher(self, store: BlobStore, ref: RepoRef, commit: str, options: FetchOptions) -> Fetcher:
         return Fetcher(
             lambda: self.hub,  # created when a byte must cross the network, not before
             store,
             ref,
             commit,
-            workers=workers,
-            on_bytes=on_bytes,
-            on_file=on_file,
-            inspect=inspect,
-            locked=locked,
-            connections=self.settings.max_connections,
-            on_big_file=on_big_file,
+            workers=options.workers,
+            on_bytes=options.on_bytes,
+            on_file=options.on_file,
+            inspect=options.inspect,
+            locked=options.locked,
+            connections=self.settings.max_connections if options.connections is None else options.connections,
+            on_big_file=options.on_big_file,
+            on_prefix=options.on_prefix,
         )

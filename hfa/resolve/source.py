@@ -12,8 +12,9 @@ snapshot. :class:`~hfa.hub.source.HubSource` answers from the endpoint (online);
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hfa.errors import CheckFailed
 from hfa.resolve.files import RemoteFile, Resolved
@@ -21,10 +22,34 @@ from hfa.resolve.refs import RepoRef
 from hfa.resolve.resolver import read_cached, resolve_offline
 
 if TYPE_CHECKING:
+    from hfa.hub.connections import Connections
     from hfa.hub.download import FetchOutcome
     from hfa.store import BlobStore
 
-__all__ = ["CacheSource", "Fetching", "MissingFiles", "Source"]
+__all__ = ["CacheSource", "FetchOptions", "Fetching", "MissingFiles", "Source"]
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How a :class:`Fetching` fetches and whom it tells: the one value every :meth:`Source.fetcher` takes.
+
+    A source uses what applies to it: the cache only ``retry`` and ``named``; a bucket has no ranges, so
+    no ``on_big_file``, ``on_prefix`` or ``connections``.
+    """
+
+    retry: str  # the command a user reruns to get what is missing
+    workers: int = 1  # files fetched at once
+    named: RepoRef | None = None  # the ref as the user named it (the fetcher's may be pinned to the commit)
+    on_bytes: Callable[[int], None] | None = None  # bytes arrived (the progress bar)
+    on_file: Callable[[FetchOutcome], None] | None = None  # a file is done
+    inspect: Callable[[RemoteFile, Path], None] | None = None  # verified bytes before publishing; may raise
+    locked: bool = False  # the hashes come from a lock: a server that disagrees is reported at once
+    # A file is fetched as parallel ranges: returns what counts its bytes (its own progress line).
+    on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None
+    # How many bytes from the start of the partial file are written, as that grows (the mirror streams them).
+    on_prefix: Callable[[int], None] | None = None
+    # A bound shared with other fetchers (the mirror's, across its flights); None: the source's own setting.
+    connections: Connections | None = None
 
 
 class Fetching(Protocol):
@@ -55,28 +80,8 @@ class Source(Protocol):
         """The verified bytes of a small file (an index, a card) of ``resolved``."""
         ...
 
-    def fetcher(
-        self,
-        store: BlobStore,
-        ref: RepoRef,
-        commit: str,
-        *,
-        retry: str,
-        named: RepoRef | None = None,
-        workers: int,
-        on_bytes: Callable[[int], None] | None = None,
-        on_file: Callable[[FetchOutcome], None] | None = None,
-        inspect: Callable[[RemoteFile, Path], None] | None = None,
-        locked: bool = False,
-        on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
-    ) -> Fetching:
-        """A :class:`Fetching` into ``store``.
-
-        ``retry`` is the command a user reruns to get what is missing, ``named`` the ref as the
-        user named it (``ref`` may be pinned to ``commit``) for messages. ``on_big_file`` is called
-        when a file is fetched as parallel ranges and returns what counts its bytes (its own
-        progress line); a source without ranges ignores it.
-        """
+    def fetcher(self, store: BlobStore, ref: RepoRef, commit: str, options: FetchOptions) -> Fetching:
+        """A :class:`Fetching` of ``ref``'s ``commit`` into ``store``, as ``options`` say."""
         ...
 
 
@@ -112,10 +117,8 @@ class CacheSource:
             )
         return data
 
-    def fetcher(
-        self, store: BlobStore, ref: RepoRef, commit: str, *, retry: str, named: RepoRef | None = None, **_: Any
-    ) -> CacheFetcher:
-        return CacheFetcher(store, named or ref, commit, retry)
+    def fetcher(self, store: BlobStore, ref: RepoRef, commit: str, options: FetchOptions) -> CacheFetcher:
+        return CacheFetcher(store, options.named or ref, commit, options.retry)
 
 
 class CacheFetcher:

@@ -19,6 +19,8 @@ HEAD = 512  # enough for a tar header
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pck", ".bin", ".pt", ".pth", ".ckpt", ".joblib", ".dill", ".npy", ".npz")
 # Suffixes loaders strip before they unpickle (joblib's, pandas' compression="infer").
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".lzma", ".lz4", ".zst", ".zstd", ".z", ".zip", ".tar", ".tgz")
+# Compressed streams the scanner opens that hold one stream, scanned under the file's own name.
+STREAM_SUFFIXES = (".gz", ".bz2", ".xz", ".lzma", ".lz4", ".zst", ".zstd")
 # Formats that are not pickles and that no pickle loader reads: recognised, so a ".bin" of one
 # is not "unparseable" (llama.cpp's GGUF and the GGML files before it; safetensors).
 KNOWN_DATA = ("gguf", "ggml", "safetensors")
@@ -77,8 +79,14 @@ def says_pickle(name: str) -> bool:
 
 
 def unsupported_name(name: str) -> str | None:
-    """The archive kind that ``name`` (a file or member path) says, if the scanner does not open it."""
+    """The archive kind that ``name`` (a file or member path) says, if the scanner does not open it.
+
+    Compressed-stream suffixes are looked through: a stream is scanned under its file's name, so what
+    ``x.rar.gz`` decompresses to is named ``.rar`` as much as ``x.rar`` is.
+    """
     base = name.rsplit("/", 1)[-1]
+    while base.lower().endswith(STREAM_SUFFIXES) and base.count(".") > 1:
+        base = base.rsplit(".", 1)[0]
     if base.endswith(".Z") and len(base) > 2:  # compress(1); lower-case .z is joblib's zlib
         return "Z"
     low = base.lower()

@@ -289,22 +289,24 @@ class Mirror:
     def _run(self, flight: Flight) -> None:
         from hfa.hub.download import HashMismatch
         from hfa.pull import UnsafeContent, content_inspector
+        from hfa.resolve.source import FetchOptions
 
         ref, f = flight.ref, flight.f
+        with self._lock:  # every flight's files and ranges count against one bound, not 16 each
+            if self._connections is None:
+                self._connections = Connections(self.settings.max_connections)
         fetcher = self.source.fetcher(
             self.target.fetch_store(ref, f),
             ref,
             flight.resolved.commit,
-            retry=f"hfa pull {ref.display}",
-            workers=1,
-            inspect=content_inspector([], self.allow_unsafe),
-            on_bytes=flight.arrived,
+            FetchOptions(
+                retry=f"hfa pull {ref.display}",
+                inspect=content_inspector([], self.allow_unsafe),
+                on_bytes=flight.arrived,
+                on_prefix=flight.written,  # a ranged partial is sized to the file: stream its written prefix
+                connections=self._connections,
+            ),
         )
-        fetcher.on_prefix = flight.written  # a ranged partial is sized to the file: stream its written prefix
-        with self._lock:  # every flight's files and ranges count against one bound, not 16 each
-            if self._connections is None:
-                self._connections = Connections(self.settings.max_connections)
-            fetcher.connections = self._connections
         try:
             fetched = self.target.fetch(flight, fetcher)
         except (UnsafeContent, HashMismatch) as exc:

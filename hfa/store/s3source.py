@@ -25,7 +25,7 @@ from hfa.resolve.refs import RepoRef
 from hfa.store.s3 import MANIFEST_LIMIT, SMALL_LIMIT, S3Store, s3_error
 
 if TYPE_CHECKING:
-    from hfa.resolve.source import Source
+    from hfa.resolve.source import FetchOptions, Source
     from hfa.store import BlobStore
 
 __all__ = ["S3Fetcher", "S3Source", "read_manifest"]
@@ -113,22 +113,9 @@ class S3Source:
         verify_bytes(f, data)
         return data
 
-    def fetcher(
-        self,
-        store: BlobStore,
-        ref: RepoRef,
-        commit: str,
-        *,
-        retry: str,
-        named: RepoRef | None = None,
-        workers: int,
-        on_bytes: Callable[[int], None] | None = None,
-        on_file: Callable[[FetchOutcome], None] | None = None,
-        inspect: Callable[[RemoteFile, Path], None] | None = None,
-        locked: bool = False,
-        on_big_file: Callable[[RemoteFile], Callable[[int], None]] | None = None,
-    ) -> S3Fetcher:
-        return S3Fetcher(self.s3, store, named or ref, commit, retry, workers, on_bytes, on_file, inspect)
+    def fetcher(self, store: BlobStore, ref: RepoRef, commit: str, options: FetchOptions) -> S3Fetcher:
+        o = options  # a bucket has no ranges: on_big_file, on_prefix and connections do not apply
+        return S3Fetcher(self.s3, store, o.named or ref, commit, o.retry, o.workers, o.on_bytes, o.on_file, o.inspect)
 
 
 class S3Fetcher:
