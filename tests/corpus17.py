@@ -46,6 +46,7 @@ import time
 import uuid
 import zipfile
 import zlib
+import zoneinfo
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -500,6 +501,21 @@ def classic() -> Iterator[Sample]:
         a.str("system").op("TUPLE2").op("REDUCE").tuple(lambda x: x.op("SHORT_BINBYTES", b"id")).op("REDUCE")
 
     yield bad("ctypes-cdll-system", "model.pkl", chain(5, ctypes_cdll), "classic", "fickling test_missing_ctypes")
+
+    # getattr of an imported global by a constant name is judged as that attribute (a zone-aware datetime
+    # pickles its zone so): a dunder attribute, or getattr kept for another use, stays critical
+    def getattr_dunder(a: Asm) -> None:
+        a.glob("builtins", "getattr").glob("zoneinfo", "ZoneInfo").str("__subclasses__").op("TUPLE2").op("REDUCE")
+        a.op("EMPTY_TUPLE").op("REDUCE")
+
+    yield bad("getattr-constant-dunder", "model.pkl", chain(4, getattr_dunder), "classic", "fickling getattr chains")
+
+    def getattr_kept(a: Asm) -> None:
+        a.glob("builtins", "getattr").op("MEMOIZE").glob("zoneinfo", "ZoneInfo").str("_unpickle").op("TUPLE2")
+        a.op("REDUCE").op("POP").glob("builtins", "map").op("BINGET", 0).op("EMPTY_LIST").op("TUPLE2").op("REDUCE")
+
+    yield bad("getattr-resolved-then-passed-on", "model.pkl", chain(4, getattr_kept), "classic",
+              "issue 17 (getattr resolved once, then handed to another call)")  # fmt: skip
     # the memo tricks of picklescan issue 22 and GHSA-9gvj-pp9x-gcfr: names fetched from the memo
     a = Asm(4).str("builtins").op("MEMOIZE").str("eval").op("MEMOIZE").op("POP").op("POP")
     a.str("decoy").op("BINPUT", 5).op("POP").op("BINGET", 0).op("BINGET", 1).op("STACK_GLOBAL")
@@ -902,6 +918,7 @@ def benign() -> Iterator[Sample]:
         ("decimal", decimal.Decimal("123.456")),
         ("fraction", fractions.Fraction(1, 3)),
         ("datetime", datetime.datetime(2026, 12, 6, 12, 30, tzinfo=datetime.timezone.utc)),
+        ("datetime-zoneinfo", datetime.datetime(2026, 12, 6, 12, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))),
         ("date-time-delta", (datetime.date(2026, 1, 2), datetime.time(12, 30), datetime.timedelta(days=1))),
         ("uuid", uuid.UUID("12345678-1234-5678-1234-567812345678")),
         ("paths", {"data": Path("/data/train"), "pure": PurePosixPath("/usr/local"), "win": PureWindowsPath("C:/x")}),

@@ -108,6 +108,8 @@ def test_clean_stream_returns_empty_list() -> None:
         ("asyncio.unix_events", "_UnixSubprocessTransport", Severity.CRITICAL),
         ("numpy.testing._private.utils", "runstring", Severity.CRITICAL),
         ("collections", "OrderedDict.fromkeys", Severity.CRITICAL),  # dotted, even under an allowed class
+        ("zoneinfo", "ZoneInfo._unpickle", None),  # dotted, but the built-in allowlist names it exactly
+        ("zoneinfo", "ZoneInfo.__init__", Severity.CRITICAL),  # a dunder is never allowed
         ("numpy", "__builtins__", Severity.CRITICAL),
         ("somepkg", "Thing", Severity.HIGH),
         ("datetime", "datetime", None),  # a harmless constructor, allowed since issue 17
@@ -117,6 +119,55 @@ def test_clean_stream_returns_empty_list() -> None:
 def test_classify_global(module: str, name: str, expected: Severity | None) -> None:
     got = classify_global(module, name, POLICY)
     assert (got[0] if got else None) == expected
+
+
+def _getattr_call(a: Asm, base: tuple[str, str], attr: object, proto: int) -> Asm:
+    """getattr(base, attr) on the stack; getattr memoized first (memo 0)."""
+    a.glob("builtins" if proto >= 3 else "__builtin__", "getattr").op("BINPUT", 0).glob(*base)
+    (a.str(attr) if isinstance(attr, str) else a.int(attr)).op("TUPLE2").op("REDUCE")
+    return a
+
+
+@pytest.mark.parametrize("proto", [2, 4])
+def test_getattr_of_an_imported_global_by_a_constant_name_is_judged_as_that_attribute(proto: int) -> None:
+    # A zone-aware datetime: getattr(zoneinfo.ZoneInfo, "_unpickle")("Europe/Paris", 1). Before, getattr
+    # itself was critical (and the call of its result an indirect call): a false alarm on real data.
+    a = _getattr_call(Asm(proto), ("zoneinfo", "ZoneInfo"), "_unpickle", proto)
+    clean = a.tuple(s("Europe/Paris"), lambda x: x.int(1)).op("REDUCE").stop()
+    assert scan(clean) == []
+    # The same getattr reaching something else is judged as that thing.
+    for base, attr, code in (
+        (("zoneinfo", "ZoneInfo"), "__subclasses__", "pickle.dangerous-global"),  # dunder
+        (("collections", "OrderedDict"), "fromkeys", "pickle.dangerous-global"),  # dotted, not vetted
+        (("somepkg", "Thing"), "run", "pickle.dangerous-global"),  # dotted: only exact built-in entries pass
+    ):
+        found = scan(_getattr_call(Asm(proto), base, attr, proto).tuple(s("x")).op("REDUCE").stop())
+        names = {f.detail["name"] for f in found if f.code == code}
+        assert f"{base[1]}.{attr}" in names, found
+        assert "getattr" not in names  # each call was resolved: the attribute carries the verdict
+
+
+@pytest.mark.parametrize("proto", [2, 4])
+def test_getattr_used_any_other_way_stays_critical(proto: int) -> None:
+    def getattr_found(data: bytes) -> bool:
+        return any(f.detail.get("name") == "getattr" and f.severity is Severity.CRITICAL for f in scan(data))
+
+    resolved = _getattr_call(Asm(proto), ("zoneinfo", "ZoneInfo"), "_unpickle", proto)
+    # fetched again from the memo and handed to another call, or duplicated and left on the stack
+    assert getattr_found(resolved.op("POP").op("BINGET", 0).op("TUPLE1").op("POP").op("NONE").stop())
+    dup = Asm(proto).glob("builtins" if proto >= 3 else "__builtin__", "getattr").op("DUP").glob("zoneinfo", "ZoneInfo")
+    assert getattr_found(dup.str("_unpickle").op("TUPLE2").op("REDUCE").op("POP").op("POP").op("NONE").stop())
+    # a name that is not a constant identifier: computed, an int, dotted
+    computed = Asm(proto).glob("builtins" if proto >= 3 else "__builtin__", "getattr").glob("zoneinfo", "ZoneInfo")
+    computed.call("builtins", "str", s("x")).op("TUPLE2").op("REDUCE")
+    assert getattr_found(computed.stop())
+    for attr in (7, "a.b", "no such"):
+        assert getattr_found(_getattr_call(Asm(proto), ("zoneinfo", "ZoneInfo"), attr, proto).stop())
+    # a base that is not an imported global (the result of a call)
+    call = (
+        Asm(proto).glob("builtins" if proto >= 3 else "__builtin__", "getattr").call("zoneinfo", "ZoneInfo", s("UTC"))
+    )
+    assert getattr_found(call.str("key").op("TUPLE2").op("REDUCE").stop())
 
 
 def test_policy_extensions_allow_unknown_names_but_never_beat_the_denylist() -> None:

@@ -185,9 +185,10 @@ def importable(dotted: str) -> bool:
     return bool(dotted) and all(part.replace("-", "_").isidentifier() for part in dotted.split("."))
 
 
-def _bad_attribute(module: str, name: str) -> str | None:
-    """Why (module, name) must be treated as dangerous whatever the policy says, or None."""
-    if "." in name:
+def _bad_attribute(module: str, name: str, dotted_ok: bool = False) -> str | None:
+    """Why (module, name) must be treated as dangerous whatever the policy says, or None. A dotted
+    name is, unless ``dotted_ok`` (the built-in allowlist names it exactly)."""
+    if "." in name and not dotted_ok:
         return "dotted attribute name (reaches attributes of attributes)"
     parts = name.split(".")
     if any(p.startswith("__") and p.endswith("__") and len(p) > 4 for p in parts):
@@ -229,10 +230,10 @@ def _policy_verdict(module: str, name: str, policy: ScanPolicy) -> tuple[Severit
     do, exact or pattern: :func:`hfa.scan.policy.load_policy` refuses them, and a policy built in
     code that names one still gets the critical verdict.
     """
-    bad = _bad_attribute(module, name)
+    full = f"{module}.{name}"
+    bad = _bad_attribute(module, name, dotted_ok=full in policy.allow)
     if bad:
         return _SEV_CRIT, bad
-    full = f"{module}.{name}"
     if full in policy.allow:
         return None
     if _denied(module, name):

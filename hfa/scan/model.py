@@ -219,6 +219,10 @@ DEFAULT_ALLOWLIST: tuple[str, ...] = (
     "datetime.timedelta",
     "datetime.timezone",
     "datetime.tzinfo",
+    # A zone by its IANA key, from the system's tz database (keys are checked: no absolute path or ``..``);
+    # a zone-aware datetime pickles its zone as getattr(ZoneInfo, "_unpickle")(key, from_cache).
+    "zoneinfo.ZoneInfo",
+    "zoneinfo.ZoneInfo._unpickle",
     "uuid.UUID",  # a 128-bit value (uuid's command-running helpers stay denied)
     "re._compile",  # a compiled regular expression (tokenizers keep their split pattern so): pattern and flags
     "array.array",  # a typed array of numbers

@@ -3,7 +3,8 @@
 The machine (:mod:`hfa.scan.pickles.machine`) interprets opcodes and never decides what is
 unsafe; it calls one method of an :class:`Observer` per event: a global imported, something
 called (REDUCE, NEWOBJ, INST, OBJ), an imported object changed in place (BUILD, SETITEM, APPEND
-on it), an extension code imported, a stretch it could not follow. The judge
+on it), an extension code imported, a stretch it could not follow; and for ``getattr``, each time
+it is put on the stack again and each call of it resolved to an attribute. The judge
 (:class:`hfa.scan.pickles.judge.Judge`) turns them into findings by the allowlist and denylist;
 a new check is one more observer method or one more rule there, not a change to the machine.
 Events arrive in stream order, with the byte offset of their opcode. ``context`` names the
@@ -38,6 +39,13 @@ class Observer:
 
     def mutated(self, target: Any, at: int, opcode: str, context: str) -> None:
         """BUILD, SETITEM(S), APPEND(S) or ADDITEMS changes ``target`` in place (not a list or dict the pickle built)."""
+
+    def reused(self, glob: Global, context: str) -> None:
+        """DUP or a memo GET puts ``glob`` (a getattr) on the stack once more."""
+
+    def resolved(self, glob: Global, context: str) -> None:
+        """``glob`` (a getattr) is called by REDUCE with an imported global and a constant name: what it
+        returns is imported (judged) as that global's attribute."""
 
     def followed(self, glob: Global, context: str) -> None:
         """joblib's array wrapper ``glob`` was used as joblib uses it: its array data was located."""

@@ -88,7 +88,9 @@ class Simulator(Machine):
     def _op_DUP(self, _: None, at: int) -> None:
         v = self._top(at)
         self._push(v)
-        if v.__class__ in CONTAINERS and (v or v.__class__ is not tuple):
+        if v.__class__ is Global and v.kind == "getattr":
+            self.events.reused(v, self.context)
+        elif v.__class__ in CONTAINERS and (v or v.__class__ is not tuple):
             self._fetched(v)
 
     def _fetched(self, v: Any) -> None:
@@ -130,7 +132,9 @@ class Simulator(Machine):
             except KeyError:
                 raise Malformed(f"memo key {key} is read before it is written", at) from None
         self._push(v)
-        if v.__class__ in CONTAINERS and (v or v.__class__ is not tuple):
+        if v.__class__ is Global and v.kind == "getattr":
+            self.events.reused(v, self.context)
+        elif v.__class__ in CONTAINERS and (v or v.__class__ is not tuple):
             self._fetched(v)
 
     def _int_key(self, line: Any, at: int) -> int:

@@ -76,6 +76,10 @@ class Judge(Observer):
         self._issue_keys: set[tuple[str, str]] = set()
         self._verdicts: dict[tuple[str, str], tuple[Severity, str, str | None] | None] = {}
         self._followed: set[tuple[str, str, str]] = set()
+        # getattr, per key: how often it is put on the stack, and how often it is a resolved call's function.
+        # Only when every one is such a call is getattr itself no finding (each attribute is judged instead).
+        self._getattr_refs: dict[tuple[str, str, str], int] = {}
+        self._getattr_resolved: dict[tuple[str, str, str], int] = {}
 
     def verdict(self, module: str, name: str) -> tuple[Severity, str, str | None] | None:
         key = (module, name)
@@ -86,6 +90,8 @@ class Judge(Observer):
     # -- events ------------------------------------------------------------------------------------
 
     def imported(self, glob: Global, opcode: str, pickle: int, context: str) -> None:
+        if glob.kind == "getattr":
+            self.reused(glob, context)
         verdict = self.verdict(glob.module, glob.name)
         if verdict is None:
             return
@@ -100,6 +106,14 @@ class Judge(Observer):
 
     def followed(self, glob: Global, context: str) -> None:
         self._followed.add((glob.module, glob.name, context))
+
+    def reused(self, glob: Global, context: str) -> None:
+        key = (glob.module, glob.name, context)
+        self._getattr_refs[key] = self._getattr_refs.get(key, 0) + 1
+
+    def resolved(self, glob: Global, context: str) -> None:
+        key = (glob.module, glob.name, context)
+        self._getattr_resolved[key] = self._getattr_resolved.get(key, 0) + 1
 
     def called(self, func: Any, args: Any, at: int, opcode: str, context: str) -> None:
         if isinstance(func, Global):
@@ -200,6 +214,8 @@ class Judge(Observer):
         for key, hit in self.globals.items():
             if key in self._followed:
                 continue  # joblib's array wrapper, used as joblib.load uses it (hfa.scan.pickles)
+            if key in self._getattr_refs and self._getattr_resolved.get(key) == self._getattr_refs[key]:
+                continue  # getattr only ever called on an imported global with a constant name
             dangerous = hit.severity >= Severity.CRITICAL
             code = "pickle.dangerous-global" if dangerous else "pickle.unknown-global"
             what = "a dangerous" if dangerous else "an unknown"

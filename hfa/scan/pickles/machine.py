@@ -14,6 +14,7 @@ from hfa.scan.pickles.nested import MAX_VALUES as MAX_NESTED_VALUES
 from hfa.scan.pickles.values import (
     ARRAY_CLASSES,
     DTYPE_CLASSES,
+    GETATTRS,
     JOBLIB_WRAPPERS,
     KEEP_BUDGET,
     KEEP_ITEMS,
@@ -238,6 +239,8 @@ class Machine:
             kind = "array"
         elif key in RECONSTRUCTORS:
             kind = "reconstructor"
+        elif key in GETATTRS:
+            kind = "getattr"
         g = Global(module, name, at, kind)
         self.events.imported(g, opname, self.pickle_index, self.context)
         return g
@@ -259,7 +262,25 @@ class Machine:
                 and args[0].kind == "joblib"
             ):
                 return Tracked("joblib", args[0])
+            if (
+                func.kind == "getattr"
+                and opname == "REDUCE"
+                and isinstance(args, tuple)
+                and len(args) == 2
+                and isinstance(args[0], Global)
+                and type(args[1]) is str
+                and args[1].isidentifier()
+            ):
+                return self._attribute(func, args[0], args[1], at)
         return RESULT
+
+    def _attribute(self, getter: Global, base: Global, attr: str, at: int) -> Global:
+        """``getattr(base, attr)``: the attribute, judged as the global ``module.Base.attr`` (which a
+        protocol-4 STACK_GLOBAL names directly); the getattr call itself was resolved."""
+        self.events.resolved(getter, self.context)
+        g = Global(base.module, f"{base.name}.{attr}", at, "")
+        self.events.imported(g, "REDUCE", self.pickle_index, self.context)
+        return g
 
     def _mutation(self, target: Any, at: int, opname: str) -> None:
         self.events.mutated(target, at, opname, self.context)

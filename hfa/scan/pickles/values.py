@@ -36,6 +36,9 @@ JOBLIB_WRAPPERS: frozenset[tuple[str, str]] = frozenset(
 ARRAY_CLASSES: frozenset[tuple[str, str]] = frozenset({("numpy", "ndarray"), ("numpy", "memmap")})
 DTYPE_CLASSES: frozenset[tuple[str, str]] = frozenset({("numpy", "dtype")})
 RECONSTRUCTORS: frozenset[tuple[str, str]] = frozenset({("copyreg", "_reconstructor"), ("copy_reg", "_reconstructor")})
+# getattr: pickle reduces a classmethod (zoneinfo.ZoneInfo._unpickle) to getattr(class, "name"). Called by
+# REDUCE with an imported global and a constant name, it is that attribute, judged as a global of its own.
+GETATTRS: frozenset[tuple[str, str]] = frozenset({("builtins", "getattr"), ("__builtin__", "getattr")})
 
 
 class Opaque:
@@ -77,7 +80,7 @@ class Global:
         self.module = module
         self.name = name
         self.offset = offset
-        self.kind = kind  # "" | "joblib" | "dtype" | "array" | "reconstructor"
+        self.kind = kind  # "" | "joblib" | "dtype" | "array" | "reconstructor" | "getattr"
 
     def __repr__(self) -> str:
         return f"<global {self.module}.{self.name}>"
