@@ -192,6 +192,20 @@ def test_run_loads_with_huggingface_hub_offline(pulled: tuple[Path, Path], tmp_p
     assert Path(out.read_text(), "config.json").is_file()
 
 
+def test_run_takes_the_command_without_dashes_and_leaves_its_options_to_it(
+    pulled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `hfa offline run python -c CODE` was "No such option: -c" (exit 2): options after the command's
+    # first word are the command's, as `uv run` and `env` take them, even ones hfa has itself.
+    lock, cache = pulled
+    out = tmp_path / "argv.json"
+    code = "import json, sys; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))"
+    args = ["offline", "run", "--lock", str(lock), "--cache-dir", str(cache), sys.executable, "-c", code]
+    result = hfa(*args, str(out), "--lock", "x", "-q", "--", "y")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(out.read_text()) == ["--lock", "x", "-q", "--", "y"]
+
+
 def test_run_refuses_when_not_ready(pulled: tuple[Path, Path], tmp_path: Path) -> None:
     lock, cache = pulled
     entry = lockfile.read(lock).get("org/model")
@@ -208,7 +222,7 @@ def test_run_refuses_when_not_ready(pulled: tuple[Path, Path], tmp_path: Path) -
 def test_run_usage_errors(pulled: tuple[Path, Path]) -> None:
     lock, cache = pulled
     none = hfa("offline", "run", "--lock", str(lock), "--cache-dir", str(cache))
-    assert none.exit_code == ExitCode.USAGE and "after `--`" in none.stderr
+    assert none.exit_code == ExitCode.USAGE and "hfa offline run python train.py" in none.stderr
     missing = hfa("offline", "run", "--lock", str(lock), "--cache-dir", str(cache), "--", "no-such-command-hfa")
     assert missing.exit_code == ExitCode.USAGE and "Command not found: no-such-command-hfa" in missing.stderr
 

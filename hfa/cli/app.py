@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import typer
 
 from hfa import __version__
-from hfa.cli.commands import APP_HELP, COMMANDS, SUMMARIES, VERSION_HELP, Group
+from hfa.cli.commands import APP_HELP, COMMANDS, PASS_THROUGH, SUMMARIES, VERSION_HELP, Group
 from hfa.cli.typer_seam import FastCommand, FastGroup
 
 __all__ = ["COMMANDS", "Group", "build", "main", "mount"]
@@ -71,7 +71,10 @@ def mount(app: typer.Typer, name: str) -> None:
         group = typer.Typer(help=SUMMARIES[name], no_args_is_help=True, cls=FastGroup)
         for sub, function in target.commands.items():
             sub_function = getattr(module, function)
-            group.command(sub, cls=FastCommand, help=command_help(None, sub_function))(sub_function)
+            settings = {"allow_interspersed_args": False} if (name, sub) in PASS_THROUGH else None
+            group.command(sub, cls=FastCommand, help=command_help(None, sub_function), context_settings=settings)(
+                sub_function
+            )
         app.add_typer(group, name=name)
     else:
         function = getattr(module, target)

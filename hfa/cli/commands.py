@@ -23,6 +23,10 @@ class Group:
         self.commands = commands
 
 
+# Commands that run another command: options after its first argument are that command's
+# (`hfa offline run python -c 1`), as `uv run` and `env` take them; hfa's own go before it.
+PASS_THROUGH: frozenset[tuple[str, str]] = frozenset({("offline", "run")})
+
 APP_HELP = "Manage Hugging Face Hub assets like packages: find, pin, pull exactly what is needed, verify, work offline."
 VERSION_HELP = "Print hfa's version and exit."
 

@@ -144,7 +144,11 @@ def env(
 def run(
     command: Annotated[
         list[str] | None,
-        typer.Argument(metavar="CMD", help="The command and its arguments, after `--`.", show_default=False),
+        typer.Argument(
+            metavar="CMD",
+            help="The command and its arguments: hfa's options go before it (`--` before it also works).",
+            show_default=False,
+        ),
     ] = None,
     lock: LockOpt = Path("hfa.lock"),
     no_network: Annotated[
@@ -182,7 +186,7 @@ def run(
         from hfa.offline import no_network_prefix, offline_env, readiness, run_command
 
         if not command:
-            raise UsageError("No command to run", "put it after `--`, e.g. hfa offline run -- python train.py")
+            raise UsageError("No command to run", "name it last, e.g. hfa offline run python train.py")
         prefix = no_network_prefix() if no_network else []  # before anything runs: never fall back to the network
         statuses = readiness(ctx.settings.cache_dir, lockfile.read(lock))
         bad = [s for s in statuses if not s.ready]
