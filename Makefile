@@ -55,8 +55,9 @@ $(LOWEST_STAMP): pyproject.toml Makefile | $(LOWEST_VENV)/bin/python
 test-lowest: $(LOWEST_STAMP)  ## the suite on the lowest supported Python (CI runs it; the infer tests skip)
 	$(LOWEST_VENV)/bin/python -m pytest
 
-lint: venv-infer  ## ruff and mypy, clean; the CLI reference must be current
+lint: venv-infer  ## ruff (checks and format) and mypy, clean; the CLI reference must be current
 	$(BIN)/ruff check hfa tests bench scripts
+	$(BIN)/ruff format --check hfa tests bench scripts
 	$(BIN)/mypy hfa
 	$(BIN)/python scripts/gen_cli_docs.py --check
 

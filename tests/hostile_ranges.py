@@ -156,7 +156,13 @@ def range_headers(h: Any, first: int, last: int, size: int, **extra: str) -> dic
 
 
 def interrupt(
-    cmd: list[str], env: dict[str, str], reached: threading.Event, release: threading.Event, *, settle: float, wait: float
+    cmd: list[str],
+    env: dict[str, str],
+    reached: threading.Event,
+    release: threading.Event,
+    *,
+    settle: float,
+    wait: float,
 ) -> tuple[int, str, float]:
     """Run ``cmd``, send it SIGINT ``settle`` seconds after ``reached`` is set (by the front's answer), and wait at
     most ``wait`` seconds for it to end; ``release`` then lets the front's held answers go. (exit code, stderr,

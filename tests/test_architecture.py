@@ -21,6 +21,7 @@ import hfa
 PACKAGE = Path(hfa.__file__).resolve().parent
 MAX_LINES = 600
 
+
 @dataclass(frozen=True)
 class Import:
     source: str  # the importing module

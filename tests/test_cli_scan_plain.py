@@ -14,6 +14,7 @@ from hfa.testing import lfs_pointer_stub
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
 def _run(module: str, argv: list[str], cwd: Path) -> tuple[int, str, str, bool]:
     return run_entry(module, argv, cwd)
 

@@ -308,7 +308,9 @@ def test_task_defaults_round_trip_at_version_2_and_old_locks_still_read() -> Non
     again = lockfile.loads(text, "hfa.lock")
     assert again.task("text-classification") == TaskDefault("text-classification", "org/sst2", "main", "b" * 40)
     assert lockfile.dumps(again) == text
-    twice = text + '\n[[task]]\ntask = "feature-extraction"\nrepo = "o/x"\nrevision = "main"\ncommit = "' + "d" * 40 + '"\n'
+    twice = (
+        text + '\n[[task]]\ntask = "feature-extraction"\nrepo = "o/x"\nrevision = "main"\ncommit = "' + "d" * 40 + '"\n'
+    )
     with pytest.raises(LockError, match="has two defaults"):
         lockfile.loads(twice, "hfa.lock")
 

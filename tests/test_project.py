@@ -31,14 +31,14 @@ def test_no_settings(tmp_path: Path) -> None:
 
 
 def test_broken_toml_names_file_and_line(tmp_path: Path) -> None:
-    (tmp_path / "hfa.toml").write_text('[policy]\npickle = \n')
+    (tmp_path / "hfa.toml").write_text("[policy]\npickle = \n")
     with pytest.raises(UsageError) as err:
         load_project(tmp_path)
     assert "hfa.toml:2" in err.value.message
 
 
 def test_table_must_be_a_table(tmp_path: Path) -> None:
-    (tmp_path / "hfa.toml").write_text('policy = 3\n')
+    (tmp_path / "hfa.toml").write_text("policy = 3\n")
     with pytest.raises(UsageError, match=r"\[policy\]"):
         load_project(tmp_path).table("policy")
 

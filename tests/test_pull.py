@@ -222,7 +222,9 @@ def test_private_repo_hint_tells_a_refused_token_from_none(server: HubServer, tm
     from conftest import OTHER_TOKEN
 
     none = hfa("pull", "org/private", "--endpoint", server.url, "--cache-dir", str(tmp_path / "c"))
-    other = hfa("pull", "org/private", "--endpoint", server.url, "--cache-dir", str(tmp_path / "c"), "--token", OTHER_TOKEN)
+    other = hfa(
+        "pull", "org/private", "--endpoint", server.url, "--cache-dir", str(tmp_path / "c"), "--token", OTHER_TOKEN
+    )
     assert none.exit_code == other.exit_code == ExitCode.NOT_FOUND
     assert "pass a token with --token" in none.stderr
     assert "check that the token given (--token / HF_TOKEN) may read it" in other.stderr

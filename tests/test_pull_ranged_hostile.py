@@ -28,7 +28,9 @@ def origin(tmp_path: Path) -> Iterator[HubServer]:
 
 
 def _pull(url: str, cache: Path, *args: str, **env: str):
-    return pull_big(url, cache, *args, target="0", **env)  # every connection at once (test_pull_ranged tests the measured count)
+    return pull_big(
+        url, cache, *args, target="0", **env
+    )  # every connection at once (test_pull_ranged tests the measured count)
 
 
 def _ok(result, cache: Path) -> dict:

@@ -195,7 +195,9 @@ def test_every_finding_code_in_the_source_has_a_sarif_rule() -> None:
     from hfa.scan.report import RULES
 
     root = Path(hfa.__file__).parent
-    pattern = re.compile(r'"((?:pickle|archive|scan|lfs|safetensors|cache|lock|policy|hash|file|remote-code)\.[a-z-]+)"')
+    pattern = re.compile(
+        r'"((?:pickle|archive|scan|lfs|safetensors|cache|lock|policy|hash|file|remote-code)\.[a-z-]+)"'
+    )
     codes = {m for path in root.rglob("*.py") for m in pattern.findall(path.read_text())}
     assert codes, "the pattern finds the codes"
     assert sorted(codes - set(RULES)) == []

@@ -214,6 +214,7 @@ def test_stdlib_compressions_of_a_payload_are_all_found() -> None:
 
 def test_lz4_joblib_pickle_is_scanned() -> None:
     import lz4.frame as lz4_frame  # the dev extra brings the optional decompressors
+
     assert worst(scan(lz4_frame.compress(EVIL), "model.joblib")) is Severity.CRITICAL
     assert scan(lz4_frame.compress(reduce_pickle("builtins", "set")[:0] + b"\x80\x02]."), "x.joblib") == []
     assert worst(scan(lz4_frame.compress(EVIL)[:-6], "x.joblib")) >= Severity.HIGH  # truncated
@@ -221,6 +222,7 @@ def test_lz4_joblib_pickle_is_scanned() -> None:
 
 def test_zstd_pickle_is_scanned() -> None:
     import zstandard
+
     packed = zstandard.ZstdCompressor().compress(EVIL)
     assert worst(scan(packed, "frame.pkl.zst")) is Severity.CRITICAL
     assert worst(scan(packed + packed, "frame.pkl.zst")) is Severity.CRITICAL  # two frames

@@ -149,7 +149,9 @@ def test_ref_names_git_accepts_are_accepted(name: str) -> None:
     assert check_ref_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "@", "a..b", "main.lock", ".hidden", "x/.y", "main/", "v1.", "a b", "a@{b", "a//b", "x\x1b"])
+@pytest.mark.parametrize(
+    "name", ["", "@", "a..b", "main.lock", ".hidden", "x/.y", "main/", "v1.", "a b", "a@{b", "a//b", "x\x1b"]
+)
 def test_ref_names_git_refuses_are_refused(name: str) -> None:
     from hfa.cache import check_ref_name
     from hfa.errors import UsageError
