@@ -103,6 +103,7 @@ def every_command() -> list[tuple[str, ...]]:
 def test_help_shows_flags_bare_and_arguments_in_capitals(path: tuple[str, ...]) -> None:
     text = help_text(*path)
     assert "<bool>" not in text
+    assert "<list[" not in text  # a repeatable option or an argument of many shows its items' type: <str>
     for line in text.splitlines():
         if "--quiet" in line or "--verbose" in line:
             assert "<int>" not in line  # counting flags

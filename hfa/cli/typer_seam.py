@@ -150,7 +150,26 @@ def show_plainly(params: list[Any]) -> list[Any]:
             param.metavar = ""  # no `<bool>` / `<int>`: a flag, repeatable where its help says so
         elif param.param_type_name == "argument" and param.metavar is None:
             param.metavar = (param.name or "arg").upper() + ("..." if param.nargs != 1 else "")
+        if (getattr(param, "multiple", False) or param.nargs != 1) and callable(
+            getattr(param, "display_type_rich", None)
+        ):
+            param.display_type_rich = _ElementType(param.display_type_rich)
     return params
+
+
+class _ElementType:
+    """A list parameter's type as its items' (``<str>``, ``<path>``), not Python's ``<list[str]>``: the
+    option's help says it repeats, an argument's name ends in ``...``. Any other text as typer gives it."""
+
+    __slots__ = ("typers",)
+
+    def __init__(self, typers: Callable[..., Any]) -> None:
+        self.typers = typers
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        text = self.typers(*args, **kwargs)
+        match = re.fullmatch(r"<list\[(\w+)\]>", text) if isinstance(text, str) else None
+        return f"<{match[1].lower()}>" if match else text
 
 
 def usage_pieces(cmd: Any, ctx: Any) -> list[str]:
