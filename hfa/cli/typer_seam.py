@@ -14,7 +14,8 @@ produce (str; int/float in bounds; a Path passing its checks; lists of those) an
 other value, and so every error message, to typer's own coercer, built only then.
 
 **Parsing: help that reads like a CLI's, usage errors that honour --json.** Flags show bare
-(no ``<bool>``), arguments in capitals (REPO, [REPOS]...); a usage error click raises while
+(no ``<bool>``), arguments in capitals (REPO, [REPOS]...), a list's type as its items' (``<str>``,
+not ``<list[str]>``); a usage error click raises while
 parsing prints, besides typer's message, the --json error document on stdout when --json is on
 the command line; a common option put before the command name gets a hint. This needs click's
 exception classes, which typer 0.29 vendors as the private ``typer._click``.
