@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,31 @@ def served(tmp_path: Path) -> Iterator[tuple[HubServer, str]]:
     )
     with HubServer(config) as srv:
         yield srv, commit
+
+
+@contextmanager
+def blocked_server(root: Path, max_jobs: int) -> Iterator[str]:
+    """A real ``hfa serve --infer`` holding org/cls whose engine answers nothing until the block ends
+    (its jobs stay running: the server is full at ``max_jobs``); its jobs API URL."""
+    gate = threading.Event()
+
+    class Blocked(FakeEngine):
+        def run(self, inputs: Any, parameters: dict[str, Any]) -> Any:
+            gate.wait(30)
+            return [ANSWER]
+
+    _world(root / "c")
+    config = ServerConfig(
+        cache_dir=root / "c",
+        infer=PoolConfig(loader=lambda m, t, **_: Blocked(m, t)),
+        jobs_dir=root / "jobs",
+        max_jobs=max_jobs,
+    )
+    try:
+        with HubServer(config) as srv:
+            yield f"{srv.url}/api/hfa/jobs"
+    finally:
+        gate.set()
 
 
 @pytest.fixture
@@ -385,27 +411,11 @@ def test_server_job_routes_are_bounded_and_checked(
 
 
 def test_a_full_server_answers_429(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    gate = threading.Event()
-
-    class Blocked(FakeEngine):
-        def run(self, inputs: Any, parameters: dict[str, Any]) -> Any:
-            gate.wait(30)
-            return [ANSWER]
-
-    _world(tmp_path / "c")
-    config = ServerConfig(
-        cache_dir=tmp_path / "c",
-        infer=PoolConfig(loader=lambda m, t, **_: Blocked(m, t)),
-        jobs_dir=tmp_path / "jobs",
-        max_jobs=1,
-    )
-    with HubServer(config) as srv:
-        api = f"{srv.url}/api/hfa/jobs"
+    with blocked_server(tmp_path, max_jobs=1) as api:
         job = {"task": "text-classification", "model": "org/cls", "lines": ['"x"']}
         assert httpx.post(api, json=job).status_code == 200
         refused = httpx.post(api, json=job)
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
-        gate.set()
 
 
 def test_auth_applies_to_server_jobs(tmp_path: Path) -> None:

@@ -19,7 +19,17 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from helpers import hfa
-from test_infer_jobs import ANSWER, FakeEngine, _jsonl, _loader, _submit, _until, _world, here, served, slow
+from test_infer_jobs import (
+    _jsonl,
+    _loader,
+    _submit,
+    _until,
+    _world,
+    blocked_server,
+    here,
+    served,
+    slow,
+)
 
 from hfa.errors import ExitCode
 from hfa.infer import jobs as jobs_module
@@ -278,26 +288,11 @@ def test_a_job_submitted_with_a_token_is_its_owners(auth_server: HubServer) -> N
 
 
 def test_hostile_bodies_are_refused_and_a_full_server_says_when(tmp_path: Path) -> None:
-    gate = threading.Event()
-
-    class Blocked(FakeEngine):
-        def run(self, inputs: Any, parameters: dict[str, Any]) -> Any:
-            gate.wait(30)
-            return [ANSWER]
-
-    _world(tmp_path / "c")
-    config = ServerConfig(
-        cache_dir=tmp_path / "c",
-        infer=PoolConfig(loader=lambda m, t, **_: Blocked(m, t)),
-        jobs_dir=tmp_path / "jobs",
-        max_jobs=2,
-    )
-    with HubServer(config) as srv:
-        api = f"{srv.url}/api/hfa/jobs"
+    with blocked_server(tmp_path, max_jobs=2) as api:
         deep = b'{"task": "text-classification", "lines": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
         nested = httpx.post(api, content=deep, headers={"Content-Type": "application/json"})
         assert nested.status_code == 400, nested.text
-        port = int(srv.url.rsplit(":", 1)[1])
+        port = int(api.split("/api/", 1)[0].rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
             raw.sendall(
                 b"POST /api/hfa/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -329,7 +324,6 @@ def test_hostile_bodies_are_refused_and_a_full_server_says_when(tmp_path: Path) 
         assert codes == [200, 200, 429], [a.text for a in answers]
         refused = next(a for a in answers if a.status_code == 429)
         assert refused.headers["Retry-After"].isdigit()
-        gate.set()
 
 
 def test_a_record_naming_pid_1_is_never_signalled(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
