@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _OPS = {op.name: op for op in pickletools.opcodes}
 
@@ -769,3 +770,25 @@ __all__ = [
     "write_big_pickle",
     "write_torch_zip",
 ]
+
+
+def mutated(samples: list[bytes], keep: int = 1) -> Any:
+    """A hypothesis strategy: one of ``samples`` with 1-4 mutations, each a byte changed, the rest cut
+    (at least ``keep`` bytes left: the format's magic) or up to 16 bytes inserted."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw_one(draw: st.DrawFn) -> bytes:
+        data = bytearray(draw(st.sampled_from(samples)))
+        for _ in range(draw(st.integers(1, 4))):
+            i = draw(st.integers(0, len(data) - 1))
+            op = draw(st.sampled_from(["flip", "truncate", "insert"]))
+            if op == "flip":
+                data[i] = draw(st.integers(0, 255))
+            elif op == "truncate":
+                del data[max(i, keep) :]
+            else:
+                data[i:i] = draw(st.binary(min_size=1, max_size=16))
+        return bytes(data)
+
+    return draw_one()

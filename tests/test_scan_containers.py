@@ -26,6 +26,7 @@ from scan_corpus import (
     deflate_repeat,
     legacy_tar,
     legacy_tar_parts,
+    mutated,
     noop_bomb,
     npy,
     reduce_pickle,
@@ -338,23 +339,8 @@ _FUZZ = settings(
 _TARS = [legacy_tar(), legacy_tar(storages=EVIL), build_tar([("a.pkl", EVIL), ("b", b"text")])]
 
 
-@st.composite
-def _mutated_tar(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(st.sampled_from(_TARS)))
-    for _ in range(draw(st.integers(1, 4))):
-        i = draw(st.integers(0, len(data) - 1))
-        op = draw(st.sampled_from(["flip", "truncate", "insert"]))
-        if op == "flip":
-            data[i] = draw(st.integers(0, 255))
-        elif op == "truncate":
-            del data[max(i, 1) :]
-        else:
-            data[i:i] = draw(st.binary(min_size=1, max_size=16))
-    return bytes(data)
-
-
 @_FUZZ
-@given(_mutated_tar())
+@given(mutated(_TARS))
 def test_mutated_tars_always_get_a_verdict(data: bytes) -> None:
     found = scan(data, "model.pt")
     assert found is not None and all(isinstance(f, Finding) for f in found)

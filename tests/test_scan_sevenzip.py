@@ -19,8 +19,7 @@ from pathlib import Path
 import py7zr
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from scan_corpus import Member, build_zip, reduce_pickle, torch_zip
+from scan_corpus import Member, build_zip, mutated, reduce_pickle, torch_zip
 
 from hfa.scan.archive import scan_serialized
 from hfa.scan.model import Finding, ScanPolicy, Severity
@@ -250,23 +249,8 @@ _SEVENS = [
 ]
 
 
-@st.composite
-def _mutated_7z(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(st.sampled_from(_SEVENS)))
-    for _ in range(draw(st.integers(1, 4))):
-        i = draw(st.integers(0, len(data) - 1))
-        op = draw(st.sampled_from(["flip", "truncate", "insert"]))
-        if op == "flip":
-            data[i] = draw(st.integers(0, 255))
-        elif op == "truncate":
-            del data[max(i, 7) :]
-        else:
-            data[i:i] = draw(st.binary(min_size=1, max_size=16))
-    return bytes(data)
-
-
 @_FUZZ
-@given(_mutated_7z())
+@given(mutated(_SEVENS, keep=7))
 def test_mutated_7z_archives_always_get_a_verdict(data: bytes) -> None:
     found = scan(data, "model.7z")
     assert found is not None and all(isinstance(f, Finding) for f in found)
