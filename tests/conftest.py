@@ -205,6 +205,29 @@ def fresh_server(fresh_world: World) -> Iterator[HubServer]:
 
 
 # -- inference (hfa infer --local, hfa serve --infer) ---------------------------------------------
+@pytest.fixture(scope="module")
+def policy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """The policy world (hfa.testing.write_policy_world) served: org/gated gated, TOKEN reads org/*."""
+    from hfa.testing import write_policy_world
+
+    root = tmp_path_factory.mktemp("policy-world")
+    write_policy_world(root / "served")
+    auth = root / "auth.toml"
+    auth.write_text(
+        f'[repos]\n"org/gated" = "gated"\n\n[[tokens]]\nname = "reader"\ntoken = "{TOKEN}"\nread = ["org/*"]\n'
+    )
+    with HubServer(ServerConfig(cache_dir=root / "served", auth=load_policy(auth))) as srv:
+        yield srv
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty project folder (where hfa.toml and hfa.lock go)."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def minilm_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The real all-MiniLM-L6-v2 served by hfa serve and pulled from it into a fresh cache: (cache, original folder)."""

