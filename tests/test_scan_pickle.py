@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scan_corpus import Asm, Case, framed, pickle_cases, reduce_pickle, s, torch_data_pkl, write_big_pickle
+from scan_corpus import Asm, Case, dtype, framed, pickle_cases, reduce_pickle, s, torch_data_pkl, write_big_pickle
 
 from hfa.scan.denylist import classify_global
 from hfa.scan.model import Finding, ScanPolicy, Severity
@@ -168,6 +168,61 @@ def test_getattr_used_any_other_way_stays_critical(proto: int) -> None:
         Asm(proto).glob("builtins" if proto >= 3 else "__builtin__", "getattr").call("zoneinfo", "ZoneInfo", s("UTC"))
     )
     assert getattr_found(call.str("key").op("TUPLE2").op("REDUCE").stop())
+
+
+def _zone(a: Asm) -> Asm:
+    """getattr (on the stack) called on zoneinfo.ZoneInfo, '_unpickle', then the zone built: resolved."""
+    a.op("GLOBAL", "zoneinfo", "ZoneInfo").str("_unpickle").op("TUPLE2").op("REDUCE")
+    return a.tuple(s("Europe/Paris"), lambda x: x.int(1)).op("REDUCE").op("POP")
+
+
+def _setstate_call(a: Asm, method: str, arg: str) -> Asm:
+    """getattr (on the stack) of PosixPath('/tmp/hfa-victim') by ``method``, called with ``arg`` by BUILD of a
+    Namespace whose __setstate__ it is: no call of anything but allowed globals and getattr."""
+    a.op("GLOBAL", "pathlib", "PosixPath").tuple(s("/tmp/hfa-victim")).op("REDUCE").str(method).op("TUPLE2")
+    a.op("REDUCE").op("BINPUT", 200).op("POP")
+    a.op("GLOBAL", "argparse", "Namespace").op("EMPTY_TUPLE").op("REDUCE")
+    a.op("EMPTY_DICT").str("__setstate__").op("BINGET", 200).op("SETITEM").op("BUILD")
+    return a.str(arg).op("BUILD").op("POP")
+
+
+def _joblib_wrapper(a: Asm, array: bytes) -> bytes:
+    """A joblib array wrapper (unaligned float64) whose raw data is ``array``: what joblib.load skips and
+    pickle.load runs as opcodes. Returns the bytes so far plus the data."""
+    n = (len(array) + 7) // 8
+    a.op("GLOBAL", "joblib.numpy_pickle", "NumpyArrayWrapper").op("EMPTY_TUPLE").op("NEWOBJ")
+    a.op("EMPTY_DICT").op("MARK").str("subclass").op("GLOBAL", "numpy", "ndarray")
+    a.str("shape").tuple(lambda x: x.int(n)).str("order").str("C").str("dtype")
+    dtype(a, "f8")
+    a.str("allow_mmap").op("NEWTRUE").op("SETITEMS").op("BUILD")
+    return a.bytes() + array + b"." * (8 * n - len(array))
+
+
+def test_getattr_reached_where_its_stack_references_are_not_counted_stays_critical() -> None:
+    def getattr_found(findings: list[Finding]) -> bool:
+        return any(f.detail.get("name") == "getattr" and f.severity is Severity.CRITICAL for f in findings)
+
+    # A legacy torch.save pickle: torch's persistent_load returns the class of a ("module", class, source
+    # file, source) record, so each BINPERSID of a memoized record puts getattr on the stack once more.
+    a = Asm(2).op("MARK").str("module").op("GLOBAL", "builtins", "getattr").str("").str("").op("TUPLE")
+    a.op("BINPUT", 1).op("BINPERSID")
+    _zone(a).op("BINGET", 1).op("BINPERSID")
+    legacy = _setstate_call(a, "write_text", "pwned").op("NONE").stop()
+    assert getattr_found(scan_pickles(io.BytesIO(legacy), "blob", POLICY, legacy_torch=True).findings)
+    # joblib array data, read as opcodes by pickle.load: it starts with the stack and memo of the pickle
+    # before it, where getattr may be (memoized, or under the wrapper), resolved in the joblib reading.
+    memoized = Asm(2).op("GLOBAL", "builtins", "getattr").op("BINPUT", 0)
+    _zone(memoized).op("EMPTY_DICT").str("a")
+    shadow = _setstate_call(Asm(2).op("BINGET", 0), "unlink", "").op("STOP").bytes()
+    assert getattr_found(scan(_joblib_wrapper(memoized, shadow) + b"s."))
+    on_stack = Asm(2).op("GLOBAL", "builtins", "getattr").op("EMPTY_DICT").str("a")
+    shadow = _setstate_call(Asm(2).op("POP").op("POP").op("POP"), "unlink", "").op("STOP").bytes()
+    data = _joblib_wrapper(on_stack, shadow) + b"s0"
+    assert getattr_found(scan(data + _zone(Asm(2)).op("NONE").stop()[2:]))
+    # a zone-aware datetime next to a joblib array stays clean: getattr only ever resolved, in every reading
+    memoized = Asm(2).op("GLOBAL", "builtins", "getattr").op("BINPUT", 0)
+    _zone(memoized).op("EMPTY_DICT").str("a")
+    assert scan(_joblib_wrapper(memoized, b"\x00" * 8) + b"s.") == []
 
 
 def test_policy_extensions_allow_unknown_names_but_never_beat_the_denylist() -> None:

@@ -458,6 +458,8 @@ class Simulator(Machine):
             # torch.serialization's legacy persistent_load returns data[0] of a ("module", class,
             # source file, source) record: the class, imported by the GLOBAL inside the record.
             self._push(pid[1])
+            if pid[1].kind == "getattr":  # on the stack once more (a memoized record can be loaded again)
+                self.events.reused(pid[1], self.context)
             return
         self._push(RESULT)
 
@@ -548,6 +550,12 @@ class Simulator(Machine):
         sim.meta = [copy_segment(seg) for seg in self.meta]
         sim.memo = list(self.memo)
         sim.memo_far = dict(self.memo_far)
+        # A getattr the shadow starts with on its stacks is a reference of its own there (its memo's are
+        # counted when fetched): the judge holds getattr critical unless every one is a resolved call.
+        for seg in (*sim.meta, sim.stack):
+            for v in seg:
+                if v.__class__ is Global and v.kind == "getattr":
+                    self.events.reused(v, SHADOW)
         sim.proto = self.proto
         sim.pickle_index = self.pickle_index
         try:

@@ -211,11 +211,14 @@ class Judge(Observer):
 
     def findings(self) -> list[Finding]:
         out: list[Finding] = []
+        # A getattr misused in one reading is critical wherever it was imported: a shadow reading (joblib array
+        # data) starts with the stack and memo of the pickle before it, so its getattr was imported there.
+        misused = {key[:2] for key, refs in self._getattr_refs.items() if self._getattr_resolved.get(key) != refs}
         for key, hit in self.globals.items():
             if key in self._followed:
                 continue  # joblib's array wrapper, used as joblib.load uses it (hfa.scan.pickles)
-            if key in self._getattr_refs and self._getattr_resolved.get(key) == self._getattr_refs[key]:
-                continue  # getattr only ever called on an imported global with a constant name
+            if key in self._getattr_refs and key[:2] not in misused:
+                continue  # getattr only ever called on an imported global with a constant name, in every reading
             dangerous = hit.severity >= Severity.CRITICAL
             code = "pickle.dangerous-global" if dangerous else "pickle.unknown-global"
             what = "a dangerous" if dangerous else "an unknown"
