@@ -13,6 +13,7 @@ import pickletools
 import struct
 import sys
 import tracemalloc
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -223,6 +224,32 @@ def test_getattr_reached_where_its_stack_references_are_not_counted_stays_critic
     memoized = Asm(2).op("GLOBAL", "builtins", "getattr").op("BINPUT", 0)
     _zone(memoized).op("EMPTY_DICT").str("a")
     assert scan(_joblib_wrapper(memoized, b"\x00" * 8) + b"s.") == []
+
+
+def test_setstate_made_an_attribute_by_build_is_a_hidden_call() -> None:
+    # BUILD with {"__setstate__": f} makes f an attribute of the object; the next BUILD on it calls f(state),
+    # a call no REDUCE shows (CPython looks __setstate__ up on the instance). Only allowed globals here.
+    def gadget(proto: int, state: Callable[[Asm], object]) -> bytes:
+        a = Asm(proto).call("argparse", "Namespace")
+        state(a.op("EMPTY_DICT").str("__setstate__").call("builtins", "min", lambda x: x.tuple(s("a"))))
+        return a.op("BUILD").str("payload").op("BUILD").stop()
+
+    for proto in (2, 4):
+        setitem = gadget(proto, lambda a: a.op("SETITEM"))
+        assert "pickle.hidden-call" in codes(scan(setitem)), scan(setitem)
+        assert verdict(scan(setitem)) == "high"
+        # as the slot state of BUILD's (state, slotstate) pair
+        pair = Asm(proto).call("argparse", "Namespace").op("NONE").op("EMPTY_DICT").str("__setstate__").int(1)
+        pair_data = pair.op("SETITEM").op("TUPLE2").op("BUILD").stop()
+        assert "pickle.hidden-call" in codes(scan(pair_data))
+        # set on a dict past the items the scan keeps: the key is still seen
+        many = Asm(proto).call("argparse", "Namespace").op("EMPTY_DICT").op("MARK")
+        for i in range(100):
+            many.str(f"k{i}").int(i)
+        many.str("__setstate__").int(1).op("SETITEMS").op("BUILD").stop()
+        assert "pickle.hidden-call" in codes(scan(many.bytes()))
+    # a dict that merely holds the key, never an object's state, is data
+    assert scan(pickle.dumps({"__setstate__": "a method name", "x": [1, 2]}, protocol=4)) == []
 
 
 def test_policy_extensions_allow_unknown_names_but_never_beat_the_denylist() -> None:

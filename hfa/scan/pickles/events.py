@@ -53,5 +53,8 @@ class Observer:
     def extension(self, code: int, at: int, opcode: str) -> None:
         """EXT1/2/4 imports an extension code that no copyreg registry here knows."""
 
+    def hidden_call(self, reason: str, at: int, context: str) -> None:
+        """A call the unpickler will make that no REDUCE shows: ``__setstate__`` set as an object's attribute."""
+
     def problem(self, reason: str, at: int, context: str) -> None:
         """A stretch of the stream that could not be followed, though the run went on."""

@@ -37,6 +37,7 @@ from hfa.scan.pickles.values import (
     Tracked,
     copy_segment,
     dtype_info,
+    sets_setstate,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
@@ -335,6 +336,11 @@ class Simulator(Machine):
             raise Malformed(f"odd number of items for {opname}", at)
         if self.mode == "shadow":
             return
+        if sets_setstate(items):  # judged at BUILD, or now where the dict is not followed
+            if isinstance(target, DictValue):
+                target.setstate = True
+            elif not isinstance(target, Global):
+                self.events.hidden_call(f"{opname} sets __setstate__ on an object it does not follow", at, self.context)
         if isinstance(target, DictValue):
             if target.overflow:
                 target.count += len(items) + (extra(items, self.fetched) if self.fetches else 0)
@@ -466,6 +472,9 @@ class Simulator(Machine):
     def _op_BUILD(self, _: None, at: int) -> None:
         state = self._pop(at)
         inst = self._top(at)
+        parts = state if isinstance(state, tuple) else (state,)  # (state, slotstate): both become attributes
+        if any(isinstance(p, DictValue) and p.setstate for p in parts):
+            self.events.hidden_call("BUILD makes __setstate__ an attribute: the next BUILD calls it", at, self.context)
         if isinstance(inst, Global):
             self._mutation(inst, at, "BUILD")
         elif isinstance(inst, Tracked) and self.mode != "shadow":

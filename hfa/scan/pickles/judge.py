@@ -154,6 +154,16 @@ class Judge(Observer):
             offset=at,
         )
 
+    def hidden_call(self, reason: str, at: int, context: str) -> None:
+        if context != SHADOW:  # array bytes read as opcodes: only what they import counts (as for indirect calls)
+            self.issue(
+                Severity.HIGH,
+                "pickle.hidden-call",
+                f"{reason} (with the state it is given: whatever it is, the scan cannot judge the call)",
+                offset=at,
+                context=context or None,
+            )
+
     def problem(self, reason: str, at: int, context: str) -> None:
         self.malformed(reason, at, context=context or None)
 

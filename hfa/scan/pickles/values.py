@@ -113,13 +113,22 @@ class ListValue:
 class DictValue:
     """A dict the pickle builds: its pairs while few enough to keep, else ``overflow``."""
 
-    __slots__ = ("count", "overflow", "pairs")
+    __slots__ = ("count", "overflow", "pairs", "setstate")
     LABEL = "dict"
 
     def __init__(self) -> None:
         self.pairs: list[tuple[Any, Any]] = []
         self.overflow = False
         self.count = 0  # keys and values not kept, once overflowed
+        self.setstate = False  # a key "__setstate__" was set (kept or not): see sets_setstate
+
+
+def sets_setstate(items: list[Any]) -> bool:
+    """Whether these DICT/SETITEM(S) items set the key ``__setstate__``. As BUILD state it becomes an attribute of
+    the object, and the next BUILD on the object calls it (the unpickler looks it up on the instance): a call the
+    pickle never makes by REDUCE. Every key is looked at, kept or not (a folded run shifts the pairs: every item)."""
+    keys = items if items and items[0].__class__ is Run else items[::2]
+    return "__setstate__" in keys
 
 
 class LazyStr:
