@@ -252,6 +252,30 @@ def test_setstate_made_an_attribute_by_build_is_a_hidden_call() -> None:
     assert scan(pickle.dumps({"__setstate__": "a method name", "x": [1, 2]}, protocol=4)) == []
 
 
+def test_a_global_passed_through_min_max_or_sum_is_still_that_global() -> None:
+    # min((uuid.UUID,)) is the class itself: a BUILD (None, {...}) on it sets attributes on the class, as the same
+    # BUILD on the imported global does; before, the scan saw only "the result of a call" (found by an attack pass).
+    def class_build(proto: int, call: Callable[[Asm], object]) -> bytes:
+        a = Asm(proto)
+        call(a)
+        a.op("NONE").op("EMPTY_DICT").str("__init__").glob("builtins", "len").op("SETITEM").op("TUPLE2").op("BUILD")
+        return a.op("POP").op("NONE").stop()
+
+    uuid_class: Callable[[Asm], object] = lambda x: x.glob("uuid", "UUID")  # noqa: E731
+    for proto in (2, 4):
+        for name, args in (
+            ("min", (lambda x: x.tuple(uuid_class),)),
+            ("max", (uuid_class, lambda x: x.int(1))),
+            ("sum", (lambda x: x.op("EMPTY_TUPLE"), uuid_class)),  # sum((), start) is start
+            ("min", (lambda x: x.op("EMPTY_LIST").glob("uuid", "UUID").op("APPEND"),)),
+        ):
+            found = scan(class_build(proto, lambda a, n=name, g=args: a.glob("builtins", n).tuple(*g).op("REDUCE")))
+            assert [(f.code, f.detail["name"]) for f in found] == [("pickle.global-mutation", "UUID")], (name, found)
+        # what min gives back without a global among its arguments is a value, as before
+        plain = Asm(proto).glob("builtins", "min").tuple(lambda x: x.int(3), lambda x: x.int(4)).op("REDUCE")
+        assert scan(plain.op("POP").op("NONE").stop()) == []
+
+
 def test_policy_extensions_allow_unknown_names_but_never_beat_the_denylist() -> None:
     exact = ScanPolicy(extra=("somepkg.Thing", "torch.load", "posix.system"))
     assert classify_global("somepkg", "Thing", exact) is None

@@ -33,6 +33,7 @@ from hfa.scan.pickles.values import (
     Global,
     LazyStr,
     ListValue,
+    Passed,
     Run,
     Tracked,
     copy_segment,
@@ -475,7 +476,7 @@ class Simulator(Machine):
         parts = state if isinstance(state, tuple) else (state,)  # (state, slotstate): both become attributes
         if any(isinstance(p, DictValue) and p.setstate for p in parts):
             self.events.hidden_call("BUILD makes __setstate__ an attribute: the next BUILD calls it", at, self.context)
-        if isinstance(inst, Global):
+        if isinstance(inst, (Global, Passed)):
             self._mutation(inst, at, "BUILD")
         elif isinstance(inst, Tracked) and self.mode != "shadow":
             inst.state = state

@@ -19,10 +19,13 @@ from hfa.scan.pickles.values import (
     KEEP_BUDGET,
     KEEP_ITEMS,
     LOST,
+    PASS_THROUGH,
     RECONSTRUCTORS,
     RESULT,
     STACK_CAP,
     Global,
+    ListValue,
+    Passed,
     Run,
     Tracked,
 )
@@ -241,6 +244,8 @@ class Machine:
             kind = "reconstructor"
         elif key in GETATTRS:
             kind = "getattr"
+        elif key in PASS_THROUGH:
+            kind = "pass"
         g = Global(module, name, at, kind)
         self.events.imported(g, opname, self.pickle_index, self.context)
         return g
@@ -272,6 +277,12 @@ class Machine:
                 and args[1].isidentifier()
             ):
                 return self._attribute(func, args[0], args[1], at)
+            if func.kind == "pass" and isinstance(args, tuple):
+                given = [*args, *(x for a in args if isinstance(a, tuple) for x in a)]
+                given += [x for a in args if isinstance(a, ListValue) for x in a.items]
+                glob = next((g for g in given if isinstance(g, Global)), None)
+                if glob is not None:
+                    return Passed(glob)
         return RESULT
 
     def _attribute(self, getter: Global, base: Global, attr: str, at: int) -> Global:
@@ -283,7 +294,7 @@ class Machine:
         return g
 
     def _mutation(self, target: Any, at: int, opname: str) -> None:
-        self.events.mutated(target, at, opname, self.context)
+        self.events.mutated(target.glob if target.__class__ is Passed else target, at, opname, self.context)
 
     # -- runs of no-ops -------------------------------------------------------------------------
 

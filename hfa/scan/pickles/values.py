@@ -39,6 +39,10 @@ RECONSTRUCTORS: frozenset[tuple[str, str]] = frozenset({("copyreg", "_reconstruc
 # getattr: pickle reduces a classmethod (zoneinfo.ZoneInfo._unpickle) to getattr(class, "name"). Called by
 # REDUCE with an imported global and a constant name, it is that attribute, judged as a global of its own.
 GETATTRS: frozenset[tuple[str, str]] = frozenset({("builtins", "getattr"), ("__builtin__", "getattr")})
+# Allowed builtins whose result is one of what they are given (sum: its start, with nothing to add).
+PASS_THROUGH: frozenset[tuple[str, str]] = frozenset(
+    (module, name) for module in ("builtins", "__builtin__") for name in ("min", "max", "sum")
+)
 
 
 class Opaque:
@@ -64,6 +68,17 @@ class BigTuple(Opaque):
         self.count = count
 
 
+class Passed(Opaque):
+    """What ``min``/``max``/``sum`` return when a global is among what they are given: maybe that global (the
+    class itself, ``min((uuid.UUID,))``), so changing it in place counts as changing ``glob``."""
+
+    __slots__ = ("glob",)
+
+    def __init__(self, glob: Global) -> None:
+        super().__init__("result of a call (maybe a global it was given)")
+        self.glob = glob
+
+
 RESULT = Opaque("result of a call")  # the object a REDUCE/NEWOBJ/BUILD/persistent load produced
 BIG = Opaque("large literal")  # bytes, ints, sets and containers too large to keep
 LOST = Opaque("unknown item")  # an item folded away from a very deep stack, or an unknown extension
@@ -80,7 +95,7 @@ class Global:
         self.module = module
         self.name = name
         self.offset = offset
-        self.kind = kind  # "" | "joblib" | "dtype" | "array" | "reconstructor" | "getattr"
+        self.kind = kind  # "" | "joblib" | "dtype" | "array" | "reconstructor" | "getattr" | "pass"
 
     def __repr__(self) -> str:
         return f"<global {self.module}.{self.name}>"
