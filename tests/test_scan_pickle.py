@@ -6,6 +6,8 @@ builtins; tests check verdicts only and never unpickle.
 
 from __future__ import annotations
 
+import argparse
+import collections
 import importlib.abc
 import io
 import pickle
@@ -274,6 +276,125 @@ def test_a_global_passed_through_min_max_or_sum_is_still_that_global() -> None:
         # what min gives back without a global among its arguments is a value, as before
         plain = Asm(proto).glob("builtins", "min").tuple(lambda x: x.int(3), lambda x: x.int(4)).op("REDUCE")
         assert scan(plain.op("POP").op("NONE").stop()) == []
+
+
+def _spend_budget(a: Asm) -> Asm:
+    """Lists of 64 items until the stream's budget of kept items (values.KEEP_BUDGET) is spent."""
+    for _ in range(4200):
+        a.op("MARK").op("NONE")
+        for _ in range(63):
+            a.op("DUP")
+        a.op("LIST").op("POP")
+    return a
+
+
+def test_setstate_set_by_a_computed_key_or_a_dict_a_call_made_is_a_hidden_call() -> None:
+    # The attack pass: "__setstate__" spelled by an allowed call (str(...), _codecs.encode(..., "rot13")), a
+    # state dict made by dict(pairs), OrderedDict(), copyreg._reconstructor, Counter or sum((), d), or a
+    # (state, slotstate) pair built once the budget is spent, passed with no finding at all.
+    def gadget(proto: int, state: Callable[[Asm], object], spend: bool = False) -> bytes:
+        a = Asm(proto).call("argparse", "Namespace")
+        state(_spend_budget(a) if spend else a)
+        return a.op("BUILD").str("payload").op("BUILD").stop()
+
+    f: Callable[[Asm], object] = lambda x: x.call("builtins", "min", lambda y: y.tuple(s("a")))  # noqa: E731
+    key_str: Callable[[Asm], object] = lambda x: x.call("builtins", "str", s("__setstate__"))  # noqa: E731
+    rot13: Callable[[Asm], object] = lambda x: x.call("_codecs", "encode", s("__frgfgngr__"), s("rot13"))  # noqa: E731
+    lit = s("__setstate__")
+    for proto in (2, 4):
+        for state in (
+            lambda a: f(key_str(a.op("EMPTY_DICT"))).op("SETITEM"),
+            lambda a: f(rot13(a.op("EMPTY_DICT"))).op("SETITEM"),
+            lambda a: a.glob("builtins", "dict").op("EMPTY_LIST").tuple(lit, f).op("APPEND").op("TUPLE1").op("REDUCE"),
+            lambda a: f(key_str(a.call("collections", "OrderedDict"))).op("SETITEM"),
+            lambda a: (
+                a.glob("copyreg", "_reconstructor")
+                .glob("collections", "OrderedDict")
+                .glob("builtins", "dict")
+                .op("MARK")
+                .str("__setstate__")
+                .int(1)
+                .op("DICT")
+                .op("TUPLE3")
+                .op("REDUCE")
+            ),
+            lambda a: (
+                a.glob("collections", "Counter")
+                .op("MARK")
+                .str("__setstate__")
+                .int(1)
+                .op("DICT")
+                .op("TUPLE1")
+                .op("NEWOBJ")
+            ),
+            lambda a: (
+                a.glob("builtins", "sum")
+                .op("EMPTY_TUPLE")
+                .op("MARK")
+                .str("__setstate__")
+                .int(1)
+                .op("DICT")
+                .op("TUPLE2")
+                .op("REDUCE")
+            ),
+        ):
+            found = scan(gadget(proto, state))
+            assert codes(found) == {"pickle.hidden-call"} and verdict(found) == "high", found
+        # past the budget of kept items: the pair is not kept, the dict in it still counts
+        pair = lambda a: a.op("NONE").op("MARK").str("__setstate__").int(1).op("DICT").op("TUPLE2")  # noqa: E731
+        computed = lambda a: f(key_str(a.op("EMPTY_DICT"))).op("SETITEM")  # noqa: E731
+        for state in (pair, computed):
+            assert "pickle.hidden-call" in codes(scan(gadget(proto, state, spend=True)))
+        # a state dict an allowed class made, with plain names, is data (numpy's generators: tests/corpus17.py)
+        plain = Asm(proto).call("argparse", "Namespace").call("collections", "OrderedDict").str("a").int(1)
+        assert scan(plain.op("SETITEM").op("BUILD").stop()) == []
+        assert scan(_spend_budget(Asm(proto)).op("NONE").stop()) == []
+
+
+def test_extend_append_or_add_made_attributes_by_build_are_hidden_calls() -> None:
+    # APPEND/APPENDS on an object that is no plain list look up extend (else append) on it, ADDITEMS add: made
+    # instance attributes by a BUILD, they are called with the pickle's values, and no REDUCE shows it.
+    for proto in (2, 4):
+        state = lambda a, k: a.op("EMPTY_DICT").str(k).call("builtins", "min", lambda y: y.tuple(s("a"))).op("SETITEM")  # noqa: E731
+        ns = lambda p=proto: Asm(p).call("argparse", "Namespace")  # noqa: E731
+        for data in (
+            state(ns(), "extend").op("BUILD").op("MARK").str("x").op("APPENDS").stop(),
+            state(ns(), "append").op("BUILD").str("x").op("APPEND").stop(),
+            state(ns(), "add").op("BUILD").op("MARK").str("x").op("ADDITEMS").stop(),
+            # the object fetched again from the memo, or duplicated, and built as (None, slotstate)
+            state(ns().op("BINPUT", 0).op("NONE"), "extend")
+            .op("TUPLE2")
+            .op("BUILD")
+            .op("POP")
+            .op("BINGET", 0)
+            .str("x")
+            .op("APPEND")
+            .stop(),
+            state(ns().op("DUP"), "add").op("BUILD").op("POP").op("MARK").str("x").op("ADDITEMS").stop(),
+        ):
+            found = scan(data)
+            assert codes(found) == {"pickle.hidden-call"} and verdict(found) == "high", found
+        # ordinary attributes of those names, and a deque filled by APPENDS after them, as a pickler writes them
+        objs = [argparse.Namespace(add=1, extend=[2]), collections.deque([1, 2]), argparse.Namespace(append=3)]
+        assert scan(pickle.dumps(objs, protocol=proto)) == []
+
+
+def test_a_global_min_max_or_sum_may_pass_through_unknown_values_is_still_a_global() -> None:
+    # min({uuid.UUID: 1}) is the class (a dict's keys), min((min((uuid.UUID,)),)) too, and min of a frozenset
+    # or of a tuple past the budget is what the scan cannot read: a BUILD on any of them changes maybe a global.
+    uuid: Callable[[Asm], object] = lambda x: x.glob("uuid", "UUID")  # noqa: E731
+    for proto in (2, 4):
+        for spend, arg in (
+            (False, lambda x: uuid(x.op("EMPTY_DICT")).int(1).op("SETITEM")),
+            (False, lambda x: x.glob("builtins", "min").tuple(lambda y: y.tuple(uuid)).op("REDUCE")),
+            (False, lambda x: uuid(x.op("MARK")).op("FROZENSET")),
+            (True, lambda x: x.tuple(uuid)),
+        ):
+            a = Asm(proto)
+            (_spend_budget(a) if spend else a).glob("builtins", "min").tuple(arg).op("REDUCE")
+            a.op("NONE").op("EMPTY_DICT").str("__init__").int(1).op("SETITEM").op("TUPLE2").op("BUILD")
+            found = scan(a.op("POP").op("NONE").stop())
+            assert codes(found) == {"pickle.global-mutation"} and verdict(found) == "high", found
 
 
 def test_policy_extensions_allow_unknown_names_but_never_beat_the_denylist() -> None:

@@ -20,6 +20,7 @@ from hfa.scan.pickles.reader import Reader
 from hfa.scan.pickles.values import (
     BIG,
     BUFFER,
+    HOOKS,
     LOST,
     MAX_MARKS,
     MAX_MEMO,
@@ -28,7 +29,7 @@ from hfa.scan.pickles.values import (
     RESULT,
     SHADOW_WINDOW,
     STACK_CAP,
-    BigTuple,
+    Alias,
     DictValue,
     Global,
     LazyStr,
@@ -36,7 +37,9 @@ from hfa.scan.pickles.values import (
     Passed,
     Run,
     Tracked,
+    computed_key,
     copy_segment,
+    dict_keys,
     dtype_info,
     sets_setstate,
 )
@@ -89,6 +92,8 @@ class Simulator(Machine):
 
     def _op_DUP(self, _: None, at: int) -> None:
         v = self._top(at)
+        if v is RESULT:  # one object, two places: what a BUILD makes of one is the other's too
+            v = self.stack[-1] = Alias()
         self._push(v)
         if v.__class__ is Global and v.kind == "getattr":
             self.events.reused(v, self.context)
@@ -107,6 +112,8 @@ class Simulator(Machine):
     # memo
     def _memo_put(self, key: int, at: int) -> None:
         value = self._top(at)
+        if value is RESULT:
+            value = self.stack[-1] = Alias()
         memo = self.memo
         n = len(memo)
         if key == n:
@@ -267,17 +274,6 @@ class Simulator(Machine):
         items = self._items(popped)
         self._push(self._big_tuple(popped) if items is None else tuple(items))
 
-    def _big_tuple(self, popped: Any) -> BigTuple:
-        """A tuple too long to keep, weighed as an overflowed list is (a wide tuple of fetched tuples is
-        an expansion bomb too)."""
-        return BigTuple(self._true_len(popped) + (extra(list(popped), self.fetched) if self.fetches else 0))
-
-    def _small_tuple(self, items: tuple[Any, ...]) -> Any:
-        if self.kept < len(items):
-            return self._big_tuple(items)
-        self.kept -= len(items)
-        return items
-
     def _op_TUPLE1(self, _: None, at: int) -> None:
         self._push(self._small_tuple((self._pop(at),)))
 
@@ -305,6 +301,7 @@ class Simulator(Machine):
     def _extend(self, target: Any, items: list[Any], at: int, opname: str) -> None:
         if self.mode == "shadow":
             return
+        self._hook(target, at, opname)
         if isinstance(target, ListValue):
             if target.overflow:
                 target.count += len(items) + (extra(items, self.fetched) if self.fetches else 0)
@@ -337,11 +334,14 @@ class Simulator(Machine):
             raise Malformed(f"odd number of items for {opname}", at)
         if self.mode == "shadow":
             return
-        if sets_setstate(items):  # judged at BUILD, or now where the dict is not followed
-            if isinstance(target, DictValue):
-                target.setstate = True
-            elif not isinstance(target, Global):
-                self.events.hidden_call(f"{opname} sets __setstate__ on an object it does not follow", at, self.context)
+        keys = dict_keys(items)  # judged at BUILD, or now where the dict is not followed
+        if isinstance(target, DictValue):
+            target.setstate = target.setstate or sets_setstate(keys) or computed_key(keys)
+            target.hooks = target.hooks or not HOOKS.isdisjoint(keys)
+        elif sets_setstate(keys) and not isinstance(target, Global):
+            self.events.hidden_call(f"{opname} sets __setstate__ on an object it does not follow", at, self.context)
+        elif target is BIG and (computed_key(keys) or not HOOKS.isdisjoint(keys)):
+            self.blind = True  # a dict past the budget with names that matter as attributes (see _build_state)
         if isinstance(target, DictValue):
             if target.overflow:
                 target.count += len(items) + (extra(items, self.fetched) if self.fetches else 0)
@@ -378,6 +378,8 @@ class Simulator(Machine):
 
     def _op_ADDITEMS(self, _: None, at: int) -> None:
         self._pop_mark(at)
+        if self.mode != "shadow":
+            self._hook(self._top(at), at, "ADDITEMS")
         self._mutation(self._top(at), at, "ADDITEMS")
 
     def _op_FROZENSET(self, _: None, at: int) -> None:
@@ -473,9 +475,7 @@ class Simulator(Machine):
     def _op_BUILD(self, _: None, at: int) -> None:
         state = self._pop(at)
         inst = self._top(at)
-        parts = state if isinstance(state, tuple) else (state,)  # (state, slotstate): both become attributes
-        if any(isinstance(p, DictValue) and p.setstate for p in parts):
-            self.events.hidden_call("BUILD makes __setstate__ an attribute: the next BUILD calls it", at, self.context)
+        self._build_state(state, at)
         if isinstance(inst, (Global, Passed)):
             self._mutation(inst, at, "BUILD")
         elif isinstance(inst, Tracked) and self.mode != "shadow":

@@ -14,7 +14,7 @@ from __future__ import annotations
 from hfa.scan.denylist import classify_global
 from hfa.scan.model import Finding, ScanPolicy, Severity
 from hfa.scan.pickles.events import SHADOW, Observer
-from hfa.scan.pickles.values import Global, describe
+from hfa.scan.pickles.values import Global, Passed, describe
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
@@ -140,6 +140,14 @@ class Judge(Observer):
                 f"{opcode} modifies the imported global {target.module}.{target.name} in place",
                 module=target.module,
                 name=target.name,
+                offset=at,
+                opcode=opcode,
+            )
+        elif target.__class__ is Passed and context != SHADOW:
+            self.issue(
+                Severity.HIGH,
+                "pickle.global-mutation",
+                f"{opcode} modifies in place what min/max/sum returned: maybe a global among what they were given",
                 offset=at,
                 opcode=opcode,
             )

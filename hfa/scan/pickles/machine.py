@@ -10,20 +10,29 @@ from hfa.scan.denylist import importable
 from hfa.scan.limits import Work
 from hfa.scan.pickles.errors import Enough, Malformed, TooCostly, Truncated
 from hfa.scan.pickles.events import MAIN, SHADOW, Observer
+from hfa.scan.pickles.expansion import extra
 from hfa.scan.pickles.nested import MAX_VALUES as MAX_NESTED_VALUES
 from hfa.scan.pickles.values import (
     ARRAY_CLASSES,
+    BIG,
     DTYPE_CLASSES,
     GETATTRS,
+    HOOKED,
+    HOOKS,
     JOBLIB_WRAPPERS,
     KEEP_BUDGET,
     KEEP_ITEMS,
     LOST,
+    MAPPINGS,
     PASS_THROUGH,
     RECONSTRUCTORS,
     RESULT,
     STACK_CAP,
+    Alias,
+    BigTuple,
+    DictValue,
     Global,
+    LazyStr,
     ListValue,
     Passed,
     Run,
@@ -96,6 +105,7 @@ class Machine:
         self.memo: list[Any] = []  # keys 0..n-1, as picklers write them
         self.memo_far: dict[int, Any] = {}  # any other key (always >= len(memo))
         self.kept = KEEP_BUDGET
+        self.blind = False  # a dict past the budget set a computed key or one of those names
         self.proto = 0
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -110,6 +120,7 @@ class Machine:
         self.r.frame_end = None  # an Unpickler of its own: no frame yet
         self.fetches = self.expanded = 0
         self.fetched = {}
+        self.blind = False
         self.ops_in_pickle = 0
         table = self.TABLE
         r = self.r
@@ -246,6 +257,8 @@ class Machine:
             kind = "getattr"
         elif key in PASS_THROUGH:
             kind = "pass"
+        elif key in MAPPINGS:
+            kind = "mapping"
         g = Global(module, name, at, kind)
         self.events.imported(g, opname, self.pickle_index, self.context)
         return g
@@ -277,13 +290,90 @@ class Machine:
                 and args[1].isidentifier()
             ):
                 return self._attribute(func, args[0], args[1], at)
-            if func.kind == "pass" and isinstance(args, tuple):
-                given = [*args, *(x for a in args if isinstance(a, tuple) for x in a)]
-                given += [x for a in args if isinstance(a, ListValue) for x in a.items]
-                glob = next((g for g in given if isinstance(g, Global)), None)
-                if glob is not None:
-                    return Passed(glob)
+            if func.kind == "pass":
+                return passed(args)
+            if func.kind == "mapping":
+                return self._mapping(args)
+            if (
+                func.kind == "reconstructor"
+                and isinstance(args, tuple)
+                and len(args) == 3
+                and any(isinstance(a, Global) and a.kind == "mapping" for a in args[:2])
+            ):
+                return self._mapping(args[2:])  # base.__new__(cls, state), then base.__init__(obj, state)
         return RESULT
+
+    def _mapping(self, args: Any) -> Any:
+        """A dict (OrderedDict, Counter...) a call made, followed as DICT's are: empty, or of unknown pairs with
+        the keys of what it copies (dict(pairs), Counter(d)), a key it cannot read counting as __setstate__."""
+        if args == ():
+            return DictValue() if self.kept else BIG
+        d = DictValue()
+        d.overflow = True
+        for a in args if args.__class__ is tuple else (args,):
+            if a is None or a.__class__ is Global:  # defaultdict's factory
+                continue
+            if a.__class__ is DictValue:
+                d.setstate, d.hooks = d.setstate or a.setstate, d.hooks or a.hooks
+                continue
+            pairs = a.items if a.__class__ is ListValue and not a.overflow else a if a.__class__ is tuple else None
+            if pairs is None or not all(p.__class__ is tuple and len(p) == 2 for p in pairs):
+                d.setstate = d.hooks = True  # pairs the scan does not hold
+                continue
+            keys = [p[0] for p in pairs]
+            d.setstate = d.setstate or "__setstate__" in keys or any(k.__class__ is not str for k in keys)
+            d.hooks = d.hooks or not HOOKS.isdisjoint(keys)
+        if not self.kept:
+            self.blind = self.blind or d.setstate or d.hooks
+            return BIG
+        return d
+
+    def _unread_state(self, p: Any) -> bool:
+        """As BUILD state (without a __setstate__ of the object's own), may ``p`` set attributes the unpickler
+        calls? A dict setting __setstate__, a computed name or a hook, one a call made, or one past the budget."""
+        if p.__class__ is DictValue:
+            return p.setstate or p.hooks
+        return p.__class__ is Passed or (p is BIG and self.blind)
+
+    def _hook(self, target: Any, at: int, opname: str) -> None:
+        """APPEND(S)/ADDITEMS on an object a BUILD gave an attribute named ``extend``, ``append`` or ``add``: the
+        unpickler looks those up on the object (no plain list or set) and calls them."""
+        if target is HOOKED or (target.__class__ is Alias and target.hooks):
+            self.events.hidden_call(f"{opname} calls an extend/append/add attribute a BUILD set", at, self.context)
+
+    def _build_state(self, state: Any, at: int) -> None:
+        """What BUILD's state makes attributes of the object (without a __setstate__ of its own): the dict, and
+        the slot state of a (state, slotstate) pair (set with setattr)."""
+        parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
+        for p in parts:
+            if p.__class__ is DictValue:
+                if p.setstate:
+                    why = "BUILD makes __setstate__ (or a computed name) an attribute: the next BUILD calls it"
+                    self.events.hidden_call(why, at, self.context)
+                inst = self.stack[-1]
+                if p.hooks and self.mode != "shadow" and inst is RESULT:
+                    self.stack[-1] = HOOKED
+                elif p.hooks and self.mode != "shadow" and inst.__class__ is Alias:
+                    inst.hooks = True
+            elif (p.__class__ is BigTuple and len(parts) == 1 and p.risky) or self._unread_state(p):
+                # dict(...), OrderedDict(...), or a dict or pair past the budget: names the scan cannot read
+                why = (
+                    "BUILD with a state a call made: it may make __setstate__ an attribute, which the next BUILD calls"
+                )
+                self.events.hidden_call(why, at, self.context)
+
+    def _big_tuple(self, popped: Any) -> BigTuple:
+        """A tuple too long to keep, weighed as an overflowed list is (a wide tuple of fetched tuples is
+        an expansion bomb too)."""
+        n = self._true_len(popped)
+        risky = n == 2 and any(self._unread_state(p) for p in popped)  # (state, slotstate) that BUILD cannot read
+        return BigTuple(n + (extra(list(popped), self.fetched) if self.fetches else 0), risky)
+
+    def _small_tuple(self, items: tuple[Any, ...]) -> Any:
+        if self.kept < len(items):
+            return self._big_tuple(items)
+        self.kept -= len(items)
+        return items
 
     def _attribute(self, getter: Global, base: Global, attr: str, at: int) -> Global:
         """``getattr(base, attr)``: the attribute, judged as the global ``module.Base.attr`` (which a
@@ -294,7 +384,8 @@ class Machine:
         return g
 
     def _mutation(self, target: Any, at: int, opname: str) -> None:
-        self.events.mutated(target.glob if target.__class__ is Passed else target, at, opname, self.context)
+        glob = target.glob if target.__class__ is Passed else None
+        self.events.mutated(target if glob is None else glob, at, opname, self.context)
 
     # -- runs of no-ops -------------------------------------------------------------------------
 
@@ -329,3 +420,28 @@ class Machine:
         if work.ops_left < 0 and not self.budget:
             work.exhausted = True
             raise TooCostly("more opcodes than the scan's budget (an opcode bomb?)", r.base + end)
+
+
+def passed(args: Any) -> Any:
+    """What min/max/sum leave: Passed(a global among what they are given, looked for inside tuples, lists and a
+    dict's keys), Passed(None) if some of it is unknown (a set, a call's result, a container past the budget),
+    else RESULT."""
+    todo, unknown, seen = [args], False, 0
+    while todo and seen < 4096:
+        v = todo.pop()
+        seen += 1
+        cls = v.__class__
+        if cls is Global:
+            return Passed(v)
+        if cls is Passed:
+            if v.glob is not None:
+                return Passed(v.glob)
+            unknown = True
+        elif cls is tuple:
+            todo.extend(v)
+        elif cls is ListValue or cls is DictValue:
+            unknown = unknown or v.overflow or cls is DictValue  # sum((), d) is d: its keys become attributes
+            todo.extend(v.items if cls is ListValue else [k for k, _ in v.pairs])
+        elif cls not in (str, bytes, int, float, bool, type(None), LazyStr):
+            unknown = True
+    return Passed(None) if unknown or todo else RESULT

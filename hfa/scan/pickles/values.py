@@ -40,6 +40,12 @@ RECONSTRUCTORS: frozenset[tuple[str, str]] = frozenset({("copyreg", "_reconstruc
 # REDUCE with an imported global and a constant name, it is that attribute, judged as a global of its own.
 GETATTRS: frozenset[tuple[str, str]] = frozenset({("builtins", "getattr"), ("__builtin__", "getattr")})
 # Allowed builtins whose result is one of what they are given (sum: its start, with nothing to add).
+# Allowed classes that make a mapping BUILD accepts as state (_pickle.c: dict and its subclasses; the pure-Python
+# unpickler joblib uses: anything with items()): their result is followed as a dict whose keys may be unknown.
+MAPPINGS: frozenset[tuple[str, str]] = frozenset(
+    {("builtins", "dict"), ("__builtin__", "dict")}
+    | {("collections", n) for n in ("OrderedDict", "defaultdict", "Counter", "UserDict", "ChainMap")}
+)
 PASS_THROUGH: frozenset[tuple[str, str]] = frozenset(
     (module, name) for module in ("builtins", "__builtin__") for name in ("min", "max", "sum")
 )
@@ -59,27 +65,44 @@ class Opaque:
 
 class BigTuple(Opaque):
     """A tuple too long to keep: the elements it stands for (for :mod:`hfa.scan.pickles.expansion`),
-    its items' own expansion included for those fetched from the memo or by DUP."""
+    its items' own expansion included for those fetched from the memo or by DUP; ``risky``: a pair (made
+    once the stream's budget is spent) that, as BUILD state, may set attributes the unpickler calls."""
 
-    __slots__ = ("count",)
+    __slots__ = ("count", "risky")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, risky: bool = False) -> None:
         super().__init__("large literal")
         self.count = count
+        self.risky = risky
 
 
 class Passed(Opaque):
     """What ``min``/``max``/``sum`` return when a global is among what they are given: maybe that global (the
-    class itself, ``min((uuid.UUID,))``), so changing it in place counts as changing ``glob``."""
+    class itself, ``min((uuid.UUID,))``), so changing it in place counts as changing ``glob``; None when what
+    they are given is not all known (a set, a dict's keys, a call's result): maybe any global."""
 
     __slots__ = ("glob",)
 
-    def __init__(self, glob: Global) -> None:
+    def __init__(self, glob: Global | None) -> None:
         super().__init__("result of a call (maybe a global it was given)")
         self.glob = glob
 
 
 RESULT = Opaque("result of a call")  # the object a REDUCE/NEWOBJ/BUILD/persistent load produced
+# A result given an extend/append/add attribute by BUILD: what APPEND(S)/ADDITEMS on it run is that attribute.
+HOOKED = Opaque("result of a call (with an extend, append or add attribute)")
+
+
+class Alias(Opaque):
+    """A call's result memoized or duplicated: one object, wherever its copies are (``hooks``: see HOOKED)."""
+
+    __slots__ = ("hooks",)
+
+    def __init__(self) -> None:
+        super().__init__("result of a call")
+        self.hooks = False
+
+
 BIG = Opaque("large literal")  # bytes, ints, sets and containers too large to keep
 LOST = Opaque("unknown item")  # an item folded away from a very deep stack, or an unknown extension
 BUFFER = Opaque("out-of-band buffer")
@@ -95,7 +118,7 @@ class Global:
         self.module = module
         self.name = name
         self.offset = offset
-        self.kind = kind  # "" | "joblib" | "dtype" | "array" | "reconstructor" | "getattr" | "pass"
+        self.kind = kind  # "" | "joblib" | "dtype" | "array" | "reconstructor" | "getattr" | "pass" | "mapping"
 
     def __repr__(self) -> str:
         return f"<global {self.module}.{self.name}>"
@@ -128,22 +151,43 @@ class ListValue:
 class DictValue:
     """A dict the pickle builds: its pairs while few enough to keep, else ``overflow``."""
 
-    __slots__ = ("count", "overflow", "pairs", "setstate")
+    __slots__ = ("count", "hooks", "overflow", "pairs", "setstate")
     LABEL = "dict"
 
     def __init__(self) -> None:
         self.pairs: list[tuple[Any, Any]] = []
         self.overflow = False
         self.count = 0  # keys and values not kept, once overflowed
-        self.setstate = False  # a key "__setstate__" was set (kept or not): see sets_setstate
+        self.setstate = False  # a key "__setstate__" (or a computed key) was set, kept or not: see sets_setstate
+        self.hooks = False  # a key "extend", "append" or "add" was set: see HOOKS
 
 
-def sets_setstate(items: list[Any]) -> bool:
-    """Whether these DICT/SETITEM(S) items set the key ``__setstate__``. As BUILD state it becomes an attribute of
-    the object, and the next BUILD on the object calls it (the unpickler looks it up on the instance): a call the
-    pickle never makes by REDUCE. Every key is looked at, kept or not (a folded run shifts the pairs: every item)."""
-    keys = items if items and items[0].__class__ is Run else items[::2]
+# Attributes the unpickler looks up on the object APPEND/APPENDS (extend, else append) and ADDITEMS (add) fill
+# when it is no plain list or set: made instance attributes by a BUILD, APPEND(S)/ADDITEMS after it call them.
+HOOKS = frozenset({"extend", "append", "add"})
+
+
+def dict_keys(items: list[Any]) -> list[Any]:
+    """The keys DICT/SETITEM(S) items set: every one, kept or not (a folded run shifts the pairs: every item)."""
+    return items if items and items[0].__class__ is Run else items[::2]
+
+
+def sets_setstate(keys: list[Any]) -> bool:
+    """Whether these keys hold ``__setstate__``. As BUILD state it becomes an attribute of the object, and the next
+    BUILD on the object calls it (the unpickler looks it up on the instance): a call the pickle never makes by
+    REDUCE."""
     return "__setstate__" in keys
+
+
+def computed_key(keys: list[Any]) -> bool:
+    """Whether a key is a value a call made (``str("__setstate__")``, ``_codecs.encode(..., "rot13")``) or one the
+    scan lost: as an attribute name it may be ``__setstate__`` or a hook (:data:`HOOKS`) too."""
+    return (
+        RESULT in keys
+        or HOOKED in keys
+        or LOST in keys
+        or any(k.__class__ is Passed or k.__class__ is Tracked or k.__class__ is Alias for k in keys)
+    )
 
 
 class LazyStr:
