@@ -351,9 +351,10 @@ def test_setstate_set_by_a_computed_key_or_a_dict_a_call_made_is_a_hidden_call()
         assert scan(_spend_budget(Asm(proto)).op("NONE").stop()) == []
 
 
-def test_extend_append_or_add_made_attributes_by_build_are_hidden_calls() -> None:
+def test_append_or_additems_after_a_build_on_the_object_is_a_hidden_call() -> None:
     # APPEND/APPENDS on an object that is no plain list look up extend (else append) on it, ADDITEMS add: made
-    # instance attributes by a BUILD, they are called with the pickle's values, and no REDUCE shows it.
+    # instance attributes by a BUILD, they are called with the pickle's values, and no REDUCE shows it; a method
+    # can reach them too (UserList.extend is self.data.extend). A pickler fills an object before its BUILD.
     for proto in (2, 4):
         state = lambda a, k: a.op("EMPTY_DICT").str(k).call("builtins", "min", lambda y: y.tuple(s("a"))).op("SETITEM")  # noqa: E731
         ns = lambda p=proto: Asm(p).call("argparse", "Namespace")  # noqa: E731
@@ -371,6 +372,17 @@ def test_extend_append_or_add_made_attributes_by_build_are_hidden_calls() -> Non
             .op("APPEND")
             .stop(),
             state(ns().op("DUP"), "add").op("BUILD").op("POP").op("MARK").str("x").op("ADDITEMS").stop(),
+            state(
+                Asm(proto).call("collections", "UserList").op("EMPTY_DICT").str("data").call("argparse", "Namespace"),
+                "extend",
+            )
+            .op("BUILD")
+            .op("SETITEM")
+            .op("BUILD")
+            .op("MARK")
+            .str("x")
+            .op("APPENDS")
+            .stop(),
         ):
             found = scan(data)
             assert codes(found) == {"pickle.hidden-call"} and verdict(found) == "high", found

@@ -20,7 +20,6 @@ from hfa.scan.pickles.reader import Reader
 from hfa.scan.pickles.values import (
     BIG,
     BUFFER,
-    HOOKS,
     LOST,
     MAX_MARKS,
     MAX_MEMO,
@@ -337,11 +336,10 @@ class Simulator(Machine):
         keys = dict_keys(items)  # judged at BUILD, or now where the dict is not followed
         if isinstance(target, DictValue):
             target.setstate = target.setstate or sets_setstate(keys) or computed_key(keys)
-            target.hooks = target.hooks or not HOOKS.isdisjoint(keys)
         elif sets_setstate(keys) and not isinstance(target, Global):
             self.events.hidden_call(f"{opname} sets __setstate__ on an object it does not follow", at, self.context)
-        elif target is BIG and (computed_key(keys) or not HOOKS.isdisjoint(keys)):
-            self.blind = True  # a dict past the budget with names that matter as attributes (see _build_state)
+        elif target is BIG and computed_key(keys):
+            self.blind = True  # a dict past the budget with a name the scan cannot read (see _build_state)
         if isinstance(target, DictValue):
             if target.overflow:
                 target.count += len(items) + (extra(items, self.fetched) if self.fetches else 0)

@@ -15,10 +15,9 @@ from hfa.scan.pickles.nested import MAX_VALUES as MAX_NESTED_VALUES
 from hfa.scan.pickles.values import (
     ARRAY_CLASSES,
     BIG,
+    BUILT,
     DTYPE_CLASSES,
     GETATTRS,
-    HOOKED,
-    HOOKS,
     JOBLIB_WRAPPERS,
     KEEP_BUDGET,
     KEEP_ITEMS,
@@ -314,47 +313,48 @@ class Machine:
             if a is None or a.__class__ is Global:  # defaultdict's factory
                 continue
             if a.__class__ is DictValue:
-                d.setstate, d.hooks = d.setstate or a.setstate, d.hooks or a.hooks
+                d.setstate = d.setstate or a.setstate
                 continue
             pairs = a.items if a.__class__ is ListValue and not a.overflow else a if a.__class__ is tuple else None
             if pairs is None or not all(p.__class__ is tuple and len(p) == 2 for p in pairs):
-                d.setstate = d.hooks = True  # pairs the scan does not hold
+                d.setstate = True  # pairs the scan does not hold
                 continue
             keys = [p[0] for p in pairs]
             d.setstate = d.setstate or "__setstate__" in keys or any(k.__class__ is not str for k in keys)
-            d.hooks = d.hooks or not HOOKS.isdisjoint(keys)
         if not self.kept:
-            self.blind = self.blind or d.setstate or d.hooks
+            self.blind = self.blind or d.setstate
             return BIG
         return d
 
     def _unread_state(self, p: Any) -> bool:
         """As BUILD state (without a __setstate__ of the object's own), may ``p`` set attributes the unpickler
-        calls? A dict setting __setstate__, a computed name or a hook, one a call made, or one past the budget."""
+        calls? A dict setting __setstate__ or a computed name, one min/max/sum gave back, or one past the budget."""
         if p.__class__ is DictValue:
-            return p.setstate or p.hooks
+            return p.setstate
         return p.__class__ is Passed or (p is BIG and self.blind)
 
     def _hook(self, target: Any, at: int, opname: str) -> None:
-        """APPEND(S)/ADDITEMS on an object a BUILD gave an attribute named ``extend``, ``append`` or ``add``: the
-        unpickler looks those up on the object (no plain list or set) and calls them."""
-        if target is HOOKED or (target.__class__ is Alias and target.hooks):
-            self.events.hidden_call(f"{opname} calls an extend/append/add attribute a BUILD set", at, self.context)
+        """APPEND(S)/ADDITEMS on a call's result after a BUILD on it: the unpickler calls the object's extend, append
+        or add, which the BUILD may have made attributes (or reached: UserList.extend is self.data.extend). A pickler
+        fills an object (listitems, then dictitems) before its BUILD, never after."""
+        if target is BUILT or (target.__class__ is Alias and target.built):
+            why = f"{opname} on an object after its BUILD calls its extend/append/add, which the BUILD may have set"
+            self.events.hidden_call(why, at, self.context)
 
     def _build_state(self, state: Any, at: int) -> None:
         """What BUILD's state makes attributes of the object (without a __setstate__ of its own): the dict, and
         the slot state of a (state, slotstate) pair (set with setattr)."""
+        inst = self.stack[-1]
+        if inst is RESULT and self.mode != "shadow":
+            self.stack[-1] = BUILT
+        elif inst.__class__ is Alias and self.mode != "shadow":
+            inst.built = True
         parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
         for p in parts:
             if p.__class__ is DictValue:
                 if p.setstate:
                     why = "BUILD makes __setstate__ (or a computed name) an attribute: the next BUILD calls it"
                     self.events.hidden_call(why, at, self.context)
-                inst = self.stack[-1]
-                if p.hooks and self.mode != "shadow" and inst is RESULT:
-                    self.stack[-1] = HOOKED
-                elif p.hooks and self.mode != "shadow" and inst.__class__ is Alias:
-                    inst.hooks = True
             elif (p.__class__ is BigTuple and len(parts) == 1 and p.risky) or self._unread_state(p):
                 # dict(...), OrderedDict(...), or a dict or pair past the budget: names the scan cannot read
                 why = (

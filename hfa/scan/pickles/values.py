@@ -89,18 +89,19 @@ class Passed(Opaque):
 
 
 RESULT = Opaque("result of a call")  # the object a REDUCE/NEWOBJ/BUILD/persistent load produced
-# A result given an extend/append/add attribute by BUILD: what APPEND(S)/ADDITEMS on it run is that attribute.
-HOOKED = Opaque("result of a call (with an extend, append or add attribute)")
+# A result BUILD gave its state: what APPEND(S)/ADDITEMS on it run (extend, append, add) may be attributes the
+# state set, or methods reaching them (UserList.extend is self.data.extend). A pickler fills an object before it.
+BUILT = Opaque("result of a call (built)")
 
 
 class Alias(Opaque):
-    """A call's result memoized or duplicated: one object, wherever its copies are (``hooks``: see HOOKED)."""
+    """A call's result memoized or duplicated: one object, wherever its copies are (``built``: see BUILT)."""
 
-    __slots__ = ("hooks",)
+    __slots__ = ("built",)
 
     def __init__(self) -> None:
         super().__init__("result of a call")
-        self.hooks = False
+        self.built = False
 
 
 BIG = Opaque("large literal")  # bytes, ints, sets and containers too large to keep
@@ -151,7 +152,7 @@ class ListValue:
 class DictValue:
     """A dict the pickle builds: its pairs while few enough to keep, else ``overflow``."""
 
-    __slots__ = ("count", "hooks", "overflow", "pairs", "setstate")
+    __slots__ = ("count", "overflow", "pairs", "setstate")
     LABEL = "dict"
 
     def __init__(self) -> None:
@@ -159,12 +160,6 @@ class DictValue:
         self.overflow = False
         self.count = 0  # keys and values not kept, once overflowed
         self.setstate = False  # a key "__setstate__" (or a computed key) was set, kept or not: see sets_setstate
-        self.hooks = False  # a key "extend", "append" or "add" was set: see HOOKS
-
-
-# Attributes the unpickler looks up on the object APPEND/APPENDS (extend, else append) and ADDITEMS (add) fill
-# when it is no plain list or set: made instance attributes by a BUILD, APPEND(S)/ADDITEMS after it call them.
-HOOKS = frozenset({"extend", "append", "add"})
 
 
 def dict_keys(items: list[Any]) -> list[Any]:
@@ -181,10 +176,10 @@ def sets_setstate(keys: list[Any]) -> bool:
 
 def computed_key(keys: list[Any]) -> bool:
     """Whether a key is a value a call made (``str("__setstate__")``, ``_codecs.encode(..., "rot13")``) or one the
-    scan lost: as an attribute name it may be ``__setstate__`` or a hook (:data:`HOOKS`) too."""
+    scan lost: as an attribute name it may be ``__setstate__`` too."""
     return (
         RESULT in keys
-        or HOOKED in keys
+        or BUILT in keys
         or LOST in keys
         or any(k.__class__ is Passed or k.__class__ is Tracked or k.__class__ is Alias for k in keys)
     )
