@@ -15,6 +15,7 @@ import pickletools
 import struct
 import sys
 import tracemalloc
+import types
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -349,6 +350,25 @@ def test_setstate_set_by_a_computed_key_or_a_dict_a_call_made_is_a_hidden_call()
         plain = Asm(proto).call("argparse", "Namespace").call("collections", "OrderedDict").str("a").int(1)
         assert scan(plain.op("SETITEM").op("BUILD").stop()) == []
         assert scan(_spend_budget(Asm(proto)).op("NONE").stop()) == []
+
+
+def test_simple_namespace_given_setstate_as_a_positional_mapping_is_a_hidden_call() -> None:
+    # Python 3.13+: SimpleNamespace(mapping or pairs) makes the keys attributes (Objects/namespaceobject.c), so
+    # SimpleNamespace({"__setstate__": f}) and a BUILD call f(state) with no BUILD state naming the key.
+    for proto in (2, 4):
+        for arg in (
+            lambda x: x.op("EMPTY_DICT").str("__setstate__").int(1).op("SETITEM"),
+            lambda x: (
+                x.op("EMPTY_LIST")
+                .tuple(lambda y: y.call("builtins", "str", s("__setstate__")), lambda y: y.int(1))
+                .op("APPEND")
+            ),
+        ):
+            found = scan(Asm(proto).call("types", "SimpleNamespace", arg).str("p").op("BUILD").stop())
+            assert codes(found) == {"pickle.hidden-call"} and verdict(found) == "high", found
+        plain = Asm(proto).call("types", "SimpleNamespace", lambda x: x.op("EMPTY_DICT").str("a").int(1).op("SETITEM"))
+        assert scan(plain.stop()) == []
+        assert scan(pickle.dumps(types.SimpleNamespace(a=1, setstate=2), protocol=proto)) == []
 
 
 def test_append_or_additems_after_a_build_on_the_object_is_a_hidden_call() -> None:

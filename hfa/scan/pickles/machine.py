@@ -23,6 +23,7 @@ from hfa.scan.pickles.values import (
     KEEP_ITEMS,
     LOST,
     MAPPINGS,
+    NAMESPACES,
     PASS_THROUGH,
     RECONSTRUCTORS,
     RESULT,
@@ -258,6 +259,8 @@ class Machine:
             kind = "pass"
         elif key in MAPPINGS:
             kind = "mapping"
+        elif key in NAMESPACES:
+            kind = "namespace"
         g = Global(module, name, at, kind)
         self.events.imported(g, opname, self.pickle_index, self.context)
         return g
@@ -293,6 +296,10 @@ class Machine:
                 return passed(args)
             if func.kind == "mapping":
                 return self._mapping(args)
+            if func.kind == "namespace" and args != () and copies_setstate(args):
+                # Python 3.13+: SimpleNamespace(mapping or pairs) makes its keys attributes
+                why = f"{opname} makes __setstate__ (or a computed name) an attribute: the next BUILD calls it"
+                self.events.hidden_call(why, at, self.context)
             if (
                 func.kind == "reconstructor"
                 and isinstance(args, tuple)
@@ -309,18 +316,7 @@ class Machine:
             return DictValue() if self.kept else BIG
         d = DictValue()
         d.overflow = True
-        for a in args if args.__class__ is tuple else (args,):
-            if a is None or a.__class__ is Global:  # defaultdict's factory
-                continue
-            if a.__class__ is DictValue:
-                d.setstate = d.setstate or a.setstate
-                continue
-            pairs = a.items if a.__class__ is ListValue and not a.overflow else a if a.__class__ is tuple else None
-            if pairs is None or not all(p.__class__ is tuple and len(p) == 2 for p in pairs):
-                d.setstate = True  # pairs the scan does not hold
-                continue
-            keys = [p[0] for p in pairs]
-            d.setstate = d.setstate or "__setstate__" in keys or any(k.__class__ is not str for k in keys)
+        d.setstate = copies_setstate(args)
         if not self.kept:
             self.blind = self.blind or d.setstate
             return BIG
@@ -420,6 +416,25 @@ class Machine:
         if work.ops_left < 0 and not self.budget:
             work.exhausted = True
             raise TooCostly("more opcodes than the scan's budget (an opcode bomb?)", r.base + end)
+
+
+def copies_setstate(args: Any) -> bool:
+    """Whether a dict made from ``args`` as dict(...) makes it (a mapping, or pairs) may hold the key __setstate__:
+    it does, or a key (or the whole) is not something the scan reads."""
+    for a in args if args.__class__ is tuple else (args,):
+        if a is None or a.__class__ is Global:  # defaultdict's factory
+            continue
+        if a.__class__ is DictValue:
+            if a.setstate:
+                return True
+            continue
+        pairs = a.items if a.__class__ is ListValue and not a.overflow else a if a.__class__ is tuple else None
+        if pairs is None or not all(p.__class__ is tuple and len(p) == 2 for p in pairs):
+            return True  # pairs the scan does not hold
+        keys = [p[0] for p in pairs]
+        if "__setstate__" in keys or any(k.__class__ is not str for k in keys):
+            return True
+    return False
 
 
 def passed(args: Any) -> Any:

@@ -46,6 +46,7 @@ MAPPINGS: frozenset[tuple[str, str]] = frozenset(
     {("builtins", "dict"), ("__builtin__", "dict")}
     | {("collections", n) for n in ("OrderedDict", "defaultdict", "Counter", "UserDict", "ChainMap")}
 )
+NAMESPACES: frozenset[tuple[str, str]] = frozenset({("types", "SimpleNamespace")})  # 3.13+: a positional mapping
 PASS_THROUGH: frozenset[tuple[str, str]] = frozenset(
     (module, name) for module in ("builtins", "__builtin__") for name in ("min", "max", "sum")
 )
@@ -119,7 +120,9 @@ class Global:
         self.module = module
         self.name = name
         self.offset = offset
-        self.kind = kind  # "" | "joblib" | "dtype" | "array" | "reconstructor" | "getattr" | "pass" | "mapping"
+        self.kind = (
+            kind  # "" | "joblib" | "dtype" | "array" | "reconstructor" | "getattr" | "pass" | "mapping" | "namespace"
+        )
 
     def __repr__(self) -> str:
         return f"<global {self.module}.{self.name}>"
