@@ -366,6 +366,11 @@ def test_simple_namespace_given_setstate_as_a_positional_mapping_is_a_hidden_cal
         ):
             found = scan(Asm(proto).call("types", "SimpleNamespace", arg).str("p").op("BUILD").stop())
             assert codes(found) == {"pickle.hidden-call"} and verdict(found) == "high", found
+        # ... and copyreg._reconstructor(cls, SimpleNamespace, state) calls SimpleNamespace.__init__(obj, state)
+        ns = lambda x: x.glob("types", "SimpleNamespace")  # noqa: E731
+        state = lambda x: x.op("EMPTY_DICT").str("__setstate__").int(1).op("SETITEM")  # noqa: E731
+        found = scan(Asm(proto).call("copyreg", "_reconstructor", ns, ns, state).str("p").op("BUILD").stop())
+        assert codes(found) == {"pickle.hidden-call"}, found
         plain = Asm(proto).call("types", "SimpleNamespace", lambda x: x.op("EMPTY_DICT").str("a").int(1).op("SETITEM"))
         assert scan(plain.stop()) == []
         assert scan(pickle.dumps(types.SimpleNamespace(a=1, setstate=2), protocol=proto)) == []

@@ -296,6 +296,12 @@ class Machine:
                 return passed(args)
             if func.kind == "mapping":
                 return self._mapping(args)
+            if func.kind == "reconstructor" and isinstance(args, tuple) and len(args) == 3:
+                base = args[1]  # base.__init__(obj, state): SimpleNamespace's too
+                if isinstance(base, Global) and base.kind == "namespace" and copies_setstate(args[2:]):
+                    self.events.hidden_call(
+                        f"{opname} makes __setstate__ an attribute: BUILD calls it", at, self.context
+                    )
             if func.kind == "namespace" and args != () and copies_setstate(args):
                 # Python 3.13+: SimpleNamespace(mapping or pairs) makes its keys attributes
                 why = f"{opname} makes __setstate__ (or a computed name) an attribute: the next BUILD calls it"
