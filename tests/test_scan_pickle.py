@@ -434,6 +434,17 @@ def test_a_global_min_max_or_sum_may_pass_through_unknown_values_is_still_a_glob
             assert codes(found) == {"pickle.global-mutation"} and verdict(found) == "high", found
 
 
+def test_a_memoized_or_duplicated_call_result_as_stack_global_operand_is_still_computed() -> None:
+    # A call's result memoized (as protocol 4 always does) or duplicated is one object wherever it is (an Alias,
+    # for the BUILD rules): as STACK_GLOBAL's module it is still a name computed at load time, critical.
+    for tail in (("MEMOIZE",), ("DUP", "POP"), ("BINPUT", "POP", "BINGET")):
+        a = Asm(4).call("builtins", "str", s("os"))
+        for op in tail:
+            a.op(op, 0) if op in ("BINPUT", "BINGET") else a.op(op)
+        found = scan(a.str("system").op("STACK_GLOBAL").tuple(s("id")).op("REDUCE").stop())
+        assert "pickle.computed-import" in codes(found) and verdict(found) == "critical", (tail, found)
+
+
 def test_policy_extensions_allow_unknown_names_but_never_beat_the_denylist() -> None:
     exact = ScanPolicy(extra=("somepkg.Thing", "torch.load", "posix.system"))
     assert classify_global("somepkg", "Thing", exact) is None

@@ -11,7 +11,19 @@ import struct
 import sys
 
 from hfa.scan.pickles.errors import ComputedImport, Malformed
-from hfa.scan.pickles.values import BIG, HEAD, KEEP_BYTES, KEEP_STR, LOST, MAX_OPERAND, RESULT, LazyStr, describe
+from hfa.scan.pickles.values import (
+    BIG,
+    BUILT,
+    HEAD,
+    KEEP_BYTES,
+    KEEP_STR,
+    LOST,
+    MAX_OPERAND,
+    RESULT,
+    Alias,
+    LazyStr,
+    describe,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see hfa.scan.model)
 if TYPE_CHECKING:
@@ -230,6 +242,7 @@ def materialise(r: Reader, v: Any, at: int) -> str:
         if v.kind == "string":
             return _decode_string(data, at)
         return data.decode("raw-unicode-escape", "replace")
-    if v is RESULT or v is LOST:  # computed at load time: CPython imports whatever it turns out to be
+    if v is RESULT or v is LOST or v is BUILT or v.__class__ is Alias:  # computed at load time: CPython imports
+        # whatever it turns out to be (a memoized or duplicated call's result is an Alias, a built one BUILT)
         raise ComputedImport(f"STACK_GLOBAL imports a name computed at load time ({describe(v)})", at)
     raise Malformed(f"STACK_GLOBAL operand is not a string ({describe(v)})", at)
