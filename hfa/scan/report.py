@@ -26,6 +26,8 @@ RULES: dict[str, str] = {
     "pickle.malformed": "A pickle that cannot be parsed to the end: it cannot be proven safe",
     "pickle.unknown-extension": "A pickle uses an extension code with no known global",
     "pickle.indirect-call": "A pickle calls something that is not an imported global: it cannot be proven safe",
+    "pickle.hidden-call": "A pickle makes the unpickler call something no REDUCE shows (an object's __setstate__,"
+    " extend, append or add set by its state): it cannot be proven safe",
     "pickle.global-mutation": "A pickle mutates an imported global (BUILD/SETITEM/APPEND on it)",
     "pickle.frame-overrun": "A pickle opcode runs past the end of its FRAME: readers disagree on what it executes",
     "pickle.frame-mismatch": "A pickle FRAME that disagrees with the stream (a frame inside a frame, STOP before its end)",
