@@ -13,19 +13,12 @@ from hfa.scan.pickles.events import MAIN, SHADOW, Observer
 from hfa.scan.pickles.expansion import extra
 from hfa.scan.pickles.nested import MAX_VALUES as MAX_NESTED_VALUES
 from hfa.scan.pickles.values import (
-    ARRAY_CLASSES,
     BIG,
     BUILT,
-    DTYPE_CLASSES,
-    GETATTRS,
-    JOBLIB_WRAPPERS,
     KEEP_BUDGET,
     KEEP_ITEMS,
+    KINDS,
     LOST,
-    MAPPINGS,
-    NAMESPACES,
-    PASS_THROUGH,
-    RECONSTRUCTORS,
     RESULT,
     STACK_CAP,
     Alias,
@@ -243,25 +236,7 @@ class Machine:
             # A loader would fail to import this; in a probe or a shadow scan that means "not a pickle".
             raise Malformed("not a name an unpickler could import", at)
         self.imports += 1
-        key = (module, name)
-        kind = ""
-        if key in JOBLIB_WRAPPERS:
-            kind = "joblib"
-        elif key in DTYPE_CLASSES:
-            kind = "dtype"
-        elif key in ARRAY_CLASSES:
-            kind = "array"
-        elif key in RECONSTRUCTORS:
-            kind = "reconstructor"
-        elif key in GETATTRS:
-            kind = "getattr"
-        elif key in PASS_THROUGH:
-            kind = "pass"
-        elif key in MAPPINGS:
-            kind = "mapping"
-        elif key in NAMESPACES:
-            kind = "namespace"
-        g = Global(module, name, at, kind)
+        g = Global(module, name, at, KINDS.get((module, name), ""))
         self.events.imported(g, opname, self.pickle_index, self.context)
         return g
 

@@ -39,7 +39,6 @@ RECONSTRUCTORS: frozenset[tuple[str, str]] = frozenset({("copyreg", "_reconstruc
 # getattr: pickle reduces a classmethod (zoneinfo.ZoneInfo._unpickle) to getattr(class, "name"). Called by
 # REDUCE with an imported global and a constant name, it is that attribute, judged as a global of its own.
 GETATTRS: frozenset[tuple[str, str]] = frozenset({("builtins", "getattr"), ("__builtin__", "getattr")})
-# Allowed builtins whose result is one of what they are given (sum: its start, with nothing to add).
 # Allowed classes that make a mapping BUILD accepts as state (_pickle.c: dict and its subclasses; the pure-Python
 # unpickler joblib uses: anything with items()): their result is followed as a dict whose keys may be unknown.
 MAPPINGS: frozenset[tuple[str, str]] = frozenset(
@@ -47,9 +46,21 @@ MAPPINGS: frozenset[tuple[str, str]] = frozenset(
     | {("collections", n) for n in ("OrderedDict", "defaultdict", "Counter", "UserDict", "ChainMap")}
 )
 NAMESPACES: frozenset[tuple[str, str]] = frozenset({("types", "SimpleNamespace")})  # 3.13+: a positional mapping
+# Allowed builtins whose result is one of what they are given (sum: its start, with nothing to add).
 PASS_THROUGH: frozenset[tuple[str, str]] = frozenset(
     (module, name) for module in ("builtins", "__builtin__") for name in ("min", "max", "sum")
 )
+# Globals the machine follows, by what it does with them (Global.kind); every other global's kind is "".
+KINDS: dict[tuple[str, str], str] = {
+    **dict.fromkeys(JOBLIB_WRAPPERS, "joblib"),
+    **dict.fromkeys(DTYPE_CLASSES, "dtype"),
+    **dict.fromkeys(ARRAY_CLASSES, "array"),
+    **dict.fromkeys(RECONSTRUCTORS, "reconstructor"),
+    **dict.fromkeys(GETATTRS, "getattr"),
+    **dict.fromkeys(PASS_THROUGH, "pass"),
+    **dict.fromkeys(MAPPINGS, "mapping"),
+    **dict.fromkeys(NAMESPACES, "namespace"),
+}
 
 
 class Opaque:
